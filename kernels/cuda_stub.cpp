@@ -1,0 +1,20 @@
+// Built only when the CUDA backend is off: every CUDA entry point fails with one clear message.
+#include "kernels/kernels.h"
+
+namespace aria::cuda {
+
+[[noreturn]] static void no_cuda(const char* what) {
+  ARIA_FAIL("this build of aria has no CUDA backend (", what,
+            "); rebuild with nvcc available or use --device cpu");
+}
+
+#define ARIA_KERNEL(name, params, args) \
+  void name params { no_cuda(#name); }
+#include "kernels/kernel_list.h"
+#undef ARIA_KERNEL
+
+Allocator& device_allocator() { no_cuda("device_allocator"); }
+int device_count() { return 0; }
+void synchronize() {}
+
+}  // namespace aria::cuda

@@ -1,0 +1,86 @@
+// The one table of kernels. Every row is implemented twice, with the same signature:
+//   kernels/cpu/<family>.cpp  in namespace aria::cpu   (Eigen / plain loops, float32 and float64)
+//   kernels/cuda/<family>.cu  in namespace aria::cuda  (hand-written CUDA / cuBLASLt, float32)
+// core/ops*.cpp dispatch on the device of their inputs (ARIA_DISPATCH in kernels/kernels.h).
+// Conventions: outputs are passed as preallocated tensors (also `const Tensor&`: the handle is
+// const, the data is written). Unless a row says otherwise every tensor is contiguous and on one
+// device. "accumulate" means the kernel adds into its output instead of overwriting it.
+//
+// ARIA_KERNEL(name, (parameter list), (argument names))
+
+// ---- data movement ----
+// dst = src, element by element; any strides on both sides, same shape; dtypes may differ
+// (any pair of float dtypes, or int32 <-> int32/int64/float). Same device.
+ARIA_KERNEL(copy_cast, (const Tensor& src, const Tensor& dst), (src, dst))
+// y[:] = value (any dtype, contiguous)
+ARIA_KERNEL(fill, (const Tensor& y, double value), (y, value))
+// y += alpha * x   (same shape; float dtypes)
+ARIA_KERNEL(axpy, (const Tensor& y, const Tensor& x, double alpha), (y, x, alpha))
+
+// ---- elementwise ----
+// out = op(a, b). a and b may have any strides (stride 0 expresses broadcasting) and out's shape;
+// out contiguous. op: 0 add, 1 sub, 2 mul, 3 div.
+ARIA_KERNEL(binary, (int op, const Tensor& a, const Tensor& b, const Tensor& out), (op, a, b, out))
+// y = op(x) for op in UnaryOp (kernels/kernels.h); alpha/beta give y = alpha*x + beta for op=Affine.
+ARIA_KERNEL(unary, (int op, const Tensor& x, const Tensor& y, double alpha, double beta), (op, x, y, alpha, beta))
+// dx = dy * op'(x) (accumulate=false) or dx += ... (accumulate=true); y = op(x) is passed too so
+// that sigmoid/exp can use it.
+ARIA_KERNEL(unary_backward,
+            (int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha),
+            (op, x, y, dy, dx, alpha))
+// out = sum of x over the dimensions where out (same rank as x, a view) has extent 1.
+ARIA_KERNEL(sum_to, (const Tensor& x, const Tensor& out), (x, out))
+// y[n, c] += b[c]   (y viewed as [N, C])
+ARIA_KERNEL(add_bias, (const Tensor& y, const Tensor& b), (y, b))
+
+// ---- matrix products ----
+// c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for i < batch. a: [batch, M, K] ([batch, K, M]
+// when trans_a), b: [batch or 1, K, N] ([.., N, K] when trans_b), c: [batch, M, N]. A batch-1 b is
+// shared by every a[i].
+ARIA_KERNEL(matmul, (const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, double alpha, double beta),
+            (a, b, c, trans_a, trans_b, alpha, beta))
+
+// ---- neural-network ops ----
+// out[n, :] = weight[ids[n], :]. ids int32 in [0, V) (checked by the caller).
+ARIA_KERNEL(embedding_forward, (const Tensor& weight, const Tensor& ids, const Tensor& out), (weight, ids, out))
+// dweight[ids[n], :] += dout[n, :]; deterministic (no float atomics): rows summed in a fixed order.
+ARIA_KERNEL(embedding_backward, (const Tensor& ids, const Tensor& dout, const Tensor& dweight), (ids, dout, dweight))
+// x, y: [N, C]; w, b: [C]; mean, rstd: [N] (float32 statistics, saved for backward).
+ARIA_KERNEL(layernorm_forward,
+            (const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps),
+            (x, w, b, y, mean, rstd, eps))
+// dx written; dw, db accumulate.
+ARIA_KERNEL(layernorm_backward,
+            (const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+             const Tensor& dw, const Tensor& db),
+            (x, w, mean, rstd, dy, dx, dw, db))
+// softmax over the last dimension of x viewed as [N, C]
+ARIA_KERNEL(softmax_forward, (const Tensor& x, const Tensor& y), (x, y))
+ARIA_KERNEL(softmax_backward, (const Tensor& y, const Tensor& dy, const Tensor& dx), (y, dy, dx))
+// Causal multi-head self-attention in GPT-2's layout. qkv: [B, T, 3C] (q | k | v, head h at
+// columns h*hd .. (h+1)*hd of each part); out: [B, T, C] with heads merged; lse: [B, H, T] float32,
+// the log-sum-exp of each scaled score row (saved so backward can rebuild P without storing it).
+ARIA_KERNEL(attention_forward, (const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head),
+            (qkv, out, lse, n_head))
+// dqkv: [B, T, 3C], written.
+ARIA_KERNEL(attention_backward,
+            (const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dqkv, int n_head),
+            (qkv, out, lse, dout, dqkv, n_head))
+// logits [N, V], targets int32 [N]; losses [N] = -log softmax(logits)[target] (0 where target ==
+// ignore_index); lse [N] float32 log-sum-exp per row. Never stores the softmax.
+ARIA_KERNEL(cross_entropy_forward,
+            (const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse, int ignore_index),
+            (logits, targets, losses, lse, ignore_index))
+// dlogits[n, :] = dlosses[n] * (softmax(logits[n]) - onehot(target[n])); zero rows for ignored targets.
+ARIA_KERNEL(cross_entropy_backward,
+            (const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses, const Tensor& dlogits,
+             int ignore_index),
+            (logits, targets, lse, dlosses, dlogits, ignore_index))
+
+// ---- optimizer and statistics ----
+// One AdamW step over every tensor in the list (one launch on the GPU). See AdamWItem.
+ARIA_KERNEL(adamw_update, (const std::vector<AdamWItem>& items), (items))
+// out (float32 or float64 scalar, [1]) += sum over tensors of sum(x^2)
+ARIA_KERNEL(sum_squares, (const std::vector<Tensor>& xs, const Tensor& out), (xs, out))
+// acc += alpha * g^2 (Fisher accumulation); g may be [S, ...acc.shape] to add S squared samples at once.
+ARIA_KERNEL(square_accumulate, (const Tensor& acc, const Tensor& g, double alpha), (acc, g, alpha))

@@ -1,0 +1,37 @@
+// Declarations of every kernel for both backends, generated from kernels/kernel_list.h, and the
+// dispatch macro used by core/ops*.cpp.
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace aria {
+
+enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+enum class UnaryOp : int { Affine = 0, Gelu = 1, Sigmoid = 2, Relu = 3, Exp = 4, Log = 5, Tanh = 6, Square = 7 };
+
+// One parameter tensor's AdamW step. p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p),
+// with g = grad * grad_scale, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, m_hat = m / bc1, v_hat = v / bc2.
+struct AdamWItem {
+  Tensor param, grad, m, v;
+  float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
+  float bias_correction1 = 1, bias_correction2 = 1, grad_scale = 1;
+};
+
+#define ARIA_KERNEL(name, params, args) void name params;
+namespace cpu {
+#include "kernels/kernel_list.h"
+}
+namespace cuda {
+#include "kernels/kernel_list.h"
+Allocator& device_allocator();  // caching allocator (kernels/cuda/allocator.cu)
+int device_count();             // 0 when no GPU or no CUDA build
+void synchronize();
+}  // namespace cuda
+#undef ARIA_KERNEL
+
+}  // namespace aria
+
+// Calls cpu::name or cuda::name according to `device`.
+#define ARIA_DISPATCH(device, name, ...) \
+  ((device).is_cuda() ? ::aria::cuda::name(__VA_ARGS__) : ::aria::cpu::name(__VA_ARGS__))
