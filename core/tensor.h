@@ -79,8 +79,8 @@ class Tensor {
   Tensor to(DType t) const;            // differentiable between float dtypes
   Tensor clone() const;                // contiguous copy with no autograd history
   Tensor detach() const;               // same storage, no autograd history
-  void copy_from(const Tensor& src);   // same shape; any device/dtype pair; not recorded
-  void fill_(double value);            // not recorded
+  void copy_from(const Tensor& src) const;  // same shape; any device/dtype pair; not recorded
+  void fill_(double value) const;      // not recorded
 
   // ---- views (differentiable) ----
   Tensor reshape(const Shape& shape) const;  // a view when contiguous, else a copy; one -1 allowed
@@ -99,8 +99,8 @@ class Tensor {
   Tensor& set_requires_grad(bool r);  // only on leaves
   bool is_leaf() const { return impl().is_leaf; }
   Tensor grad() const { return Tensor(impl().grad); }
-  void set_grad(const Tensor& g) { impl().grad = g.impl_; }
-  void zero_grad() { impl().grad.reset(); }
+  void set_grad(const Tensor& g) const { impl().grad = g.impl_; }
+  void zero_grad() const { impl().grad.reset(); }
   // Backward from this scalar through the recorded tape; leaves accumulate into grad().
   // retain_graph keeps the tape (and the activations it saved) for another backward.
   void backward(bool retain_graph = false) const;

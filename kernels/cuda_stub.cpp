@@ -16,5 +16,6 @@ namespace aria::cuda {
 Allocator& device_allocator() { no_cuda("device_allocator"); }
 int device_count() { return 0; }
 void synchronize() {}
+void memcpy_between(void*, Device, const void*, Device, size_t) { no_cuda("memcpy_between"); }
 
 }  // namespace aria::cuda

@@ -27,6 +27,8 @@ namespace cuda {
 Allocator& device_allocator();  // caching allocator (kernels/cuda/allocator.cu)
 int device_count();             // 0 when no GPU or no CUDA build
 void synchronize();
+// Copies n bytes between any two devices (host<->device, device<->device). Synchronous.
+void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n);
 }  // namespace cuda
 #undef ARIA_KERNEL
 

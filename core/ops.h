@@ -1,0 +1,60 @@
+// Differentiable operations. Each one checks its inputs (shapes, dtypes, devices) with a clear
+// aria::Error, runs the kernel of the inputs' device (kernels/kernel_list.h) and, when an input
+// requires grad, records a tape node whose backward calls the backward kernels.
+// Implementations: core/ops_<family>.cpp, one family per file.
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace aria::ops {
+
+// ---- elementwise with NumPy broadcasting (core/ops_elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double s);                 // s * x
+Tensor affine(const Tensor& x, double alpha, double beta);  // alpha * x + beta
+Tensor gelu(const Tensor& x);     // tanh form ("gelu_new")
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor square(const Tensor& x);
+
+// ---- reductions (core/ops_reduce.cpp) ----
+Tensor sum(const Tensor& x);                       // scalar [] of all elements
+Tensor mean(const Tensor& x);                      // scalar []
+Tensor sum_dim(const Tensor& x, int dim, bool keepdim = false);
+Tensor mean_dim(const Tensor& x, int dim, bool keepdim = false);
+// Reduces a broadcast result back to `shape` (sum over broadcast dims): the backward of broadcasting.
+Tensor sum_to_shape(const Tensor& x, const Shape& shape);
+
+// ---- shape (core/ops_shape.cpp); reshape / transpose / slice are Tensor methods ----
+Tensor concat(const std::vector<Tensor>& xs, int dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int dim);  // views
+
+// ---- matrix products (core/ops_matmul.cpp) ----
+// a: [..., M, K] (or [..., K, M] with trans_a), b: [K, N] or [..., K, N] with a's batch dims
+// (or transposed with trans_b). Output [..., M, N].
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// x: [..., in], w: [in, out] (Hugging Face Conv1D layout), b: [out] or undefined. Output [..., out].
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+Tensor bias_add(const Tensor& x, const Tensor& b);  // x [..., C] + b [C]
+
+// ---- neural-network ops (core/ops_nn.cpp) ----
+// weight [V, D], ids int32 [...] -> [..., D]. Out-of-range ids are an error (checked on the host).
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps);  // over the last dim
+Tensor softmax(const Tensor& x);  // over the last dim
+// qkv [B, T, 3C] in GPT-2's c_attn layout -> [B, T, C]; causal; heads = n_head.
+Tensor causal_attention(const Tensor& qkv, int n_head);
+// logits [..., V], targets int32 [...] -> scalar mean of -log p(target) over targets != ignore_index.
+// When every target is ignored the loss is 0 (and so is its gradient).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+// Per-row losses [...] (0 where ignored), for per-sample statistics.
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+
+}  // namespace aria::ops

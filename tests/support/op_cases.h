@@ -1,0 +1,66 @@
+// One table of op test cases drives every generic op test (in the spirit of ggml's
+// test-backend-ops): tests/test_gradcheck.cpp checks each case's backward by central finite
+// differences in float64 on the CPU, tests/test_cuda_vs_cpu.cpp runs each case on both backends in
+// float32 and compares outputs and gradients. Adding an op adds rows (ARIA_OP_CASES in a
+// tests/support/cases_<family>.cpp file), not a new test.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace aria::testing {
+
+struct InputSpec {
+  enum Kind { Normal, Positive, Ids };
+  Shape shape;
+  Kind kind = Normal;
+  int64_t id_range = 0;  // for Ids: values in [0, id_range); a value of -100 may be mixed in by `ignore`
+  bool ignore = false;   // for Ids: set some entries to -100 (ignore_index)
+  bool grad = true;      // for floats: differentiate with respect to it
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<InputSpec> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> fn;
+  double gradcheck_tol = 1e-6;   // float64 finite differences: |analytic - numeric| <= tol * (1 + |numeric|)
+  double backend_tol = 1e-4;     // float32 CUDA vs CPU: relative L2 error of outputs and grads
+};
+
+std::vector<OpCase>& op_case_registry();
+
+struct OpCaseRegistrar {
+  explicit OpCaseRegistrar(std::vector<OpCase> (*make)()) {
+    for (auto& c : make()) op_case_registry().push_back(std::move(c));
+  }
+};
+
+// Fresh random inputs for a case (seeded), in the given float dtype, on the given device.
+std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device, uint64_t seed);
+
+// Runs the case forward, then backward with d(out) = `out_grad` (random, fixed by seed).
+// Returns {output, grads of every input with grad=true (undefined otherwise)}.
+struct CaseRun {
+  Tensor output;
+  std::vector<Tensor> grads;
+};
+CaseRun run_case(const OpCase& c, const std::vector<Tensor>& inputs, uint64_t seed);
+
+// Largest violation of |analytic - numeric| <= tol * (1 + |numeric|), as ratio (<= 1 passes), with
+// a description of where it happened.
+struct GradCheckResult {
+  double worst_ratio = 0;
+  std::string where;
+};
+GradCheckResult gradcheck(const OpCase& c, uint64_t seed);
+
+double relative_l2(const Tensor& a, const Tensor& b);  // ||a - b|| / max(||b||, 1e-30)
+
+}  // namespace aria::testing
+
+#define ARIA_OP_CASES_CAT2(a, b) a##b
+#define ARIA_OP_CASES_CAT(a, b) ARIA_OP_CASES_CAT2(a, b)
+// ARIA_OP_CASES(function returning std::vector<OpCase>)
+#define ARIA_OP_CASES(fn) static ::aria::testing::OpCaseRegistrar ARIA_OP_CASES_CAT(op_cases_reg_, __LINE__)(fn)
