@@ -1,0 +1,46 @@
+#include "model/gated_mlp.h"
+
+#include "core/ops.h"
+#include "core/rng.h"
+
+namespace aria {
+
+static Tensor pathway(const MlpWeights& w, const Tensor& x) {
+  return ops::linear(ops::gelu(ops::linear(x, w.fc_w, w.fc_b)), w.proj_w, w.proj_b);
+}
+
+Tensor gated_mlp_forward(const GatedMlp& g, const Tensor& x) {
+  Tensor pi = ops::sigmoid(ops::linear(ops::relu(ops::linear(x, g.gate_w1, g.gate_b1)), g.gate_w2, g.gate_b2));
+  g.last_pi = pi;
+  Tensor fast = pathway(g.fast, x);
+  Tensor slow = pathway(g.slow, x);
+  // pi * fast + (1 - pi) * slow, written as slow + pi * (fast - slow): one product fewer.
+  return ops::add(slow, ops::mul(pi, ops::sub(fast, slow)));
+}
+
+static MlpWeights copy_weights(const MlpWeights& w) {
+  return {w.fc_w.clone(), w.fc_b.clone(), w.proj_w.clone(), w.proj_b.clone()};
+}
+
+void inject_gated_mlp(Gpt2Model& m, uint64_t seed, double gate_init_std) {
+  Rng rng(seed);
+  const int64_t C = m.config.n_embd;
+  const int64_t hidden = 4 * C / 4;  // d_ff / 4 with GPT-2's d_ff = 4C
+  for (Gpt2Block& b : m.blocks) {
+    ARIA_CHECK(!b.gated, "inject_gated_mlp: the model already has gated MLPs");
+    auto g = std::make_shared<GatedMlp>();
+    g->fast = copy_weights(b.mlp);
+    g->slow = copy_weights(b.mlp);
+    const Device d = m.device();
+    g->gate_w1 = Tensor::empty({C, hidden}, m.dtype(), d);
+    g->gate_w2 = Tensor::empty({hidden, 1}, m.dtype(), d);
+    rng.fill_normal(g->gate_w1, 0, gate_init_std);
+    rng.fill_normal(g->gate_w2, 0, gate_init_std);
+    g->gate_b1 = Tensor::zeros({hidden}, m.dtype(), d);
+    g->gate_b2 = Tensor::zeros({1}, m.dtype(), d);
+    b.gated = g;
+    b.mlp = MlpWeights{};
+  }
+}
+
+}  // namespace aria

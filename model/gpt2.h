@@ -1,0 +1,67 @@
+// GPT-2 as plain data (parameter tensors named as in Hugging Face) and a few functions: load,
+// save, forward. The MLP of each block is either GPT-2's own or ARIA's PlasticityGatedMLP
+// (model/gated_mlp.h) once it has been injected.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/gpt2_config.h"
+
+namespace aria {
+
+struct MlpWeights {
+  Tensor fc_w, fc_b;      // c_fc:   [C, 4C], [4C]   (HF Conv1D layout: [in, out])
+  Tensor proj_w, proj_b;  // c_proj: [4C, C], [C]
+};
+
+struct GatedMlp;  // model/gated_mlp.h
+
+struct Gpt2Block {
+  Tensor ln1_w, ln1_b;
+  Tensor attn_w, attn_b;       // c_attn: [C, 3C], [3C]
+  Tensor attn_proj_w, attn_proj_b;  // attn.c_proj: [C, C], [C]
+  Tensor ln2_w, ln2_b;
+  MlpWeights mlp;                  // used while `gated` is null
+  std::shared_ptr<GatedMlp> gated; // ARIA: replaces mlp when set
+};
+
+struct Gpt2Model {
+  Gpt2Config config;
+  Tensor wte, wpe;  // [V, C], [P, C]; the lm head is tied to wte
+  std::vector<Gpt2Block> blocks;
+  Tensor lnf_w, lnf_b;
+
+  Device device() const { return wte.device(); }
+  DType dtype() const { return wte.dtype(); }
+
+  // Every trainable tensor with its Hugging Face name (no "transformer." prefix), in a fixed order.
+  // Includes the gated-MLP tensors ("h.N.mlp.fast.c_fc.weight", ...) once injected.
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  int64_t num_parameters() const;
+  void set_requires_grad(bool r) const;
+  Gpt2Model to(Device d) const;  // deep copy onto d (parameters are new leaves, requires_grad kept)
+  Gpt2Model to(DType t) const;   // deep copy in dtype t (float64 models serve the reference tests)
+};
+
+// Hidden states after ln_f, [B, T, C], for ids int32 [B, T] with T <= n_positions.
+Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids);
+// Logits over the vocabulary through the tied head: hidden [..., C] -> [..., V].
+Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden);
+// Mean next-token cross-entropy of ids [B, T] predicting targets [B, T] (ignore_index -100).
+Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets);
+
+// Random initialisation as GPT-2's paper / HF: N(0, 0.02), residual projections scaled by
+// 1/sqrt(2 * n_layer), layernorm weights 1 and biases 0.
+Gpt2Model gpt2_random(const Gpt2Config& cfg, uint64_t seed, Device device = Device::cpu());
+// Loads DIR/config.json + DIR/model.safetensors (float32, float16 or bfloat16 files; with or without
+// the "transformer." prefix; the tied lm_head.weight, if present, must equal wte). Every tensor
+// is checked against the config's shapes; missing or unexpected tensors are errors.
+Gpt2Model gpt2_load(const std::string& dir, Device device = Device::cpu());
+// Writes DIR/config.json + DIR/model.safetensors in the layout transformers' GPT2LMHeadModel
+// loads ("transformer." prefix, float32). Gated-MLP checkpoints are saved by the ARIA trainer.
+void gpt2_save(const Gpt2Model& m, const std::string& dir);
+
+}  // namespace aria

@@ -1,0 +1,70 @@
+// aria generate: sample a continuation of a prompt (temperature, top-k, seed).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "core/autograd.h"
+#include "core/rng.h"
+#include "model/gpt2.h"
+#include "model/tokenizer.h"
+#include "tools/aria/args.h"
+#include "tools/aria/commands.h"
+
+namespace aria::cli {
+
+// Draws one token from logits with temperature and top-k; temperature 0 is greedy.
+static int32_t sample_token(std::vector<float> logits, double temperature, int64_t top_k, Rng& rng) {
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (temperature <= 0) return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  size_t k = top_k > 0 ? std::min(size_t(top_k), logits.size()) : logits.size();
+  std::partial_sort(order.begin(), order.begin() + long(k), order.end(),
+                    [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+  double mx = logits[size_t(order[0])], total = 0;
+  std::vector<double> p(k);
+  for (size_t i = 0; i < k; ++i) total += p[i] = std::exp((logits[size_t(order[i])] - mx) / temperature);
+  double r = rng.uniform() * total;
+  for (size_t i = 0; i < k; ++i)
+    if ((r -= p[i]) <= 0) return order[i];
+  return order[k - 1];
+}
+
+int cmd_generate(int argc, char** argv) {
+  Args args("generate", "Samples a continuation of --prompt from a GPT-2 checkpoint and prints prompt + continuation.");
+  args.option("model", "Hugging Face GPT-2 directory", "", true)
+      .option("prompt", "the text to continue", "", true)
+      .option("max-new-tokens", "number of tokens to generate", "40")
+      .option("temperature", "softmax temperature; 0 = greedy", "0.8")
+      .option("top-k", "sample among the k most likely tokens; 0 = all", "40")
+      .option("seed", "random seed", "0")
+      .option("device", "cpu, cuda, cuda:N or auto", "auto");
+  if (!args.parse(argc, argv)) return 0;
+  Device dev = parse_device(args.str("device"));
+  const int64_t n_new = args.integer("max-new-tokens", 0, 100000);
+  const double temperature = args.number("temperature", 0, 100);
+  const int64_t top_k = args.integer("top-k", 0, 1 << 30);
+  Rng rng(uint64_t(args.integer("seed", 0, INT64_MAX)));
+  Gpt2Model model = gpt2_load(args.str("model"), dev);
+  std::string vdir = find_vocab_dir(args.str("model"));
+  Gpt2Tokenizer tok = Gpt2Tokenizer::load(vdir + "/vocab.json", vdir + "/merges.txt");
+  std::vector<int32_t> ids = tok.encode(args.str("prompt"));
+  ARIA_CHECK(!ids.empty(), "--prompt is empty");
+  NoGradGuard no_grad;
+  std::fputs(args.str("prompt").c_str(), stdout);
+  for (int64_t i = 0; i < n_new; ++i) {
+    // The context is the last n_positions tokens (no KV cache: generation here is for inspection).
+    size_t start = ids.size() > size_t(model.config.n_positions) ? ids.size() - size_t(model.config.n_positions) : 0;
+    std::vector<int32_t> ctx(ids.begin() + long(start), ids.end());
+    Tensor x = Tensor::from_ints(ctx, {1, int64_t(ctx.size())}, dev);
+    Tensor h = gpt2_hidden(model, x).slice(1, int64_t(ctx.size()) - 1, int64_t(ctx.size()));
+    int32_t next = sample_token(gpt2_logits(model, h).to_floats(), temperature, top_k, rng);
+    ids.push_back(next);
+    std::fputs(tok.decode({next}).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace aria::cli

