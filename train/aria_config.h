@@ -1,0 +1,62 @@
+// The settings of a continual-learning experiment: ARIA's mechanisms (mirroring aria-trl's
+// ARIAConfig, with the spec's defaults) and the training protocol shared by every method.
+// Parsed from JSON with every key checked: unknown keys and out-of-range values are errors that
+// name the key (train/aria_config.cpp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace aria {
+
+struct AriaSettings {
+  double plasticity_lambda = 0.01;     // weight of the bimodality loss mean(pi (1 - pi)) per layer
+  bool legacy_plasticity_loss = false; // the seed's lambda / (mean pi(1-pi) + 1e-4): pushes pi to 0.5
+  int64_t warmup_steps = 500;          // optimizer steps before the plasticity loss switches on
+  double spc_lambda = 100.0;           // SPC penalty strength
+  double spc_gamma = 1.0;              // online decay of the Fisher buffers (A <- gamma A + F_t); 1 = none
+  int adapter_dim = 64;
+  double slow_lr_ratio = 0.5;          // slow group lr = lr * slow_lr_ratio
+  double head_lr_mult = 5.0;           // head + adapter group lr = lr * head_lr_mult
+  bool gradient_dampening = true;      // slow grads *= (1 - mean pi_l), once per optimizer step
+  int64_t consolidation_steps_per_task = 0;  // batches used for the Fisher; 0 = the task's whole training set
+  std::string fisher_estimator = "exact";    // exact | empirical | batched
+  std::string fisher_scope = "slow";         // slow | all_but_fast
+  double gate_init_std = 0.02;
+};
+
+struct TrainSettings {
+  double lr = 2e-4;
+  double weight_decay = 0.01;  // applied to 2-D weights only, for every method alike
+  int batch_size = 16;
+  int grad_accum = 1;
+  int64_t steps_per_task = 200;  // optimizer steps per task (every method gets the same)
+  int max_seq_len = 128;         // tokens per example (longer texts are truncated at the end)
+  int64_t max_train_examples = 0;  // per task; 0 = all
+  int64_t max_eval_examples = 0;   // per task and split; 0 = all
+  double max_grad_norm = 1.0;
+  uint64_t seed = 1234;
+  std::string eval_split = "test";  // test | validation
+};
+
+struct ExperimentConfig {
+  std::string model = "cache:default";  // HF GPT-2 directory, or cache:<name> for aria's pretrained small model
+  std::string data_dir = "third_party/data";
+  std::vector<std::string> tasks;       // directories under data_dir, in training order
+  std::vector<std::string> methods = {"aria", "finetune", "ewc", "adapters", "multitask"};
+  std::string device = "auto";
+  int seeds = 1;                        // repeats with seed, seed+1, ...; mean and spread reported
+  AriaSettings aria;
+  TrainSettings train;
+};
+
+// Parses and validates; `where` names the source (a file name) in error messages.
+ExperimentConfig parse_experiment_config(const nlohmann::json& j, const std::string& where);
+ExperimentConfig load_experiment_config(const std::string& path);
+nlohmann::json experiment_config_to_json(const ExperimentConfig& c);
+// Throws aria::Error naming the first out-of-range setting.
+void validate_experiment_config(const ExperimentConfig& c);
+
+}  // namespace aria
