@@ -1,5 +1,7 @@
 #include "core/autograd.h"
 
+#include <unordered_map>
+
 #include "kernels/kernels.h"
 
 namespace aria {
@@ -61,6 +63,9 @@ void accumulate_grad(const Tensor& dst, const Tensor& g) { accumulate_owned(dst,
 
 void Tape::backward(const Tensor& root, bool retain_graph) {
   NoGradGuard no_grad;  // backward computations are not themselves recorded
+  // The tape holds outputs only weakly and each node's inputs are released after it runs, so an
+  // intermediate that received a gradient is kept alive here until its producing node has read it.
+  std::unordered_map<const TensorImpl*, std::shared_ptr<TensorImpl>> pending;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& n = nodes_[i];
     if (!n.backward) continue;
@@ -87,11 +92,14 @@ void Tape::backward(const Tensor& root, bool retain_graph) {
         if (auto o = w.lock(); o && !o->is_leaf) o->grad.reset();
       n.backward = nullptr;
     }
+    for (auto& w : n.outputs)
+      if (auto o = w.lock()) pending.erase(o.get());
     for (size_t j = 0; j < grads.size(); ++j) {
       const Tensor& in = n.inputs[j];
       if (!grads[j].defined() || !in.defined() || !in.requires_grad()) continue;
       Tensor g = std::move(grads[j]);
       accumulate_owned(in, std::move(g));
+      if (!in.is_leaf()) pending.emplace(in.impl_ptr().get(), in.impl_ptr());
     }
     if (!retain_graph) n.inputs.clear();
   }
