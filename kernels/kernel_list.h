@@ -45,7 +45,8 @@ ARIA_KERNEL(matmul, (const Tensor& a, const Tensor& b, const Tensor& c, bool tra
 ARIA_KERNEL(embedding_forward, (const Tensor& weight, const Tensor& ids, const Tensor& out), (weight, ids, out))
 // dweight[ids[n], :] += dout[n, :]; deterministic (no float atomics): rows summed in a fixed order.
 ARIA_KERNEL(embedding_backward, (const Tensor& ids, const Tensor& dout, const Tensor& dweight), (ids, dout, dweight))
-// x, y: [N, C]; w, b: [C]; mean, rstd: [N] (float32 statistics, saved for backward).
+// x, y: [N, C]; w, b: [C]; mean, rstd: [N] (float32 statistics, saved for backward; float64 for
+// float64 x, so that float64 gradient checks stay exact). Biased variance, as torch.
 ARIA_KERNEL(layernorm_forward,
             (const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps),
             (x, w, b, y, mean, rstd, eps))
@@ -58,8 +59,9 @@ ARIA_KERNEL(layernorm_backward,
 ARIA_KERNEL(softmax_forward, (const Tensor& x, const Tensor& y), (x, y))
 ARIA_KERNEL(softmax_backward, (const Tensor& y, const Tensor& dy, const Tensor& dx), (y, dy, dx))
 // Causal multi-head self-attention in GPT-2's layout. qkv: [B, T, 3C] (q | k | v, head h at
-// columns h*hd .. (h+1)*hd of each part); out: [B, T, C] with heads merged; lse: [B, H, T] float32,
-// the log-sum-exp of each scaled score row (saved so backward can rebuild P without storing it).
+// columns h*hd .. (h+1)*hd of each part); out: [B, T, C] with heads merged; lse: [B, H, T] float32
+// (float64 for float64 qkv), the log-sum-exp of each scaled score row (saved so backward can rebuild
+// P without storing it). Scores are scaled by 1/sqrt(hd).
 ARIA_KERNEL(attention_forward, (const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head),
             (qkv, out, lse, n_head))
 // dqkv: [B, T, 3C], written.
@@ -67,7 +69,8 @@ ARIA_KERNEL(attention_backward,
             (const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dqkv, int n_head),
             (qkv, out, lse, dout, dqkv, n_head))
 // logits [N, V], targets int32 [N]; losses [N] = -log softmax(logits)[target] (0 where target ==
-// ignore_index); lse [N] float32 log-sum-exp per row. Never stores the softmax.
+// ignore_index); lse [N] float32 (float64 for float64 logits) log-sum-exp per row. Never stores the
+// softmax.
 ARIA_KERNEL(cross_entropy_forward,
             (const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse, int ignore_index),
             (logits, targets, losses, lse, ignore_index))

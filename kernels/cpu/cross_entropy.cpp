@@ -1,9 +1,95 @@
-// PLACEHOLDER: not implemented yet.
+// CPU cross-entropy from logits (float32 / float64). Each row's log-sum-exp is computed once and
+// saved (in the logits' dtype); the softmax is rebuilt from it in backward, never stored.
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
-void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse, int ignore_index) { ARIA_FAIL("cpu::cross_entropy_forward is not implemented yet"); }
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses, const Tensor& dlogits, int ignore_index) { ARIA_FAIL("cpu::cross_entropy_backward is not implemented yet"); }
+namespace {
+
+void check_args(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index, const char* what) {
+  ARIA_CHECK(logits.dim() == 2 && logits.is_contiguous(), what, ": logits must be a contiguous [N, V], got ",
+             logits.str());
+  const int64_t N = logits.size(0), V = logits.size(1);
+  ARIA_CHECK(targets.dtype() == DType::I32 && targets.is_contiguous() && targets.numel() == N, what,
+             ": targets must be a contiguous int32 [", N, "], got ", targets.str());
+  ARIA_CHECK(lse.is_contiguous() && lse.numel() == N && lse.dtype() == logits.dtype(), what, ": lse must be a ",
+             dtype_name(logits.dtype()), " [", N, "], got ", lse.str());
+  const int32_t* t = targets.data<int32_t>();
+  for (int64_t n = 0; n < N; ++n)
+    ARIA_CHECK(t[n] == ignore_index || (t[n] >= 0 && t[n] < V), what, ": target ", t[n], " at row ", n,
+               " is outside [0, ", V, ") and is not ignore_index ", ignore_index);
+}
+
+template <typename T>
+void forward_impl(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
+                  int ignore_index) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  const T* pl = logits.data<T>();
+  const int32_t* pt = targets.data<int32_t>();
+  T *ploss = losses.data<T>(), *plse = lse.data<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = pl + n * V;
+    T m = V ? row[0] : T(0);
+#pragma omp simd reduction(max : m)
+    for (int64_t v = 0; v < V; ++v) m = std::max(m, row[v]);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t v = 0; v < V; ++v) s += std::exp(row[v] - m);
+    const double l = double(m) + std::log(s);
+    plse[n] = T(l);
+    ploss[n] = pt[n] == ignore_index ? T(0) : T(l - row[pt[n]]);
+  }
+}
+
+template <typename T>
+void backward_impl(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
+                   const Tensor& dlogits, int ignore_index) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  const T *pl = logits.data<T>(), *plse = lse.data<T>(), *pg = dlosses.data<T>();
+  const int32_t* pt = targets.data<int32_t>();
+  T* pd = dlogits.data<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    T* drow = pd + n * V;
+    if (pt[n] == ignore_index) {
+      std::fill_n(drow, V, T(0));
+      continue;
+    }
+    const T* row = pl + n * V;
+    const T l = plse[n], g = pg[n];
+    for (int64_t v = 0; v < V; ++v) drow[v] = g * std::exp(row[v] - l);
+    drow[pt[n]] -= g;
+  }
+}
+
+}  // namespace
+
+void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
+                           int ignore_index) {
+  const char* what = "cross_entropy_forward";
+  check_args(logits, targets, lse, ignore_index, what);
+  ARIA_CHECK(losses.is_contiguous() && losses.numel() == logits.size(0) && losses.dtype() == logits.dtype(), what,
+             ": losses must be a ", dtype_name(logits.dtype()), " [", logits.size(0), "], got ", losses.str());
+  if (logits.dtype() == DType::F32) return forward_impl<float>(logits, targets, losses, lse, ignore_index);
+  if (logits.dtype() == DType::F64) return forward_impl<double>(logits, targets, losses, lse, ignore_index);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(logits.dtype()));
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
+                            const Tensor& dlogits, int ignore_index) {
+  const char* what = "cross_entropy_backward";
+  check_args(logits, targets, lse, ignore_index, what);
+  ARIA_CHECK(dlosses.is_contiguous() && dlosses.numel() == logits.size(0) && dlosses.dtype() == logits.dtype(), what,
+             ": dlosses must be a ", dtype_name(logits.dtype()), " [", logits.size(0), "], got ", dlosses.str());
+  ARIA_CHECK(dlogits.is_contiguous() && dlogits.shape() == logits.shape() && dlogits.dtype() == logits.dtype(), what,
+             ": dlogits must be a contiguous ", logits.str(), ", got ", dlogits.str());
+  if (logits.dtype() == DType::F32) return backward_impl<float>(logits, targets, lse, dlosses, dlogits, ignore_index);
+  if (logits.dtype() == DType::F64) return backward_impl<double>(logits, targets, lse, dlosses, dlogits, ignore_index);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(logits.dtype()));
+}
 
 }  // namespace aria::cpu

@@ -1,9 +1,124 @@
-// PLACEHOLDER: not implemented yet.
+// CPU layer normalisation over the last dimension (float32 / float64). Statistics (mean, rstd)
+// have the input's dtype; sums are accumulated in double.
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
-void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) { ARIA_FAIL("cpu::layernorm_forward is not implemented yet"); }
-void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy, const Tensor& dx, const Tensor& dw, const Tensor& db) { ARIA_FAIL("cpu::layernorm_backward is not implemented yet"); }
+namespace {
+
+constexpr int64_t kColBlock = 64;  // columns per task in the dw/db pass
+
+void check_vec(const Tensor& t, int64_t n, DType dt, const char* what, const char* name) {
+  ARIA_CHECK(t.defined() && t.is_contiguous() && t.numel() == n && t.dtype() == dt, what, ": ", name,
+             " must be a contiguous ", dtype_name(dt), " with ", n, " elements, got ", t.str());
+}
+
+template <typename T>
+void forward_impl(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
+                  const Tensor& rstd, double eps) {
+  const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
+  const T *px = x.data<T>(), *pw = w.data<T>(), *pb = b.data<T>();
+  T *py = y.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = px + n * C;
+    double s = 0;
+    for (int64_t c = 0; c < C; ++c) s += xr[c];
+    const double m = s / double(C);
+    double v = 0;
+    for (int64_t c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
+    const double r = 1.0 / std::sqrt(v / double(C) + eps);
+    T* yr = py + n * C;
+    for (int64_t c = 0; c < C; ++c) yr[c] = T((xr[c] - m) * r * pw[c] + pb[c]);
+    pm[n] = T(m);
+    pr[n] = T(r);
+  }
+}
+
+template <typename T>
+void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                   const Tensor& dx, const Tensor& dw, const Tensor& db) {
+  const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
+  const T *px = x.data<T>(), *pw = w.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>(), *pg = dy.data<T>();
+  T *pdx = dx.data<T>(), *pdw = dw.data<T>(), *pdb = db.data<T>();
+  // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, row by row.
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T *xr = px + n * C, *gr = pg + n * C;
+    const double m = pm[n], r = pr[n];
+    double sg = 0, sgx = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const double g = double(gr[c]) * pw[c];
+      sg += g;
+      sgx += g * (xr[c] - m) * r;
+    }
+    sg /= double(C);
+    sgx /= double(C);
+    T* dxr = pdx + n * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const double xhat = (xr[c] - m) * r;
+      dxr[c] = T(r * (double(gr[c]) * pw[c] - sg - xhat * sgx));
+    }
+  }
+  // dw += sum_n dy * xhat, db += sum_n dy: each task owns a block of columns and walks the rows in
+  // order, so the result does not depend on the thread count.
+  const int64_t blocks = (C + kColBlock - 1) / kColBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kColBlock, c1 = std::min(C, c0 + kColBlock);
+    double sw[kColBlock] = {}, sb[kColBlock] = {};
+    for (int64_t n = 0; n < N; ++n) {
+      const T *xr = px + n * C, *gr = pg + n * C;
+      const double m = pm[n], r = pr[n];
+      for (int64_t c = c0; c < c1; ++c) {
+        sw[c - c0] += double(gr[c]) * (xr[c] - m) * r;
+        sb[c - c0] += gr[c];
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      pdw[c] = T(pdw[c] + sw[c - c0]);
+      pdb[c] = T(pdb[c] + sb[c - c0]);
+    }
+  }
+}
+
+}  // namespace
+
+void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
+                       const Tensor& rstd, double eps) {
+  const char* what = "layernorm_forward";
+  ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
+  const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
+  const DType dt = x.dtype();
+  check_vec(w, C, dt, what, "w");
+  check_vec(b, C, dt, what, "b");
+  check_vec(y, x.numel(), dt, what, "y");
+  check_vec(mean, N, dt, what, "mean");
+  check_vec(rstd, N, dt, what, "rstd");
+  if (dt == DType::F32) return forward_impl<float>(x, w, b, y, mean, rstd, eps);
+  if (dt == DType::F64) return forward_impl<double>(x, w, b, y, mean, rstd, eps);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt));
+}
+
+void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                        const Tensor& dx, const Tensor& dw, const Tensor& db) {
+  const char* what = "layernorm_backward";
+  ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
+  const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
+  const DType dt = x.dtype();
+  check_vec(w, C, dt, what, "w");
+  check_vec(mean, N, dt, what, "mean");
+  check_vec(rstd, N, dt, what, "rstd");
+  check_vec(dy, x.numel(), dt, what, "dy");
+  check_vec(dx, x.numel(), dt, what, "dx");
+  check_vec(dw, C, dt, what, "dw");
+  check_vec(db, C, dt, what, "db");
+  if (dt == DType::F32) return backward_impl<float>(x, w, mean, rstd, dy, dx, dw, db);
+  if (dt == DType::F64) return backward_impl<double>(x, w, mean, rstd, dy, dx, dw, db);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt));
+}
 
 }  // namespace aria::cpu

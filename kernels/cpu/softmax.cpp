@@ -1,9 +1,73 @@
-// PLACEHOLDER: not implemented yet.
+// CPU softmax over the last dimension (float32 / float64), max-subtracted for stability.
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
-void softmax_forward(const Tensor& x, const Tensor& y) { ARIA_FAIL("cpu::softmax_forward is not implemented yet"); }
-void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) { ARIA_FAIL("cpu::softmax_backward is not implemented yet"); }
+namespace {
+
+template <typename T>
+void forward_impl(const Tensor& x, const Tensor& y) {
+  const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = px + n * C;
+    T* yr = py + n * C;
+    T m = xr[0];
+#pragma omp simd reduction(max : m)
+    for (int64_t c = 0; c < C; ++c) m = std::max(m, xr[c]);
+    double s = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      yr[c] = std::exp(xr[c] - m);
+      s += yr[c];
+    }
+    const T inv = T(1.0 / s);
+    for (int64_t c = 0; c < C; ++c) yr[c] *= inv;
+  }
+}
+
+// dx = y * (dy - sum(dy * y))
+template <typename T>
+void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  const int64_t C = y.size(-1), N = C ? y.numel() / C : 0;
+  const T *py = y.data<T>(), *pg = dy.data<T>();
+  T* pd = dx.data<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T *yr = py + n * C, *gr = pg + n * C;
+    double dot = 0;
+    for (int64_t c = 0; c < C; ++c) dot += double(yr[c]) * gr[c];
+    T* dr = pd + n * C;
+    for (int64_t c = 0; c < C; ++c) dr[c] = T(yr[c] * (gr[c] - dot));
+  }
+}
+
+void check_pair(const Tensor& a, const Tensor& b, const char* what) {
+  ARIA_CHECK(a.dim() >= 1 && a.is_contiguous() && b.is_contiguous(), what, ": tensors must be contiguous, got ",
+             a.str(), " and ", b.str());
+  check_same_shape(a, b, what);
+  ARIA_CHECK(a.dtype() == b.dtype(), what, ": dtypes differ: ", a.str(), " vs ", b.str());
+}
+
+}  // namespace
+
+void softmax_forward(const Tensor& x, const Tensor& y) {
+  check_pair(x, y, "softmax_forward");
+  if (x.dtype() == DType::F32) return forward_impl<float>(x, y);
+  if (x.dtype() == DType::F64) return forward_impl<double>(x, y);
+  ARIA_FAIL("softmax_forward: unsupported dtype ", dtype_name(x.dtype()));
+}
+
+void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  check_pair(y, dy, "softmax_backward");
+  check_pair(y, dx, "softmax_backward");
+  if (y.dtype() == DType::F32) return backward_impl<float>(y, dy, dx);
+  if (y.dtype() == DType::F64) return backward_impl<double>(y, dy, dx);
+  ARIA_FAIL("softmax_backward: unsupported dtype ", dtype_name(y.dtype()));
+}
 
 }  // namespace aria::cpu
