@@ -1,0 +1,153 @@
+// report.json's shape (the issue's {"settings", "tasks", "methods": {name: {"matrix", "acc", ...}}}),
+// nulls where a metric is not defined, mean / std / per-seed values with several seeds, and the
+// plain-text tables.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "train/report.h"
+
+using namespace aria;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+MethodRun seq_run(uint64_t seed, double shift) {
+  MethodRun r;
+  r.seed = seed;
+  r.matrix = {{0.90, 0.30}, {0.60 + shift, 0.80}};
+  r.before = {0.50, 0.25};
+  r.seconds = 1.5;
+  r.info["fisher_estimator"] = "exact";
+  return r;
+}
+
+MethodRun joint_run(uint64_t seed) {
+  MethodRun r;
+  r.seed = seed;
+  r.joint = true;
+  r.matrix = {{0.95, 0.85}};
+  r.before = {0.50, 0.25};
+  return r;
+}
+
+ClReport two_task_report(int seeds) {
+  ClReport rep;
+  rep.settings["device"] = "cpu";
+  rep.tasks = {"weather", "animal"};
+  MethodResult aria{"aria", {}}, multi{"multitask", {}};
+  for (int s = 0; s < seeds; ++s) {
+    aria.runs.push_back(seq_run(uint64_t(7 + s), 0.1 * s));
+    multi.runs.push_back(joint_run(uint64_t(7 + s)));
+  }
+  rep.methods = {aria, multi};
+  return rep;
+}
+
+}  // namespace
+
+TEST_CASE("one seed: the issue's shape, metrics recomputed from the matrix, nulls for joint training") {
+  ojson j = report_to_json(two_task_report(1));
+  // Top level: exactly settings, tasks, methods, in that order.
+  std::vector<std::string> keys;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+  CHECK(keys == std::vector<std::string>{"settings", "tasks", "methods"});
+  CHECK(j["settings"]["device"] == "cpu");
+  CHECK(j["tasks"] == ojson({"weather", "animal"}));
+  REQUIRE(j["methods"].contains("aria"));
+  const ojson& a = j["methods"]["aria"];
+  CHECK(a["joint"] == false);
+  CHECK(a["matrix"] == ojson({{0.90, 0.30}, {0.60, 0.80}}));
+  CHECK(a["before"] == ojson({0.50, 0.25}));
+  CHECK(a["acc"].get<double>() == doctest::Approx(0.70));         // (0.60 + 0.80) / 2
+  CHECK(a["bwt"].get<double>() == doctest::Approx(-0.30));        // 0.60 - 0.90
+  CHECK(a["forgetting"].get<double>() == doctest::Approx(0.30));  // 0.90 - 0.60
+  CHECK(a["fwt"].get<double>() == doctest::Approx(0.05));         // 0.30 - 0.25
+  CHECK(a["info"]["fisher_estimator"] == "exact");
+  CHECK_FALSE(a.contains("std"));
+  CHECK_FALSE(a.contains("per_seed"));
+
+  const ojson& m = j["methods"]["multitask"];
+  CHECK(m["joint"] == true);
+  CHECK(m["matrix"] == ojson({{0.95, 0.85}}));
+  CHECK(m["acc"].get<double>() == doctest::Approx(0.90));
+  CHECK(m["bwt"].is_null());
+  CHECK(m["forgetting"].is_null());
+  CHECK(m["fwt"].is_null());
+  CHECK(m["note"].get<std::string>().find("not defined") != std::string::npos);
+}
+
+TEST_CASE("several seeds: mean matrix, per-metric mean and std, per-seed values") {
+  ojson j = report_to_json(two_task_report(3));
+  const ojson& a = j["methods"]["aria"];
+  CHECK(a["num_seeds"] == 3);
+  REQUIRE(a["per_seed"].size() == 3);
+  CHECK(a["per_seed"][1]["seed"] == 8);
+  CHECK(a["per_seed"][1]["matrix"][1][0].get<double>() == doctest::Approx(0.70));
+  // a[1][0] is 0.6, 0.7, 0.8 over the seeds: ACC 0.70, 0.75, 0.80 -> mean 0.75, std 0.05;
+  // BWT -0.30, -0.20, -0.10 -> mean -0.20, std 0.10.
+  CHECK(a["matrix"][1][0].get<double>() == doctest::Approx(0.70));
+  CHECK(a["acc"].get<double>() == doctest::Approx(0.75));
+  CHECK(a["mean"]["acc"].get<double>() == doctest::Approx(0.75));
+  CHECK(a["std"]["acc"].get<double>() == doctest::Approx(0.05));
+  CHECK(a["bwt"].get<double>() == doctest::Approx(-0.20));
+  CHECK(a["std"]["bwt"].get<double>() == doctest::Approx(0.10));
+  CHECK(a["std"]["fwt"].get<double>() == doctest::Approx(0.0));
+  CHECK(a["seconds"].get<double>() == doctest::Approx(4.5));
+  const ojson& m = j["methods"]["multitask"];
+  CHECK(m["std"]["acc"].get<double>() == doctest::Approx(0.0));
+  CHECK(m["std"]["bwt"].is_null());
+  CHECK(m["mean"]["fwt"].is_null());
+}
+
+TEST_CASE("malformed runs are rejected naming the method and seed") {
+  ClReport r = two_task_report(1);
+  r.methods[0].runs[0].matrix.pop_back();
+  CHECK_THROWS_WITH_AS(report_to_json(r), doctest::Contains("method 'aria' seed 7: matrix has 1 rows, expected 2"),
+                       Error);
+  r = two_task_report(1);
+  r.methods[1].runs[0].matrix[0][1] = 1.5;
+  CHECK_THROWS_WITH_AS(report_to_json(r), doctest::Contains("method 'multitask' seed 7"), Error);
+  r = two_task_report(1);
+  r.methods[0].runs[0].before = {0.5};
+  CHECK_THROWS_AS(report_to_json(r), Error);
+}
+
+TEST_CASE("write_report_json writes what report_to_json returns") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("aria_report_" + std::to_string(::getpid()) + ".json")).string();
+  ClReport r = two_task_report(2);
+  write_report_json(r, path);
+  std::ifstream in(path);
+  ojson back = ojson::parse(in);
+  CHECK(back == report_to_json(r));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("tables: one accuracy matrix per method and the metrics table") {
+  std::ostringstream one;
+  print_report(two_task_report(1), one);
+  const std::string s = one.str();
+  CAPTURE(s);
+  CHECK(s.find("aria: accuracy (%)") != std::string::npos);
+  CHECK(s.find("before training") != std::string::npos);
+  CHECK(s.find("after weather") != std::string::npos);
+  CHECK(s.find("after animal") != std::string::npos);
+  CHECK(s.find("after joint") != std::string::npos);
+  CHECK(s.find("90.0") != std::string::npos);
+  CHECK(s.find("ACC") != std::string::npos);
+  CHECK(s.find("forgetting") != std::string::npos);
+  CHECK(s.find("-30.0") != std::string::npos);  // aria's BWT
+  CHECK(s.find("n/a") != std::string::npos);    // multitask's BWT
+  CHECK(s.find("±") == std::string::npos);
+
+  std::ostringstream three;
+  print_report(two_task_report(3), three);
+  CHECK(three.str().find("mean over 3 seeds") != std::string::npos);
+  CHECK(three.str().find("75.0 ± 5.0") != std::string::npos);
+}

@@ -1,0 +1,301 @@
+// Experiment config: JSON <-> ExperimentConfig. Every key is optional (the struct's defaults
+// apply), typed and range-checked; an unknown key at any level is an error naming its full path
+// ("aria.spc_lamda"), since a misspelt setting silently left at its default would make a run
+// measure something other than what its author meant.
+#include "train/aria_config.h"
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace aria {
+
+namespace {
+
+using json = nlohmann::json;
+
+const std::vector<std::string> kMethods = {"aria", "finetune", "ewc", "adapters", "multitask"};
+const std::vector<std::string> kEstimators = {"exact", "empirical", "batched"};
+const std::vector<std::string> kScopes = {"slow", "all_but_fast"};
+const std::vector<std::string> kSplits = {"test", "validation"};
+
+// Generous upper bounds: anything beyond them is a typo, not an experiment.
+constexpr int64_t kMaxCount = int64_t(1) << 40;
+constexpr int kMaxSeqLen = 1 << 20;
+constexpr int kMaxSeeds = 1000;
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+bool one_of(const std::string& s, const std::vector<std::string>& v) {
+  for (const auto& x : v)
+    if (x == s) return true;
+  return false;
+}
+
+// Reads the keys of one JSON object, remembering which ones it consumed; finish() rejects the rest.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string prefix, std::string ctx) : j_(j), prefix_(std::move(prefix)), ctx_(std::move(ctx)) {
+    ARIA_CHECK(j.is_object(), ctx_, (prefix_.empty() ? "the config" : "'" + prefix_.substr(0, prefix_.size() - 1) + "'"),
+               " must be a JSON object, got ", j.type_name());
+  }
+  std::string path(const char* key) const { return prefix_ + key; }
+  const json* get(const char* key) {
+    seen_.insert(key);
+    auto it = j_.find(key);
+    return it == j_.end() ? nullptr : &*it;
+  }
+  void number(const char* key, double& out) {
+    if (const json* v = get(key)) {
+      ARIA_CHECK(v->is_number(), ctx_, "'", path(key), "' must be a number, got ", v->dump());
+      out = v->get<double>();
+    }
+  }
+  template <typename Int>
+  void integer(const char* key, Int& out) {
+    if (const json* v = get(key)) {
+      ARIA_CHECK(v->is_number_integer(), ctx_, "'", path(key), "' must be an integer, got ", v->dump());
+      // nlohmann stores non-negative integers as unsigned and negative ones as signed.
+      const bool neg = !v->is_number_unsigned() && v->get<int64_t>() < 0;
+      const bool fits = neg ? std::is_signed_v<Int> && v->get<int64_t>() >= int64_t(std::numeric_limits<Int>::min())
+                            : v->get<uint64_t>() <= uint64_t(std::numeric_limits<Int>::max());
+      ARIA_CHECK(fits, ctx_, "'", path(key), "' = ", v->dump(), " is out of range");
+      out = neg ? Int(v->get<int64_t>()) : Int(v->get<uint64_t>());
+    }
+  }
+  void boolean(const char* key, bool& out) {
+    if (const json* v = get(key)) {
+      ARIA_CHECK(v->is_boolean(), ctx_, "'", path(key), "' must be true or false, got ", v->dump());
+      out = v->get<bool>();
+    }
+  }
+  void string(const char* key, std::string& out) {
+    if (const json* v = get(key)) {
+      ARIA_CHECK(v->is_string(), ctx_, "'", path(key), "' must be a string, got ", v->dump());
+      out = v->get<std::string>();
+    }
+  }
+  void strings(const char* key, std::vector<std::string>& out) {
+    if (const json* v = get(key)) {
+      ARIA_CHECK(v->is_array(), ctx_, "'", path(key), "' must be an array of strings, got ", v->dump());
+      out.clear();
+      for (size_t i = 0; i < v->size(); ++i) {
+        const json& e = (*v)[i];
+        ARIA_CHECK(e.is_string(), ctx_, "'", path(key), "[", i, "]' must be a string, got ", e.dump());
+        out.push_back(e.get<std::string>());
+      }
+    }
+  }
+  const json* object(const char* key) {
+    const json* v = get(key);
+    if (v) ARIA_CHECK(v->is_object(), ctx_, "'", path(key), "' must be a JSON object, got ", v->dump());
+    return v;
+  }
+  void finish() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      ARIA_CHECK(seen_.count(it.key()), ctx_, "unknown key '", prefix_ + it.key(), "'", hint());
+  }
+
+ private:
+  std::string hint() const {
+    std::string s = " (known keys";
+    if (!prefix_.empty()) s += " in '" + prefix_.substr(0, prefix_.size() - 1) + "'";
+    s += ": ";
+    bool first = true;
+    for (const auto& k : seen_) s += (first ? "" : ", ") + k, first = false;
+    return s + ")";
+  }
+  const json& j_;
+  std::string prefix_, ctx_;
+  std::set<std::string> seen_;
+};
+
+void parse_aria(const json& j, const std::string& ctx, AriaSettings& a) {
+  ObjectReader r(j, "aria.", ctx);
+  r.number("plasticity_lambda", a.plasticity_lambda);
+  r.boolean("legacy_plasticity_loss", a.legacy_plasticity_loss);
+  r.integer("warmup_steps", a.warmup_steps);
+  r.number("spc_lambda", a.spc_lambda);
+  r.number("spc_gamma", a.spc_gamma);
+  r.integer("adapter_dim", a.adapter_dim);
+  r.number("slow_lr_ratio", a.slow_lr_ratio);
+  r.number("head_lr_mult", a.head_lr_mult);
+  r.boolean("gradient_dampening", a.gradient_dampening);
+  r.integer("consolidation_steps_per_task", a.consolidation_steps_per_task);
+  r.string("fisher_estimator", a.fisher_estimator);
+  r.string("fisher_scope", a.fisher_scope);
+  r.number("gate_init_std", a.gate_init_std);
+  r.finish();
+}
+
+void parse_train(const json& j, const std::string& ctx, TrainSettings& t) {
+  ObjectReader r(j, "train.", ctx);
+  r.number("lr", t.lr);
+  r.number("weight_decay", t.weight_decay);
+  r.integer("batch_size", t.batch_size);
+  r.integer("grad_accum", t.grad_accum);
+  r.integer("steps_per_task", t.steps_per_task);
+  r.integer("max_seq_len", t.max_seq_len);
+  r.integer("max_train_examples", t.max_train_examples);
+  r.integer("max_eval_examples", t.max_eval_examples);
+  r.number("max_grad_norm", t.max_grad_norm);
+  r.integer("seed", t.seed);
+  r.string("eval_split", t.eval_split);
+  r.finish();
+}
+
+// ---- range checks (shared by parse and validate) ----
+
+struct Checker {
+  std::string ctx;
+  void real(const char* key, double v, double lo, bool lo_open, double hi, bool hi_open) const {
+    const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    std::ostringstream range;
+    range << (lo_open ? "(" : "[") << lo << ", ";
+    if (std::isinf(hi)) range << "inf)";
+    else range << hi << (hi_open ? ")" : "]");
+    ARIA_CHECK(ok, ctx, "'", key, "' = ", v, " is out of range ", range.str());
+  }
+  void count(const char* key, int64_t v, int64_t lo, int64_t hi) const {
+    ARIA_CHECK(v >= lo && v <= hi, ctx, "'", key, "' = ", v, " is out of range [", lo, ", ", hi, "]");
+  }
+  void choice(const char* key, const std::string& v, const std::vector<std::string>& allowed) const {
+    ARIA_CHECK(one_of(v, allowed), ctx, "'", key, "' = \"", v, "\" is not one of: ", join(allowed));
+  }
+};
+
+bool valid_device_name(const std::string& d) {
+  if (d == "auto" || d == "cpu" || d == "cuda") return true;
+  if (d.rfind("cuda:", 0) != 0 || d.size() == 5 || d.size() > 8) return false;
+  for (size_t i = 5; i < d.size(); ++i)
+    if (d[i] < '0' || d[i] > '9') return false;
+  return true;
+}
+
+void check_config(const ExperimentConfig& c, const std::string& ctx) {
+  const Checker k{ctx};
+  const double inf = std::numeric_limits<double>::infinity();
+  ARIA_CHECK(!c.model.empty(), ctx, "'model' must not be empty (an HF GPT-2 directory or cache:<name>)");
+  ARIA_CHECK(c.model.rfind("cache:", 0) != 0 || c.model.size() > 6, ctx, "'model' = \"cache:\" needs a name");
+  ARIA_CHECK(!c.data_dir.empty(), ctx, "'data_dir' must not be empty");
+  ARIA_CHECK(!c.tasks.empty(), ctx, "'tasks' must name at least one task directory under data_dir");
+  for (size_t i = 0; i < c.tasks.size(); ++i) {
+    ARIA_CHECK(!c.tasks[i].empty(), ctx, "'tasks[", i, "]' is empty");
+    for (size_t p = 0; p < i; ++p)
+      ARIA_CHECK(c.tasks[p] != c.tasks[i], ctx, "'tasks[", i, "]' = \"", c.tasks[i], "\" is listed twice");
+  }
+  ARIA_CHECK(!c.methods.empty(), ctx, "'methods' must name at least one of: ", join(kMethods));
+  for (size_t i = 0; i < c.methods.size(); ++i) {
+    ARIA_CHECK(one_of(c.methods[i], kMethods), ctx, "'methods[", i, "]' = \"", c.methods[i], "\" is not one of: ",
+               join(kMethods));
+    for (size_t p = 0; p < i; ++p)
+      ARIA_CHECK(c.methods[p] != c.methods[i], ctx, "'methods[", i, "]' = \"", c.methods[i], "\" is listed twice");
+  }
+  ARIA_CHECK(valid_device_name(c.device), ctx, "'device' = \"", c.device, "\" is not one of: auto, cpu, cuda, cuda:N");
+  k.count("seeds", c.seeds, 1, kMaxSeeds);
+
+  const AriaSettings& a = c.aria;
+  k.real("aria.plasticity_lambda", a.plasticity_lambda, 0, false, inf, true);
+  k.count("aria.warmup_steps", a.warmup_steps, 0, kMaxCount);
+  k.real("aria.spc_lambda", a.spc_lambda, 0, false, inf, true);
+  k.real("aria.spc_gamma", a.spc_gamma, 0, true, 1, false);
+  k.count("aria.adapter_dim", a.adapter_dim, 1, 1 << 16);
+  k.real("aria.slow_lr_ratio", a.slow_lr_ratio, 0, false, 1000, false);
+  k.real("aria.head_lr_mult", a.head_lr_mult, 0, true, 1000, false);
+  k.count("aria.consolidation_steps_per_task", a.consolidation_steps_per_task, 0, kMaxCount);
+  k.choice("aria.fisher_estimator", a.fisher_estimator, kEstimators);
+  k.choice("aria.fisher_scope", a.fisher_scope, kScopes);
+  k.real("aria.gate_init_std", a.gate_init_std, 0, false, 10, false);
+
+  const TrainSettings& t = c.train;
+  k.real("train.lr", t.lr, 0, true, 10, false);
+  k.real("train.weight_decay", t.weight_decay, 0, false, 10, false);
+  k.count("train.batch_size", t.batch_size, 1, 1 << 20);
+  k.count("train.grad_accum", t.grad_accum, 1, 1 << 20);
+  k.count("train.steps_per_task", t.steps_per_task, 1, kMaxCount);
+  k.count("train.max_seq_len", t.max_seq_len, 1, kMaxSeqLen);
+  k.count("train.max_train_examples", t.max_train_examples, 0, kMaxCount);
+  k.count("train.max_eval_examples", t.max_eval_examples, 0, kMaxCount);
+  k.real("train.max_grad_norm", t.max_grad_norm, 0, false, inf, true);
+  ARIA_CHECK(t.seed <= uint64_t(INT64_MAX) - uint64_t(kMaxSeeds), ctx, "'train.seed' = ", t.seed, " is too large");
+  k.choice("train.eval_split", t.eval_split, kSplits);
+}
+
+}  // namespace
+
+ExperimentConfig parse_experiment_config(const json& j, const std::string& where) {
+  const std::string ctx = "experiment config '" + where + "': ";
+  ExperimentConfig c;
+  ObjectReader r(j, "", ctx);
+  r.string("model", c.model);
+  r.string("data_dir", c.data_dir);
+  r.strings("tasks", c.tasks);
+  r.strings("methods", c.methods);
+  r.string("device", c.device);
+  r.integer("seeds", c.seeds);
+  if (const json* a = r.object("aria")) parse_aria(*a, ctx, c.aria);
+  if (const json* t = r.object("train")) parse_train(*t, ctx, c.train);
+  r.finish();
+  check_config(c, ctx);
+  return c;
+}
+
+ExperimentConfig load_experiment_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ARIA_CHECK(in, "experiment config '", path, "': cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(ss.str());
+  } catch (const json::exception& e) {
+    ARIA_FAIL("experiment config '", path, "': not valid JSON (", e.what(), ")");
+  }
+  return parse_experiment_config(j, path);
+}
+
+json experiment_config_to_json(const ExperimentConfig& c) {
+  const AriaSettings& a = c.aria;
+  const TrainSettings& t = c.train;
+  json aria = {{"plasticity_lambda", a.plasticity_lambda},
+               {"legacy_plasticity_loss", a.legacy_plasticity_loss},
+               {"warmup_steps", a.warmup_steps},
+               {"spc_lambda", a.spc_lambda},
+               {"spc_gamma", a.spc_gamma},
+               {"adapter_dim", a.adapter_dim},
+               {"slow_lr_ratio", a.slow_lr_ratio},
+               {"head_lr_mult", a.head_lr_mult},
+               {"gradient_dampening", a.gradient_dampening},
+               {"consolidation_steps_per_task", a.consolidation_steps_per_task},
+               {"fisher_estimator", a.fisher_estimator},
+               {"fisher_scope", a.fisher_scope},
+               {"gate_init_std", a.gate_init_std}};
+  json train = {{"lr", t.lr},
+                {"weight_decay", t.weight_decay},
+                {"batch_size", t.batch_size},
+                {"grad_accum", t.grad_accum},
+                {"steps_per_task", t.steps_per_task},
+                {"max_seq_len", t.max_seq_len},
+                {"max_train_examples", t.max_train_examples},
+                {"max_eval_examples", t.max_eval_examples},
+                {"max_grad_norm", t.max_grad_norm},
+                {"seed", t.seed},
+                {"eval_split", t.eval_split}};
+  return json{{"model", c.model},   {"data_dir", c.data_dir}, {"tasks", c.tasks}, {"methods", c.methods},
+              {"device", c.device}, {"seeds", c.seeds},       {"aria", aria},     {"train", train}};
+}
+
+void validate_experiment_config(const ExperimentConfig& c) { check_config(c, "experiment config: "); }
+
+}  // namespace aria

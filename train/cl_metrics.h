@@ -1,0 +1,42 @@
+// Continual-learning metrics from the accuracy matrix, exactly as ../shared/aria-spec.md "Metrics":
+//   a[i][j]: accuracy on task j after training task i (T x T);  b[j]: task j before any training.
+//   ACC        = mean_j a[T-1][j]
+//   BWT        = mean_{j<T-1} (a[T-1][j] - a[j][j])
+//   forgetting = mean_{j<T-1} (max_{i<T-1} a[i][j] - a[T-1][j])
+//   FWT        = mean_{j>0} (a[j-1][j] - b[j])
+// With T == 1 the means over j < T-1 and j > 0 are empty: BWT, forgetting and FWT are not defined
+// (has_* false, value NaN; report.json writes them as null). FWT is also undefined without b.
+// The forgetting max runs over every row before the last, i < T-1 (a[i][j] with i < j is the
+// accuracy before task j was trained; the spec's formula includes it, and so do we).
+#pragma once
+#include <limits>
+#include <vector>
+
+namespace aria {
+
+struct ClMetrics {
+  static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  int tasks = 0;  // T
+  double acc = kNaN, bwt = kNaN, forgetting = kNaN, fwt = kNaN;
+  bool has_acc = false, has_bwt = false, has_forgetting = false, has_fwt = false;
+};
+
+using AccMatrix = std::vector<std::vector<double>>;  // a[i][j], row i = after training task i
+
+// Throws aria::Error unless a is T x T (T >= 1) and b is empty or of length T, with every value
+// finite and in [0, 1].
+ClMetrics compute_cl_metrics(const AccMatrix& a, const std::vector<double>& b);
+
+// Joint (multitask) training has no sequence: only the final accuracies exist. ACC is their mean;
+// BWT, forgetting and FWT are not defined.
+ClMetrics compute_joint_metrics(const std::vector<double>& final_acc);
+
+// Mean and sample standard deviation (n - 1; 0 for a single value) of the defined values; NaN when
+// none is defined. `count` tells how many values were defined.
+struct Spread {
+  double mean = ClMetrics::kNaN, std = ClMetrics::kNaN;
+  int count = 0;
+};
+Spread spread_of(const std::vector<double>& values);
+
+}  // namespace aria

@@ -1,0 +1,70 @@
+// The result of a continual-learning experiment: report.json and its plain-text tables.
+//
+// report.json:
+//   {"settings": {...},                       the resolved config and everything else a reader
+//                                             needs to judge a comparison (model, device, ...)
+//    "tasks": ["sentiment", "spam", ...],    training order
+//    "methods": {"aria": {
+//        "joint": false,
+//        "matrix": [[...], ...],              a[i][j]: task j after training task i (T x T);
+//                                             1 x T for a joint method (multitask)
+//        "before": [...],                     b[j]: task j before any training
+//        "acc": x, "bwt": x, "forgetting": x, "fwt": x,   null where not defined
+//        "seconds": s, "info": {...},         method-specific facts (estimator, parameters, ...)
+//        "note": "..."                        joint methods only: why bwt/forgetting/fwt are null
+//        -- with more than one seed, additionally:
+//        "num_seeds": n,
+//        "mean": {"acc": .., "bwt": .., "forgetting": .., "fwt": ..},
+//        "std":  {...},                       sample standard deviation (n - 1)
+//        "per_seed": [{"seed": s, "matrix": .., "before": .., "acc": .., ..., "seconds": .., "info": ..}]
+//      }, "finetune": {...}, ...}}
+// With several seeds the top-level "matrix" and "before" are element-wise means over the seeds and
+// "acc"... equal "mean" (means of the per-seed metrics: forgetting's max makes it differ from the
+// forgetting of the mean matrix). Accuracies are fractions in [0, 1]; the tables print percent.
+#pragma once
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/cl_metrics.h"
+
+namespace aria {
+
+// One method trained with one seed.
+struct MethodRun {
+  uint64_t seed = 0;
+  bool joint = false;            // trained on all tasks at once: matrix holds one row
+  AccMatrix matrix;              // T x T, or 1 x T when joint
+  std::vector<double> before;    // b[j], length T
+  double seconds = 0;            // wall time of training and evaluation
+  nlohmann::ordered_json info = nlohmann::ordered_json::object();
+};
+
+struct MethodResult {
+  std::string method;
+  std::vector<MethodRun> runs;  // one per seed, all with the same shape
+};
+
+struct ClReport {
+  nlohmann::ordered_json settings = nlohmann::ordered_json::object();
+  std::vector<std::string> tasks;
+  std::vector<MethodResult> methods;
+};
+
+// ACC, BWT, forgetting, FWT of one run (compute_cl_metrics, or compute_joint_metrics when joint).
+ClMetrics run_metrics(const MethodRun& r);
+
+// Checks every run's shape against the task list (throws aria::Error naming method and seed).
+void check_report(const ClReport& r);
+nlohmann::ordered_json report_to_json(const ClReport& r);
+// Writes report_to_json(r) to path (temp file + rename).
+void write_report_json(const ClReport& r, const std::string& path);
+
+// One accuracy matrix per method (rows "before training", "after <task>"; columns tasks) and the
+// metrics table (method, ACC, BWT, forgetting, FWT in percent, "± std" with several seeds).
+void print_report(const ClReport& r, std::ostream& out);
+
+}  // namespace aria
