@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Checks an `aria continual` run folder, or runs `aria continual` end to end and checks it.
+
+  check_report.py RUN_DIR                       validate RUN_DIR/{report.json,config.json,log.txt}
+  check_report.py --aria BIN --config FILE      write a tiny random GPT-2 (HF layout) to a temp dir,
+                  [--seeds N] [--keep]          run `BIN continual --config FILE --model <it> --out <tmp>`,
+                                                validate the run folder and the CLI's error paths
+
+Validation: report.json has exactly {"settings", "tasks", "methods"}; every method's matrix is T x T
+(1 x T for joint training) of accuracies in [0, 1], "before" has T of them; ACC, BWT, forgetting and
+FWT equal the spec's formulas recomputed from the matrix (null where not defined); with several
+seeds the mean matrix, mean and std and the per-seed values agree with each other.
+Python standard library only.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+TOL = 1e-9
+
+
+class CheckError(Exception):
+    pass
+
+
+def need(cond, msg):
+    if not cond:
+        raise CheckError(msg)
+
+
+# ---- metrics, exactly as ../shared/aria-spec.md "Metrics" ---------------------------------------
+
+def metrics(a, b, joint):
+    T = len(a[0])
+    last = a[-1]
+    acc = sum(last) / T
+    if joint or T == 1:
+        return {"acc": acc, "bwt": None, "forgetting": None, "fwt": None}
+    bwt = sum(last[j] - a[j][j] for j in range(T - 1)) / (T - 1)
+    forgetting = sum(max(a[i][j] for i in range(T - 1)) - last[j] for j in range(T - 1)) / (T - 1)
+    fwt = sum(a[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
+    return {"acc": acc, "bwt": bwt, "forgetting": forgetting, "fwt": fwt}
+
+
+def is_acc(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0.0 <= x <= 1.0
+
+
+def same(x, y, where):
+    if y is None:
+        need(x is None, f"{where}: expected null, got {x!r}")
+    else:
+        need(isinstance(x, (int, float)) and abs(x - y) <= TOL, f"{where}: {x!r} but the matrix gives {y!r}")
+
+
+def check_run(run, T, joint, where):
+    a, b = run.get("matrix"), run.get("before")
+    rows = 1 if joint else T
+    need(isinstance(a, list) and len(a) == rows, f"{where}: matrix must have {rows} rows, got {a!r}")
+    for i, row in enumerate(a):
+        need(isinstance(row, list) and len(row) == T, f"{where}: matrix row {i} must have {T} entries")
+        for j, x in enumerate(row):
+            need(is_acc(x), f"{where}: matrix[{i}][{j}] = {x!r} is not an accuracy in [0, 1]")
+    need(isinstance(b, list) and len(b) == T, f"{where}: 'before' must have {T} entries")
+    for j, x in enumerate(b):
+        need(is_acc(x), f"{where}: before[{j}] = {x!r} is not an accuracy in [0, 1]")
+    m = metrics(a, b, joint)
+    for k, v in m.items():
+        need(k in run, f"{where}: missing '{k}'")
+        same(run[k], v, f"{where}.{k}")
+    return m
+
+
+def mean_std(vals):
+    if any(v is None for v in vals):
+        need(all(v is None for v in vals), "a metric is defined for some seeds only")
+        return None, None
+    n = len(vals)
+    mu = sum(vals) / n
+    sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return mu, sd
+
+
+def check_report(rep):
+    need(isinstance(rep, dict) and list(rep.keys()) == ["settings", "tasks", "methods"],
+         f"report.json must hold exactly settings, tasks, methods (in that order), got {list(rep)}")
+    need(isinstance(rep["settings"], dict), "settings must be an object")
+    tasks = rep["tasks"]
+    need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), "tasks must be names")
+    T = len(tasks)
+    methods = rep["methods"]
+    need(isinstance(methods, dict) and methods, "methods must be a non-empty object")
+    out = {}
+    for name, m in methods.items():
+        where = f"methods.{name}"
+        need(isinstance(m.get("joint"), bool), f"{where}.joint must be true or false")
+        joint = m["joint"]
+        if joint:
+            need(isinstance(m.get("note"), str) and m["note"], f"{where}: a joint method must say why metrics are null")
+        if "per_seed" not in m:
+            out[name] = check_run(m, T, joint, where)
+            continue
+        per = m["per_seed"]
+        need(isinstance(per, list) and len(per) >= 2 and m.get("num_seeds") == len(per),
+             f"{where}: per_seed must list num_seeds >= 2 runs")
+        ms = [check_run(r, T, joint, f"{where}.per_seed[{k}]") for k, r in enumerate(per)]
+        need(len({r.get("seed") for r in per}) == len(per), f"{where}: seeds must differ")
+        rows = 1 if joint else T
+        for i in range(rows):
+            for j in range(T):
+                mu = sum(r["matrix"][i][j] for r in per) / len(per)
+                same(m["matrix"][i][j], mu, f"{where}.matrix[{i}][{j}] (mean over seeds)")
+        for k in ("acc", "bwt", "forgetting", "fwt"):
+            mu, sd = mean_std([x[k] for x in ms])
+            same(m[k], mu, f"{where}.{k}")
+            same(m["mean"][k], mu, f"{where}.mean.{k}")
+            same(m["std"][k], sd, f"{where}.std.{k}")
+        out[name] = {k: m[k] for k in ("acc", "bwt", "forgetting", "fwt")}
+    return out
+
+
+def check_run_dir(d):
+    with open(os.path.join(d, "report.json"), encoding="utf-8") as f:
+        rep = json.load(f)
+    ms = check_report(rep)
+    with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    need(cfg.get("tasks") == rep["tasks"], "config.json's tasks differ from the report's")
+    need(sorted(cfg.get("methods", [])) == sorted(rep["methods"]), "config.json's methods differ from the report's")
+    with open(os.path.join(d, "log.txt"), encoding="utf-8") as f:
+        log = f.read()
+    need("ACC" in log and "forgetting" in log, "log.txt lacks the metrics table")
+    need("\r" not in log, "log.txt holds terminal redraws")
+    return rep, ms
+
+
+# ---- a tiny random GPT-2 in Hugging Face layout --------------------------------------------------
+
+def write_tiny_gpt2(d, n_layer=1, n_embd=16, n_head=2, n_positions=64, vocab=50257, seed=1):
+    rng = random.Random(seed)
+    C = n_embd
+    shapes = [("wte.weight", [vocab, C]), ("wpe.weight", [n_positions, C])]
+    for l in range(n_layer):
+        p = f"h.{l}."
+        shapes += [(p + "ln_1.weight", [C]), (p + "ln_1.bias", [C]),
+                   (p + "attn.c_attn.weight", [C, 3 * C]), (p + "attn.c_attn.bias", [3 * C]),
+                   (p + "attn.c_proj.weight", [C, C]), (p + "attn.c_proj.bias", [C]),
+                   (p + "ln_2.weight", [C]), (p + "ln_2.bias", [C]),
+                   (p + "mlp.c_fc.weight", [C, 4 * C]), (p + "mlp.c_fc.bias", [4 * C]),
+                   (p + "mlp.c_proj.weight", [4 * C, C]), (p + "mlp.c_proj.bias", [C])]
+    shapes += [("ln_f.weight", [C]), ("ln_f.bias", [C])]
+    header, blobs, off = {}, [], 0
+    for name, shape in shapes:
+        n = math.prod(shape)
+        if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
+            vals = [1.0] * n
+        elif name.endswith(".bias"):
+            vals = [0.0] * n
+        else:
+            vals = [rng.gauss(0.0, 0.02) for _ in range(n)]
+        blob = struct.pack(f"<{n}f", *vals)
+        header["transformer." + name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(blob)]}
+        blobs.append(blob)
+        off += len(blob)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for blob in blobs:
+            f.write(blob)
+    cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
+           "vocab_size": vocab, "n_positions": n_positions, "n_ctx": n_positions, "n_embd": n_embd,
+           "n_layer": n_layer, "n_head": n_head, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
+# ---- end to end ----------------------------------------------------------------------------------
+
+def run(cmd):
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return p.returncode, p.stdout
+
+
+def expect_failure(cmd, want):
+    rc, out = run(cmd)
+    need(rc == 1, f"expected exit code 1, got {rc}:\n{out}")
+    need(want in out, f"expected the message to contain {want!r}, got:\n{out}")
+
+
+def end_to_end(args):
+    tmp = tempfile.mkdtemp(prefix="aria_continual_")
+    try:
+        model = os.path.join(tmp, "model")
+        write_tiny_gpt2(model)
+        out = os.path.join(tmp, "run")
+        cmd = [args.aria, "continual", "--config", args.config, "--model", model, "--out", out, "--device", "cpu"]
+        if args.seeds:
+            cmd += ["--seeds", str(args.seeds)]
+        rc, text = run(cmd)
+        print(text)
+        need(rc == 0, f"aria continual failed with exit code {rc}")
+        rep, ms = check_run_dir(out)
+        for name, m in ms.items():
+            print(f"ok {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} null" for k, v in m.items()))
+
+        # Error paths: clear message, exit code 1.
+        expect_failure([args.aria, "continual", "--config", args.config, "--out", out, "--bogus", "1"],
+                       "unknown flag --bogus")
+        expect_failure([args.aria, "continual", "--out", out], "--config is required")
+        expect_failure([args.aria, "continual", "--config", args.config, "--out", os.path.join(tmp, "c")],
+                       "cache:default is created by `aria run`; pass an HF directory")
+        expect_failure([args.aria, "continual", "--config", args.config, "--model", model, "--out", out,
+                        "--methods", "aria,sgd"], "sgd")
+        bad = os.path.join(tmp, "bad.json")
+        with open(args.config, encoding="utf-8") as f:
+            cfg = json.load(f)
+        cfg.setdefault("aria", {})["spc_lamda"] = 1
+        with open(bad, "w") as f:
+            json.dump(cfg, f)
+        expect_failure([args.aria, "continual", "--config", bad, "--model", model, "--out", out], "aria.spc_lamda")
+        print("check_report: all checks passed")
+    finally:
+        if args.keep:
+            print("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", nargs="?", help="an `aria continual` output folder to validate")
+    ap.add_argument("--aria", help="the aria binary: run end to end")
+    ap.add_argument("--config", help="experiment config for the end-to-end run")
+    ap.add_argument("--seeds", type=int, default=0, help="override the config's seeds")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--write-tiny-model", metavar="DIR", help="only write the tiny random GPT-2 to DIR")
+    args = ap.parse_args()
+    try:
+        if args.write_tiny_model:
+            write_tiny_gpt2(args.write_tiny_model)
+        elif args.aria:
+            need(args.config, "--config is required with --aria")
+            end_to_end(args)
+        elif args.run_dir:
+            _, ms = check_run_dir(args.run_dir)
+            print(f"check_report: {args.run_dir} is valid ({len(ms)} methods)")
+        else:
+            ap.error("give RUN_DIR or --aria BIN --config FILE")
+    except CheckError as e:
+        print(f"check_report: FAILED: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
