@@ -11,7 +11,7 @@ root=$(pwd)
 say() { printf '[setup] %s\n' "$*"; }
 
 # ---- 1. Debian packages ---------------------------------------------------------------------
-pkgs=(cmake ninja-build g++ make libeigen3-dev nlohmann-json3-dev doctest-dev python3 nodejs npm ca-certificates)
+pkgs=(cmake ninja-build ccache g++ make libeigen3-dev nlohmann-json3-dev doctest-dev python3 nodejs npm ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
