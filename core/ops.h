@@ -23,6 +23,8 @@ Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor square(const Tensor& x);
+// x copied out to `shape` (x broadcastable to it, NumPy rules); backward is sum_to_shape.
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
 
 // ---- reductions (core/ops_reduce.cpp) ----
 Tensor sum(const Tensor& x);                       // scalar [] of all elements

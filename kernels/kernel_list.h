@@ -23,8 +23,9 @@ ARIA_KERNEL(axpy, (const Tensor& y, const Tensor& x, double alpha), (y, x, alpha
 ARIA_KERNEL(binary, (int op, const Tensor& a, const Tensor& b, const Tensor& out), (op, a, b, out))
 // y = op(x) for op in UnaryOp (kernels/kernels.h); alpha/beta give y = alpha*x + beta for op=Affine.
 ARIA_KERNEL(unary, (int op, const Tensor& x, const Tensor& y, double alpha, double beta), (op, x, y, alpha, beta))
-// dx = dy * op'(x) (accumulate=false) or dx += ... (accumulate=true); y = op(x) is passed too so
-// that sigmoid/exp can use it.
+// dx = dy * op'(x) when alpha == 0, dx += dy * op'(x) when alpha == 1 (any other alpha is an
+// error). y = op(x) is passed too: Sigmoid, Exp and Tanh read only y, the others only x. Affine is
+// not accepted (its backward is unary(Affine, dy, dx, alpha, 0)).
 ARIA_KERNEL(unary_backward,
             (int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha),
             (op, x, y, dy, dx, alpha))
