@@ -1,0 +1,170 @@
+// report.html (train/report_html.h) on a hand-made report: a complete self-contained page (every
+// method's section, the expected number of SVG charts, no script and no network reference), the
+// numbers of the matrices and metrics on it, user-supplied text escaped, malformed reports refused.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "train/report.h"
+#include "train/report_html.h"
+
+using namespace aria;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
+  return n;
+}
+
+// Three tasks, one of them with characters HTML must escape; aria with two seeds, finetune and
+// multitask (joint) with one.
+ojson hand_made_report() {
+  ClReport r;
+  r.settings["device"] = "cpu";
+  r.settings["model"] = {{"path", "/models/<tiny>"}, {"n_layer", 2}};
+  r.settings["protocol"] = "same steps & heads for \"every\" method";
+  r.tasks = {"sentiment", "a<b&c", "wordnet_class"};
+  MethodResult aria{"aria", {}}, fine{"finetune", {}}, multi{"multitask", {}};
+  for (int s = 0; s < 2; ++s) {
+    MethodRun run;
+    run.seed = uint64_t(1234 + s);
+    run.matrix = {{0.812, 0.40, 0.25}, {0.75, 0.935, 0.30}, {0.70 + 0.02 * s, 0.88, 0.667}};
+    run.before = {0.5, 0.45, 0.25};
+    run.seconds = 12;
+    run.info["fisher_estimator"] = "exact";
+    aria.runs.push_back(run);
+  }
+  MethodRun f;
+  f.seed = 1234;
+  f.matrix = {{0.80, 0.50, 0.25}, {0.55, 0.94, 0.26}, {0.51, 0.61, 0.70}};
+  f.before = {0.5, 0.45, 0.25};
+  fine.runs.push_back(f);
+  MethodRun m;
+  m.seed = 1234;
+  m.joint = true;
+  m.matrix = {{0.83, 0.95, 0.72}};
+  m.before = {0.5, 0.45, 0.25};
+  multi.runs.push_back(m);
+  r.methods = {aria, fine, multi};
+  return report_to_json(r);
+}
+
+GateReport hand_made_gates() {
+  GateReport g;
+  g.when = "after the last task <wordnet_class>";
+  g.data = "test split, real tokens";
+  for (int l = 0; l < 2; ++l) {
+    GateHistogram h;
+    h.layer = l;
+    h.counts = {50, 3, 2, 1, 1, 1, 2, 3, 4, 40};
+    h.tokens = 107;
+    h.mean = 0.47;
+    g.layers.push_back(h);
+  }
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("report.html: a self-contained page with every section") {
+  HtmlReportOptions opt;
+  opt.subtitle = "aria run --quick";
+  opt.gates = {hand_made_gates()};
+  const std::string html = report_html(hand_made_report(), opt);
+
+  CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+  CHECK(html.find("</html>") != std::string::npos);
+  CHECK(html.find("<meta charset=\"utf-8\">") != std::string::npos);
+  // Offline: no script, no external resource, no network address at all.
+  CHECK(html.find("http") == std::string::npos);
+  CHECK(html.find("<script") == std::string::npos);
+  CHECK(html.find(" src=") == std::string::npos);
+  CHECK(html.find("<link") == std::string::npos);
+  CHECK(html.find("@import") == std::string::npos);
+
+  for (const char* m : {"aria", "finetune", "multitask"}) {
+    CHECK_MESSAGE(count(html, "id=\"method-" + std::string(m) + "\"") == 1, m);
+    CHECK_MESSAGE(html.find("href=\"#method-" + std::string(m) + "\"") != std::string::npos, m);
+  }
+  CHECK(html.find("id=\"gates-aria\"") != std::string::npos);
+  CHECK(html.find("id=\"metrics\"") != std::string::npos);
+  CHECK(html.find("id=\"settings\"") != std::string::npos);
+  // SVGs: the ACC bar chart, a heat map and a line chart per method, a histogram per gate layer.
+  CHECK(count(html, "<svg") == 1 + 2 * 3 + 2);
+  CHECK(count(html, "</svg>") == count(html, "<svg"));
+  CHECK(count(html, "<section") == count(html, "</section>"));
+  CHECK(count(html, "<table") == count(html, "</table>"));
+  CHECK(count(html, "<figure>") == count(html, "</figure>"));
+}
+
+TEST_CASE("report.html: the numbers of the report are on the page") {
+  const std::string html = report_html(hand_made_report(), {});
+  // finetune's matrix cells, in percent with one decimal.
+  for (const char* cell : {">80.0<", ">94.0<", ">51.0<", ">61.0<", ">70.0<"}) CHECK_MESSAGE(html.find(cell) != std::string::npos, cell);
+  // aria's mean matrix (two seeds: a[2][0] = 0.70 and 0.72 -> 71.0 ± 1.4) and its metrics.
+  CHECK(html.find(">71.0<") != std::string::npos);
+  CHECK(html.find(">± 1.4<") != std::string::npos);
+  // finetune: ACC (0.51 + 0.61 + 0.70) / 3 = 60.7; BWT ((0.51 - 0.80) + (0.61 - 0.94)) / 2 = -31.0.
+  CHECK(html.find("60.7") != std::string::npos);
+  CHECK(html.find("-31.0") != std::string::npos);
+  // multitask: joint, so BWT / forgetting / FWT are n/a, and the note says why.
+  CHECK(html.find("n/a") != std::string::npos);
+  CHECK(html.find("joint training on all tasks") != std::string::npos);
+  // Several seeds are stated.
+  CHECK(html.find("over 2 seeds") != std::string::npos);
+}
+
+TEST_CASE("report.html: user text is escaped everywhere") {
+  HtmlReportOptions opt;
+  opt.title = "run <1> & \"2\"";
+  opt.gates = {hand_made_gates()};
+  const std::string html = report_html(hand_made_report(), opt);
+  CHECK(html.find("a<b&c") == std::string::npos);
+  CHECK(html.find("a&lt;b&amp;c") != std::string::npos);
+  CHECK(html.find("run &lt;1&gt; &amp; &quot;2&quot;") != std::string::npos);
+  CHECK(html.find("<tiny>") == std::string::npos);
+  CHECK(html.find("&lt;wordnet_class&gt;") != std::string::npos);
+  CHECK(html.find("\"every\"") == std::string::npos);
+  CHECK(html_escape("<a href='x'>&</a>") == "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+}
+
+TEST_CASE("report.html: malformed reports are refused") {
+  ojson r = hand_made_report();
+  ojson no_methods = r;
+  no_methods.erase("methods");
+  CHECK_THROWS_AS(report_html(no_methods, {}), Error);
+  ojson short_row = r;
+  short_row["methods"]["finetune"]["matrix"][1] = ojson::array({0.5});
+  CHECK_THROWS_WITH_AS(report_html(short_row, {}), doctest::Contains("methods.finetune"), Error);
+  ojson not_number = r;
+  not_number["methods"]["finetune"]["before"][0] = "high";
+  CHECK_THROWS_AS(report_html(not_number, {}), Error);
+}
+
+TEST_CASE("gates.json round trip and write_report_html") {
+  const GateReport g = hand_made_gates();
+  const GateReport back = gate_report_from_json(nlohmann::json::parse(gate_report_to_json(g).dump()));
+  CHECK(back.when == g.when);
+  REQUIRE(back.layers.size() == 2);
+  CHECK(back.layers[1].counts == g.layers[1].counts);
+  CHECK(back.layers[1].tokens == 107);
+  CHECK_THROWS_AS(gate_report_from_json(nlohmann::json::parse(R"({"method": "aria"})")), Error);
+
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("aria_report_" + std::to_string(::getpid()) + ".html")).string();
+  HtmlReportOptions opt;
+  opt.gates = {g};
+  write_report_html(hand_made_report(), opt, path);
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  CHECK(ss.str() == report_html(hand_made_report(), opt));
+  std::filesystem::remove(path);
+}

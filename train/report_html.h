@@ -1,0 +1,52 @@
+// report.html of a continual-learning run: one self-contained page (inline CSS and SVG, no script,
+// no network) that a browser renders offline. From report.json (train/report.h) and, for ARIA,
+// the gate histograms it can draw:
+//   - the metrics table (ACC, BWT, forgetting, FWT; "± std" over seeds) and a bar chart of ACC,
+//   - per method: the accuracy matrix as a heat map with the numbers in the cells, and the
+//     accuracy of each task over the sequence (a line chart, one line per task),
+//   - per layer: a histogram of the gate pi over the real tokens of an evaluation set,
+//   - the settings the comparison ran under (the main ones in a table, all of them as JSON).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace aria {
+
+// Histogram of one layer's gate values pi in [0, 1], counts[k] over [k/n, (k+1)/n) (the last bin
+// closed), n = counts.size().
+struct GateHistogram {
+  int layer = 0;
+  std::vector<int64_t> counts;
+  double mean = 0;     // mean pi over the tokens counted
+  int64_t tokens = 0;  // sum of counts
+};
+
+struct GateReport {
+  std::string method = "aria";  // the method whose gates these are
+  std::string when;             // "after the last task (wordnet_class), seed 1234"
+  std::string data;             // "test split, 128 examples per task, real tokens only"
+  std::vector<GateHistogram> layers;
+};
+
+// gates.json <-> GateReport: {"method", "when", "data", "layers": [{"layer", "counts", "mean", "tokens"}]}.
+nlohmann::ordered_json gate_report_to_json(const GateReport& g);
+GateReport gate_report_from_json(const nlohmann::json& j);  // throws aria::Error on a malformed file
+
+struct HtmlReportOptions {
+  std::string title = "aria: continual learning report";
+  std::string subtitle;  // a line under the title (command, date, wall time)
+  std::vector<GateReport> gates;
+};
+
+// The page for a report as report_to_json writes it (throws aria::Error on a malformed report).
+std::string report_html(const nlohmann::ordered_json& report, const HtmlReportOptions& opt);
+// Writes report_html(...) to path (temp file + rename).
+void write_report_html(const nlohmann::ordered_json& report, const HtmlReportOptions& opt, const std::string& path);
+
+// HTML text escaping (&, <, >, ", ').
+std::string html_escape(const std::string& s);
+
+}  // namespace aria
