@@ -1,0 +1,118 @@
+// CUDA runtime plumbing: device discovery, the stream, host<->device copies, cuBLAS(Lt) handles.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/kernels.h"
+
+namespace aria::cuda {
+
+int device_count() {
+  // Asked once: the answer cannot change while the process runs. Never throws.
+  static const int count = [] {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();  // clear it so that later checks do not report it
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+void synchronize() {
+  if (device_count() == 0) return;
+  ARIA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  ARIA_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+cudaStream_t stream() {
+  static cudaStream_t s = [] {
+    ARIA_CHECK(device_count() > 0, "CUDA backend used but no CUDA GPU is visible");
+    cudaStream_t st = nullptr;
+    ARIA_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamDefault));
+    return st;
+  }();
+  return s;
+}
+
+const cudaDeviceProp& device_props() {
+  static cudaDeviceProp props = [] {
+    cudaDeviceProp p;
+    int dev = 0;
+    ARIA_CUDA_CHECK(cudaGetDevice(&dev));
+    ARIA_CUDA_CHECK(cudaGetDeviceProperties(&p, dev));
+    return p;
+  }();
+  return props;
+}
+
+int num_sms() { return device_props().multiProcessorCount; }
+
+void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n) {
+  if (n == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memmove(dst, src, n);
+    return;
+  }
+  // Unified addressing: the driver knows where each pointer lives. Pageable host memory is fine;
+  // the stream sync makes the copy synchronous, as the interface promises.
+  ARIA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream()));
+  ARIA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+// ---- cuBLAS / cuBLASLt -----------------------------------------------------------------------
+// Handles and workspace are created on first use and deliberately never destroyed: destroying them
+// from static destructors can run after the CUDA runtime has shut down.
+
+cublasLtHandle_t lt_handle() {
+  static cublasLtHandle_t h = [] {
+    cublasLtHandle_t x = nullptr;
+    ARIA_CUBLAS_CHECK(cublasLtCreate(&x));
+    return x;
+  }();
+  return h;
+}
+
+size_t lt_workspace_size() { return size_t(32) << 20; }  // 32 MiB: NVIDIA's advice for Hopper
+
+void* lt_workspace() {
+  static void* w = [] {
+    void* p = nullptr;
+    ARIA_CUDA_CHECK(cudaMalloc(&p, lt_workspace_size()));
+    return p;
+  }();
+  return w;
+}
+
+cublasHandle_t blas_handle() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t x = nullptr;
+    ARIA_CUBLAS_CHECK(cublasCreate(&x));
+    ARIA_CUBLAS_CHECK(cublasSetStream(x, stream()));
+    ARIA_CUBLAS_CHECK(cublasSetPointerMode(x, CUBLAS_POINTER_MODE_HOST));
+    return x;
+  }();
+  return h;
+}
+
+static std::atomic<int> g_tf32{-1};  // -1: not decided yet (read ARIA_TF32 on first use)
+
+bool tf32_enabled() {
+  int v = g_tf32.load();
+  if (v < 0) {
+    const char* e = std::getenv("ARIA_TF32");
+    v = (e && std::strcmp(e, "1") == 0) ? 1 : 0;
+    int expected = -1;
+    g_tf32.compare_exchange_strong(expected, v);
+    v = g_tf32.load();
+  }
+  return v == 1;
+}
+
+void set_tf32(bool on) { g_tf32.store(on ? 1 : 0); }
+
+}  // namespace aria::cuda

@@ -1,0 +1,179 @@
+// CUDA runtime pieces: error-check macros, the caching allocator (reuse, stats, out-of-memory),
+// host<->device copies. Tests that need a GPU skip visibly without one.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/kernels.h"
+#ifdef ARIA_WITH_CUDA
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/runtime.h"
+#endif
+
+using namespace aria;
+
+namespace {
+
+bool have_gpu(const char* what) {
+  if (cuda_available()) return true;
+  std::printf("SKIPPED (no CUDA GPU): %s\n", what);
+  const std::string msg = std::string("no CUDA GPU: skipped ") + what;
+  MESSAGE(msg);
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("device_count never throws and cuda_available agrees with it") {
+  int n = -1;
+  CHECK_NOTHROW(n = cuda::device_count());
+  CHECK(n >= 0);
+  CHECK(cuda_available() == (n > 0));
+  CHECK_NOTHROW(cuda::synchronize());
+}
+
+#ifdef ARIA_WITH_CUDA
+
+TEST_CASE("ARIA_CUDA_CHECK and ARIA_CUBLAS_CHECK report the call, the error and file:line") {
+  // Needs no GPU: the error strings come from the runtime library alone.
+  const int line = __LINE__ + 2;
+  try {
+    ARIA_CUDA_CHECK(cudaErrorInvalidValue);
+    FAIL("no exception");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CAPTURE(msg);
+    CHECK(msg.find("test_cuda_runtime.cpp:" + std::to_string(line)) != std::string::npos);
+    CHECK(msg.find("cudaErrorInvalidValue") != std::string::npos);
+  }
+  try {
+    ARIA_CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
+    FAIL("no exception");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CAPTURE(msg);
+    CHECK(msg.find("test_cuda_runtime.cpp:") != std::string::npos);
+    CHECK(msg.find("CUBLAS_STATUS_INVALID_VALUE") != std::string::npos);
+  }
+}
+
+TEST_CASE("caching allocator: the same sizes again cause no new cudaMalloc; stats track current and peak") {
+  if (!have_gpu("caching allocator reuse")) return;
+  Allocator& a = cuda::device_allocator();
+  const std::vector<size_t> sizes = {1, 100, 512, 513, 4096, 1000000, (size_t(3) << 20) + 5, size_t(64) << 20};
+  size_t total = 0;
+  for (size_t s : sizes) total += s;
+
+  auto round = [&]() {
+    std::vector<void*> ptrs;
+    for (size_t s : sizes) {
+      void* p = a.allocate(s);
+      REQUIRE(p != nullptr);
+      ptrs.push_back(p);
+    }
+    for (size_t i = 0; i < ptrs.size(); ++i) a.deallocate(ptrs[i], sizes[i]);
+  };
+  round();  // first round may go to the driver
+  const AllocatorStats before = a.stats();
+  a.reset_peak();
+  const AllocatorStats reset = a.stats();
+  CHECK(reset.peak_bytes == reset.current_bytes);
+  for (int r = 0; r < 5; ++r) round();
+  const AllocatorStats after = a.stats();
+  CHECK(after.num_system_allocs == before.num_system_allocs);
+  CHECK(after.num_allocs == before.num_allocs + 5 * sizes.size());
+  CHECK(after.current_bytes == before.current_bytes);
+  CHECK(after.peak_bytes == before.current_bytes + total);
+  CHECK(after.reserved_bytes >= after.current_bytes + total);
+
+  // Tensors go through the same allocator.
+  const AllocatorStats t0 = a.stats();
+  {
+    Tensor t = Tensor::empty({1000, 1000}, DType::F32, Device::cuda(0));
+    CHECK(a.stats().current_bytes == t0.current_bytes + 4000000);
+  }
+  CHECK(a.stats().current_bytes == t0.current_bytes);
+}
+
+TEST_CASE("out of memory is a clear aria::Error, and the allocator still works after it") {
+  if (!have_gpu("out-of-memory error")) return;
+  Allocator& a = cuda::device_allocator();
+  bool threw = false;
+  try {
+    (void)a.allocate(size_t(1) << 50);  // 1 PiB
+  } catch (const Error& e) {
+    threw = true;
+    const std::string msg = e.what();
+    CAPTURE(msg);
+    CHECK(msg.find("out of memory") != std::string::npos);
+    CHECK(msg.find("MiB") != std::string::npos);
+  }
+  CHECK(threw);
+  CHECK(cudaGetLastError() == cudaSuccess);  // the failed cudaMalloc left no error behind
+  void* p = a.allocate(1024);
+  CHECK(p != nullptr);
+  a.deallocate(p, 1024);
+  // Tensor::empty reports the same error.
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 48}, DType::F32, Device::cuda(0)),
+                       doctest::Contains("out of memory"), Error);
+}
+
+TEST_CASE("memcpy_between: host -> device -> device -> host round trips bit-exactly") {
+  if (!have_gpu("memcpy round trips")) return;
+  const size_t n = 1000003;
+  std::vector<float> h(n), back(n, -1.f);
+  for (size_t i = 0; i < n; ++i) h[i] = float(i) * 0.5f - 3.25f;
+  Allocator& a = cuda::device_allocator();
+  void* d1 = a.allocate(n * 4);
+  void* d2 = a.allocate(n * 4);
+  cuda::memcpy_between(d1, Device::cuda(0), h.data(), Device::cpu(), n * 4);
+  cuda::memcpy_between(d2, Device::cuda(0), d1, Device::cuda(0), n * 4);
+  cuda::memcpy_between(back.data(), Device::cpu(), d2, Device::cuda(0), n * 4);
+  CHECK(back == h);
+  std::vector<float> h2(n, 0.f);
+  cuda::memcpy_between(h2.data(), Device::cpu(), h.data(), Device::cpu(), n * 4);
+  CHECK(h2 == h);
+  cuda::memcpy_between(d1, Device::cuda(0), h.data(), Device::cpu(), 0);  // empty copies are fine
+  a.deallocate(d1, n * 4);
+  a.deallocate(d2, n * 4);
+
+  // Through tensors: dtype conversions and strided views on the device.
+  Tensor x = Tensor::from_floats({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor g = x.to(Device::cuda(0));
+  CHECK(g.device().is_cuda());
+  CHECK(g.to_floats() == x.to_floats());
+  CHECK(g.transpose(0, 1).contiguous().to_floats() == std::vector<float>{1, 4, 2, 5, 3, 6});
+  CHECK(g.to(DType::F64).to_doubles() == std::vector<double>{1, 2, 3, 4, 5, 6});
+  CHECK(g.to(DType::BF16).to(DType::F32).to_floats() == x.to_floats());
+  CHECK(g.to(DType::F16).to(DType::F32).to_floats() == x.to_floats());
+  Tensor i = Tensor::from_ints({7, -8, 9}, {3}, Device::cuda(0));
+  CHECK(i.to(DType::F32).to_floats() == std::vector<float>{7, -8, 9});
+  CHECK(i.to(DType::I64).to_doubles() == std::vector<double>{7, -8, 9});
+  Tensor f = Tensor::full({5}, 2.5, DType::F32, Device::cuda(0));
+  CHECK(f.to_floats() == std::vector<float>(5, 2.5f));
+  Tensor fb = Tensor::full({3}, -1.5, DType::BF16, Device::cuda(0));
+  CHECK(fb.to_floats() == std::vector<float>(3, -1.5f));
+}
+
+TEST_CASE("empty_cache returns cached blocks to the driver") {
+  if (!have_gpu("empty_cache")) return;
+  Allocator& a = cuda::device_allocator();
+  void* p = a.allocate(size_t(16) << 20);
+  a.deallocate(p, size_t(16) << 20);
+  const size_t reserved = a.stats().reserved_bytes;
+  cuda::empty_cache();
+  CHECK(a.stats().reserved_bytes < reserved);
+  CHECK(a.stats().reserved_bytes >= a.stats().current_bytes);
+}
+
+#else
+
+TEST_CASE("CUDA runtime tests") {
+  std::printf("SKIPPED (no CUDA GPU): this build has no CUDA backend; CUDA runtime tests not built\n");
+  MESSAGE("no CUDA backend in this build: CUDA runtime tests skipped");
+}
+
+#endif

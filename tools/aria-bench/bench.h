@@ -1,0 +1,44 @@
+// aria-bench: times aria's CUDA kernels at GPT-2 124M training shapes against the card's measured
+// ceilings (a 1 GiB device-to-device copy; an 8192^3 float32 GEMM, exact and TF32).
+// main.cpp parses flags and prints; bench_kernels.cpp measures.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace aria::bench {
+
+struct Config {
+  int batch = 8;     // B
+  int seq = 1024;    // T
+  int reps = 20;     // timed runs per kernel (median reported)
+  std::string only;  // run only kernels whose name contains this
+  std::string model; // --model: whole training step (not implemented yet, see bench_step)
+};
+
+struct Ceilings {
+  double copy_gbps = 0;    // device-to-device copy, bytes read + written per second / 1e9
+  double fp32_tflops = 0;  // 8192^3 GEMM, CUBLAS_COMPUTE_32F
+  double tf32_tflops = 0;  // same with TF32 tensor cores
+};
+
+struct Result {
+  std::string name;   // kernel, e.g. "layernorm_forward"
+  std::string shape;  // the shapes it ran at
+  double ms = 0;      // median time
+  double bytes = 0;   // bytes it must move at least (each input read once, each output written once)
+  double flops = 0;   // floating-point operations (0: memory-bound kernel)
+  std::string ceiling;  // which ceiling the percentage refers to: "copy", "fp32" or "tf32"
+  double pct = 0;       // achieved / ceiling * 100
+};
+
+std::string device_name();
+Ceilings measure_ceilings(const Config& cfg);
+std::vector<Result> bench_kernels(const Config& cfg, const Ceilings& ceil);
+
+// TODO(step): whole GPT-2 training step (`--model d12 --batch 16 --seq 1024`): build the model from
+// model/gpt2.h on the GPU, time forward + backward + AdamW over several steps (median, CUDA events),
+// report tokens/s, MFU (6 * params * tokens + attention FLOPs over the fp32/tf32 ceiling) and peak
+// memory (cuda::device_allocator().stats().peak_bytes), and add them to the JSON under "step".
+// Until then aria-bench refuses --model with a clear error rather than print a made-up number.
+
+}  // namespace aria::bench

@@ -1,0 +1,152 @@
+// aria-bench: CUDA kernel timings next to the card's measured ceilings. See bench.h.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "tools/aria-bench/bench.h"
+
+using namespace aria;
+using namespace aria::bench;
+
+namespace {
+
+const char* kUsage = R"(usage: aria-bench [options]
+
+Times every CUDA kernel of aria at GPT-2 124M training shapes (C=768, 12 heads, vocabulary 50257,
+GEMMs of one block and the lm head padded to 50304, AdamW over 124M parameters): the median of
+--reps runs timed with CUDA events, L2 flushed before each run, inputs rotated among copies.
+Prints time, bytes moved (the minimum: inputs read once, outputs written once), achieved GB/s or
+TFLOP/s, and the percentage of the ceilings measured at start: a 1 GiB device-to-device copy
+(bytes read + written) and an 8192^3 float32 GEMM (exact fp32 and TF32).
+
+options:
+  --batch B        batch size (default 8)
+  --seq T          sequence length (default 1024)
+  --reps N         timed runs per kernel (default 20)
+  --only NAME      only kernels whose name contains NAME
+  --json FILE      also write the results as JSON
+  --model d12      whole training step (not implemented yet: see TODO(step) in tools/aria-bench/bench.h)
+  --help           this text
+
+Exit codes: 0 ok, 1 error, 2 no CUDA GPU (or a feature not implemented yet).
+)";
+
+int parse_int(const std::string& flag, const char* v) {
+  try {
+    size_t used = 0;
+    int x = std::stoi(v, &used);
+    ARIA_CHECK(used == std::string(v).size() && x > 0, "");
+    return x;
+  } catch (...) {
+    ARIA_FAIL(flag, " needs a positive integer, got '", v, "'");
+  }
+}
+
+void print_table(const Ceilings& c, const std::vector<Result>& rs) {
+  std::printf("\nceilings: copy %.0f GB/s (read+write), fp32 GEMM %.1f TFLOP/s, tf32 GEMM %.1f TFLOP/s\n\n",
+              c.copy_gbps, c.fp32_tflops, c.tf32_tflops);
+  std::printf("%-30s %-40s %10s %12s %14s %8s\n", "kernel", "shape", "ms", "MB moved", "achieved", "% ceil");
+  for (const Result& r : rs) {
+    char ach[64];
+    if (r.flops > 0) std::snprintf(ach, sizeof ach, "%.2f TFLOP/s", r.flops / (r.ms * 1e-3) / 1e12);
+    else std::snprintf(ach, sizeof ach, "%.0f GB/s", r.bytes / (r.ms * 1e-3) / 1e9);
+    std::printf("%-30s %-40s %10.4f %12.1f %14s %7.1f%% (%s)\n", r.name.c_str(), r.shape.c_str(), r.ms,
+                r.bytes / 1e6, ach, r.pct, r.ceiling.c_str());
+  }
+}
+
+nlohmann::json to_json(const Config& cfg, const Ceilings& c, const std::vector<Result>& rs) {
+  nlohmann::json j;
+  j["device"] = device_name();
+  j["config"] = {{"batch", cfg.batch}, {"seq", cfg.seq}, {"reps", cfg.reps}, {"n_embd", 768}, {"n_head", 12},
+                 {"vocab", 50257}, {"vocab_padded", 50304}};
+  j["ceilings"] = {{"copy_gbps", c.copy_gbps}, {"fp32_gemm_tflops", c.fp32_tflops}, {"tf32_gemm_tflops", c.tf32_tflops}};
+  nlohmann::json ks = nlohmann::json::array();
+  for (const Result& r : rs) {
+    const double s = r.ms * 1e-3;
+    ks.push_back({{"name", r.name},
+                  {"shape", r.shape},
+                  {"ms", r.ms},
+                  {"bytes", r.bytes},
+                  {"gbps", r.bytes / s / 1e9},
+                  {"flops", r.flops},
+                  {"tflops", r.flops / s / 1e12},
+                  {"ceiling", r.ceiling},
+                  {"pct_of_ceiling", r.pct}});
+  }
+  j["kernels"] = ks;
+  j["step"] = nullptr;  // TODO(step): whole training step (see bench.h)
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  std::string json_path;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto value = [&]() -> const char* {
+        ARIA_CHECK(i + 1 < argc, a, " needs a value");
+        return argv[++i];
+      };
+      if (a == "--help" || a == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (a == "--batch") {
+        cfg.batch = parse_int(a, value());
+      } else if (a == "--seq") {
+        cfg.seq = parse_int(a, value());
+      } else if (a == "--reps") {
+        cfg.reps = parse_int(a, value());
+      } else if (a == "--only") {
+        cfg.only = value();
+      } else if (a == "--json") {
+        json_path = value();
+      } else if (a == "--model") {
+        cfg.model = value();
+      } else {
+        ARIA_FAIL("unknown option '", a, "' (see --help)");
+      }
+    }
+    if (cuda::device_count() == 0) {
+      std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
+#ifdef ARIA_WITH_CUDA
+                   "none is visible to the driver"
+#else
+                   "this build has no CUDA backend (rebuild with nvcc available)"
+#endif
+      );
+      return 2;
+    }
+    if (!cfg.model.empty()) {
+      std::fprintf(stderr,
+                   "error: --model %s (whole training step) is not implemented yet: see TODO(step) in "
+                   "tools/aria-bench/bench.h\n",
+                   cfg.model.c_str());
+      return 2;
+    }
+    std::printf("aria-bench on %s: B=%d T=%d, %d timed runs per kernel (median)\n", device_name().c_str(), cfg.batch,
+                cfg.seq, cfg.reps);
+    const Ceilings c = measure_ceilings(cfg);
+    const std::vector<Result> rs = bench_kernels(cfg, c);
+    print_table(c, rs);
+    if (!json_path.empty()) {
+      std::ofstream f(json_path);
+      ARIA_CHECK(f.good(), "cannot write ", json_path);
+      f << to_json(cfg, c, rs).dump(2) << "\n";
+      std::printf("\nwrote %s\n", json_path.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
