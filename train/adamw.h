@@ -1,0 +1,68 @@
+// AdamW with explicit parameter groups (../shared/aria-spec.md, "Asymmetric learning rates").
+// A group is plain data: a name, named parameter tensors, and its own lr / betas / eps / weight
+// decay. The groups are built by rules (default_decay_groups below, the continual trainer's
+// fast / slow / head split) and printed with describe(), so a test can check where every
+// parameter went.
+//
+// step() updates every parameter that has a gradient with one adamw_update kernel call per device
+// (one launch on the GPU). The weight decay is decoupled (p -= lr * wd * p), as torch.optim.AdamW.
+// Step counts are kept per parameter, as in torch: a parameter that had no gradient at some steps
+// (frozen for a while, or added later) gets the bias correction of the updates it actually had.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace aria {
+
+struct ParamGroup {
+  std::string name;
+  std::vector<std::pair<std::string, Tensor>> params;
+  double lr = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+class AdamW {
+ public:
+  // Throws aria::Error naming the group (and parameter) for a parameter in two groups, a non-leaf,
+  // non-floating or non-contiguous parameter, negative lr / weight decay / eps, betas outside [0, 1).
+  explicit AdamW(std::vector<ParamGroup> groups);
+
+  // One update of every parameter with a defined grad: lr = group.lr * lr_multiplier, and the
+  // gradient used is grad * grad_scale (clipping and accumulation averaging, no extra pass).
+  void step(double lr_multiplier = 1.0, double grad_scale = 1.0);
+  void zero_grad();  // drops every parameter's gradient
+
+  int64_t steps() const { return steps_; }  // calls to step()
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  // One row per group (name, #tensors, #params, lr, wd, betas), then one line per group listing
+  // its parameter names.
+  std::string describe() const;
+
+  // "m.<param>", "v.<param>" for every parameter that has moments, and "step.<param>" (int64 [1])
+  // for those whose own update count differs from steps().
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  // Restores what state_tensors() wrote (extra keys not starting with m./v./step. are ignored, so
+  // a whole checkpoint map can be passed). A parameter without saved moments starts from zero.
+  void load_state(const std::map<std::string, Tensor>& state, int64_t steps);
+
+ private:
+  struct Slot {  // per parameter: lazily allocated moments and its own update count
+    Tensor m, v;
+    int64_t count = 0;
+  };
+  std::vector<ParamGroup> groups_;
+  std::vector<std::vector<Slot>> slots_;  // [group][param]
+  int64_t steps_ = 0;
+};
+
+// GPT-2's convention: tensors with 2 or more dimensions (matmul weights, embeddings) in group
+// "decay" with weight decay wd; biases and layernorm weights in "no_decay" with 0.
+std::vector<ParamGroup> default_decay_groups(const std::vector<std::pair<std::string, Tensor>>& named_params,
+                                             double lr, double wd);
+
+}  // namespace aria

@@ -1,0 +1,137 @@
+#include "train/lm_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "core/autograd.h"
+#include "train/adamw.h"
+#include "train/grad_clip.h"
+#include "train/progress.h"
+
+namespace aria {
+
+namespace {
+
+void check_config(const LmTrainConfig& c, const Gpt2Config& mc) {
+  ARIA_CHECK(c.batch_size >= 1, "train: batch_size must be >= 1, got ", c.batch_size);
+  ARIA_CHECK(c.seq_len >= 1 && c.seq_len <= mc.n_positions, "train: seq_len must be in [1, n_positions=",
+             mc.n_positions, "], got ", c.seq_len);
+  ARIA_CHECK(c.steps >= 0, "train: steps must be >= 0, got ", c.steps);
+  ARIA_CHECK(c.grad_accum >= 1, "train: grad_accum must be >= 1, got ", c.grad_accum);
+  ARIA_CHECK(c.warmup_steps >= 0, "train: warmup_steps must be >= 0, got ", c.warmup_steps);
+  ARIA_CHECK(c.eval_every >= 0, "train: eval_every must be >= 0, got ", c.eval_every);
+  ARIA_CHECK(c.eval_batches >= 1, "train: eval_batches must be >= 1, got ", c.eval_batches);
+  ARIA_CHECK(std::isfinite(c.lr) && c.lr >= 0, "train: lr must be >= 0, got ", c.lr);
+}
+
+void check_tokens(const TokenDataset& d, int vocab_size, const char* which) {
+  ARIA_CHECK(!d.tokens.empty(), which, " corpus is empty (0 tokens)");
+  auto [lo, hi] = std::minmax_element(d.tokens.begin(), d.tokens.end());
+  ARIA_CHECK(*lo >= 0 && *hi < vocab_size, which, " corpus holds token ids in [", *lo, ", ", *hi,
+             "], outside the model's vocabulary [0, ", vocab_size, ")");
+}
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+}  // namespace
+
+double evaluate_lm(const Gpt2Model& model, const TokenDataset& data, int batch_size, int seq_len, int batches,
+                   uint64_t seed) {
+  NoGradGuard no_grad;
+  LmBatcher batcher(data, batch_size, seq_len, seed);
+  double sum = 0;
+  for (int i = 0; i < batches; ++i) {
+    LmBatch b = batcher.next(model.device());
+    sum += gpt2_lm_loss(model, b.ids, b.targets).item();
+  }
+  return sum / batches;
+}
+
+LmTrainResult train_lm(Gpt2Model& model, const TokenDataset& train, const TokenDataset* val,
+                       const LmTrainConfig& cfg, std::ostream& log) {
+  check_config(cfg, model.config);
+  check_tokens(train, model.config.vocab_size, "training");
+  if (val) check_tokens(*val, model.config.vocab_size, "validation");
+  LmBatcher batcher(train, cfg.batch_size, cfg.seq_len, cfg.seed);
+  const uint64_t val_seed = cfg.seed ^ 0x5a17e5eedull;
+  if (val) LmBatcher(*val, cfg.batch_size, cfg.seq_len, val_seed);  // "corpus too short" before training
+
+  model.set_requires_grad(true);
+  const auto named = model.named_parameters();
+  auto groups = default_decay_groups(named, cfg.lr, cfg.weight_decay);
+  for (ParamGroup& g : groups) g.beta1 = cfg.beta1, g.beta2 = cfg.beta2;
+  AdamW opt(std::move(groups));
+  const ScheduleConfig sched{cfg.schedule, cfg.warmup_steps, std::max(cfg.steps, 1), cfg.min_lr_ratio};
+  const int64_t tokens_per_step = int64_t(cfg.batch_size) * cfg.seq_len * cfg.grad_accum;
+
+  if (cfg.verbose) {
+    log << "train_lm: " << model.num_parameters() << " parameters on " << model.device().str() << ", "
+        << train.tokens.size() << " training tokens" << (val ? ", " + std::to_string(val->tokens.size()) + " validation" : "")
+        << "\n  " << cfg.steps << " steps x " << tokens_per_step << " tokens (batch " << cfg.batch_size << " x seq "
+        << cfg.seq_len << " x accum " << cfg.grad_accum << "), lr " << cfg.lr << " warmup " << cfg.warmup_steps
+        << " min_lr_ratio " << cfg.min_lr_ratio << ", clip " << cfg.max_grad_norm << "\n"
+        << opt.describe();
+  }
+
+  LmTrainResult r;
+  Progress progress(log, cfg.steps, "step", cfg.log_every);
+  double train_seconds = 0;
+  auto evaluate = [&](int done) {
+    const double vl = evaluate_lm(model, *val, cfg.batch_size, cfg.seq_len, cfg.eval_batches, val_seed);
+    r.val_losses.emplace_back(done, vl);
+    if (cfg.verbose) progress.message("step " + std::to_string(done) + " | val loss " + fmt("%.4f", vl));
+  };
+
+  for (int step = 0; step < cfg.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    double loss_sum = 0;
+    for (int micro = 0; micro < cfg.grad_accum; ++micro) {
+      LmBatch b = batcher.next(model.device());
+      Tensor loss = gpt2_lm_loss(model, b.ids, b.targets);
+      loss.backward();
+      loss_sum += loss.item();
+    }
+    const double loss = loss_sum / cfg.grad_accum;
+    ARIA_CHECK(std::isfinite(loss), "non-finite training loss (", loss, ") at step ", step + 1);
+    // The grads hold the sum over micro-batches; the step uses their mean, clipped.
+    double norm;
+    try {
+      norm = global_grad_norm(named) / cfg.grad_accum;
+    } catch (const Error& e) {
+      ARIA_FAIL("step ", step + 1, ": ", e.what());
+    }
+    const double mult = lr_multiplier(sched, step);
+    opt.step(mult, clip_scale(norm, cfg.max_grad_norm) / cfg.grad_accum);
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    r.losses.push_back(loss);
+    r.grad_norms.push_back(norm);
+    r.lrs.push_back(cfg.lr * mult);
+    const double tps = double(tokens_per_step) * (step + 1) / std::max(train_seconds, 1e-9);
+    if (cfg.verbose)
+      progress.update(step + 1, "loss " + fmt("%.4f", loss) + " | lr " + fmt("%.2e", cfg.lr * mult) + " | norm " +
+                                    fmt("%.3f", norm) + " | " + fmt("%.0f", tps) + " tok/s");
+    if (val && cfg.eval_every > 0 && (step + 1) % cfg.eval_every == 0 && step + 1 < cfg.steps) evaluate(step + 1);
+  }
+  if (val) {
+    evaluate(cfg.steps);
+    r.final_val_loss = r.val_losses.back().second;
+  }
+  if (cfg.verbose) progress.finish();
+  r.train_seconds = train_seconds;
+  r.tokens_per_second = cfg.steps ? double(tokens_per_step) * cfg.steps / std::max(train_seconds, 1e-9) : 0.0;
+  if (cfg.verbose)
+    log << "train_lm: done in " << format_duration(progress.elapsed_seconds()) << ", " << fmt("%.0f", r.tokens_per_second)
+        << " tokens/s" << (r.losses.empty() ? "" : ", final loss " + fmt("%.4f", r.losses.back()))
+        << (val ? ", val loss " + fmt("%.4f", r.final_val_loss) : "") << "\n";
+  return r;
+}
+
+}  // namespace aria
