@@ -1,5 +1,6 @@
 // Where a tensor lives. One GPU index is carried for later multi-GPU work; today only index 0 is used.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "core/error.h"

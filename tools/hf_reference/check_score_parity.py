@@ -8,6 +8,7 @@ transformers and scores the same there as in aria. Prints one line per check and
   python3 tools/hf_reference/check_score_parity.py --aria build-gpu/aria --vocab third_party/gpt2-vocab
 """
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -46,8 +47,14 @@ def main():
     ap.add_argument("--vocab", required=True)
     ap.add_argument("--devices", default="cpu,cuda")
     args = ap.parse_args()
-    tok = GPT2TokenizerFast(vocab_file=os.path.join(args.vocab, "vocab.json"),
-                            merges_file=os.path.join(args.vocab, "merges.txt"))
+    vocab, merges = os.path.join(args.vocab, "vocab.json"), os.path.join(args.vocab, "merges.txt")
+    # transformers 4 names the files vocab_file/merges_file; 5 names them vocab/merges and silently
+    # ignores the old names (an empty tokenizer), so pick by signature and check the size.
+    if "vocab_file" in inspect.signature(GPT2TokenizerFast.__init__).parameters:
+        tok = GPT2TokenizerFast(vocab_file=vocab, merges_file=merges)
+    else:
+        tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
+    assert len(tok) == 50257, f"tokenizer has {len(tok)} tokens"
     ids = torch.tensor([tok(TEXT)["input_ids"]])
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
