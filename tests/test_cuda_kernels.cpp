@@ -147,7 +147,8 @@ TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
     cpu::sum_to(big, c);
     cuda::sum_to(gbig, g1);
     cuda::sum_to(gbig, g2);
-    expect_close(g1, c, 1e-6, "sum_to big " + shape_str(to));
+    // float32 partial sums over up to 6.3M terms against the CPU's double accumulation
+    expect_close(g1, c, 2e-5, "sum_to big " + shape_str(to));
     CHECK(bit_equal(g1, g2));
   }
   Tensor y = randn({1000, 769}, 13), bias = randn({769}, 14), gy = gpu(y);
