@@ -1,0 +1,31 @@
+// The experiment `aria run` runs with no arguments, embedded in the binary: the real tasks of
+// third_party/data (docs/data.md) in order, every method, and "cache:default", a small GPT-2 that
+// aria pretrains on third_party/data/corpus on first use (train/model_cache.h). Sized to finish in
+// about 15 minutes on a 2-core CPU and well under 2 minutes on an H100 (docs/run.md has the
+// measured times). --quick swaps in a much smaller run of the same shape for CI.
+#pragma once
+#include <string>
+
+#include "train/aria_config.h"
+#include "train/model_cache.h"
+
+namespace aria {
+
+// The default experiment config as JSON text (the format of train/aria_config.h), exactly what
+// `aria run --print-config` prints.
+const char* default_experiment_json();
+ExperimentConfig default_experiment();
+
+// The shortened run: cache:quick, fewer and shorter examples, a few steps per task. Applied on top
+// of any config (the tasks, methods and seeds stay).
+void make_quick(ExperimentConfig& c);
+
+// The recipe of cache:<name> ("default" or "quick"); throws aria::Error for any other name.
+PretrainRecipe pretrain_recipe(const std::string& name);
+
+// Resolves a relative data directory such as "third_party/data": as given when it exists, else
+// under $ARIA_HOME, then under the current directory's parents. Throws aria::Error listing the
+// places looked at, with a hint to run tools/setup.sh.
+std::string find_data_dir(const std::string& data_dir);
+
+}  // namespace aria
