@@ -12,8 +12,17 @@ struct Config {
   int seq = 1024;    // T
   int reps = 20;     // timed runs per kernel (median reported)
   std::string only;  // run only kernels whose name contains this
-  std::string model; // --model: whole training step (not implemented yet, see bench_step)
+  std::string model;  // --model d12: time a whole training step instead of the kernels
+  bool gated = false;  // --gated: ARIA's gated MLP in every block (+ its plasticity loss)
+  bool tf32 = false;   // --tf32: float32 GEMMs on TF32 tensor cores
+  int steps = 10, warmup = 3;
 };
+
+struct StepResult {
+  double step_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;
+  int64_t params = 0;
+};
+StepResult bench_step(const Config& cfg);
 
 struct Ceilings {
   double copy_gbps = 0;    // device-to-device copy, bytes read + written per second / 1e9
@@ -34,11 +43,5 @@ struct Result {
 std::string device_name();
 Ceilings measure_ceilings(const Config& cfg);
 std::vector<Result> bench_kernels(const Config& cfg, const Ceilings& ceil);
-
-// TODO(step): whole GPT-2 training step (`--model d12 --batch 16 --seq 1024`): build the model from
-// model/gpt2.h on the GPU, time forward + backward + AdamW over several steps (median, CUDA events),
-// report tokens/s, MFU (6 * params * tokens + attention FLOPs over the fp32/tf32 ceiling) and peak
-// memory (cuda::device_allocator().stats().peak_bytes), and add them to the JSON under "step".
-// Until then aria-bench refuses --model with a clear error rather than print a made-up number.
 
 }  // namespace aria::bench

@@ -10,6 +10,9 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
+#ifdef ARIA_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 
 using namespace aria;
 using namespace aria::bench;
@@ -31,7 +34,14 @@ options:
   --reps N         timed runs per kernel (default 20)
   --only NAME      only kernels whose name contains NAME
   --json FILE      also write the results as JSON
-  --model d12      whole training step (not implemented yet: see TODO(step) in tools/aria-bench/bench.h)
+  --model d12      time a whole GPT-2 training step instead (d12 = 124M; also d24, tiny): forward,
+                   backward, grad-norm clipping, AdamW; tokens/s, TFLOP/s (6N + attention per token),
+                   % of the measured GEMM ceiling of the precision used, peak GPU memory
+  --gated          with --model: ARIA's PlasticityGatedMLP in every block (+ plasticity loss)
+  --tf32           with --model: float32 GEMMs on TF32 tensor cores (default: exact fp32)
+  --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
+  --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
+                   torch.compile, same shapes) and print both systems side by side
   --help           this text
 
 Exit codes: 0 ok, 1 error, 2 no CUDA GPU (or a feature not implemented yet).
@@ -81,8 +91,65 @@ nlohmann::json to_json(const Config& cfg, const Ceilings& c, const std::vector<R
                   {"pct_of_ceiling", r.pct}});
   }
   j["kernels"] = ks;
-  j["step"] = nullptr;  // TODO(step): whole training step (see bench.h)
+  j["step"] = nullptr;  // kernel mode; see run_step_mode for --model
   return j;
+}
+
+// --model: one training step of aria (and optionally PyTorch) at the same shapes, as a table + JSON.
+int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) {
+  if (cfg.batch == 8 && cfg.seq == 1024) cfg.batch = 16;  // the reference shape unless given
+#ifdef ARIA_WITH_CUDA
+  cuda::set_tf32(cfg.tf32);
+#endif
+  const Ceilings ceil = measure_ceilings(cfg);
+  const std::string precision = cfg.tf32 ? "tf32" : "fp32";
+  const double peak = cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
+  std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps\n", device_name().c_str(),
+              cfg.model.c_str(), cfg.gated ? " + gated MLP" : "", cfg.batch, cfg.seq, precision.c_str(), cfg.steps);
+  const StepResult r = bench_step(cfg);
+  nlohmann::json rows = nlohmann::json::array();
+  rows.push_back({{"system", "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
+                  {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
+                  {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
+  if (compare_torch) {
+    const std::string modes = "eager-" + precision + ",compile-" + precision + ",eager-bf16,compile-bf16";
+    const std::string cmd = "python3 tools/hf_reference/torch_gpt2_bench.py --batch " + std::to_string(cfg.batch) +
+                            " --seq " + std::to_string(cfg.seq) + " --steps " + std::to_string(cfg.steps) +
+                            " --modes " + modes + " --gated " + (cfg.gated ? "1" : "0") + " 2>/dev/null";
+    std::fflush(stdout);
+    FILE* p = popen(cmd.c_str(), "r");
+    ARIA_CHECK(p, "cannot run ", cmd);
+    char line[4096];
+    while (std::fgets(line, sizeof line, p)) {
+      try {
+        rows.push_back(nlohmann::json::parse(line));
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    ARIA_CHECK(pclose(p) == 0, "the PyTorch reference failed: ", cmd);
+  }
+  const double aria_tps = r.tokens_per_s;
+  std::printf("\n%-22s %-13s %10s %12s %10s %9s %10s\n", "system", "mode", "step ms", "tokens/s", "TFLOP/s",
+              "aria/x", "peak GiB");
+  for (const auto& row : rows) {
+    std::printf("%-22s %-13s %10.1f %12.0f %10.1f %8.2fx %10.2f\n",
+                row["system"].get<std::string>().substr(0, 22).c_str(), row["mode"].get<std::string>().c_str(),
+                row["step_ms"].get<double>(), row["tokens_per_s"].get<double>(), row["tflops"].get<double>(),
+                aria_tps / row["tokens_per_s"].get<double>(), row["peak_mem_gib"].get<double>());
+  }
+  std::printf("\naria: %.1f TFLOP/s = %.1f%% of the measured %s GEMM ceiling (%.1f TFLOP/s); 6N+12LTC FLOPs/token\n",
+              r.tflops, 100.0 * r.tflops / peak, precision.c_str(), peak);
+  if (!json_path.empty()) {
+    nlohmann::json j;
+    j["device"] = device_name();
+    j["ceilings"] = {{"copy_gbps", ceil.copy_gbps}, {"fp32_gemm_tflops", ceil.fp32_tflops},
+                     {"tf32_gemm_tflops", ceil.tf32_tflops}};
+    j["step"] = rows;
+    std::ofstream f(json_path);
+    ARIA_CHECK(f.good(), "cannot write ", json_path);
+    f << j.dump(2) << "\n";
+  }
+  return 0;
 }
 
 }  // namespace
@@ -90,6 +157,7 @@ nlohmann::json to_json(const Config& cfg, const Ceilings& c, const std::vector<R
 int main(int argc, char** argv) {
   Config cfg;
   std::string json_path;
+  bool compare_torch = false;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -112,6 +180,14 @@ int main(int argc, char** argv) {
         json_path = value();
       } else if (a == "--model") {
         cfg.model = value();
+      } else if (a == "--gated") {
+        cfg.gated = true;
+      } else if (a == "--tf32") {
+        cfg.tf32 = true;
+      } else if (a == "--steps") {
+        cfg.steps = parse_int(a, value());
+      } else if (a == "--compare-torch") {
+        compare_torch = true;
       } else {
         ARIA_FAIL("unknown option '", a, "' (see --help)");
       }
@@ -126,13 +202,7 @@ int main(int argc, char** argv) {
       );
       return 2;
     }
-    if (!cfg.model.empty()) {
-      std::fprintf(stderr,
-                   "error: --model %s (whole training step) is not implemented yet: see TODO(step) in "
-                   "tools/aria-bench/bench.h\n",
-                   cfg.model.c_str());
-      return 2;
-    }
+    if (!cfg.model.empty()) return run_step_mode(cfg, json_path, compare_torch);
     std::printf("aria-bench on %s: B=%d T=%d, %d timed runs per kernel (median)\n", device_name().c_str(), cfg.batch,
                 cfg.seq, cfg.reps);
     const Ceilings c = measure_ceilings(cfg);

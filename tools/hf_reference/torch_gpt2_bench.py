@@ -76,7 +76,9 @@ class Gpt(nn.Module):
 
 def bench(mode, gated, B, T, steps, warmup):
     torch.manual_seed(0)
-    compiled, dtype = mode.split("-")
+    compiled, dtype = mode.split("-")  # dtype: fp32 (exact), tf32 (fp32 on TF32 tensor cores), bf16 (autocast)
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    torch.backends.cudnn.allow_tf32 = dtype == "tf32"
     model = Gpt(gated=gated).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     step_model = torch.compile(model) if compiled == "compile" else model

@@ -1,0 +1,74 @@
+// Whole GPT-2 training step on the GPU: forward (lm loss), backward, global grad norm + clipping,
+// one AdamW step (decay/no_decay groups), timed as the median of several steps after warm-up, with
+// tokens/s, model FLOP utilisation and the caching allocator's peak. Optional: ARIA's gated MLP in
+// every block with its plasticity loss (what the continual trainer runs).
+#include <algorithm>
+#include <chrono>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "kernels/kernels.h"
+#include "model/gated_mlp.h"
+#include "model/gpt2.h"
+#include "tools/aria-bench/bench.h"
+#include "train/adamw.h"
+#include "train/grad_clip.h"
+
+namespace aria::bench {
+
+StepResult bench_step(const Config& cfg) {
+  ARIA_CHECK(cfg.model == "d12" || cfg.model == "d24" || cfg.model == "tiny", "--model must be d12, d24 or tiny");
+  Gpt2Config c = gpt2_preset(cfg.model);
+  c.vocab_size = 50304;  // padded to a multiple of 128, as the PyTorch reference does
+  const Device dev = Device::cuda(0);
+  Gpt2Model m = gpt2_random(c, 1, dev);
+  if (cfg.gated) inject_gated_mlp(m, 2);
+  m.set_requires_grad(true);
+  const auto params = m.named_parameters();
+  AdamW opt(default_decay_groups(params, 1e-4, 0.1));
+
+  Rng rng(3);
+  std::vector<int32_t> ids(size_t(cfg.batch) * size_t(cfg.seq)), tg(ids.size());
+  for (auto& v : ids) v = int32_t(rng.below(50257));
+  for (auto& v : tg) v = int32_t(rng.below(50257));
+  const Tensor x = Tensor::from_ints(ids, {cfg.batch, cfg.seq}, dev);
+  const Tensor y = Tensor::from_ints(tg, {cfg.batch, cfg.seq}, dev);
+
+  auto step = [&]() {
+    Tensor loss = gpt2_lm_loss(m, x, y);
+    if (cfg.gated) {  // the plasticity loss the continual trainer adds: 0.01 * sum_l mean(pi (1 - pi))
+      for (const auto& b : m.blocks) {
+        const Tensor& pi = b.gated->last_pi;
+        loss = ops::add(loss, ops::scale(ops::mean(ops::mul(pi, ops::affine(pi, -1.0, 1.0))), 0.01));
+      }
+    }
+    loss.backward();
+    double norm = global_grad_norm(params);
+    opt.step(1.0, clip_scale(norm, 1.0));
+    opt.zero_grad();
+  };
+  for (int i = 0; i < cfg.warmup; ++i) step();
+  cuda::synchronize();
+  cuda::device_allocator().reset_peak();
+  std::vector<double> times;
+  for (int i = 0; i < cfg.steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    step();
+    cuda::synchronize();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  StepResult r;
+  r.step_ms = times[times.size() / 2] * 1e3;
+  const double tokens = double(cfg.batch) * cfg.seq;
+  r.tokens_per_s = tokens / (r.step_ms * 1e-3);
+  r.params = m.num_parameters();
+  // 6 N per token for the parameter matmuls (forward + backward) + 12 L T C for attention scores.
+  r.flops_per_token = 6.0 * double(r.params) + 12.0 * c.n_layer * double(cfg.seq) * c.n_embd;
+  r.tflops = r.flops_per_token * r.tokens_per_s / 1e12;
+  r.peak_gib = double(cuda::device_allocator().stats().peak_bytes) / double(1ull << 30);
+  return r;
+}
+
+}  // namespace aria::bench
