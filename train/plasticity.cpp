@@ -1,0 +1,105 @@
+#include "train/plasticity.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "kernels/kernels.h"
+
+namespace aria {
+
+namespace {
+
+constexpr double kLegacyEps = 1e-4;  // the seed's denominator offset
+
+Tensor mask_like(const Tensor& mask, const Tensor& pi) {
+  ARIA_CHECK(mask.defined(), "plasticity: the batch has no mask");
+  ARIA_CHECK(mask.numel() == pi.numel(), "plasticity: mask ", mask.str(), " does not match gate values ", pi.str());
+  Tensor m = mask.detach();
+  if (m.dtype() != pi.dtype()) m = m.to(pi.dtype());
+  if (m.shape() != pi.shape()) m = m.reshape(pi.shape());
+  return m;
+}
+
+const Tensor& layer_pi(const Gpt2Block& b, size_t layer) {
+  ARIA_CHECK(b.gated, "plasticity: layer ", layer, " has no gated MLP");
+  ARIA_CHECK(b.gated->last_pi.defined(), "plasticity: layer ", layer, " has no gate values (no forward yet)");
+  return b.gated->last_pi;
+}
+
+}  // namespace
+
+bool plasticity_active(const PlasticitySettings& s, int64_t optimizer_steps_done) {
+  return s.lambda > 0 && optimizer_steps_done >= s.warmup_steps;
+}
+
+Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
+  ARIA_CHECK(real_tokens > 0, "plasticity: the token normaliser must be > 0, got ", real_tokens);
+  const Tensor m = mask_like(mask, pi);
+  // mean over real tokens of pi (1 - pi)
+  Tensor mean_var = ops::scale(ops::sum(ops::mul(ops::mul(pi, ops::affine(pi, -1.0, 1.0)), m)), 1.0 / real_tokens);
+  if (!s.legacy) return ops::scale(mean_var, s.lambda);
+  return ops::scale(ops::div(Tensor::full({}, 1.0, pi.dtype(), pi.device()), ops::affine(mean_var, 1.0, kLegacyEps)),
+                    s.lambda);
+}
+
+Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
+  Tensor total;
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    Tensor t = plasticity_layer_loss(layer_pi(m.blocks[l], l), mask, real_tokens, s);
+    total = total.defined() ? ops::add(total, t) : t;
+  }
+  ARIA_CHECK(total.defined(), "plasticity: the model has no layers");
+  return total;
+}
+
+void GateStats::reset(int n_layers) {
+  sum_.assign(size_t(n_layers), 0.0);
+  tokens_ = 0;
+}
+
+void GateStats::accumulate(const Gpt2Model& m, const Tensor& mask) {
+  NoGradGuard no_grad;
+  ARIA_CHECK(sum_.size() == m.blocks.size(), "GateStats: reset for ", sum_.size(), " layers, model has ",
+             m.blocks.size());
+  double count = -1;
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const Tensor pi = layer_pi(m.blocks[l], l).detach();
+    const Tensor mk = mask_like(mask, pi);
+    sum_[l] += ops::sum(ops::mul(pi, mk)).item();
+    if (count < 0) count = ops::sum(mk).item();
+  }
+  tokens_ += count < 0 ? 0 : count;
+}
+
+double GateStats::mean(int layer) const {
+  ARIA_CHECK(layer >= 0 && layer < layers(), "GateStats: layer ", layer, " outside [0, ", layers(), ")");
+  return tokens_ > 0 ? sum_[size_t(layer)] / tokens_ : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::vector<double> GateStats::means() const {
+  std::vector<double> out;
+  for (int l = 0; l < layers(); ++l) out.push_back(mean(l));
+  return out;
+}
+
+void scale_grad(const Tensor& p, double f) {
+  const Tensor g = p.grad();
+  if (!g.defined() || f == 1.0) return;
+  ARIA_DISPATCH(g.device(), axpy, g, g, f - 1.0);
+}
+
+void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats) {
+  ARIA_CHECK(stats.layers() == int(m.blocks.size()), "dampen_slow_grads: statistics for ", stats.layers(),
+             " layers, model has ", m.blocks.size());
+  if (stats.tokens() <= 0) return;
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    ARIA_CHECK(m.blocks[l].gated, "dampen_slow_grads: layer ", l, " has no gated MLP");
+    const MlpWeights& s = m.blocks[l].gated->slow;
+    const double f = 1.0 - stats.mean(int(l));
+    for (const Tensor* t : {&s.fc_w, &s.fc_b, &s.proj_w, &s.proj_b}) scale_grad(*t, f);
+  }
+}
+
+}  // namespace aria

@@ -1,0 +1,62 @@
+// ARIA's gate regularisation and gradient dampening (../shared/aria-spec.md), reading the per-token
+// gate values pi [B, T, 1] that each GatedMlp keeps from its last forward (GatedMlp::last_pi).
+//
+// Plasticity (bimodality) loss, per gated layer, over REAL tokens only (mask from ClsBatch):
+//   default: L_p = lambda * sum_tokens(pi (1 - pi) mask) / N        -> pushes pi toward 0 or 1
+//   legacy:  L_p = lambda / (sum_tokens(pi (1 - pi) mask) / N + 1e-4) -> the seed's loss, pushes pi to 0.5
+// summed over layers. N is the normaliser the caller passes: the real tokens of the whole optimizer
+// step, so that the sum of the micro-batches' losses is the step's token mean whatever the
+// accumulation (the default loss is linear in the token sums; the legacy one is not, and is computed
+// per micro-batch). The loss switches on once `warmup_steps` OPTIMIZER steps are done.
+//
+// Gradient dampening: GateStats accumulates sum(pi * mask) and the real-token count per layer over
+// the micro-batches of one step (no autograd); after the full backward (and the SPC gradient),
+// dampen_slow_grads multiplies the slow pathway's gradients of layer l by (1 - mean pi_l).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/gated_mlp.h"
+
+namespace aria {
+
+struct PlasticitySettings {
+  double lambda = 0.01;
+  bool legacy = false;
+  int64_t warmup_steps = 500;
+};
+
+// True when lambda > 0 and at least warmup_steps optimizer steps are done.
+bool plasticity_active(const PlasticitySettings& s, int64_t optimizer_steps_done);
+
+// One layer's term for gate values pi [B, T, 1] and mask [B, T, 1] (any float dtype; converted to
+// pi's), normalised by `real_tokens` (> 0). Differentiable in pi.
+Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
+
+// Sum of plasticity_layer_loss over the gated layers of m's last forward. Throws when the model has
+// no gated MLP or a layer has no recorded pi.
+Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
+
+// Gate means over the real tokens of one optimizer step.
+class GateStats {
+ public:
+  void reset(int n_layers);
+  // Adds sum(pi_l * mask) and sum(mask) of every gated layer's last forward (under NoGradGuard).
+  void accumulate(const Gpt2Model& m, const Tensor& mask);
+  int layers() const { return int(sum_.size()); }
+  double tokens() const { return tokens_; }
+  double mean(int layer) const;  // NaN before any token
+  std::vector<double> means() const;
+
+ private:
+  std::vector<double> sum_;
+  double tokens_ = 0;
+};
+
+// g *= f for a tensor's gradient (if any), in place with the axpy kernel (g += (f - 1) g).
+void scale_grad(const Tensor& p, double f);
+
+// Slow-pathway gradients of layer l *= (1 - stats.mean(l)). No-op for layers without tokens.
+void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats);
+
+}  // namespace aria
