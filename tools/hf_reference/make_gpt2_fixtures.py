@@ -55,10 +55,15 @@ def main():
     m64 = GPT2LMHeadModel(cfg).eval()
     m64.load_state_dict(model.state_dict())
     m64 = m64.double()
-    out = m64(input_ids=ids, labels=labels)
-    out.loss.backward()
+    out = m64(input_ids=ids)
+    # transformers' own loss upcasts logits to float32 (ForCausalLMLoss), which would put float32
+    # rounding into a float64 reference: the same shifted, ignore-aware mean is computed here in float64.
+    V = cfg.vocab_size
+    loss = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100)
+    loss.backward()
     ref["logits"] = out.logits.detach().clone()
-    ref["loss"] = out.loss.detach().reshape(1).clone()
+    ref["loss"] = loss.detach().reshape(1).clone()
     params = dict(m64.transformer.named_parameters())
     for n in GRAD_NAMES:
         ref["grad." + n] = params[n].grad.detach().clone()
@@ -73,8 +78,8 @@ def main():
               metadata={"transformers": transformers.__version__, "torch": torch.__version__})
     with open(os.path.join(args.out, "SOURCE.json"), "w") as f:
         json.dump({"generator": "tools/hf_reference/make_gpt2_fixtures.py", "transformers": transformers.__version__,
-                   "torch": torch.__version__, "seed": 1234, "loss": out.loss.item()}, f, indent=1)
-    print("wrote", args.out, "loss", out.loss.item())
+                   "torch": torch.__version__, "seed": 1234, "loss": loss.item()}, f, indent=1)
+    print("wrote", args.out, "loss", loss.item())
 
 
 if __name__ == "__main__":
