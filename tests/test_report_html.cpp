@@ -9,6 +9,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/rng.h"
+#include "model/continual_model.h"
+#include "model/gated_mlp.h"
+#include "train/cls_data.h"
 #include "train/report.h"
 #include "train/report_html.h"
 
@@ -167,4 +171,46 @@ TEST_CASE("gates.json round trip and write_report_html") {
   ss << f.rdbuf();
   CHECK(ss.str() == report_html(hand_made_report(), opt));
   std::filesystem::remove(path);
+}
+
+TEST_CASE("collect_gate_histograms: every layer, real tokens only, each task through its own head") {
+  Gpt2Config cfg;
+  cfg.vocab_size = 50257, cfg.n_positions = 16  /* GPT-2 vocabulary: batches pad with id 50256 */, cfg.n_embd = 16, cfg.n_layer = 2, cfg.n_head = 2;
+  ContinualModel m;
+  m.gpt = gpt2_random(cfg, 3);
+  m.adapter_dim = 4;
+  Rng rng(5);
+  ClsTaskData a, b;
+  a.name = "a", a.label_names = {"x", "y"};
+  b.name = "b", b.label_names = {"x", "y", "z"};
+  // 3 + 5 + 1 real tokens in task a (padding in its batches must not count), 2 + 2 in task b.
+  a.test = {{{1, 2, 3}, 0}, {{4, 5, 6, 7, 8}, 1}, {{9}, 0}};
+  b.test = {{{10, 11}, 2}, {{12, 13}, 1}};
+  const std::vector<const ClsTaskData*> tasks = {&a, &b};
+
+  m.add_task("a", 2, rng);
+  m.add_task("b", 3, rng);
+  CHECK_THROWS_WITH_AS(collect_gate_histograms(m, tasks, "test", 0, 2), doctest::Contains("no gated MLP"), Error);
+
+  ContinualModel g;
+  g.gpt = gpt2_random(cfg, 3);
+  inject_gated_mlp(g.gpt, 7, 0.5);
+  g.adapter_dim = 4;
+  g.add_task("a", 2, rng);
+  CHECK_THROWS_WITH_AS(collect_gate_histograms(g, tasks, "test", 0, 2), doctest::Contains("task slots"), Error);
+  g.add_task("b", 3, rng);
+  const GateReport r = collect_gate_histograms(g, tasks, "test", 0, 2, 10);
+  REQUIRE(r.layers.size() == 2);
+  for (const GateHistogram& h : r.layers) {
+    CHECK(h.counts.size() == 10);
+    CHECK(h.tokens == 3 + 5 + 1 + 2 + 2);
+    int64_t sum = 0;
+    for (int64_t c : h.counts) sum += c;
+    CHECK(sum == h.tokens);
+    CHECK(h.mean > 0.0);
+    CHECK(h.mean < 1.0);
+  }
+  // A cap on the examples per task.
+  CHECK(collect_gate_histograms(g, tasks, "test", 1, 2).layers[0].tokens == 3 + 2);
+  CHECK(r.data.find("5 examples") != std::string::npos);
 }

@@ -9,7 +9,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/autograd.h"
 #include "core/error.h"
+#include "model/continual_model.h"
+#include "model/gated_mlp.h"
+#include "train/cls_data.h"
 
 namespace aria {
 
@@ -388,6 +392,52 @@ std::string html_escape(const std::string& s) {
     }
   }
   return o;
+}
+
+GateReport collect_gate_histograms(const ContinualModel& m, const std::vector<const ClsTaskData*>& tasks,
+                                   const std::string& split, int64_t max_examples_per_task, int batch_size, int bins) {
+  ARIA_CHECK(bins >= 1 && batch_size >= 1, "gate histograms: bins and batch_size must be >= 1");
+  ARIA_CHECK(split == "test" || split == "validation", "gate histograms: split must be test or validation");
+  ARIA_CHECK(tasks.size() <= m.tasks.size(), "gate histograms: the model has ", m.tasks.size(), " task slots for ",
+             tasks.size(), " tasks");
+  const size_t L = m.gpt.blocks.size();
+  for (size_t l = 0; l < L; ++l)
+    ARIA_CHECK(m.gpt.blocks[l].gated, "gate histograms: block ", l, " has no gated MLP (not an ARIA model)");
+  std::vector<GateHistogram> hist(L);
+  std::vector<double> sums(L, 0.0);
+  for (size_t l = 0; l < L; ++l) hist[l].layer = int(l), hist[l].counts.assign(size_t(bins), 0);
+  NoGradGuard no_grad;
+  int64_t examples = 0;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const auto& all = split == "test" ? tasks[t]->test : tasks[t]->validation;
+    const size_t n = max_examples_per_task > 0 ? std::min(all.size(), size_t(max_examples_per_task)) : all.size();
+    const std::vector<ClsExample> data(all.begin(), all.begin() + long(n));
+    examples += int64_t(n);
+    for (const ClsBatch& b : fixed_batches(data, batch_size, m.device())) {
+      classify_logits(m, b, int(t));
+      const std::vector<float> mask = b.mask.to_floats();
+      for (size_t l = 0; l < L; ++l) {
+        const std::vector<float> pi = m.gpt.blocks[l].gated->last_pi.to_floats();
+        ARIA_CHECK(pi.size() == mask.size(), "gate histograms: pi has ", pi.size(), " values for ", mask.size(),
+                   " token positions");
+        for (size_t k = 0; k < pi.size(); ++k) {
+          if (mask[k] <= 0) continue;
+          const double v = std::clamp(double(pi[k]), 0.0, 1.0);
+          hist[l].counts[std::min(size_t(bins) - 1, size_t(v * bins))] += 1;
+          hist[l].tokens += 1;
+          sums[l] += v;
+        }
+      }
+    }
+  }
+  GateReport g;
+  for (size_t l = 0; l < L; ++l) {
+    hist[l].mean = hist[l].tokens ? sums[l] / double(hist[l].tokens) : 0.0;
+    g.layers.push_back(hist[l]);
+  }
+  g.data = split + " split of every task (" + std::to_string(examples) + " examples, each through its own task's "
+           "adapter and head), real tokens only";
+  return g;
 }
 
 ojson gate_report_to_json(const GateReport& g) {

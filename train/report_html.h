@@ -31,6 +31,17 @@ struct GateReport {
   std::vector<GateHistogram> layers;
 };
 
+struct ContinualModel;  // model/continual_model.h
+struct ClsTaskData;     // train/cls_data.h
+
+// Histograms (`bins` bins over [0, 1]) of every layer's gate pi over the real (non-pad) tokens of
+// each task's `split` ("test" or "validation"; at most max_examples_per_task examples, 0 = all),
+// each task classified through its own adapter and head, under NoGradGuard. The model must have
+// gated MLPs and a slot for every task. `when` and `data` are filled in for the page.
+GateReport collect_gate_histograms(const ContinualModel& m, const std::vector<const ClsTaskData*>& tasks,
+                                   const std::string& split, int64_t max_examples_per_task, int batch_size,
+                                   int bins = 20);
+
 // gates.json <-> GateReport: {"method", "when", "data", "layers": [{"layer", "counts", "mean", "tokens"}]}.
 nlohmann::ordered_json gate_report_to_json(const GateReport& g);
 GateReport gate_report_from_json(const nlohmann::json& j);  // throws aria::Error on a malformed file
