@@ -146,6 +146,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     }
     return std::vector<Tensor>{dx, dw, db};
   });
+  if (OpObserver* o = op_observer()) return o->on_linear(xc, wc, bc, y);
   return y;
 }
 
