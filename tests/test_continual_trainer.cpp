@@ -1,0 +1,303 @@
+// ContinualTrainer: the method table, a 2-task run that learns, evaluation of tasks not added yet,
+// the baselines' mechanics (adapters-only freezes the trunk, multitask trains every head, ewc
+// consolidates every trunk parameter), and a checkpoint resume that is bit-for-bit on the CPU.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/continual_trainer.h"
+
+using namespace aria;
+namespace fs = std::filesystem;
+
+namespace {
+
+Gpt2Config tiny_config() {
+  Gpt2Config c;
+  c.vocab_size = 64, c.n_positions = 32, c.n_embd = 16, c.n_layer = 2, c.n_head = 2;
+  return c;
+}
+
+ContinualModel plain_model() {
+  ContinualModel m;
+  m.gpt = gpt2_random(tiny_config(), 21);
+  return m;
+}
+
+// Learnable synthetic tasks over the 64-token vocabulary.
+//   "range":  label 0 sequences use tokens [1, 32), label 1 tokens [32, 64)
+//   "parity": label 0 sequences use odd tokens, label 1 even tokens
+//   "three":  3 labels, tokens from [1 + 21 label, 22 + 21 label)
+ClsTaskData synthetic_task(const std::string& kind, int n_train, int n_test, uint64_t seed) {
+  ClsTaskData t;
+  t.name = kind;
+  const int labels = kind == "three" ? 3 : 2;
+  for (int l = 0; l < labels; ++l) t.label_names.push_back("l" + std::to_string(l));
+  Rng r(seed);
+  auto token = [&](int label) -> int32_t {
+    if (kind == "range") return int32_t(label * 32 + 1 + r.below(31));
+    if (kind == "parity") return int32_t(2 + 2 * r.below(30) + (label == 0 ? 1 : 0));
+    return int32_t(1 + 21 * label + r.below(21));
+  };
+  auto make = [&](int n) {
+    std::vector<ClsExample> v;
+    for (int i = 0; i < n; ++i) {
+      ClsExample e;
+      e.label = int32_t(r.below(uint64_t(labels)));
+      const int len = 3 + int(r.below(10));
+      for (int k = 0; k < len; ++k) e.ids.push_back(token(e.label));
+      v.push_back(e);
+    }
+    return v;
+  };
+  t.train = make(n_train);
+  t.validation = make(n_test);
+  t.test = make(n_test);
+  return t;
+}
+
+AriaSettings aria_settings() {
+  AriaSettings a;
+  a.plasticity_lambda = 0.05;
+  a.warmup_steps = 8;
+  a.adapter_dim = 4;
+  a.spc_lambda = 50.0;
+  a.consolidation_steps_per_task = 4;
+  return a;
+}
+
+TrainSettings train_settings(int64_t steps) {
+  TrainSettings t;
+  t.lr = 5e-3;
+  t.batch_size = 8;
+  t.steps_per_task = steps;
+  t.seed = 17;
+  return t;
+}
+
+TrainerOptions quiet() {
+  TrainerOptions o;
+  o.verbose = false;
+  return o;
+}
+
+fs::path temp_dir(const std::string& tag) {
+  fs::path d = fs::temp_directory_path() / ("aria_ct_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+// Bitwise equality of every parameter (names, shapes, dtypes and bytes).
+void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].first);
+    REQUIRE(pa[i].first == pb[i].first);
+    const Tensor& x = pa[i].second;
+    const Tensor& y = pb[i].second;
+    REQUIRE(x.shape() == y.shape());
+    REQUIRE(x.dtype() == y.dtype());
+    CHECK(std::memcmp(x.contiguous().raw_data(), y.contiguous().raw_data(), x.nbytes()) == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("method table") {
+  const MethodSpec a = method_spec("aria");
+  CHECK((a.gated_mlp && a.adapters && a.spc && a.plasticity && a.dampening && a.asymmetric_lr && !a.freeze_trunk));
+  const MethodSpec e = method_spec("ewc");
+  CHECK((e.spc && !e.gated_mlp && !e.adapters && e.fisher_scope == FisherScope::All));
+  const MethodSpec ad = method_spec("adapters");
+  CHECK((ad.adapters && ad.freeze_trunk && !ad.spc));
+  const MethodSpec f = method_spec("finetune");
+  CHECK(!(f.gated_mlp || f.adapters || f.spc || f.plasticity || f.freeze_trunk || f.joint));
+  CHECK(method_spec("multitask").joint);
+  CHECK_THROWS_WITH_AS(method_spec("lwf"), doctest::Contains("aria, finetune, ewc, adapters, multitask"), Error);
+  CHECK(method_names().size() == 5);
+}
+
+TEST_CASE("aria on two synthetic tasks: learns, consolidates, keeps the full accuracy history") {
+  const ClsTaskData t0 = synthetic_task("range", 96, 48, 1), t1 = synthetic_task("parity", 96, 48, 2);
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  ContinualTrainer tr(plain_model(), aria_settings(), train_settings(40), method_spec("aria"), o);
+  CHECK(tr.model().gpt.blocks[0].gated);  // injected by the trainer
+  const std::vector<const ClsTaskData*> all = {&t0, &t1};
+  tr.evaluate_all_tasks(all);  // b[j]
+  CHECK(tr.add_task(t0.name, 2) == 0);
+  tr.train(t0);
+  CHECK(tr.optimizer_steps() == 40);
+  tr.consolidate_task(0, t0);
+  auto m = tr.evaluate_all_tasks(all);
+  REQUIRE(m.size() == 2);
+  MESSAGE("accuracy after task 0: ", m[1][0], " (before: ", m[0][0], ")");
+  CHECK(m[1][0] >= 0.85);
+  CHECK(tr.add_task(t1.name, 2) == 1);
+  tr.train(t1);
+  tr.consolidate_task(1, t1);
+  m = tr.evaluate_all_tasks(all);
+  REQUIRE(m.size() == 3);
+  REQUIRE(m[2].size() == 2);
+  MESSAGE("after task 1: ", m[2][0], " ", m[2][1]);
+  CHECK(m[2][1] >= 0.85);
+  CHECK(tr.optimizer_steps() == 80);
+  CHECK(tr.spc().tasks_consolidated() == 2);
+  const std::string out = log.str();
+  CHECK(out.find("consolidate 'range'") != std::string::npos);
+  CHECK(out.find("on the training split") != std::string::npos);
+  CHECK(out.find("exact") != std::string::npos);  // which estimator ran
+  CHECK(out.find("tok/s") != std::string::npos);
+  CHECK(out.find("slow/decay") != std::string::npos);
+  CHECK_THROWS_WITH_AS(tr.train(t0), doctest::Contains("not the active task"), Error);
+}
+
+TEST_CASE("a task not added yet is evaluated with the head add_task would give it") {
+  const ClsTaskData t0 = synthetic_task("range", 32, 24, 1), t1 = synthetic_task("parity", 32, 24, 2);
+  const ClsTaskData t2 = synthetic_task("three", 32, 24, 3);
+  ContinualTrainer tr(plain_model(), aria_settings(), train_settings(5), method_spec("aria"), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train(t0);
+  const auto before = tr.evaluate_tasks({&t1, &t2});
+  const auto again = tr.evaluate_tasks({&t1, &t2});
+  CHECK(before == again);  // deterministic, no state change
+  CHECK(tr.model().tasks.size() == 1);
+  tr.add_task(t1.name, 2);  // copies task 0's head, identity adapter
+  CHECK(tr.evaluate_tasks({&t1})[0] == before[0]);
+  CHECK_THROWS_AS(tr.evaluate_tasks({&t1}, "dev"), Error);
+}
+
+TEST_CASE("adapters-only trains adapters and heads, never the trunk") {
+  const ClsTaskData t0 = synthetic_task("range", 32, 16, 1);
+  ContinualTrainer tr(plain_model(), aria_settings(), train_settings(5), method_spec("adapters"), quiet());
+  CHECK_FALSE(tr.model().gpt.blocks[0].gated);
+  const auto before = tr.model().gpt.named_parameters();
+  std::vector<std::vector<double>> values;
+  for (auto& [n, t] : before) values.push_back(t.to_doubles());
+  tr.add_task(t0.name, 2);
+  const auto up0 = tr.model().tasks[0].adapter.up_w.to_doubles();
+  tr.train(t0);
+  auto after = tr.model().gpt.named_parameters();
+  for (size_t i = 0; i < after.size(); ++i) CHECK(after[i].second.to_doubles() == values[i]);
+  CHECK(tr.model().tasks[0].adapter.up_w.to_doubles() != up0);
+  tr.consolidate_task(0, t0);  // no consolidation for this method: a no-op
+  CHECK(tr.spc().tasks_consolidated() == 0);
+}
+
+TEST_CASE("ewc consolidates plain trunk parameters; multitask trains every head jointly") {
+  const ClsTaskData t0 = synthetic_task("range", 32, 16, 1), t1 = synthetic_task("parity", 32, 16, 2);
+  ContinualTrainer ewc(plain_model(), aria_settings(), train_settings(4), method_spec("ewc"), quiet());
+  ewc.add_task(t0.name, 2);
+  ewc.train(t0);
+  ewc.consolidate_task(0, t0);
+  CHECK(ewc.spc().tasks_consolidated() == 1);
+  ewc.add_task(t1.name, 2);
+  ewc.train_steps(t1, 2);  // the penalty is measured before each update: 0 at the anchor, > 0 after
+  CHECK(ewc.last_step().spc > 0);
+
+  ContinualTrainer joint(plain_model(), aria_settings(), train_settings(20), method_spec("multitask"), quiet());
+  CHECK_THROWS_AS(joint.train(t0), Error);
+  joint.train_joint({&t0, &t1});
+  CHECK(joint.optimizer_steps() == 40);
+  CHECK(joint.trained_tasks() == std::vector<int>{0, 1});
+  // both heads moved from their start (task 1's head started as a copy of task 0's)
+  CHECK(joint.model().tasks[0].head_w.to_doubles() != joint.model().tasks[1].head_w.to_doubles());
+  auto acc = joint.evaluate_tasks({&t0, &t1});
+  MESSAGE("multitask accuracies ", acc[0], " ", acc[1]);
+  CHECK(acc[0] > 0.6);
+  CHECK(acc[1] > 0.6);
+}
+
+TEST_CASE("a resumed run matches the uninterrupted one bit for bit") {
+  const ClsTaskData t0 = synthetic_task("range", 24, 16, 1), t1 = synthetic_task("parity", 24, 16, 2);
+  const ClsTaskData t2 = synthetic_task("three", 24, 16, 3);
+  TrainSettings s = train_settings(6);
+  s.grad_accum = 2;
+  s.batch_size = 5;  // epochs end inside batches
+  AriaSettings a = aria_settings();
+  a.warmup_steps = 8;  // the plasticity loss switches on after the save point
+  const std::vector<const ClsTaskData*> all = {&t0, &t1, &t2};
+
+  // Phase 1: task 0 trained and consolidated, task 1 half-trained.
+  auto phase1 = [&](ContinualTrainer& tr) {
+    tr.add_task(t0.name, 2);
+    tr.train(t0);
+    tr.consolidate_task(0, t0);
+    tr.evaluate_all_tasks(all);
+    tr.add_task(t1.name, 2);
+    tr.train_steps(t1, 3);
+  };
+  // Phase 2: the rest of task 1, its consolidation (Fisher RNG), task 2 (add_task RNG), a few steps.
+  auto phase2 = [&](ContinualTrainer& tr) {
+    tr.train(t1);
+    tr.consolidate_task(1, t1);
+    tr.evaluate_all_tasks(all);
+    tr.add_task(t2.name, 3);
+    tr.train_steps(t2, 4);
+  };
+
+  ContinualTrainer straight(plain_model(), a, s, method_spec("aria"), quiet());
+  phase1(straight);
+  phase2(straight);
+
+  const fs::path dir = temp_dir("resume");
+  {
+    ContinualTrainer first(plain_model(), a, s, method_spec("aria"), quiet());
+    phase1(first);
+    first.save(dir.string());
+  }
+  CHECK(is_trainer_checkpoint(dir.string()));
+  ContinualTrainer resumed = ContinualTrainer::load(dir.string(), quiet());
+  CHECK(resumed.optimizer_steps() == 9);
+  CHECK(resumed.phase_steps() == 3);
+  CHECK(resumed.model().tasks[0].frozen);
+  CHECK_FALSE(resumed.model().tasks[0].head_w.requires_grad());
+  CHECK(resumed.history().size() == 1);
+  phase2(resumed);
+
+  CHECK(resumed.optimizer_steps() == straight.optimizer_steps());
+  CHECK(resumed.last_step().plasticity_on);
+  check_bitwise_equal(straight.model(), resumed.model());
+  CHECK(straight.history() == resumed.history());
+  CHECK(straight.last_step().loss == resumed.last_step().loss);
+  // optimizer moments too
+  auto sa = straight.optimizer()->state_tensors(), sb = resumed.optimizer()->state_tensors();
+  REQUIRE(sa.size() == sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    CHECK(sa[i].first == sb[i].first);
+    CHECK(std::memcmp(sa[i].second.raw_data(), sb[i].second.raw_data(), sa[i].second.nbytes()) == 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint errors name what is wrong") {
+  const fs::path dir = temp_dir("errors");
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("is not a trainer checkpoint"), Error);
+  const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
+  ContinualTrainer tr(plain_model(), aria_settings(), train_settings(2), method_spec("finetune"), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train(t0);
+  tr.save(dir.string());
+  ContinualTrainer ok = ContinualTrainer::load(dir.string(), quiet());
+  check_bitwise_equal(tr.model(), ok.model());
+  // trainer.json describing a model the tensors do not match
+  {
+    std::ifstream in(dir / kCheckpointTrainerFile);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    const std::string from = "\"num_labels\": 2";
+    text.replace(text.find(from), from.size(), "\"num_labels\": 3");
+    std::ofstream(dir / kCheckpointTrainerFile) << text;
+  }
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("task.0.head.weight"), Error);
+  fs::remove_all(dir);
+}

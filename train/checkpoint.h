@@ -1,0 +1,38 @@
+// Checkpoints of a ContinualTrainer (ContinualTrainer::save / ::load are defined in
+// train/checkpoint.cpp). A checkpoint is a directory:
+//   checkpoint.safetensors  every tensor, each in its own dtype (bitwise):
+//                             model.<name>   every ContinualModel parameter: trunk (gates and both
+//                                            pathways when gated), every task's adapter and head
+//                             optim.<key>    AdamW moments m./v. (and per-parameter step counts)
+//                             spc.<key>      SPC buffers and anchors (SpcState::state_tensors)
+//   trainer.json            settings (aria + train, as in the experiment config), the method spec,
+//                           the schedule options, model layout (dtype, gated, adapters), the task
+//                           registry (name, labels, frozen), the trained task ids, step counters
+//                           (optimizer steps = plasticity warmup counter, steps of the current
+//                           phase, AdamW steps), RNG states (add_task, Fisher), batcher states by
+//                           task name, SPC task count and the accuracy history
+//   config.json             the GPT-2 config (transformers' format)
+// Files are written to temporaries and renamed. Loading checks every tensor's presence and shape
+// and rejects unknown model tensors, naming them.
+#pragma once
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/rng.h"
+
+namespace aria {
+
+inline constexpr const char* kCheckpointTensorsFile = "checkpoint.safetensors";
+inline constexpr const char* kCheckpointTrainerFile = "trainer.json";
+inline constexpr const char* kCheckpointConfigFile = "config.json";
+inline constexpr int kCheckpointVersion = 1;
+
+// True when DIR holds the three files of a trainer checkpoint.
+bool is_trainer_checkpoint(const std::string& dir);
+
+nlohmann::json rng_state_to_json(const RngState& s);
+// `where` names the source in error messages.
+RngState rng_state_from_json(const nlohmann::json& j, const std::string& where);
+
+}  // namespace aria

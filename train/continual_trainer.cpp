@@ -1,0 +1,370 @@
+#include "train/continual_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "model/gated_mlp.h"
+#include "train/grad_clip.h"
+#include "train/param_groups.h"
+#include "train/progress.h"
+
+namespace aria {
+
+namespace {
+
+constexpr int32_t kGpt2Pad = 50256;
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+// FNV-1a: a platform-independent seed from a task name.
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Batches are padded with GPT-2's <|endoftext|> id; a model with a smaller vocabulary (the tiny test
+// models) gets id 0 there instead. Padding never influences the real tokens (causal attention,
+// last-token pooling, masked gate statistics), so the choice of id does not matter.
+ClsBatch fit_padding(ClsBatch b, int vocab_size) {
+  if (vocab_size > kGpt2Pad) return b;
+  std::vector<int32_t> ids = b.ids.to_ints();
+  const std::vector<float> mask = b.mask.to_floats();
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (mask[i] == 0.0f) ids[i] = 0;
+  b.ids = Tensor::from_ints(ids, b.ids.shape(), b.ids.device());
+  return b;
+}
+
+int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels) {
+  const std::vector<double> v = logits.to_doubles();
+  const int64_t L = logits.size(1);
+  int64_t correct = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const auto row = v.begin() + int64_t(i) * L;
+    correct += int64_t(std::max_element(row, row + L) - row) == labels[i];
+  }
+  return correct;
+}
+
+// Accuracy of task `id` of m on data, under NoGradGuard with fixed batches.
+double model_accuracy(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
+  ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
+  NoGradGuard no_grad;
+  int64_t correct = 0, total = 0;
+  for (const ClsBatch& raw : fixed_batches(data, batch_size, m.device())) {
+    const ClsBatch b = fit_padding(raw, m.gpt.config.vocab_size);
+    correct += count_correct(classify_logits(m, b, id), b.host_labels);
+    total += int64_t(b.host_labels.size());
+  }
+  return double(correct) / double(total);
+}
+
+const std::vector<ClsExample>& split_of(const ClsTaskData& t, const std::string& split) {
+  if (split == "train") return t.train;
+  if (split == "validation") return t.validation;
+  if (split == "test") return t.test;
+  ARIA_FAIL("unknown split '", split, "' (expected train, validation or test)");
+}
+
+}  // namespace
+
+const std::vector<std::string>& method_names() {
+  static const std::vector<std::string> names = {"aria", "finetune", "ewc", "adapters", "multitask"};
+  return names;
+}
+
+MethodSpec method_spec(const std::string& name) {
+  MethodSpec m;
+  m.name = name;
+  if (name == "aria") {
+    m.gated_mlp = m.adapters = m.spc = m.plasticity = m.dampening = m.asymmetric_lr = true;
+    m.scope_from_settings = true;
+  } else if (name == "finetune") {
+  } else if (name == "ewc") {
+    m.spc = true;
+    m.fisher_scope = FisherScope::All;
+  } else if (name == "adapters") {
+    m.adapters = m.freeze_trunk = true;
+  } else if (name == "multitask") {
+    m.joint = true;
+  } else {
+    std::string known;
+    for (const auto& n : method_names()) known += (known.empty() ? "" : ", ") + n;
+    ARIA_FAIL("unknown method '", name, "' (known methods: ", known, ")");
+  }
+  return m;
+}
+
+ContinualTrainer::ContinualTrainer(ContinualModel model, const AriaSettings& aria, const TrainSettings& train,
+                                   MethodSpec method, TrainerOptions options)
+    : model_(std::move(model)),
+      aria_(aria),
+      train_(train),
+      method_(std::move(method)),
+      options_(options),
+      rng_(train.seed ^ 0xA5A5C0FFEEull),
+      fisher_rng_(train.seed ^ 0xF15E4F15E4ull) {
+  ARIA_CHECK(train_.batch_size >= 1 && train_.grad_accum >= 1 && train_.steps_per_task >= 1,
+             "ContinualTrainer: batch_size, grad_accum and steps_per_task must be >= 1");
+  ARIA_CHECK(options_.warmup_fraction >= 0 && options_.warmup_fraction <= 1,
+             "ContinualTrainer: warmup_fraction must be in [0, 1], got ", options_.warmup_fraction);
+  const bool has_gates = !model_.gpt.blocks.empty() && model_.gpt.blocks[0].gated != nullptr;
+  if (method_.gated_mlp && !has_gates) inject_gated_mlp(model_.gpt, train_.seed, aria_.gate_init_std);
+  ARIA_CHECK(method_.gated_mlp || !has_gates, "ContinualTrainer: method '", method_.name,
+             "' trains a plain GPT-2, but the model has gated MLPs");
+  if (model_.tasks.empty()) {
+    model_.use_adapters = method_.adapters;
+    model_.adapter_dim = aria_.adapter_dim;
+  }
+  ARIA_CHECK(model_.use_adapters == method_.adapters, "ContinualTrainer: method '", method_.name,
+             (method_.adapters ? "' uses" : "' uses no"), " task adapters, the model's tasks were built otherwise");
+  if (!model_.tasks.empty()) begin_phase({int(model_.tasks.size()) - 1});
+}
+
+std::ostream& ContinualTrainer::log() const { return options_.log ? *options_.log : std::cerr; }
+
+bool ContinualTrainer::gated() const { return !model_.gpt.blocks.empty() && model_.gpt.blocks[0].gated != nullptr; }
+
+PlasticitySettings ContinualTrainer::plasticity_settings() const {
+  return PlasticitySettings{aria_.plasticity_lambda, aria_.legacy_plasticity_loss, aria_.warmup_steps};
+}
+
+int ContinualTrainer::task_id(const std::string& name) const {
+  for (size_t i = 0; i < model_.tasks.size(); ++i)
+    if (model_.tasks[i].name == name) return int(i);
+  return -1;
+}
+
+// A new phase: the optimizer over the groups of `tasks` (fresh moments), trainable flags to match.
+void ContinualTrainer::begin_phase(std::vector<int> tasks) {
+  trained_ = std::move(tasks);
+  ParamGroupSettings s;
+  s.lr = train_.lr;
+  s.slow_lr_ratio = method_.asymmetric_lr ? aria_.slow_lr_ratio : 1.0;
+  s.head_lr_mult = aria_.head_lr_mult;
+  s.weight_decay = train_.weight_decay;
+  s.freeze_trunk = method_.freeze_trunk;
+  auto groups = build_param_groups(model_, trained_, s);
+  apply_trainable(model_, groups);
+  opt_ = std::make_unique<AdamW>(std::move(groups));
+  phase_steps_ = 0;
+}
+
+int ContinualTrainer::add_task(const std::string& name, int num_labels) {
+  const int id = model_.add_task(name, num_labels, rng_);
+  begin_phase({id});
+  if (options_.verbose)
+    log() << "add_task: task " << id << " '" << name << "' (" << num_labels << " labels), method " << method_.name
+          << ", " << model_.num_parameters() << " parameters\n";
+  return id;
+}
+
+ClsBatcher ContinualTrainer::make_batcher(int id, const std::vector<ClsExample>& data) const {
+  ClsBatcher b(&data, train_.batch_size, train_.seed * 0x9E3779B97F4A7C15ull + uint64_t(id) + 1);
+  auto it = batchers_.find(model_.tasks[size_t(id)].name);
+  if (it != batchers_.end()) b.set_state(it->second);
+  return b;
+}
+
+void ContinualTrainer::train(const ClsTaskData& task) { train_steps(task, train_.steps_per_task); }
+
+int64_t ContinualTrainer::train_steps(const ClsTaskData& task, int64_t max_steps) {
+  ARIA_CHECK(!method_.joint, "train: method '", method_.name, "' trains jointly; call train_joint");
+  const int id = task_id(task.name);
+  ARIA_CHECK(id >= 0, "train: task '", task.name, "' is not registered; call add_task first");
+  ARIA_CHECK(trained_ == std::vector<int>{id}, "train: task '", task.name, "' (id ", id,
+             ") is not the active task; only the last task added can be trained");
+  ARIA_CHECK(task.num_labels() == model_.tasks[size_t(id)].num_labels, "train: task '", task.name, "' has ",
+             task.num_labels(), " labels, registered with ", model_.tasks[size_t(id)].num_labels);
+  return run_phase({&task}, max_steps);
+}
+
+void ContinualTrainer::train_joint(const std::vector<const ClsTaskData*>& tasks) {
+  ARIA_CHECK(!tasks.empty(), "train_joint: no tasks");
+  std::vector<int> ids;
+  for (const ClsTaskData* t : tasks) {
+    int id = task_id(t->name);
+    if (id < 0) id = model_.add_task(t->name, t->num_labels(), rng_);
+    ids.push_back(id);
+  }
+  if (trained_ != ids) begin_phase(ids);
+  run_phase(tasks, train_.steps_per_task * int64_t(tasks.size()));
+}
+
+int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps) {
+  const int64_t total = train_.steps_per_task * int64_t(trained_.size());
+  const int64_t todo = std::min(max_steps, total - phase_steps_);
+  if (todo <= 0) return 0;
+  std::vector<ClsBatcher> batchers;
+  for (size_t i = 0; i < tasks.size(); ++i) batchers.push_back(make_batcher(trained_[i], tasks[i]->train));
+  const ScheduleConfig sched{options_.schedule, int64_t(std::llround(options_.warmup_fraction * double(total))), total,
+                             options_.min_lr_ratio};
+  std::string label = "train " + (tasks.size() == 1 ? "'" + tasks[0]->name + "'" : "joint");
+  if (options_.verbose) {
+    log() << label << ": " << method_.name << ", steps " << phase_steps_ + 1 << ".." << phase_steps_ + todo << " of "
+          << total << " (batch " << train_.batch_size << " x accum " << train_.grad_accum << ")\n"
+          << describe_param_groups(opt_->groups());
+  }
+  Progress progress(log(), todo, label, options_.log_every);
+  double seconds = 0, tokens = 0;
+  const int ga = train_.grad_accum;
+  const int n = int(tasks.size());
+  for (int64_t s = 0; s < todo; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<Micro> micro;
+    for (int k = 0; k < ga; ++k) {
+      const int i = int((phase_steps_ * ga + k) % n);
+      micro.push_back({trained_[size_t(i)],
+                       fit_padding(batchers[size_t(i)].next(model_.device()), model_.gpt.config.vocab_size)});
+    }
+    last_ = optimizer_step(std::move(micro), lr_multiplier(sched, phase_steps_));
+    ++phase_steps_;
+    for (size_t i = 0; i < tasks.size(); ++i) batchers_[tasks[i]->name] = batchers[i].state();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    tokens += double(last_.tokens);
+    if (options_.verbose) {
+      std::string pi;
+      for (double g : last_.gate_means) pi += (pi.empty() ? " | pi " : "/") + fmt("%.2f", g);
+      progress.update(s + 1, "loss " + fmt("%.4f", last_.loss) + " | acc " + fmt("%.3f", last_.accuracy) + " | lr " +
+                                 fmt("%.2e", last_.lr) + pi + " | " + fmt("%.0f", tokens / std::max(seconds, 1e-9)) +
+                                 " tok/s");
+    }
+  }
+  if (options_.verbose) progress.finish();
+  return todo;
+}
+
+StepStats ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_mult) {
+  StepStats st;
+  for (const Micro& m : micro) {
+    st.examples += m.batch.ids.size(0);
+    st.tokens += m.batch.real_tokens;
+  }
+  const PlasticitySettings ps = plasticity_settings();
+  st.plasticity_on = method_.plasticity && gated() && plasticity_active(ps, optimizer_steps_);
+  const bool damp = method_.dampening && aria_.gradient_dampening && gated();
+  GateStats gates;
+  gates.reset(int(model_.gpt.blocks.size()));
+  opt_->zero_grad();
+  int64_t correct = 0;
+  for (const Micro& m : micro) {
+    const ClsBatch& b = m.batch;
+    Tensor logits = classify_logits(model_, b, m.task);
+    // sum over this micro-batch / the step's example count: the step's mean once accumulated
+    Tensor ce = ops::scale(ops::sum(ops::cross_entropy_rows(logits, b.labels)), 1.0 / double(st.examples));
+    Tensor loss = ce;
+    st.ce += ce.item();
+    if (st.plasticity_on) {
+      Tensor pl = ps.legacy ? ops::scale(plasticity_loss(model_.gpt, b.mask, double(b.real_tokens), ps),
+                                         double(b.ids.size(0)) / double(st.examples))
+                            : plasticity_loss(model_.gpt, b.mask, double(st.tokens), ps);
+      st.plasticity += pl.item();
+      loss = ops::add(loss, pl);
+    }
+    if (gated()) gates.accumulate(model_.gpt, b.mask);
+    correct += count_correct(logits, b.host_labels);
+    loss.backward();
+  }
+  if (method_.spc && spc_.tasks_consolidated() > 0) {
+    st.spc = spc_.penalty(model_, aria_.spc_lambda);
+    spc_.add_penalty_grad(model_, aria_.spc_lambda);
+  }
+  if (damp) dampen_slow_grads(model_.gpt, gates);
+  if (gated()) st.gate_means = gates.means();
+  const auto named = model_.named_parameters();
+  try {
+    st.grad_norm = global_grad_norm(named);
+  } catch (const Error& e) {
+    ARIA_FAIL("step ", optimizer_steps_ + 1, ": ", e.what());
+  }
+  ARIA_CHECK(std::isfinite(st.ce), "non-finite training loss at step ", optimizer_steps_ + 1);
+  opt_->step(lr_mult, clip_scale(st.grad_norm, train_.max_grad_norm));
+  ++optimizer_steps_;
+  st.step = optimizer_steps_;
+  st.lr = train_.lr * lr_mult;
+  st.loss = st.ce + st.plasticity + st.spc;
+  st.accuracy = double(correct) / double(st.examples);
+  return st;
+}
+
+void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
+  ARIA_CHECK(id >= 0 && id < int(model_.tasks.size()), "consolidate_task: task id ", id, " outside [0, ",
+             model_.tasks.size(), ")");
+  ARIA_CHECK(model_.tasks[size_t(id)].name == task.name, "consolidate_task: task ", id, " is '",
+             model_.tasks[size_t(id)].name, "', the data given is '", task.name, "'");
+  if (!method_.spc) {
+    if (options_.verbose) log() << "consolidate '" << task.name << "': method " << method_.name << " has no consolidation\n";
+    return;
+  }
+  std::vector<ClsBatch> batches =
+      fixed_batches(task.train, train_.batch_size, model_.device(), aria_.consolidation_steps_per_task);
+  for (ClsBatch& b : batches) b = fit_padding(std::move(b), model_.gpt.config.vocab_size);
+  const FisherScope scope = method_.scope_from_settings ? parse_fisher_scope(aria_.fisher_scope) : method_.fisher_scope;
+  const auto t0 = std::chrono::steady_clock::now();
+  FisherResult r = estimate_fisher(model_, id, batches, parse_fisher_estimator(aria_.fisher_estimator), scope, fisher_rng_);
+  spc_.consolidate(r, model_, aria_.spc_gamma);
+  for (const auto& np : model_.named_parameters()) np.second.zero_grad();  // the Fisher pass's leftovers
+  if (options_.verbose)
+    log() << "consolidate '" << task.name << "': " << r.description << ", on the training split, "
+          << fmt("%.2f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) << "s ("
+          << spc_.tasks_consolidated() << " tasks consolidated)\n";
+}
+
+double ContinualTrainer::accuracy(int id, const std::vector<ClsExample>& data) const {
+  ARIA_CHECK(id >= 0 && id < int(model_.tasks.size()), "accuracy: task id ", id, " outside [0, ", model_.tasks.size(), ")");
+  return model_accuracy(model_, id, data, train_.batch_size);
+}
+
+std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const ClsTaskData*>& tasks,
+                                                     const std::string& split) const {
+  const std::string sp = split.empty() ? train_.eval_split : split;
+  std::vector<double> row;
+  for (const ClsTaskData* t : tasks) {
+    const std::vector<ClsExample>& data = split_of(*t, sp);
+    const int id = task_id(t->name);
+    ARIA_CHECK(id < 0 || model_.tasks[size_t(id)].num_labels == t->num_labels(), "evaluate: task '", t->name, "' has ",
+               t->num_labels(), " labels, registered with ", model_.tasks[size_t(std::max(id, 0))].num_labels);
+    if (id >= 0) {
+      row.push_back(accuracy(id, data));
+      continue;
+    }
+    // The head add_task would create now, without touching the model or its RNG.
+    ContinualModel probe = model_;
+    TaskSlot slot;
+    slot.name = t->name;
+    slot.num_labels = t->num_labels();
+    const int64_t C = model_.gpt.config.n_embd, A = model_.adapter_dim;
+    const DType dt = model_.gpt.dtype();
+    if (!model_.tasks.empty() && model_.tasks.back().num_labels == slot.num_labels) {
+      slot.head_w = model_.tasks.back().head_w.detach();
+    } else {
+      slot.head_w = Tensor::zeros({C, slot.num_labels}, dt, model_.device());
+      Rng r(train_.seed ^ name_hash(t->name));
+      r.fill_normal(slot.head_w, 0.0, 0.02);
+    }
+    if (model_.use_adapters)  // a new adapter is the identity (its up-projection is zero)
+      slot.adapter = {Tensor::zeros({C, A}, dt, model_.device()), Tensor::zeros({A}, dt, model_.device()),
+                      Tensor::zeros({A, C}, dt, model_.device()), Tensor::zeros({C}, dt, model_.device())};
+    probe.tasks.push_back(std::move(slot));
+    row.push_back(model_accuracy(probe, int(probe.tasks.size()) - 1, data, train_.batch_size));
+  }
+  return row;
+}
+
+std::vector<std::vector<double>> ContinualTrainer::evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,
+                                                                      const std::string& split) {
+  history_.push_back(evaluate_tasks(tasks, split));
+  return history_;
+}
+
+}  // namespace aria

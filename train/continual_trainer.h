@@ -1,0 +1,171 @@
+// The continual-learning trainer: the C++ API research code uses (aria-trl's ContinualSFTTrainer,
+// re-created with the seed's defects fixed; ../shared/aria-spec.md). One trainer runs one method
+// on one task sequence:
+//
+//   ContinualTrainer t(model, aria_settings, train_settings, method_spec("aria"));
+//   auto b = t.evaluate_all_tasks(all);            // row 0: before any training (b[j])
+//   for (task : tasks) {
+//     t.add_task(task.name, task.num_labels());    // freezes earlier adapters/heads, copies the head
+//     t.train(task);                               // exactly steps_per_task optimizer steps
+//     t.consolidate_task(id, task);                // Fisher on the TRAINING split (aria, ewc)
+//     t.evaluate_all_tasks(all);                   // one more row of the accuracy history
+//   }
+//
+// One optimizer step = grad_accum micro-batches (forward + backward each), then the SPC penalty
+// gradient, then gradient dampening (once per step, gate means over the step's real tokens), then
+// global-norm clipping and one AdamW step over the fast / slow / head groups (train/param_groups.h).
+// The loss terms are normalised by the whole step (cross-entropy: sum over the step's examples /
+// their count; plasticity: sum over the step's real tokens / their count), so the accumulated
+// gradient is the step's gradient whatever the split into micro-batches.
+//
+// Learning-rate schedule (TrainerOptions): per task (each task is a fine-tuning phase of its own and
+// every method gets the same), a linear warmup over warmup_fraction of the task's steps then a
+// cosine decay to min_lr_ratio; "constant" keeps lr after the warmup. The optimizer (its moments)
+// starts afresh with each task, since its groups change (new head, earlier heads frozen).
+// The plasticity warmup counts optimizer steps over the whole sequence; evaluation and Fisher
+// forwards never move it.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/continual_model.h"
+#include "train/adamw.h"
+#include "train/aria_config.h"
+#include "train/cls_data.h"
+#include "train/fisher.h"
+#include "train/plasticity.h"
+#include "train/schedule.h"
+#include "train/spc.h"
+
+namespace aria {
+
+// What a method switches on. method_spec() gives the five named methods.
+struct MethodSpec {
+  std::string name;
+  bool gated_mlp = false;      // every block's MLP is a PlasticityGatedMLP (injected if needed)
+  bool adapters = false;       // one TaskAdapter per task before its head
+  bool spc = false;            // Fisher consolidation + quadratic penalty (aria: SPC, ewc: EWC)
+  bool plasticity = false;     // bimodality loss on the gates
+  bool dampening = false;      // slow grads *= (1 - mean pi_l) (also needs AriaSettings::gradient_dampening)
+  bool asymmetric_lr = false;  // slow group at lr * slow_lr_ratio (head_lr_mult applies to every method)
+  bool freeze_trunk = false;   // adapters-only baseline: only adapters and heads train
+  bool joint = false;          // multitask: trained with train_joint()
+  bool scope_from_settings = false;  // Fisher scope from AriaSettings::fisher_scope (aria)
+  FisherScope fisher_scope = FisherScope::Slow;
+};
+
+// "aria", "finetune", "ewc", "adapters", "multitask"; anything else throws, listing them.
+MethodSpec method_spec(const std::string& name);
+const std::vector<std::string>& method_names();
+
+struct TrainerOptions {
+  ScheduleConfig::Kind schedule = ScheduleConfig::Kind::Cosine;
+  double warmup_fraction = 0.1;  // of each task's steps, for the lr warmup
+  double min_lr_ratio = 0.1;
+  int64_t log_every = 10;        // progress line every N steps when the log is not a terminal
+  bool verbose = true;
+  std::ostream* log = nullptr;   // nullptr: std::cerr
+};
+
+// What one optimizer step did (the last one is kept; tests and logs read it).
+struct StepStats {
+  int64_t step = 0;          // optimizer steps done over the whole run, this one included
+  double loss = 0;           // ce + plasticity + spc
+  double ce = 0, plasticity = 0, spc = 0;
+  double accuracy = 0;       // on the step's training examples
+  double grad_norm = 0;      // before clipping
+  double lr = 0;             // base lr times the schedule's multiplier
+  bool plasticity_on = false;
+  std::vector<double> gate_means;  // mean pi per layer over the step's real tokens (gated models)
+  int64_t examples = 0, tokens = 0;
+};
+
+class ContinualTrainer {
+ public:
+  ContinualTrainer(ContinualModel model, const AriaSettings& aria, const TrainSettings& train, MethodSpec method,
+                   TrainerOptions options = {});
+
+  // Registers a task (ContinualModel::add_task) and makes it the one train() trains: a fresh
+  // optimizer over its groups. Returns its id.
+  int add_task(const std::string& name, int num_labels);
+  int task_id(const std::string& name) const;  // -1 when unknown
+
+  // Trains the active task (the last one added; `task.name` must match) until it has had
+  // steps_per_task optimizer steps; after a load() it continues where the checkpoint stopped.
+  void train(const ClsTaskData& task);
+  // At most `max_steps` of the remaining steps; returns how many ran.
+  int64_t train_steps(const ClsTaskData& task, int64_t max_steps);
+  // multitask: registers the missing tasks, then steps_per_task * tasks.size() optimizer steps over
+  // every task's head at once; micro-batch k of step s comes from task (s * grad_accum + k) mod n.
+  void train_joint(const std::vector<const ClsTaskData*>& tasks);
+
+  // Fisher of task `id` on task.train (consolidation_steps_per_task batches, 0 = all), folded into
+  // the SPC buffers with anchors = the current parameters. Prints which estimator ran. No-op
+  // (with a note) for methods without consolidation.
+  void consolidate_task(int id, const ClsTaskData& task);
+
+  // Accuracy of every task of `tasks` on `split` ("train", "validation", "test"; "" = the
+  // settings' eval_split), in order, under NoGradGuard with fixed batches. Registered tasks (by
+  // name) use their adapter and head; a task not registered yet uses the head add_task would give
+  // it now (a copy of the last head when the label counts match, else a random head seeded by the
+  // task's name) and an identity adapter. Changes no state.
+  std::vector<double> evaluate_tasks(const std::vector<const ClsTaskData*>& tasks, const std::string& split = "") const;
+  // evaluate_tasks, appended as a row to the accuracy history, which is returned whole.
+  std::vector<std::vector<double>> evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,
+                                                      const std::string& split = "");
+  double accuracy(int id, const std::vector<ClsExample>& data) const;
+
+  // Checkpoints (train/checkpoint.cpp): DIR/checkpoint.safetensors (model incl. gates, adapters and
+  // heads, optimizer moments, SPC buffers), DIR/trainer.json (settings, method, task registry,
+  // counters, RNG and batcher states, accuracy history), DIR/config.json (the GPT-2 config).
+  // A loaded trainer continues bit for bit as the saved one would have.
+  void save(const std::string& dir) const;
+  static ContinualTrainer load(const std::string& dir, TrainerOptions options = {}, Device device = Device::cpu());
+
+  const ContinualModel& model() const { return model_; }
+  ContinualModel& model() { return model_; }
+  const MethodSpec& method() const { return method_; }
+  const AriaSettings& aria_settings() const { return aria_; }
+  const TrainSettings& train_settings() const { return train_; }
+  int64_t optimizer_steps() const { return optimizer_steps_; }
+  int64_t phase_steps() const { return phase_steps_; }  // steps done on the active task (or joint phase)
+  const std::vector<int>& trained_tasks() const { return trained_; }
+  const StepStats& last_step() const { return last_; }
+  const AdamW* optimizer() const { return opt_.get(); }
+  const SpcState& spc() const { return spc_; }
+  const std::vector<std::vector<double>>& history() const { return history_; }
+  PlasticitySettings plasticity_settings() const;
+
+ private:
+  struct Micro {
+    int task;
+    ClsBatch batch;
+  };
+  std::ostream& log() const;
+  bool gated() const;
+  void begin_phase(std::vector<int> tasks);
+  ClsBatcher make_batcher(int id, const std::vector<ClsExample>& data) const;
+  int64_t run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps);
+  StepStats optimizer_step(std::vector<Micro> micro, double lr_mult);
+
+  ContinualModel model_;
+  AriaSettings aria_;
+  TrainSettings train_;
+  MethodSpec method_;
+  TrainerOptions options_;
+  std::unique_ptr<AdamW> opt_;
+  SpcState spc_;
+  Rng rng_, fisher_rng_;
+  std::vector<int> trained_;           // tasks whose heads the optimizer trains
+  int64_t optimizer_steps_ = 0;        // over the whole run (the plasticity warmup counter)
+  int64_t phase_steps_ = 0;            // steps done in the current phase
+  std::map<std::string, ClsBatcher::State> batchers_;  // by task name
+  std::vector<std::vector<double>> history_;
+  StepStats last_;
+};
+
+}  // namespace aria
