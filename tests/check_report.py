@@ -3,13 +3,17 @@
 
   check_report.py RUN_DIR                       validate RUN_DIR/{report.json,config.json,log.txt}
   check_report.py --aria BIN --config FILE      write a tiny random GPT-2 (HF layout) to a temp dir,
-                  [--seeds N] [--keep]          run `BIN continual --config FILE --model <it> --out <tmp>`,
-                                                validate the run folder and the CLI's error paths
+                  [--keep]                      run `BIN continual --config FILE --model <it> --out <tmp>`
+                                                (then once more with two seeds of finetune and multitask),
+                                                validate the run folders and the CLI's error paths
 
 Validation: report.json has exactly {"settings", "tasks", "methods"}; every method's matrix is T x T
 (1 x T for joint training) of accuracies in [0, 1], "before" has T of them; ACC, BWT, forgetting and
 FWT equal the spec's formulas recomputed from the matrix (null where not defined); with several
-seeds the mean matrix, mean and std and the per-seed values agree with each other.
+seeds the mean matrix, mean and std and the per-seed values agree with each other. With
+--expect-learning (the end-to-end run on the learnable fixture tasks) every method must also have
+learned: its accuracy on a task right after training it (joint: after joint training) must beat the
+before-training accuracy on average.
 Python standard library only.
 """
 import argparse
@@ -126,6 +130,13 @@ def check_report(rep):
     return out
 
 
+def check_learning(rep):
+    for name, m in rep["methods"].items():
+        a, b = m["matrix"], m["before"]
+        trained = a[0] if m["joint"] else [a[i][i] for i in range(len(b))]
+        need(sum(trained) > sum(b), f"methods.{name}: no learning: accuracies after training {trained} vs before {b}")
+
+
 def check_run_dir(d):
     with open(os.path.join(d, "report.json"), encoding="utf-8") as f:
         rep = json.load(f)
@@ -203,15 +214,16 @@ def end_to_end(args):
         model = os.path.join(tmp, "model")
         write_tiny_gpt2(model)
         out = os.path.join(tmp, "run")
-        cmd = [args.aria, "continual", "--config", args.config, "--model", model, "--out", out, "--device", "cpu"]
-        if args.seeds:
-            cmd += ["--seeds", str(args.seeds)]
-        rc, text = run(cmd)
-        print(text)
-        need(rc == 0, f"aria continual failed with exit code {rc}")
-        rep, ms = check_run_dir(out)
-        for name, m in ms.items():
-            print(f"ok {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} null" for k, v in m.items()))
+        base = [args.aria, "continual", "--config", args.config, "--model", model, "--device", "cpu"]
+        for run_dir, extra in ((out, []), (os.path.join(tmp, "run_seeds"), ["--methods", "finetune,multitask", "--seeds", "2"])):
+            rc, text = run(base + ["--out", run_dir] + extra)
+            print(text)
+            need(rc == 0, f"aria continual failed with exit code {rc}")
+            rep, ms = check_run_dir(run_dir)
+            check_learning(rep)
+            for name, m in ms.items():
+                print(f"ok {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} null" for k, v in m.items()))
+        need(all("per_seed" in m for m in rep["methods"].values()), "the two-seed run lacks per_seed values")
 
         # Error paths: clear message, exit code 1.
         expect_failure([args.aria, "continual", "--config", args.config, "--out", out, "--bogus", "1"],
@@ -241,7 +253,7 @@ def main():
     ap.add_argument("run_dir", nargs="?", help="an `aria continual` output folder to validate")
     ap.add_argument("--aria", help="the aria binary: run end to end")
     ap.add_argument("--config", help="experiment config for the end-to-end run")
-    ap.add_argument("--seeds", type=int, default=0, help="override the config's seeds")
+    ap.add_argument("--expect-learning", action="store_true", help="RUN_DIR: every method must have learned")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--write-tiny-model", metavar="DIR", help="only write the tiny random GPT-2 to DIR")
     args = ap.parse_args()
@@ -252,7 +264,9 @@ def main():
             need(args.config, "--config is required with --aria")
             end_to_end(args)
         elif args.run_dir:
-            _, ms = check_run_dir(args.run_dir)
+            rep, ms = check_run_dir(args.run_dir)
+            if args.expect_learning:
+                check_learning(rep)
             print(f"check_report: {args.run_dir} is valid ({len(ms)} methods)")
         else:
             ap.error("give RUN_DIR or --aria BIN --config FILE")

@@ -22,6 +22,8 @@ const Command kCommands[] = {
     {"generate", "sample text from a GPT-2 checkpoint", aria::cli::cmd_generate},
     {"pretrain", "train a GPT-2 language model on a text corpus and save it in Hugging Face format",
      aria::cli::cmd_pretrain},
+    {"continual", "run a task sequence with aria and the baselines; write report.json and print the tables",
+     aria::cli::cmd_continual},
 };
 
 void print_help() {

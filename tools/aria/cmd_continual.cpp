@@ -1,0 +1,417 @@
+// aria continual: runs a task sequence for every requested method (aria and the baselines) and
+// seed on the same data, budget and evaluation protocol, and writes OUT/report.json (matrices and
+// metrics, train/report.h), OUT/config.json (the config used, every default filled in, paths
+// absolute) and OUT/log.txt (everything printed), then prints the tables.
+//
+// Protocol per (seed, method): a fresh ContinualModel from the loaded GPT-2 (gated MLPs injected
+// when the method's spec says so), accuracies b[j] of every task before any training, then per
+// task: add_task, train steps_per_task optimizer steps, consolidate (SPC / EWC methods), evaluate
+// every task -> one matrix row. multitask trains jointly on all tasks (the same total number of
+// steps) and reports its final accuracies only.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/continual_model.h"
+#include "model/gated_mlp.h"
+#include "model/gpt2.h"
+#include "model/tokenizer.h"
+#include "tools/aria/args.h"
+#include "tools/aria/commands.h"
+#include "train/aria_config.h"
+#include "train/cls_data.h"
+#include "train/continual_trainer.h"
+#include "train/fisher.h"
+#include "train/progress.h"
+#include "train/report.h"
+
+namespace aria::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// ---- output: the screen and log.txt ------------------------------------------------------------
+
+// Copies everything to the screen and to log.txt. The log receives whole lines only: a line that
+// a terminal progress bar redraws with '\r' is logged in its last state, without escape codes.
+class TeeBuf : public std::streambuf {
+ public:
+  TeeBuf(std::streambuf* screen, std::ofstream* log) : screen_(screen), log_(log) {}
+  ~TeeBuf() override { flush_pending(); }
+
+ protected:
+  int overflow(int c) override {
+    if (c == EOF) return 0;
+    if (screen_->sputc(char(c)) == EOF) return EOF;
+    if (c == '\r') {
+      pending_.clear();
+    } else if (c == '\n') {
+      strip_escapes();
+      *log_ << pending_ << '\n';
+      pending_.clear();
+    } else {
+      pending_ += char(c);
+    }
+    return c;
+  }
+  int sync() override {
+    log_->flush();
+    return screen_->pubsync();
+  }
+
+ private:
+  void strip_escapes() {
+    for (size_t p; (p = pending_.find("\033[K")) != std::string::npos;) pending_.erase(p, 3);
+  }
+  void flush_pending() {
+    strip_escapes();
+    if (!pending_.empty()) *log_ << pending_ << '\n';
+    log_->flush();
+  }
+  std::streambuf* screen_;
+  std::ofstream* log_;
+  std::string pending_;
+};
+
+std::string pct(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", 100 * x);
+  return b;
+}
+
+std::string accuracies_line(const std::vector<std::string>& names, const std::vector<double>& acc) {
+  std::string s;
+  for (size_t j = 0; j < acc.size(); ++j) s += (j ? " | " : "") + names[j] + " " + pct(acc[j]);
+  return s;
+}
+
+// ---- the experiment ----------------------------------------------------------------------------
+
+struct Experiment {
+  ExperimentConfig cfg;
+  Device device;
+  Gpt2Model base;  // the loaded GPT-2; every (method, seed) starts from a copy
+  std::vector<ClsTaskData> tasks;
+  std::vector<std::string> names;
+};
+
+// Work in "training-step equivalents", so the ETA covers evaluation and Fisher passes too: an
+// optimizer step processes batch * accum examples forward and backward (~3 forward passes), an
+// evaluation example costs one forward pass, a Fisher example (per-sample gradients) about three.
+struct WorkModel {
+  double eval_all = 0, fisher_per_task = 0;
+  int64_t total = 0;
+};
+
+WorkModel estimate_work(const Experiment& e) {
+  const TrainSettings& t = e.cfg.train;
+  const double per_step_examples = 3.0 * t.batch_size * t.grad_accum;
+  WorkModel w;
+  double eval_examples = 0, train_examples = 0;
+  for (const ClsTaskData& d : e.tasks) {
+    eval_examples += double((t.eval_split == "test" ? d.test : d.validation).size());
+    train_examples += double(d.train.size());
+  }
+  w.eval_all = eval_examples / per_step_examples;
+  const double fisher_examples = e.cfg.aria.consolidation_steps_per_task > 0
+                                     ? double(e.cfg.aria.consolidation_steps_per_task) * t.batch_size
+                                     : train_examples / double(e.tasks.size());
+  w.fisher_per_task = 3.0 * fisher_examples / per_step_examples;
+  const double T = double(e.tasks.size());
+  double per_seed = 0;
+  for (const std::string& m : e.cfg.methods) {
+    const MethodSpec spec = method_spec(m);
+    per_seed += T * double(t.steps_per_task) + w.eval_all * (spec.joint ? 2 : T + 1);
+    if (spec.spc) per_seed += w.fisher_per_task * T;
+  }
+  w.total = std::max<int64_t>(1, int64_t(std::ceil(per_seed * e.cfg.seeds)));
+  return w;
+}
+
+// The run's single progress line, advanced in work units.
+struct Tracker {
+  Progress& progress;
+  const WorkModel& work;
+  double done = 0;
+  void add(double units, const std::string& what) {
+    done += units;
+    progress.update(std::min<int64_t>(work.total - 1, int64_t(done)), what);
+  }
+};
+
+std::vector<const ClsTaskData*> task_ptrs(const Experiment& e) {
+  std::vector<const ClsTaskData*> v;
+  for (const ClsTaskData& d : e.tasks) v.push_back(&d);
+  return v;
+}
+
+ojson method_spec_json(const MethodSpec& s, const AriaSettings& a) {
+  return {{"gated_mlp", s.gated_mlp},       {"adapters", s.adapters},
+          {"consolidation", s.spc ? (s.name == "aria" ? "spc" : "ewc") : "none"},
+          {"plasticity_loss", s.plasticity}, {"gradient_dampening", s.dampening && a.gradient_dampening},
+          {"asymmetric_lr", s.asymmetric_lr}, {"freeze_trunk", s.freeze_trunk},
+          {"joint", s.joint}};
+}
+
+FisherScope fisher_scope_of(const Experiment& e, const MethodSpec& spec) {
+  return spec.scope_from_settings ? parse_fisher_scope(e.cfg.aria.fisher_scope) : spec.fisher_scope;
+}
+
+// Which Fisher runs, as the trainer computes it (ContinualTrainer::consolidate_task).
+std::string fisher_line(const Experiment& e, const MethodSpec& spec) {
+  const int64_t n = e.cfg.aria.consolidation_steps_per_task;
+  return "Fisher estimator " + e.cfg.aria.fisher_estimator + ", scope " + fisher_scope_name(fisher_scope_of(e, spec)) +
+         ", on the training split (" + (n > 0 ? std::to_string(n) + " batches" : std::string("all of it")) + ")";
+}
+
+std::string step_fields(const ContinualTrainer& t) {
+  const StepStats& s = t.last_step();
+  char b[160];
+  std::snprintf(b, sizeof b, "loss %.4f | ce %.4f | acc %.2f | lr %.2e", s.loss, s.ce, s.accuracy, s.lr);
+  return b;
+}
+
+// One method, one seed: the accuracy matrix and the before-training accuracies.
+MethodRun run_method(const Experiment& e, const std::string& method, uint64_t seed, Tracker& tr, std::ostream& log) {
+  const MethodSpec spec = method_spec(method);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string who = method + " seed " + std::to_string(seed);
+  ContinualModel model;
+  model.gpt = e.base.to(e.device);
+  if (spec.gated_mlp) inject_gated_mlp(model.gpt, seed, e.cfg.aria.gate_init_std);
+  model.use_adapters = spec.adapters;
+  model.adapter_dim = e.cfg.aria.adapter_dim;
+  TrainSettings train = e.cfg.train;
+  train.seed = seed;
+  TrainerOptions opt;
+  opt.verbose = false;  // the run's own progress line reports every step
+  opt.log = &log;
+  ContinualTrainer trainer(std::move(model), e.cfg.aria, train, spec, opt);
+  const std::vector<const ClsTaskData*> all = task_ptrs(e);
+
+  MethodRun run;
+  run.seed = seed;
+  run.joint = spec.joint;
+  run.before = trainer.evaluate_all_tasks(all).back();
+  tr.add(tr.work.eval_all, who + " | evaluated before training");
+  tr.progress.message(who + " before training: " + accuracies_line(e.names, run.before));
+  const int64_t steps = e.cfg.train.steps_per_task;
+  if (spec.joint) {
+    trainer.train_joint(all);
+    tr.add(double(e.tasks.size()) * double(steps), who + " | joint training | " + step_fields(trainer));
+    run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+    tr.add(tr.work.eval_all, who + " | evaluated");
+    tr.progress.message(who + " after joint training: " + accuracies_line(e.names, run.matrix.back()));
+  } else {
+    for (const ClsTaskData& task : e.tasks) {
+      const int id = trainer.add_task(task.name, task.num_labels());
+      for (int64_t s = 1; trainer.train_steps(task, 1) == 1; ++s)
+        tr.add(1, who + " | " + task.name + " step " + std::to_string(s) + "/" + std::to_string(steps) + " | " +
+                      step_fields(trainer));
+      if (spec.spc) {
+        tr.progress.message(who + ": consolidating " + task.name + ": " + fisher_line(e, spec));
+        trainer.consolidate_task(id, task);
+        tr.add(tr.work.fisher_per_task, who + " | consolidated " + task.name);
+      }
+      run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+      tr.add(tr.work.eval_all, who + " | evaluated after " + task.name);
+      tr.progress.message(who + " after " + task.name + ": " + accuracies_line(e.names, run.matrix.back()));
+    }
+  }
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.info = method_spec_json(spec, e.cfg.aria);
+  run.info["optimizer_steps"] = trainer.optimizer_steps();
+  run.info["parameters"] = trainer.model().num_parameters();
+  if (spec.spc) {
+    run.info["fisher_estimator"] = e.cfg.aria.fisher_estimator;
+    run.info["fisher_scope"] = fisher_scope_name(fisher_scope_of(e, spec));
+  }
+  if (!trainer.last_step().gate_means.empty()) run.info["final_gate_means"] = trainer.last_step().gate_means;
+  run.info["seconds"] = run.seconds;
+  return run;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
+std::string absolute(const std::string& p) { return fs::absolute(p).lexically_normal().string(); }
+
+// The config of the file with the command line's overrides, validated; paths made absolute.
+ExperimentConfig resolve_config(const Args& args) {
+  ExperimentConfig c = load_experiment_config(args.str("config"));
+  if (args.given("methods")) c.methods = split_list(args.str("methods"));
+  if (args.given("seeds")) c.seeds = int(args.integer("seeds", 1, 1000));
+  if (args.given("device")) c.device = args.str("device");
+  if (args.given("model")) c.model = args.str("model");
+  try {
+    validate_experiment_config(c);
+  } catch (const Error& e) {
+    ARIA_FAIL("aria continual: with the command line's overrides: ", e.what());
+  }
+  if (c.model.rfind("cache:", 0) == 0)
+    ARIA_FAIL("'model' = \"", c.model, "\": ", c.model == "cache:default" ? "cache:default is" : "cached models are",
+              " created by `aria run`; pass an HF directory (the config's 'model' or --model)");
+  c.model = absolute(c.model);
+  c.data_dir = absolute(c.data_dir);
+  return c;
+}
+
+ojson settings_json(const Experiment& e) {
+  const TrainSettings& t = e.cfg.train;
+  const TrainerOptions opt;  // run_method uses the defaults
+  ojson s;
+  s["config"] = ojson::parse(experiment_config_to_json(e.cfg).dump());
+  s["device"] = e.device.str();
+  s["model"] = {{"path", e.cfg.model},
+                {"n_layer", e.base.config.n_layer},
+                {"n_embd", e.base.config.n_embd},
+                {"n_head", e.base.config.n_head},
+                {"n_positions", e.base.config.n_positions},
+                {"parameters", e.base.num_parameters()}};
+  ojson tasks = ojson::array();
+  for (const ClsTaskData& d : e.tasks)
+    tasks.push_back({{"name", d.name},
+                     {"labels", d.label_names},
+                     {"train", d.train.size()},
+                     {"validation", d.validation.size()},
+                     {"test", d.test.size()}});
+  s["task_data"] = tasks;
+  ojson methods;
+  for (const std::string& m : e.cfg.methods) methods[m] = method_spec_json(method_spec(m), e.cfg.aria);
+  s["method_specs"] = methods;
+  s["protocol"] =
+      "every method: the same GPT-2, tasks in the same order, one head per task selected by the task id at "
+      "evaluation, " + std::to_string(t.steps_per_task) + " optimizer steps per task (batch " +
+      std::to_string(t.batch_size) + " x accumulation " + std::to_string(t.grad_accum) +
+      "), the same base lr and weight decay (2-D weights only; heads and adapters at lr x head_lr_mult for every "
+      "method, aria's slow pathway at lr x slow_lr_ratio), evaluation on the " + t.eval_split +
+      " split of every task after every task; multitask trains on all tasks jointly for tasks x steps_per_task "
+      "steps";
+  char sched[160];
+  std::snprintf(sched, sizeof sched, "per task, optimizer restarted: linear warmup over %.0f%% of the steps, then %s to %g x lr",
+                100 * opt.warmup_fraction, opt.schedule == ScheduleConfig::Kind::Cosine ? "cosine" : "constant",
+                opt.min_lr_ratio);
+  s["lr_schedule"] = sched;
+  s["fisher_estimator"] = e.cfg.aria.fisher_estimator;
+  s["fisher_scope"] = e.cfg.aria.fisher_scope;
+  s["metrics"] = {{"acc", "mean_j a[T-1][j]"},
+                  {"bwt", "mean_{j<T-1} (a[T-1][j] - a[j][j])"},
+                  {"forgetting", "mean_{j<T-1} (max_{i<T-1} a[i][j] - a[T-1][j])"},
+                  {"fwt", "mean_{j>0} (a[j-1][j] - b[j]), b = accuracies before any training"}};
+  return s;
+}
+
+void write_json(const fs::path& p, const ojson& j) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  ARIA_CHECK(f, "cannot create '", p.string(), "'");
+  f << j.dump(2) << "\n";
+  ARIA_CHECK(f.good(), "writing '", p.string(), "' failed");
+}
+
+// Loads model, tokenizer and tasks, runs every (seed, method), writes the report and prints it.
+void run_experiment(const ExperimentConfig& resolved, const std::string& config_path, const fs::path& out,
+                    std::ostream& log) {
+  Experiment e;
+  e.cfg = resolved;
+  e.device = parse_device(resolved.device);
+  e.cfg.device = e.device.str();
+  write_json(out / "config.json", ojson::parse(experiment_config_to_json(e.cfg).dump()));
+
+  log << "aria continual: " << config_path << " -> " << out.string() << "\n";
+  e.base = gpt2_load(e.cfg.model, e.device);
+  ARIA_CHECK(e.cfg.train.max_seq_len <= e.base.config.n_positions, "experiment config: 'train.max_seq_len' = ",
+             e.cfg.train.max_seq_len, " exceeds the model's n_positions = ", e.base.config.n_positions);
+  const std::string vdir = find_vocab_dir(e.cfg.model);
+  const Gpt2Tokenizer tok = Gpt2Tokenizer::load(vdir + "/vocab.json", vdir + "/merges.txt");
+  log << "model " << e.cfg.model << ": " << e.base.num_parameters() << " parameters (" << e.base.config.n_layer
+      << " layers, d=" << e.base.config.n_embd << "), device " << e.device.str() << "\n";
+  for (const std::string& name : e.cfg.tasks) {
+    e.tasks.push_back(load_cls_task((fs::path(e.cfg.data_dir) / name).string(), tok, e.cfg.train.max_seq_len,
+                                    e.cfg.train.max_train_examples, e.cfg.train.max_eval_examples));
+    const ClsTaskData& d = e.tasks.back();
+    e.names.push_back(d.name);
+    log << "task " << d.name << ": " << d.num_labels() << " labels, " << d.train.size() << " train / "
+        << d.validation.size() << " validation / " << d.test.size() << " test\n";
+  }
+  log << "methods: ";
+  for (size_t i = 0; i < e.cfg.methods.size(); ++i) log << (i ? ", " : "") << e.cfg.methods[i];
+  log << "; " << e.cfg.seeds << " seed(s) from " << e.cfg.train.seed << "; " << e.cfg.train.steps_per_task
+      << " steps per task; evaluation on the " << e.cfg.train.eval_split << " split\n";
+  for (const std::string& m : e.cfg.methods)
+    if (method_spec(m).spc) log << m << " consolidation: " << fisher_line(e, method_spec(m)) << "\n";
+  log << std::flush;
+
+  const WorkModel work = estimate_work(e);
+  Progress progress(log, work.total, "run", std::max<int64_t>(1, work.total / 100), is_terminal(std::cout));
+  Tracker tracker{progress, work};
+  ClReport report;
+  report.tasks = e.names;
+  for (const std::string& m : e.cfg.methods) report.methods.push_back(MethodResult{m, {}});
+  for (int s = 0; s < e.cfg.seeds; ++s)
+    for (size_t m = 0; m < e.cfg.methods.size(); ++m)
+      report.methods[m].runs.push_back(
+          run_method(e, e.cfg.methods[m], e.cfg.train.seed + uint64_t(s), tracker, log));
+  progress.update(work.total, "done");
+  progress.finish();
+
+  report.settings = settings_json(e);
+  report.settings["total_seconds"] = progress.elapsed_seconds();
+  write_report_json(report, (out / "report.json").string());
+  print_report(report, log);
+  log << "\nwrote " << (out / "report.json").string() << ", " << (out / "config.json").string() << ", "
+      << (out / "log.txt").string() << " (" << format_duration(progress.elapsed_seconds()) << ")\n"
+      << std::flush;
+}
+
+}  // namespace
+
+int cmd_continual(int argc, char** argv) {
+  Args args("continual",
+            "Runs the experiment config's task sequence for every method (aria, finetune, ewc, adapters,\n"
+            "multitask) and seed on the same protocol; writes OUT/report.json, OUT/config.json, OUT/log.txt\n"
+            "and prints the accuracy matrices and the metrics table. The data format is docs/data.md's.");
+  args.option("config", "experiment config (JSON, train/aria_config.h)", "", true)
+      .option("out", "output directory (created; files in it are overwritten)", "", true)
+      .option("model", "Hugging Face GPT-2 directory (overrides the config's 'model')", "")
+      .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
+      .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
+      .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "");
+  if (!args.parse(argc, argv)) return 0;
+  const ExperimentConfig resolved = resolve_config(args);
+
+  const fs::path out(args.str("out"));
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  ARIA_CHECK(!ec && fs::is_directory(out), "cannot create output directory '", out.string(), "'",
+             ec ? ": " + ec.message() : "");
+  std::ofstream log_file(out / "log.txt", std::ios::binary | std::ios::trunc);
+  ARIA_CHECK(log_file, "cannot create '", (out / "log.txt").string(), "'");
+  TeeBuf tee_buf(std::cout.rdbuf(), &log_file);
+  std::ostream log(&tee_buf);
+
+  try {
+    run_experiment(resolved, args.str("config"), out, log);
+  } catch (const Error& err) {
+    log.flush();
+    log_file << "aria: error: " << err.what() << "\n";  // the screen gets it from main()
+    throw;
+  }
+  return 0;
+}
+
+}  // namespace aria::cli
