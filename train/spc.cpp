@@ -1,0 +1,180 @@
+// SPC buffers, penalty and its gradient (see train/spc.h).
+#include "train/spc.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "kernels/kernels.h"
+
+namespace aria {
+
+namespace {
+
+std::map<std::string, Tensor> params_by_name(const ContinualModel& m) {
+  std::map<std::string, Tensor> out;
+  for (auto& [name, p] : m.named_parameters()) out.emplace(name, p);
+  return out;
+}
+
+const Tensor& find_param(const std::map<std::string, Tensor>& params, const std::string& name, const char* what) {
+  auto it = params.find(name);
+  ARIA_CHECK(it != params.end(), what, ": the model has no parameter ", name, " (consolidated by SPC)");
+  return it->second;
+}
+
+template <typename T>
+double sum_products_cpu(const Tensor& a, const Tensor& b, const Tensor& c) {
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  const T* pc = c.defined() ? c.data<T>() : nullptr;
+  const int64_t n = a.numel();
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n >= (int64_t(1) << 16))
+  for (int64_t i = 0; i < n; ++i) s += double(pa[i]) * double(pb[i]) * (pc ? double(pc[i]) : 1.0);
+  return s;
+}
+
+// sum_i a_i b_i c_i (c undefined: 1). Double accumulation on the CPU; the device's reductions elsewhere.
+double sum_products(const Tensor& a, const Tensor& b, const Tensor& c = Tensor()) {
+  const Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
+  const Tensor cc = c.defined() ? c.detach().contiguous() : Tensor();
+  if (ac.device().is_cpu() && ac.dtype() == DType::F64) return sum_products_cpu<double>(ac, bc, cc);
+  if (ac.device().is_cpu() && ac.dtype() == DType::F32) return sum_products_cpu<float>(ac, bc, cc);
+  NoGradGuard no_grad;
+  Tensor prod = ops::mul(ac, bc);
+  if (cc.defined()) prod = ops::mul(prod, cc);
+  return ops::sum(prod).item();
+}
+
+Tensor scaled(const Tensor& x, double s) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ARIA_DISPATCH(x.device(), unary, int(UnaryOp::Affine), x, y, s, 0.0);
+  return y;
+}
+
+Tensor converted(const Tensor& x, const Tensor& like) {
+  if (x.device() == like.device() && x.dtype() == like.dtype()) return x;
+  Tensor y = Tensor::empty(x.shape(), like.dtype(), like.device());
+  y.copy_from(x);
+  return y;
+}
+
+}  // namespace
+
+SpcState::Buffers& SpcState::on_device(const std::string& name, const Tensor& p) const {
+  Buffers& b = buf_.at(name);
+  ARIA_CHECK(b.A.shape() == p.shape(), "SPC: buffers of ", name, " are ", shape_str(b.A.shape()), ", the parameter is ",
+             p.str());
+  b.A = converted(b.A, p);
+  b.B = converted(b.B, p);
+  return b;
+}
+
+void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, double gamma) {
+  ARIA_CHECK(std::isfinite(gamma) && gamma >= 0 && gamma <= 1, "SPC: gamma must be in [0, 1], got ", gamma);
+  ARIA_CHECK(!f.fisher.empty(), "SPC: consolidate got an empty Fisher");
+  const auto params = params_by_name(m);
+  for (const auto& [name, F] : f.fisher) {
+    const Tensor& p = find_param(params, name, "SPC consolidate");
+    ARIA_CHECK(F.shape() == p.shape() && F.dtype() == p.dtype() && F.device() == p.device(), "SPC: Fisher of ", name,
+               " is ", F.str(), ", the parameter is ", p.str());
+  }
+  if (gamma != 1.0) {
+    for (auto& [name, b] : buf_) b.A = scaled(b.A, gamma), b.B = scaled(b.B, gamma);
+    C_ *= gamma;
+  }
+  for (const auto& [name, F] : f.fisher) {
+    const Tensor theta = params.at(name).detach().contiguous();  // the anchor theta*_t
+    const Tensor Fc = F.contiguous();
+    const Device dev = theta.device();
+    Tensor A = Fc.clone();
+    Tensor B = Tensor::empty(theta.shape(), theta.dtype(), dev);
+    ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), Fc, theta, B);
+    if (auto it = buf_.find(name); it != buf_.end()) {
+      const Buffers& old = on_device(name, theta);
+      ARIA_DISPATCH(dev, axpy, A, old.A, 1.0);
+      ARIA_DISPATCH(dev, axpy, B, old.B, 1.0);
+    }
+    buf_[name] = Buffers{A, B};
+    C_ += sum_products(Fc, theta, theta);
+  }
+  ++tasks_;
+}
+
+double SpcState::penalty(const ContinualModel& m, double lambda) const {
+  if (buf_.empty()) return 0.0;
+  const auto params = params_by_name(m);
+  double s = C_;
+  for (const auto& entry : buf_) {
+    const Tensor theta = find_param(params, entry.first, "SPC penalty").detach();
+    const Buffers& b = on_device(entry.first, theta);
+    s += sum_products(b.A, theta, theta) - 2.0 * sum_products(b.B, theta);
+  }
+  return 0.5 * lambda * s;
+}
+
+void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
+  if (buf_.empty()) return;
+  const auto params = params_by_name(m);
+  for (const auto& entry : buf_) {
+    const Tensor& p = find_param(params, entry.first, "SPC penalty gradient");
+    if (!p.requires_grad()) continue;
+    const Buffers& b = on_device(entry.first, p);
+    const Device dev = p.device();
+    Tensor d = Tensor::empty(p.shape(), p.dtype(), dev);  // A p - B
+    ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, p.detach().contiguous(), d);
+    ARIA_DISPATCH(dev, axpy, d, b.B, -1.0);
+    if (Tensor g = p.grad(); g.defined()) {
+      ARIA_DISPATCH(dev, axpy, g, d, lambda);
+    } else {
+      p.set_grad(scaled(d, lambda));
+    }
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> SpcState::state_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [name, b] : buf_) {
+    out.emplace_back("spc.A." + name, b.A);
+    out.emplace_back("spc.B." + name, b.B);
+  }
+  out.emplace_back("spc.C", Tensor::from_vector({C_}, {1}, DType::F64));
+  return out;
+}
+
+void SpcState::load_state(const std::map<std::string, Tensor>& tensors, int tasks) {
+  ARIA_CHECK(tasks >= 0, "SPC load_state: negative task count ", tasks);
+  std::map<std::string, Buffers> buf;
+  double C = 0;
+  bool have_c = false;
+  for (const auto& [key, t] : tensors) {
+    if (key.rfind("spc.", 0) != 0) continue;
+    if (key == "spc.C") {
+      ARIA_CHECK(t.numel() == 1, "SPC load_state: spc.C must hold one value, got ", t.str());
+      C = t.to_doubles()[0];
+      have_c = true;
+    } else if (key.rfind("spc.A.", 0) == 0) {
+      buf[key.substr(6)].A = t;
+    } else if (key.rfind("spc.B.", 0) == 0) {
+      buf[key.substr(6)].B = t;
+    } else {
+      ARIA_FAIL("SPC load_state: unknown tensor ", key, " (expected spc.A.<param>, spc.B.<param>, spc.C)");
+    }
+  }
+  for (const auto& [name, b] : buf) {
+    ARIA_CHECK(b.A.defined() && b.B.defined(), "SPC load_state: ", name, " has ", b.A.defined() ? "spc.A" : "spc.B",
+               " but not ", b.A.defined() ? "spc.B" : "spc.A");
+    ARIA_CHECK(b.A.shape() == b.B.shape() && b.A.dtype() == b.B.dtype() && is_floating(b.A.dtype()),
+               "SPC load_state: spc.A.", name, " ", b.A.str(), " and spc.B.", name, " ", b.B.str(), " do not match");
+  }
+  ARIA_CHECK(tasks > 0 || (buf.empty() && !have_c) || (buf.empty() && C == 0.0),
+             "SPC load_state: buffers given for 0 consolidated tasks");
+  ARIA_CHECK(tasks == 0 || (have_c && !buf.empty()), "SPC load_state: ", tasks,
+             " consolidated tasks but ", have_c ? "no spc.A / spc.B buffers" : "no spc.C");
+  buf_ = std::move(buf);
+  C_ = C;
+  tasks_ = tasks;
+}
+
+}  // namespace aria
