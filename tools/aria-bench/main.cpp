@@ -98,10 +98,10 @@ nlohmann::json to_json(const Config& cfg, const Ceilings& c, const std::vector<R
 // --model: one training step of aria (and optionally PyTorch) at the same shapes, as a table + JSON.
 int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) {
   if (cfg.batch == 8 && cfg.seq == 1024) cfg.batch = 16;  // the reference shape unless given
+  const Ceilings ceil = measure_ceilings(cfg);  // switches TF32 on and off itself: choose after it
 #ifdef ARIA_WITH_CUDA
   cuda::set_tf32(cfg.tf32);
 #endif
-  const Ceilings ceil = measure_ceilings(cfg);
   const std::string precision = cfg.tf32 ? "tf32" : "fp32";
   const double peak = cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
   std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps\n", device_name().c_str(),
