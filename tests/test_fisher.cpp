@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <map>
 #include <set>
@@ -139,8 +140,8 @@ TEST_CASE("fast per-sample Fisher equals the batch-1 reference in float64 (every
   const int task = 1;
   for (auto scope : {FisherScope::Slow, FisherScope::AllButFast, FisherScope::All}) {
     for (auto est : {FisherEstimator::Exact, FisherEstimator::Empirical}) {
-      CAPTURE(fisher_scope_name(scope));
-      CAPTURE(fisher_estimator_name(est));
+      CAPTURE(std::string(fisher_scope_name(scope)));
+      CAPTURE(std::string(fisher_estimator_name(est)));
       Rng r1(77);
       const auto labels = fisher_labels(m, task, batches, est, r1);
       const FisherResult fast = estimate_fisher_at_labels(m, task, batches, labels, scope);
@@ -311,6 +312,105 @@ TEST_CASE("timing: per-sample Fisher vs a training pass (printed)") {
       MESSAGE(std::string(s.name) << ", " << s.batches << " batches of " << s.batch << " x " << s.len << " tokens: training pass "
                      << train * 1e3 << " ms, exact per-sample Fisher (scope " << std::string(fisher_scope_name(scope)) << ") "
                      << fisher * 1e3 << " ms, ratio " << fisher / train);
+    }
+  }
+}
+
+namespace {
+
+ContinualModel to_device(const ContinualModel& m, Device d) {
+  NoGradGuard no_grad;  // plain copies, not recorded
+  ContinualModel out = m;
+  out.gpt = m.gpt.to(d);
+  auto move = [&](Tensor& t) {
+    if (!t.defined()) return;
+    const bool rg = t.requires_grad();
+    t = t.to(d).detach();
+    if (rg) t.set_requires_grad(true);
+  };
+  for (TaskSlot& s : out.tasks) {
+    for (Tensor* t : {&s.adapter.down_w, &s.adapter.down_b, &s.adapter.up_w, &s.adapter.up_b, &s.head_w}) move(*t);
+  }
+  return out;
+}
+
+std::vector<ClsBatch> batches_to(const std::vector<ClsBatch>& bs, Device d) {
+  std::vector<ClsBatch> out = bs;
+  for (ClsBatch& b : out) {
+    b.ids = b.ids.to(d), b.last_index = b.last_index.to(d), b.labels = b.labels.to(d);
+    if (b.mask.defined()) b.mask = b.mask.to(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA: per-sample Fisher on the GPU matches the CPU (float32, every estimator and scope)") {
+  if (!cuda_available()) {
+    MESSAGE("no CUDA GPU: CUDA Fisher test skipped");
+    return;
+  }
+  ContinualModel cpu = tiny_model(DType::F32);
+  ContinualModel gpu = to_device(cpu, Device::cuda(0));
+  const auto cb = batches_of(examples(12, 64, 14, 41), {7, 5});
+  const auto gb = batches_to(cb, Device::cuda(0));
+  for (auto scope : {FisherScope::Slow, FisherScope::AllButFast, FisherScope::All}) {
+    for (auto est : {FisherEstimator::Exact, FisherEstimator::Empirical, FisherEstimator::Batched}) {
+      CAPTURE(std::string(fisher_scope_name(scope)));
+      CAPTURE(std::string(fisher_estimator_name(est)));
+      Rng r1(3), r2(3);
+      const FisherResult a = estimate_fisher(cpu, 1, cb, est, scope, r1);
+      const FisherResult b = estimate_fisher(gpu, 1, gb, est, scope, r2);
+      REQUIRE(a.fisher.size() == b.fisher.size());
+      for (size_t k = 0; k < a.fisher.size(); ++k) {
+        CAPTURE(a.fisher[k].first);
+        CHECK(b.fisher[k].second.device().is_cuda());
+        CHECK(max_abs_diff(b.fisher[k].second, a.fisher[k].second) <= 1e-4 * max_abs(a.fisher[k].second));
+      }
+    }
+  }
+}
+
+// GPU timing at GPT-2 124M shapes (random weights, gated MLPs), printed; runs only when
+// ARIA_FISHER_BENCH is set (it takes a while), e.g. ARIA_FISHER_BENCH=1 build-gpu/tests/test_fisher -tc="*bench*".
+TEST_CASE("bench: per-sample Fisher vs a training pass on the GPU at GPT-2 124M shapes (printed)") {
+  if (!cuda_available() || !std::getenv("ARIA_FISHER_BENCH")) {
+    MESSAGE("set ARIA_FISHER_BENCH (and have a GPU) to run the GPT-2 124M Fisher bench");
+    return;
+  }
+  Gpt2Config cfg;  // GPT-2 124M
+  const Device dev = Device::cuda(0);
+  ContinualModel m = to_device(tiny_model(DType::F32, true, cfg), dev);
+  for (int T : {128, 512}) {
+    const int B = 16, nb = 4;
+    auto ex = examples(int64_t(B) * nb, cfg.vocab_size, T, 12);
+    for (ClsExample& e : ex) e.ids.resize(size_t(T), 7);
+    const auto batches = batches_to(batches_of(ex, std::vector<int>(size_t(nb), B)), dev);
+    auto time = [](auto&& f) {
+      f();  // warm-up (allocator, cuBLASLt plans)
+      cuda::synchronize();
+      double best = 1e30;
+      for (int rep = 0; rep < 3; ++rep) {
+        auto t0 = std::chrono::steady_clock::now();
+        f();
+        cuda::synchronize();
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return best;
+    };
+    const double train = time([&] {
+      for (const ClsBatch& b : batches) ops::cross_entropy(classify_logits(m, b, 1), b.labels).backward();
+      for (const auto& [name, p] : m.named_parameters()) p.zero_grad();
+    });
+    for (auto scope : {FisherScope::Slow, FisherScope::AllButFast, FisherScope::All}) {
+      for (auto est : {FisherEstimator::Exact, FisherEstimator::Batched}) {
+        Rng r(3);
+        const double fisher = time([&] { estimate_fisher(m, 1, batches, est, scope, r); });
+        MESSAGE("GPT-2 124M gated, " << nb << " batches of " << B << " x " << T << " tokens: training pass "
+                                     << train * 1e3 << " ms, " << std::string(fisher_estimator_name(est))
+                                     << " Fisher (scope " << std::string(fisher_scope_name(scope)) << ") "
+                                     << fisher * 1e3 << " ms, ratio " << fisher / train);
+      }
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "model/gated_mlp.h"
 #include "train/spc.h"
@@ -224,4 +225,48 @@ TEST_CASE("SPC errors") {
                                       1),
                        doctest::Contains("no spc.C"), Error);
   CHECK(spc.tasks_consolidated() == 0);  // failed loads change nothing
+}
+
+TEST_CASE("CUDA: SPC buffers, penalty and gradient on the GPU match the CPU (float32)") {
+  if (!cuda_available()) {
+    MESSAGE("no CUDA GPU: CUDA SPC test skipped");
+    return;
+  }
+  ContinualModel cpu = tiny_model();
+  cpu.gpt = cpu.gpt.to(DType::F32);
+  cpu.tasks.clear();
+  Rng rng(4);
+  move_params(cpu, rng, 0.05);
+  ContinualModel gpu = cpu;
+  gpu.gpt = cpu.gpt.to(Device::cuda(0));
+  FisherResult f = fake_fisher(cpu, FisherScope::All, rng);
+  for (auto& [name, F] : f.fisher) F = F.to(DType::F32);
+  FisherResult fg = f;
+  for (auto& [name, F] : fg.fisher) F = F.to(Device::cuda(0));
+  SpcState a, b;
+  a.consolidate(f, cpu, 0.9);
+  b.consolidate(fg, gpu, 0.9);
+  Rng r1(6), r2(6);
+  move_params(cpu, r1, 0.05);
+  move_params(gpu, r2, 0.05);
+  const double pa = a.penalty(cpu, 2.0), pb = b.penalty(gpu, 2.0);
+  CHECK(std::abs(pa - pb) <= 1e-3 * std::abs(pa) + 1e-3);
+  a.add_penalty_grad(cpu, 2.0);
+  b.add_penalty_grad(gpu, 2.0);
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  for (size_t k = 0; k < pc.size(); ++k) {
+    CAPTURE(pc[k].first);
+    REQUIRE(pg[k].second.grad().defined());
+    CHECK(pg[k].second.grad().device().is_cuda());
+    auto x = pc[k].second.grad().to_doubles(), y = pg[k].second.grad().to_doubles();
+    double d = 0, s = 0;
+    for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i])), s = std::max(s, std::abs(x[i]));
+    CHECK(d <= 1e-4 * s + 1e-6);
+  }
+  // Buffers loaded on the CPU move to the parameters' device on first use.
+  std::map<std::string, Tensor> saved;
+  for (auto& [k, t] : b.state_tensors()) saved.emplace(k, t.to(Device::cpu()));
+  SpcState c;
+  c.load_state(saved, 1);
+  CHECK(c.penalty(gpu, 2.0) == doctest::Approx(pb).epsilon(1e-6));
 }

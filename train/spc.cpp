@@ -35,17 +35,33 @@ double sum_products_cpu(const Tensor& a, const Tensor& b, const Tensor& c) {
   return s;
 }
 
-// sum_i a_i b_i c_i (c undefined: 1). Double accumulation on the CPU; the device's reductions elsewhere.
-double sum_products(const Tensor& a, const Tensor& b, const Tensor& c = Tensor()) {
-  const Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
-  const Tensor cc = c.defined() ? c.detach().contiguous() : Tensor();
-  if (ac.device().is_cpu() && ac.dtype() == DType::F64) return sum_products_cpu<double>(ac, bc, cc);
-  if (ac.device().is_cpu() && ac.dtype() == DType::F32) return sum_products_cpu<float>(ac, bc, cc);
-  NoGradGuard no_grad;
-  Tensor prod = ops::mul(ac, bc);
-  if (cc.defined()) prod = ops::mul(prod, cc);
-  return ops::sum(prod).item();
-}
+// Sums of products sum_i a_i b_i c_i (c undefined: 1), accumulated in double on the CPU; on other
+// devices with the device's reductions, kept there until value() (one synchronisation).
+class ProductSum {
+ public:
+  void add(double weight, const Tensor& a, const Tensor& b, const Tensor& c = Tensor()) {
+    const Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
+    const Tensor cc = c.defined() ? c.detach().contiguous() : Tensor();
+    if (ac.device().is_cpu() && ac.dtype() == DType::F64) {
+      host_ += weight * sum_products_cpu<double>(ac, bc, cc);
+      return;
+    }
+    if (ac.device().is_cpu() && ac.dtype() == DType::F32) {
+      host_ += weight * sum_products_cpu<float>(ac, bc, cc);
+      return;
+    }
+    NoGradGuard no_grad;
+    Tensor prod = ops::mul(ac, bc);
+    if (cc.defined()) prod = ops::mul(prod, cc);
+    Tensor s = ops::scale(ops::sum(prod), weight);
+    device_ = device_.defined() ? ops::add(device_, s) : s;
+  }
+  double value() const { return host_ + (device_.defined() ? device_.item() : 0.0); }
+
+ private:
+  double host_ = 0;
+  Tensor device_;
+};
 
 Tensor scaled(const Tensor& x, double s) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -97,7 +113,9 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
       ARIA_DISPATCH(dev, axpy, B, old.B, 1.0);
     }
     buf_[name] = Buffers{A, B};
-    C_ += sum_products(Fc, theta, theta);
+    ProductSum c;
+    c.add(1.0, Fc, theta, theta);
+    C_ += c.value();
   }
   ++tasks_;
 }
@@ -105,13 +123,14 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
 double SpcState::penalty(const ContinualModel& m, double lambda) const {
   if (buf_.empty()) return 0.0;
   const auto params = params_by_name(m);
-  double s = C_;
+  ProductSum s;
   for (const auto& entry : buf_) {
     const Tensor theta = find_param(params, entry.first, "SPC penalty").detach();
     const Buffers& b = on_device(entry.first, theta);
-    s += sum_products(b.A, theta, theta) - 2.0 * sum_products(b.B, theta);
+    s.add(1.0, b.A, theta, theta);
+    s.add(-2.0, b.B, theta);
   }
-  return 0.5 * lambda * s;
+  return 0.5 * lambda * (s.value() + C_);
 }
 
 void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
