@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/gpt2.h"
 #include "train/adamw.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 
@@ -60,16 +61,6 @@ std::vector<ParamGroup> two_groups(Tensor a, Tensor b, Tensor c) {
   slow.eps = 1e-3;
   slow.weight_decay = 0.0;
   return {fast, slow};
-}
-
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.n_layer = 2;
-  c.n_embd = 16;
-  c.n_head = 2;
-  c.n_positions = 32;
-  c.vocab_size = 64;
-  return c;
 }
 
 }  // namespace
@@ -205,7 +196,7 @@ TEST_CASE("adamw: describe lists every parameter in exactly one group") {
 }
 
 TEST_CASE("adamw: default_decay_groups follows GPT-2's convention") {
-  Gpt2Model m = gpt2_random(tiny_config(), 7);
+  Gpt2Model m = gpt2_random(testing::tiny_gpt2_config(), 7);
   const auto named = m.named_parameters();
   auto groups = default_decay_groups(named, 3e-4, 0.1);
   REQUIRE(groups.size() == 2);

@@ -11,35 +11,19 @@
 #include "model/continual_model.h"
 #include "model/gated_mlp.h"
 #include "train/cls_data.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::max_abs_diff;
 
 namespace {
 
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.vocab_size = 64;
-  c.n_positions = 32;
-  c.n_embd = 16;
-  c.n_layer = 2;
-  c.n_head = 2;
-  return c;
-}
-
 ContinualModel tiny_model(bool adapters, uint64_t seed = 11) {
   ContinualModel m;
-  m.gpt = gpt2_random(tiny_config(), seed);
+  m.gpt = gpt2_random(testing::tiny_gpt2_config(), seed);
   m.use_adapters = adapters;
   m.adapter_dim = 4;
   return m;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  auto x = a.to_doubles(), y = b.to_doubles();
-  REQUIRE(x.size() == y.size());
-  double d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
 }
 
 bool all_zero(const Tensor& t) {

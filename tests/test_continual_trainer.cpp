@@ -12,21 +12,16 @@
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/continual_trainer.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
 
 namespace {
 
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.vocab_size = 64, c.n_positions = 32, c.n_embd = 16, c.n_layer = 2, c.n_head = 2;
-  return c;
-}
-
 ContinualModel plain_model() {
   ContinualModel m;
-  m.gpt = gpt2_random(tiny_config(), 21);
+  m.gpt = gpt2_random(testing::tiny_gpt2_config(), 21);
   return m;
 }
 
@@ -87,10 +82,9 @@ TrainerOptions quiet() {
   return o;
 }
 
+// A temp path for a checkpoint, removed if present and not created.
 fs::path temp_dir(const std::string& tag) {
-  fs::path d = fs::temp_directory_path() / ("aria_ct_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
+  return testing::fresh_temp_path("aria_ct_" + tag + "_" + std::to_string(::getpid()));
 }
 
 // Bitwise equality of every parameter (names, shapes, dtypes and bytes).

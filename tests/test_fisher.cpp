@@ -17,20 +17,14 @@
 #include "model/gated_mlp.h"
 #include "train/cls_data.h"
 #include "train/fisher.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::max_abs;
+using testing::max_abs_diff;
+using testing::tiny_gpt2_config;
 
 namespace {
-
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.vocab_size = 64;
-  c.n_positions = 32;
-  c.n_embd = 16;
-  c.n_layer = 2;
-  c.n_head = 2;
-  return c;
-}
 
 // Every parameter moved off its initial value (layernorms away from 1/0, the two pathways apart,
 // the new adapter's zero up-projection non-zero), so that no gradient is trivially zero.
@@ -43,7 +37,7 @@ void perturb(const ContinualModel& m, Rng& rng, double std) {
 }
 
 // Tiny gated GPT-2 with two tasks (task 0 frozen), in `dtype`.
-ContinualModel tiny_model(DType dtype, bool gated = true, const Gpt2Config& cfg = tiny_config()) {
+ContinualModel tiny_model(DType dtype, bool gated = true, const Gpt2Config& cfg = tiny_gpt2_config()) {
   ContinualModel m;
   m.gpt = gpt2_random(cfg, 5);
   if (gated) inject_gated_mlp(m.gpt, 6, 0.3);
@@ -78,20 +72,6 @@ std::vector<ClsBatch> batches_of(const std::vector<ClsExample>& ex, const std::v
     out.push_back(make_cls_batch(ptrs, Device::cpu(), 0));  // pad with id 0: the vocabulary is tiny
   }
   return out;
-}
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_doubles()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  auto x = a.to_doubles(), y = b.to_doubles();
-  REQUIRE(x.size() == y.size());
-  double d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
 }
 
 void check_equal(const FisherResult& got, const FisherResult& want, double tol) {
@@ -284,9 +264,9 @@ TEST_CASE("timing: per-sample Fisher vs a training pass (printed)") {
     Gpt2Config cfg;
     int batch, batches, len;
   };
-  Gpt2Config small = tiny_config();
-  small.n_embd = 128, small.n_layer = 4, small.n_head = 4, small.vocab_size = 2048, small.n_positions = 128;
-  const std::vector<Size> sizes = {{"tiny (L2 d16 V64)", tiny_config(), 16, 4, 24},
+  const Gpt2Config small =
+      tiny_gpt2_config(/*vocab_size=*/2048, /*n_positions=*/128, /*n_embd=*/128, /*n_layer=*/4, /*n_head=*/4);
+  const std::vector<Size> sizes = {{"tiny (L2 d16 V64)", tiny_gpt2_config(), 16, 4, 24},
                                    {"small (L4 d128 V2048)", small, 16, 1, 128}};
   for (const Size& s : sizes) {
     ContinualModel m = tiny_model(DType::F32, true, s.cfg);

@@ -12,6 +12,7 @@
 #include "model/gpt2.h"
 #include "model/safetensors.h"
 #include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
@@ -80,21 +81,10 @@ TEST_CASE("bfloat16 and float16 checkpoints load and match transformers") {
   }
 }
 
-static fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("aria_test_gpt2_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+static fs::path temp_dir(const std::string& name) { return testing::fresh_temp_dir("aria_test_gpt2_" + name); }
 
 static Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.vocab_size = 50;
-  c.n_positions = 16;
-  c.n_embd = 12;
-  c.n_layer = 2;
-  c.n_head = 3;
-  return c;
+  return testing::tiny_gpt2_config(/*vocab_size=*/50, /*n_positions=*/16, /*n_embd=*/12, /*n_layer=*/2, /*n_head=*/3);
 }
 
 TEST_CASE("save then load gives the same model and outputs") {

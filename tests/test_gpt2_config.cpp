@@ -1,41 +1,26 @@
 // GPT-2 config.json: real HF configs parse, anything aria cannot run is rejected naming the key,
 // and what we write reads back (and carries the keys transformers needs).
 #include <doctest/doctest.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "model/gpt2_config.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::random_device rd;
-    dir = fs::temp_directory_path() /
-          ("aria_cfg_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + "_" +
-           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
+// A fresh directory per test case; write() defaults to config.json.
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("aria_cfg_") {}
   std::string write(const std::string& text, const std::string& name = "config.json") const {
-    std::string p = (dir / name).string();
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
-    return p;
+    return testing::TempDir::write(text, name);
   }
 };
 
@@ -114,6 +99,12 @@ std::string gpt2_without(const std::string& key) {
   return j.dump();
 }
 
+// Loading `text` as config.json throws an aria::Error containing `needle`.
+void check_rejected(const TempDir& td, const std::string& text, const std::string& needle) {
+  CAPTURE(text);
+  CHECK_THROWS_WITH_AS(load_gpt2_config(td.write(text)), doctest::Contains(needle.c_str()), aria::Error);
+}
+
 }  // namespace
 
 TEST_CASE("gpt2 config: HF gpt2 and distilgpt2") {
@@ -173,48 +164,41 @@ TEST_CASE("gpt2 config: malformed files") {
 
 TEST_CASE("gpt2 config: wrong types and ranges name the key") {
   TempDir td;
-  auto bad = [&](const std::string& text, const std::string& needle) {
-    CAPTURE(text);
-    CHECK_THROWS_WITH_AS(load_gpt2_config(td.write(text)), doctest::Contains(needle.c_str()), aria::Error);
-  };
-  bad(gpt2_with("n_embd", "\"768\""), "'n_embd' must be an integer");
-  bad(gpt2_with("n_embd", "768.0"), "'n_embd' must be an integer");
-  bad(gpt2_with("n_layer", "true"), "'n_layer' must be an integer");
-  bad(gpt2_with("n_head", "null"), "'n_head' must be an integer");
-  bad(gpt2_with("vocab_size", "0"), "'vocab_size' = 0 is out of range");
-  bad(gpt2_with("n_layer", "-3"), "'n_layer' = -3 is out of range");
-  bad(gpt2_with("n_positions", "1000001"), "'n_positions' = 1000001 is out of range");
-  bad(gpt2_with("vocab_size", "18446744073709551615"), "'vocab_size' = 18446744073709551615 is out of range");
-  bad(gpt2_with("n_embd", "1e30"), "'n_embd' must be an integer");
+  check_rejected(td, gpt2_with("n_embd", "\"768\""), "'n_embd' must be an integer");
+  check_rejected(td, gpt2_with("n_embd", "768.0"), "'n_embd' must be an integer");
+  check_rejected(td, gpt2_with("n_layer", "true"), "'n_layer' must be an integer");
+  check_rejected(td, gpt2_with("n_head", "null"), "'n_head' must be an integer");
+  check_rejected(td, gpt2_with("vocab_size", "0"), "'vocab_size' = 0 is out of range");
+  check_rejected(td, gpt2_with("n_layer", "-3"), "'n_layer' = -3 is out of range");
+  check_rejected(td, gpt2_with("n_positions", "1000001"), "'n_positions' = 1000001 is out of range");
+  check_rejected(td, gpt2_with("vocab_size", "18446744073709551615"),
+                 "'vocab_size' = 18446744073709551615 is out of range");
+  check_rejected(td, gpt2_with("n_embd", "1e30"), "'n_embd' must be an integer");
   {
     nlohmann::json j = nlohmann::json::parse(gpt2_without("n_positions"));
     j["n_ctx"] = "1024";
-    bad(j.dump(), "'n_ctx' must be an integer");
+    check_rejected(td, j.dump(), "'n_ctx' must be an integer");
   }
-  bad(gpt2_with("layer_norm_epsilon", "\"1e-5\""), "'layer_norm_epsilon' must be a number");
-  bad(gpt2_with("layer_norm_epsilon", "0"), "'layer_norm_epsilon' = 0 must be in (0, 1)");
-  bad(gpt2_with("layer_norm_epsilon", "-1e-5"), "'layer_norm_epsilon'");
-  bad(gpt2_with("layer_norm_epsilon", "1"), "'layer_norm_epsilon' = 1 must be in (0, 1)");
-  bad(gpt2_with("activation_function", "1"), "'activation_function' must be a string");
-  bad(gpt2_with("tie_word_embeddings", "1"), "'tie_word_embeddings' must be true or false");
-  bad(gpt2_with("model_type", "\"llama\""), "'model_type' must be \"gpt2\"");
-  bad(gpt2_with("model_type", "2"), "'model_type' must be \"gpt2\"");
+  check_rejected(td, gpt2_with("layer_norm_epsilon", "\"1e-5\""), "'layer_norm_epsilon' must be a number");
+  check_rejected(td, gpt2_with("layer_norm_epsilon", "0"), "'layer_norm_epsilon' = 0 must be in (0, 1)");
+  check_rejected(td, gpt2_with("layer_norm_epsilon", "-1e-5"), "'layer_norm_epsilon'");
+  check_rejected(td, gpt2_with("layer_norm_epsilon", "1"), "'layer_norm_epsilon' = 1 must be in (0, 1)");
+  check_rejected(td, gpt2_with("activation_function", "1"), "'activation_function' must be a string");
+  check_rejected(td, gpt2_with("tie_word_embeddings", "1"), "'tie_word_embeddings' must be true or false");
+  check_rejected(td, gpt2_with("model_type", "\"llama\""), "'model_type' must be \"gpt2\"");
+  check_rejected(td, gpt2_with("model_type", "2"), "'model_type' must be \"gpt2\"");
 }
 
 TEST_CASE("gpt2 config: unsupported architectures are rejected clearly") {
   TempDir td;
-  auto bad = [&](const std::string& text, const std::string& needle) {
-    CAPTURE(text);
-    CHECK_THROWS_WITH_AS(load_gpt2_config(td.write(text)), doctest::Contains(needle.c_str()), aria::Error);
-  };
-  bad(gpt2_with("n_head", "5"), "'n_embd' = 768 is not divisible by 'n_head' = 5");
-  bad(gpt2_with("activation_function", "\"gelu\""), "aria implements the tanh GELU only");
-  bad(gpt2_with("activation_function", "\"relu\""), "'activation_function' = 'relu' is not supported");
-  bad(gpt2_with("tie_word_embeddings", "false"), "'tie_word_embeddings' = false is not supported");
-  bad(gpt2_with("n_inner", "1024"), "'n_inner' = 1024 is not supported");
-  bad(gpt2_with("scale_attn_weights", "false"), "'scale_attn_weights' = false");
-  bad(gpt2_with("scale_attn_by_inverse_layer_idx", "true"), "'scale_attn_by_inverse_layer_idx' = true");
-  bad(gpt2_with("add_cross_attention", "true"), "'add_cross_attention' = true");
+  check_rejected(td, gpt2_with("n_head", "5"), "'n_embd' = 768 is not divisible by 'n_head' = 5");
+  check_rejected(td, gpt2_with("activation_function", "\"gelu\""), "aria implements the tanh GELU only");
+  check_rejected(td, gpt2_with("activation_function", "\"relu\""), "'activation_function' = 'relu' is not supported");
+  check_rejected(td, gpt2_with("tie_word_embeddings", "false"), "'tie_word_embeddings' = false is not supported");
+  check_rejected(td, gpt2_with("n_inner", "1024"), "'n_inner' = 1024 is not supported");
+  check_rejected(td, gpt2_with("scale_attn_weights", "false"), "'scale_attn_weights' = false");
+  check_rejected(td, gpt2_with("scale_attn_by_inverse_layer_idx", "true"), "'scale_attn_by_inverse_layer_idx' = true");
+  check_rejected(td, gpt2_with("add_cross_attention", "true"), "'add_cross_attention' = true");
 }
 
 TEST_CASE("gpt2 config: save -> load roundtrip and HF keys") {

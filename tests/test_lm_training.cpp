@@ -13,21 +13,13 @@
 #include "model/gpt2.h"
 #include "train/lm_data.h"
 #include "train/lm_trainer.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::tiny_gpt2_config;
 namespace fs = std::filesystem;
 
 namespace {
-
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.n_layer = 2;
-  c.n_embd = 16;
-  c.n_head = 2;
-  c.n_positions = 32;
-  c.vocab_size = 64;
-  return c;
-}
 
 // A fixed periodic stream: the period's tokens are distinct, so the next token is predictable.
 TokenDataset periodic(size_t n, int period = 13, int offset = 3) {
@@ -127,7 +119,7 @@ TEST_CASE("lm data: batches are shifted windows, seeded, resumable, and split ev
 }
 
 TEST_CASE("lm training: the loss of a tiny GPT-2 falls on a periodic stream") {
-  Gpt2Model m = gpt2_random(tiny_config(), 11);
+  Gpt2Model m = gpt2_random(tiny_gpt2_config(), 11);
   TokenDataset train = periodic(2000), val = periodic(300);
   std::ostringstream log;
   LmTrainConfig cfg = small_config();
@@ -156,7 +148,7 @@ TEST_CASE("lm training: the loss of a tiny GPT-2 falls on a periodic stream") {
 
 TEST_CASE("lm training: accumulation 2 x batch 4 equals 1 x batch 8") {
   TokenDataset train = periodic(1000, 29, 1);
-  Gpt2Model a = gpt2_random(tiny_config(), 3), b = gpt2_random(tiny_config(), 3);
+  Gpt2Model a = gpt2_random(tiny_gpt2_config(), 3), b = gpt2_random(tiny_gpt2_config(), 3);
   LmTrainConfig ca = small_config();
   ca.steps = 4;
   ca.warmup_steps = 0;
@@ -189,7 +181,7 @@ TEST_CASE("lm training: accumulation 2 x batch 4 equals 1 x batch 8") {
 }
 
 TEST_CASE("lm training: corpus and config errors") {
-  Gpt2Model m = gpt2_random(tiny_config(), 1);
+  Gpt2Model m = gpt2_random(tiny_gpt2_config(), 1);
   LmTrainConfig cfg = small_config();
   cfg.verbose = false;
   std::ostringstream log;
@@ -224,7 +216,7 @@ TEST_CASE("lm training: corpus and config errors") {
 TEST_CASE("lm training: the same run on CUDA (skipped without a GPU)") {
   if (!cuda_available()) return;
   TokenDataset train = periodic(2000);
-  Gpt2Model cpu = gpt2_random(tiny_config(), 11), gpu = gpt2_random(tiny_config(), 11, Device::cuda());
+  Gpt2Model cpu = gpt2_random(tiny_gpt2_config(), 11), gpu = gpt2_random(tiny_gpt2_config(), 11, Device::cuda());
   LmTrainConfig cfg = small_config();
   cfg.verbose = false;
   std::ostringstream log;

@@ -9,16 +9,15 @@
 #include "model/gated_mlp.h"
 #include "train/cls_data.h"
 #include "train/param_groups.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 
 namespace {
 
 ContinualModel gated_model_with_two_tasks() {
-  Gpt2Config c;
-  c.vocab_size = 64, c.n_positions = 32, c.n_embd = 16, c.n_layer = 2, c.n_head = 2;
   ContinualModel m;
-  m.gpt = gpt2_random(c, 4);
+  m.gpt = gpt2_random(testing::tiny_gpt2_config(), 4);
   inject_gated_mlp(m.gpt, 5);
   m.use_adapters = true;
   m.adapter_dim = 4;

@@ -10,19 +10,15 @@
 #include "core/ops.h"
 #include "train/continual_trainer.h"
 #include "train/plasticity.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::tiny_gpt2_config;
 
 namespace {
 
-Gpt2Config tiny_config() {
-  Gpt2Config c;
-  c.vocab_size = 64, c.n_positions = 32, c.n_embd = 16, c.n_layer = 2, c.n_head = 2;
-  return c;
-}
-
 Gpt2Model tiny_gated(uint64_t seed = 3, double gate_std = 0.5) {
-  Gpt2Model g = gpt2_random(tiny_config(), seed);
+  Gpt2Model g = gpt2_random(tiny_gpt2_config(), seed);
   inject_gated_mlp(g, seed + 1, gate_std);
   return g;
 }
@@ -52,7 +48,7 @@ ClsTaskData range_task(const std::string& name, int n_train, uint64_t seed) {
 
 ContinualModel plain_model(DType dt) {
   ContinualModel m;
-  m.gpt = gpt2_random(tiny_config(), 21);
+  m.gpt = gpt2_random(tiny_gpt2_config(), 21);
   if (dt != DType::F32) m.gpt = m.gpt.to(dt);
   return m;
 }

@@ -1,51 +1,23 @@
 // safetensors reader/writer: exact roundtrips, hand-written HF-style files, and every way a file can
 // be malformed producing a clear aria::Error (never a crash or a silently wrong tensor).
 #include <doctest/doctest.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "model/safetensors.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::random_device rd;
-    dir = fs::temp_directory_path() /
-          ("aria_st_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + "_" +
-           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::read_file;
+using testing::TempDir;
+using testing::write_file;
 
 std::string u64le(uint64_t n) {
   std::string s(8, '\0');
@@ -89,14 +61,14 @@ const std::string kGoodData = le_bytes<float>({1.f, 2.f, 3.f, 4.f}) + le_bytes<u
 #define CHECK_BAD_FILE(dir, header, data, needle)                                                    \
   do {                                                                                               \
     const std::string _p = (dir).file("bad.safetensors");                                           \
-    write_bytes(_p, st_bytes(header, data));                                                         \
+    write_file(_p, st_bytes(header, data));                                                         \
     CHECK_THROWS_WITH_AS(SafeTensorsFile::open(_p), doctest::Contains(needle), aria::Error);         \
   } while (0)
 
 }  // namespace
 
 TEST_CASE("safetensors: roundtrip of every dtype is exact") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string path = td.file("model.safetensors");
 
   Tensor f32 = Tensor::from_floats({1.5f, -2.25f, 3.0e-8f, 1e30f, -0.0f, 7.f}, {2, 3});
@@ -127,7 +99,7 @@ TEST_CASE("safetensors: roundtrip of every dtype is exact") {
   CHECK(f.metadata().at("aria_step") == "17");
 
   // header padded with spaces to a multiple of 8
-  std::string bytes = read_bytes(path);
+  std::string bytes = read_file(path);
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
   CHECK(n % 8 == 0);
@@ -183,7 +155,7 @@ TEST_CASE("safetensors: roundtrip of every dtype is exact") {
 }
 
 TEST_CASE("safetensors: empty file list and overwrite") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string path = td.file("e.safetensors");
   save_safetensors(path, {});
   SafeTensorsFile f = SafeTensorsFile::open(path);
@@ -198,7 +170,7 @@ TEST_CASE("safetensors: empty file list and overwrite") {
 }
 
 TEST_CASE("safetensors: non-contiguous and copied file objects") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string path = td.file("t.safetensors");
   Tensor m = Tensor::from_floats({1, 2, 3, 4, 5, 6}, {2, 3});
   save_safetensors(path, {{"mt", m.transpose(0, 1)}});
@@ -212,7 +184,7 @@ TEST_CASE("safetensors: non-contiguous and copied file objects") {
 }
 
 TEST_CASE("safetensors: hand-written HF-style file (unpadded header, metadata, unaligned data)") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string path = td.file("hf.safetensors");
   // The header length is not a multiple of 8, so the data buffer starts unaligned; the header lists
   // tensors out of data order.
@@ -221,7 +193,7 @@ TEST_CASE("safetensors: hand-written HF-style file (unpadded header, metadata, u
       R"("ln_f.bias":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})";
   const std::string data = le_bytes<uint16_t>({0x3f80, 0xbf00}) + le_bytes<float>({0.5f, -1.f, 2.f, 8.f});
   REQUIRE(header.size() % 8 != 0);
-  write_bytes(path, st_bytes(header, data));
+  write_file(path, st_bytes(header, data));
 
   SafeTensorsFile f = SafeTensorsFile::open(path);
   REQUIRE(f.entries().size() == 2);
@@ -235,26 +207,26 @@ TEST_CASE("safetensors: hand-written HF-style file (unpadded header, metadata, u
 }
 
 TEST_CASE("safetensors: structural errors name the file and the problem") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string p = td.file("x.safetensors");
 
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.file("nope.safetensors")), doctest::Contains("cannot open"),
                        aria::Error);
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.dir.string()), doctest::Contains("not a regular file"), aria::Error);
 
-  write_bytes(p, "");
+  write_file(p, "");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("shorter than the 8-byte"), aria::Error);
-  write_bytes(p, "abc");
+  write_file(p, "abc");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains(p.c_str()), aria::Error);
 
-  write_bytes(p, u64le(1000) + "{}");
+  write_file(p, u64le(1000) + "{}");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("larger than the rest of the file"), aria::Error);
-  write_bytes(p, u64le(~uint64_t(0)) + "{}");
+  write_file(p, u64le(~uint64_t(0)) + "{}");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("larger than the rest of the file"), aria::Error);
   {
     // a real 100 MB + 8 byte header would be slow to write; a sparse file of that size is cheap
     std::string head = u64le(100'000'008) + "{}";
-    write_bytes(p, head);
+    write_file(p, head);
     fs::resize_file(p, 8 + 100'000'008);
     CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("100 MB"), aria::Error);
   }
@@ -268,7 +240,7 @@ TEST_CASE("safetensors: structural errors name the file and the problem") {
 }
 
 TEST_CASE("safetensors: entry errors") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string d8 = std::string(8, '\0');
 
   CHECK_BAD_FILE(td, R"({"a":[1]})", "", "tensor 'a': entry must be a JSON object");
@@ -309,7 +281,7 @@ TEST_CASE("safetensors: entry errors") {
 }
 
 TEST_CASE("safetensors: layout errors (overlap, gap, trailing bytes, duplicates, metadata)") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string d16 = std::string(16, '\0');
 
   CHECK_BAD_FILE(td,
@@ -342,7 +314,7 @@ TEST_CASE("safetensors: layout errors (overlap, gap, trailing bytes, duplicates,
 
   // zero-size tensors sit between others without overlapping
   const std::string p = td.file("z.safetensors");
-  write_bytes(p, st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+  write_file(p, st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                           R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]},)"
                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                           le_bytes<float>({1.f, 2.f})));
@@ -352,7 +324,7 @@ TEST_CASE("safetensors: layout errors (overlap, gap, trailing bytes, duplicates,
 }
 
 TEST_CASE("safetensors: load errors and dtype conversions") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string p = td.file("c.safetensors");
   Tensor big = Tensor::empty({2}, DType::I64, Device::cpu());
   big.data<int64_t>()[0] = 7;
@@ -377,7 +349,7 @@ TEST_CASE("safetensors: load errors and dtype conversions") {
 }
 
 TEST_CASE("safetensors: writer rejects bad input and leaves no file") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string p = td.file("w.safetensors");
   Tensor t = Tensor::from_floats({1}, {1});
   CHECK_THROWS_WITH_AS(save_safetensors(p, {{"a", t}, {"a", t}}), doctest::Contains("duplicate tensor name 'a'"),
@@ -392,23 +364,23 @@ TEST_CASE("safetensors: writer rejects bad input and leaves no file") {
 }
 
 TEST_CASE("safetensors: truncated and corrupted files never crash") {
-  TempDir td;
+  TempDir td("aria_st_");
   const std::string good = td.file("good.safetensors");
   save_safetensors(good,
                    {{"h.0.w", Tensor::from_floats({1, 2, 3, 4, 5, 6}, {2, 3})},
                     {"h.0.b", u16_tensor(DType::BF16, {0x3f80, 0x4000}, {2})},
                     {"ids", Tensor::from_ints({1, 2, 3}, {3})}},
                    {{"format", "pt"}});
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = read_file(good);
   const std::string p = td.file("cut.safetensors");
 
   // Every proper prefix is invalid (the tensors must tile the buffer exactly).
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
-    write_bytes(p, bytes.substr(0, cut));
+    write_file(p, bytes.substr(0, cut));
     CAPTURE(cut);
     CHECK_THROWS_AS(SafeTensorsFile::open(p), aria::Error);
   }
-  write_bytes(p, bytes + "x");
+  write_file(p, bytes + "x");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("trailing"), aria::Error);
 
   // Single-byte corruption anywhere: either a clean aria::Error or a file that loads.
@@ -418,7 +390,7 @@ TEST_CASE("safetensors: truncated and corrupted files never crash") {
     for (int trial = 0; trial < 3; ++trial) {
       std::string bad = bytes;
       bad[pos] = char(rng() & 0xff);
-      write_bytes(p, bad);
+      write_file(p, bad);
       CAPTURE(pos);
       try {
         SafeTensorsFile f = SafeTensorsFile::open(p);

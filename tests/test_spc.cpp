@@ -10,20 +10,15 @@
 #include "core/error.h"
 #include "model/gated_mlp.h"
 #include "train/spc.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 
 namespace {
 
 ContinualModel tiny_model() {
-  Gpt2Config c;
-  c.vocab_size = 64;
-  c.n_positions = 32;
-  c.n_embd = 16;
-  c.n_layer = 2;
-  c.n_head = 2;
   ContinualModel m;
-  m.gpt = gpt2_random(c, 3);
+  m.gpt = gpt2_random(testing::tiny_gpt2_config(), 3);
   inject_gated_mlp(m.gpt, 4);
   m.gpt = m.gpt.to(DType::F64);
   m.gpt.set_requires_grad(true);

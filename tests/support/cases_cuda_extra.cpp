@@ -4,18 +4,13 @@
 // of tests/test_gradcheck.cpp. Larger shapes (V = 50257, GPT-2 widths) are in tests/test_cuda_kernels.cpp.
 #include "core/ops.h"
 #include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 namespace aria::testing {
 namespace {
 
 using In = InputSpec;
 using Ins = std::vector<Tensor>;
-
-In ids(Shape s, int64_t range, bool ignore = false) {
-  In in{std::move(s), In::Ids, range};
-  in.ignore = ignore;
-  return in;
-}
 
 std::vector<OpCase> cuda_extra_cases() {
   std::vector<OpCase> c;
@@ -26,9 +21,9 @@ std::vector<OpCase> cuda_extra_cases() {
   c.push_back({"layernorm [37,40]", {{{37, 40}}, {{40}}, {{40}}},
                [](const Ins& x) { return ops::layernorm(x[0], x[1], x[2], 1e-5); }});
   c.push_back({"softmax [2,1030] (block per row)", {{{2, 1030}}}, [](const Ins& x) { return ops::softmax(x[0]); }});
-  c.push_back({"cross_entropy [3,1100] some ignored", {{{3, 1100}}, ids({3}, 1100, true)},
+  c.push_back({"cross_entropy [3,1100] some ignored", {{{3, 1100}}, ids_input({3}, 1100, true)},
                [](const Ins& x) { return ops::cross_entropy(x[0], x[1]); }});
-  c.push_back({"embedding V11 D260 ids[2,33] (repeated ids)", {{{11, 260}}, ids({2, 33}, 11)},
+  c.push_back({"embedding V11 D260 ids[2,33] (repeated ids)", {{{11, 260}}, ids_input({2, 33}, 11)},
                [](const Ins& x) { return ops::embedding(x[0], x[1]); }});
   c.push_back({"add [37,45] + [45] + [37,1] (both sum_to layouts)", {{{37, 45}}, {{45}}, {{37, 1}}},
                [](const Ins& x) { return ops::add(ops::add(x[0], x[1]), x[2]); }});
