@@ -139,7 +139,9 @@ TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
     Tensor c = Tensor::empty(to), g = out_shape(to, kGpu);
     cpu::sum_to(x, c);
     cuda::sum_to(gpu(x), g);
-    expect_close(g, c, 1e-6, "sum_to " + shape_str(to));
+    // float32 partial sums (up to 7e4 terms; the chunking follows the launch configuration, which
+    // compute-sanitizer changes) against the CPU's double accumulation
+    expect_close(g, c, 2e-5, "sum_to " + shape_str(to));
   }
   Tensor big = randn({8192, 768}, 12), gbig = gpu(big);  // a bias gradient
   for (Shape to : {Shape{1, 768}, Shape{8192, 1}, Shape{1, 1}}) {
