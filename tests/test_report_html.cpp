@@ -174,8 +174,8 @@ TEST_CASE("gates.json round trip and write_report_html") {
 }
 
 TEST_CASE("collect_gate_histograms: every layer, real tokens only, each task through its own head") {
-  Gpt2Config cfg;
-  cfg.vocab_size = 50257, cfg.n_positions = 16  /* GPT-2 vocabulary: batches pad with id 50256 */, cfg.n_embd = 16, cfg.n_layer = 2, cfg.n_head = 2;
+  Gpt2Config cfg;  // GPT-2's vocabulary size: batches pad with id 50256
+  cfg.vocab_size = 50257, cfg.n_positions = 16, cfg.n_embd = 16, cfg.n_layer = 2, cfg.n_head = 2;
   ContinualModel m;
   m.gpt = gpt2_random(cfg, 3);
   m.adapter_dim = 4;

@@ -45,7 +45,7 @@ const char* kDefaultJson = R"json({
     "weight_decay": 0.01,
     "batch_size": 16,
     "grad_accum": 1,
-    "steps_per_task": 40,
+    "steps_per_task": 80,
     "max_seq_len": 48,
     "max_train_examples": 0,
     "max_eval_examples": 150,
@@ -92,8 +92,9 @@ PretrainRecipe pretrain_recipe(const std::string& name) {
   if (name == "default") {
     // 4 layers, d = 128: about 7.2M parameters, 6.4M of them the (tied) token embedding.
     r.arch.n_layer = 4, r.arch.n_embd = 128, r.arch.n_head = 4, r.arch.n_positions = 128;
-    t.steps = 200, t.batch_size = 8, t.seq_len = 64, t.warmup_steps = 20, t.lr = 3e-3, t.seed = 1337;
-    r.max_corpus_bytes = 2'000'000;
+    t.steps = 1000, t.batch_size = 8, t.seq_len = 64, t.warmup_steps = 100, t.lr = 3e-3, t.seed = 1337;
+    t.log_every = 50;
+    r.max_corpus_bytes = 0;
   } else if (name == "quick") {
     r.arch.n_layer = 2, r.arch.n_embd = 32, r.arch.n_head = 2, r.arch.n_positions = 64;
     t.steps = 16, t.batch_size = 4, t.seq_len = 32, t.warmup_steps = 2, t.lr = 3e-3, t.seed = 1337;

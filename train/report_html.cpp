@@ -150,10 +150,15 @@ std::string percent_axis(double left, double top, double pw, double ph) {
   return s;
 }
 
+// "before" and "after joint" stay; a task name becomes "after <task>".
+std::string stage(const std::string& x) {
+  return x.rfind("before", 0) == 0 || x.rfind("after", 0) == 0 ? x : "after " + x;
+}
+
 // Accuracy of each task (one line each) at each point of the sequence.
 std::string line_chart(const std::vector<std::string>& tasks, const std::vector<std::string>& xs,
                        const std::vector<std::vector<double>>& points, const std::string& label) {
-  const double left = 40, top = 12, pw = std::max(260.0, 92.0 * double(xs.size())), ph = 200, legend = 150;
+  const double left = 40, top = 12, pw = std::max(260.0, 84.0 * double(xs.size())), ph = 200, legend = 130;
   const double w = left + pw + legend, h = top + ph + 44;
   std::string s = svg_open(w, h, label) + percent_axis(left, top, pw, ph);
   auto X = [&](size_t i) { return left + (xs.size() == 1 ? pw / 2 : pw * double(i) / double(xs.size() - 1)); };
@@ -171,7 +176,7 @@ std::string line_chart(const std::vector<std::string>& tasks, const std::vector<
       // The point right after the task itself was trained is drawn larger.
       const bool own = points.size() == tasks.size() + 1 && i == j + 1;
       s += "<circle cx=\"" + px(X(i)) + "\" cy=\"" + px(Y(points[i][j])) + "\" r=\"" + (own ? "5" : "3") +
-           "\" fill=\"" + color + "\"><title>" + html_escape(tasks[j] + " " + xs[i] + ": " + pct(points[i][j]) + " %") +
+           "\" fill=\"" + color + "\"><title>" + html_escape(tasks[j] + ", " + stage(xs[i]) + ": " + pct(points[i][j]) + " %") +
            "</title></circle>\n";
     }
     const double ly = top + 10 + 18 * double(j);
@@ -258,11 +263,11 @@ std::string settings_section(const ojson& settings) {
     std::string cell;
     if (v.is_primitive()) {
       cell = scalar_text(v);
-    } else if (v.is_object() && std::all_of(v.begin(), v.end(), [](const ojson& x) { return x.is_primitive(); })) {
-      for (auto f = v.begin(); f != v.end(); ++f) cell += (cell.empty() ? "" : ", ") + f.key() + " " + scalar_text(f.value());
-    } else {
-      continue;  // nested: in the full JSON below
+    } else if (v.is_object()) {  // its plain members; nested ones are in the full JSON below
+      for (auto f = v.begin(); f != v.end(); ++f)
+        if (f.value().is_primitive()) cell += (cell.empty() ? "" : ", ") + f.key() + " " + scalar_text(f.value());
     }
+    if (cell.empty()) continue;
     s += "<tr><th>" + html_escape(it.key()) + "</th><td>" + html_escape(cell) + "</td></tr>\n";
   }
   s += "</table>\n<details><summary>all settings (JSON)</summary><pre>" + html_escape(settings.dump(2)) +
@@ -307,7 +312,7 @@ std::string method_section(const std::string& name, const ojson& m, const std::v
   std::vector<std::vector<double>> rows = {before};
   for (size_t i = 0; i < matrix.size(); ++i) {
     row_names.push_back(joint ? "after joint training" : "after " + tasks[i]);
-    xs.push_back(joint ? "after joint" : "after " + tasks[i]);
+    xs.push_back(joint ? "after joint" : tasks[i]);
     rows.push_back(matrix[i]);
   }
   std::string s = "<section class=\"method\" id=\"method-" + html_escape(name) + "\">\n<h2>" + html_escape(name) +
@@ -324,7 +329,7 @@ std::string method_section(const std::string& name, const ojson& m, const std::v
        std::string(joint ? "" : "; outlined: the task just trained") + (seeds > 1 ? "; mean ± std over seeds" : "") +
        ".</figcaption></figure>\n";
   s += "<figure>" + line_chart(tasks, xs, rows, name + ": accuracy of each task over the sequence") +
-       "<figcaption>Accuracy of each task over the sequence" +
+       "<figcaption>Accuracy of each task over the sequence (x: before training, then after training each task)" +
        std::string(joint ? "" : "; the large dot: right after the task was trained") + ".</figcaption></figure></div>\n";
   if (m.contains("info") && m.at("info").is_object() && !m.at("info").empty())
     s += "<details><summary>" + html_escape(name) + ": method details</summary><pre>" +
@@ -354,7 +359,7 @@ std::string gates_section(const GateReport& g) {
 
 const char* kStyle = R"(<style>
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1b1b1b;
-       max-width: 1180px; margin: 24px auto; padding: 0 20px; background: #fff; }
+       max-width: 1440px; margin: 24px auto; padding: 0 20px; background: #fff; }
 h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
 .sub { color: #555; margin: 0 0 12px; } .note { color: #555; font-size: 13px; max-width: 900px; }
 nav a { margin-right: 12px; color: #2b5b8a; }

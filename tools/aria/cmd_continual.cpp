@@ -27,6 +27,7 @@
 #include "model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
+#include "tools/aria/continual_run.h"
 #include "train/aria_config.h"
 #include "train/cls_data.h"
 #include "train/continual_trainer.h"
@@ -183,7 +184,8 @@ std::string step_fields(const ContinualTrainer& t) {
 }
 
 // One method, one seed: the accuracy matrix and the before-training accuracies.
-MethodRun run_method(const Experiment& e, const std::string& method, uint64_t seed, Tracker& tr, std::ostream& log) {
+MethodRun run_method(const Experiment& e, const std::string& method, uint64_t seed, Tracker& tr, std::ostream& log,
+                     const ContinualHooks& hooks) {
   const MethodSpec spec = method_spec(method);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string who = method + " seed " + std::to_string(seed);
@@ -239,6 +241,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   }
   if (!trainer.last_step().gate_means.empty()) run.info["final_gate_means"] = trainer.last_step().gate_means;
   run.info["seconds"] = run.seconds;
+  if (hooks.after_run) hooks.after_run(method, seed, trainer, all, tr.progress);
   return run;
 }
 
@@ -325,7 +328,7 @@ void write_json(const fs::path& p, const ojson& j) {
 
 // Loads model, tokenizer and tasks, runs every (seed, method), writes the report and prints it.
 void run_experiment(const ExperimentConfig& resolved, const std::string& config_path, const fs::path& out,
-                    std::ostream& log) {
+                    std::ostream& log, const ContinualHooks& hooks) {
   Experiment e;
   e.cfg = resolved;
   e.device = parse_device(resolved.device);
@@ -365,7 +368,7 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   for (int s = 0; s < e.cfg.seeds; ++s)
     for (size_t m = 0; m < e.cfg.methods.size(); ++m)
       report.methods[m].runs.push_back(
-          run_method(e, e.cfg.methods[m], e.cfg.train.seed + uint64_t(s), tracker, log));
+          run_method(e, e.cfg.methods[m], e.cfg.train.seed + uint64_t(s), tracker, log, hooks));
   progress.update(work.total, "done");
   progress.finish();
 
@@ -380,7 +383,9 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
 
 }  // namespace
 
-int cmd_continual(int argc, char** argv) {
+int cmd_continual(int argc, char** argv) { return run_continual(argc, argv, {}); }
+
+int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
   Args args("continual",
             "Runs the experiment config's task sequence for every method (aria, finetune, ewc, adapters,\n"
             "multitask) and seed on the same protocol; writes OUT/report.json, OUT/config.json, OUT/log.txt\n"
@@ -405,7 +410,7 @@ int cmd_continual(int argc, char** argv) {
   std::ostream log(&tee_buf);
 
   try {
-    run_experiment(resolved, args.str("config"), out, log);
+    run_experiment(resolved, args.str("config"), out, log, hooks);
   } catch (const Error& err) {
     log.flush();
     log_file << "aria: error: " << err.what() << "\n";  // the screen gets it from main()

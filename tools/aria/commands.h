@@ -7,4 +7,5 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_pretrain(int argc, char** argv);
 int cmd_continual(int argc, char** argv);
+int cmd_run(int argc, char** argv);
 }  // namespace aria::cli

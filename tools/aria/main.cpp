@@ -17,6 +17,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"run", "the main job: the default experiment (or --config) on real tasks, every method, report.html",
+     aria::cli::cmd_run},
     {"score", "mean next-token cross-entropy of a text under a GPT-2 checkpoint (JSON)", aria::cli::cmd_score},
     {"tokenize", "GPT-2 BPE token ids of a text file", aria::cli::cmd_tokenize},
     {"generate", "sample text from a GPT-2 checkpoint", aria::cli::cmd_generate},

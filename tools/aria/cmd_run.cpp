@@ -1,0 +1,259 @@
+// aria run: the main job. With no arguments it runs the embedded default experiment
+// (train/default_experiment.h) on the real tasks in third_party/data with every method, using
+// cache:default, a small GPT-2 that aria pretrains on third_party/data/corpus on first use and
+// caches (train/model_cache.h). The experiment itself is `aria continual`'s (cmd_continual.cpp),
+// run in-process with two additions after each method: its final trainer checkpoint in
+// OUT/checkpoints/<method>-seed<N>/ and, for aria, the gate histograms. Then OUT/report.html.
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/tokenizer.h"
+#include "tools/aria/args.h"
+#include "tools/aria/commands.h"
+#include "tools/aria/continual_run.h"
+#include "train/continual_trainer.h"
+#include "train/default_experiment.h"
+#include "train/model_cache.h"
+#include "train/progress.h"
+#include "train/report_html.h"
+
+namespace aria::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d_%H-%M-%S", std::localtime(&t));
+  return buf;
+}
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The embedded default (or --config), with the command line's overrides, validated.
+ExperimentConfig resolve_config(const Args& a) {
+  ExperimentConfig c = a.given("config") ? load_experiment_config(a.str("config")) : default_experiment();
+  if (a.on("quick")) make_quick(c);
+  if (a.given("model")) c.model = a.str("model");
+  if (a.given("data")) c.data_dir = a.str("data");
+  if (a.given("tasks")) c.tasks = split_list(a.str("tasks"));
+  if (a.given("methods")) c.methods = split_list(a.str("methods"));
+  if (a.given("seeds")) c.seeds = int(a.integer("seeds", 1, 1000));
+  if (a.given("device")) c.device = a.str("device");
+  if (a.given("steps-per-task")) c.train.steps_per_task = a.integer("steps-per-task", 1, int64_t(1) << 40);
+  try {
+    validate_experiment_config(c);
+  } catch (const Error& e) {
+    ARIA_FAIL("aria run: ", e.what());
+  }
+  return c;
+}
+
+// The model directory to load: a cached model (built now on first use) or the user's directory.
+struct ResolvedModel {
+  std::string dir;
+  ojson info;  // what report.json's settings say about where the model came from
+};
+
+ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
+  ResolvedModel r;
+  if (c.model.rfind("cache:", 0) != 0) {
+    ARIA_CHECK(fs::is_regular_file(fs::path(c.model) / "config.json"), "aria run: --model '", c.model,
+               "' is not a Hugging Face GPT-2 directory (no config.json)");
+    r.dir = fs::absolute(c.model).lexically_normal().string();
+    r.info = {{"source", "directory"}, {"path", r.dir}};
+    return r;
+  }
+  ModelCacheRequest req;
+  req.recipe = pretrain_recipe(c.model.substr(6));
+  req.corpus = (fs::path(c.data_dir) / "corpus" / "train.txt").string();
+  const fs::path val = fs::path(c.data_dir) / "corpus" / "validation.txt";
+  if (fs::is_regular_file(val)) req.validation = val.string();
+  ARIA_CHECK(fs::is_regular_file(req.corpus), "aria run: ", c.model, " is pretrained on '", req.corpus,
+             "', which does not exist; run tools/setup.sh (or pass --model DIR)");
+  req.vocab_dir = find_vocab_dir("");
+  const CachedModel cm = ensure_cached_model(req, dev, std::cout);
+  if (!cm.built)
+    std::cout << "model " << c.model << ": cached " << cm.dir << " (pretrained in "
+              << format_duration(cm.build_seconds) << " on first use)\n";
+  r.dir = cm.dir;
+  r.info = {{"source", c.model},
+            {"path", cm.dir},
+            {"built_now", cm.built},
+            {"pretraining", ojson::parse(cm.marker.dump())}};
+  return r;
+}
+
+void write_json(const fs::path& p, const ojson& j) {
+  const fs::path tmp = p.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    ARIA_CHECK(f, "cannot create '", tmp.string(), "'");
+    f << j.dump(2) << "\n";
+    ARIA_CHECK(f.good(), "writing '", tmp.string(), "' failed");
+  }
+  fs::rename(tmp, p);
+}
+
+ojson read_json(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  ARIA_CHECK(f, "cannot open '", p.string(), "'");
+  try {
+    return ojson::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    ARIA_FAIL("'", p.string(), "' is not valid JSON: ", e.what());
+  }
+}
+
+// What aria run does after each (method, seed) of the experiment.
+struct RunExtras {
+  fs::path out;
+  std::string eval_split;
+  int batch_size = 16;
+  int64_t gate_examples = 0;
+  std::vector<GateReport> gates;  // the first seed's aria run
+
+  void after_run(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
+                 const std::vector<const ClsTaskData*>& tasks, Progress& progress) {
+    const fs::path ckpt = out / "checkpoints" / (method + "-seed" + std::to_string(seed));
+    trainer.save(ckpt.string());
+    progress.message(method + " seed " + std::to_string(seed) + ": checkpoint " + ckpt.string());
+    if (method != "aria" || !gates.empty()) return;
+    GateReport g = collect_gate_histograms(trainer.model(), tasks, eval_split, gate_examples, batch_size);
+    g.method = method;
+    g.when = "after the last task (" + tasks.back()->name + "), seed " + std::to_string(seed);
+    std::string means;
+    for (const GateHistogram& h : g.layers) means += (means.empty() ? "" : ", ") + std::to_string(h.mean).substr(0, 5);
+    progress.message("aria seed " + std::to_string(seed) + ": mean gate per layer " + means);
+    gates.push_back(std::move(g));
+  }
+};
+
+// --render DIR: the page of an existing run folder.
+int render_only(const std::string& dir) {
+  HtmlReportOptions opt;
+  const fs::path gates = fs::path(dir) / "gates.json";
+  if (fs::is_regular_file(gates)) opt.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(gates).dump())));
+  opt.subtitle = "run folder " + dir;
+  write_report_html(read_json(fs::path(dir) / "report.json"), opt, (fs::path(dir) / "report.html").string());
+  std::cout << "wrote " << (fs::path(dir) / "report.html").string() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+  Args args("run",
+            "Runs the default experiment (or --config): every method (aria, finetune, ewc, adapters,\n"
+            "multitask) over the real task sequence in third_party/data, on cache:default, a small GPT-2\n"
+            "pretrained by aria on third_party/data/corpus on first use and cached ($ARIA_CACHE, else\n"
+            "~/.cache/aria). Prints the accuracy matrices and the metrics table and writes OUT/report.json,\n"
+            "config.json, log.txt, gates.json, checkpoints/<method>-seed<N>/ and report.html. docs/run.md.");
+  args.option("out", "run folder (default: runs/<date>_<time>)", "")
+      .option("model", "Hugging Face GPT-2 directory (gpt2, distilgpt2, ...) or cache:default", "")
+      .option("tasks", "comma-separated task folders under the data directory, in training order", "")
+      .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask", "")
+      .option("seeds", "repeats with seeds seed, seed+1, ...: mean and spread reported", "")
+      .option("device", "cpu, cuda, cuda:N or auto", "")
+      .option("steps-per-task", "optimizer steps per task (every method)", "")
+      .option("data", "data directory (default: third_party/data, found from the current directory up)", "")
+      .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
+      .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
+      .toggle("print-config", "print the resolved experiment config as JSON and exit")
+      .option("render", "only (re)write DIR/report.html from DIR/report.json and DIR/gates.json (any run folder, "
+                        "aria continual's too)", "");
+  if (!args.parse(argc, argv)) return 0;
+  if (args.given("render")) return render_only(args.str("render"));
+  const auto t0 = std::chrono::steady_clock::now();
+  ExperimentConfig cfg = resolve_config(args);
+  if (args.on("print-config")) {
+    std::cout << experiment_config_to_json(cfg).dump(2) << "\n";
+    return 0;
+  }
+  cfg.data_dir = find_data_dir(cfg.data_dir);
+  const Device dev = parse_device(cfg.device);
+  const fs::path out = args.given("out") ? fs::path(args.str("out")) : fs::path("runs") / timestamp();
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  ARIA_CHECK(!ec && fs::is_directory(out), "aria run: cannot create the run folder '", out.string(), "'");
+
+  std::cout << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
+            << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
+  const ResolvedModel model = resolve_model(cfg, dev);
+  const double model_seconds = since(t0);
+
+  // The experiment: aria continual on the resolved config, with checkpoints and gate histograms.
+  ExperimentConfig run_cfg = cfg;
+  run_cfg.model = model.dir;
+  run_cfg.device = dev.str();
+  // aria continual reads it and writes it back resolved.
+  const fs::path input = out / "config.json";
+  write_json(input, ojson::parse(experiment_config_to_json(run_cfg).dump()));
+  RunExtras extras;
+  extras.out = out;
+  extras.eval_split = cfg.train.eval_split;
+  extras.batch_size = cfg.train.batch_size;
+  extras.gate_examples = cfg.train.max_eval_examples;
+  ContinualHooks hooks;
+  hooks.after_run = [&](const std::string& m, uint64_t s, ContinualTrainer& t, const std::vector<const ClsTaskData*>& d,
+                        Progress& p) { extras.after_run(m, s, t, d, p); };
+  const std::string in_s = input.string(), out_s = out.string();
+  std::vector<std::string> sub = {"--config", in_s, "--out", out_s};
+  std::vector<char*> sub_argv;
+  for (std::string& s : sub) sub_argv.push_back(s.data());
+  const auto t_exp = std::chrono::steady_clock::now();
+  const int rc = run_continual(int(sub_argv.size()), sub_argv.data(), hooks);
+  if (rc != 0) return rc;
+  const double experiment_seconds = since(t_exp);
+
+  // report.json: where the model came from, and the times; gates.json; report.html.
+  ojson report = read_json(out / "report.json");
+  report["settings"]["model"]["source"] = model.info;
+  report["settings"]["timing"] = {{"model_seconds", model_seconds},
+                                  {"experiment_seconds", experiment_seconds},
+                                  {"total_seconds", since(t0)},
+                                  {"pretrained_now", model.info.value("built_now", false)}};
+  write_json(out / "report.json", report);
+  HtmlReportOptions opt;
+  opt.gates = extras.gates;
+  if (!extras.gates.empty()) write_json(out / "gates.json", gate_report_to_json(extras.gates[0]));
+  std::string cmd = "aria run";
+  for (int i = 0; i < argc; ++i) cmd += std::string(" ") + argv[i];
+  opt.subtitle = cmd + " · " + timestamp() + " · device " + dev.str() + " · experiment " +
+                 format_duration(experiment_seconds) +
+                 (model.info.value("built_now", false) ? " (+ " + format_duration(model_seconds) + " pretraining)" : "");
+  write_report_html(report, opt, (out / "report.html").string());
+
+  std::ostringstream tail;
+  tail << "aria run: model " << cfg.model << " (" << model.dir << ")"
+       << (model.info.value("built_now", false) ? ", pretrained in " + format_duration(model_seconds) : "")
+       << "; experiment " << format_duration(experiment_seconds) << "; total " << format_duration(since(t0)) << "\n"
+       << "aria run: wrote " << (out / "report.html").string() << " (open it in a browser), checkpoints in "
+       << (out / "checkpoints").string() << "\n";
+  std::cout << tail.str() << std::flush;
+  std::ofstream(out / "log.txt", std::ios::app) << tail.str();
+  return 0;
+}
+
+}  // namespace aria::cli

@@ -1,0 +1,27 @@
+// aria continual's experiment with a hook, for aria run (cmd_run.cpp), which keeps each method's
+// final trainer checkpoint and ARIA's gate histograms: run_continual takes cmd_continual's flags and
+// writes the same files and output, calling hooks.after_run after each (method, seed) run.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace aria {
+class ContinualTrainer;
+struct ClsTaskData;
+class Progress;
+}  // namespace aria
+
+namespace aria::cli {
+
+struct ContinualHooks {
+  // The trained trainer of one (method, seed) and the tasks in order; print with progress.message().
+  std::function<void(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
+                     const std::vector<const ClsTaskData*>& tasks, Progress& progress)>
+      after_run;
+};
+
+int run_continual(int argc, char** argv, const ContinualHooks& hooks);
+
+}  // namespace aria::cli
