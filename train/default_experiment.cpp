@@ -67,13 +67,13 @@ ExperimentConfig default_experiment() {
 void make_quick(ExperimentConfig& c) {
   if (c.model == "cache:default") c.model = "cache:quick";
   TrainSettings& t = c.train;
-  t.steps_per_task = std::min<int64_t>(t.steps_per_task, 6);
+  t.steps_per_task = std::min<int64_t>(t.steps_per_task, 16);
   t.batch_size = std::min(t.batch_size, 8);
   t.grad_accum = 1;
   t.max_seq_len = std::min(t.max_seq_len, 32);
-  t.max_train_examples = 64;
-  t.max_eval_examples = 32;
-  c.aria.warmup_steps = std::min<int64_t>(c.aria.warmup_steps, 6);
+  t.max_train_examples = 128;
+  t.max_eval_examples = 48;
+  c.aria.warmup_steps = std::min<int64_t>(c.aria.warmup_steps, 16);
   c.aria.adapter_dim = std::min(c.aria.adapter_dim, 8);
   c.aria.consolidation_steps_per_task = 2;
 }
@@ -96,8 +96,8 @@ PretrainRecipe pretrain_recipe(const std::string& name) {
     t.log_every = 50;
     r.max_corpus_bytes = 0;
   } else if (name == "quick") {
-    r.arch.n_layer = 2, r.arch.n_embd = 32, r.arch.n_head = 2, r.arch.n_positions = 64;
-    t.steps = 16, t.batch_size = 4, t.seq_len = 32, t.warmup_steps = 2, t.lr = 3e-3, t.seed = 1337;
+    r.arch.n_layer = 2, r.arch.n_embd = 64, r.arch.n_head = 2, r.arch.n_positions = 64;
+    t.steps = 8, t.batch_size = 4, t.seq_len = 32, t.warmup_steps = 2, t.lr = 3e-3, t.seed = 1337;
     t.eval_batches = 2;
     r.max_corpus_bytes = 200'000;
   } else {

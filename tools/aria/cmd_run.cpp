@@ -4,6 +4,7 @@
 // caches (train/model_cache.h). The experiment itself is `aria continual`'s (cmd_continual.cpp),
 // run in-process with two additions after each method: its final trainer checkpoint in
 // OUT/checkpoints/<method>-seed<N>/ and, for aria, the gate histograms. Then OUT/report.html.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -47,6 +48,12 @@ std::string timestamp() {
   return buf;
 }
 
+std::string fmt3(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", v);
+  return b;
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -68,6 +75,22 @@ ExperimentConfig resolve_config(const Args& a) {
     ARIA_FAIL("aria run: ", e.what());
   }
   return c;
+}
+
+// Every task folder must exist before a model is pretrained for them.
+void check_tasks(const ExperimentConfig& c) {
+  for (const std::string& t : c.tasks) {
+    if (fs::is_regular_file(fs::path(c.data_dir) / t / "train.jsonl")) continue;
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(c.data_dir, ec))
+      if (fs::is_regular_file(e.path() / "train.jsonl")) found.push_back(e.path().filename().string());
+    std::sort(found.begin(), found.end());
+    std::string have;
+    for (const auto& f : found) have += (have.empty() ? "" : ", ") + f;
+    ARIA_FAIL("aria run: no task '", t, "' in ", c.data_dir, " (no ", t, "/train.jsonl); tasks there: ",
+              have.empty() ? "none" : have);
+  }
 }
 
 // The model directory to load: a cached model (built now on first use) or the user's directory.
@@ -129,6 +152,7 @@ ojson read_json(const fs::path& p) {
 // What aria run does after each (method, seed) of the experiment.
 struct RunExtras {
   fs::path out;
+  bool checkpoints = true;
   std::string eval_split;
   int batch_size = 16;
   int64_t gate_examples = 0;
@@ -136,9 +160,11 @@ struct RunExtras {
 
   void after_run(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
                  const std::vector<const ClsTaskData*>& tasks, Progress& progress) {
-    const fs::path ckpt = out / "checkpoints" / (method + "-seed" + std::to_string(seed));
-    trainer.save(ckpt.string());
-    progress.message(method + " seed " + std::to_string(seed) + ": checkpoint " + ckpt.string());
+    if (checkpoints) {
+      const fs::path ckpt = out / "checkpoints" / (method + "-seed" + std::to_string(seed));
+      trainer.save(ckpt.string());
+      progress.message(method + " seed " + std::to_string(seed) + ": checkpoint " + ckpt.string());
+    }
     if (method != "aria" || !gates.empty()) return;
     GateReport g = collect_gate_histograms(trainer.model(), tasks, eval_split, gate_examples, batch_size);
     g.method = method;
@@ -180,6 +206,7 @@ int cmd_run(int argc, char** argv) {
       .option("data", "data directory (default: third_party/data, found from the current directory up)", "")
       .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
+      .toggle("no-checkpoints", "do not save each method's final trainer checkpoint (about 100 MB each by default)")
       .toggle("print-config", "print the resolved experiment config as JSON and exit")
       .option("render", "only (re)write DIR/report.html from DIR/report.json and DIR/gates.json (any run folder, "
                         "aria continual's too)", "");
@@ -192,6 +219,7 @@ int cmd_run(int argc, char** argv) {
     return 0;
   }
   cfg.data_dir = find_data_dir(cfg.data_dir);
+  check_tasks(cfg);
   const Device dev = parse_device(cfg.device);
   const fs::path out = args.given("out") ? fs::path(args.str("out")) : fs::path("runs") / timestamp();
   std::error_code ec;
@@ -212,6 +240,7 @@ int cmd_run(int argc, char** argv) {
   write_json(input, ojson::parse(experiment_config_to_json(run_cfg).dump()));
   RunExtras extras;
   extras.out = out;
+  extras.checkpoints = !args.on("no-checkpoints");
   extras.eval_split = cfg.train.eval_split;
   extras.batch_size = cfg.train.batch_size;
   extras.gate_examples = cfg.train.max_eval_examples;
@@ -246,11 +275,18 @@ int cmd_run(int argc, char** argv) {
   write_report_html(report, opt, (out / "report.html").string());
 
   std::ostringstream tail;
-  tail << "aria run: model " << cfg.model << " (" << model.dir << ")"
-       << (model.info.value("built_now", false) ? ", pretrained in " + format_duration(model_seconds) : "")
-       << "; experiment " << format_duration(experiment_seconds) << "; total " << format_duration(since(t0)) << "\n"
-       << "aria run: wrote " << (out / "report.html").string() << " (open it in a browser), checkpoints in "
-       << (out / "checkpoints").string() << "\n";
+  tail << "aria run: model " << cfg.model << " (" << model.dir << ")";
+  if (model.info.contains("pretraining")) {
+    const ojson& p = model.info["pretraining"];
+    tail << ": pretrained by aria on " << p.value("training_tokens", 0) << " corpus tokens, " << p["recipe"]["train"]["steps"]
+         << " steps, validation loss "
+         << (p.contains("final_val_loss") && p["final_val_loss"].is_number() ? fmt3(p["final_val_loss"].get<double>()) : "n/a")
+         << ", in "
+         << format_duration(p.value("build_seconds", 0.0)) << (model.info.value("built_now", false) ? " (now)" : " (cached)");
+  }
+  tail << "; experiment " << format_duration(experiment_seconds) << "; total " << format_duration(since(t0)) << "\n"
+       << "aria run: wrote " << (out / "report.html").string() << " (open it in a browser)"
+       << (extras.checkpoints ? ", checkpoints in " + (out / "checkpoints").string() : "") << "\n";
   std::cout << tail.str() << std::flush;
   std::ofstream(out / "log.txt", std::ios::app) << tail.str();
   return 0;
