@@ -2,7 +2,6 @@
 // corpus, and never trusted when half-written (no marker, a broken marker, missing files); stale
 // temporary folders of dead builds are removed; a failed build leaves nothing behind.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 #include "model/gpt2.h"
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
@@ -21,49 +21,34 @@ namespace {
 
 const std::string kVocabDir = std::string(ARIA_SOURCE_DIR) + "/third_party/gpt2-vocab";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("aria_model_cache_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using testing::TempDir;
+using testing::read_file;
 
-void write(const fs::path& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f << s;
-}
+void write(const fs::path& p, const std::string& s) { testing::write_file(p.string(), s); }
 
 // A recipe small enough to pretrain in well under a second.
 ModelCacheRequest tiny_request(const TempDir& t) {
   std::string corpus;
   for (int i = 0; i < 40; ++i) corpus += "The whale swam past the ship, and the sailors watched it go.\n";
-  write(t.path / "corpus.txt", corpus);
+  write(t.dir / "corpus.txt", corpus);
   ModelCacheRequest req;
   req.recipe.name = "test";
   req.recipe.arch.n_layer = 1, req.recipe.arch.n_embd = 16, req.recipe.arch.n_head = 2, req.recipe.arch.n_positions = 32;
   req.recipe.train.steps = 2, req.recipe.train.batch_size = 2, req.recipe.train.seq_len = 16;
   req.recipe.train.verbose = false;
-  req.corpus = (t.path / "corpus.txt").string();
+  req.corpus = (t.dir / "corpus.txt").string();
   req.vocab_dir = kVocabDir;
-  req.root = (t.path / "cache").string();
+  req.root = (t.dir / "cache").string();
   return req;
 }
 
-std::string read(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
+std::string read(const fs::path& p) { return read_file(p.string()); }
 
 }  // namespace
 
 TEST_CASE("a cached model is built once, then reused") {
   REQUIRE_MESSAGE(fs::exists(kVocabDir + "/vocab.json"), "GPT-2 vocabulary missing: run tools/setup.sh");
-  TempDir t;
+  TempDir t("aria_model_cache_");
   const ModelCacheRequest req = tiny_request(t);
   std::ostringstream log;
   CachedModel a = ensure_cached_model(req, Device::cpu(), log);
@@ -94,20 +79,20 @@ TEST_CASE("a cached model is built once, then reused") {
 }
 
 TEST_CASE("the key follows the recipe and the corpus") {
-  TempDir t;
+  TempDir t("aria_model_cache_");
   ModelCacheRequest req = tiny_request(t);
   const std::string k1 = model_cache_key(req);
   CHECK(model_cache_key(req) == k1);
   ModelCacheRequest other = req;
   other.recipe.train.steps = 3;
   CHECK(model_cache_key(other) != k1);
-  write(t.path / "corpus.txt", read(t.path / "corpus.txt") + "One more line.\n");
+  write(t.dir / "corpus.txt", read(t.dir / "corpus.txt") + "One more line.\n");
   CHECK(model_cache_key(req) != k1);
 }
 
 TEST_CASE("a half-written or damaged entry is detected and rebuilt") {
   REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
-  TempDir t;
+  TempDir t("aria_model_cache_");
   const ModelCacheRequest req = tiny_request(t);
   std::ostringstream log;
   const CachedModel a = ensure_cached_model(req, Device::cpu(), log);
@@ -138,9 +123,9 @@ TEST_CASE("a half-written or damaged entry is detected and rebuilt") {
   }
 }
 
-TEST_CASE("temporary folders of dead builds are removed; a failed build leaves nothing") {
+TEST_CASE("temporary folders of dead builds are removed, and a failed build leaves nothing") {
   REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
-  TempDir t;
+  TempDir t("aria_model_cache_");
   ModelCacheRequest req = tiny_request(t);
   const fs::path final_dir = model_cache_dir(req);
   fs::create_directories(final_dir.string() + ".tmp.999999999");  // no such process
@@ -150,14 +135,14 @@ TEST_CASE("temporary folders of dead builds are removed; a failed build leaves n
   CHECK_FALSE(fs::exists(final_dir.string() + ".tmp.999999999"));
 
   // A corpus too short for the sequence length: the build throws and removes its folder.
-  write(t.path / "short.txt", "Too short.\n");
-  req.corpus = (t.path / "short.txt").string();
+  write(t.dir / "short.txt", "Too short.\n");
+  req.corpus = (t.dir / "short.txt").string();
   CHECK_THROWS_AS(ensure_cached_model(req, Device::cpu(), log), Error);
   for (const auto& e : fs::directory_iterator(fs::path(req.root) / "models"))
     CHECK_MESSAGE(e.path().filename().string().find(".tmp.") == std::string::npos, e.path().string());
   CHECK_FALSE(fs::exists(model_cache_dir(req)));
 
-  req.corpus = (t.path / "missing.txt").string();
+  req.corpus = (t.dir / "missing.txt").string();
   CHECK_THROWS_WITH_AS(ensure_cached_model(req, Device::cpu(), log), doctest::Contains("cannot open corpus"), Error);
 }
 
