@@ -7,6 +7,13 @@
 // device. "accumulate" means the kernel adds into its output instead of overwriting it.
 //
 // ARIA_KERNEL(name, (parameter list), (argument names))
+//
+// Mixed precision (bfloat16): on CUDA every float tensor of a row may also be BF16 (storage only:
+// loads convert to fp32, math and accumulation run in fp32, stores round to nearest even).
+// Statistics a row calls float32 (layernorm mean/rstd, attention lse, cross-entropy losses/lse,
+// sum_squares' out, square_accumulate's acc, AdamW masters and moments) stay float32 whatever the
+// data dtype. The CPU kernels compute in float32/float64 only; BF16 compute on the CPU is refused by
+// core/ops with a clear error (the CPU is the reference the BF16 GPU path is tested against).
 
 // ---- data movement ----
 // dst = src, element by element; any strides on both sides, same shape; dtypes may differ
@@ -41,6 +48,21 @@ ARIA_KERNEL(add_bias, (const Tensor& y, const Tensor& b), (y, b))
 ARIA_KERNEL(matmul, (const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, double alpha, double beta),
             (a, b, c, trans_a, trans_b, alpha, beta))
 
+// Fused GEMM epilogues (2-D, row-major, alpha 1, beta 0): c = op(a) @ op(b), a [M, K] ([K, M] when
+// trans_a), b [K, N] ([N, K] when trans_b), c [M, N]; epilogue (GemmEpilogue in kernels/kernels.h):
+//   None:  c = ab
+//   Bias:  c = ab + bias[N]
+//   Gelu:  aux = ab + bias[N] (pre-activation, [M, N], saved for backward); c = gelu_tanh(aux)
+//   DGelu: c = ab * gelu_tanh'(aux); when bias is defined, bias[N] = column sums of c (written)
+//   BGrad: c = ab; bias[N] = sum over k of op(b)[k, n] (written: the bias gradient of a linear layer
+//          when a = x (trans_a) and b = dy, so that c = x^T dy = dW)
+// a, b, c, aux, bias share one dtype (CUDA: float32 or bfloat16 through cuBLASLt epilogues; CPU:
+// float32/float64). Undefined bias/aux where the epilogue does not use them.
+ARIA_KERNEL(gemm_epilogue,
+            (const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
+             const Tensor& bias, const Tensor& aux),
+            (a, b, c, trans_a, trans_b, epilogue, bias, aux))
+
 // ---- neural-network ops ----
 // out[n, :] = weight[ids[n], :]. ids int32 in [0, V) (checked by the caller).
 ARIA_KERNEL(embedding_forward, (const Tensor& weight, const Tensor& ids, const Tensor& out), (weight, ids, out))
@@ -56,6 +78,17 @@ ARIA_KERNEL(layernorm_backward,
             (const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
              const Tensor& dw, const Tensor& db),
             (x, w, mean, rstd, dy, dx, dw, db))
+// Fused residual add + layernorm: sum = x + r; y = layernorm(sum) (mean, rstd as layernorm_forward).
+ARIA_KERNEL(add_layernorm_forward,
+            (const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum, const Tensor& y,
+             const Tensor& mean, const Tensor& rstd, double eps),
+            (x, r, w, b, sum, y, mean, rstd, eps))
+// layernorm_backward whose dx also receives a residual gradient: dx = dres + dLN/dx . dy (dres may be
+// undefined: then as layernorm_backward; dres may alias dx). dw, db accumulate.
+ARIA_KERNEL(layernorm_backward_residual,
+            (const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+             const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db),
+            (x, w, mean, rstd, dy, dres, dx, dw, db))
 // softmax over the last dimension of x viewed as [N, C]
 ARIA_KERNEL(softmax_forward, (const Tensor& x, const Tensor& y), (x, y))
 ARIA_KERNEL(softmax_backward, (const Tensor& y, const Tensor& dy, const Tensor& dx), (y, dy, dx))
@@ -80,6 +113,16 @@ ARIA_KERNEL(cross_entropy_backward,
             (const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses, const Tensor& dlogits,
              int ignore_index),
             (logits, targets, lse, dlosses, dlogits, ignore_index))
+
+// Fused classifier (llm.c style): losses [N] (float32) as cross_entropy_forward, and in the same pass
+// logits[n, :] is overwritten in place by softmax(logits[n]) - onehot(target[n]) (a zero row where
+// target == ignore_index): the unscaled gradient; the caller scales it by dloss / count later.
+ARIA_KERNEL(cross_entropy_fused, (const Tensor& logits, const Tensor& targets, const Tensor& losses, int ignore_index),
+            (logits, targets, losses, ignore_index))
+// out (float32 [1]) = sum(losses) / max(1, #(targets != ignore_index)); count (float32 [1]) = that
+// count. Both stay on the device (no host sync in the loss).
+ARIA_KERNEL(masked_mean, (const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count, int ignore_index),
+            (losses, targets, out, count, ignore_index))
 
 // ---- optimizer and statistics ----
 // One AdamW step over every tensor in the list (one launch on the GPU). See AdamWItem.

@@ -8,12 +8,16 @@
 namespace aria {
 
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+enum class GemmEpilogue : int { None = 0, Bias = 1, Gelu = 2, DGelu = 3, BGrad = 4 };
 enum class UnaryOp : int { Affine = 0, Gelu = 1, Sigmoid = 2, Relu = 3, Exp = 4, Log = 5, Tanh = 6, Square = 7 };
 
 // One parameter tensor's AdamW step. p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p),
 // with g = grad * grad_scale, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, m_hat = m / bc1, v_hat = v / bc2.
+// Mixed precision: when `master` is defined (float32, param's shape) the step updates master and
+// writes param = bfloat16(master) (param BF16); grad may be BF16 or float32; m, v are float32.
 struct AdamWItem {
   Tensor param, grad, m, v;
+  Tensor master;
   float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
   float bias_correction1 = 1, bias_correction2 = 1, grad_scale = 1;
 };
