@@ -136,6 +136,32 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
   return warp_sum(r);
 }
 
+// ---- mixed precision: storage types and fp32 math -----------------------------------------------
+// Kernels are templated on the storage type T (float, double or __nv_bfloat16) and compute in
+// `Acc<T>` (fp32 for float and bfloat16, double for double). load/store convert; store rounds to
+// nearest even.
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+template <typename T> using Acc = typename AccOf<T>::type;
+
+template <typename T> __device__ __forceinline__ Acc<T> load(const T* p) { return Acc<T>(*p); }
+template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+template <typename T> __device__ __forceinline__ void store(T* p, Acc<T> v) { *p = T(v); }
+template <> __device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// Calls fn(T{}) with T the storage type of `dtype` among float32, float64 and bfloat16; any other
+// dtype is an error naming `what`. Usage: dispatch_float(x.dtype(), "gelu", [&](auto tag) { using T
+// = decltype(tag); ... });
+template <typename Fn>
+void dispatch_float(DType dtype, const char* what, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32: fn(float{}); return;
+    case DType::F64: fn(double{}); return;
+    case DType::BF16: fn(__nv_bfloat16{}); return;
+    default: ARIA_FAIL(what, ": CUDA supports float32, float64 and bfloat16, got ", dtype_name(dtype));
+  }
+}
+
 // ---- math that stays accurate under --use_fast_math -------------------------------------------
 // nvcc's fast math turns tanhf into tanh.approx.f32 (about 1e-3 relative error), too coarse for
 // GELU checked against the CPU to 1e-4. This one is ~1e-7 absolute.
