@@ -1,5 +1,7 @@
 // CPU batched GEMM on Eigen: every matrix is a row-major Eigen::Map over the tensor's memory, so no
-// copies; Eigen's blocked GEMM (OpenMP-parallel inside) does the work.
+// copies; Eigen's blocked GEMM (OpenMP-parallel inside) does the work. gemm_epilogue composes that
+// GEMM with the elementwise kernels (add_bias, unary Gelu and its backward, sum_to): the reference
+// the fused CUDA epilogues are tested against.
 #include <Eigen/Core>
 #include <omp.h>
 
@@ -81,6 +83,91 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
   if (c.dtype() == DType::F32) return matmul_impl<float>(a, b, c, trans_a, trans_b, alpha, beta);
   if (c.dtype() == DType::F64) return matmul_impl<double>(a, b, c, trans_a, trans_b, alpha, beta);
   ARIA_FAIL("matmul kernel: unsupported dtype ", dtype_name(c.dtype()));
+}
+
+namespace {
+
+struct EpilogueArgs {
+  int64_t M, N, K;
+  GemmEpilogue ep;
+};
+
+EpilogueArgs check_epilogue_args(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+                                 int epilogue, const Tensor& bias, const Tensor& aux) {
+  const char* what = "gemm_epilogue kernel";
+  ARIA_CHECK(epilogue >= int(GemmEpilogue::None) && epilogue <= int(GemmEpilogue::BGrad), what,
+             ": unknown epilogue ", epilogue);
+  const auto ep = GemmEpilogue(epilogue);
+  ARIA_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, what, ": a, b, c must be 2-D: ", a.str(), ", ", b.str(),
+             ", ", c.str());
+  ARIA_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), what, ": dtypes differ: ", a.str(), ", ", b.str(),
+             ", ", c.str());
+  ARIA_CHECK(c.dtype() == DType::F32 || c.dtype() == DType::F64, what, ": the CPU computes in float32 or float64, got ",
+             dtype_name(c.dtype()));
+  ARIA_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(), what, ": a, b, c must be contiguous");
+  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
+  const int64_t Kb = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
+  ARIA_CHECK(K == Kb && c.size(0) == M && c.size(1) == N, what, ": shapes do not agree: a ", a.str(),
+             (trans_a ? " (transposed)" : ""), ", b ", b.str(), (trans_b ? " (transposed)" : ""), ", c ", c.str());
+  const bool bias_needed = ep == GemmEpilogue::Bias || ep == GemmEpilogue::BGrad;
+  const bool bias_allowed = bias_needed || ep == GemmEpilogue::Gelu || ep == GemmEpilogue::DGelu;
+  const bool aux_needed = ep == GemmEpilogue::DGelu;
+  const bool aux_allowed = aux_needed || ep == GemmEpilogue::Gelu;
+  ARIA_CHECK(bias.defined() || !bias_needed, what, ": epilogue ", epilogue, " needs a bias");
+  ARIA_CHECK(!bias.defined() || bias_allowed, what, ": epilogue ", epilogue, " takes no bias");
+  ARIA_CHECK(aux.defined() || !aux_needed, what, ": epilogue ", epilogue, " needs aux");
+  ARIA_CHECK(!aux.defined() || aux_allowed, what, ": epilogue ", epilogue, " takes no aux");
+  if (bias.defined())
+    ARIA_CHECK(bias.dim() == 1 && bias.size(0) == N && bias.dtype() == c.dtype() && bias.is_contiguous(), what,
+               ": bias must be contiguous [", N, "] of c's dtype, got ", bias.str());
+  if (aux.defined())
+    ARIA_CHECK(aux.dim() == 2 && aux.size(0) == M && aux.size(1) == N && aux.dtype() == c.dtype() &&
+                   aux.is_contiguous(),
+               what, ": aux must be contiguous [", M, ", ", N, "] of c's dtype, got ", aux.str());
+  return {M, N, K, ep};
+}
+
+Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
+
+// c = op(a) @ op(b) through the batched kernel (a batch of one).
+void gemm2d(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb) {
+  matmul(view_as(a, {1, a.size(0), a.size(1)}), view_as(b, {1, b.size(0), b.size(1)}),
+         view_as(c, {1, c.size(0), c.size(1)}), ta, tb, 1.0, 0.0);
+}
+
+}  // namespace
+
+void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
+                   const Tensor& bias, const Tensor& aux) {
+  const EpilogueArgs e = check_epilogue_args(a, b, c, trans_a, trans_b, epilogue, bias, aux);
+  const bool nonempty = e.M > 0 && e.N > 0;
+  switch (e.ep) {
+    case GemmEpilogue::None:
+      gemm2d(a, b, c, trans_a, trans_b);
+      return;
+    case GemmEpilogue::Bias:
+      gemm2d(a, b, c, trans_a, trans_b);
+      if (nonempty) add_bias(c, bias);
+      return;
+    case GemmEpilogue::Gelu: {  // aux = ab + bias (pre-activation), c = gelu(aux)
+      const Tensor pre = aux.defined() ? aux : Tensor::empty({e.M, e.N}, c.dtype());
+      gemm2d(a, b, pre, trans_a, trans_b);
+      if (nonempty && bias.defined()) add_bias(pre, bias);
+      unary(int(UnaryOp::Gelu), pre, c, 1.0, 0.0);
+      return;
+    }
+    case GemmEpilogue::DGelu: {  // c = ab * gelu'(aux); bias = column sums of c
+      const Tensor ab = Tensor::empty({e.M, e.N}, c.dtype());
+      gemm2d(a, b, ab, trans_a, trans_b);
+      unary_backward(int(UnaryOp::Gelu), aux, aux, ab, c, 0.0);
+      if (bias.defined()) sum_to(c, view_as(bias, {1, e.N}));
+      return;
+    }
+    case GemmEpilogue::BGrad:  // c = ab; bias[n] = sum over k of op(b)[k, n] (b is [K, N] or [N, K])
+      gemm2d(a, b, c, trans_a, trans_b);
+      sum_to(b, view_as(bias, trans_b ? Shape{e.N, 1} : Shape{1, e.N}));
+      return;
+  }
 }
 
 }  // namespace aria::cpu

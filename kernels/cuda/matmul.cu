@@ -1,17 +1,35 @@
-// Batched GEMM through cuBLASLt (float32) and cuBLAS (float64).
+// Batched GEMM through cuBLASLt (float32, bfloat16) and cuBLAS (float64), and 2-D GEMMs with fused
+// epilogues (bias, GELU, GELU backward, bias gradient) through cuBLASLt's epilogues.
+//
 // Row-major operands are handed to the column-major library by computing C^T = op(B)^T op(A)^T: the
-// row-major buffer of X read column-major is X^T, so "A" of the library is our b and "B" is our a.
+// row-major buffer of X read column-major is X^T, so "A" of the library is our b and "B" is our a,
+// and the library's m is our N, its n our M. Consequences for the epilogues: the library's bias
+// vector runs along the rows of its D, i.e. along our N columns (bias[N], as the row asks), and its
+// auxiliary matrix (the GELU input) is our [M, N] row-major matrix with leading dimension N.
+//
 // A batch-1 b shared by every a[i] is folded into M when a is not transposed ([batch*M, K] @ [K, N]),
 // else passed with batch stride 0. float32 computes in exact fp32 (CUBLAS_COMPUTE_32F) unless TF32
-// is switched on (ARIA_TF32=1 or set_tf32). Plans (descriptors + chosen algorithm) are cached per
-// shape/alignment so the training loop pays for the heuristic once.
+// is switched on (ARIA_TF32=1 or set_tf32); bfloat16 operands accumulate in fp32 (CUBLAS_COMPUTE_32F,
+// fp32 alpha/beta) and D is rounded to bfloat16 once. Plans (descriptors + chosen algorithm, or the
+// fact that cuBLASLt has none) are cached per shape/dtype/alignment/epilogue so the training loop
+// pays for the heuristic once.
+//
+// When cuBLASLt has no algorithm for a request the work still gets done: a plain GEMM falls back to
+// cublasGemmStridedBatchedEx, an epilogue falls back to a plain GEMM plus our own elementwise kernels
+// (see gemm_epilogue_unfused). ARIA_GEMM_VERBOSE=1 names every refused request on stderr (once per
+// plan); gemm_epilogue_fallbacks() counts the unfused epilogue calls (tests and benchmarks read it).
 #include <array>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
+
+uint64_t gemm_epilogue_fallbacks();  // not in a header yet: tests declare it themselves
 
 namespace {
 
@@ -23,6 +41,35 @@ struct Gemm {  // column-major problem handed to the library
   int64_t batch, strideA, strideB, strideC;
 };
 
+// Our c[batch, M, N] = op(a[i]) @ op(b[i]) as the library's column-major problem (see the top).
+Gemm describe(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, int64_t batch, bool shared_b) {
+  Gemm g;
+  int64_t m_rows = M, nbatch = batch;
+  if (shared_b && batch > 1 && !trans_a) {  // [batch*M, K] @ [K, N]: one large GEMM
+    m_rows = M * batch;
+    nbatch = 1;
+  }
+  g.opA = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  g.opB = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  g.m = N;
+  g.n = m_rows;
+  g.k = K;
+  g.rowsA = trans_b ? K : N;
+  g.colsA = trans_b ? N : K;
+  g.lda = g.rowsA;
+  g.rowsB = trans_a ? m_rows : K;
+  g.colsB = trans_a ? K : m_rows;
+  g.ldb = g.rowsB;
+  g.ldc = N;
+  g.batch = nbatch;
+  g.strideA = shared_b ? 0 : K * N;
+  g.strideB = M * K;
+  g.strideC = M * N;
+  ARIA_CHECK(g.m < INT32_MAX && g.n < INT32_MAX && g.k < INT32_MAX && nbatch < INT32_MAX,
+             "matmul: dimensions too large for cuBLAS");
+  return g;
+}
+
 int pointer_alignment(const void* p) {
   uintptr_t v = reinterpret_cast<uintptr_t>(p);
   int a = 1;
@@ -30,11 +77,42 @@ int pointer_alignment(const void* p) {
   return a;
 }
 
+cudaDataType_t cuda_type(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+// Everything the heuristic's choice depends on. bias/aux pointers matter only through their
+// alignment (cuBLASLt reads them at heuristic time for that), and are re-set on every call.
+struct LtRequest {
+  Gemm g;
+  cudaDataType_t type = CUDA_R_32F;  // of A, B, C and D (and of the bias and aux vectors)
+  bool tf32 = false;                 // float32 only
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;
+  const void* aux = nullptr;
+  int64_t aux_ld = 0;
+  int al_a = 16, al_b = 16, al_c = 16;
+};
+
 struct Plan {
+  bool ok = false;  // false: cuBLASLt has no algorithm for this request (cached too)
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo;
 };
+
+bool gemm_verbose() {
+  static const bool v = [] {
+    const char* e = std::getenv("ARIA_GEMM_VERBOSE");
+    return e != nullptr && e[0] == '1';
+  }();
+  return v;
+}
+
+void note_refusal(const LtRequest& r, const char* why) {
+  if (!gemm_verbose()) return;
+  std::fprintf(stderr, "aria: cuBLASLt refused m=%lld n=%lld k=%lld batch=%lld type=%d epilogue=%d (%s); using the fallback\n",
+               (long long)r.g.m, (long long)r.g.n, (long long)r.g.k, (long long)r.g.batch, int(r.type),
+               int(r.epilogue), why);
+}
 
 void set_layout_batch(cublasLtMatrixLayout_t l, int64_t batch, int64_t stride) {
   if (batch <= 1) return;
@@ -44,15 +122,34 @@ void set_layout_batch(cublasLtMatrixLayout_t l, int64_t batch, int64_t stride) {
       cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
 }
 
-Plan make_plan(const Gemm& g, bool tf32, int alA, int alB, int alC) {
+void set_epilogue_pointers(cublasLtMatmulDesc_t desc, const LtRequest& r) {
+  if (r.bias != nullptr)
+    ARIA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &r.bias, sizeof r.bias));
+  if (r.aux != nullptr)
+    ARIA_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &r.aux, sizeof r.aux));
+}
+
+Plan make_plan(const LtRequest& r) {
+  const Gemm& g = r.g;
   Plan p;
-  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  // bfloat16 accumulates in fp32; float32 in fp32 or TF32. Scale type (alpha, beta) fp32 in both.
+  const cublasComputeType_t compute = r.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   ARIA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
   ARIA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &g.opA, sizeof g.opA));
   ARIA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &g.opB, sizeof g.opB));
-  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_32F, uint64_t(g.rowsA), uint64_t(g.colsA), g.lda));
-  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_32F, uint64_t(g.rowsB), uint64_t(g.colsB), g.ldb));
-  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lc, CUDA_R_32F, uint64_t(g.m), uint64_t(g.n), g.ldc));
+  if (r.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    // Bias and aux element types are left at their defaults: the type of D, as the row wants.
+    const uint32_t epi = uint32_t(r.epilogue);
+    ARIA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (r.aux != nullptr)
+      ARIA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &r.aux_ld,
+                                                       sizeof r.aux_ld));
+    set_epilogue_pointers(p.desc, r);
+  }
+  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.la, r.type, uint64_t(g.rowsA), uint64_t(g.colsA), g.lda));
+  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lb, r.type, uint64_t(g.rowsB), uint64_t(g.colsB), g.ldb));
+  ARIA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lc, r.type, uint64_t(g.m), uint64_t(g.n), g.ldc));
   set_layout_batch(p.la, g.batch, g.strideA);
   set_layout_batch(p.lb, g.batch, g.strideB);
   set_layout_batch(p.lc, g.batch, g.strideC);
@@ -62,7 +159,7 @@ Plan make_plan(const Gemm& g, bool tf32, int alA, int alB, int alC) {
   uint64_t ws = lt_workspace_size();
   ARIA_CUBLAS_CHECK(
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  uint32_t a = uint32_t(alA), b = uint32_t(alB), c = uint32_t(alC);
+  uint32_t a = uint32_t(r.al_a), b = uint32_t(r.al_b), c = uint32_t(r.al_c);
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a, sizeof a));
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b, sizeof b));
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c, sizeof c));
@@ -72,24 +169,35 @@ Plan make_plan(const Gemm& g, bool tf32, int alA, int alB, int alC) {
   cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), p.desc, p.la, p.lb, p.lc, p.lc, pref, 1, &result,
                                                      &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    ARIA_FAIL("matmul: cuBLASLt found no algorithm for m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch,
-              " (status ", cublasGetStatusString(st), ")");
+  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+    p.ok = true;
+    p.algo = result.algo;
+  } else {
+    note_refusal(r, st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "no algorithm");
   }
-  p.algo = result.algo;
   return p;
 }
 
-using PlanKey = std::array<int64_t, 18>;
+using PlanKey = std::array<int64_t, 23>;
 
-const Plan& plan_for(const Gemm& g, bool tf32, int alA, int alB, int alC) {
-  static std::mutex mu;
-  static auto* cache = new std::map<PlanKey, Plan>();  // never destroyed (see runtime.cu)
-  PlanKey key = {int64_t(g.opA), int64_t(g.opB), g.m,       g.n,       g.k,    g.lda,  g.ldb, g.ldc, g.batch,
-                 g.strideA,      g.strideB,      g.strideC, int64_t(tf32), alA, alB, alC, g.rowsA, g.rowsB};
-  std::lock_guard<std::mutex> lock(mu);
+PlanKey key_of(const LtRequest& r) {
+  const Gemm& g = r.g;
+  return {int64_t(g.opA),   int64_t(g.opB),      g.m,          g.n,          g.k,
+          g.lda,            g.ldb,               g.ldc,        g.batch,      g.strideA,
+          g.strideB,        g.strideC,           g.rowsA,      g.rowsB,      int64_t(r.type),
+          int64_t(r.tf32),  int64_t(r.epilogue), r.bias ? pointer_alignment(r.bias) : 0,
+          r.aux ? pointer_alignment(r.aux) : 0,  r.aux_ld,     r.al_a,       r.al_b,
+          r.al_c};
+}
+
+std::mutex g_plan_mu;  // guards the cache, and the epilogue pointers of a plan while it is launched
+
+// Under g_plan_mu. Plans are never destroyed (see runtime.cu: they may outlive static destructors).
+Plan& plan_for_locked(const LtRequest& r) {
+  static auto* cache = new std::map<PlanKey, Plan>();
+  const PlanKey key = key_of(r);
   auto it = cache->find(key);
-  if (it == cache->end()) it = cache->emplace(key, make_plan(g, tf32, alA, alB, alC)).first;
+  if (it == cache->end()) it = cache->emplace(key, make_plan(r)).first;
   return it->second;
 }
 
@@ -99,7 +207,22 @@ int64_t lead_batch(const Tensor& t) {
   return b;
 }
 
+// Plain GEMM when cuBLASLt has no algorithm: the classic cuBLAS entry point takes any shape and
+// alignment (same compute type, so the same numerics class).
+void gemm_ex(const Gemm& g, cudaDataType_t type, bool tf32, const void* A, const void* B, void* C, float alpha,
+             float beta) {
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  ARIA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(blas_handle(), g.opA, g.opB, int(g.m), int(g.n), int(g.k), &alpha, A,
+                                               type, int(g.lda), g.strideA, B, type, int(g.ldb), g.strideB, &beta, C,
+                                               type, int(g.ldc), g.strideC, int(g.batch), compute,
+                                               CUBLAS_GEMM_DEFAULT));
+}
+
+std::atomic<uint64_t> g_epilogue_fallbacks{0};
+
 }  // namespace
+
+uint64_t gemm_epilogue_fallbacks() { return g_epilogue_fallbacks.load(); }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, double alpha,
             double beta) {
@@ -107,8 +230,8 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
              a.str(), ", ", b.str(), ", ", c.str());
   ARIA_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), "matmul: dtypes differ: ", a.str(), ", ", b.str(),
              ", ", c.str());
-  ARIA_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64, "matmul: CUDA supports float32 and float64, got ",
-             dtype_name(a.dtype()));
+  ARIA_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64 || a.dtype() == DType::BF16,
+             "matmul: CUDA supports float32, float64 and bfloat16, got ", dtype_name(a.dtype()));
   ARIA_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(), "matmul: operands must be contiguous");
   check_same_device(a, c, "matmul");
   check_same_device(b, c, "matmul");
@@ -128,47 +251,185 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
     return;
   }
 
-  Gemm g;
-  int64_t m_rows = M, nbatch = batch;
-  const bool fold = bbatch == 1 && batch > 1 && !trans_a;  // [batch*M, K] @ [K, N]
-  if (fold) {
-    m_rows = M * batch;
-    nbatch = 1;
-  }
-  g.opA = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  g.opB = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  g.m = N;
-  g.n = m_rows;
-  g.k = K;
-  g.rowsA = trans_b ? K : N;
-  g.colsA = trans_b ? N : K;
-  g.lda = g.rowsA;
-  g.rowsB = trans_a ? m_rows : K;
-  g.colsB = trans_a ? K : m_rows;
-  g.ldb = g.rowsB;
-  g.ldc = N;
-  g.batch = nbatch;
-  g.strideA = (bbatch == 1) ? 0 : K * N;
-  g.strideB = M * K;
-  g.strideC = M * N;
-  ARIA_CHECK(g.m < INT32_MAX && g.n < INT32_MAX && g.k < INT32_MAX && nbatch < INT32_MAX,
-             "matmul: dimensions too large for cuBLAS");
-
+  const Gemm g = describe(M, N, K, trans_a, trans_b, batch, bbatch == 1);
   if (a.dtype() == DType::F64) {
     const double al = alpha, be = beta;
     ARIA_CUBLAS_CHECK(cublasDgemmStridedBatched(blas_handle(), g.opA, g.opB, int(g.m), int(g.n), int(g.k), &al,
                                                 b.data<double>(), int(g.lda), g.strideA, a.data<double>(),
                                                 int(g.ldb), g.strideB, &be, c.data<double>(), int(g.ldc), g.strideC,
-                                                int(nbatch)));
+                                                int(g.batch)));
     return;
   }
-  const bool tf32 = tf32_enabled();
-  const Plan& p = plan_for(g, tf32, pointer_alignment(b.raw_data()), pointer_alignment(a.raw_data()),
-                           pointer_alignment(c.raw_data()));
+  LtRequest r;
+  r.g = g;
+  r.type = cuda_type(a.dtype());
+  r.tf32 = a.dtype() == DType::F32 && tf32_enabled();
+  r.al_a = pointer_alignment(b.raw_data());
+  r.al_b = pointer_alignment(a.raw_data());
+  r.al_c = pointer_alignment(c.raw_data());
   const float al = float(alpha), be = float(beta);
-  ARIA_CUBLAS_CHECK(cublasLtMatmul(lt_handle(), p.desc, &al, b.raw_data(), p.la, a.raw_data(), p.lb, &be,
-                                   c.raw_data(), p.lc, c.raw_data(), p.lc, &p.algo, lt_workspace(),
+  const Plan* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_plan_mu);
+    p = &plan_for_locked(r);
+  }
+  // A plain plan is immutable once made (no per-call attributes): launched outside the lock.
+  if (!p->ok) return gemm_ex(g, r.type, r.tf32, b.raw_data(), a.raw_data(), c.raw_data(), al, be);
+  ARIA_CUBLAS_CHECK(cublasLtMatmul(lt_handle(), p->desc, &al, b.raw_data(), p->la, a.raw_data(), p->lb, &be,
+                                   c.raw_data(), p->lc, c.raw_data(), p->lc, &p->algo, lt_workspace(),
                                    lt_workspace_size(), stream()));
+}
+
+// ---- fused epilogues ------------------------------------------------------------------------------
+
+namespace {
+
+struct EpilogueArgs {
+  int64_t M, N, K;
+  GemmEpilogue ep;
+};
+
+EpilogueArgs check_epilogue_args(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+                                 int epilogue, const Tensor& bias, const Tensor& aux) {
+  const char* what = "gemm_epilogue";
+  ARIA_CHECK(epilogue >= int(GemmEpilogue::None) && epilogue <= int(GemmEpilogue::BGrad), what,
+             ": unknown epilogue ", epilogue);
+  const auto ep = GemmEpilogue(epilogue);
+  ARIA_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, what, ": a, b, c must be 2-D: ", a.str(), ", ", b.str(),
+             ", ", c.str());
+  ARIA_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), what, ": dtypes differ: ", a.str(), ", ", b.str(),
+             ", ", c.str());
+  ARIA_CHECK(c.dtype() == DType::F32 || c.dtype() == DType::BF16 || c.dtype() == DType::F64, what,
+             ": CUDA supports float32, bfloat16 (and float64, unfused), got ", dtype_name(c.dtype()));
+  ARIA_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(), what, ": a, b, c must be contiguous");
+  check_same_device(a, c, what);
+  check_same_device(b, c, what);
+  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
+  const int64_t Kb = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
+  ARIA_CHECK(K == Kb && c.size(0) == M && c.size(1) == N, what, ": shapes do not agree: a ", a.str(),
+             (trans_a ? " (transposed)" : ""), ", b ", b.str(), (trans_b ? " (transposed)" : ""), ", c ", c.str());
+  const bool bias_needed = ep == GemmEpilogue::Bias || ep == GemmEpilogue::BGrad;
+  const bool bias_allowed = bias_needed || ep == GemmEpilogue::Gelu || ep == GemmEpilogue::DGelu;
+  const bool aux_needed = ep == GemmEpilogue::DGelu;
+  const bool aux_allowed = aux_needed || ep == GemmEpilogue::Gelu;
+  ARIA_CHECK(bias.defined() || !bias_needed, what, ": epilogue ", epilogue, " needs a bias");
+  ARIA_CHECK(!bias.defined() || bias_allowed, what, ": epilogue ", epilogue, " takes no bias");
+  ARIA_CHECK(aux.defined() || !aux_needed, what, ": epilogue ", epilogue, " needs aux");
+  ARIA_CHECK(!aux.defined() || aux_allowed, what, ": epilogue ", epilogue, " takes no aux");
+  if (bias.defined()) {
+    ARIA_CHECK(bias.dim() == 1 && bias.size(0) == N && bias.dtype() == c.dtype() && bias.is_contiguous(), what,
+               ": bias must be contiguous [", N, "] of c's dtype, got ", bias.str());
+    check_same_device(bias, c, what);
+  }
+  if (aux.defined()) {
+    ARIA_CHECK(aux.dim() == 2 && aux.size(0) == M && aux.size(1) == N && aux.dtype() == c.dtype() &&
+                   aux.is_contiguous(),
+               what, ": aux must be contiguous [", M, ", ", N, "] of c's dtype, got ", aux.str());
+    check_same_device(aux, c, what);
+  }
+  return {M, N, K, ep};
+}
+
+Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
+
+// The same results as the fused epilogues from a plain GEMM and our own elementwise kernels. Used
+// when cuBLASLt cannot fuse: float64; an empty dimension; an aux leading dimension N that is no
+// multiple of 8 (cuBLASLt's rule for GELU aux); or any request its heuristic refuses (some
+// alignments, transpose combinations or epilogue/dtype pairs). Costs extra passes over c (and a
+// temporary [M, N] for Gelu without aux and for DGelu), never correctness.
+void gemm_epilogue_unfused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+                           const EpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+  const bool nonempty = e.M > 0 && e.N > 0;
+  switch (e.ep) {
+    case GemmEpilogue::None:
+      matmul(a, b, c, trans_a, trans_b, 1.0, 0.0);
+      return;
+    case GemmEpilogue::Bias:
+      matmul(a, b, c, trans_a, trans_b, 1.0, 0.0);
+      if (nonempty) add_bias(c, bias);
+      return;
+    case GemmEpilogue::Gelu: {
+      const Tensor pre = aux.defined() ? aux : Tensor::empty({e.M, e.N}, c.dtype(), c.device());
+      matmul(a, b, pre, trans_a, trans_b, 1.0, 0.0);
+      if (nonempty && bias.defined()) add_bias(pre, bias);
+      if (nonempty) unary(int(UnaryOp::Gelu), pre, c, 1.0, 0.0);
+      return;
+    }
+    case GemmEpilogue::DGelu: {
+      const Tensor ab = Tensor::empty({e.M, e.N}, c.dtype(), c.device());
+      matmul(a, b, ab, trans_a, trans_b, 1.0, 0.0);
+      if (nonempty) unary_backward(int(UnaryOp::Gelu), aux, aux, ab, c, 0.0);
+      if (bias.defined()) sum_to(c, view_as(bias, {1, e.N}));  // column sums of c (zeros when M == 0)
+      return;
+    }
+    case GemmEpilogue::BGrad:
+      matmul(a, b, c, trans_a, trans_b, 1.0, 0.0);
+      // sum over k of op(b)[k, n]: b is [K, N], or [N, K] when transposed
+      sum_to(b, view_as(bias, trans_b ? Shape{e.N, 1} : Shape{1, e.N}));
+      return;
+  }
+}
+
+// Our epilogue as cuBLASLt's. BGrad is BGRADA: the library's A is our b, and BGRADA reduces op(A)
+// (N x K) over k into a vector along the rows of D, i.e. bias[n] = sum_k op(b)[k, n].
+cublasLtEpilogue_t lt_epilogue(GemmEpilogue ep, bool has_bias, bool has_aux) {
+  switch (ep) {
+    case GemmEpilogue::None: return CUBLASLT_EPILOGUE_DEFAULT;
+    case GemmEpilogue::Bias: return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::Gelu:
+      if (has_aux) return has_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+      return has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    case GemmEpilogue::DGelu: return has_bias ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+    case GemmEpilogue::BGrad: return CUBLASLT_EPILOGUE_BGRADA;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// Runs the fused GEMM; false (nothing launched) when cuBLASLt cannot do this request.
+bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+                         const EpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+  if (c.dtype() != DType::F32 && c.dtype() != DType::BF16) return false;
+  if (e.M == 0 || e.N == 0 || e.K == 0) return false;
+  // The aux matrix's leading dimension (our N) must be a multiple of 8 elements.
+  if (aux.defined() && e.N % 8 != 0) return false;
+  LtRequest r;
+  r.g = describe(e.M, e.N, e.K, trans_a, trans_b, 1, true);
+  r.type = cuda_type(c.dtype());
+  r.tf32 = c.dtype() == DType::F32 && tf32_enabled();
+  r.epilogue = lt_epilogue(e.ep, bias.defined(), aux.defined());
+  r.bias = bias.defined() ? bias.raw_data() : nullptr;
+  r.aux = aux.defined() ? aux.raw_data() : nullptr;
+  r.aux_ld = aux.defined() ? e.N : 0;
+  r.al_a = pointer_alignment(b.raw_data());
+  r.al_b = pointer_alignment(a.raw_data());
+  r.al_c = pointer_alignment(c.raw_data());
+  const float al = 1.f, be = 0.f;
+  // The bias/aux pointers live in the (shared, cached) descriptor: set and launch under the lock.
+  std::lock_guard<std::mutex> lock(g_plan_mu);
+  Plan& p = plan_for_locked(r);
+  if (!p.ok) return false;
+  set_epilogue_pointers(p.desc, r);
+  const cublasStatus_t st = cublasLtMatmul(lt_handle(), p.desc, &al, b.raw_data(), p.la, a.raw_data(), p.lb, &be,
+                                           c.raw_data(), p.lc, c.raw_data(), p.lc, &p.algo, lt_workspace(),
+                                           lt_workspace_size(), stream());
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+    // Refused at launch (nothing ran): remember it, and let the caller take the unfused path.
+    note_refusal(r, cublasGetStatusString(st));
+    p.ok = false;
+    return false;
+  }
+  ARIA_CUBLAS_CHECK(st);
+  return true;
+}
+
+}  // namespace
+
+void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
+                   const Tensor& bias, const Tensor& aux) {
+  const EpilogueArgs e = check_epilogue_args(a, b, c, trans_a, trans_b, epilogue, bias, aux);
+  if (gemm_epilogue_fused(a, b, c, trans_a, trans_b, e, bias, aux)) return;
+  g_epilogue_fallbacks.fetch_add(1);
+  gemm_epilogue_unfused(a, b, c, trans_a, trans_b, e, bias, aux);
 }
 
 }  // namespace aria::cuda
