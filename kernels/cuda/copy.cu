@@ -1,7 +1,10 @@
 // CUDA data movement: strided copy with dtype conversion (any pair of the six dtypes), fill, axpy.
 // Conversions go through double exactly as kernels/cpu/copy.cpp does (float16/bfloat16 round to
 // nearest even from float; integers truncate), so both backends give the same bits.
+// Contiguous casts between float dtypes (the bf16 <-> f32 casts of mixed precision), fill and axpy
+// move 16 bytes per thread and step when the pointers allow it.
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 
@@ -24,6 +27,12 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_double<__nv_bfloat16>(
 template <typename S, typename D>
 __device__ __forceinline__ D convert(S x) {
   if constexpr (std::is_same_v<S, D>) return x;
+  // float <-> 16-bit floats without the detour through double (float -> double -> float is exact,
+  // so these give the same bits, with no float64 instructions on the mixed-precision hot path)
+  else if constexpr (std::is_same_v<S, float> && std::is_same_v<D, __nv_bfloat16>) return __float2bfloat16_rn(x);
+  else if constexpr (std::is_same_v<S, __nv_bfloat16> && std::is_same_v<D, float>) return __bfloat162float(x);
+  else if constexpr (std::is_same_v<S, float> && std::is_same_v<D, __half>) return __float2half_rn(x);
+  else if constexpr (std::is_same_v<S, __half> && std::is_same_v<D, float>) return __half2float(x);
   else return from_double<D>(to_double<S>(x));
 }
 
@@ -40,11 +49,84 @@ __global__ void copy_kernel(const S* __restrict__ src, D* __restrict__ dst, Inde
   }
 }
 
+// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// dtype was checked by dispatch_float).
+template <typename T>
+T* dptr(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// 16 bytes of T, one vector access.
+template <typename T>
+struct alignas(16) Vec16 {
+  T v[16 / sizeof(T)];
+};
+
+// N consecutive elements starting at a 16-byte aligned p, as N * sizeof(T) / 16 vector accesses.
+template <typename T, int N>
+__device__ __forceinline__ void load_vec(const T* p, T (&out)[N]) {
+  constexpr int per = int(16 / sizeof(T));
+  static_assert(N % per == 0, "whole 16-byte vectors only");
+#pragma unroll
+  for (int q = 0; q < N / per; ++q) {
+    const Vec16<T> pk = reinterpret_cast<const Vec16<T>*>(p)[q];
+#pragma unroll
+    for (int k = 0; k < per; ++k) out[q * per + k] = pk.v[k];
+  }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_vec(T* p, const T (&in)[N]) {
+  constexpr int per = int(16 / sizeof(T));
+  static_assert(N % per == 0, "whole 16-byte vectors only");
+#pragma unroll
+  for (int q = 0; q < N / per; ++q) {
+    Vec16<T> pk;
+#pragma unroll
+    for (int k = 0; k < per; ++k) pk.v[k] = in[q * per + k];
+    reinterpret_cast<Vec16<T>*>(p)[q] = pk;
+  }
+}
+
+// Contiguous, 16-byte aligned cast: each step converts VW elements, VW chosen so that the narrower
+// side is one 16-byte access (f32 -> bf16: two 16-byte loads, one 16-byte store); then the tail.
+template <typename S, typename D>
+__global__ void cast_vec_kernel(const S* __restrict__ src, D* __restrict__ dst, int64_t n) {
+  constexpr int VW = int(16 / (sizeof(S) < sizeof(D) ? sizeof(S) : sizeof(D)));
+  const int64_t packs = n / VW;
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t p = tid; p < packs; p += step) {
+    S a[VW];
+    D b[VW];
+    load_vec<S, VW>(src + p * VW, a);
+#pragma unroll
+    for (int k = 0; k < VW; ++k) b[k] = convert<S, D>(a[k]);
+    store_vec<D, VW>(dst + p * VW, b);
+  }
+  for (int64_t i = packs * VW + tid; i < n; i += step) dst[i] = convert<S, D>(src[i]);
+}
+
+template <typename T>
+constexpr bool kIsFloatStorage = std::is_same_v<T, float> || std::is_same_v<T, double> ||
+                                 std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>;
+
 template <typename S, typename D>
 void launch_copy(const void* src, void* dst, const Indexer<2>& ix, int64_t n) {
   const int block = 256;
+  const bool flat = indexer_is_flat(ix);
+  if constexpr (kIsFloatStorage<S> && kIsFloatStorage<D> && !std::is_same_v<S, D>) {
+    if (flat && aligned16(src) && aligned16(dst)) {
+      constexpr int VW = int(16 / (sizeof(S) < sizeof(D) ? sizeof(S) : sizeof(D)));
+      cast_vec_kernel<S, D><<<grid_for(n / VW + n % VW, block), block, 0, stream()>>>(static_cast<const S*>(src),
+                                                                                        static_cast<D*>(dst), n);
+      ARIA_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
   copy_kernel<S, D><<<grid_for(n, block), block, 0, stream()>>>(static_cast<const S*>(src), static_cast<D*>(dst), ix,
-                                                                 n, indexer_is_flat(ix));
+                                                                 n, flat);
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
@@ -113,17 +195,26 @@ void copy_cast(const Tensor& src, const Tensor& dst) {
 
 namespace {
 
+// y[0, n) = bits: the first n / per elements as 16-byte stores of `pattern` (bits repeated, per = 16 /
+// sizeof(U); y 16-byte aligned, or per passed as 0 for element stores only), then the rest.
 template <typename U>
-__global__ void fill_kernel(U* __restrict__ y, U bits, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = bits;
+__global__ void fill_kernel(U* __restrict__ y, U bits, int64_t n, uint4 pattern, int per) {
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  const int64_t packs = per ? n / per : 0;
+  for (int64_t p = tid; p < packs; p += step) reinterpret_cast<uint4*>(y)[p] = pattern;
+  for (int64_t i = packs * per + tid; i < n; i += step) y[i] = bits;
 }
 
 template <typename U>
 void launch_fill(void* y, const char* one, int64_t n) {
   U bits;
   std::memcpy(&bits, one, sizeof(U));
-  fill_kernel<U><<<grid_for(n, 256), 256, 0, stream()>>>(static_cast<U*>(y), bits, n);
+  constexpr int per = int(16 / sizeof(U));
+  uint4 pattern;
+  for (int k = 0; k < per; ++k) std::memcpy(reinterpret_cast<char*>(&pattern) + k * sizeof(U), &bits, sizeof(U));
+  const int use = aligned16(y) ? per : 0;
+  const int64_t work = use ? n / per + n % per : n;
+  fill_kernel<U><<<grid_for(work, 256), 256, 0, stream()>>>(static_cast<U*>(y), bits, n, pattern, use);
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
@@ -166,10 +257,26 @@ void fill(const Tensor& y, double value) {
 
 namespace {
 
-template <typename T>
-__global__ void axpy_kernel(T* __restrict__ y, const T* __restrict__ x, T alpha, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] += alpha * x[i];
+// y = y + alpha * x in Acc<T>, one rounding per element. Packs of 16 bytes when aligned (VW > 1).
+template <typename T, int VW>
+__global__ void axpy_kernel(T* __restrict__ y, const T* __restrict__ x, Acc<T> alpha, int64_t n) {
+  const int64_t packs = n / VW;
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t p = tid; p < packs; p += step) {
+    T xv[VW], yv[VW];
+    if constexpr (VW > 1) {
+      load_vec<T, VW>(x + p * VW, xv);
+      load_vec<T, VW>(y + p * VW, yv);
+    } else {
+      xv[0] = x[p];
+      yv[0] = y[p];
+    }
+#pragma unroll
+    for (int k = 0; k < VW; ++k) store(&yv[k], load(&yv[k]) + alpha * load(&xv[k]));
+    if constexpr (VW > 1) store_vec<T, VW>(y + p * VW, yv);
+    else y[p] = yv[0];
+  }
+  for (int64_t i = packs * VW + tid; i < n; i += step) store(y + i, load(y + i) + alpha * load(x + i));
 }
 
 }  // namespace
@@ -181,13 +288,17 @@ void axpy(const Tensor& y, const Tensor& x, double alpha) {
   ARIA_CHECK(y.is_contiguous() && x.is_contiguous(), "axpy: tensors must be contiguous");
   const int64_t n = y.numel();
   if (n == 0) return;
-  if (y.dtype() == DType::F32) {
-    axpy_kernel<float><<<grid_for(n, 256), 256, 0, stream()>>>(y.data<float>(), x.data<float>(), float(alpha), n);
-  } else if (y.dtype() == DType::F64) {
-    axpy_kernel<double><<<grid_for(n, 256), 256, 0, stream()>>>(y.data<double>(), x.data<double>(), alpha, n);
-  } else {
-    ARIA_FAIL("axpy: unsupported dtype ", dtype_name(y.dtype()));
-  }
+  dispatch_float(y.dtype(), "axpy", [&](auto tag) {
+    using T = decltype(tag);
+    T* yp = dptr<T>(y);
+    const T* xp = dptr<T>(x);
+    const Acc<T> a = Acc<T>(alpha);
+    constexpr int VW = int(16 / sizeof(T));
+    if (aligned16(yp) && aligned16(xp))
+      axpy_kernel<T, VW><<<grid_for(n / VW + n % VW, 256), 256, 0, stream()>>>(yp, xp, a, n);
+    else
+      axpy_kernel<T, 1><<<grid_for(n, 256), 256, 0, stream()>>>(yp, xp, a, n);
+  });
   ARIA_CUDA_LAUNCH_CHECK();
 }
 

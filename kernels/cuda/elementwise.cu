@@ -1,6 +1,13 @@
 // CUDA elementwise kernels: binary with broadcast strides, unary ops and their backward, sum_to
-// (deterministic two-pass reduction), add_bias. float32 and float64.
+// (deterministic two-pass reduction), add_bias. float32, float64 and bfloat16 storage; math in
+// Acc<T> (fp32 for bfloat16), every bf16 result rounded once, to nearest even, when stored.
+//
+// Every map (binary, unary, unary_backward) has two kernels: a contiguous one where each thread
+// moves 16 bytes per operand per step (8 bf16 / 4 f32 / 2 f64: the residual adds and activations of
+// a transformer block are pure bandwidth) with the op fixed at compile time, and a strided one (N-d
+// offsets, stride 0 for broadcasting) that picks the op at run time.
 #include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/common.cuh"
 
@@ -11,15 +18,55 @@ namespace {
 #define ARIA_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-void check_float_dtype(const Tensor& t, const char* what) {
-  ARIA_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, what, ": CUDA supports float32 and float64, got ",
-             dtype_name(t.dtype()));
+// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// dtype was checked by dispatch_float).
+template <typename T>
+T* dptr(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
 }
 
-// ---- binary ------------------------------------------------------------------------------------
-
+// ---- vector access ------------------------------------------------------------------------------
+// VW consecutive elements as one aligned access (16 bytes when VW == kVec<T>).
 template <typename T>
-__device__ __forceinline__ T apply_binary(int op, T a, T b) {
+constexpr int kVec = int(16 / sizeof(T));
+
+template <typename T, int VW>
+struct alignas(sizeof(T) * VW) Pack {
+  T v[VW];
+};
+
+template <typename T, int VW>
+__device__ __forceinline__ void load_pack(const T* p, Acc<T> (&out)[VW]) {
+  const Pack<T, VW> pk = *reinterpret_cast<const Pack<T, VW>*>(p);
+#pragma unroll
+  for (int k = 0; k < VW; ++k) out[k] = load(&pk.v[k]);
+}
+
+template <typename T, int VW>
+__device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
+  Pack<T, VW> pk;
+#pragma unroll
+  for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
+  *reinterpret_cast<Pack<T, VW>*>(p) = pk;
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Calls fn(std::integral_constant<int, K>{}) for the K in [0, N) equal to v (none when out of range):
+// turns a run-time op code into a template argument for the contiguous kernels.
+template <typename Fn, int... Ks>
+void static_switch_impl(int v, Fn&& fn, std::integer_sequence<int, Ks...>) {
+  ((v == Ks ? (fn(std::integral_constant<int, Ks>{}), 0) : 0), ...);
+}
+template <int N, typename Fn>
+void static_switch(int v, Fn&& fn) {
+  static_switch_impl(v, fn, std::make_integer_sequence<int, N>{});
+}
+
+// ---- the op functions (in Acc<T>: float for float and bfloat16, double for double) -------------
+
+template <typename A>
+__device__ __forceinline__ A apply_binary(int op, A a, A b) {
   switch (op) {
     case 0: return a + b;
     case 1: return a - b;
@@ -28,42 +75,26 @@ __device__ __forceinline__ T apply_binary(int op, T a, T b) {
   }
 }
 
-template <typename T>
-__global__ void binary_kernel(int op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
-                              Indexer<3> ix, int64_t n, bool flat) {
-  ARIA_GRID_STRIDE(i, n) {
-    if (flat) {
-      out[i] = apply_binary(op, a[i], b[i]);
-    } else {
-      int64_t off[3];
-      ix.offsets(i, off);
-      out[off[2]] = apply_binary(op, a[off[0]], b[off[1]]);
-    }
-  }
-}
-
-// ---- unary -------------------------------------------------------------------------------------
-
-template <typename T> __device__ __forceinline__ T exp_t(T x);
+template <typename A> __device__ __forceinline__ A exp_t(A x);
 template <> __device__ __forceinline__ float exp_t<float>(float x) { return __expf(x); }
 template <> __device__ __forceinline__ double exp_t<double>(double x) { return exp(x); }
-template <typename T> __device__ __forceinline__ T log_t(T x);
+template <typename A> __device__ __forceinline__ A log_t(A x);
 template <> __device__ __forceinline__ float log_t<float>(float x) { return __logf(x); }
 template <> __device__ __forceinline__ double log_t<double>(double x) { return log(x); }
 
 constexpr double kGeluK0 = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kGeluK1 = 0.044715;
 
-template <typename T>
-__device__ __forceinline__ T apply_unary(int op, T x, T alpha, T beta) {
+template <typename A>
+__device__ __forceinline__ A apply_unary(int op, A x, A alpha, A beta) {
   switch (op) {
     case int(UnaryOp::Affine): return alpha * x + beta;
     case int(UnaryOp::Gelu): {
-      const T u = T(kGeluK0) * (x + T(kGeluK1) * x * x * x);
-      return T(0.5) * x * (T(1) + tanh_accurate(u));
+      const A u = A(kGeluK0) * (x + A(kGeluK1) * x * x * x);
+      return A(0.5) * x * (A(1) + tanh_accurate(u));
     }
-    case int(UnaryOp::Sigmoid): return T(1) / (T(1) + exp_t(-x));
-    case int(UnaryOp::Relu): return x > T(0) ? x : T(0);
+    case int(UnaryOp::Sigmoid): return A(1) / (A(1) + exp_t(-x));
+    case int(UnaryOp::Relu): return x > A(0) ? x : A(0);
     case int(UnaryOp::Exp): return exp_t(x);
     case int(UnaryOp::Log): return log_t(x);
     case int(UnaryOp::Tanh): return tanh_accurate(x);
@@ -71,105 +102,192 @@ __device__ __forceinline__ T apply_unary(int op, T x, T alpha, T beta) {
   }
 }
 
-template <typename T>
-__global__ void unary_kernel(int op, const T* __restrict__ x, T* __restrict__ y, T alpha, T beta, Indexer<2> ix,
-                             int64_t n, bool flat) {
-  ARIA_GRID_STRIDE(i, n) {
-    if (flat) {
-      y[i] = apply_unary(op, x[i], alpha, beta);
-    } else {
-      int64_t off[2];
-      ix.offsets(i, off);
-      y[off[1]] = apply_unary(op, x[off[0]], alpha, beta);
-    }
-  }
+// Ops whose derivative is read from y = op(x) rather than from x.
+__host__ __device__ constexpr bool needs_y(int op) {
+  return op == int(UnaryOp::Sigmoid) || op == int(UnaryOp::Exp) || op == int(UnaryOp::Tanh);
 }
 
-// d op(x) / dx, from x and/or y = op(x) (whichever the op needs; the other may be a copy).
-template <typename T>
-__device__ __forceinline__ T unary_derivative(int op, T x, T y) {
+// d op(x) / dx from s: s is y = op(x) for the needs_y ops, x for the others.
+template <typename A>
+__device__ __forceinline__ A unary_derivative(int op, A s) {
   switch (op) {
-    case int(UnaryOp::Affine): return T(1);  // not reached: refused by unary_backward (as on the CPU)
+    case int(UnaryOp::Affine): return A(1);  // not reached: refused by unary_backward (as on the CPU)
     case int(UnaryOp::Gelu): {
-      const T x2 = x * x;
-      const T u = T(kGeluK0) * (x + T(kGeluK1) * x2 * x);
-      const T t = tanh_accurate(u);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kGeluK0) * (T(1) + T(3 * kGeluK1) * x2);
+      const A x2 = s * s;
+      const A u = A(kGeluK0) * (s + A(kGeluK1) * x2 * s);
+      const A t = tanh_accurate(u);
+      return A(0.5) * (A(1) + t) + A(0.5) * s * (A(1) - t * t) * A(kGeluK0) * (A(1) + A(3 * kGeluK1) * x2);
     }
-    case int(UnaryOp::Sigmoid): return y * (T(1) - y);
-    case int(UnaryOp::Relu): return x > T(0) ? T(1) : T(0);
-    case int(UnaryOp::Exp): return y;
-    case int(UnaryOp::Log): return T(1) / x;
-    case int(UnaryOp::Tanh): return T(1) - y * y;
-    default: return T(2) * x;  // Square
+    case int(UnaryOp::Sigmoid): return s * (A(1) - s);
+    case int(UnaryOp::Relu): return s > A(0) ? A(1) : A(0);
+    case int(UnaryOp::Exp): return s;
+    case int(UnaryOp::Log): return A(1) / s;
+    case int(UnaryOp::Tanh): return A(1) - s * s;
+    default: return A(2) * s;  // Square
   }
 }
 
-// dx = dy * op'(x) (alpha == 0: dx is never read) or dx += dy * op'(x) (alpha == 1), as on the CPU.
-// Operands: 0 x, 1 y, 2 dy, 3 dx.
-template <typename T>
-__global__ void unary_backward_kernel(int op, const T* __restrict__ x, const T* __restrict__ y,
-                                      const T* __restrict__ dy, T* __restrict__ dx, T alpha, Indexer<4> ix,
-                                      int64_t n, bool flat) {
+// Map functors: out = f(in[0..NIN), old out). kOp >= 0 fixes the op at compile time; kOp < 0 reads
+// `op`. reads_out() says whether the kernel must load the old output.
+template <typename A, int kOp>
+struct BinaryFn {
+  int op;
+  __device__ __forceinline__ bool reads_out() const { return false; }
+  __device__ __forceinline__ A operator()(const A (&in)[2], A) const {
+    return apply_binary(kOp >= 0 ? kOp : op, in[0], in[1]);
+  }
+};
+
+template <typename A, int kOp>
+struct UnaryFn {
+  int op;
+  A alpha, beta;
+  __device__ __forceinline__ bool reads_out() const { return false; }
+  __device__ __forceinline__ A operator()(const A (&in)[1], A) const {
+    return apply_unary(kOp >= 0 ? kOp : op, in[0], alpha, beta);
+  }
+};
+
+// in = {s, dy} (s as unary_derivative); dx = dy * op'(s), plus the old dx when accumulating.
+template <typename A, int kOp>
+struct UnaryBackwardFn {
+  int op;
+  bool accumulate;
+  __device__ __forceinline__ bool reads_out() const { return accumulate; }
+  __device__ __forceinline__ A operator()(const A (&in)[2], A old) const {
+    A g = in[1] * unary_derivative(kOp >= 0 ? kOp : op, in[0]);
+    if (accumulate) g += old;
+    return g;
+  }
+};
+
+template <typename T, int NIN>
+struct Inputs {
+  const T* p[NIN];
+};
+
+// Contiguous operands, every pointer 16-byte aligned: packs of kVec<T> elements, then the < kVec<T>
+// tail elements one per thread. In-place use (out == an input) is fine: each element is read and
+// written by the same thread.
+template <typename T, int NIN, typename F>
+__global__ void map_flat_kernel(F f, Inputs<T, NIN> in, T* out, int64_t n) {
+  using A = Acc<T>;
+  constexpr int VW = kVec<T>;
+  const int64_t packs = n / VW;
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  const bool rd = f.reads_out();
+  for (int64_t p = tid; p < packs; p += step) {
+    A v[NIN][VW], o[VW];
+#pragma unroll
+    for (int j = 0; j < NIN; ++j) load_pack<T, VW>(in.p[j] + p * VW, v[j]);
+    if (rd) {
+      load_pack<T, VW>(out + p * VW, o);
+    } else {
+#pragma unroll
+      for (int k = 0; k < VW; ++k) o[k] = A(0);
+    }
+#pragma unroll
+    for (int k = 0; k < VW; ++k) {
+      A x[NIN];
+#pragma unroll
+      for (int j = 0; j < NIN; ++j) x[j] = v[j][k];
+      o[k] = f(x, o[k]);
+    }
+    store_pack<T, VW>(out + p * VW, o);
+  }
+  for (int64_t i = packs * VW + tid; i < n; i += step) {
+    A x[NIN];
+#pragma unroll
+    for (int j = 0; j < NIN; ++j) x[j] = load(in.p[j] + i);
+    store(out + i, f(x, rd ? load(out + i) : A(0)));
+  }
+}
+
+// Any strides (operand NIN is the output). `flat`: every operand contiguous, offsets are i.
+template <typename T, int NIN, typename F>
+__global__ void map_strided_kernel(F f, Inputs<T, NIN> in, T* out, Indexer<NIN + 1> ix, int64_t n, bool flat) {
+  using A = Acc<T>;
+  const bool rd = f.reads_out();
   ARIA_GRID_STRIDE(i, n) {
-    int64_t off[4];
+    int64_t off[NIN + 1];
     if (flat) {
-      off[0] = off[1] = off[2] = off[3] = i;
+#pragma unroll
+      for (int j = 0; j <= NIN; ++j) off[j] = i;
     } else {
       ix.offsets(i, off);
     }
-    T g = dy[off[2]] * unary_derivative(op, x[off[0]], y[off[1]]);
-    if (alpha != T(0)) g += alpha * dx[off[3]];
-    dx[off[3]] = g;
+    A x[NIN];
+#pragma unroll
+    for (int j = 0; j < NIN; ++j) x[j] = load(in.p[j] + off[j]);
+    store(out + off[NIN], f(x, rd ? load(out + off[NIN]) : A(0)));
   }
 }
 
-bool needs_x(int op) { return op != int(UnaryOp::Sigmoid) && op != int(UnaryOp::Exp) && op != int(UnaryOp::Tanh); }
+// Launches the map `Fn<Acc<T>, op>` (constructed by make(tag) from the op as a compile-time constant
+// tag, or from kRuntime) over n elements. `strides` lists the inputs' strides then the output's.
+constexpr int kRuntime = -1;
 
-template <typename T>
-void launch_unary(int op, const Tensor& x, const Tensor& y, double alpha, double beta) {
-  const Shape* st[2] = {&x.strides(), &y.strides()};
-  Indexer<2> ix = make_indexer<2>(y.shape(), st, "unary");
-  const int64_t n = y.numel();
-  unary_kernel<T><<<grid_for(n, 256), 256, 0, stream()>>>(op, x.data<T>(), y.data<T>(), T(alpha), T(beta), ix, n,
-                                                          indexer_is_flat(ix));
+template <typename T, int NIN, int kNumOps, typename Make>
+void launch_map(int op, Make&& make, const Inputs<T, NIN>& in, T* out, const Shape& shape,
+                const Shape* const (&strides)[NIN + 1], int64_t n, const char* what) {
+  Indexer<NIN + 1> ix = make_indexer<NIN + 1>(shape, strides, what);
+  const bool flat = indexer_is_flat(ix);
+  bool aligned = aligned16(out);
+  for (int j = 0; j < NIN; ++j) aligned = aligned && aligned16(in.p[j]);
+  if (flat && aligned) {
+    const int64_t work = n / kVec<T> + n % kVec<T>;
+    auto go = [&](auto f) {
+      map_flat_kernel<T, NIN><<<grid_for(work, 256), 256, 0, stream()>>>(f, in, out, n);
+    };
+    if constexpr (std::is_same_v<T, double>) {  // float64 is the exact reference, not a fast path
+      go(make(std::integral_constant<int, kRuntime>{}));
+    } else {
+      static_switch<kNumOps>(op, [&](auto k) { go(make(k)); });
+    }
+  } else {
+    map_strided_kernel<T, NIN><<<grid_for(n, 256), 256, 0, stream()>>>(make(std::integral_constant<int, kRuntime>{}),
+                                                                        in, out, ix, n, flat);
+  }
   ARIA_CUDA_LAUNCH_CHECK();
+}
+
+void check_map_operand(const Tensor& t, const Tensor& out, const char* what) {
+  ARIA_CHECK(t.dtype() == out.dtype(), what, ": dtypes differ: ", t.str(), " vs ", out.str());
+  check_same_shape(t, out, what);
+  check_same_device(t, out, what);
 }
 
 }  // namespace
 
 void binary(int op, const Tensor& a, const Tensor& b, const Tensor& out) {
   ARIA_CHECK(op >= 0 && op <= 3, "binary: unknown op ", op);
-  check_float_dtype(out, "binary");
-  ARIA_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "binary: dtypes differ: ", a.str(), ", ", b.str(),
-             ", ", out.str());
-  check_same_shape(a, out, "binary");
-  check_same_shape(b, out, "binary");
-  check_same_device(a, out, "binary");
-  check_same_device(b, out, "binary");
+  check_map_operand(a, out, "binary");
+  check_map_operand(b, out, "binary");
   const int64_t n = out.numel();
   if (n == 0) return;
-  const Shape* st[3] = {&a.strides(), &b.strides(), &out.strides()};
-  Indexer<3> ix = make_indexer<3>(out.shape(), st, "binary");
-  const bool flat = indexer_is_flat(ix);
-  if (out.dtype() == DType::F32)
-    binary_kernel<float><<<grid_for(n, 256), 256, 0, stream()>>>(op, a.data<float>(), b.data<float>(),
-                                                                 out.data<float>(), ix, n, flat);
-  else
-    binary_kernel<double><<<grid_for(n, 256), 256, 0, stream()>>>(op, a.data<double>(), b.data<double>(),
-                                                                  out.data<double>(), ix, n, flat);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(out.dtype(), "binary", [&](auto tag) {
+    using T = decltype(tag);
+    using A = Acc<T>;
+    const Shape* st[3] = {&a.strides(), &b.strides(), &out.strides()};
+    Inputs<T, 2> in{{dptr<T>(a), dptr<T>(b)}};
+    auto make = [op](auto k) { return BinaryFn<A, decltype(k)::value>{op}; };
+    launch_map<T, 2, 4>(op, make, in, dptr<T>(out), out.shape(), st, n, "binary");
+  });
 }
 
 void unary(int op, const Tensor& x, const Tensor& y, double alpha, double beta) {
   ARIA_CHECK(op >= 0 && op <= int(UnaryOp::Square), "unary: unknown op ", op);
-  check_float_dtype(y, "unary");
-  ARIA_CHECK(x.dtype() == y.dtype(), "unary: dtypes differ: ", x.str(), " vs ", y.str());
-  check_same_shape(x, y, "unary");
-  check_same_device(x, y, "unary");
-  if (y.numel() == 0) return;
-  if (y.dtype() == DType::F32) launch_unary<float>(op, x, y, alpha, beta);
-  else launch_unary<double>(op, x, y, alpha, beta);
+  check_map_operand(x, y, "unary");
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  dispatch_float(y.dtype(), "unary", [&](auto tag) {
+    using T = decltype(tag);
+    using A = Acc<T>;
+    const Shape* st[2] = {&x.strides(), &y.strides()};
+    Inputs<T, 1> in{{dptr<T>(x)}};
+    auto make = [=](auto k) { return UnaryFn<A, decltype(k)::value>{op, A(alpha), A(beta)}; };
+    launch_map<T, 1, int(UnaryOp::Square) + 1>(op, make, in, dptr<T>(y), y.shape(), st, n, "unary");
+  });
 }
 
 void unary_backward(int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha) {
@@ -177,56 +295,52 @@ void unary_backward(int op, const Tensor& x, const Tensor& y, const Tensor& dy, 
   ARIA_CHECK(op != int(UnaryOp::Affine),
              "unary_backward: Affine has no kernel backward (it is unary(Affine, dy, dx, alpha, 0))");
   ARIA_CHECK(alpha == 0 || alpha == 1, "unary_backward: alpha must be 0 (write) or 1 (accumulate), got ", alpha);
-  check_float_dtype(dx, "unary_backward");
-  // Either of x / y may be undefined when the op does not need it; the other stands in for it.
-  ARIA_CHECK(x.defined() || !needs_x(op), "unary_backward: op ", op, " needs x");
-  ARIA_CHECK(y.defined() || needs_x(op), "unary_backward: op ", op, " needs y");
-  const Tensor& xx = x.defined() ? x : y;
-  const Tensor& yy = y.defined() ? y : x;
-  for (const Tensor* t : {&xx, &yy, &dy}) {
-    ARIA_CHECK(t->dtype() == dx.dtype(), "unary_backward: dtypes differ: ", t->str(), " vs ", dx.str());
-    check_same_shape(*t, dx, "unary_backward");
-    check_same_device(*t, dx, "unary_backward");
-  }
+  // Only the operand the derivative is read from is loaded (x or y; the other may be undefined).
+  const bool use_y = needs_y(op);
+  const Tensor& s = use_y ? y : x;
+  ARIA_CHECK(s.defined(), "unary_backward: op ", op, " needs ", use_y ? "y" : "x");
+  check_map_operand(s, dx, "unary_backward");
+  check_map_operand(dy, dx, "unary_backward");
   const int64_t n = dx.numel();
   if (n == 0) return;
-  const Shape* st[4] = {&xx.strides(), &yy.strides(), &dy.strides(), &dx.strides()};
-  Indexer<4> ix = make_indexer<4>(dx.shape(), st, "unary_backward");
-  const bool flat = indexer_is_flat(ix);
-  if (dx.dtype() == DType::F32)
-    unary_backward_kernel<float><<<grid_for(n, 256), 256, 0, stream()>>>(
-        op, xx.data<float>(), yy.data<float>(), dy.data<float>(), dx.data<float>(), float(alpha), ix, n, flat);
-  else
-    unary_backward_kernel<double><<<grid_for(n, 256), 256, 0, stream()>>>(
-        op, xx.data<double>(), yy.data<double>(), dy.data<double>(), dx.data<double>(), alpha, ix, n, flat);
-  ARIA_CUDA_LAUNCH_CHECK();
+  const bool accumulate = alpha == 1;
+  dispatch_float(dx.dtype(), "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    using A = Acc<T>;
+    const Shape* st[3] = {&s.strides(), &dy.strides(), &dx.strides()};
+    Inputs<T, 2> in{{dptr<T>(s), dptr<T>(dy)}};
+    auto make = [=](auto k) { return UnaryBackwardFn<A, decltype(k)::value>{op, accumulate}; };
+    launch_map<T, 2, int(UnaryOp::Square) + 1>(op, make, in, dptr<T>(dx), dx.shape(), st, n, "unary_backward");
+  });
 }
 
 // ---- sum_to ------------------------------------------------------------------------------------
 // out[k] = sum_r x[kept(k) + reduced(r)]. Two layouts: "rows" when x's fastest dimension is reduced
 // (a block reads a contiguous run), "columns" when it is kept (a warp reads 32 neighbouring outputs
 // at once). Each block sums one chunk of r in a fixed order; with more than one chunk the partial
-// sums go to a buffer that a second kernel adds up in chunk order. No atomics: deterministic.
+// sums (in Acc<T>: fp32 for bf16 data) go to a buffer that a second kernel adds up in chunk order.
+// No atomics: deterministic; a bf16 output is rounded once, at the end.
 
 namespace {
 
 template <typename T>
-__device__ __forceinline__ void write_sum(T s, int64_t k, int64_t chunk, int64_t M, int nchunks, T* partial, T* out,
-                                          const Indexer<2>& kept) {
+__device__ __forceinline__ void write_sum(Acc<T> s, int64_t k, int64_t chunk, int64_t M, int nchunks,
+                                          Acc<T>* partial, T* out, const Indexer<2>& kept) {
   if (nchunks == 1) {
     int64_t ko[2];
     kept.offsets(k, ko);
-    out[ko[1]] = s;
+    store(out + ko[1], s);
   } else {
     partial[chunk * M + k] = s;
   }
 }
 
 template <typename T>
-__global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, T* __restrict__ partial,
+__global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, Acc<T>* __restrict__ partial,
                                 Indexer<2> kept, Indexer<1> red, int64_t M, int64_t R, int64_t chunk_len,
                                 int nchunks) {
-  __shared__ T scratch[32];
+  using A = Acc<T>;
+  __shared__ A scratch[32];
   const int64_t k = blockIdx.x;
   const int64_t chunk = blockIdx.y;
   int64_t ko[2];
@@ -234,11 +348,11 @@ __global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, T*
   const T* xk = x + ko[0];
   const int64_t r0 = chunk * chunk_len;
   const int64_t r1 = min(R, r0 + chunk_len);
-  T acc = 0;
+  A acc = 0;
   for (int64_t r = r0 + threadIdx.x; r < r1; r += blockDim.x) {
     int64_t ro[1];
     red.offsets(r, ro);
-    acc += xk[ro[0]];
+    acc += load(xk + ro[0]);
   }
   acc = block_sum(acc, scratch);
   if (threadIdx.x == 0) write_sum(acc, k, chunk, M, nchunks, partial, out, kept);
@@ -247,15 +361,16 @@ __global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, T*
 constexpr int kColX = 32, kColY = 8;
 
 template <typename T>
-__global__ void sum_cols_kernel(const T* __restrict__ x, T* __restrict__ out, T* __restrict__ partial,
+__global__ void sum_cols_kernel(const T* __restrict__ x, T* __restrict__ out, Acc<T>* __restrict__ partial,
                                 Indexer<2> kept, Indexer<1> red, int64_t M, int64_t R, int64_t chunk_len,
                                 int nchunks) {
-  __shared__ T tile[kColY][kColX + 1];
+  using A = Acc<T>;
+  __shared__ A tile[kColY][kColX + 1];
   const int64_t k = blockIdx.x * int64_t(kColX) + threadIdx.x;
   const int64_t chunk = blockIdx.y;
   const int64_t r0 = chunk * chunk_len;
   const int64_t r1 = min(R, r0 + chunk_len);
-  T acc = 0;
+  A acc = 0;
   if (k < M) {
     int64_t ko[2];
     kept.offsets(k, ko);
@@ -263,32 +378,36 @@ __global__ void sum_cols_kernel(const T* __restrict__ x, T* __restrict__ out, T*
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kColY) {
       int64_t ro[1];
       red.offsets(r, ro);
-      acc += xk[ro[0]];
+      acc += load(xk + ro[0]);
     }
   }
   tile[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && k < M) {
-    T s = tile[0][threadIdx.x];
+    A s = tile[0][threadIdx.x];
     for (int j = 1; j < kColY; ++j) s += tile[j][threadIdx.x];
     write_sum(s, k, chunk, M, nchunks, partial, out, kept);
   }
 }
 
+// out[k] = sum over chunks of partial[c, k], in chunk order (0 when there are no chunks).
 template <typename T>
-__global__ void sum_partials_kernel(const T* __restrict__ partial, T* __restrict__ out, Indexer<2> kept, int64_t M,
-                                    int nchunks) {
+__global__ void sum_partials_kernel(const Acc<T>* __restrict__ partial, T* __restrict__ out, Indexer<2> kept,
+                                    int64_t M, int nchunks) {
+  using A = Acc<T>;
   ARIA_GRID_STRIDE(k, M) {
-    T s = partial[k];
+    A s = nchunks > 0 ? partial[k] : A(0);
     for (int c = 1; c < nchunks; ++c) s += partial[c * M + k];
     int64_t ko[2];
     kept.offsets(k, ko);
-    out[ko[1]] = s;
+    store(out + ko[1], s);
   }
 }
 
 template <typename T>
 void launch_sum_to(const Tensor& x, const Tensor& out) {
+  using A = Acc<T>;
+  const DType acc_dtype = std::is_same_v<A, double> ? DType::F64 : DType::F32;
   const int nd = x.dim();
   Shape kshape, kxs, kos, rshape, rxs;
   for (int d = 0; d < nd; ++d) {
@@ -309,10 +428,9 @@ void launch_sum_to(const Tensor& x, const Tensor& out) {
   const Shape* rst[1] = {&rxs};
   Indexer<2> kept = make_indexer<2>(kshape, kst, "sum_to");
   Indexer<1> red = make_indexer<1>(rshape, rst, "sum_to");
-  T* o = out.data<T>();
+  T* o = dptr<T>(out);
   if (R == 0) {  // empty sum: zeros
-    Tensor zeros = Tensor::zeros({M}, out.dtype(), out.device());
-    sum_partials_kernel<T><<<grid_for(M, 256), 256, 0, stream()>>>(zeros.data<T>(), o, kept, M, 1);
+    sum_partials_kernel<T><<<grid_for(M, 256), 256, 0, stream()>>>(nullptr, o, kept, M, 0);
     ARIA_CUDA_LAUNCH_CHECK();
     return;
   }
@@ -325,12 +443,12 @@ void launch_sum_to(const Tensor& x, const Tensor& out) {
   const int64_t nchunks = ceil_div(R, chunk_len);
   ARIA_CHECK(bx <= INT32_MAX, "sum_to: too many outputs (", M, ")");
   Tensor partial;
-  T* p = nullptr;
+  A* p = nullptr;
   if (nchunks > 1) {
-    partial = Tensor::empty({nchunks * M}, out.dtype(), out.device());
-    p = partial.data<T>();
+    partial = Tensor::empty({nchunks * M}, acc_dtype, out.device());
+    p = partial.data<A>();
   }
-  const T* xp = x.data<T>();
+  const T* xp = dptr<T>(x);
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(nchunks));
   if (rows) {
     sum_rows_kernel<T><<<grid, 256, 0, stream()>>>(xp, o, p, kept, red, M, R, chunk_len, int(nchunks));
@@ -344,35 +462,63 @@ void launch_sum_to(const Tensor& x, const Tensor& out) {
   }
 }
 
-template <typename T>
-__global__ void add_bias_kernel(T* __restrict__ y, const T* __restrict__ b, int64_t n, int64_t C) {
-  ARIA_GRID_STRIDE(i, n) y[i] += b[i % C];
+// y[r, :] += b for y viewed as [N, C]. Thread x owns one pack of VW columns (its bias loaded once),
+// thread y walks rows: a warp touches 32 consecutive packs of a row per step.
+template <typename T, int VW>
+__global__ void add_bias_kernel(T* __restrict__ y, const T* __restrict__ b, int64_t N, int64_t C) {
+  using A = Acc<T>;
+  const int64_t c = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * VW;
+  if (c >= C) return;
+  A bv[VW];
+  load_pack<T, VW>(b + c, bv);
+  for (int64_t r = blockIdx.y * int64_t(blockDim.y) + threadIdx.y; r < N; r += int64_t(gridDim.y) * blockDim.y) {
+    T* p = y + r * C + c;
+    A v[VW];
+    load_pack<T, VW>(p, v);
+#pragma unroll
+    for (int k = 0; k < VW; ++k) v[k] += bv[k];
+    store_pack<T, VW>(p, v);
+  }
+}
+
+template <typename T, int VW>
+void launch_add_bias(T* y, const T* b, int64_t N, int64_t C) {
+  const int64_t packs = C / VW;
+  const int bx = int(std::min<int64_t>(32, packs));
+  const int by = 256 / bx;
+  const int64_t gx = ceil_div(packs, bx);
+  // enough row blocks to fill the GPU (about 16 blocks per SM), no more than the rows need
+  const int64_t gy = std::min<int64_t>({ceil_div(N, by), std::max<int64_t>(1, int64_t(num_sms()) * 16 / gx), 65535});
+  ARIA_CHECK(gx <= INT32_MAX, "add_bias: bias too long (", C, ")");
+  add_bias_kernel<T, VW><<<dim3(unsigned(gx), unsigned(gy)), dim3(bx, by), 0, stream()>>>(y, b, N, C);
+  ARIA_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 void sum_to(const Tensor& x, const Tensor& out) {
-  check_float_dtype(x, "sum_to");
   ARIA_CHECK(x.dtype() == out.dtype(), "sum_to: dtypes differ: ", x.str(), " vs ", out.str());
   ARIA_CHECK(x.dim() == out.dim(), "sum_to: ranks differ: ", x.str(), " vs ", out.str());
   check_same_device(x, out, "sum_to");
-  if (x.dtype() == DType::F32) launch_sum_to<float>(x, out);
-  else launch_sum_to<double>(x, out);
+  dispatch_float(x.dtype(), "sum_to", [&](auto tag) { launch_sum_to<decltype(tag)>(x, out); });
 }
 
 void add_bias(const Tensor& y, const Tensor& b) {
-  check_float_dtype(y, "add_bias");
   ARIA_CHECK(y.dtype() == b.dtype(), "add_bias: dtypes differ: ", y.str(), " vs ", b.str());
   ARIA_CHECK(y.is_contiguous() && b.is_contiguous(), "add_bias: tensors must be contiguous");
   check_same_device(y, b, "add_bias");
   const int64_t C = b.numel(), n = y.numel();
   ARIA_CHECK(C > 0 && n % C == 0, "add_bias: bias ", b.str(), " does not match ", y.str());
   if (n == 0) return;
-  if (y.dtype() == DType::F32)
-    add_bias_kernel<float><<<grid_for(n, 256), 256, 0, stream()>>>(y.data<float>(), b.data<float>(), n, C);
-  else
-    add_bias_kernel<double><<<grid_for(n, 256), 256, 0, stream()>>>(y.data<double>(), b.data<double>(), n, C);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(y.dtype(), "add_bias", [&](auto tag) {
+    using T = decltype(tag);
+    T* yp = dptr<T>(y);
+    const T* bp = dptr<T>(b);
+    constexpr int VW = kVec<T>;
+    // 16-byte packs need every row start aligned: C a multiple of the pack and aligned bases
+    if (C % VW == 0 && aligned16(yp) && aligned16(bp)) launch_add_bias<T, VW>(yp, bp, n / C, C);
+    else launch_add_bias<T, 1>(yp, bp, n / C, C);
+  });
 }
 
 }  // namespace aria::cuda

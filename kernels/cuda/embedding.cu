@@ -1,8 +1,9 @@
-// Embedding lookup and its deterministic backward.
+// Embedding lookup and its deterministic backward: float32, float64 and bfloat16 weights.
 // Backward without float atomics: the (id, position) pairs are sorted by id with cub's stable radix
 // sort (positions of one id stay in increasing order), then the first entry of each run of equal ids
-// sums dout over the run, in that order, and adds the sum to dweight[id]. Every dweight row is written
-// by one thread per column, and the summation order is fixed: bit-identical results run to run.
+// sums dout over the run, in that order, in Acc<T> (fp32 for bf16), and adds the sum to dweight[id]
+// (one rounding per element for bf16). Every dweight row is written by one thread per column, and the
+// summation order is fixed: bit-identical results run to run.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/common.cuh"
@@ -11,13 +12,40 @@ namespace aria::cuda {
 
 namespace {
 
-__global__ void embedding_forward_kernel(const float* __restrict__ w, const int32_t* __restrict__ ids,
-                                         float* __restrict__ out, int64_t N, int64_t D, int64_t V) {
-  const int64_t total = N * D;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = i / D, d = i - n * D;
+// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// dtype was checked by dispatch_float).
+template <typename T>
+T* dptr(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
+template <typename T, int VW>
+struct alignas(sizeof(T) * VW) Pack {
+  T v[VW];
+};
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+constexpr int kFwdRows = 8;  // rows per forward block (one warp each)
+
+// out[n, :] = w[ids[n], :], a warp per row moving VW elements (16 bytes when VW > 1) per lane and
+// step. A bad id (the caller checks; never read out of bounds) writes NaN.
+template <typename T, int VW>
+__global__ void embedding_forward_kernel(const T* __restrict__ w, const int32_t* __restrict__ ids,
+                                         T* __restrict__ out, int64_t N, int64_t D, int64_t V) {
+  const int64_t packs = D / VW;
+  for (int64_t n = blockIdx.x * int64_t(kFwdRows) + threadIdx.y; n < N; n += int64_t(gridDim.x) * kFwdRows) {
     const int32_t id = ids[n];
-    out[i] = (id >= 0 && id < V) ? w[int64_t(id) * D + d] : __int_as_float(0x7fc00000);  // NaN flags a bad id
+    Pack<T, VW>* o = reinterpret_cast<Pack<T, VW>*>(out + n * D);
+    if (id >= 0 && id < V) {
+      const Pack<T, VW>* src = reinterpret_cast<const Pack<T, VW>*>(w + int64_t(id) * D);
+      for (int64_t p = threadIdx.x; p < packs; p += 32) o[p] = src[p];
+    } else {
+      Pack<T, VW> bad;
+#pragma unroll
+      for (int k = 0; k < VW; ++k) store(&bad.v[k], Acc<T>(__int_as_float(0x7fc00000)));
+      for (int64_t p = threadIdx.x; p < packs; p += 32) o[p] = bad;
+    }
   }
 }
 
@@ -28,18 +56,20 @@ __global__ void iota_kernel(int32_t* __restrict__ p, int64_t n) {
 
 // grid.x: sorted position s (one block each; blocks that are not the start of a run exit at once),
 // grid.y: column chunks of blockDim.x columns.
+template <typename T>
 __global__ void embedding_backward_kernel(const int32_t* __restrict__ sorted_ids, const int32_t* __restrict__ pos,
-                                          const float* __restrict__ dout, float* __restrict__ dw, int64_t N,
-                                          int64_t D, int64_t V) {
+                                          const T* __restrict__ dout, T* __restrict__ dw, int64_t N, int64_t D,
+                                          int64_t V) {
   const int64_t s = blockIdx.x;
   const int32_t id = sorted_ids[s];
   if (s > 0 && sorted_ids[s - 1] == id) return;  // not the first of its run
   if (id < 0 || id >= V) return;                   // the caller checks ids; never write out of bounds
   const int64_t d = blockIdx.y * int64_t(blockDim.x) + threadIdx.x;
   if (d >= D) return;
-  float acc = 0.f;
-  for (int64_t t = s; t < N && sorted_ids[t] == id; ++t) acc += dout[int64_t(pos[t]) * D + d];
-  dw[int64_t(id) * D + d] += acc;
+  Acc<T> acc = 0;
+  for (int64_t t = s; t < N && sorted_ids[t] == id; ++t) acc += load(dout + int64_t(pos[t]) * D + d);
+  T* dst = dw + int64_t(id) * D + d;
+  store(dst, load(dst) + acc);
 }
 
 int bits_for(int64_t V) {  // radix-sort key bits covering [0, V)
@@ -51,21 +81,36 @@ int bits_for(int64_t V) {  // radix-sort key bits covering [0, V)
 }  // namespace
 
 void embedding_forward(const Tensor& weight, const Tensor& ids, const Tensor& out) {
-  ARIA_CHECK(weight.dtype() == DType::F32 && out.dtype() == DType::F32 && ids.dtype() == DType::I32,
-             "embedding_forward: CUDA needs float32 weight/out and int32 ids");
+  ARIA_CHECK(ids.dtype() == DType::I32, "embedding_forward: ids must be int32, got ", ids.str());
+  ARIA_CHECK(weight.dtype() == out.dtype(), "embedding_forward: weight ", weight.str(), " and out ", out.str(),
+             " dtypes differ");
   ARIA_CHECK(weight.dim() == 2 && weight.is_contiguous() && ids.is_contiguous() && out.is_contiguous(),
              "embedding_forward: contiguous [V, D] weight expected");
   const int64_t V = weight.size(0), D = weight.size(1), N = ids.numel();
   ARIA_CHECK(out.numel() == N * D, "embedding_forward: out ", out.str(), " does not hold ", N, " rows of ", D);
   if (N == 0 || D == 0) return;
-  embedding_forward_kernel<<<grid_for(N * D, 256), 256, 0, stream()>>>(weight.data<float>(), ids.data<int32_t>(),
-                                                                       out.data<float>(), N, D, V);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(weight.dtype(), "embedding_forward", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int VW = int(16 / sizeof(T));
+    const T* w = dptr<T>(weight);
+    T* o = dptr<T>(out);
+    const unsigned grid = unsigned(std::min<int64_t>(ceil_div(N, kFwdRows), int64_t(num_sms()) * 32));
+    const dim3 block(32, kFwdRows);
+    // rows as 16-byte packs when every row start is 16-byte aligned
+    if (D % VW == 0 && aligned16(w) && aligned16(o))
+      embedding_forward_kernel<T, VW><<<grid, block, 0, stream()>>>(w, ids.data<int32_t>(), o, N, D, V);
+    else
+      embedding_forward_kernel<T, 1><<<grid, block, 0, stream()>>>(w, ids.data<int32_t>(), o, N, D, V);
+    ARIA_CUDA_LAUNCH_CHECK();
+  });
 }
 
 void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dweight) {
-  ARIA_CHECK(dweight.dtype() == DType::F32 && dout.dtype() == DType::F32 && ids.dtype() == DType::I32,
-             "embedding_backward: CUDA needs float32 dout/dweight and int32 ids");
+  ARIA_CHECK(ids.dtype() == DType::I32, "embedding_backward: ids must be int32, got ", ids.str());
+  ARIA_CHECK(dweight.dtype() == dout.dtype(), "embedding_backward: dout ", dout.str(), " and dweight ",
+             dweight.str(), " dtypes differ");
+  ARIA_CHECK(is_floating(dweight.dtype()) && dweight.dtype() != DType::F16,  // refused before any work is queued
+             "embedding_backward: CUDA supports float32, float64 and bfloat16, got ", dtype_name(dweight.dtype()));
   ARIA_CHECK(dweight.dim() == 2 && dweight.is_contiguous() && ids.is_contiguous() && dout.is_contiguous(),
              "embedding_backward: contiguous tensors expected");
   const int64_t V = dweight.size(0), D = dweight.size(1), N = ids.numel();
@@ -90,9 +135,12 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dwe
   const int block = D >= 256 ? 256 : int(ceil_div(D, 32) * 32);
   const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(ceil_div(D, block)));
   ARIA_CHECK(grid.y <= 65535, "embedding_backward: embedding width ", D, " too large");
-  embedding_backward_kernel<<<grid, block, 0, stream()>>>(keys_out.data<int32_t>(), pos_out.data<int32_t>(),
-                                                          dout.data<float>(), dweight.data<float>(), N, D, V);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(dweight.dtype(), "embedding_backward", [&](auto tag) {
+    using T = decltype(tag);
+    embedding_backward_kernel<T><<<grid, block, 0, stream()>>>(keys_out.data<int32_t>(), pos_out.data<int32_t>(),
+                                                               dptr<T>(dout), dptr<T>(dweight), N, D, V);
+    ARIA_CUDA_LAUNCH_CHECK();
+  });
 }
 
 }  // namespace aria::cuda

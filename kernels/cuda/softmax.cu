@@ -1,54 +1,110 @@
-// Softmax over the last dimension of x viewed as [N, C], float32.
+// Softmax over the last dimension of x viewed as [N, C]: float32, float64 and bfloat16 data.
+// Statistics and math in fp32 for float32/bfloat16 (float64 for float64); bf16 outputs round once.
 // Rows up to 1024 wide: one warp per row; wider rows: one block of 256 threads per row. Forward makes
 // one online (max, sum) pass and one writing pass; backward dx = y * (dy - sum(y * dy)).
+#include <type_traits>
+
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 
 namespace {
 
+// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// dtype was checked by dispatch_float).
+template <typename T>
+T* dptr(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
 constexpr int kWarpRowLimit = 1024;
 constexpr int kRowsPerBlock = 8;
 constexpr int kBlock = 256;
 
+// ---- float64: the same online statistics in double (MaxSum in common.cuh is fp32) ---------------
+struct MaxSum64 {
+  double m, s;
+};
+
+__device__ __forceinline__ MaxSum64 maxsum_merge(MaxSum64 a, MaxSum64 b) {
+  const double m = fmax(a.m, b.m);
+  if (m == -INFINITY) return {m, 0.0};
+  return {m, a.s * exp(a.m - m) + b.s * exp(b.m - m)};
+}
+
+__device__ __forceinline__ MaxSum64 maxsum_add(MaxSum64 a, double x) {
+  if (x > a.m) return {x, a.s * exp(a.m - x) + 1.0};
+  if (x == -INFINITY) return a;
+  return {a.m, a.s + exp(x - a.m)};
+}
+
+__device__ __forceinline__ MaxSum64 warp_maxsum(MaxSum64 v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum64 other{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
+    v = maxsum_merge(v, other);
+  }
+  return v;
+}
+
+__device__ __forceinline__ MaxSum64 block_maxsum(MaxSum64 v, MaxSum64* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_maxsum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  MaxSum64 r = lane < nwarps ? scratch[lane] : MaxSum64{-INFINITY, 0.0};
+  return warp_maxsum(r);
+}
+
+// The statistics type and exp of Acc<T>.
+template <typename A> struct Stats { using type = MaxSum; };
+template <> struct Stats<double> { using type = MaxSum64; };
+__device__ __forceinline__ float exp_acc(float v) { return __expf(v); }
+__device__ __forceinline__ double exp_acc(double v) { return exp(v); }
+
 // One "group" (a warp or the whole block) per row.
-template <bool kWarp>
-__global__ void softmax_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t N, int64_t C) {
-  __shared__ MaxSum scratch[32];
+template <typename T, bool kWarp>
+__global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t N, int64_t C) {
+  using A = Acc<T>;
+  using S = typename Stats<A>::type;
+  __shared__ S scratch[32];
   const int64_t row = kWarp ? blockIdx.x * int64_t(kRowsPerBlock) + (threadIdx.x >> 5) : int64_t(blockIdx.x);
   const int tid = kWarp ? (threadIdx.x & 31) : threadIdx.x;
   const int nthreads = kWarp ? 32 : blockDim.x;
   if (kWarp && row >= N) return;  // whole warps leave together; the block version has no early exit
-  const float* xr = x + row * C;
-  MaxSum ms{-INFINITY, 0.f};
-  for (int64_t c = tid; c < C; c += nthreads) ms = maxsum_add(ms, xr[c]);
+  const T* xr = x + row * C;
+  S ms{-INFINITY, A(0)};
+  for (int64_t c = tid; c < C; c += nthreads) ms = maxsum_add(ms, load(xr + c));
   ms = kWarp ? warp_maxsum(ms) : block_maxsum(ms, scratch);
-  const float inv = 1.f / ms.s;
-  float* yr = y + row * C;
-  for (int64_t c = tid; c < C; c += nthreads) yr[c] = __expf(xr[c] - ms.m) * inv;
+  const A inv = A(1) / ms.s;
+  T* yr = y + row * C;
+  for (int64_t c = tid; c < C; c += nthreads) store(yr + c, exp_acc(load(xr + c) - ms.m) * inv);
 }
 
-template <bool kWarp>
-__global__ void softmax_backward_kernel(const float* __restrict__ y, const float* __restrict__ dy,
-                                        float* __restrict__ dx, int64_t N, int64_t C) {
-  __shared__ float scratch[32];
+template <typename T, bool kWarp>
+__global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx,
+                                        int64_t N, int64_t C) {
+  using A = Acc<T>;
+  __shared__ A scratch[32];
   const int64_t row = kWarp ? blockIdx.x * int64_t(kRowsPerBlock) + (threadIdx.x >> 5) : int64_t(blockIdx.x);
   const int tid = kWarp ? (threadIdx.x & 31) : threadIdx.x;
   const int nthreads = kWarp ? 32 : blockDim.x;
   if (kWarp && row >= N) return;
-  const float* yr = y + row * C;
-  const float* dyr = dy + row * C;
-  float s = 0.f;
-  for (int64_t c = tid; c < C; c += nthreads) s += yr[c] * dyr[c];
+  const T* yr = y + row * C;
+  const T* dyr = dy + row * C;
+  A s = 0;
+  for (int64_t c = tid; c < C; c += nthreads) s += load(yr + c) * load(dyr + c);
   s = kWarp ? warp_sum(s) : block_sum(s, scratch);
-  float* dxr = dx + row * C;
-  for (int64_t c = tid; c < C; c += nthreads) dxr[c] = yr[c] * (dyr[c] - s);
+  T* dxr = dx + row * C;
+  for (int64_t c = tid; c < C; c += nthreads) store(dxr + c, load(yr + c) * (load(dyr + c) - s));
 }
 
 void check_rows(const Tensor& a, const Tensor& b, const char* what) {
-  ARIA_CHECK(a.dtype() == DType::F32 && b.dtype() == DType::F32, what, ": CUDA supports float32 only");
+  ARIA_CHECK(a.dtype() == b.dtype(), what, ": dtypes differ: ", a.str(), " vs ", b.str());
   ARIA_CHECK(a.is_contiguous() && b.is_contiguous(), what, ": tensors must be contiguous");
   check_same_shape(a, b, what);
+  check_same_device(a, b, what);
   ARIA_CHECK(a.dim() >= 1, what, ": needs at least one dimension");
 }
 
@@ -57,27 +113,33 @@ void check_rows(const Tensor& a, const Tensor& b, const char* what) {
 void softmax_forward(const Tensor& x, const Tensor& y) {
   check_rows(x, y, "softmax_forward");
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
-  if (N == 0) return;
-  if (C <= kWarpRowLimit)
-    softmax_forward_kernel<true><<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
-        x.data<float>(), y.data<float>(), N, C);
-  else
-    softmax_forward_kernel<false><<<unsigned(N), kBlock, 0, stream()>>>(x.data<float>(), y.data<float>(), N, C);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(x.dtype(), "softmax_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (N == 0) return;
+    if (C <= kWarpRowLimit)
+      softmax_forward_kernel<T, true><<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
+          dptr<T>(x), dptr<T>(y), N, C);
+    else
+      softmax_forward_kernel<T, false><<<unsigned(N), kBlock, 0, stream()>>>(dptr<T>(x), dptr<T>(y), N, C);
+    ARIA_CUDA_LAUNCH_CHECK();
+  });
 }
 
 void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
   check_rows(y, dy, "softmax_backward");
   check_rows(y, dx, "softmax_backward");
   const int64_t C = y.size(-1), N = C ? y.numel() / C : 0;
-  if (N == 0) return;
-  if (C <= kWarpRowLimit)
-    softmax_backward_kernel<true><<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
-        y.data<float>(), dy.data<float>(), dx.data<float>(), N, C);
-  else
-    softmax_backward_kernel<false><<<unsigned(N), kBlock, 0, stream()>>>(y.data<float>(), dy.data<float>(),
-                                                                         dx.data<float>(), N, C);
-  ARIA_CUDA_LAUNCH_CHECK();
+  dispatch_float(y.dtype(), "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (N == 0) return;
+    if (C <= kWarpRowLimit)
+      softmax_backward_kernel<T, true><<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
+          dptr<T>(y), dptr<T>(dy), dptr<T>(dx), N, C);
+    else
+      softmax_backward_kernel<T, false><<<unsigned(N), kBlock, 0, stream()>>>(dptr<T>(y), dptr<T>(dy),
+                                                                            dptr<T>(dx), N, C);
+    ARIA_CUDA_LAUNCH_CHECK();
+  });
 }
 
 }  // namespace aria::cuda
