@@ -1,5 +1,6 @@
-// CPU layer normalisation over the last dimension (float32 / float64). Statistics (mean, rstd)
-// have the input's dtype; sums are accumulated in double.
+// CPU layer normalisation over the last dimension (float32 / float64), also fused with the residual
+// add (forward) and the residual gradient (backward). Statistics (mean, rstd) have the input's dtype;
+// sums are accumulated in double.
 #include <algorithm>
 #include <cmath>
 
@@ -12,37 +13,54 @@ namespace {
 constexpr int64_t kColBlock = 64;  // columns per task in the dw/db pass
 
 void check_vec(const Tensor& t, int64_t n, DType dt, const char* what, const char* name) {
-  ARIA_CHECK(t.defined() && t.is_contiguous() && t.numel() == n && t.dtype() == dt, what, ": ", name,
+  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
+  ARIA_CHECK(t.is_contiguous() && t.numel() == n && t.dtype() == dt, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " with ", n, " elements, got ", t.str());
 }
 
+// Normalises one row xr into yr and writes its statistics (computed in double) to mean, rstd.
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
-                  const Tensor& rstd, double eps) {
+void normalize_row(const T* xr, const T* pw, const T* pb, T* yr, int64_t C, double eps, T& mean, T& rstd) {
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += xr[c];
+  const double m = s / double(C);
+  double v = 0;
+  for (int64_t c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
+  const double r = 1.0 / std::sqrt(v / double(C) + eps);
+  for (int64_t c = 0; c < C; ++c) yr[c] = T((xr[c] - m) * r * pw[c] + pb[c]);
+  mean = T(m);
+  rstd = T(r);
+}
+
+// y = layernorm(x); with r given, x + r (rounded to T, stored into sum) is what is normalised.
+template <typename T>
+void forward_impl(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                  const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
   const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
   const T *px = x.data<T>(), *pw = w.data<T>(), *pb = b.data<T>();
-  T *py = y.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>();
+  const T* pr = r.defined() ? r.data<T>() : nullptr;
+  T* ps = sum.defined() ? sum.data<T>() : nullptr;
+  T *py = y.data<T>(), *pm = mean.data<T>(), *prs = rstd.data<T>();
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const T* xr = px + n * C;
-    double s = 0;
-    for (int64_t c = 0; c < C; ++c) s += xr[c];
-    const double m = s / double(C);
-    double v = 0;
-    for (int64_t c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
-    const double r = 1.0 / std::sqrt(v / double(C) + eps);
-    T* yr = py + n * C;
-    for (int64_t c = 0; c < C; ++c) yr[c] = T((xr[c] - m) * r * pw[c] + pb[c]);
-    pm[n] = T(m);
-    pr[n] = T(r);
+    if (pr) {
+      T* sr = ps + n * C;
+      const T* rr = pr + n * C;
+      for (int64_t c = 0; c < C; ++c) sr[c] = T(xr[c] + rr[c]);
+      xr = sr;
+    }
+    normalize_row(xr, pw, pb, py + n * C, C, eps, pm[n], prs[n]);
   }
 }
 
+// dres (may be undefined, may alias dx) is added to dx.
 template <typename T>
 void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                   const Tensor& dx, const Tensor& dw, const Tensor& db) {
+                   const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) {
   const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
   const T *px = x.data<T>(), *pw = w.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>(), *pg = dy.data<T>();
+  const T* pres = dres.defined() ? dres.data<T>() : nullptr;
   T *pdx = dx.data<T>(), *pdw = dw.data<T>(), *pdb = db.data<T>();
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, row by row.
 #pragma omp parallel for schedule(static)
@@ -58,9 +76,11 @@ void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const T
     sg /= double(C);
     sgx /= double(C);
     T* dxr = pdx + n * C;
+    const T* resr = pres ? pres + n * C : nullptr;
     for (int64_t c = 0; c < C; ++c) {
       const double xhat = (xr[c] - m) * r;
-      dxr[c] = T(r * (double(gr[c]) * pw[c] - sg - xhat * sgx));
+      const double d = r * (double(gr[c]) * pw[c] - sg - xhat * sgx);
+      dxr[c] = resr ? T(resr[c] + d) : T(d);  // resr[c] is read before dxr[c] (its alias) is written
     }
   }
   // dw += sum_n dy * xhat, db += sum_n dy: each task owns a block of columns and walks the rows in
@@ -85,27 +105,27 @@ void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const T
   }
 }
 
-}  // namespace
-
-void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
-                       const Tensor& rstd, double eps) {
-  const char* what = "layernorm_forward";
+void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, const char* what) {
   ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   const DType dt = x.dtype();
+  if (r.defined() || sum.defined()) {
+    check_vec(r, x.numel(), dt, what, "r");
+    check_vec(sum, x.numel(), dt, what, "sum");
+  }
   check_vec(w, C, dt, what, "w");
   check_vec(b, C, dt, what, "b");
   check_vec(y, x.numel(), dt, what, "y");
   check_vec(mean, N, dt, what, "mean");
   check_vec(rstd, N, dt, what, "rstd");
-  if (dt == DType::F32) return forward_impl<float>(x, w, b, y, mean, rstd, eps);
-  if (dt == DType::F64) return forward_impl<double>(x, w, b, y, mean, rstd, eps);
-  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt));
+  if (dt == DType::F32) return forward_impl<float>(x, r, w, b, sum, y, mean, rstd, eps);
+  if (dt == DType::F64) return forward_impl<double>(x, r, w, b, sum, y, mean, rstd, eps);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt), " (the CPU computes in float32/float64)");
 }
 
-void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                        const Tensor& dx, const Tensor& dw, const Tensor& db) {
-  const char* what = "layernorm_backward";
+void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, const char* what) {
   ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   const DType dt = x.dtype();
@@ -113,12 +133,37 @@ void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, co
   check_vec(mean, N, dt, what, "mean");
   check_vec(rstd, N, dt, what, "rstd");
   check_vec(dy, x.numel(), dt, what, "dy");
+  if (dres.defined()) check_vec(dres, x.numel(), dt, what, "dres");
   check_vec(dx, x.numel(), dt, what, "dx");
   check_vec(dw, C, dt, what, "dw");
   check_vec(db, C, dt, what, "db");
-  if (dt == DType::F32) return backward_impl<float>(x, w, mean, rstd, dy, dx, dw, db);
-  if (dt == DType::F64) return backward_impl<double>(x, w, mean, rstd, dy, dx, dw, db);
-  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt));
+  if (dt == DType::F32) return backward_impl<float>(x, w, mean, rstd, dy, dres, dx, dw, db);
+  if (dt == DType::F64) return backward_impl<double>(x, w, mean, rstd, dy, dres, dx, dw, db);
+  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt), " (the CPU computes in float32/float64)");
+}
+
+}  // namespace
+
+void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
+                       const Tensor& rstd, double eps) {
+  forward_common(x, Tensor(), w, b, Tensor(), y, mean, rstd, eps, "layernorm_forward");
+}
+
+void add_layernorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                           const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
+  ARIA_CHECK(r.defined() && sum.defined(), "add_layernorm_forward: r and sum must be defined");
+  forward_common(x, r, w, b, sum, y, mean, rstd, eps, "add_layernorm_forward");
+}
+
+void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                        const Tensor& dx, const Tensor& dw, const Tensor& db) {
+  backward_common(x, w, mean, rstd, dy, Tensor(), dx, dw, db, "layernorm_backward");
+}
+
+void layernorm_backward_residual(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                                 const Tensor& dy, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                                 const Tensor& db) {
+  backward_common(x, w, mean, rstd, dy, dres, dx, dw, db, "layernorm_backward_residual");
 }
 
 }  // namespace aria::cpu

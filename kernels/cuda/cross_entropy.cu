@@ -1,92 +1,307 @@
-// Fused cross-entropy over logits [N, V], float32: one block per row, one online (max, sum) pass;
-// the softmax is never stored. Backward recomputes exp(logit - lse) in the pass that writes dlogits.
+// Cross-entropy over logits [N, V] (float32 or bfloat16; losses, lse and dlosses float32): one block
+// per row, one online (max, sum) sweep; the softmax is never stored. Backward recomputes
+// exp(logit - lse) in the sweep that writes dlogits. The fused classifier does both in one kernel:
+// the online sweep, then a second sweep over the same row (still in L2: with blocks of 1024 threads
+// at most two rows per SM are resident, about 26 MB of bf16 vocabulary rows on an H100) that
+// overwrites the logits with softmax - onehot.
+// masked_mean reduces the losses on the device in one block, in a fixed order.
+// Rows are swept 16 bytes at a time where alignment allows (a row of 50257 bf16 logits starts at any
+// even address: a few scalar head elements, then 16-byte packs, then a scalar tail).
 // Targets outside [0, V) other than ignore_index give a NaN loss (the caller checks them on the host).
+#include <type_traits>
+
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 
 namespace {
 
-constexpr int kBlock = 256;
+constexpr int kMaxBlock = 1024;
 
-__global__ void cross_entropy_forward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
-                                             float* __restrict__ losses, float* __restrict__ lse, int64_t V,
-                                             int ignore_index) {
+template <typename T>
+constexpr int kVec = int(16 / sizeof(T));  // elements per 16-byte pack
+
+template <typename T, int VW>
+struct alignas(sizeof(T) * VW) Pack {
+  T v[VW];
+};
+
+// Elements of `row` before its first 16-byte boundary (when VW > 1), capped at V.
+template <typename T, int VW>
+__device__ __forceinline__ int64_t head_len(const T* row, int64_t V) {
+  if (VW == 1) return 0;
+  const int64_t mis = int64_t(reinterpret_cast<uintptr_t>(row) & 15) / int64_t(sizeof(T));
+  return min(V, mis ? VW - mis : int64_t(0));
+}
+
+// Calls f(i, x) for every element of the row (x in fp32), each i by exactly one thread of the block.
+template <typename T, int VW, typename F>
+__device__ __forceinline__ void for_row(const T* row, int64_t V, F&& f) {
+  const int64_t head = head_len<T, VW>(row, V);
+  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) f(i, load(row + i));
+  const int64_t npacks = VW == 1 ? 0 : (V - head) / VW;
+  const Pack<T, VW>* packs = reinterpret_cast<const Pack<T, VW>*>(row + head);
+  for (int64_t j = threadIdx.x; j < npacks; j += blockDim.x) {
+    const Pack<T, VW> pk = packs[j];
+#pragma unroll
+    for (int k = 0; k < VW; ++k) f(head + j * VW + k, load(&pk.v[k]));
+  }
+  for (int64_t i = head + npacks * VW + threadIdx.x; i < V; i += blockDim.x) f(i, load(row + i));
+}
+
+// out[i] = f(i, in[i]) over the row. `out` may be `in` (in place); when it is not, both must have the
+// same alignment modulo 16 (the caller picks VW = 1 otherwise).
+template <typename T, int VW, typename F>
+__device__ __forceinline__ void map_row(const T* in, T* out, int64_t V, F&& f) {
+  const int64_t head = head_len<T, VW>(in, V);
+  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) store(out + i, f(i, load(in + i)));
+  const int64_t npacks = VW == 1 ? 0 : (V - head) / VW;
+  const Pack<T, VW>* src = reinterpret_cast<const Pack<T, VW>*>(in + head);
+  Pack<T, VW>* dst = reinterpret_cast<Pack<T, VW>*>(out + head);
+  for (int64_t j = threadIdx.x; j < npacks; j += blockDim.x) {
+    const Pack<T, VW> pk = src[j];
+    Pack<T, VW> o;
+#pragma unroll
+    for (int k = 0; k < VW; ++k) store(&o.v[k], f(head + j * VW + k, load(&pk.v[k])));
+    dst[j] = o;
+  }
+  for (int64_t i = head + npacks * VW + threadIdx.x; i < V; i += blockDim.x) store(out + i, f(i, load(in + i)));
+}
+
+__device__ __forceinline__ float nan_f() { return __int_as_float(0x7fc00000); }
+
+// The row's (max, sum of exp(x - max)), merged over the block; valid in every thread.
+template <typename T, int VW>
+__device__ __forceinline__ MaxSum row_maxsum(const T* x, int64_t V, MaxSum* scratch) {
+  MaxSum ms{-INFINITY, 0.f};
+  for_row<T, VW>(x, V, [&](int64_t, float v) { ms = maxsum_add(ms, v); });
+  return block_maxsum(ms, scratch);
+}
+
+template <typename T, int VW>
+__global__ void __launch_bounds__(kMaxBlock)
+    cross_entropy_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
+                                 float* __restrict__ losses, float* __restrict__ lse, int64_t V, int ignore_index) {
   __shared__ MaxSum scratch[32];
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * V;
-  MaxSum ms{-INFINITY, 0.f};
-  for (int64_t v = threadIdx.x; v < V; v += kBlock) ms = maxsum_add(ms, x[v]);
-  ms = block_maxsum(ms, scratch);
+  const T* x = logits + row * V;
+  const MaxSum ms = row_maxsum<T, VW>(x, V, scratch);
   if (threadIdx.x == 0) {
     const float l = ms.m + __logf(ms.s);
     lse[row] = l;
     const int t = targets[row];
     float loss;
     if (t == ignore_index) loss = 0.f;
-    else if (t < 0 || t >= V) loss = __int_as_float(0x7fc00000);
-    else loss = l - x[t];
+    else if (t < 0 || t >= V) loss = nan_f();
+    else loss = l - load(x + t);
     losses[row] = loss;
   }
 }
 
-__global__ void cross_entropy_backward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
-                                              const float* __restrict__ lse, const float* __restrict__ dlosses,
-                                              float* __restrict__ dlogits, int64_t V, int ignore_index) {
+template <typename T, int VW>
+__global__ void __launch_bounds__(kMaxBlock)
+    cross_entropy_backward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
+                                  const float* __restrict__ lse, const float* __restrict__ dlosses,
+                                  T* __restrict__ dlogits, int64_t V, int ignore_index) {
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * V;
-  float* dx = dlogits + row * V;
+  const T* x = logits + row * V;
+  T* dx = dlogits + row * V;
   const int t = targets[row];
   if (t == ignore_index) {
-    for (int64_t v = threadIdx.x; v < V; v += kBlock) dx[v] = 0.f;
+    map_row<T, VW>(x, dx, V, [](int64_t, float) { return 0.f; });
     return;
   }
   const float l = lse[row], g = dlosses[row];
-  for (int64_t v = threadIdx.x; v < V; v += kBlock) {
-    const float p = __expf(x[v] - l);
-    dx[v] = g * (v == t ? p - 1.f : p);
+  map_row<T, VW>(x, dx, V, [&](int64_t v, float xv) {
+    const float p = __expf(xv - l);
+    return g * (v == t ? p - 1.f : p);
+  });
+}
+
+// The fused classifier: losses[row], then logits[row, :] = softmax - onehot in place. The loss reads
+// the target logit in the rewriting sweep (by the one thread that owns it, before it overwrites it).
+template <typename T, int VW>
+__global__ void __launch_bounds__(kMaxBlock)
+    cross_entropy_fused_kernel(T* __restrict__ logits, const int32_t* __restrict__ targets,
+                               float* __restrict__ losses, int64_t V, int ignore_index) {
+  __shared__ MaxSum scratch[32];
+  const int64_t row = blockIdx.x;
+  T* x = logits + row * V;
+  const int t = targets[row];
+  if (t == ignore_index) {
+    map_row<T, VW>(x, x, V, [](int64_t, float) { return 0.f; });
+    if (threadIdx.x == 0) losses[row] = 0.f;
+    return;
+  }
+  const MaxSum ms = row_maxsum<T, VW>(x, V, scratch);
+  const float l = ms.m + __logf(ms.s);
+  if (threadIdx.x == 0 && (t < 0 || t >= V)) losses[row] = nan_f();
+  map_row<T, VW>(x, x, V, [&](int64_t v, float xv) {
+    const float p = __expf(xv - l);
+    if (v != t) return p;
+    losses[row] = l - xv;
+    return p - 1.f;
+  });
+}
+
+// out[0] = sum(losses) / max(1, count), count[0] = #(targets != ignore_index). One block; each
+// thread adds a fixed strided subset in double, then a fixed-order block sum: deterministic.
+template <typename T, typename TO>
+__global__ void masked_mean_kernel(const T* __restrict__ losses, const int32_t* __restrict__ targets, int64_t N,
+                                   int ignore_index, TO* __restrict__ out, TO* __restrict__ count) {
+  __shared__ double scratch[32];
+  double s = 0, c = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    s += double(load(losses + i));
+    c += targets[i] != ignore_index ? 1.0 : 0.0;
+  }
+  s = block_sum(s, scratch);
+  c = block_sum(c, scratch);
+  if (threadIdx.x == 0) {
+    out[0] = TO(s / (c > 1.0 ? c : 1.0));
+    count[0] = TO(c);
   }
 }
 
-void check_ce(const Tensor& logits, const Tensor& targets, const char* what) {
-  ARIA_CHECK(logits.dtype() == DType::F32 && targets.dtype() == DType::I32, what,
-             ": CUDA needs float32 logits and int32 targets");
+// ---- host side ----
+struct Rows {
+  int64_t N, V;
+};
+
+Rows check_logits(const Tensor& logits, const Tensor& targets, const char* what) {
+  ARIA_CHECK(logits.defined() && targets.defined(), what, ": logits and targets must be defined");
+  ARIA_CHECK(logits.dtype() == DType::F32 || logits.dtype() == DType::BF16, what,
+             ": CUDA needs float32 or bfloat16 logits, got ", logits.str());
+  ARIA_CHECK(targets.dtype() == DType::I32, what, ": targets must be int32, got ", targets.str());
   ARIA_CHECK(logits.is_contiguous() && targets.is_contiguous(), what, ": tensors must be contiguous");
+  ARIA_CHECK(logits.device().is_cuda() && targets.device() == logits.device(), what,
+             ": logits and targets must be on one CUDA device");
   ARIA_CHECK(logits.dim() >= 1, what, ": logits need a class dimension");
+  const int64_t V = logits.size(-1), N = V ? logits.numel() / V : 0;
+  ARIA_CHECK(targets.numel() == N, what, ": targets ", targets.str(), " do not match logits ", logits.str());
+  ARIA_CHECK(V > 0 || N == 0, what, ": no classes");
+  ARIA_CHECK(N <= INT32_MAX, what, ": too many rows");
+  return {N, V};
+}
+
+void check_stat(const Tensor& t, int64_t N, const Tensor& logits, const char* what, const char* name) {
+  ARIA_CHECK(t.defined() && t.dtype() == DType::F32 && t.is_contiguous() && t.numel() == N &&
+                 t.device() == logits.device(),
+             what, ": ", name, " must be a contiguous float32 [", N, "] on ", logits.device().str(), ", got ",
+             t.defined() ? t.str() : "undefined");
+}
+
+// Threads per row: about four 16-byte packs per thread, a multiple of 32 in [32, 1024].
+template <typename T>
+int block_for(int64_t V) {
+  const int64_t want = ceil_div(V, int64_t(kVec<T>) * 4);
+  return int(std::min<int64_t>(kMaxBlock, std::max<int64_t>(32, ceil_div(want, 32) * 32)));
+}
+
+// Calls launch(kernel_for<T, VW>) with VW the pack width when every row pointer of every operand has
+// the same alignment modulo 16 (rows of V elements apart), else 1.
+template <typename T, typename L>
+void with_width(bool same_alignment, L&& launch) {
+  if (same_alignment) launch(std::integral_constant<int, kVec<T>>{});
+  else launch(std::integral_constant<int, 1>{});
 }
 
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
                            int ignore_index) {
-  check_ce(logits, targets, "cross_entropy_forward");
-  const int64_t V = logits.size(-1), N = V ? logits.numel() / V : 0;
-  ARIA_CHECK(targets.numel() == N && losses.numel() == N && lse.numel() == N, "cross_entropy_forward: logits ",
-             logits.str(), " vs targets ", targets.str(), ", losses ", losses.str(), ", lse ", lse.str());
-  ARIA_CHECK(losses.dtype() == DType::F32 && lse.dtype() == DType::F32, "cross_entropy_forward: float32 outputs");
-  ARIA_CHECK(V > 0 || N == 0, "cross_entropy_forward: no classes");
-  if (N == 0) return;
-  ARIA_CHECK(N <= INT32_MAX, "cross_entropy_forward: too many rows");
-  cross_entropy_forward_kernel<<<unsigned(N), kBlock, 0, stream()>>>(logits.data<float>(), targets.data<int32_t>(),
-                                                                     losses.data<float>(), lse.data<float>(), V,
-                                                                     ignore_index);
+  const char* what = "cross_entropy_forward";
+  const Rows r = check_logits(logits, targets, what);
+  check_stat(losses, r.N, logits, what, "losses");
+  check_stat(lse, r.N, logits, what, "lse");
+  if (r.N == 0) return;
+  dispatch_float(logits.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, double>) {
+      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
+    } else {
+      with_width<T>(true, [&](auto vw) {
+        cross_entropy_forward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+            static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(),
+            lse.data<float>(), r.V, ignore_index);
+      });
+    }
+  });
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
                             const Tensor& dlogits, int ignore_index) {
-  check_ce(logits, targets, "cross_entropy_backward");
-  const int64_t V = logits.size(-1), N = V ? logits.numel() / V : 0;
-  ARIA_CHECK(targets.numel() == N && lse.numel() == N && dlosses.numel() == N && dlogits.numel() == logits.numel(),
-             "cross_entropy_backward: shapes do not agree");
-  ARIA_CHECK(lse.dtype() == DType::F32 && dlosses.dtype() == DType::F32 && dlogits.dtype() == DType::F32 &&
-                 dlosses.is_contiguous() && dlogits.is_contiguous() && lse.is_contiguous(),
-             "cross_entropy_backward: contiguous float32 tensors expected");
-  if (N == 0) return;
-  ARIA_CHECK(N <= INT32_MAX, "cross_entropy_backward: too many rows");
-  cross_entropy_backward_kernel<<<unsigned(N), kBlock, 0, stream()>>>(logits.data<float>(), targets.data<int32_t>(),
-                                                                      lse.data<float>(), dlosses.data<float>(),
-                                                                      dlogits.data<float>(), V, ignore_index);
+  const char* what = "cross_entropy_backward";
+  const Rows r = check_logits(logits, targets, what);
+  check_stat(lse, r.N, logits, what, "lse");
+  check_stat(dlosses, r.N, logits, what, "dlosses");
+  ARIA_CHECK(dlogits.defined() && dlogits.dtype() == logits.dtype() && dlogits.is_contiguous() &&
+                 dlogits.numel() == logits.numel() && dlogits.device() == logits.device(),
+             what, ": dlogits must be a contiguous tensor like logits ", logits.str(), ", got ",
+             dlogits.defined() ? dlogits.str() : "undefined");
+  if (r.N == 0) return;
+  const bool same = reinterpret_cast<uintptr_t>(logits.raw_data()) % 16 ==
+                    reinterpret_cast<uintptr_t>(dlogits.raw_data()) % 16;
+  dispatch_float(logits.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, double>) {
+      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
+    } else {
+      with_width<T>(same, [&](auto vw) {
+        cross_entropy_backward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+            static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), lse.data<float>(),
+            dlosses.data<float>(), static_cast<T*>(dlogits.raw_data()), r.V, ignore_index);
+      });
+    }
+  });
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tensor& losses, int ignore_index) {
+  const char* what = "cross_entropy_fused";
+  const Rows r = check_logits(logits, targets, what);
+  check_stat(losses, r.N, logits, what, "losses");
+  if (r.N == 0) return;
+  dispatch_float(logits.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, double>) {
+      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
+    } else {
+      with_width<T>(true, [&](auto vw) {
+        cross_entropy_fused_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+            static_cast<T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), r.V, ignore_index);
+      });
+    }
+  });
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+void masked_mean(const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count,
+                 int ignore_index) {
+  const char* what = "masked_mean";
+  ARIA_CHECK(losses.defined() && targets.defined() && out.defined() && count.defined(), what,
+             ": every tensor must be defined");
+  ARIA_CHECK(losses.is_contiguous() && targets.is_contiguous() && targets.dtype() == DType::I32 &&
+                 targets.numel() == losses.numel(),
+             what, ": losses and int32 targets must be contiguous with one element per row, got ", losses.str(),
+             " and ", targets.str());
+  ARIA_CHECK(out.numel() == 1 && count.numel() == 1 && out.dtype() == count.dtype() &&
+                 (out.dtype() == DType::F32 || out.dtype() == DType::F64),
+             what, ": out and count must be float32 (or float64) scalars of one dtype, got ", out.str(), " and ",
+             count.str());
+  for (const Tensor* t : {&targets, &out, &count})
+    ARIA_CHECK(t->device() == losses.device() && losses.device().is_cuda(), what, ": tensors must be on one CUDA device");
+  dispatch_float(losses.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    const T* pl = static_cast<const T*>(losses.raw_data());
+    if (out.dtype() == DType::F32)
+      masked_mean_kernel<T, float><<<1, kMaxBlock, 0, stream()>>>(pl, targets.data<int32_t>(), losses.numel(),
+                                                                  ignore_index, out.data<float>(), count.data<float>());
+    else
+      masked_mean_kernel<T, double><<<1, kMaxBlock, 0, stream()>>>(
+          pl, targets.data<int32_t>(), losses.numel(), ignore_index, out.data<double>(), count.data<double>());
+  });
   ARIA_CUDA_LAUNCH_CHECK();
 }
 

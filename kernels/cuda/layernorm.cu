@@ -1,81 +1,241 @@
-// LayerNorm over the last dimension, float32 statistics.
-// Forward: one warp per row (mean, then the variance around it, then the output; the row is re-read
-// from L1/L2). Backward: dx one warp per row; dw/db as a column reduction in fixed row chunks whose
-// partial sums a last kernel adds in chunk order (no float atomics: deterministic).
+// LayerNorm over the last dimension: float32, float64 and bfloat16 data, statistics (mean, rstd) in
+// Acc<T> (float32, float64 for float64 data). Math in Acc<T>; bf16 stores round to nearest even.
+// Forward (also fused with the residual add): one warp per row, three sweeps over the row (mean, the
+// variance around it, the output); only the first comes from DRAM, the others hit L1.
+// Backward: one warp per row computes dx (plus an optional residual gradient) and, in the same
+// sweep, adds dy * xhat and dy into per-warp column accumulators in shared memory (each lane owns its
+// slots, so no atomics; laid out lane-major, so no bank conflicts). Blocks add their warps' accumulators in warp order into per-block partial
+// rows, and a last kernel adds those in block order into dw/db: deterministic, and dw/db are rounded
+// once when they are bf16. Rows too wide for the shared accumulators fall back to a separate column
+// reduction kernel.
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 8;  // warps per block, one row each
+constexpr int kRowsPerBlock = 8;  // warps per block, one row at a time each
 
-__global__ void layernorm_forward_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                         const float* __restrict__ b, float* __restrict__ y,
-                                         float* __restrict__ mean, float* __restrict__ rstd, int64_t N, int C,
-                                         float eps) {
+// ---- vector access: VW consecutive elements as one aligned load/store (16 bytes when VW > 1) ----
+template <typename T, int VW>
+struct alignas(sizeof(T) * VW) Pack {
+  T v[VW];
+};
+
+template <typename T, int VW>
+__device__ __forceinline__ void load_pack(const T* p, Acc<T> (&out)[VW]) {
+  const Pack<T, VW> pk = *reinterpret_cast<const Pack<T, VW>*>(p);
+#pragma unroll
+  for (int k = 0; k < VW; ++k) out[k] = load(&pk.v[k]);
+}
+
+template <typename T, int VW>
+__device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
+  Pack<T, VW> pk;
+#pragma unroll
+  for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
+  *reinterpret_cast<Pack<T, VW>*>(p) = pk;
+}
+
+// The value a store of v into a T holds (the residual sum is normalised as it is stored).
+template <typename T>
+__device__ __forceinline__ Acc<T> round_to(Acc<T> v) { return v; }
+template <>
+__device__ __forceinline__ float round_to<__nv_bfloat16>(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+__device__ __forceinline__ float rsqrt_acc(float v) { return rsqrtf(v); }
+__device__ __forceinline__ double rsqrt_acc(double v) { return rsqrt(v); }
+
+// Elements per vector access for T: 16 bytes.
+template <typename T>
+constexpr int kVec = int(16 / sizeof(T));
+
+// ---- forward ----
+// kAdd: the input row is round_T(x + r), also stored into `sum`; otherwise x.
+template <typename T, int VW, bool kAdd>
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    layernorm_forward_kernel(const T* __restrict__ x, const T* __restrict__ r, const T* __restrict__ w,
+                             const T* __restrict__ b, T* __restrict__ sum, T* __restrict__ y, Acc<T>* __restrict__ mean,
+                             Acc<T>* __restrict__ rstd, int64_t N, int C, Acc<T> eps) {
+  using A = Acc<T>;
   const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= N) return;
-  const float* xr = x + row * C;
-  float s = 0.f;
-  for (int c = lane; c < C; c += 32) s += xr[c];
-  const float m = warp_sum(s) / float(C);
-  float v = 0.f;
-  for (int c = lane; c < C; c += 32) {
-    const float d = xr[c] - m;
-    v += d * d;
+  const T* xr = x + row * C;
+  const T* rr = kAdd ? r + row * C : nullptr;
+  // Pass 2 and 3 recompute the rounded sum from x and r (L1-hot) rather than reading back `sum`.
+  auto load_in = [&](int c, A (&v)[VW]) {
+    load_pack<T, VW>(xr + c, v);
+    if constexpr (kAdd) {
+      A t[VW];
+      load_pack<T, VW>(rr + c, t);
+#pragma unroll
+      for (int k = 0; k < VW; ++k) v[k] = round_to<T>(v[k] + t[k]);
+    }
+  };
+  A s = 0;
+  for (int c = lane * VW; c < C; c += 32 * VW) {
+    A v[VW];
+    load_in(c, v);
+    if constexpr (kAdd) store_pack<T, VW>(sum + row * C + c, v);
+#pragma unroll
+    for (int k = 0; k < VW; ++k) s += v[k];
   }
-  const float rs = rsqrtf(warp_sum(v) / float(C) + eps);
-  float* yr = y + row * C;
-  for (int c = lane; c < C; c += 32) yr[c] = (xr[c] - m) * rs * w[c] + b[c];
+  const A m = warp_sum(s) / A(C);
+  A q = 0;
+  for (int c = lane * VW; c < C; c += 32 * VW) {
+    A v[VW];
+    load_in(c, v);
+#pragma unroll
+    for (int k = 0; k < VW; ++k) q += (v[k] - m) * (v[k] - m);
+  }
+  const A rs = rsqrt_acc(warp_sum(q) / A(C) + eps);
+  T* yr = y + row * C;
+  for (int c = lane * VW; c < C; c += 32 * VW) {
+    A v[VW], wv[VW], bv[VW];
+    load_in(c, v);
+    load_pack<T, VW>(w + c, wv);
+    load_pack<T, VW>(b + c, bv);
+#pragma unroll
+    for (int k = 0; k < VW; ++k) v[k] = (v[k] - m) * rs * wv[k] + bv[k];
+    store_pack<T, VW>(yr + c, v);
+  }
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = rs;
   }
 }
 
-__global__ void layernorm_dx_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                    const float* __restrict__ mean, const float* __restrict__ rstd,
-                                    const float* __restrict__ dy, float* __restrict__ dx, int64_t N, int C) {
-  const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (row >= N) return;
-  const float* xr = x + row * C;
-  const float* dyr = dy + row * C;
-  const float m = mean[row], rs = rstd[row];
-  float s1 = 0.f, s2 = 0.f;
-  for (int c = lane; c < C; c += 32) {
-    const float g = dyr[c] * w[c];
-    s1 += g;
-    s2 += g * (xr[c] - m) * rs;
+// ---- backward ----
+// Per-warp column accumulators live in shared memory in a lane-major layout: the value of column
+// c = it * 32 * VW + lane * VW + k sits in slot (it * VW + k) * 32 + lane, so the 32 lanes of a warp
+// touch 32 consecutive words (no bank conflicts) and each lane owns the slots equal to its lane
+// mod 32 (no sharing, no atomics). A warp's array holds acc_slots(C, VW) slots.
+__host__ __device__ __forceinline__ int acc_slots(int C, int VW) { return (C + 32 * VW - 1) / (32 * VW) * 32 * VW; }
+
+__device__ __forceinline__ int acc_slot_of_column(int c, int VW) {
+  const int it = c / (32 * VW), rem = c % (32 * VW);
+  return (it * VW + rem % VW) * 32 + rem / VW;
+}
+
+// Rows row = blockIdx.x * warps + warp, stepping by gridDim.x * warps. dx (when non-null) = dres (when
+// non-null; may alias dx) + rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w. When `partial`
+// is non-null, block b writes partial[b][0..C) = its sum of dy * xhat and partial[b][C..2C) = its sum
+// of dy; dynamic shared memory then holds two accumulator arrays (dw, db) per warp.
+template <typename T, int VW>
+__global__ void layernorm_backward_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                          const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd,
+                                          const T* __restrict__ dy, const T* dres, T* dx, Acc<T>* __restrict__ partial,
+                                          int64_t N, int C) {
+  using A = Acc<T>;
+  extern __shared__ unsigned char smem_raw[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int P = acc_slots(C, VW);
+  A* acc_w = reinterpret_cast<A*>(smem_raw) + int64_t(warp) * 2 * P;  // this warp's sums of dy * xhat
+  A* acc_b = acc_w + P;                                                // and of dy
+  if (partial)
+    for (int s = lane; s < P; s += 32) acc_w[s] = acc_b[s] = A(0);  // only this lane's own slots
+  for (int64_t row = int64_t(blockIdx.x) * warps + warp; row < N; row += int64_t(gridDim.x) * warps) {
+    const T* xr = x + row * C;
+    const T* dyr = dy + row * C;
+    const A m = mean[row], rs = rstd[row];
+    A s1 = 0, s2 = 0;
+    if (dx) {
+      for (int c = lane * VW; c < C; c += 32 * VW) {
+        A xv[VW], gv[VW], wv[VW];
+        load_pack<T, VW>(xr + c, xv);
+        load_pack<T, VW>(dyr + c, gv);
+        load_pack<T, VW>(w + c, wv);
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const A g = gv[k] * wv[k];
+          s1 += g;
+          s2 += g * (xv[k] - m) * rs;
+        }
+      }
+      s1 = warp_sum(s1) / A(C);
+      s2 = warp_sum(s2) / A(C);
+    }
+    int slot = lane;  // (it * VW) * 32 + lane for the current iteration `it`
+    for (int c = lane * VW; c < C; c += 32 * VW, slot += 32 * VW) {
+      A xv[VW], gv[VW];
+      load_pack<T, VW>(xr + c, xv);
+      load_pack<T, VW>(dyr + c, gv);
+      if (dx) {
+        A wv[VW], out[VW];
+        load_pack<T, VW>(w + c, wv);
+        if (dres) load_pack<T, VW>(dres + row * C + c, out);  // read before dx (its alias) is written
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const A xhat = (xv[k] - m) * rs;
+          const A d = rs * (gv[k] * wv[k] - s1 - xhat * s2);
+          out[k] = dres ? out[k] + d : d;
+        }
+        store_pack<T, VW>(dx + row * C + c, out);
+      }
+      if (partial) {
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          acc_w[slot + 32 * k] += gv[k] * ((xv[k] - m) * rs);
+          acc_b[slot + 32 * k] += gv[k];
+        }
+      }
+    }
   }
-  s1 = warp_sum(s1) / float(C);
-  s2 = warp_sum(s2) / float(C);
-  float* dxr = dx + row * C;
-  for (int c = lane; c < C; c += 32) {
-    const float xhat = (xr[c] - m) * rs;
-    dxr[c] = rs * (dyr[c] * w[c] - s1 - xhat * s2);
+  if (!partial) return;
+  __syncthreads();
+  const A* all = reinterpret_cast<const A*>(smem_raw);
+  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x) {
+    const int arr = j < C ? 0 : 1, c = j - arr * C;
+    const int64_t off = int64_t(arr) * P + acc_slot_of_column(c, VW);
+    A s = 0;
+    for (int k = 0; k < warps; ++k) s += all[int64_t(k) * 2 * P + off];  // warp order: deterministic
+    partial[int64_t(blockIdx.x) * 2 * C + j] = s;
   }
 }
 
+constexpr int kFinX = 32, kFinY = 16;
+
+// Column j of the [nparts, 2C] partials (j < C: dw[j], else db[j - C]) summed in block order by a
+// (32, 16) block: thread row y adds parts y, y + 16, ..., then the 16 sums are added in y order.
+// The total is added to dw/db (stored rounded once when TW is bf16).
+template <typename TW, typename A>
+__global__ void dwdb_finish_kernel(const A* __restrict__ partial, int nparts, int C, TW* __restrict__ dw,
+                                   TW* __restrict__ db) {
+  __shared__ A tile[kFinY][kFinX + 1];
+  const int j = blockIdx.x * kFinX + threadIdx.x;
+  A s = 0;
+  if (j < 2 * C)
+    for (int k = threadIdx.y; k < nparts; k += kFinY) s += partial[int64_t(k) * 2 * C + j];
+  tile[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= 2 * C) return;
+  A t = tile[0][threadIdx.x];
+  for (int y = 1; y < kFinY; ++y) t += tile[y][threadIdx.x];
+  TW* out = j < C ? dw : db;
+  const int c = j < C ? j : j - C;
+  if (out) store(out + c, Acc<TW>(load(out + c) + t));
+}
+
+// Fallback for rows too wide for shared accumulators: a column reduction over row chunks.
+// grid (ceil(C/32), nchunks), block (32, 8); writes partial[chunk][c] (dw) and partial[chunk][C + c]
+// (db) in the layout dwdb_finish_kernel reads.
 constexpr int kColX = 32, kColY = 8;
 
-// grid (ceil(C/32), nchunks); rows [chunk*chunk_len, ...) of columns blockIdx.x*32 + threadIdx.x.
-// With one chunk it adds straight into dw/db, else it writes partials [nchunks, C] for each.
-__global__ void layernorm_dwdb_kernel(const float* __restrict__ x, const float* __restrict__ mean,
-                                      const float* __restrict__ rstd, const float* __restrict__ dy,
-                                      float* __restrict__ dw, float* __restrict__ db, float* __restrict__ pw,
-                                      float* __restrict__ pb, int64_t N, int C, int64_t chunk_len, int nchunks) {
-  __shared__ float tw[kColY][kColX + 1], tb[kColY][kColX + 1];
+template <typename T>
+__global__ void layernorm_dwdb_columns_kernel(const T* __restrict__ x, const Acc<T>* __restrict__ mean,
+                                              const Acc<T>* __restrict__ rstd, const T* __restrict__ dy,
+                                              Acc<T>* __restrict__ partial, int64_t N, int C, int64_t chunk_len) {
+  using A = Acc<T>;
+  __shared__ A tw[kColY][kColX + 1], tb[kColY][kColX + 1];
   const int c = blockIdx.x * kColX + threadIdx.x;
   const int64_t r0 = blockIdx.y * chunk_len;
   const int64_t r1 = min(N, r0 + chunk_len);
-  float aw = 0.f, ab = 0.f;
+  A aw = 0, ab = 0;
   if (c < C) {
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kColY) {
-      const float g = dy[r * C + c];
-      aw += g * (x[r * C + c] - mean[r]) * rstd[r];
+      const A g = load(dy + r * C + c);
+      aw += g * ((load(x + r * C + c) - mean[r]) * rstd[r]);
       ab += g;
     }
   }
@@ -83,98 +243,201 @@ __global__ void layernorm_dwdb_kernel(const float* __restrict__ x, const float* 
   tb[threadIdx.y][threadIdx.x] = ab;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
-    float sw = tw[0][threadIdx.x], sb = tb[0][threadIdx.x];
+    A sw = tw[0][threadIdx.x], sb = tb[0][threadIdx.x];
     for (int j = 1; j < kColY; ++j) {
       sw += tw[j][threadIdx.x];
       sb += tb[j][threadIdx.x];
     }
-    if (nchunks == 1) {
-      if (dw) dw[c] += sw;
-      if (db) db[c] += sb;
+    partial[blockIdx.y * int64_t(2) * C + c] = sw;
+    partial[blockIdx.y * int64_t(2) * C + C + c] = sb;
+  }
+}
+
+// ---- host side ----
+DType stat_dtype_of(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
+
+void check_data(const Tensor& t, DType dt, int64_t numel, const char* what, const char* name) {
+  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
+  ARIA_CHECK(t.device().is_cuda() && t.is_contiguous() && t.dtype() == dt && t.numel() == numel, what, ": ", name,
+             " must be a contiguous ", dtype_name(dt), " CUDA tensor with ", numel, " elements, got ", t.str());
+}
+
+bool aligned16(const Tensor& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
+// Row geometry [N, C] of x; C must fit an int.
+void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
+  ARIA_CHECK(x.defined() && x.dim() >= 1, what, ": x must be [N, C], got ", x.defined() ? x.str() : "undefined");
+  C = x.size(-1);
+  N = C ? x.numel() / C : 0;
+  ARIA_CHECK(C < INT32_MAX / 2, what, ": rows of ", C, " elements are too long");
+}
+
+template <typename T>
+const T* ptr(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
+}
+template <typename T>
+T* mptr(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
+}
+
+// Forward and fused add+forward (r, sum defined) for storage type T.
+template <typename T>
+void launch_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, int64_t N, int64_t C) {
+  using A = Acc<T>;
+  const bool add = r.defined();
+  const bool vec = C % kVec<T> == 0 && aligned16(x) && aligned16(r) && aligned16(w) && aligned16(b) &&
+                   aligned16(sum) && aligned16(y);
+  const unsigned grid = unsigned(ceil_div(N, kRowsPerBlock));
+  const int block = 32 * kRowsPerBlock;
+  auto go = [&](auto kernel) {
+    kernel<<<grid, block, 0, stream()>>>(ptr<T>(x), ptr<T>(r), ptr<T>(w), ptr<T>(b), mptr<T>(sum), mptr<T>(y),
+                                         mptr<A>(mean), mptr<A>(rstd), N, int(C), A(eps));
+  };
+  if (vec && add) go(layernorm_forward_kernel<T, kVec<T>, true>);
+  else if (vec) go(layernorm_forward_kernel<T, kVec<T>, false>);
+  else if (add) go(layernorm_forward_kernel<T, 1, true>);
+  else go(layernorm_forward_kernel<T, 1, false>);
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, const char* what) {
+  int64_t N, C;
+  rows_of(x, what, N, C);
+  const DType dt = x.dtype(), st = stat_dtype_of(dt);
+  check_data(x, dt, N * C, what, "x");
+  if (r.defined() || sum.defined()) {
+    check_data(r, dt, N * C, what, "r");
+    check_data(sum, dt, N * C, what, "sum");
+  }
+  check_data(w, dt, C, what, "w");
+  check_data(b, dt, C, what, "b");
+  check_data(y, dt, N * C, what, "y");
+  check_data(mean, st, N, what, "mean");
+  check_data(rstd, st, N, what, "rstd");
+  if (N == 0) return;
+  dispatch_float(dt, what, [&](auto tag) {
+    using T = decltype(tag);
+    launch_forward<T>(x, r, w, b, sum, y, mean, rstd, eps, N, C);
+  });
+}
+
+// Shared-memory budget for the per-warp accumulators: what an SM offers an opted-in block, less a
+// margin so that two blocks and some L1 (for the re-read rows) still fit.
+size_t accumulator_budget() {
+  const size_t optin = size_t(device_props().sharedMemPerBlockOptin);
+  return std::min<size_t>(optin, 96 * 1024);
+}
+
+template <typename T>
+void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, int64_t N, int64_t C) {
+  using A = Acc<T>;
+  const bool want_dwdb = dw.defined() || db.defined();
+  const bool vec = C % kVec<T> == 0 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dres) &&
+                   aligned16(dx);
+  // Warps per block: as many (up to 8) as the accumulator budget allows; 0 = rows too wide.
+  const size_t per_warp = size_t(2) * size_t(acc_slots(int(C), vec ? kVec<T> : 1)) * sizeof(A);
+  int warps = kRowsPerBlock;
+  if (want_dwdb) warps = int(std::min<size_t>(kRowsPerBlock, accumulator_budget() / per_warp));
+  const bool fused = want_dwdb && warps >= 1;
+  if (!fused) warps = kRowsPerBlock;
+  const size_t smem = fused ? per_warp * size_t(warps) : 0;
+  // Enough blocks for two per SM, no more than there are rows for.
+  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(ceil_div(N, warps), int64_t(num_sms()) * 2));
+  Tensor partial;
+  int64_t nparts = 0, chunk_len = 0;
+  if (want_dwdb) {
+    if (fused) {
+      nparts = grid;
     } else {
-      pw[blockIdx.y * int64_t(C) + c] = sw;
-      pb[blockIdx.y * int64_t(C) + c] = sb;
+      chunk_len = reduction_chunk_len(N, ceil_div(C, kColX), 64);
+      nparts = ceil_div(N, chunk_len);
     }
+    partial = Tensor::empty({nparts, 2 * C}, stat_dtype_of(x.dtype()), x.device());
   }
+  if (dx.defined() || fused) {
+    auto go = [&](auto kernel) {
+      if (smem > 48 * 1024)
+        ARIA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      kernel<<<unsigned(grid), 32 * warps, smem, stream()>>>(ptr<T>(x), ptr<T>(w), ptr<A>(mean), ptr<A>(rstd),
+                                                             ptr<T>(dy), ptr<T>(dres), mptr<T>(dx),
+                                                             fused ? mptr<A>(partial) : nullptr, N, int(C));
+    };
+    if (vec) go(layernorm_backward_kernel<T, kVec<T>>);
+    else go(layernorm_backward_kernel<T, 1>);
+    ARIA_CUDA_LAUNCH_CHECK();
+  }
+  if (!want_dwdb) return;
+  if (!fused) {
+    layernorm_dwdb_columns_kernel<T><<<dim3(unsigned(ceil_div(C, kColX)), unsigned(nparts)), dim3(kColX, kColY), 0,
+                                       stream()>>>(ptr<T>(x), ptr<A>(mean), ptr<A>(rstd), ptr<T>(dy),
+                                                   mptr<A>(partial), N, int(C), chunk_len);
+    ARIA_CUDA_LAUNCH_CHECK();
+  }
+  auto finish = [&](auto tw_tag) {
+    using TW = decltype(tw_tag);
+    dwdb_finish_kernel<TW, A><<<unsigned(ceil_div(2 * C, kFinX)), dim3(kFinX, kFinY), 0, stream()>>>(
+        ptr<A>(partial), int(nparts), int(C), mptr<TW>(dw), mptr<TW>(db));
+  };
+  const DType wdt = dw.defined() ? dw.dtype() : db.dtype();
+  if (wdt == x.dtype()) finish(T{});
+  else finish(float{});  // bf16 data with float32 dw/db (checked by the caller)
+  ARIA_CUDA_LAUNCH_CHECK();
 }
 
-__global__ void layernorm_dwdb_finish_kernel(const float* __restrict__ pw, const float* __restrict__ pb,
-                                             float* __restrict__ dw, float* __restrict__ db, int C, int nchunks) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float sw = 0.f, sb = 0.f;
-  for (int k = 0; k < nchunks; ++k) {
-    sw += pw[int64_t(k) * C + c];
-    sb += pb[int64_t(k) * C + c];
-  }
-  if (dw) dw[c] += sw;
-  if (db) db[c] += sb;
-}
-
-void check_f32_contig(const Tensor& t, const char* what) {
-  ARIA_CHECK(t.dtype() == DType::F32, what, ": CUDA supports float32 only, got ", t.str());
-  ARIA_CHECK(t.is_contiguous(), what, ": tensors must be contiguous, got ", t.str());
+void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, const char* what) {
+  int64_t N, C;
+  rows_of(x, what, N, C);
+  const DType dt = x.dtype(), st = stat_dtype_of(dt);
+  check_data(x, dt, N * C, what, "x");
+  check_data(w, dt, C, what, "w");
+  check_data(mean, st, N, what, "mean");
+  check_data(rstd, st, N, what, "rstd");
+  check_data(dy, dt, N * C, what, "dy");
+  if (dres.defined()) check_data(dres, dt, N * C, what, "dres");
+  if (dx.defined()) check_data(dx, dt, N * C, what, "dx");
+  // dw/db: the data dtype, or float32 accumulators for bf16 data; both the same when both given.
+  const DType wdt = dw.defined() ? dw.dtype() : db.defined() ? db.dtype() : dt;
+  ARIA_CHECK(wdt == dt || (dt == DType::BF16 && wdt == DType::F32), what, ": dw/db must be ", dtype_name(dt),
+             dt == DType::BF16 ? " or float32" : "", ", got ", dw.defined() ? dw.str() : db.str());
+  if (dw.defined()) check_data(dw, wdt, C, what, "dw");
+  if (db.defined()) check_data(db, wdt, C, what, "db");
+  if (N == 0 || (!dx.defined() && !dw.defined() && !db.defined())) return;
+  dispatch_float(dt, what, [&](auto tag) {
+    using T = decltype(tag);
+    launch_backward<T>(x, w, mean, rstd, dy, dres, dx, dw, db, N, C);
+  });
 }
 
 }  // namespace
 
 void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
                        const Tensor& rstd, double eps) {
-  for (const Tensor* t : {&x, &w, &b, &y, &mean, &rstd}) check_f32_contig(*t, "layernorm_forward");
-  const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
-  ARIA_CHECK(w.numel() == C && b.numel() == C && y.numel() == x.numel() && mean.numel() == N && rstd.numel() == N,
-             "layernorm_forward: shapes do not agree: x ", x.str(), ", w ", w.str(), ", b ", b.str());
-  ARIA_CHECK(C < INT32_MAX, "layernorm_forward: row too long");
-  if (N == 0) return;
-  layernorm_forward_kernel<<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
-      x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), mean.data<float>(), rstd.data<float>(), N,
-      int(C), float(eps));
-  ARIA_CUDA_LAUNCH_CHECK();
+  forward_common(x, Tensor(), w, b, Tensor(), y, mean, rstd, eps, "layernorm_forward");
+}
+
+void add_layernorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
+                           const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
+  const char* what = "add_layernorm_forward";
+  ARIA_CHECK(r.defined() && sum.defined(), what, ": r and sum must be defined");
+  forward_common(x, r, w, b, sum, y, mean, rstd, eps, what);
 }
 
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
                         const Tensor& dx, const Tensor& dw, const Tensor& db) {
-  for (const Tensor* t : {&x, &w, &mean, &rstd, &dy}) check_f32_contig(*t, "layernorm_backward");
-  const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
-  ARIA_CHECK(w.numel() == C && dy.numel() == x.numel() && mean.numel() == N && rstd.numel() == N,
-             "layernorm_backward: shapes do not agree: x ", x.str(), ", w ", w.str(), ", dy ", dy.str());
-  ARIA_CHECK(C < INT32_MAX, "layernorm_backward: row too long");
-  if (N == 0) return;
-  if (dx.defined()) {
-    check_f32_contig(dx, "layernorm_backward");
-    ARIA_CHECK(dx.numel() == x.numel(), "layernorm_backward: dx ", dx.str(), " vs x ", x.str());
-    layernorm_dx_kernel<<<unsigned(ceil_div(N, kRowsPerBlock)), 32 * kRowsPerBlock, 0, stream()>>>(
-        x.data<float>(), w.data<float>(), mean.data<float>(), rstd.data<float>(), dy.data<float>(), dx.data<float>(),
-        N, int(C));
-    ARIA_CUDA_LAUNCH_CHECK();
-  }
-  if (!dw.defined() && !db.defined()) return;
-  for (const Tensor* t : {&dw, &db}) {
-    if (!t->defined()) continue;
-    check_f32_contig(*t, "layernorm_backward");
-    ARIA_CHECK(t->numel() == C, "layernorm_backward: ", t->str(), " is not [", C, "]");
-  }
-  float* pdw = dw.defined() ? dw.data<float>() : nullptr;
-  float* pdb = db.defined() ? db.data<float>() : nullptr;
-  const int64_t bx = ceil_div(C, kColX);
-  const int64_t chunk_len = reduction_chunk_len(N, bx, 64);
-  const int64_t nchunks = ceil_div(N, chunk_len);
-  Tensor partial;
-  float *pw = nullptr, *pb = nullptr;
-  if (nchunks > 1) {
-    partial = Tensor::empty({2, nchunks, C}, DType::F32, x.device());
-    pw = partial.data<float>();
-    pb = pw + nchunks * C;
-  }
-  layernorm_dwdb_kernel<<<dim3(unsigned(bx), unsigned(nchunks)), dim3(kColX, kColY), 0, stream()>>>(
-      x.data<float>(), mean.data<float>(), rstd.data<float>(), dy.data<float>(), pdw, pdb, pw, pb, N, int(C),
-      chunk_len, int(nchunks));
-  ARIA_CUDA_LAUNCH_CHECK();
-  if (nchunks > 1) {
-    layernorm_dwdb_finish_kernel<<<unsigned(ceil_div(C, 256)), 256, 0, stream()>>>(pw, pb, pdw, pdb, int(C),
-                                                                                   int(nchunks));
-    ARIA_CUDA_LAUNCH_CHECK();
-  }
+  backward_common(x, w, mean, rstd, dy, Tensor(), dx, dw, db, "layernorm_backward");
+}
+
+void layernorm_backward_residual(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                                 const Tensor& dy, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                                 const Tensor& db) {
+  const char* what = "layernorm_backward_residual";
+  ARIA_CHECK(dx.defined() || !dres.defined(), what, ": dres given without dx");
+  backward_common(x, w, mean, rstd, dy, dres, dx, dw, db, what);
 }
 
 }  // namespace aria::cuda
