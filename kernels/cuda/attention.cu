@@ -17,6 +17,7 @@
 // (b, h, query tile) accumulates dQ over key tiles 0..qt. Every dqkv element is written once.
 #include <cmath>
 
+#include "kernels/cuda/attention_bf16.h"
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
@@ -420,6 +421,7 @@ void backward_impl(const AttnShape& s, const Tensor& qkv, const Tensor& dout, co
 }  // namespace
 
 void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+  if (qkv.dtype() == DType::BF16) return attention_forward_bf16(qkv, out, lse, n_head);  // tensor cores
   const AttnShape s = attn_shape(qkv, n_head, "attention_forward");
   const int64_t C = int64_t(s.H) * s.hd;
   check_f32(out, int64_t(s.B) * s.T * C, "attention_forward", "out");
@@ -431,6 +433,7 @@ void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, 
 
 void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                         const Tensor& dqkv, int n_head) {
+  if (qkv.dtype() == DType::BF16) return attention_backward_bf16(qkv, out, lse, dout, dqkv, n_head);
   const AttnShape s = attn_shape(qkv, n_head, "attention_backward");
   const int64_t C = int64_t(s.H) * s.hd;
   check_f32(out, int64_t(s.B) * s.T * C, "attention_backward", "out");

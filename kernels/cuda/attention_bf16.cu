@@ -1,0 +1,709 @@
+// Causal multi-head attention on tensor cores: the bfloat16 path of attention_forward /
+// attention_backward (kernels/kernel_list.h). Layout as the float32 kernel (attention.cu): qkv
+// [B, T, 3C] (q | k | v, head h at columns h*hd .. (h+1)*hd of each part), out [B, T, C], lse
+// [B, H, T] float32 = natural log-sum-exp of each scaled score row.
+//
+// FlashAttention-2 structure on warp-level mma.sync.m16n8k16 (bf16 operands, fp32 accumulation):
+// a CTA is 4 warps; a warp owns 16 rows of the 64-row tile its CTA works on and keeps them in
+// registers as mma A fragments, while the other operand (64-row tiles of K, V, Q or dO) is staged in
+// shared memory by cp.async (double-buffered: the next tile loads while this one is multiplied) and
+// read with ldmatrix. Products of one warp (fragments: see "fragment layouts" below):
+//   forward  (CTA per query tile):  S = Q K^T, online softmax in fp32 registers, O += P V
+//   dK, dV   (CTA per key tile):    S^T = K Q^T -> P^T (from lse), dV += P^T dO, dP^T = V dO^T,
+//                                   dS^T = P^T (dP^T - D), dK += dS^T Q
+//   dQ       (CTA per query tile):  S = Q K^T -> P, dP = dO V^T, dS = P (dP - D), dQ += dS K
+// with D = rowsum(dO * O) from a small pre-kernel. dQ is a second pass that recomputes P (as the
+// float32 kernel does) instead of float atomics: every dqkv element is written once, deterministically.
+// Causal masking: tiles (and 16/32-wide chunks of them) that no row of a warp can see are skipped;
+// the mask is applied only where a chunk straddles the diagonal. Scores are kept in the log2
+// domain (exp2 with log2(e)/sqrt(hd) folded into the scale). P and dS are rounded to bf16 only as
+// mma operands; row statistics (max, sum, lse, D) stay fp32.
+//
+// Head dims 64 (every GPT-2) and 128 are compiled; any other head dim (or unaligned tensors) runs the
+// float32 kernel on float32 copies.
+#include "kernels/cuda/attention_bf16.h"
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+
+namespace aria::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// ---- PTX primitives: the only inline assembly in this file ----
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+// 16 bytes global -> shared, asynchronously; zero-filled (nothing read) when !valid.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+// 4 bytes global -> shared, asynchronously; zero-filled when !valid.
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, r[i] receives matrix i
+// as (row lane/4, columns 2*(lane%4), +1); _trans: (rows 2*(lane%4), +1, column lane/4).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+
+// d (16x8 fp32) += a (16x16 bf16, row-major) * b (16x8 bf16, column-major)
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The dynamic shared memory of every kernel below.
+__device__ __forceinline__ bf16* smem_base() {
+  extern __shared__ __align__(16) unsigned char attn_bf16_smem[];
+  return reinterpret_cast<bf16*>(attn_bf16_smem);
+}
+// ---- end PTX primitives ----
+
+// ---- kernels ----
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kTileQ = 16 * kWarps;  // query rows per tile (one 16-row slice per warp)
+constexpr int kTileK = 64;           // key rows per tile
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr unsigned kFull = 0xffffffffu;
+// Resident CTAs per SM the hd-64 kernels are compiled for (register caps 128 / 168 / 128 with no
+// meaningful spills): more warps in flight hide the latency of the short mma chains of 64-wide tiles.
+// hd 128 keeps every register it wants.
+template <int HD>
+constexpr int min_ctas(int hd64) {
+  return HD == 64 ? hd64 : 1;
+}
+
+// Shared-memory tiles are [64][HD] bf16 with rows padded by 16 bytes: the 8 row addresses of an
+// ldmatrix then fall on 8 different 4-bank groups (no conflicts), and rows stay 16-byte aligned.
+template <int HD>
+constexpr int ld() {
+  return HD + 8;
+}
+template <int HD>
+constexpr int tile_elems() {
+  return 64 * ld<HD>();
+}
+
+struct Dims {
+  int B, T, H;
+  float scale_log2;  // log2(e) / sqrt(hd): scores in the exp2 domain
+  float scale;       // 1 / sqrt(hd)
+};
+
+// Fragment layouts of mma.m16n8k16 (g = lane / 4, t = lane % 4), two bf16 per 32-bit register, the
+// lower column (or row, for B) in the low half:
+//   A 16x16: a0 (row g, cols 2t, 2t+1), a1 (row g+8, same), a2 (row g, cols 2t+8, +9), a3 (row g+8, same)
+//   B 16x8:  b0 (rows 2t, 2t+1, col g), b1 (rows 2t+8, +9, col g)
+//   C 16x8:  c0, c1 (row g, cols 2t, 2t+1), c2, c3 (row g+8, same)
+// A C fragment of a 16 x 16 block (two n-tiles) is therefore, rounded to bf16, the A fragment of
+// the next product (FlashAttention-2's register reuse of P).
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  uint32_t u;
+  memcpy(&u, &v, 4);  // a register move
+  return u;
+}
+
+// A fragment of rows r0..r0+15, columns c0..c0+15 of a smem tile.
+template <int HD>
+__device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16* tile, int r0, int c0, int lane) {
+  ldmatrix_x4(a, tile + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld<HD>() + c0 + (lane >> 4) * 8);
+}
+// B fragments of two n-tiles when B[k][n] = tile[n][k] (the tile's rows are the n dimension, e.g. K
+// in S = Q K^T): b[0], b[1] for n = n0..n0+7, b[2], b[3] for n0+8..n0+15; k = c0..c0+15.
+template <int HD>
+__device__ __forceinline__ void ldsm_b_rows_n(uint32_t (&b)[4], const bf16* tile, int n0, int c0, int lane) {
+  ldmatrix_x4(b, tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld<HD>() + c0 + ((lane >> 3) & 1) * 8);
+}
+// B fragments of two n-tiles when B[k][n] = tile[k][n] (the tile's rows are the reduction, e.g. V in
+// O = P V): k = k0..k0+15, b[0], b[1] for columns n0..n0+7, b[2], b[3] for n0+8..n0+15.
+template <int HD>
+__device__ __forceinline__ void ldsm_b_rows_k(uint32_t (&b)[4], const bf16* tile, int k0, int n0, int lane) {
+  ldmatrix_x4_trans(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld<HD>() + n0 + (lane >> 4) * 8);
+}
+
+// acc (16 x 8NT) += A (16 x HD, fragments a) . tile[n0 .. n0 + 8NT)^T    (rows of the tile as columns)
+template <int HD, int NT>
+__device__ __forceinline__ void mma_a_tileT(float (&acc)[NT][4], const uint32_t (&a)[HD / 16][4], const bf16* tile,
+                                            int n0, int lane) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk)
+#pragma unroll
+    for (int j = 0; j < NT; j += 2) {
+      uint32_t b[4];
+      ldsm_b_rows_n<HD>(b, tile, n0 + j * 8, kk * 16, lane);
+      mma_bf16(acc[j], a[kk], b[0], b[1]);
+      mma_bf16(acc[j + 1], a[kk], b[2], b[3]);
+    }
+}
+
+// acc (16 x HD) += P (16 x 16KT, fragments p) . tile[k0 .. k0 + 16KT)    (rows of the tile reduced over)
+template <int HD, int KT>
+__device__ __forceinline__ void mma_p_tile(float (&acc)[HD / 8][4], const uint32_t (&p)[KT][4], const bf16* tile,
+                                           int k0, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk)
+#pragma unroll
+    for (int j = 0; j < HD / 8; j += 2) {
+      uint32_t b[4];
+      ldsm_b_rows_k<HD>(b, tile, k0 + kk * 16, j * 8, lane);
+      mma_bf16(acc[j], p[kk], b[0], b[1]);
+      mma_bf16(acc[j + 1], p[kk], b[2], b[3]);
+    }
+}
+
+// C fragments of a 16 x 16KT block -> bf16 A fragments of the same block.
+template <int KT>
+__device__ __forceinline__ void c_to_a(uint32_t (&p)[KT][4], const float (&c)[2 * KT][4]) {
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk) {
+    p[kk][0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
+    p[kk][1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
+    p[kk][2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    p[kk][3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+  }
+}
+
+// Rows [row0, row0 + 64) of a [T, HD] slice (row stride rs elements) -> dst[64][ld<HD>()] by cp.async,
+// 16 bytes per copy. Rows >= T are zero-filled: padded keys and values then contribute 0 * 0, never
+// 0 * garbage (which could be NaN).
+template <int HD>
+__device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ src, int64_t rs, int row0, int T) {
+  constexpr int kChunks = HD / 8;  // 16-byte pieces per row
+  static_assert((64 * kChunks) % kThreads == 0, "whole copies per thread");
+#pragma unroll
+  for (int j = 0; j < 64 * kChunks / kThreads; ++j) {
+    const int i = int(threadIdx.x) + j * kThreads;
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    const bool ok = row0 + r < T;
+    cp_async16(dst + r * ld<HD>() + c, ok ? src + int64_t(row0 + r) * rs + c : src, ok);
+  }
+}
+
+// Writes a warp's 16 x HD fp32 accumulator (times mul[0] for rows g, mul[1] for rows g + 8) as bf16
+// to rows row0 .. row0 + 15 (those < T) of dst (row stride rs), staged through the warp's own 16 rows
+// of the smem tile `stage` so that global stores are whole 16-byte pieces.
+template <int HD>
+__device__ __forceinline__ void store_rows(const float (&acc)[HD / 8][4], const float (&mul)[2], bf16* stage,
+                                           bf16* __restrict__ dst, int64_t rs, int row0, int T, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  __syncwarp();  // the warp's earlier ldmatrix reads of these rows are complete
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j) {
+    *reinterpret_cast<uint32_t*>(stage + g * ld<HD>() + j * 8 + 2 * t) =
+        pack_bf16(acc[j][0] * mul[0], acc[j][1] * mul[0]);
+    *reinterpret_cast<uint32_t*>(stage + (g + 8) * ld<HD>() + j * 8 + 2 * t) =
+        pack_bf16(acc[j][2] * mul[1], acc[j][3] * mul[1]);
+  }
+  __syncwarp();
+  constexpr int kChunks = HD / 8;
+#pragma unroll
+  for (int j = 0; j < 16 * kChunks / 32; ++j) {
+    const int i = lane + 32 * j;
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    if (row0 + r < T)
+      *reinterpret_cast<uint4*>(dst + int64_t(row0 + r) * rs + c) =
+          *reinterpret_cast<const uint4*>(stage + r * ld<HD>() + c);
+  }
+}
+
+// Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. smem: Q tile, then two
+// stages of (K tile, V tile).
+template <int HD>
+__global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
+    attn_bf16_forward_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ out, float* __restrict__ lse, Dims s) {
+  constexpr int TE = tile_elems<HD>();
+  bf16* sQ = smem_base();
+  bf16* sKV = sQ + TE;  // stage st: K at sKV + 2 st TE, V right after
+  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
+  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
+  const int b = bh / s.H, h = bh % s.H;
+  const int C = s.H * HD;
+  const int64_t rs = 3 * int64_t(C);
+  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
+  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;  // the warp's rows: wq0 + g and wq0 + g + 8
+  const int row[2] = {wq0 + g, wq0 + g + 8};
+  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;  // no key past it is visible
+  const int nkt = last_row / kTileK + 1;
+
+  load_tile<HD>(sQ, base, rs, q0, s.T);
+  load_tile<HD>(sKV, base + C, rs, 0, s.T);
+  load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
+  cp_async_commit();
+
+  uint32_t qf[HD / 16][4];
+  float o[HD / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY};  // running max of the raw scores of rows g, g + 8
+  float l[2] = {0.f, 0.f};              // running sum of exp2 (this thread's columns only)
+
+  for (int kt = 0; kt < nkt; ++kt) {
+    cp_async_wait<0>();  // tile kt (the only group in flight) has landed ...
+    __syncthreads();     // ... for every thread, and every warp is done with the other stage
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[kk], sQ, warp * 16, kk * 16, lane);
+    }
+    if (kt + 1 < nkt) {
+      bf16* nxt = sKV + 2 * ((kt + 1) & 1) * TE;
+      load_tile<HD>(nxt, base + C, rs, (kt + 1) * kTileK, s.T);
+      load_tile<HD>(nxt + TE, base + 2 * C, rs, (kt + 1) * kTileK, s.T);
+      cp_async_commit();
+    }
+    const bf16* sK = sKV + 2 * (kt & 1) * TE;
+    const bf16* sV = sK + TE;
+    const int k0 = kt * kTileK;
+    if (k0 > wq0 + 15) continue;  // every key of the tile is after every row of this warp
+
+    float sc[kTileK / 8][4] = {};
+    mma_a_tileT<HD, kTileK / 8>(sc, qf, sK, 0, lane);
+    if (k0 + kTileK - 1 > wq0) {  // the tile straddles this warp's diagonal
+#pragma unroll
+      for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (k0 + j * 8 + 2 * t + (e & 1) > row[e >> 1]) sc[j][e] = -INFINITY;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = m[r];
+#pragma unroll
+      for (int j = 0; j < kTileK / 8; ++j) mx = fmaxf(mx, fmaxf(sc[j][2 * r], sc[j][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));  // the 4 lanes of a quad share the row
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+      // A row with no visible key yet keeps max -inf: offset 0 then gives exp2(-inf) = 0, not NaN.
+      const float off = mx == -INFINITY ? 0.f : mx * s.scale_log2;
+      const float alpha = exp2f(m[r] * s.scale_log2 - off);
+      m[r] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          const float p = exp2f(fmaf(sc[j][e], s.scale_log2, -off));
+          sc[j][e] = p;
+          sum += p;
+        }
+      l[r] = l[r] * alpha + sum;
+#pragma unroll
+      for (int j = 0; j < HD / 8; ++j) {
+        o[j][2 * r] *= alpha;
+        o[j][2 * r + 1] *= alpha;
+      }
+    }
+    uint32_t pf[kTileK / 16][4];
+    c_to_a<kTileK / 16>(pf, sc);
+    mma_p_tile<HD, kTileK / 16>(o, pf, sV, 0, lane);
+  }
+
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(kFull, l[r], 1);
+    l[r] += __shfl_xor_sync(kFull, l[r], 2);
+    inv[r] = 1.f / l[r];  // >= 1: the row maximum contributes exp2(0)
+  }
+  // The warp's own rows of sQ (only this warp ever read them) stage the output.
+  store_rows<HD>(o, inv, sQ + warp * 16 * ld<HD>(), out + int64_t(b) * s.T * C + int64_t(h) * HD, C, wq0, s.T,
+                 lane);
+  if (t == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (row[r] < s.T) lse[(int64_t(b) * s.H + h) * s.T + row[r]] = (m[r] * s.scale_log2 + log2f(l[r])) * kLn2;
+  }
+}
+
+// D[b, h, t] = sum_d dO[b, t, h*HD + d] * O[b, t, h*HD + d] in fp32; HD/8 lanes per row, 16 bytes each.
+template <int HD>
+__global__ void attn_bf16_rowdot_kernel(const bf16* __restrict__ dout, const bf16* __restrict__ out,
+                                        float* __restrict__ D, int B, int T, int H) {
+  constexpr int kLanes = HD / 8;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = i / kLanes, rows = int64_t(B) * T * H;
+  float acc = 0.f;
+  if (row < rows) {
+    const uint4 x = *reinterpret_cast<const uint4*>(dout + i * 8);
+    const uint4 y = *reinterpret_cast<const uint4*>(out + i * 8);
+    __nv_bfloat162 xp[4], yp[4];
+    memcpy(xp, &x, 16);
+    memcpy(yp, &y, 16);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = __bfloat1622float2(xp[k]), c = __bfloat1622float2(yp[k]);
+      acc = fmaf(a.x, c.x, acc);
+      acc = fmaf(a.y, c.y, acc);
+    }
+  }
+#pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(kFull, acc, o);  // a row's lanes are aligned
+  if (row < rows && i % kLanes == 0) {
+    const int64_t h = row % H, bt = row / H;
+    D[(bt / T * H + h) * T + bt % T] = acc;
+  }
+}
+
+// dK, dV: one CTA per (key tile, b, h), early (heavy) key tiles first; loops over the query tiles
+// that can see the key tile. smem: K, V tiles, then two stages of (Q tile, dO tile), then two stages
+// of (lse, D) for the 64 query rows.
+template <int HD>
+__global__ void __launch_bounds__(kThreads, min_ctas<HD>(3))
+    attn_bf16_dkdv_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
+                          const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
+  constexpr int TE = tile_elems<HD>();
+  // hd 64: the warp's K and V fragments live in registers; hd 128 would spill, so they are re-read
+  // from smem, and queries go 16 at a time instead of 32.
+  constexpr bool kRegKV = HD == 64;
+  constexpr int QC = HD == 64 ? 32 : 16;
+  bf16* sK = smem_base();
+  bf16* sV = sK + TE;
+  bf16* sQdO = sV + TE;  // stage st: Q at sQdO + 2 st TE, dO right after
+  float* sStat = reinterpret_cast<float*>(sQdO + 4 * TE);  // stage st: L at sStat + 2 st kTileQ, D after
+  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
+  const int bh = int(blockIdx.x) % BH, kt = int(blockIdx.x) / BH;
+  const int b = bh / s.H, h = bh % s.H;
+  const int C = s.H * HD;
+  const int64_t rs = 3 * int64_t(C);
+  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const bf16* dobase = dout + int64_t(b) * s.T * C + int64_t(h) * HD;
+  const int64_t stat_base = (int64_t(b) * s.H + h) * s.T;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
+  const int k0 = kt * kTileK, wk0 = k0 + warp * 16;  // the warp's keys: wk0 + g and wk0 + g + 8
+  const int key[2] = {wk0 + g, wk0 + g + 8};
+  const int qt0 = k0 / kTileQ;  // earlier query tiles see none of these keys
+
+  static_assert(kThreads == 2 * kTileQ, "one lse or D value per thread");
+  auto issue = [&](int qt, int st) {  // asynchronous loads of query tile qt into stage st
+    bf16* dst = sQdO + 2 * st * TE;
+    load_tile<HD>(dst, base, rs, qt * kTileQ, s.T);
+    load_tile<HD>(dst + TE, dobase, C, qt * kTileQ, s.T);
+    // lse (threads 0..63) and D (64..127) of the tile's rows, 4 bytes each: rows of [B, H, T] are not
+    // 16-byte aligned. Rows past T read 0, which is harmless: their Q and dO rows are zero, so their
+    // P^T dO and dS^T = P^T (V dO^T - D) are exactly 0.
+    const int r = int(threadIdx.x) % kTileQ, q = qt * kTileQ + r;
+    const bool is_d = int(threadIdx.x) >= kTileQ;
+    const float* src = is_d ? D : lse;
+    cp_async4(sStat + 2 * st * kTileQ + (is_d ? kTileQ : 0) + r, q < s.T ? src + stat_base + q : src, q < s.T);
+  };
+  load_tile<HD>(sK, base + C, rs, k0, s.T);
+  load_tile<HD>(sV, base + 2 * C, rs, k0, s.T);
+  issue(qt0, 0);
+  cp_async_commit();
+
+  uint32_t kf[HD / 16][4], vf[HD / 16][4];
+  float dk[HD / 8][4] = {}, dv[HD / 8][4] = {};
+  for (int qt = qt0; qt < nqt; ++qt) {
+    const int st = (qt - qt0) & 1;
+    cp_async_wait<0>();
+    __syncthreads();
+    if constexpr (kRegKV) {
+      if (qt == qt0) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) {
+          ldsm_a<HD>(kf[kk], sK, warp * 16, kk * 16, lane);
+          ldsm_a<HD>(vf[kk], sV, warp * 16, kk * 16, lane);
+        }
+      }
+    }
+    if (qt + 1 < nqt) {
+      issue(qt + 1, st ^ 1);
+      cp_async_commit();
+    }
+    const bf16* sQ = sQdO + 2 * st * TE;
+    const bf16* sdO = sQ + TE;
+    const float* sL = sStat + 2 * st * kTileQ;
+    const float* sD = sL + kTileQ;
+    const int q0 = qt * kTileQ;
+#pragma unroll 1
+    for (int c0 = 0; c0 < kTileQ; c0 += QC) {
+      if (q0 + c0 >= s.T) break;                 // only padding rows from here on
+      if (q0 + c0 + QC - 1 < wk0) continue;      // every query of the chunk is before every key of the warp
+      float sT[QC / 8][4] = {}, dpT[QC / 8][4] = {};  // S^T, dP^T: [key g / g+8][query]
+      if constexpr (!kRegKV) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(kf[kk], sK, warp * 16, kk * 16, lane);
+      }
+      mma_a_tileT<HD, QC / 8>(sT, kf, sQ, c0, lane);
+      if constexpr (!kRegKV) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(vf[kk], sV, warp * 16, kk * 16, lane);
+      }
+      mma_a_tileT<HD, QC / 8>(dpT, vf, sdO, c0, lane);
+      const bool diag = q0 + c0 < wk0 + 15;  // some query of the chunk precedes some key of the warp
+#pragma unroll
+      for (int j = 0; j < QC / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int qi = c0 + j * 8 + 2 * t + (e & 1);
+          float p = exp2f(fmaf(sT[j][e], s.scale_log2, -sL[qi] * kLog2e));
+          if (diag && q0 + qi < key[e >> 1]) p = 0.f;
+          sT[j][e] = p;
+          dpT[j][e] = p * (dpT[j][e] - sD[qi]);
+        }
+      uint32_t pf[QC / 16][4], dsf[QC / 16][4];
+      c_to_a<QC / 16>(pf, sT);
+      c_to_a<QC / 16>(dsf, dpT);
+      mma_p_tile<HD, QC / 16>(dv, pf, sdO, c0, lane);   // dV += P^T dO
+      mma_p_tile<HD, QC / 16>(dk, dsf, sQ, c0, lane);   // dK += dS^T Q   (times scale below)
+    }
+  }
+  // The warp's own rows of sK / sV (only this warp ever read them) stage the results.
+  bf16* dbase = dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const float mk[2] = {s.scale, s.scale}, one[2] = {1.f, 1.f};
+  store_rows<HD>(dk, mk, sK + warp * 16 * ld<HD>(), dbase + C, rs, wk0, s.T, lane);
+  store_rows<HD>(dv, one, sV + warp * 16 * ld<HD>(), dbase + 2 * C, rs, wk0, s.T, lane);
+}
+
+// dQ: one CTA per (query tile, b, h), late (heavy) query tiles first; loops over the key tiles the
+// query tile can see, recomputing P. smem: Q, dO tiles, then two stages of (K tile, V tile).
+template <int HD>
+__global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
+    attn_bf16_dq_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
+                        const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
+  constexpr int TE = tile_elems<HD>();
+  constexpr int KC = 32;  // keys per inner step (keeps S and dP at 16 registers each)
+  bf16* sQ = smem_base();
+  bf16* sdO = sQ + TE;
+  bf16* sKV = sdO + TE;  // stage st: K at sKV + 2 st TE, V right after
+  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
+  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
+  const int b = bh / s.H, h = bh % s.H;
+  const int C = s.H * HD;
+  const int64_t rs = 3 * int64_t(C);
+  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const int64_t stat_base = (int64_t(b) * s.H + h) * s.T;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
+  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
+  const int row[2] = {wq0 + g, wq0 + g + 8};
+  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;
+  const int nkt = last_row / kTileK + 1;
+  float L[2], Dr[2];  // lse (log2 units) and D of rows g, g + 8; rows past T get P = 0, dS = 0
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    L[r] = row[r] < s.T ? lse[stat_base + row[r]] * kLog2e : INFINITY;
+    Dr[r] = row[r] < s.T ? D[stat_base + row[r]] : 0.f;
+  }
+
+  load_tile<HD>(sQ, base, rs, q0, s.T);
+  load_tile<HD>(sdO, dout + int64_t(b) * s.T * C + int64_t(h) * HD, C, q0, s.T);
+  load_tile<HD>(sKV, base + C, rs, 0, s.T);
+  load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
+  cp_async_commit();
+
+  uint32_t qf[HD / 16][4], dof[HD / 16][4];
+  float dq[HD / 8][4] = {};
+  for (int kt = 0; kt < nkt; ++kt) {
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+        ldsm_a<HD>(qf[kk], sQ, warp * 16, kk * 16, lane);
+        ldsm_a<HD>(dof[kk], sdO, warp * 16, kk * 16, lane);
+      }
+    }
+    if (kt + 1 < nkt) {
+      bf16* nxt = sKV + 2 * ((kt + 1) & 1) * TE;
+      load_tile<HD>(nxt, base + C, rs, (kt + 1) * kTileK, s.T);
+      load_tile<HD>(nxt + TE, base + 2 * C, rs, (kt + 1) * kTileK, s.T);
+      cp_async_commit();
+    }
+    const bf16* sK = sKV + 2 * (kt & 1) * TE;
+    const bf16* sV = sK + TE;
+    const int k0 = kt * kTileK;
+#pragma unroll 1
+    for (int c0 = 0; c0 < kTileK; c0 += KC) {
+      if (k0 + c0 > wq0 + 15) break;  // this chunk and the later ones are after every row of the warp
+      float sc[KC / 8][4] = {}, dp[KC / 8][4] = {};
+      mma_a_tileT<HD, KC / 8>(sc, qf, sK, c0, lane);
+      mma_a_tileT<HD, KC / 8>(dp, dof, sV, c0, lane);
+      const bool diag = k0 + c0 + KC - 1 > wq0;
+#pragma unroll
+      for (int j = 0; j < KC / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = e >> 1;
+          float p = exp2f(fmaf(sc[j][e], s.scale_log2, -L[r]));
+          if (diag && k0 + c0 + j * 8 + 2 * t + (e & 1) > row[r]) p = 0.f;
+          dp[j][e] = p * (dp[j][e] - Dr[r]);
+        }
+      uint32_t dsf[KC / 16][4];
+      c_to_a<KC / 16>(dsf, dp);
+      mma_p_tile<HD, KC / 16>(dq, dsf, sK, c0, lane);  // dQ += dS K   (times scale below)
+    }
+  }
+  const float mq[2] = {s.scale, s.scale};
+  store_rows<HD>(dq, mq, sQ + warp * 16 * ld<HD>(), dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0, s.T,
+                 lane);
+}
+// ---- end kernels ----
+
+template <int HD>
+constexpr size_t fwd_smem() {
+  return sizeof(bf16) * 5 * tile_elems<HD>();
+}
+template <int HD>
+constexpr size_t dkdv_smem() {
+  return sizeof(bf16) * 6 * tile_elems<HD>() + sizeof(float) * 4 * kTileQ;
+}
+template <int HD>
+constexpr size_t dq_smem() {
+  return sizeof(bf16) * 6 * tile_elems<HD>();
+}
+
+// Opts a kernel into `bytes` of dynamic shared memory (past the 48 KiB default) and asks for the
+// largest shared-memory carveout, so that the resident CTAs of min_ctas() fit beside each other (the
+// kernels bypass L1 with cp.async.cg and need little of it).
+template <typename Kernel>
+void allow_smem(Kernel k, size_t bytes) {
+  ARIA_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  ARIA_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       int(cudaSharedmemCarveoutMaxShared)));
+}
+
+struct Problem {
+  int64_t B, T, H, hd;
+};
+
+Problem check_qkv(const Tensor& qkv, int n_head, const char* what) {
+  ARIA_CHECK(qkv.dtype() == DType::BF16 && qkv.is_contiguous() && qkv.dim() == 3, what,
+             ": qkv must be a contiguous bfloat16 [B, T, 3C] tensor, got ", qkv.str());
+  ARIA_CHECK(n_head > 0 && qkv.size(2) % (3 * int64_t(n_head)) == 0, what, ": ", qkv.str(), " does not split into 3 x ",
+             n_head, " heads");
+  return {qkv.size(0), qkv.size(1), n_head, qkv.size(2) / (3 * n_head)};
+}
+
+void check_tensor(const Tensor& t, DType dtype, int64_t numel, const char* what, const char* name) {
+  ARIA_CHECK(t.dtype() == dtype && t.is_contiguous() && t.numel() == numel, what, ": ", name, " ", t.str(),
+             " must be contiguous ", dtype_name(dtype), " with ", numel, " elements");
+}
+
+// The tensor-core kernels read and write 16-byte pieces: hd 64 or 128 and 16-byte aligned data.
+bool native(const Problem& p, std::initializer_list<const Tensor*> ts) {
+  if (p.hd != 64 && p.hd != 128) return false;
+  for (const Tensor* t : ts)
+    if (reinterpret_cast<uintptr_t>(t->raw_data()) % 16 != 0) return false;
+  return true;
+}
+
+Dims dims(const Problem& p) {
+  ARIA_CHECK(p.B * p.H * ((p.T + kTileQ - 1) / kTileQ) <= INT32_MAX && p.T < INT32_MAX, "attention: too large");
+  Dims d;
+  d.B = int(p.B);
+  d.T = int(p.T);
+  d.H = int(p.H);
+  d.scale_log2 = float(1.4426950408889634 / std::sqrt(double(p.hd)));
+  d.scale = float(1.0 / std::sqrt(double(p.hd)));
+  return d;
+}
+
+Tensor f32_copy(const Tensor& t) {
+  Tensor r = Tensor::empty(t.shape(), DType::F32, t.device());
+  copy_cast(t, r);
+  return r;
+}
+
+template <int HD>
+void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
+  static bool init = (allow_smem(attn_bf16_forward_kernel<HD>, fwd_smem<HD>()), true);
+  (void)init;
+  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ((d.T + kTileQ - 1) / kTileQ));
+  attn_bf16_forward_kernel<HD><<<blocks, kThreads, fwd_smem<HD>(), stream()>>>(
+      static_cast<const bf16*>(qkv.raw_data()), static_cast<bf16*>(out.raw_data()), lse.data<float>(), d);
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+template <int HD>
+void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
+                     const Tensor& dqkv) {
+  static bool init = (allow_smem(attn_bf16_dkdv_kernel<HD>, dkdv_smem<HD>()),
+                      allow_smem(attn_bf16_dq_kernel<HD>, dq_smem<HD>()), true);
+  (void)init;
+  const auto* q = static_cast<const bf16*>(qkv.raw_data());
+  const auto* o = static_cast<const bf16*>(out.raw_data());
+  const auto* dO = static_cast<const bf16*>(dout.raw_data());
+  auto* dq = static_cast<bf16*>(dqkv.raw_data());
+  Tensor D = Tensor::empty({int64_t(d.B), int64_t(d.H), int64_t(d.T)}, DType::F32, qkv.device());
+  const int64_t lanes = int64_t(d.B) * d.T * d.H * (HD / 8);
+  attn_bf16_rowdot_kernel<HD><<<unsigned(ceil_div(lanes, 256)), 256, 0, stream()>>>(dO, o, D.data<float>(), d.B,
+                                                                                      d.T, d.H);
+  ARIA_CUDA_LAUNCH_CHECK();
+  const int64_t bh = int64_t(d.B) * d.H;
+  const unsigned kblocks = unsigned(bh * ((d.T + kTileK - 1) / kTileK));
+  const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));
+  attn_bf16_dkdv_kernel<HD><<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(),
+                                                                              D.data<float>(), dq, d);
+  ARIA_CUDA_LAUNCH_CHECK();
+  attn_bf16_dq_kernel<HD><<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(),
+                                                                          D.data<float>(), dq, d);
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+  const Problem p = check_qkv(qkv, n_head, "attention_forward");
+  check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_forward", "out");
+  check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_forward", "lse");
+  if (p.B == 0 || p.T == 0 || p.hd == 0) return;
+  if (!native(p, {&qkv, &out})) {  // the float32 kernel on float32 copies
+    Tensor out32 = Tensor::empty(out.shape(), DType::F32, out.device());
+    attention_forward(f32_copy(qkv), out32, lse, n_head);
+    copy_cast(out32, out);
+    return;
+  }
+  const Dims d = dims(p);
+  if (p.hd == 64) forward_launch<64>(d, qkv, out, lse);
+  else forward_launch<128>(d, qkv, out, lse);
+}
+
+void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
+                             const Tensor& dqkv, int n_head) {
+  const Problem p = check_qkv(qkv, n_head, "attention_backward");
+  const int64_t n = p.B * p.T * p.H * p.hd;
+  check_tensor(out, DType::BF16, n, "attention_backward", "out");
+  check_tensor(dout, DType::BF16, n, "attention_backward", "dout");
+  check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_backward", "lse");
+  check_tensor(dqkv, DType::BF16, qkv.numel(), "attention_backward", "dqkv");
+  if (p.B == 0 || p.T == 0 || p.hd == 0) return;
+  if (!native(p, {&qkv, &out, &dout, &dqkv})) {
+    Tensor dqkv32 = Tensor::empty(dqkv.shape(), DType::F32, dqkv.device());
+    attention_backward(f32_copy(qkv), f32_copy(out), lse, f32_copy(dout), dqkv32, n_head);
+    copy_cast(dqkv32, dqkv);
+    return;
+  }
+  const Dims d = dims(p);
+  if (p.hd == 64) backward_launch<64>(d, qkv, out, lse, dout, dqkv);
+  else backward_launch<128>(d, qkv, out, lse, dout, dqkv);
+}
+
+}  // namespace aria::cuda
