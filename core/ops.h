@@ -3,6 +3,7 @@
 // requires grad, records a tape node whose backward calls the backward kernels.
 // Implementations: core/ops_<family>.cpp, one family per file.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -58,6 +59,20 @@ Tensor causal_attention(const Tensor& qkv, int n_head);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
 // Per-row losses [...] (0 where ignored), for per-sample statistics.
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+
+// ---- fused ops (core/ops_fused.cpp); each equals the composition named in its comment ----
+// Activation recomputation (memory for time): when on, gelu_mlp keeps only the pre-activation for
+// backward and recomputes the GELU output there. Off by default.
+bool& recompute_activations();
+// linear(gelu(linear(x, w1, b1)), w2, b2): GPT-2's MLP with bias and GELU inside the GEMMs.
+Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2);
+// {s, layernorm(s, w, b, eps)} with s = x + r (x, r same shape): the residual add feeding a layernorm.
+std::pair<Tensor, Tensor> add_layernorm(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b,
+                                        double eps);
+// cross_entropy(matmul(hidden, w, false, true), targets): the tied lm head and the mean loss, with
+// the logits' gradient computed in the forward sweep (the logits buffer then holds it). Float32
+// loss for bfloat16 inputs.
+Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index = -100);
 
 // ---- per-sample gradient capture hook (used by train/per_sample_grad.h for the Fisher) ----
 // When an observer is installed on this thread, linear, layernorm and embedding call it after

@@ -6,17 +6,14 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
 
-namespace {
+using namespace detail;
 
-void check_float(const Tensor& t, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, what, ": ", name,
-             " must be float32 or float64, got ", t.str());
-}
+namespace {
 
 // The NumPy broadcast of two shapes (aligned at the right; extents equal or 1).
 Shape broadcast_shapes(const Tensor& a, const Tensor& b, const char* what) {
@@ -47,11 +44,17 @@ Tensor expand_view(const Tensor& t, const Shape& shape) {
   return Tensor(std::move(im));
 }
 
-Tensor binary_op(BinaryOp op, const char* what, const Tensor& a, const Tensor& b) {
-  check_float(a, what, "a");
-  check_float(b, what, "b");
-  ARIA_CHECK(a.dtype() == b.dtype(), what, ": dtypes differ: ", a.str(), " vs ", b.str());
-  check_same_device(a, b, what);
+Tensor binary_op(BinaryOp op, const char* what, const Tensor& a_in, const Tensor& b_in) {
+  check_float(a_in, what, "a");
+  check_float(b_in, what, "b");
+  check_same_device(a_in, b_in, what);
+  // Mixed precision: a bfloat16 operand meeting a float32 one (a bf16 plasticity term added to the
+  // fp32 loss) is promoted through a differentiable cast, so its gradient comes back in bfloat16.
+  const DType t = promote(a_in.dtype(), b_in.dtype());
+  ARIA_CHECK(a_in.dtype() == b_in.dtype() || t == DType::F32, what, ": dtypes differ: ", a_in.str(), " vs ",
+             b_in.str(), " (only bfloat16 meets float32 by promotion)");
+  const Tensor a = a_in.dtype() == t ? a_in : a_in.to(t);
+  const Tensor b = b_in.dtype() == t ? b_in : b_in.to(t);
   const Shape shape = broadcast_shapes(a, b, what);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   ARIA_DISPATCH(out.device(), binary, int(op), expand_view(a, shape), expand_view(b, shape), out);

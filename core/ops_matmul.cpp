@@ -5,22 +5,14 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
 
+using namespace detail;
+
 namespace {
-
-void check_float(const Tensor& t, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, what, ": ", name,
-             " must be float32 or float64, got ", t.str());
-}
-
-void check_pair(const Tensor& a, const Tensor& b, const char* what) {
-  ARIA_CHECK(a.dtype() == b.dtype(), what, ": dtypes differ: ", a.str(), " vs ", b.str());
-  check_same_device(a, b, what);
-}
 
 // c = op(x) @ op(y) into a fresh [batch, rows, cols] tensor (3-D contiguous inputs).
 Tensor mm(const Tensor& x, const Tensor& y, bool tx, bool ty, const Shape& c_shape) {
@@ -129,19 +121,25 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape out_shape = x.shape();
   out_shape.back() = out_f;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  const Tensor x3 = xc.detach().reshape({1, N, in}), w3 = wc.detach().reshape({1, in, out_f});
+  const Tensor w3 = wc.detach().reshape({1, in, out_f});
   const Device dev = y.device();
-  ARIA_DISPATCH(dev, matmul, x3, w3, y.detach().reshape({1, N, out_f}), false, false, 1.0, 0.0);
-  if (bc.defined()) ARIA_DISPATCH(dev, add_bias, rows(y, N, out_f), bc.detach());
+  // The bias rides in the GEMM's epilogue (forward) and its gradient in dW's GEMM (backward).
+  const Tensor x2 = rows(xc, N, in), w2 = wc.detach();
+  ARIA_DISPATCH(dev, gemm_epilogue, x2, w2, rows(y, N, out_f), false, false,
+                int(bc.defined() ? GemmEpilogue::Bias : GemmEpilogue::None), bc.defined() ? bc.detach() : Tensor(),
+                Tensor());
   if (!needs_grad({&xc, &wc, &bc})) return y;
   const bool gx = xc.requires_grad(), gw = wc.requires_grad(), gbias = bc.defined() && bc.requires_grad();
   record_op(what, {xc, wc, bc}, {y}, [=, xs = x.shape()](const std::vector<Tensor>& g) {
     const Tensor g3 = g[0].contiguous().reshape({1, N, out_f});
     Tensor dx, dw, db;
     if (gx) dx = mm(g3, w3, false, true, {1, N, in}).reshape(xs);
-    if (gw) dw = mm(x3, g3, true, false, {1, in, out_f}).reshape({in, out_f});
-    if (gbias) {
-      db = Tensor::empty({out_f}, g3.dtype(), g3.device());
+    if (gbias) db = Tensor::empty({out_f}, g3.dtype(), g3.device());
+    if (gw) {
+      dw = Tensor::empty({in, out_f}, g3.dtype(), g3.device());
+      ARIA_DISPATCH(dev, gemm_epilogue, x2, rows(g3, N, out_f), dw, true, false,
+                    int(gbias ? GemmEpilogue::BGrad : GemmEpilogue::None), db, Tensor());
+    } else if (gbias) {
       ARIA_DISPATCH(dev, sum_to, rows(g3, N, out_f), db.reshape({1, out_f}));
     }
     return std::vector<Tensor>{dx, dw, db};

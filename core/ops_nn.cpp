@@ -5,25 +5,14 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
 
+using namespace detail;
+
 namespace {
-
-// Saved statistics (mean, rstd, lse) are float32, except float64 for float64 inputs so that float64
-// gradient checks stay exact.
-DType stat_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
-
-void check_float(const Tensor& t, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(is_floating(t.dtype()), what, ": ", name, " must be a float tensor, got ", t.str());
-}
-
-void check_ints(const Tensor& t, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == DType::I32, what, ": ", name, " must be int32, got ", t.str());
-}
 
 // Detached [N, C] view of a contiguous tensor whose last dimension is C.
 Tensor rows_view(const Tensor& t) {
@@ -155,17 +144,11 @@ CrossEntropyForward cross_entropy_forward(const Tensor& logits, const Tensor& ta
   check_same_device(logits, targets, what);
   const int64_t V = logits.size(-1), N = targets.numel();
   CrossEntropyForward f;
-  const std::vector<int32_t> host = targets.to_ints();
-  for (size_t n = 0; n < host.size(); ++n) {
-    if (host[n] == ignore_index) continue;
-    ARIA_CHECK(host[n] >= 0 && host[n] < V, what, ": target ", host[n], " at position ", n,
-               " is out of range for V = ", V, " classes (ignore_index is ", ignore_index, ")");
-    ++f.count;
-  }
+  f.count = count_valid_targets(targets, V, ignore_index, what);
   const Device dev = logits.device();
   f.logits = logits.contiguous();
   f.targets = targets.contiguous().detach().reshape({N});
-  f.losses = Tensor::empty({N}, logits.dtype(), dev);
+  f.losses = Tensor::empty({N}, stat_dtype(logits.dtype()), dev);
   f.lse = Tensor::empty({N}, stat_dtype(logits.dtype()), dev);
   ARIA_DISPATCH(dev, cross_entropy_forward, f.logits.detach().reshape({N, V}), f.targets, f.losses, f.lse,
                 ignore_index);
@@ -197,22 +180,42 @@ Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignor
   return out;
 }
 
-// The mean is taken on the host (the targets were already read there for validation).
+// The mean stays on the device (the count of real targets is known from the host-side validation);
+// the loss is float32 for bfloat16 logits.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index) {
   CrossEntropyForward f = cross_entropy_forward(logits, targets, ignore_index, "cross_entropy");
-  double total = 0;
-  for (double l : f.losses.to_doubles()) total += l;
   const int64_t count = f.count;
-  Tensor out = Tensor::full({}, count ? total / double(count) : 0.0, logits.dtype(), logits.device());
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = count ? scale(sum(f.losses), 1.0 / double(count)) : Tensor::zeros({}, f.losses.dtype(), logits.device());
+  }
   if (needs_grad({&f.logits})) {
     record_op("cross_entropy", {f.logits}, {out},
               [ls = f.logits.detach(), t = f.targets, lse = f.lse, ignore_index, count](const std::vector<Tensor>& g) {
                 if (count == 0) return std::vector<Tensor>{Tensor::zeros(ls.shape(), ls.dtype(), ls.device())};
-                Tensor dl = Tensor::full({t.numel()}, g[0].item() / double(count), ls.dtype(), ls.device());
+                // d(loss)/d(loss_n) = g / count for every row, broadcast on the device (no host read).
+                const Tensor dl = scale(broadcast_to(g[0].reshape({1}), {t.numel()}), 1.0 / double(count));
                 return std::vector<Tensor>{cross_entropy_grad(ls, t, lse, dl, ignore_index)};
               });
   }
   return out;
 }
+
+namespace detail {
+
+int64_t count_valid_targets(const Tensor& targets, int64_t V, int ignore_index, const char* what) {
+  const std::vector<int32_t> host = targets.to_ints();
+  int64_t count = 0;
+  for (size_t n = 0; n < host.size(); ++n) {
+    if (host[n] == ignore_index) continue;
+    ARIA_CHECK(host[n] >= 0 && host[n] < V, what, ": target ", host[n], " at position ", n,
+               " is out of range for V = ", V, " classes (ignore_index is ", ignore_index, ")");
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace detail
 
 }  // namespace aria::ops

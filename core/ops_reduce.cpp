@@ -3,17 +3,14 @@
 // on every reduced dim; their backward is broadcast_to.
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
 
-namespace {
+using namespace detail;
 
-void check_float(const Tensor& t, const char* what) {
-  ARIA_CHECK(t.defined(), what, ": x is undefined");
-  ARIA_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, what, ": x must be float32 or float64, got ",
-             t.str());
-}
+namespace {
 
 int normalize_dim(const Tensor& x, int dim, const char* what) {
   const int d = dim < 0 ? dim + x.dim() : dim;
@@ -47,7 +44,12 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   return out;
 }
 
-Tensor sum(const Tensor& x) { return sum_to_shape(x, Shape{}); }
+// A bfloat16 total is returned in float32: a scalar that feeds a loss must not be rounded to
+// 8 bits of mantissa (the kernel accumulates in fp32 either way).
+Tensor sum(const Tensor& x) {
+  check_float(x, "sum");
+  return sum_to_shape(x.dtype() == DType::BF16 ? x.to(DType::F32) : x, Shape{});
+}
 
 Tensor mean(const Tensor& x) { return scale(sum(x), 1.0 / double(x.numel())); }
 

@@ -1,0 +1,136 @@
+// The fused ops equal the plain compositions they replace, forward and backward, in float64 on the
+// CPU (to rounding), including the GPT-2 loss through the fused path vs the plain path.
+#include <doctest/doctest.h>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "model/gpt2.h"
+#include "tests/support/op_cases.h"
+
+using namespace aria;
+using namespace aria::testing;
+
+namespace {
+
+Tensor randn(const Shape& s, uint64_t seed, double std = 1.0) {
+  Tensor t = Tensor::empty(s, DType::F64);
+  Rng(seed).fill_normal(t, 0.0, std);
+  t.set_requires_grad(true);
+  return t;
+}
+
+// Forward value and gradients of sum(out * w) for each input.
+std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs) {
+  for (const Tensor& t : inputs) t.zero_grad();
+  Tensor out = f();
+  Tensor w = Tensor::empty(out.shape(), DType::F64);
+  Rng(99).fill_normal(w, 0, 1);
+  ops::sum(ops::mul(out, w)).backward();
+  std::vector<Tensor> r{out.detach()};
+  for (const Tensor& t : inputs) r.push_back(t.grad());
+  return r;
+}
+
+void check_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(a[i].defined());
+    REQUIRE(b[i].defined());
+    CHECK(relative_l2(a[i], b[i]) <= 1e-12);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gelu_mlp equals linear(gelu(linear))") {
+  Tensor x = randn({3, 4, 6}, 1), w1 = randn({6, 10}, 2), b1 = randn({10}, 3), w2 = randn({10, 5}, 4), b2 = randn({5}, 5);
+  auto fused = value_and_grads([&] { return ops::gelu_mlp(x, w1, b1, w2, b2); }, {x, w1, b1, w2, b2});
+  auto plain = value_and_grads([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); },
+                               {x, w1, b1, w2, b2});
+  check_equal(fused, plain);
+}
+
+TEST_CASE("gelu_mlp with activation recomputation gives the same gradients") {
+  Tensor x = randn({7, 6}, 21), w1 = randn({6, 12}, 22), b1 = randn({12}, 23), w2 = randn({12, 6}, 24), b2 = randn({6}, 25);
+  auto f = [&] { return ops::gelu_mlp(x, w1, b1, w2, b2); };
+  auto kept = value_and_grads(f, {x, w1, b1, w2, b2});
+  ops::recompute_activations() = true;
+  auto recomputed = value_and_grads(f, {x, w1, b1, w2, b2});
+  ops::recompute_activations() = false;
+  check_equal(recomputed, kept);
+}
+
+TEST_CASE("add_layernorm equals add then layernorm, both outputs") {
+  Tensor x = randn({5, 9}, 6), r = randn({5, 9}, 7), w = randn({9}, 8), b = randn({9}, 9);
+  auto fused = value_and_grads(
+      [&] {
+        auto [s, y] = ops::add_layernorm(x, r, w, b, 1e-5);
+        return ops::concat({ops::scale(s, 0.3), y}, -1);
+      },
+      {x, r, w, b});
+  auto plain = value_and_grads(
+      [&] {
+        Tensor s = ops::add(x, r);
+        return ops::concat({ops::scale(s, 0.3), ops::layernorm(s, w, b, 1e-5)}, -1);
+      },
+      {x, r, w, b});
+  check_equal(fused, plain);
+}
+
+TEST_CASE("lm_head_cross_entropy equals cross_entropy(matmul), with ignored targets and a scaled upstream") {
+  Tensor h = randn({2, 7, 6}, 10), w = randn({13, 6}, 11);
+  std::vector<int32_t> t = {1, 5, -100, 12, 0, 3, 3, -100, 7, 8, 2, 11, 4, 6};
+  Tensor targets = Tensor::from_ints(t, {2, 7});
+  auto run = [&](bool fused) {
+    h.zero_grad();
+    w.zero_grad();
+    Tensor loss = fused ? ops::lm_head_cross_entropy(h, w, targets) : ops::cross_entropy(ops::matmul(h, w, false, true), targets);
+    ops::scale(loss, 2.5).backward();  // an upstream gradient other than 1 reaches the GEMMs' alpha
+    return std::vector<Tensor>{loss.detach(), h.grad(), w.grad()};
+  };
+  check_equal(run(true), run(false));
+}
+
+TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gradients; bad targets are errors") {
+  Tensor h = randn({3, 4}, 12), w = randn({5, 4}, 13);
+  Tensor loss = ops::lm_head_cross_entropy(h, w, Tensor::from_ints({-100, -100, -100}, {3}));
+  CHECK(loss.item() == 0.0);
+  loss.backward();
+  for (double g : h.grad().to_doubles()) CHECK(g == 0.0);
+  CHECK_THROWS_WITH_AS(ops::lm_head_cross_entropy(h, w, Tensor::from_ints({0, 5, 1}, {3})),
+                       doctest::Contains("out of range"), Error);
+  CHECK_THROWS_AS(ops::lm_head_cross_entropy(h, w, Tensor::from_ints({0, 1}, {2})), Error);
+}
+
+TEST_CASE("GPT-2 loss and gradients: fused path equals the plain path") {
+  // The plain path is what runs while a per-sample observer is installed; a pass-through observer
+  // selects it here.
+  struct PassThrough : ops::OpObserver {
+    Tensor on_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor& y) override { return y; }
+    Tensor on_layernorm(const Tensor&, const Tensor&, const Tensor&, double, const Tensor& y) override { return y; }
+    Tensor on_embedding(const Tensor&, const Tensor&, const Tensor& y) override { return y; }
+  };
+  Gpt2Config cfg = gpt2_preset("tiny");
+  Gpt2Model m = gpt2_random(cfg, 5).to(DType::F64);
+  m.set_requires_grad(true);
+  Rng rng(6);
+  std::vector<int32_t> ids(2 * 9), tg(ids.size());
+  for (auto& v : ids) v = int32_t(rng.below(uint64_t(cfg.vocab_size)));
+  for (auto& v : tg) v = int32_t(rng.below(uint64_t(cfg.vocab_size)));
+  tg[4] = -100;
+  const Tensor x = Tensor::from_ints(ids, {2, 9}), y = Tensor::from_ints(tg, {2, 9});
+  auto run = [&](bool plain) {
+    PassThrough obs;
+    if (plain) ops::op_observer() = &obs;
+    Tensor loss = gpt2_lm_loss(m, x, y);
+    ops::op_observer() = nullptr;
+    for (const auto& [name, p] : m.named_parameters()) p.zero_grad();
+    loss.backward();
+    std::vector<Tensor> r{loss.detach()};
+    for (const auto& [name, p] : m.named_parameters()) r.push_back(p.grad().clone());
+    return r;
+  };
+  check_equal(run(false), run(true));
+}
