@@ -5,15 +5,11 @@
 
 namespace aria {
 
-static Tensor pathway(const MlpWeights& w, const Tensor& x) {
-  return ops::linear(ops::gelu(ops::linear(x, w.fc_w, w.fc_b)), w.proj_w, w.proj_b);
-}
-
 Tensor gated_mlp_forward(const GatedMlp& g, const Tensor& x) {
   Tensor pi = ops::sigmoid(ops::linear(ops::relu(ops::linear(x, g.gate_w1, g.gate_b1)), g.gate_w2, g.gate_b2));
   g.last_pi = pi;
-  Tensor fast = pathway(g.fast, x);
-  Tensor slow = pathway(g.slow, x);
+  Tensor fast = mlp_forward(g.fast, x);
+  Tensor slow = mlp_forward(g.slow, x);
   // pi * fast + (1 - pi) * slow, written as slow + pi * (fast - slow): one product fewer.
   return ops::add(slow, ops::mul(pi, ops::sub(fast, slow)));
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -101,8 +102,21 @@ static Gpt2Model copy_model(const Gpt2Model& m, Device d, DType t) {
 Gpt2Model Gpt2Model::to(Device d) const { return copy_model(*this, d, dtype()); }
 Gpt2Model Gpt2Model::to(DType t) const { return copy_model(*this, device(), t); }
 
-static Tensor mlp_forward(const MlpWeights& w, const Tensor& x) {
+// The fused kernels (GEMM epilogues, residual add + layernorm, fused classifier) are used unless a
+// per-sample-gradient observer is installed: it must see the plain linear / layernorm calls.
+static bool use_fused_ops() { return ops::op_observer() == nullptr; }
+
+Tensor mlp_forward(const MlpWeights& w, const Tensor& x) {
+  if (use_fused_ops()) return ops::gelu_mlp(x, w.fc_w, w.fc_b, w.proj_w, w.proj_b);
   return ops::linear(ops::gelu(ops::linear(x, w.fc_w, w.fc_b)), w.proj_w, w.proj_b);
+}
+
+static Tensor block_mlp(const Gpt2Block& b, const Tensor& a) {
+  return b.gated ? gated_mlp_forward(*b.gated, a) : mlp_forward(b.mlp, a);
+}
+
+static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head) {
+  return ops::linear(ops::causal_attention(ops::linear(a, b.attn_w, b.attn_b), n_head), b.attn_proj_w, b.attn_proj_b);
 }
 
 Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids) {
@@ -115,20 +129,32 @@ Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids) {
   Tensor pos_ids = Tensor::from_ints(pos, {T}, m.device());
   Tensor x = ops::add(ops::embedding(m.wte, ids), ops::embedding(m.wpe, pos_ids));
   const double eps = c.layer_norm_epsilon;
-  for (const Gpt2Block& b : m.blocks) {
-    Tensor a = ops::layernorm(x, b.ln1_w, b.ln1_b, eps);
-    Tensor att = ops::causal_attention(ops::linear(a, b.attn_w, b.attn_b), c.n_head);
-    x = ops::add(x, ops::linear(att, b.attn_proj_w, b.attn_proj_b));
-    a = ops::layernorm(x, b.ln2_w, b.ln2_b, eps);
-    x = ops::add(x, b.gated ? gated_mlp_forward(*b.gated, a) : mlp_forward(b.mlp, a));
+  if (!use_fused_ops()) {
+    for (const Gpt2Block& b : m.blocks) {
+      x = ops::add(x, attention_branch(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps), c.n_head));
+      x = ops::add(x, block_mlp(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+    }
+    return ops::layernorm(x, m.lnf_w, m.lnf_b, eps);
   }
-  return ops::layernorm(x, m.lnf_w, m.lnf_b, eps);
+  // Every residual add feeds the next layernorm (ln_2, the next block's ln_1, or ln_f): one pass each.
+  Tensor a = m.blocks.empty() ? ops::layernorm(x, m.lnf_w, m.lnf_b, eps)
+                              : ops::layernorm(x, m.blocks[0].ln1_w, m.blocks[0].ln1_b, eps);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const Gpt2Block& b = m.blocks[l];
+    std::tie(x, a) = ops::add_layernorm(x, attention_branch(b, a, c.n_head), b.ln2_w, b.ln2_b, eps);
+    const bool last = l + 1 == m.blocks.size();
+    const Tensor& nw = last ? m.lnf_w : m.blocks[l + 1].ln1_w;
+    const Tensor& nb = last ? m.lnf_b : m.blocks[l + 1].ln1_b;
+    std::tie(x, a) = ops::add_layernorm(x, block_mlp(b, a), nw, nb, eps);
+  }
+  return a;
 }
 
 Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden) { return ops::matmul(hidden, m.wte, false, true); }
 
 Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets) {
   check_same_shape(ids, targets, "gpt2_lm_loss ids/targets");
+  if (use_fused_ops()) return ops::lm_head_cross_entropy(gpt2_hidden(m, ids), m.wte, targets, -100);
   return ops::cross_entropy(gpt2_logits(m, gpt2_hidden(m, ids)), targets, -100);
 }
 

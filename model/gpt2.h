@@ -46,6 +46,9 @@ struct Gpt2Model {
   Gpt2Model to(DType t) const;   // deep copy in dtype t (float64 models serve the reference tests)
 };
 
+// GPT-2's MLP: linear(gelu(linear(x, fc)), proj); fused GEMM epilogues unless a per-sample
+// observer is installed (ops::op_observer).
+Tensor mlp_forward(const MlpWeights& w, const Tensor& x);
 // Hidden states after ln_f, [B, T, C], for ids int32 [B, T] with T <= n_positions.
 Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids);
 // Logits over the vocabulary through the tied head: hidden [..., C] -> [..., V].
