@@ -26,8 +26,9 @@ AdamW::AdamW(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
     for (const auto& [name, p] : g.params) {
       ARIA_CHECK(p.defined(), where, ": parameter '", name, "' is an undefined tensor");
       ARIA_CHECK(p.is_leaf(), where, ": parameter '", name, "' is not a leaf (it was computed by a recorded op)");
-      ARIA_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, where, ": parameter '", name, "' is ",
-                 dtype_name(p.dtype()), "; AdamW updates float32 or float64 tensors");
+      ARIA_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64 || p.dtype() == DType::BF16, where,
+                 ": parameter '", name, "' is ", dtype_name(p.dtype()),
+                 "; AdamW updates float32, float64 or bfloat16 (with float32 master weights) tensors");
       ARIA_CHECK(p.is_contiguous(), where, ": parameter '", name, "' is not contiguous");
       auto [it, fresh] = group_of_name.emplace(name, g.name);
       ARIA_CHECK(fresh, "AdamW: parameter '", name, "' is in group '", it->second, "' and in group '", g.name, "'");
@@ -56,15 +57,17 @@ void AdamW::step(double lr_multiplier, double grad_scale) {
       check_same_shape(p, grad, ("AdamW: gradient of '" + name + "'").c_str());
       Slot& s = slots_[gi][pi];
       if (!s.m.defined()) {
-        s.m = Tensor::zeros(p.shape(), p.dtype(), p.device());
-        s.v = Tensor::zeros(p.shape(), p.dtype(), p.device());
+        s.m = Tensor::zeros(p.shape(), state_dtype(p), p.device());
+        s.v = Tensor::zeros(p.shape(), state_dtype(p), p.device());
       }
+      if (p.dtype() == DType::BF16 && !s.master.defined()) s.master = p.detach().to(DType::F32);
       ++s.count;
       AdamWItem it;
       it.param = p.detach();
       it.grad = grad.is_contiguous() ? grad : grad.contiguous();
       it.m = s.m;
       it.v = s.v;
+      it.master = s.master;
       it.lr = float(g.lr * lr_multiplier);
       it.beta1 = float(g.beta1);
       it.beta2 = float(g.beta2);
@@ -79,6 +82,16 @@ void AdamW::step(double lr_multiplier, double grad_scale) {
     }
   }
   for (auto& [device, items] : by_device) ARIA_DISPATCH(device, adamw_update, items);
+}
+
+// Moments (and the master copy of a bfloat16 parameter) are float32 unless the parameter is float64.
+DType AdamW::state_dtype(const Tensor& p) { return p.dtype() == DType::F64 ? DType::F64 : DType::F32; }
+
+Tensor AdamW::master(const std::string& name) const {
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi)
+      if (groups_[gi].params[pi].first == name) return slots_[gi][pi].master;
+  ARIA_FAIL("AdamW::master: no parameter named '", name, "'");
 }
 
 void AdamW::zero_grad() {
@@ -116,6 +129,7 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
       const std::string& name = groups_[gi].params[pi].first;
       out.emplace_back("m." + name, s.m);
       out.emplace_back("v." + name, s.v);
+      if (s.master.defined()) out.emplace_back("master." + name, s.master);
       if (s.count != steps_) out.emplace_back("step." + name, Tensor::from_vector({double(s.count)}, {1}, DType::I64));
     }
   return out;
@@ -131,7 +145,7 @@ void AdamW::load_state(const std::map<std::string, Tensor>& state, int64_t steps
     const size_t dot = key.find('.');
     if (dot == std::string::npos) continue;
     const std::string kind = key.substr(0, dot), name = key.substr(dot + 1);
-    if (kind != "m" && kind != "v" && kind != "step") continue;
+    if (kind != "m" && kind != "v" && kind != "step" && kind != "master") continue;
     auto it = where.find(name);
     ARIA_CHECK(it != where.end(), "AdamW::load_state: '", key, "' names a parameter that is in no group");
     const Tensor& p = groups_[it->second.first].params[it->second.second].second;
@@ -152,10 +166,15 @@ void AdamW::load_state(const std::map<std::string, Tensor>& state, int64_t steps
       s = Slot{};
       auto m = state.find("m." + name);
       if (m == state.end()) continue;
-      s.m = Tensor::empty(p.shape(), p.dtype(), p.device());
-      s.v = Tensor::empty(p.shape(), p.dtype(), p.device());
+      s.m = Tensor::empty(p.shape(), state_dtype(p), p.device());
+      s.v = Tensor::empty(p.shape(), state_dtype(p), p.device());
       s.m.copy_from(m->second);
       s.v.copy_from(state.at("v." + name));
+      auto master = state.find("master." + name);
+      if (p.dtype() == DType::BF16 && master != state.end()) {
+        s.master = Tensor::empty(p.shape(), DType::F32, p.device());
+        s.master.copy_from(master->second);
+      }
       auto c = state.find("step." + name);
       s.count = c == state.end() ? steps : int64_t(std::llround(c->second.item()));
     }

@@ -4,6 +4,10 @@
 // fast / slow / head split) and printed with describe(), so a test can check where every
 // parameter went.
 //
+// Mixed precision: a bfloat16 parameter gets a float32 master copy and float32 moments; each step
+// updates the master and writes the rounded bfloat16 value back into the parameter (the gradient
+// may be bfloat16).
+//
 // step() updates every parameter that has a gradient with one adamw_update kernel call per device
 // (one launch on the GPU). The weight decay is decoupled (p -= lr * wd * p), as torch.optim.AdamW.
 // Step counts are kept per parameter, as in torch: a parameter that had no gradient at some steps
@@ -43,16 +47,22 @@ class AdamW {
   // its parameter names.
   std::string describe() const;
 
-  // "m.<param>", "v.<param>" for every parameter that has moments, and "step.<param>" (int64 [1])
-  // for those whose own update count differs from steps().
+  // The float32 master copy of a bfloat16 parameter (created at its first update: until then the
+  // parameter itself is exact); undefined for float32/float64 parameters. Save this, not the
+  // rounded bfloat16 weights, when a checkpoint must keep full precision.
+  Tensor master(const std::string& name) const;
+
+  // "m.<param>", "v.<param>" for every parameter that has moments, "master.<param>" for bfloat16
+  // parameters, and "step.<param>" (int64 [1]) for those whose own update count differs from steps().
   std::vector<std::pair<std::string, Tensor>> state_tensors() const;
   // Restores what state_tensors() wrote (extra keys not starting with m./v./step. are ignored, so
   // a whole checkpoint map can be passed). A parameter without saved moments starts from zero.
   void load_state(const std::map<std::string, Tensor>& state, int64_t steps);
 
  private:
-  struct Slot {  // per parameter: lazily allocated moments and its own update count
-    Tensor m, v;
+  static DType state_dtype(const Tensor& p);
+  struct Slot {  // per parameter: lazily allocated moments (+ fp32 master of a bf16 parameter), update count
+    Tensor m, v, master;
     int64_t count = 0;
   };
   std::vector<ParamGroup> groups_;

@@ -53,9 +53,14 @@ double evaluate_lm(const Gpt2Model& model, const TokenDataset& data, int batch_s
   return sum / batches;
 }
 
-LmTrainResult train_lm(Gpt2Model& model, const TokenDataset& train, const TokenDataset* val,
+LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const TokenDataset* val,
                        const LmTrainConfig& cfg, std::ostream& log) {
-  check_config(cfg, model.config);
+  check_config(cfg, target.config);
+  ARIA_CHECK(!cfg.bf16 || target.device().is_cuda(), "train_lm: bfloat16 training runs on CUDA only (model is on ",
+             target.device().str(), ")");
+  // Mixed precision trains a bfloat16 copy; AdamW's float32 masters are written back at the end.
+  Gpt2Model work = cfg.bf16 ? target.to(DType::BF16) : Gpt2Model();
+  Gpt2Model& model = cfg.bf16 ? work : target;
   check_tokens(train, model.config.vocab_size, "training");
   if (val) check_tokens(*val, model.config.vocab_size, "validation");
   LmBatcher batcher(train, cfg.batch_size, cfg.seq_len, cfg.seed);
@@ -125,6 +130,14 @@ LmTrainResult train_lm(Gpt2Model& model, const TokenDataset& train, const TokenD
     r.final_val_loss = r.val_losses.back().second;
   }
   if (cfg.verbose) progress.finish();
+  if (cfg.bf16) {
+    NoGradGuard no_grad;
+    const auto target_params = target.named_parameters();
+    for (size_t i = 0; i < named.size(); ++i) {  // a parameter never updated keeps its float32 value
+      const Tensor master = opt.master(named[i].first);
+      if (master.defined()) target_params[i].second.copy_from(master);
+    }
+  }
   r.train_seconds = train_seconds;
   r.tokens_per_second = cfg.steps ? double(tokens_per_step) * cfg.steps / std::max(train_seconds, 1e-9) : 0.0;
   if (cfg.verbose)

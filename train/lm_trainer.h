@@ -32,6 +32,9 @@ struct LmTrainConfig {
   ScheduleConfig::Kind schedule = ScheduleConfig::Kind::Cosine;
   uint64_t seed = 1337;   // training batches; validation windows use a seed derived from it
   bool verbose = true;    // header, parameter groups, progress and evaluations on `log`
+  // Mixed precision (CUDA only): a bfloat16 copy of the model is trained with float32 master
+  // weights and moments; the masters are written back into the model at the end.
+  bool bf16 = false;
 };
 
 struct LmTrainResult {

@@ -32,7 +32,9 @@ int cmd_pretrain(int argc, char** argv) {
       .option("warmup", "warmup steps", "20")
       .option("weight-decay", "AdamW weight decay of 2-D weights", "0.1")
       .option("seed", "random seed (init and batches)", "1337")
-      .option("device", "cpu, cuda, cuda:N or auto", "auto");
+      .option("device", "cpu, cuda, cuda:N or auto", "auto")
+      .toggle("bf16", "mixed precision on CUDA: bfloat16 weights/activations/gradients, float32 master weights "
+                      "(the saved checkpoint holds the float32 masters)");
   if (!args.parse(argc, argv)) return 0;
   Device dev = parse_device(args.str("device"));
   const uint64_t seed = uint64_t(args.integer("seed", 0, INT64_MAX));
@@ -54,6 +56,8 @@ int cmd_pretrain(int argc, char** argv) {
   cfg.warmup_steps = int(args.integer("warmup", 0, 10000000));
   cfg.weight_decay = args.number("weight-decay", 0, 10);
   cfg.seed = seed;
+  cfg.bf16 = args.on("bf16");
+  ARIA_CHECK(!cfg.bf16 || dev.is_cuda(), "--bf16 needs a CUDA device (got --device ", dev.str(), ")");
   std::printf("aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, train.tokens.size(),
               dev.str().c_str());
