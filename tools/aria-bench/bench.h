@@ -15,6 +15,8 @@ struct Config {
   std::string model;  // --model d12: time a whole training step instead of the kernels
   bool gated = false;  // --gated: ARIA's gated MLP in every block (+ its plasticity loss)
   bool tf32 = false;   // --tf32: float32 GEMMs on TF32 tensor cores
+  bool recompute = false;  // --recompute: GELU outputs recomputed in backward (less memory)
+  bool bf16 = false;   // --bf16: bfloat16 weights/activations/grads, float32 master weights and moments
   int steps = 10, warmup = 3;
 };
 
@@ -28,6 +30,7 @@ struct Ceilings {
   double copy_gbps = 0;    // device-to-device copy, bytes read + written per second / 1e9
   double fp32_tflops = 0;  // 8192^3 GEMM, CUBLAS_COMPUTE_32F
   double tf32_tflops = 0;  // same with TF32 tensor cores
+  double bf16_tflops = 0;  // same with bfloat16 operands, fp32 accumulation
 };
 
 struct Result {

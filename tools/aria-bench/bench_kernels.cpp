@@ -331,9 +331,13 @@ Ceilings measure_ceilings(const Config& cfg) {
       (tf32 ? c.tf32_tflops : c.fp32_tflops) = flops / (ms * 1e-3) / 1e12;
     }
     cuda::set_tf32(false);
+    // bfloat16 operands (fp32 accumulation): the ceiling of the mixed-precision path.
+    Tensor ah = a.to(DType::BF16), bh = b.to(DType::BF16), oh = Tensor::empty({1, n, n}, DType::BF16, kGpu);
+    const double ms = time_ms([&](int) { cuda::matmul(ah, bh, oh, false, false, 1, 0); }, 5, fl);
+    c.bf16_tflops = flops / (ms * 1e-3) / 1e12;
   }
-  std::printf("ceilings measured: copy %.0f GB/s, fp32 GEMM %.1f TFLOP/s, tf32 GEMM %.1f TFLOP/s\n", c.copy_gbps,
-              c.fp32_tflops, c.tf32_tflops);
+  std::printf("ceilings measured: copy %.0f GB/s, fp32 GEMM %.1f, tf32 GEMM %.1f, bf16 GEMM %.1f TFLOP/s\n",
+              c.copy_gbps, c.fp32_tflops, c.tf32_tflops, c.bf16_tflops);
   cuda::empty_cache();
   return c;
 }

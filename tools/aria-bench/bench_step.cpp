@@ -24,6 +24,8 @@ StepResult bench_step(const Config& cfg) {
   const Device dev = Device::cuda(0);
   Gpt2Model m = gpt2_random(c, 1, dev);
   if (cfg.gated) inject_gated_mlp(m, 2);
+  if (cfg.bf16) m = m.to(DType::BF16);  // AdamW keeps the float32 masters
+  ops::recompute_activations() = cfg.recompute;
   m.set_requires_grad(true);
   const auto params = m.named_parameters();
   AdamW opt(default_decay_groups(params, 1e-4, 0.1));

@@ -39,6 +39,9 @@ options:
                    % of the measured GEMM ceiling of the precision used, peak GPU memory
   --gated          with --model: ARIA's PlasticityGatedMLP in every block (+ plasticity loss)
   --tf32           with --model: float32 GEMMs on TF32 tensor cores (default: exact fp32)
+  --bf16           with --model: mixed precision: bfloat16 weights, activations and gradients,
+                   float32 master weights and AdamW moments, fp32 accumulation in every kernel
+  --recompute      with --model: recompute each MLP's GELU output in backward instead of keeping it
   --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
   --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
                    torch.compile, same shapes) and print both systems side by side
@@ -102,17 +105,18 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
 #ifdef ARIA_WITH_CUDA
   cuda::set_tf32(cfg.tf32);
 #endif
-  const std::string precision = cfg.tf32 ? "tf32" : "fp32";
-  const double peak = cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
+  const std::string precision = cfg.bf16 ? "bf16" : cfg.tf32 ? "tf32" : "fp32";
+  const double peak = cfg.bf16 ? ceil.bf16_tflops : cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
   std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps\n", device_name().c_str(),
               cfg.model.c_str(), cfg.gated ? " + gated MLP" : "", cfg.batch, cfg.seq, precision.c_str(), cfg.steps);
   const StepResult r = bench_step(cfg);
   nlohmann::json rows = nlohmann::json::array();
-  rows.push_back({{"system", "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
+  rows.push_back({{"system", cfg.recompute ? "aria (recompute)" : "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
                   {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
                   {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
   if (compare_torch) {
-    const std::string modes = "eager-" + precision + ",compile-" + precision + ",eager-bf16,compile-bf16";
+    const std::string modes =
+        cfg.bf16 ? "eager-bf16,compile-bf16" : "eager-" + precision + ",compile-" + precision + ",eager-bf16,compile-bf16";
     const std::string cmd = "python3 tools/hf_reference/torch_gpt2_bench.py --batch " + std::to_string(cfg.batch) +
                             " --seq " + std::to_string(cfg.seq) + " --steps " + std::to_string(cfg.steps) +
                             " --modes " + modes + " --gated " + (cfg.gated ? "1" : "0") + " 2>/dev/null";
@@ -129,12 +133,20 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
     ARIA_CHECK(pclose(p) == 0, "the PyTorch reference failed: ", cmd);
   }
   const double aria_tps = r.tokens_per_s;
-  std::printf("\n%-22s %-13s %10s %12s %10s %9s %10s\n", "system", "mode", "step ms", "tokens/s", "TFLOP/s",
-              "aria/x", "peak GiB");
-  for (const auto& row : rows) {
-    std::printf("%-22s %-13s %10.1f %12.0f %10.1f %8.2fx %10.2f\n",
+  // MFU: model FLOPs per second over the measured GEMM ceiling of the row's own precision.
+  auto ceiling_of = [&](const std::string& mode) {
+    return mode.find("bf16") != std::string::npos   ? ceil.bf16_tflops
+           : mode.find("tf32") != std::string::npos ? ceil.tf32_tflops
+                                                    : ceil.fp32_tflops;
+  };
+  std::printf("\n%-22s %-13s %10s %12s %10s %7s %9s %10s\n", "system", "mode", "step ms", "tokens/s", "TFLOP/s",
+              "MFU", "aria/x", "peak GiB");
+  for (auto& row : rows) {
+    const double mfu = 100.0 * row["tflops"].get<double>() / ceiling_of(row["mode"].get<std::string>());
+    row["mfu_pct"] = mfu;
+    std::printf("%-22s %-13s %10.1f %12.0f %10.1f %6.1f%% %8.2fx %10.2f\n",
                 row["system"].get<std::string>().substr(0, 22).c_str(), row["mode"].get<std::string>().c_str(),
-                row["step_ms"].get<double>(), row["tokens_per_s"].get<double>(), row["tflops"].get<double>(),
+                row["step_ms"].get<double>(), row["tokens_per_s"].get<double>(), row["tflops"].get<double>(), mfu,
                 aria_tps / row["tokens_per_s"].get<double>(), row["peak_mem_gib"].get<double>());
   }
   std::printf("\naria: %.1f TFLOP/s = %.1f%% of the measured %s GEMM ceiling (%.1f TFLOP/s); 6N+12LTC FLOPs/token\n",
@@ -143,7 +155,7 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
     nlohmann::json j;
     j["device"] = device_name();
     j["ceilings"] = {{"copy_gbps", ceil.copy_gbps}, {"fp32_gemm_tflops", ceil.fp32_tflops},
-                     {"tf32_gemm_tflops", ceil.tf32_tflops}};
+                     {"tf32_gemm_tflops", ceil.tf32_tflops}, {"bf16_gemm_tflops", ceil.bf16_tflops}};
     j["step"] = rows;
     std::ofstream f(json_path);
     ARIA_CHECK(f.good(), "cannot write ", json_path);
@@ -184,6 +196,10 @@ int main(int argc, char** argv) {
         cfg.gated = true;
       } else if (a == "--tf32") {
         cfg.tf32 = true;
+      } else if (a == "--bf16") {
+        cfg.bf16 = true;
+      } else if (a == "--recompute") {
+        cfg.recompute = true;
       } else if (a == "--steps") {
         cfg.steps = parse_int(a, value());
       } else if (a == "--compare-torch") {
@@ -192,6 +208,7 @@ int main(int argc, char** argv) {
         ARIA_FAIL("unknown option '", a, "' (see --help)");
       }
     }
+    ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
