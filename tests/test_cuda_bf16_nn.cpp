@@ -326,11 +326,13 @@ TEST_CASE("CUDA bf16 cross-entropy forward/backward and the fused classifier mat
       expect_close(gfloss, floss, 2e-5, tag + " fused losses");
       expect_close(gf, fused, kBf16Tol, tag + " fused gradient");
       CHECK(off_target_rel_l2(gf, fused, t, V) <= kBf16Tol);
-      // The fused kernel is exactly forward + backward with dlosses = 1 (same reduction, same math).
-      CHECK(bit_equal(gfloss, gloss));
+      // The fused kernel equals forward + backward with dlosses = 1 up to summation order (its block
+      // reduction differs from the separate forward's): the same losses to fp32 rounding, the same
+      // gradient to a bf16 ulp here and there.
+      expect_close(gfloss, gloss, 1e-6, tag + " fused vs separate losses");
       Tensor gref = gpu_out({N, V}, DType::BF16);
       cuda::cross_entropy_backward(gl, gt, glse, Tensor::full({N}, 1.0, DType::F32, kGpu), gref, -100);
-      CHECK(bit_equal(gf, gref));
+      expect_close(gf, gref, 1e-3, tag + " fused vs separate gradient");
       // ignored rows: zero gradient, zero loss
       auto tv = t.to_ints();
       auto fl = gfloss.to_floats();

@@ -63,16 +63,17 @@ TEST_CASE("bfloat16 training follows the float32 loss curve") {
     const auto f32 = train(m.to(DType::F32), x, y, steps);
     const auto b16 = train(m.to(DType::BF16), x, y, steps);
     std::printf("%s: step   fp32 loss   bf16 loss\n", gated ? "gated" : "plain");
+    // Each step's loss within 2% of the float32 one, or 0.005 absolute once the loss is near zero
+    // (where a relative bound would amplify rounding): worst is the ratio to that allowance.
     double worst = 0;
     for (int s = 0; s < steps; ++s) {
-      const double rel = std::abs(b16[size_t(s)] - f32[size_t(s)]) / f32[size_t(s)];
-      worst = std::max(worst, rel);
+      const double allowed = std::max(0.02 * f32[size_t(s)], 0.005);
+      worst = std::max(worst, std::abs(b16[size_t(s)] - f32[size_t(s)]) / allowed);
       if (s % 5 == 0 || s == steps - 1) std::printf("  %4d %11.5f %11.5f\n", s, f32[size_t(s)], b16[size_t(s)]);
     }
-    std::printf("  worst relative difference %.4f\n", worst);
+    std::printf("  worst difference / allowance %.3f\n", worst);
     CHECK(f32.back() < 0.6 * f32.front());  // the run learns something, so the curves can diverge
-    CHECK(worst <= 0.03);
-    CHECK(std::abs(b16.back() - f32.back()) / f32.back() <= 0.03);
+    CHECK(worst <= 1.0);
   }
 }
 
@@ -98,7 +99,7 @@ TEST_CASE("AdamW keeps float32 masters for bfloat16 parameters and writes the ro
   // to the nearest representable value, which is what the parameter must hold.
   const auto mv = master.to_doubles(), pv = p.detach().to_doubles();
   CHECK(std::abs(mv[0] - (1.0 - 3e-3)) < 2e-4);
-  for (size_t i = 0; i < mv.size(); ++i) CHECK(pv[i] == doctest::Approx(bf16_to_float(float_to_bf16(float(mv[i])))).epsilon(0));
+  for (size_t i = 0; i < mv.size(); ++i) CHECK(pv[i] == double(bf16_to_float(float_to_bf16(float(mv[i])))));
   bool has_master_state = false;
   for (const auto& [k, t] : opt.state_tensors()) has_master_state |= k == "master.p";
   CHECK(has_master_state);

@@ -15,6 +15,7 @@ struct Config {
   std::string model;  // --model d12: time a whole training step instead of the kernels
   bool gated = false;  // --gated: ARIA's gated MLP in every block (+ its plasticity loss)
   bool tf32 = false;   // --tf32: float32 GEMMs on TF32 tensor cores
+  bool spc = false;     // --spc (with --gated): SPC penalty gradient added every step
   bool recompute = false;  // --recompute: GELU outputs recomputed in backward (less memory)
   bool bf16 = false;   // --bf16: bfloat16 weights/activations/grads, float32 master weights and moments
   int steps = 10, warmup = 3;
@@ -23,6 +24,7 @@ struct Config {
 struct StepResult {
   double step_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;
   int64_t params = 0;
+  double phase_ms[3] = {0, 0, 0};  // one synchronised step: forward (+ loss), backward, grad norm + AdamW
 };
 StepResult bench_step(const Config& cfg);
 

@@ -4,6 +4,7 @@
 // every block with its plasticity loss (what the continual trainer runs).
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -14,6 +15,7 @@
 #include "tools/aria-bench/bench.h"
 #include "train/adamw.h"
 #include "train/grad_clip.h"
+#include "train/spc.h"
 
 namespace aria::bench {
 
@@ -30,6 +32,25 @@ StepResult bench_step(const Config& cfg) {
   const auto params = m.named_parameters();
   AdamW opt(default_decay_groups(params, 1e-4, 0.1));
 
+  // SPC active (--spc): buffers A, B over every parameter outside the fast pathways, as after one
+  // consolidated task (a synthetic Fisher: its values do not change the cost), and the penalty
+  // gradient lambda (A theta - B) added to the gradients every step, as the continual trainer does.
+  ContinualModel cm;
+  cm.gpt = m;  // shares the parameter tensors
+  cm.use_adapters = false;
+  SpcState spc;
+  if (cfg.spc) {
+    FisherResult f;
+    Rng frng(5);
+    for (const auto& [name, p] : params) {
+      if (name.find(".fast.") != std::string::npos) continue;
+      Tensor fi = Tensor::empty(p.shape(), p.dtype(), p.device());
+      frng.fill_uniform(fi, 0.0, 1e-3);
+      f.fisher.emplace_back(name, fi);
+    }
+    spc.consolidate(f, cm, 1.0);
+  }
+
   Rng rng(3);
   std::vector<int32_t> ids(size_t(cfg.batch) * size_t(cfg.seq)), tg(ids.size());
   for (auto& v : ids) v = int32_t(rng.below(50257));
@@ -37,7 +58,9 @@ StepResult bench_step(const Config& cfg) {
   const Tensor x = Tensor::from_ints(ids, {cfg.batch, cfg.seq}, dev);
   const Tensor y = Tensor::from_ints(tg, {cfg.batch, cfg.seq}, dev);
 
-  auto step = [&]() {
+  // mark(i) is called after phase i (0 forward, 1 backward, 2 grad norm + AdamW); the timed steps pass
+  // a no-op, the breakdown step a synchronising stopwatch.
+  auto step = [&](const std::function<void(int)>& mark) {
     Tensor loss = gpt2_lm_loss(m, x, y);
     if (cfg.gated) {  // the plasticity loss the continual trainer adds: 0.01 * sum_l mean(pi (1 - pi))
       for (const auto& b : m.blocks) {
@@ -45,23 +68,38 @@ StepResult bench_step(const Config& cfg) {
         loss = ops::add(loss, ops::scale(ops::mean(ops::mul(pi, ops::affine(pi, -1.0, 1.0))), 0.01));
       }
     }
+    mark(0);
     loss.backward();
+    if (cfg.spc) spc.add_penalty_grad(cm, 1.0);
+    mark(1);
     double norm = global_grad_norm(params);
     opt.step(1.0, clip_scale(norm, 1.0));
     opt.zero_grad();
+    mark(2);
   };
-  for (int i = 0; i < cfg.warmup; ++i) step();
+  const auto no_mark = [](int) {};
+  for (int i = 0; i < cfg.warmup; ++i) step(no_mark);
   cuda::synchronize();
   cuda::device_allocator().reset_peak();
   std::vector<double> times;
   for (int i = 0; i < cfg.steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    step();
+    step(no_mark);
     cuda::synchronize();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
   StepResult r;
+  {  // one more step, synchronised after each phase: where the time goes
+    cuda::synchronize();
+    auto t = std::chrono::steady_clock::now();
+    step([&](int phase) {
+      cuda::synchronize();
+      const auto now = std::chrono::steady_clock::now();
+      r.phase_ms[phase] = std::chrono::duration<double>(now - t).count() * 1e3;
+      t = now;
+    });
+  }
   r.step_ms = times[times.size() / 2] * 1e3;
   const double tokens = double(cfg.batch) * cfg.seq;
   r.tokens_per_s = tokens / (r.step_ms * 1e-3);

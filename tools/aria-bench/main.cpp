@@ -41,6 +41,7 @@ options:
   --tf32           with --model: float32 GEMMs on TF32 tensor cores (default: exact fp32)
   --bf16           with --model: mixed precision: bfloat16 weights, activations and gradients,
                    float32 master weights and AdamW moments, fp32 accumulation in every kernel
+  --spc            with --gated: SPC active (penalty gradient over every non-fast parameter each step)
   --recompute      with --model: recompute each MLP's GELU output in backward instead of keeping it
   --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
   --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
@@ -108,9 +109,11 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
   const std::string precision = cfg.bf16 ? "bf16" : cfg.tf32 ? "tf32" : "fp32";
   const double peak = cfg.bf16 ? ceil.bf16_tflops : cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
   std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps\n", device_name().c_str(),
-              cfg.model.c_str(), cfg.gated ? " + gated MLP" : "", cfg.batch, cfg.seq, precision.c_str(), cfg.steps);
+              cfg.model.c_str(), cfg.gated ? (cfg.spc ? " + gated MLP + SPC" : " + gated MLP") : "", cfg.batch, cfg.seq, precision.c_str(), cfg.steps);
   const StepResult r = bench_step(cfg);
   nlohmann::json rows = nlohmann::json::array();
+  std::printf("aria step phases (synchronised after each): forward %.1f ms, backward %.1f ms, grad norm + AdamW %.1f ms\n",
+              r.phase_ms[0], r.phase_ms[1], r.phase_ms[2]);
   rows.push_back({{"system", cfg.recompute ? "aria (recompute)" : "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
                   {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
                   {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
@@ -198,6 +201,8 @@ int main(int argc, char** argv) {
         cfg.tf32 = true;
       } else if (a == "--bf16") {
         cfg.bf16 = true;
+      } else if (a == "--spc") {
+        cfg.spc = true;
       } else if (a == "--recompute") {
         cfg.recompute = true;
       } else if (a == "--steps") {
@@ -209,6 +214,7 @@ int main(int argc, char** argv) {
       }
     }
     ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
+    ARIA_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
