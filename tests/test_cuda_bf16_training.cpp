@@ -63,11 +63,12 @@ TEST_CASE("bfloat16 training follows the float32 loss curve") {
     const auto f32 = train(m.to(DType::F32), x, y, steps);
     const auto b16 = train(m.to(DType::BF16), x, y, steps);
     std::printf("%s: step   fp32 loss   bf16 loss\n", gated ? "gated" : "plain");
-    // Each step's loss within 2% of the float32 one, or 0.005 absolute once the loss is near zero
-    // (where a relative bound would amplify rounding): worst is the ratio to that allowance.
+    // llm.c's bound for its first 10 steps (|loss difference| <= 0.01), and over the whole run 3% of
+    // the float32 loss or 0.01 once the loss is near zero (the two runs' rounding compounds over 40
+    // steps of a memorising run): worst is the largest difference over its allowance.
     double worst = 0;
     for (int s = 0; s < steps; ++s) {
-      const double allowed = std::max(0.02 * f32[size_t(s)], 0.005);
+      const double allowed = s < 10 ? 0.01 : std::max(0.03 * f32[size_t(s)], 0.01);
       worst = std::max(worst, std::abs(b16[size_t(s)] - f32[size_t(s)]) / allowed);
       if (s % 5 == 0 || s == steps - 1) std::printf("  %4d %11.5f %11.5f\n", s, f32[size_t(s)], b16[size_t(s)]);
     }
