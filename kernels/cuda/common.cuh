@@ -162,6 +162,40 @@ void dispatch_float(DType dtype, const char* what, Fn&& fn) {
   }
 }
 
+// ---- 16-byte vector access ----------------------------------------------------------------------
+// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// dtype is checked by dispatch_float before).
+template <typename T>
+T* dptr(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T>
+constexpr int kVec = int(16 / sizeof(T));  // elements per 16-byte pack
+
+// VW consecutive elements as one aligned load/store (16 bytes when VW = kVec<T>).
+template <typename T, int VW>
+struct alignas(sizeof(T) * VW) Pack {
+  T v[VW];
+};
+
+template <typename T, int VW>
+__device__ __forceinline__ void load_pack(const T* p, Acc<T> (&out)[VW]) {
+  const Pack<T, VW> pk = *reinterpret_cast<const Pack<T, VW>*>(p);
+#pragma unroll
+  for (int k = 0; k < VW; ++k) out[k] = load(&pk.v[k]);
+}
+
+template <typename T, int VW>
+__device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
+  Pack<T, VW> pk;
+#pragma unroll
+  for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
+  *reinterpret_cast<Pack<T, VW>*>(p) = pk;
+}
+
 // ---- math that stays accurate under --use_fast_math -------------------------------------------
 // nvcc's fast math turns tanhf into tanh.approx.f32 (about 1e-3 relative error), too coarse for
 // GELU checked against the CPU to 1e-4. This one is ~1e-7 absolute.

@@ -49,15 +49,6 @@ __global__ void copy_kernel(const S* __restrict__ src, D* __restrict__ dst, Inde
   }
 }
 
-// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
-// dtype was checked by dispatch_float).
-template <typename T>
-T* dptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // 16 bytes of T, one vector access.
 template <typename T>
 struct alignas(16) Vec16 {

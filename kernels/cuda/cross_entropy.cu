@@ -18,14 +18,6 @@ namespace {
 
 constexpr int kMaxBlock = 1024;
 
-template <typename T>
-constexpr int kVec = int(16 / sizeof(T));  // elements per 16-byte pack
-
-template <typename T, int VW>
-struct alignas(sizeof(T) * VW) Pack {
-  T v[VW];
-};
-
 // Elements of `row` before its first 16-byte boundary (when VW > 1), capped at V.
 template <typename T, int VW>
 __device__ __forceinline__ int64_t head_len(const T* row, int64_t V) {

@@ -18,40 +18,6 @@ namespace {
 #define ARIA_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
-// dtype was checked by dispatch_float).
-template <typename T>
-T* dptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
-// ---- vector access ------------------------------------------------------------------------------
-// VW consecutive elements as one aligned access (16 bytes when VW == kVec<T>).
-template <typename T>
-constexpr int kVec = int(16 / sizeof(T));
-
-template <typename T, int VW>
-struct alignas(sizeof(T) * VW) Pack {
-  T v[VW];
-};
-
-template <typename T, int VW>
-__device__ __forceinline__ void load_pack(const T* p, Acc<T> (&out)[VW]) {
-  const Pack<T, VW> pk = *reinterpret_cast<const Pack<T, VW>*>(p);
-#pragma unroll
-  for (int k = 0; k < VW; ++k) out[k] = load(&pk.v[k]);
-}
-
-template <typename T, int VW>
-__device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
-  Pack<T, VW> pk;
-#pragma unroll
-  for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
-  *reinterpret_cast<Pack<T, VW>*>(p) = pk;
-}
-
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Calls fn(std::integral_constant<int, K>{}) for the K in [0, N) equal to v (none when out of range):
 // turns a run-time op code into a template argument for the contiguous kernels.
 template <typename Fn, int... Ks>

@@ -12,20 +12,6 @@ namespace aria::cuda {
 
 namespace {
 
-// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
-// dtype was checked by dispatch_float).
-template <typename T>
-T* dptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
-template <typename T, int VW>
-struct alignas(sizeof(T) * VW) Pack {
-  T v[VW];
-};
-
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 constexpr int kFwdRows = 8;  // rows per forward block (one warp each)
 
 // out[n, :] = w[ids[n], :], a warp per row moving VW elements (16 bytes when VW > 1) per lane and

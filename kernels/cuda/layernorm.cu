@@ -16,27 +16,6 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block, one row at a time each
 
-// ---- vector access: VW consecutive elements as one aligned load/store (16 bytes when VW > 1) ----
-template <typename T, int VW>
-struct alignas(sizeof(T) * VW) Pack {
-  T v[VW];
-};
-
-template <typename T, int VW>
-__device__ __forceinline__ void load_pack(const T* p, Acc<T> (&out)[VW]) {
-  const Pack<T, VW> pk = *reinterpret_cast<const Pack<T, VW>*>(p);
-#pragma unroll
-  for (int k = 0; k < VW; ++k) out[k] = load(&pk.v[k]);
-}
-
-template <typename T, int VW>
-__device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
-  Pack<T, VW> pk;
-#pragma unroll
-  for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
-  *reinterpret_cast<Pack<T, VW>*>(p) = pk;
-}
-
 // The value a store of v into a T holds (the residual sum is normalised as it is stored).
 template <typename T>
 __device__ __forceinline__ Acc<T> round_to(Acc<T> v) { return v; }
@@ -45,10 +24,6 @@ __device__ __forceinline__ float round_to<__nv_bfloat16>(float v) { return __bfl
 
 __device__ __forceinline__ float rsqrt_acc(float v) { return rsqrtf(v); }
 __device__ __forceinline__ double rsqrt_acc(double v) { return rsqrt(v); }
-
-// Elements per vector access for T: 16 bytes.
-template <typename T>
-constexpr int kVec = int(16 / sizeof(T));
 
 // ---- forward ----
 // kAdd: the input row is round_T(x + r), also stored into `sum`; otherwise x.

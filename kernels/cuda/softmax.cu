@@ -10,13 +10,6 @@ namespace aria::cuda {
 
 namespace {
 
-// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
-// dtype was checked by dispatch_float).
-template <typename T>
-T* dptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
 constexpr int kWarpRowLimit = 1024;
 constexpr int kRowsPerBlock = 8;
 constexpr int kBlock = 256;
