@@ -74,6 +74,12 @@ std::pair<Tensor, Tensor> add_layernorm(const Tensor& x, const Tensor& r, const 
 // loss for bfloat16 inputs.
 Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index = -100);
 
+// ---- ARIA's gated MLP (core/ops_gated.cpp) ----
+// add(slow, mul(pi, sub(fast, slow))) in one pass forward and one backward (dpi's row sum included):
+// the gate's mix of the slow and fast pathways. slow, fast [..., C]; pi [..., 1] with the same
+// leading dims; one dtype and device.
+Tensor gate_mix(const Tensor& slow, const Tensor& fast, const Tensor& pi);
+
 // ---- per-sample gradient capture hook (used by train/per_sample_grad.h for the Fisher) ----
 // When an observer is installed on this thread, linear, layernorm and embedding call it after
 // recording their tape node (only when they record one) and return what it returns: the output

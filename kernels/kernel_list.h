@@ -131,3 +131,22 @@ ARIA_KERNEL(adamw_update, (const std::vector<AdamWItem>& items), (items))
 ARIA_KERNEL(sum_squares, (const std::vector<Tensor>& xs, const Tensor& out), (xs, out))
 // acc += alpha * g^2 (Fisher accumulation); g may be [S, ...acc.shape] to add S squared samples at once.
 ARIA_KERNEL(square_accumulate, (const Tensor& acc, const Tensor& g, double alpha), (acc, g, alpha))
+
+// ---- gated MLP and SPC (ARIA's continual-learning model) ----
+// The gate's mix of the two pathways: out[n, c] = slow[n, c] + pi[n] * (fast[n, c] - slow[n, c]).
+// slow, fast, out [N, C] (viewed as rows of C = slow.size(-1)); pi holds N values ([N] or [N, 1]).
+// One dtype for every tensor.
+ARIA_KERNEL(gate_mix_forward, (const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out),
+            (slow, fast, pi, out))
+// Its gradients, written (not accumulated): dfast = dout * pi, dslow = dout * (1 - pi),
+// dpi[n] = sum_c dout * (fast - slow) (accumulated in fp32, float64 for float64 data, in a fixed
+// order: deterministic). Geometry as the forward (dpi like pi). Any of dslow, dfast, dpi may be
+// undefined (not computed); slow and fast are read only for dpi. Outputs do not alias inputs.
+ARIA_KERNEL(gate_mix_backward,
+            (const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout, const Tensor& dslow,
+             const Tensor& dfast, const Tensor& dpi),
+            (slow, fast, pi, dout, dslow, dfast, dpi))
+// The SPC penalty's gradient in one pass: grad += lambda * (A * p - B), elementwise (same shape, one
+// dtype; fp32 math for float32 and bfloat16, stored once).
+ARIA_KERNEL(spc_penalty_grad, (const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda),
+            (grad, A, p, B, lambda))

@@ -141,14 +141,23 @@ void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
     if (!p.requires_grad()) continue;
     const Buffers& b = on_device(entry.first, p);
     const Device dev = p.device();
-    Tensor d = Tensor::empty(p.shape(), p.dtype(), dev);  // A p - B
-    ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, p.detach().contiguous(), d);
-    ARIA_DISPATCH(dev, axpy, d, b.B, -1.0);
-    if (Tensor g = p.grad(); g.defined()) {
-      ARIA_DISPATCH(dev, axpy, g, d, lambda);
-    } else {
-      p.set_grad(scaled(d, lambda));
+    const Tensor pc = p.detach().contiguous();
+    Tensor g = p.grad();
+    if (g.defined() && (g.dtype() != p.dtype() || g.device() != dev || !g.is_contiguous())) {
+      // A gradient the fused row cannot take (another dtype or device, a strided view): A p - B
+      // first, then added in g's own dtype.
+      Tensor d = Tensor::empty(p.shape(), p.dtype(), dev);
+      ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, pc, d);
+      ARIA_DISPATCH(dev, axpy, d, b.B, -1.0);
+      ARIA_DISPATCH(g.device(), axpy, g, converted(d, g), lambda);
+      continue;
     }
+    if (!g.defined()) {
+      g = Tensor::zeros(p.shape(), p.dtype(), dev);
+      p.set_grad(g);
+    }
+    // g += lambda (A p - B) in one pass
+    ARIA_DISPATCH(dev, spc_penalty_grad, g, b.A.contiguous(), pc, b.B.contiguous(), lambda);
   }
 }
 

@@ -1,0 +1,132 @@
+// CPU kernels of ARIA's gated MLP mix (gate_mix_forward / gate_mix_backward) and of the SPC penalty
+// gradient (spc_penalty_grad). float32 and float64; they are the reference the CUDA kernels are
+// tested against, so the row sum dpi is accumulated in double whatever the data dtype.
+#include <utility>
+
+#include "kernels/kernels.h"
+
+namespace aria::cpu {
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // elements below which OpenMP is not worth starting
+
+template <typename F>
+void dispatch_float(DType t, const char* what, F&& f) {
+  if (t == DType::F32) return f(float{});
+  if (t == DType::F64) return f(double{});
+  ARIA_FAIL(what, ": the CPU kernel supports float32 and float64, got ", dtype_name(t));
+}
+
+void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
+  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
+  ARIA_CHECK(t.dtype() == like.dtype(), what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(like.dtype()));
+  ARIA_CHECK(t.device().is_cpu() && t.is_contiguous() && t.numel() == numel, what, ": ", name,
+             " must be a contiguous CPU tensor with ", numel, " elements, got ", t.str());
+}
+
+// Rows [N, C] of a gate mix: C = slow.size(-1), N rows; pi must hold N values.
+struct GateRows {
+  int64_t N = 0, C = 0;
+};
+
+GateRows gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, const char* what) {
+  ARIA_CHECK(slow.defined() && slow.dim() >= 1, what, ": slow must be [N, C], got ",
+             slow.defined() ? slow.str() : "undefined");
+  GateRows r;
+  r.C = slow.size(-1);
+  r.N = 1;
+  for (int d = 0; d + 1 < slow.dim(); ++d) r.N *= slow.size(d);
+  check_operand(slow, slow, r.N * r.C, what, "slow");
+  check_operand(fast, slow, r.N * r.C, what, "fast");
+  check_operand(pi, slow, r.N, what, "pi");
+  return r;
+}
+
+template <typename T>
+void gate_mix_forward_impl(const T* slow, const T* fast, const T* pi, T* out, int64_t N, int64_t C) {
+#pragma omp parallel for if (N * C >= kParallelMin)
+  for (int64_t n = 0; n < N; ++n) {
+    const T p = pi[n];
+    const T* s = slow + n * C;
+    const T* f = fast + n * C;
+    T* o = out + n * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = s[c] + p * (f[c] - s[c]);
+  }
+}
+
+// Null output pointers are skipped.
+template <typename T>
+void gate_mix_backward_impl(const T* slow, const T* fast, const T* pi, const T* dout, T* dslow, T* dfast, T* dpi,
+                            int64_t N, int64_t C) {
+#pragma omp parallel for if (N * C >= kParallelMin)
+  for (int64_t n = 0; n < N; ++n) {
+    const T p = pi[n], q = T(1) - p;
+    const T* g = dout + n * C;
+    if (dfast)
+      for (int64_t c = 0; c < C; ++c) dfast[n * C + c] = g[c] * p;
+    if (dslow)
+      for (int64_t c = 0; c < C; ++c) dslow[n * C + c] = g[c] * q;
+    if (dpi) {
+      const T* s = slow + n * C;
+      const T* f = fast + n * C;
+      double acc = 0;
+      for (int64_t c = 0; c < C; ++c) acc += double(g[c]) * (double(f[c]) - double(s[c]));
+      dpi[n] = T(acc);
+    }
+  }
+}
+
+template <typename T>
+T* out_ptr(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+}  // namespace
+
+void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out) {
+  const char* what = "gate_mix_forward";
+  const GateRows r = gate_rows(slow, fast, pi, what);
+  check_operand(out, slow, r.N * r.C, what, "out");
+  dispatch_float(slow.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    gate_mix_forward_impl<T>(slow.data<T>(), fast.data<T>(), pi.data<T>(), out.data<T>(), r.N, r.C);
+  });
+}
+
+void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
+                       const Tensor& dslow, const Tensor& dfast, const Tensor& dpi) {
+  const char* what = "gate_mix_backward";
+  const GateRows r = gate_rows(slow, fast, pi, what);
+  check_operand(dout, slow, r.N * r.C, what, "dout");
+  if (dslow.defined()) check_operand(dslow, slow, r.N * r.C, what, "dslow");
+  if (dfast.defined()) check_operand(dfast, slow, r.N * r.C, what, "dfast");
+  if (dpi.defined()) check_operand(dpi, slow, r.N, what, "dpi");
+  dispatch_float(slow.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    gate_mix_backward_impl<T>(slow.data<T>(), fast.data<T>(), pi.data<T>(), dout.data<T>(), out_ptr<T>(dslow),
+                              out_ptr<T>(dfast), out_ptr<T>(dpi), r.N, r.C);
+  });
+}
+
+void spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda) {
+  const char* what = "spc_penalty_grad";
+  ARIA_CHECK(grad.defined(), what, ": grad is undefined");
+  const int64_t n = grad.numel();
+  check_operand(grad, grad, n, what, "grad");
+  for (const auto& [t, name] : {std::pair{&A, "A"}, std::pair{&p, "p"}, std::pair{&B, "B"}}) {
+    check_operand(*t, grad, n, what, name);
+    ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
+               " must have the same shape");
+  }
+  dispatch_float(grad.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    T* g = grad.data<T>();
+    const T *a = A.data<T>(), *x = p.data<T>(), *b = B.data<T>();
+    const T l = T(lambda);
+#pragma omp parallel for if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) g[i] += l * (a[i] * x[i] - b[i]);
+  });
+}
+
+}  // namespace aria::cpu
