@@ -10,50 +10,31 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
 #include "kernels/kernels.h"
-#ifdef ARIA_WITH_CUDA
-#include <cuda_runtime.h>
-
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
-#endif
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::bit_equal;
+using testing::gpu_or_skip;
+using testing::poisoned;
 
 namespace {
 
 const Device kGpu = Device::cuda(0);
-
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): bf16 attention: %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped bf16 attention: ") + what;
-  MESSAGE(msg);
-  return false;
-}
 
 // N(0, 1) values rounded to bf16 on the GPU: the bf16 tensor and the same values as float32.
 struct Bf16Input {
   Tensor bf, f32;
 };
 Bf16Input bf16_randn(const Shape& s, uint64_t seed) {
-  Tensor x = Tensor::empty(s, DType::F32, Device::cpu());
-  Rng(seed).fill_normal(x, 0, 1);
+  const Tensor x = testing::randn(s, seed);
   Bf16Input r{Tensor::empty(s, DType::BF16, kGpu), Tensor::empty(s, DType::F32, kGpu)};
   cuda::copy_cast(x.to(kGpu), r.bf);
   cuda::copy_cast(r.bf, r.f32);
   return r;
-}
-
-Tensor poisoned(const Shape& s, DType t) {  // NaN-filled: unwritten elements show
-  Tensor y = Tensor::empty(s, t, kGpu);
-  y.fill_(NAN);
-  return y;
 }
 
 struct Diff {
@@ -90,11 +71,6 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& ref
   CAPTURE(d.max_ref);
   CHECK(d.rel <= rel_tol);
   CHECK(d.max_abs <= abs_tol * std::max(1.0, d.max_ref));
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  auto x = a.to_floats(), y = b.to_floats();  // bf16 -> float is exact
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * 4) == 0;
 }
 
 struct Case {
@@ -140,7 +116,7 @@ void check_case(const Case& k, uint64_t seed, Tensor (*view)(const Tensor&) = nu
 }  // namespace
 
 TEST_CASE("CUDA bf16 attention (tensor cores, hd 64) matches the float32 kernel; deterministic") {
-  if (!have_gpu("hd 64")) return;
+  if (!gpu_or_skip("bf16 attention hd 64")) return;
   uint64_t seed = 100;
   // one token; one exact tile; several tiles with a ragged last one; GPT-2 small's layout
   for (Case k : {Case{1, 1, 1, 64}, Case{1, 64, 2, 64}, Case{2, 129, 3, 64}, Case{2, 1000, 2, 64},
@@ -151,12 +127,12 @@ TEST_CASE("CUDA bf16 attention (tensor cores, hd 64) matches the float32 kernel;
 }
 
 TEST_CASE("CUDA bf16 attention (tensor cores, hd 128) matches the float32 kernel") {
-  if (!have_gpu("hd 128")) return;
+  if (!gpu_or_skip("bf16 attention hd 128")) return;
   for (Case k : {Case{1, 77, 1, 128}, Case{2, 200, 2, 128}}) check_case(k, 200 + uint64_t(k.T));
 }
 
 TEST_CASE("CUDA bf16 attention falls back to the float32 kernel for other head dims and unaligned data") {
-  if (!have_gpu("fallback")) return;
+  if (!gpu_or_skip("bf16 attention fallback")) return;
   for (Case k : {Case{1, 300, 2, 32}, Case{3, 77, 5, 3}}) check_case(k, 300 + uint64_t(k.T));
   // qkv starting 2 bytes into its storage: not 16-byte aligned, so the tensor-core path must not run
   const Case k{2, 129, 3, 64};
@@ -169,7 +145,7 @@ TEST_CASE("CUDA bf16 attention falls back to the float32 kernel for other head d
 }
 
 TEST_CASE("CUDA bf16 attention rejects mismatched dtypes with a clear error") {
-  if (!have_gpu("errors")) return;
+  if (!gpu_or_skip("bf16 attention errors")) return;
   Tensor qkv = Tensor::zeros({1, 8, 3 * 64}, DType::BF16, kGpu);
   Tensor out32 = Tensor::empty({1, 8, 64}, DType::F32, kGpu), lse = Tensor::empty({1, 1, 8}, DType::F32, kGpu);
   Tensor lse16 = Tensor::empty({1, 1, 8}, DType::BF16, kGpu), out = Tensor::empty({1, 8, 64}, DType::BF16, kGpu);
@@ -181,40 +157,13 @@ TEST_CASE("CUDA bf16 attention rejects mismatched dtypes with a clear error") {
 }
 
 #ifdef ARIA_WITH_CUDA
-namespace {
-
-// Median of 20 timed runs (after 3 warm-up runs) of fn on the aria stream, in milliseconds.
-template <typename Fn>
-double median_ms(Fn&& fn) {
-  cudaEvent_t a, b;
-  ARIA_CUDA_CHECK(cudaEventCreate(&a));
-  ARIA_CUDA_CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < 20; ++i) {
-    ARIA_CUDA_CHECK(cudaEventRecord(a, cuda::stream()));
-    fn();
-    ARIA_CUDA_CHECK(cudaEventRecord(b, cuda::stream()));
-    ARIA_CUDA_CHECK(cudaEventSynchronize(b));
-    float t = 0;
-    ARIA_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
-    ms.push_back(t);
-  }
-  ARIA_CUDA_CHECK(cudaEventDestroy(a));
-  ARIA_CUDA_CHECK(cudaEventDestroy(b));
-  std::sort(ms.begin(), ms.end());
-  return 0.5 * (ms[9] + ms[10]);
-}
-
-}  // namespace
-
 TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=1)") {
   const char* env = std::getenv("ARIA_ATTN_BENCH");
   if (!env || std::string(env) != "1") {
     MESSAGE("set ARIA_ATTN_BENCH=1 to time the attention kernels");
     return;
   }
-  if (!have_gpu("timing")) return;
+  if (!gpu_or_skip("bf16 attention timing")) return;
   const int64_t B = 16, T = 1024, H = 12, hd = 64, C = H * hd;
   // causal: half of the T x T scores; forward = 2 products of 2*T*T*hd flops each per head
   const double fwd_flops = 4.0 * B * H * T * T * hd / 2, bwd_flops = 2.5 * fwd_flops;
@@ -224,8 +173,8 @@ TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=
     const Tensor& d = dt == DType::BF16 ? dout.bf : dout.f32;
     Tensor out = Tensor::empty({B, T, C}, dt, kGpu), lse = Tensor::empty({B, H, T}, DType::F32, kGpu);
     Tensor dqkv = Tensor::empty({B, T, 3 * C}, dt, kGpu);
-    const double f = median_ms([&] { cuda::attention_forward(q, out, lse, int(H)); });
-    const double b = median_ms([&] { cuda::attention_backward(q, out, lse, d, dqkv, int(H)); });
+    const double f = testing::cuda_median_ms([&] { cuda::attention_forward(q, out, lse, int(H)); });
+    const double b = testing::cuda_median_ms([&] { cuda::attention_backward(q, out, lse, d, dqkv, int(H)); });
     std::printf("attention %-8s B=%lld T=%lld H=%lld hd=%lld: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms "
                 "(%.1f TFLOP/s)\n",
                 dtype_name(dt), (long long)B, (long long)T, (long long)H, (long long)hd, f, fwd_flops / f * 1e-9, b,

@@ -13,40 +13,25 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/rng.h"
 #include "kernels/kernels.h"
-#include "tests/support/op_cases.h"
-#ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
-#endif
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::bit_equal;
+using testing::expand;
+using testing::expect_close;
+using testing::gpu_or_skip;
+using testing::poisoned;
+using testing::randn;
 using testing::relative_l2;
 
 namespace {
 
 const Device kGpu = Device::cuda(0);
-const Device kCpu = Device::cpu();
-
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): bf16 CUDA kernel checks: %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped bf16 CUDA kernel checks: ") + what;
-  MESSAGE(msg);
-  return false;
-}
-
-// float32 normal(0, scale) on the CPU.
-Tensor randn(const Shape& s, uint64_t seed, double scale = 1.0) {
-  Tensor x = Tensor::empty(s, DType::F32, kCpu);
-  Rng(seed).fill_normal(x, 0, scale);
-  return x;
-}
 
 // A test input: bf16 values on the CPU (rounded from float32) and their exact float32 widening.
 struct In {
@@ -63,23 +48,6 @@ In from_f32(const Tensor& x) {
 }
 
 In rand_in(const Shape& s, uint64_t seed, double scale = 1.0) { return from_f32(randn(s, seed, scale)); }
-
-Tensor nan_gpu(const Shape& s, DType t = DType::BF16) {
-  Tensor y = Tensor::empty(s, t, kGpu);
-  y.fill_(NAN);
-  return y;
-}
-
-// A stride-0 view of t over `shape` (dims where t has extent 1 broadcast).
-Tensor expand(const Tensor& t, const Shape& shape) {
-  Shape st = t.strides();
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (t.shape()[d] == 1) st[d] = 0;
-  auto im = std::make_shared<TensorImpl>(*t.impl_ptr());
-  im->shape = shape;
-  im->strides = st;
-  return Tensor(im);
-}
 
 // The bf16 bound of the file comment, element by element, plus relative L2.
 void expect_bf16_close(const Tensor& got, const Tensor& want, double atol, const std::string& what) {
@@ -106,18 +74,6 @@ void expect_bf16_close(const Tensor& got, const Tensor& want, double atol, const
   CHECK(e <= 1e-2);
 }
 
-void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
-  const double e = relative_l2(got, want);
-  CAPTURE(what);
-  CAPTURE(e);
-  CHECK(e <= tol);
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_floats(), y = b.to_floats();
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-}
-
 // A flat bf16 GPU tensor of n elements whose data pointer is 2 bytes past a 16-byte boundary.
 Tensor misaligned_gpu(const Tensor& bf_cpu) {
   const int64_t n = bf_cpu.numel();
@@ -132,7 +88,7 @@ const std::vector<Shape> kSizes = {{1}, {7}, {1000}, {129, 771}};
 }  // namespace
 
 TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
-  if (!have_gpu("copy_cast / fill / axpy")) return;
+  if (!gpu_or_skip("bf16 copy_cast / fill / axpy")) return;
   // casts bf16 <-> f32 / f64 / bf16, contiguous (vector path and tails), misaligned and transposed
   for (const Shape& s : {Shape{1}, Shape{7}, Shape{1000}, Shape{129, 771}, Shape{16, 1024, 768}}) {
     const Tensor x32 = randn(s, 1, 3.0);
@@ -140,7 +96,7 @@ TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
       const Tensor src = x32.to(from);
       for (DType to : {DType::F32, DType::F64, DType::BF16}) {
         if (from != DType::BF16 && to != DType::BF16) continue;
-        Tensor c = Tensor::empty(s, to), g = nan_gpu(s, to);
+        Tensor c = Tensor::empty(s, to), g = poisoned(s, to);
         cpu::copy_cast(src, c);
         cuda::copy_cast(src.to(kGpu), g);
         CAPTURE(shape_str(s));
@@ -153,7 +109,7 @@ TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
   {  // misaligned source (f32 -> bf16 and back through a misaligned bf16)
     const In x = rand_in({1001}, 2);
     Tensor gm = misaligned_gpu(x.bf);
-    Tensor g32 = nan_gpu({1001}, DType::F32);
+    Tensor g32 = poisoned({1001}, DType::F32);
     cuda::copy_cast(gm, g32);
     CHECK(bit_equal(g32, x.f32));
     Tensor base = Tensor::empty({1002}, DType::BF16, kGpu);
@@ -167,7 +123,7 @@ TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
     for (DType to : {DType::F32, DType::BF16}) {
       const DType from = to == DType::BF16 ? DType::F32 : DType::BF16;
       const Tensor src = x.to(from);
-      Tensor c = Tensor::empty(xt.shape(), to), g = nan_gpu(xt.shape(), to);
+      Tensor c = Tensor::empty(xt.shape(), to), g = poisoned(xt.shape(), to);
       cpu::copy_cast(src.transpose(0, 2), c);
       cuda::copy_cast(src.to(kGpu).transpose(0, 2), g);
       CHECK(bit_equal(g, c));
@@ -176,11 +132,11 @@ TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
   // fill: bf16 round-to-nearest-even of the value, every element, aligned or not
   for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000), int64_t(100003)}) {
     for (double v : {0.1, -3.0, 0.0}) {
-      Tensor g = nan_gpu({n});
+      Tensor g = poisoned({n}, DType::BF16);
       cuda::fill(g, v);
       const float want = bf16_to_float(float_to_bf16(float(v)));
       CHECK(g.to_floats() == std::vector<float>(size_t(n), want));
-      Tensor base = nan_gpu({n + 1});
+      Tensor base = poisoned({n + 1}, DType::BF16);
       Tensor m = base.slice(0, 1, n + 1);
       cuda::fill(m, v);
       CHECK(m.to_floats() == std::vector<float>(size_t(n), want));
@@ -205,10 +161,10 @@ TEST_CASE("bf16 CUDA copy_cast, fill and axpy match the CPU") {
 }
 
 TEST_CASE("bf16 CUDA binary matches the CPU: contiguous, in place, broadcast, strided, misaligned") {
-  if (!have_gpu("binary")) return;
+  if (!gpu_or_skip("bf16 binary")) return;
   auto run = [](int op, const Tensor& ga, const Tensor& gb, const Tensor& ca, const Tensor& cb, const Shape& os,
                 const std::string& what) {
-    Tensor c = Tensor::empty(os), g = nan_gpu(os);
+    Tensor c = Tensor::empty(os), g = poisoned(os, DType::BF16);
     cpu::binary(op, ca, cb, c);
     cuda::binary(op, ga, gb, g);
     expect_bf16_close(g, c, 1e-6, what + " op " + std::to_string(op));
@@ -266,7 +222,7 @@ bool needs_y(int op) { return op == int(UnaryOp::Sigmoid) || op == int(UnaryOp::
 void check_unary(int op, const Shape& s, uint64_t seed, bool misaligned = false) {
   const In x = unary_input(op, s, seed);
   const std::string name = "op " + std::to_string(op) + " " + shape_str(s) + (misaligned ? " misaligned" : "");
-  Tensor c = Tensor::empty(s), g = nan_gpu(s);
+  Tensor c = Tensor::empty(s), g = poisoned(s, DType::BF16);
   const Tensor gx = misaligned ? misaligned_gpu(x.bf) : x.gpu();
   cpu::unary(op, x.f32, c, 1.5, -0.25);
   cuda::unary(op, gx, g, 1.5, -0.25);
@@ -275,7 +231,7 @@ void check_unary(int op, const Shape& s, uint64_t seed, bool misaligned = false)
   const In y = from_f32(c), dy = rand_in(s, seed + 1);
   for (double alpha : {0.0, 1.0}) {
     const In dx0 = rand_in(s, seed + 2);
-    Tensor cd = dx0.f32.clone(), gd = alpha == 0 ? nan_gpu(s) : dx0.gpu();
+    Tensor cd = dx0.f32.clone(), gd = alpha == 0 ? poisoned(s, DType::BF16) : dx0.gpu();
     cpu::unary_backward(op, x.f32, y.f32, dy.f32, cd, alpha);
     // only the operand the derivative reads is passed to the GPU; the other is undefined
     const Tensor gxx = needs_y(op) ? Tensor() : gx, gyy = needs_y(op) ? y.gpu() : Tensor();
@@ -287,7 +243,7 @@ void check_unary(int op, const Shape& s, uint64_t seed, bool misaligned = false)
 }  // namespace
 
 TEST_CASE("bf16 CUDA unary and unary_backward match the CPU for every op") {
-  if (!have_gpu("unary")) return;
+  if (!gpu_or_skip("bf16 unary")) return;
   for (int op = 0; op <= int(UnaryOp::Square); ++op) {
     uint64_t seed = 100 + 10 * uint64_t(op);
     for (const Shape& s : kSizes) check_unary(op, s, seed++);
@@ -300,7 +256,7 @@ TEST_CASE("bf16 CUDA unary and unary_backward match the CPU for every op") {
     Tensor y = Tensor::empty({1000});
     cpu::unary(op, x.f32, y, 1, 0);
     const In yb = from_f32(y);
-    Tensor cd = Tensor::empty({1000}), gd = nan_gpu({1000});
+    Tensor cd = Tensor::empty({1000}), gd = poisoned({1000}, DType::BF16);
     cpu::unary_backward(op, x.f32, yb.f32, dy.f32, cd, 0);
     cuda::unary_backward(op, x.gpu(), yb.gpu(), dy.gpu(), gd, 0);
     expect_bf16_close(gd, cd, 1e-5, "unary_backward x and y op " + std::to_string(op));
@@ -308,10 +264,10 @@ TEST_CASE("bf16 CUDA unary and unary_backward match the CPU for every op") {
 }
 
 TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic; add_bias matches the CPU") {
-  if (!have_gpu("sum_to / add_bias")) return;
+  if (!gpu_or_skip("bf16 sum_to / add_bias")) return;
   auto check_sum = [](const In& x, const Shape& to, const std::string& what) {
     const int64_t R = x.f32.numel() / shape_numel(to);
-    Tensor c = Tensor::empty(to), g1 = nan_gpu(to), g2 = nan_gpu(to);
+    Tensor c = Tensor::empty(to), g1 = poisoned(to, DType::BF16), g2 = poisoned(to, DType::BF16);
     cpu::sum_to(x.f32, c);
     cuda::sum_to(x.gpu(), g1);
     cuda::sum_to(x.gpu(), g2);
@@ -331,7 +287,7 @@ TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic; add_bias match
   // accumulation in bf16 would stall near 256: 65536 copies of 1 + 2^-7 (exact in bf16) sum to
   // 66048 exactly in fp32, and 66048 = 2^16 (1 + 2^-7) is exact in bf16 too
   const In ones = from_f32(Tensor::full({65536, 1}, 1.0 + 1.0 / 128));
-  Tensor g = nan_gpu({1, 1});
+  Tensor g = poisoned({1, 1}, DType::BF16);
   cuda::sum_to(ones.gpu(), g);
   CHECK(g.item() == 66048.0);
 
@@ -353,26 +309,26 @@ TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic; add_bias match
 }
 
 TEST_CASE("bf16 and float64 CUDA softmax forward/backward match the CPU") {
-  if (!have_gpu("softmax")) return;
+  if (!gpu_or_skip("bf16 and f64 softmax")) return;
   for (const Shape& s : {Shape{1, 1}, Shape{3, 7}, Shape{129, 771}, Shape{37, 1000}, Shape{5, 50257}}) {
     const In x = rand_in(s, 400, 3.0), dy = rand_in(s, 401);
-    Tensor c = Tensor::empty(s), g = nan_gpu(s);
+    Tensor c = Tensor::empty(s), g = poisoned(s, DType::BF16);
     cpu::softmax_forward(x.f32, c);
     cuda::softmax_forward(x.gpu(), g);
     expect_bf16_close(g, c, 1e-6, "softmax " + shape_str(s));
     const In y = from_f32(c);
-    Tensor cd = Tensor::empty(s), gd = nan_gpu(s);
+    Tensor cd = Tensor::empty(s), gd = poisoned(s, DType::BF16);
     cpu::softmax_backward(y.f32, dy.f32, cd);
     cuda::softmax_backward(y.gpu(), dy.gpu(), gd);
     expect_bf16_close(gd, cd, 1e-6, "softmax backward " + shape_str(s));
   }
   for (const Shape& s : {Shape{37, 1000}, Shape{3, 5000}}) {
     const Tensor x = randn(s, 402, 3.0).to(DType::F64), dy = randn(s, 403).to(DType::F64);
-    Tensor c = Tensor::empty(s, DType::F64), g = nan_gpu(s, DType::F64);
+    Tensor c = Tensor::empty(s, DType::F64), g = poisoned(s, DType::F64);
     cpu::softmax_forward(x, c);
     cuda::softmax_forward(x.to(kGpu), g);
     expect_close(g, c, 1e-12, "softmax f64 " + shape_str(s));
-    Tensor cd = Tensor::empty(s, DType::F64), gd = nan_gpu(s, DType::F64);
+    Tensor cd = Tensor::empty(s, DType::F64), gd = poisoned(s, DType::F64);
     cpu::softmax_backward(c, dy, cd);
     cuda::softmax_backward(c.to(kGpu), dy.to(kGpu), gd);
     expect_close(gd, cd, 1e-12, "softmax backward f64 " + shape_str(s));
@@ -381,17 +337,10 @@ TEST_CASE("bf16 and float64 CUDA softmax forward/backward match the CPU") {
 
 namespace {
 
-Tensor ids(int64_t n, int64_t range, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& x : v) x = int32_t(rng.below(uint64_t(range)));
-  return Tensor::from_ints(v, {n});
-}
-
 // Mostly a few popular ids (long runs of repeats), every third spread over the vocabulary, both ends.
 Tensor repeated_ids(int64_t n, int64_t V, uint64_t seed) {
-  std::vector<int32_t> few = ids(n, std::min<int64_t>(V, 97), seed).to_ints();
-  const std::vector<int32_t> many = ids(n, V, seed + 1).to_ints();
+  std::vector<int32_t> few = testing::random_ids({n}, std::min<int64_t>(V, 97), seed).to_ints();
+  const std::vector<int32_t> many = testing::random_ids({n}, V, seed + 1).to_ints();
   for (size_t i = 0; i < few.size(); i += 3) few[i] = many[i];
   few[0] = 0;
   if (n > 1) few[1] = int32_t(V - 1);
@@ -401,7 +350,7 @@ Tensor repeated_ids(int64_t n, int64_t V, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("bf16 CUDA embedding forward/backward match the CPU; backward is bitwise deterministic") {
-  if (!have_gpu("embedding")) return;
+  if (!gpu_or_skip("bf16 embedding")) return;
   struct Case {
     int64_t V, D, N;
   };
@@ -409,10 +358,10 @@ TEST_CASE("bf16 CUDA embedding forward/backward match the CPU; backward is bitwi
     const std::string name = "V" + std::to_string(k.V) + " D" + std::to_string(k.D) + " N" + std::to_string(k.N);
     const In w = rand_in({k.V, k.D}, 500);
     const Tensor id = repeated_ids(k.N, k.V, 501), gid = id.to(kGpu);
-    Tensor c = Tensor::empty({k.N, k.D}), g = nan_gpu({k.N, k.D});
+    Tensor c = Tensor::empty({k.N, k.D}), g = poisoned({k.N, k.D}, DType::BF16);
     cpu::embedding_forward(w.f32, id, c);
     cuda::embedding_forward(w.gpu(), gid, g);
-    CHECK(bit_equal(g, c));  // a gather: exact
+    CHECK(bit_equal(g, c.to(DType::BF16)));  // a gather: exact
     const In dout = rand_in({k.N, k.D}, 502), dw0 = rand_in({k.V, k.D}, 503, 0.1);  // backward accumulates
     Tensor cw = dw0.f32.clone(), g1 = dw0.gpu(), g2 = dw0.gpu();
     cpu::embedding_backward(id, dout.f32, cw);
@@ -425,15 +374,15 @@ TEST_CASE("bf16 CUDA embedding forward/backward match the CPU; backward is bitwi
   {  // misaligned weight rows fall back to element copies
     const In w = rand_in({64, 24}, 510);
     const Tensor id = repeated_ids(50, 64, 511);
-    Tensor c = Tensor::empty({50, 24}), g = nan_gpu({50, 24});
+    Tensor c = Tensor::empty({50, 24}), g = poisoned({50, 24}, DType::BF16);
     cpu::embedding_forward(w.f32, id, c);
     cuda::embedding_forward(misaligned_gpu(w.bf), id.to(kGpu), g);
-    CHECK(bit_equal(g, c));
+    CHECK(bit_equal(g, c.to(DType::BF16)));
   }
   {  // float64 on the GPU
     const Tensor w = randn({300, 17}, 520).to(DType::F64), dout = randn({77, 17}, 521).to(DType::F64);
     const Tensor id = repeated_ids(77, 300, 522);
-    Tensor c = Tensor::empty({77, 17}, DType::F64), g = nan_gpu({77, 17}, DType::F64);
+    Tensor c = Tensor::empty({77, 17}, DType::F64), g = poisoned({77, 17}, DType::F64);
     cpu::embedding_forward(w, id, c);
     cuda::embedding_forward(w.to(kGpu), id.to(kGpu), g);
     expect_close(g, c, 0, "embedding f64");
@@ -445,7 +394,7 @@ TEST_CASE("bf16 CUDA embedding forward/backward match the CPU; backward is bitwi
 }
 
 TEST_CASE("float32 / float64 CUDA elementwise still match the CPU on the new paths (tails, misaligned)") {
-  if (!have_gpu("f32/f64 elementwise")) return;
+  if (!gpu_or_skip("f32/f64 elementwise")) return;
   for (DType t : {DType::F32, DType::F64}) {
     const double tol = t == DType::F32 ? 2e-6 : 1e-14;
     for (int64_t n : {int64_t(1), int64_t(7), int64_t(1001)}) {
@@ -462,12 +411,12 @@ TEST_CASE("float32 / float64 CUDA elementwise still match the CPU on the new pat
         };
         const std::string name = std::string(dtype_name(t)) + " n" + std::to_string(n) + (mis ? " misaligned" : "");
         for (int op = 0; op < 4; ++op) {
-          Tensor c = Tensor::empty({n}, t), g = nan_gpu({n}, t);
+          Tensor c = Tensor::empty({n}, t), g = poisoned({n}, t);
           cpu::binary(op, a, b, c);
           cuda::binary(op, dev(a), dev(b), g);
           expect_close(g, c, tol, "binary " + name);
         }
-        Tensor c = Tensor::empty({n}, t), g = nan_gpu({n}, t);
+        Tensor c = Tensor::empty({n}, t), g = poisoned({n}, t);
         cpu::unary(int(UnaryOp::Gelu), a, c, 1, 0);
         cuda::unary(int(UnaryOp::Gelu), dev(a), g, 1, 0);
         expect_close(g, c, tol, "gelu " + name);
@@ -486,35 +435,13 @@ TEST_CASE("float32 / float64 CUDA elementwise still match the CPU on the new pat
 
 #ifdef ARIA_WITH_CUDA
 
-namespace {
-
-// Mean milliseconds of fn() over `iters` runs on the kernel stream, after one warm-up run.
-template <typename Fn>
-double time_ms(Fn&& fn, int iters = 20) {
-  fn();
-  cudaEvent_t e0, e1;
-  ARIA_CUDA_CHECK(cudaEventCreate(&e0));
-  ARIA_CUDA_CHECK(cudaEventCreate(&e1));
-  ARIA_CUDA_CHECK(cudaEventRecord(e0, cuda::stream()));
-  for (int i = 0; i < iters; ++i) fn();
-  ARIA_CUDA_CHECK(cudaEventRecord(e1, cuda::stream()));
-  ARIA_CUDA_CHECK(cudaEventSynchronize(e1));
-  float ms = 0;
-  ARIA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  ARIA_CUDA_CHECK(cudaEventDestroy(e0));
-  ARIA_CUDA_CHECK(cudaEventDestroy(e1));
-  return double(ms) / iters;
-}
-
-}  // namespace
-
 TEST_CASE("bf16 elementwise bandwidth (ARIA_BF16_BENCH=1)") {
   const char* env = std::getenv("ARIA_BF16_BENCH");
   if (!env || std::string(env) != "1") {
     MESSAGE("bandwidth timing skipped (set ARIA_BF16_BENCH=1)");
     return;
   }
-  if (!have_gpu("bandwidth timing")) return;
+  if (!gpu_or_skip("bf16 bandwidth timing")) return;
   for (DType t : {DType::BF16, DType::F32}) {
     for (int64_t C : {int64_t(768), int64_t(3072)}) {
       const int64_t N = 16384, n = N * C;
@@ -528,17 +455,17 @@ TEST_CASE("bf16 elementwise bandwidth (ARIA_BF16_BENCH=1)") {
         std::printf("%-5s [%lld, %lld] %-14s %8.1f us  %7.0f GB/s\n", dtype_name(t), (long long)N, (long long)C, what,
                     ms * 1e3, bytes / (ms * 1e-3) / 1e9);
       };
-      report("add", time_ms([&] { cuda::binary(0, a, b, o); }), 3 * n * es);
-      report("gelu fwd", time_ms([&] { cuda::unary(int(UnaryOp::Gelu), a, o, 1, 0); }), 2 * n * es);
-      report("gelu bwd", time_ms([&] { cuda::unary_backward(int(UnaryOp::Gelu), a, Tensor(), b, o, 0); }),
+      report("add", testing::cuda_mean_ms([&] { cuda::binary(0, a, b, o); }), 3 * n * es);
+      report("gelu fwd", testing::cuda_mean_ms([&] { cuda::unary(int(UnaryOp::Gelu), a, o, 1, 0); }), 2 * n * es);
+      report("gelu bwd", testing::cuda_mean_ms([&] { cuda::unary_backward(int(UnaryOp::Gelu), a, Tensor(), b, o, 0); }),
              3 * n * es);
-      report("gelu bwd acc", time_ms([&] { cuda::unary_backward(int(UnaryOp::Gelu), a, Tensor(), b, o, 1); }),
+      report("gelu bwd acc", testing::cuda_mean_ms([&] { cuda::unary_backward(int(UnaryOp::Gelu), a, Tensor(), b, o, 1); }),
              4 * n * es);
-      report("add_bias", time_ms([&] { cuda::add_bias(o, bias); }), 2 * n * es + C * es);
+      report("add_bias", testing::cuda_mean_ms([&] { cuda::add_bias(o, bias); }), 2 * n * es + C * es);
       Tensor f = Tensor::empty({N, C}, t == DType::BF16 ? DType::F32 : DType::BF16, kGpu);
-      report("cast", time_ms([&] { cuda::copy_cast(a, f); }), n * (es + double(dtype_size(f.dtype()))));
+      report("cast", testing::cuda_mean_ms([&] { cuda::copy_cast(a, f); }), n * (es + double(dtype_size(f.dtype()))));
       Tensor s = Tensor::empty({1, C}, t, kGpu);
-      report("sum_to [1, C]", time_ms([&] { cuda::sum_to(a, s); }), n * es);
+      report("sum_to [1, C]", testing::cuda_mean_ms([&] { cuda::sum_to(a, s); }), n * es);
     }
   }
   CHECK(true);

@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,11 +19,16 @@
 
 #include "core/rng.h"
 #include "kernels/kernels.h"
-#include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::adamw_item;
+using testing::bit_equal;
+using testing::expect_close;
+using testing::gpu_or_skip;
 using testing::max_abs_diff;
+using testing::poisoned;
+using testing::randn;
 using testing::relative_l2;
 
 namespace {
@@ -32,50 +36,15 @@ namespace {
 const Device kGpu = Device::cuda(0);
 const Device kCpu = Device::cpu();
 constexpr double kBf16Tol = 6e-3;  // relative L2 of a bf16-rounded output (rounding alone: ~2e-3)
-
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): bf16 nn kernel checks: %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped bf16 nn kernel checks: ") + what;
-  MESSAGE(msg);
-  return false;
-}
+constexpr float kGradScale = 0.8f;  // every AdamW item's grad_scale: the kernels must apply it
 
 // Normal values rounded to bf16, held as float32 on the CPU (the reference's inputs).
 Tensor randn_bf(const Shape& s, uint64_t seed, double scale = 1.0) {
-  Tensor x = Tensor::empty(s, DType::F32, kCpu);
-  Rng(seed).fill_normal(x, 0, scale);
-  return x.to(DType::BF16).to(DType::F32);
-}
-
-Tensor randn_as(const Shape& s, uint64_t seed, DType t, double scale = 1.0) {
-  Tensor x = Tensor::empty(s, t, kCpu);
-  Rng(seed).fill_normal(x, 0, scale);
-  return x;
+  return testing::round_bf16(randn(s, seed, scale));
 }
 
 // The same values on the GPU in dtype t.
 Tensor on_gpu(const Tensor& host, DType t = DType::BF16) { return host.to(t).to(kGpu); }
-
-// A NaN-filled GPU tensor: unwritten elements fail every comparison.
-Tensor gpu_out(const Shape& s, DType t) {
-  Tensor y = Tensor::empty(s, t, kGpu);
-  y.fill_(NAN);
-  return y;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
-  const double e = relative_l2(got, want);
-  CAPTURE(what);
-  CAPTURE(e);
-  CHECK(e <= tol);
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.numel() != b.numel()) return false;
-  const Tensor x = a.to(kCpu).contiguous(), y = b.to(kCpu).contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
-}
 
 Tensor targets_for(int64_t N, int64_t V, uint64_t seed) {
   Rng rng(seed);
@@ -112,7 +81,7 @@ std::string shape_tag(const char* what, DType t, int64_t N, int64_t C) {
 // ---- layernorm ----------------------------------------------------------------------------------
 
 TEST_CASE("CUDA bf16 layernorm forward/backward match the CPU float32 on the same values") {
-  if (!have_gpu("layernorm bf16")) return;
+  if (!gpu_or_skip("layernorm bf16")) return;
   for (int64_t N : {1, 7, 129, 1000})
     for (int64_t C : {768, 771}) {
       const std::string tag = shape_tag("layernorm", DType::BF16, N, C);
@@ -122,7 +91,7 @@ TEST_CASE("CUDA bf16 layernorm forward/backward match the CPU float32 on the sam
       Tensor y = Tensor::empty({N, C}), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
       cpu::layernorm_forward(x, w, b, y, mean, rstd, 1e-5);
       Tensor gx = on_gpu(x), gw = on_gpu(w), gb = on_gpu(b), gdy = on_gpu(dy);
-      Tensor gy = gpu_out({N, C}, DType::BF16), gmean = gpu_out({N}, DType::F32), grstd = gpu_out({N}, DType::F32);
+      Tensor gy = poisoned({N, C}, DType::BF16), gmean = poisoned({N}, DType::F32), grstd = poisoned({N}, DType::F32);
       cuda::layernorm_forward(gx, gw, gb, gy, gmean, grstd, 1e-5);
       CHECK(gy.dtype() == DType::BF16);
       expect_close(gy, y, kBf16Tol, tag + " y");
@@ -133,7 +102,7 @@ TEST_CASE("CUDA bf16 layernorm forward/backward match the CPU float32 on the sam
       Tensor dw0 = randn_bf({C}, seed + 4), db0 = randn_bf({C}, seed + 5);
       Tensor dx = Tensor::empty({N, C}), dw = dw0.clone(), db = db0.clone();
       cpu::layernorm_backward(x, w, mean, rstd, dy, dx, dw, db);
-      Tensor gdx = gpu_out({N, C}, DType::BF16), gdw = on_gpu(dw0), gdb = on_gpu(db0);
+      Tensor gdx = poisoned({N, C}, DType::BF16), gdw = on_gpu(dw0), gdb = on_gpu(db0);
       cuda::layernorm_backward(gx, gw, gmean, grstd, gdy, gdx, gdw, gdb);
       expect_close(gdx, dx, kBf16Tol, tag + " dx");
       expect_close(gdw, dw, kBf16Tol, tag + " dw (bf16)");
@@ -143,7 +112,7 @@ TEST_CASE("CUDA bf16 layernorm forward/backward match the CPU float32 on the sam
       expect_close(fdw, dw, 2e-5, tag + " dw (float32)");
       expect_close(fdb, db, 2e-5, tag + " db (float32)");
       // deterministic: a second run gives the same bits
-      Tensor gdx2 = gpu_out({N, C}, DType::BF16), gdw2 = on_gpu(dw0), gdb2 = on_gpu(db0);
+      Tensor gdx2 = poisoned({N, C}, DType::BF16), gdw2 = on_gpu(dw0), gdb2 = on_gpu(db0);
       cuda::layernorm_backward(gx, gw, gmean, grstd, gdy, gdx2, gdw2, gdb2);
       CHECK(bit_equal(gdx2, gdx));
       CHECK(bit_equal(gdw2, gdw));
@@ -152,7 +121,7 @@ TEST_CASE("CUDA bf16 layernorm forward/backward match the CPU float32 on the sam
 }
 
 TEST_CASE("CUDA add_layernorm_forward (bf16): sum is the rounded x + r, y its layernorm") {
-  if (!have_gpu("add_layernorm bf16")) return;
+  if (!gpu_or_skip("add_layernorm bf16")) return;
   for (int64_t N : {1, 7, 129, 1000})
     for (int64_t C : {768, 771}) {
       const std::string tag = shape_tag("add_layernorm", DType::BF16, N, C);
@@ -162,18 +131,18 @@ TEST_CASE("CUDA add_layernorm_forward (bf16): sum is the rounded x + r, y its la
       // reference: float32 sum rounded to bf16 (what the GPU stores), then a float32 layernorm of it
       Tensor sum = Tensor::empty({N, C});
       cpu::binary(int(BinaryOp::Add), x, r, sum);
-      sum = sum.to(DType::BF16).to(DType::F32);
+      sum = testing::round_bf16(sum);
       Tensor y = Tensor::empty({N, C}), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
       cpu::layernorm_forward(sum, w, b, y, mean, rstd, 1e-5);
-      Tensor gsum = gpu_out({N, C}, DType::BF16), gy = gpu_out({N, C}, DType::BF16);
-      Tensor gmean = gpu_out({N}, DType::F32), grstd = gpu_out({N}, DType::F32);
+      Tensor gsum = poisoned({N, C}, DType::BF16), gy = poisoned({N, C}, DType::BF16);
+      Tensor gmean = poisoned({N}, DType::F32), grstd = poisoned({N}, DType::F32);
       cuda::add_layernorm_forward(on_gpu(x), on_gpu(r), on_gpu(w), on_gpu(b), gsum, gy, gmean, grstd, 1e-5);
       CHECK(bit_equal(gsum, sum.to(DType::BF16)));
       expect_close(gy, y, kBf16Tol, tag + " y");
       CHECK(max_abs_diff(gmean, mean) <= 1e-5);
       expect_close(grstd, rstd, 1e-5, tag + " rstd");
       // the statistics are those of the stored sum: layernorm_forward of gsum gives the same bits
-      Tensor gy2 = gpu_out({N, C}, DType::BF16), gm2 = gpu_out({N}, DType::F32), gr2 = gpu_out({N}, DType::F32);
+      Tensor gy2 = poisoned({N, C}, DType::BF16), gm2 = poisoned({N}, DType::F32), gr2 = poisoned({N}, DType::F32);
       cuda::layernorm_forward(gsum, on_gpu(w), on_gpu(b), gy2, gm2, gr2, 1e-5);
       CHECK(bit_equal(gy2, gy));
       CHECK(bit_equal(gm2, gmean));
@@ -182,7 +151,7 @@ TEST_CASE("CUDA add_layernorm_forward (bf16): sum is the rounded x + r, y its la
 }
 
 TEST_CASE("CUDA layernorm_backward_residual (bf16): dx = dres + dLN, also with dres aliasing dx") {
-  if (!have_gpu("layernorm_backward_residual bf16")) return;
+  if (!gpu_or_skip("layernorm_backward_residual bf16")) return;
   for (int64_t N : {1, 7, 129, 1000})
     for (int64_t C : {768, 771}) {
       const std::string tag = shape_tag("layernorm_backward_residual", DType::BF16, N, C);
@@ -195,7 +164,7 @@ TEST_CASE("CUDA layernorm_backward_residual (bf16): dx = dres + dLN, also with d
       cpu::layernorm_backward_residual(x, w, mean, rstd, dy, dres, dx, dw, db);
       Tensor gx = on_gpu(x), gw = on_gpu(w), gdy = on_gpu(dy);
       Tensor gmean = on_gpu(mean, DType::F32), grstd = on_gpu(rstd, DType::F32);
-      Tensor gdx = gpu_out({N, C}, DType::BF16);
+      Tensor gdx = poisoned({N, C}, DType::BF16);
       Tensor gdw = Tensor::zeros({C}, DType::BF16, kGpu), gdb = Tensor::zeros({C}, DType::BF16, kGpu);
       cuda::layernorm_backward_residual(gx, gw, gmean, grstd, gdy, on_gpu(dres), gdx, gdw, gdb);
       expect_close(gdx, dx, kBf16Tol, tag + " dx");
@@ -208,7 +177,7 @@ TEST_CASE("CUDA layernorm_backward_residual (bf16): dx = dres + dLN, also with d
       CHECK(bit_equal(gio, gdx));
       CHECK(bit_equal(gdw2, gdw));
       // undefined dres: plain layernorm_backward
-      Tensor gplain = gpu_out({N, C}, DType::BF16), gref = gpu_out({N, C}, DType::BF16);
+      Tensor gplain = poisoned({N, C}, DType::BF16), gref = poisoned({N, C}, DType::BF16);
       cuda::layernorm_backward_residual(gx, gw, gmean, grstd, gdy, Tensor(), gplain, Tensor(), Tensor());
       cuda::layernorm_backward(gx, gw, gmean, grstd, gdy, gref, Tensor(), Tensor());
       CHECK(bit_equal(gplain, gref));
@@ -216,29 +185,29 @@ TEST_CASE("CUDA layernorm_backward_residual (bf16): dx = dres + dLN, also with d
 }
 
 TEST_CASE("CUDA layernorm rows in float32 and float64, fused rows too, match the CPU") {
-  if (!have_gpu("layernorm f32/f64")) return;
+  if (!gpu_or_skip("layernorm f32/f64")) return;
   for (DType dt : {DType::F32, DType::F64})
     for (int64_t N : {7, 1000})
       for (int64_t C : {768, 771}) {
         const std::string tag = shape_tag("layernorm", dt, N, C);
         const double tight = dt == DType::F64 ? 1e-12 : 2e-6, loose = dt == DType::F64 ? 1e-12 : 2e-5;
         const uint64_t seed = uint64_t(N * 17000 + C) + (dt == DType::F64);
-        Tensor x = randn_as({N, C}, seed, dt, 2.0), r = randn_as({N, C}, seed + 1, dt);
-        Tensor w = randn_as({C}, seed + 2, dt), b = randn_as({C}, seed + 3, dt);
-        Tensor dy = randn_as({N, C}, seed + 4, dt), dres = randn_as({N, C}, seed + 5, dt);
+        Tensor x = randn({N, C}, seed, 2.0, dt), r = randn({N, C}, seed + 1, 1.0, dt);
+        Tensor w = randn({C}, seed + 2, 1.0, dt), b = randn({C}, seed + 3, 1.0, dt);
+        Tensor dy = randn({N, C}, seed + 4, 1.0, dt), dres = randn({N, C}, seed + 5, 1.0, dt);
         Tensor sum = Tensor::empty({N, C}, dt), y = Tensor::empty({N, C}, dt);
         Tensor mean = Tensor::empty({N}, dt), rstd = Tensor::empty({N}, dt);
         cpu::add_layernorm_forward(x, r, w, b, sum, y, mean, rstd, 1e-5);
-        Tensor gsum = gpu_out({N, C}, dt), gy = gpu_out({N, C}, dt), gmean = gpu_out({N}, dt),
-               grstd = gpu_out({N}, dt);
+        Tensor gsum = poisoned({N, C}, dt), gy = poisoned({N, C}, dt), gmean = poisoned({N}, dt),
+               grstd = poisoned({N}, dt);
         cuda::add_layernorm_forward(on_gpu(x, dt), on_gpu(r, dt), on_gpu(w, dt), on_gpu(b, dt), gsum, gy, gmean,
                                     grstd, 1e-5);
         CHECK(bit_equal(gsum, sum));
         expect_close(gy, y, tight, tag + " add y");
         expect_close(grstd, rstd, tight, tag + " add rstd");
         CHECK(max_abs_diff(gmean, mean) <= tight);
-        Tensor dx = Tensor::empty({N, C}, dt), dw = randn_as({C}, seed + 6, dt), db = randn_as({C}, seed + 7, dt);
-        Tensor gdw = on_gpu(dw, dt), gdb = on_gpu(db, dt), gdx = gpu_out({N, C}, dt);
+        Tensor dx = Tensor::empty({N, C}, dt), dw = randn({C}, seed + 6, 1.0, dt), db = randn({C}, seed + 7, 1.0, dt);
+        Tensor gdw = on_gpu(dw, dt), gdb = on_gpu(db, dt), gdx = poisoned({N, C}, dt);
         cpu::layernorm_backward_residual(sum, w, mean, rstd, dy, dres, dx, dw, db);
         cuda::layernorm_backward_residual(gsum, on_gpu(w, dt), gmean, grstd, on_gpu(dy, dt), on_gpu(dres, dt), gdx,
                                           gdw, gdb);
@@ -249,7 +218,7 @@ TEST_CASE("CUDA layernorm rows in float32 and float64, fused rows too, match the
 }
 
 TEST_CASE("CUDA layernorm: misaligned rows (scalar path) and rows too wide for the fused dw/db") {
-  if (!have_gpu("layernorm edge layouts")) return;
+  if (!gpu_or_skip("layernorm edge layouts")) return;
   // A bf16 view one element into its buffer: 16-byte loads are impossible, the scalar path runs.
   {
     const int64_t N = 33, C = 768;
@@ -259,12 +228,12 @@ TEST_CASE("CUDA layernorm: misaligned rows (scalar path) and rows too wide for t
     Tensor buf = Tensor::empty({N * C + 1}, DType::BF16, kGpu);
     Tensor gx = buf.slice(0, 1, N * C + 1).reshape({N, C});
     gx.copy_from(x);
-    Tensor gy = gpu_out({N, C}, DType::BF16), gmean = gpu_out({N}, DType::F32), grstd = gpu_out({N}, DType::F32);
+    Tensor gy = poisoned({N, C}, DType::BF16), gmean = poisoned({N}, DType::F32), grstd = poisoned({N}, DType::F32);
     cuda::layernorm_forward(gx, on_gpu(w), on_gpu(b), gy, gmean, grstd, 1e-5);
     expect_close(gy, y, kBf16Tol, "misaligned layernorm y");
     Tensor dx = Tensor::empty({N, C}), dw = Tensor::zeros({C}), db = Tensor::zeros({C});
     cpu::layernorm_backward(x, w, mean, rstd, dy, dx, dw, db);
-    Tensor gdx = gpu_out({N, C}, DType::BF16);
+    Tensor gdx = poisoned({N, C}, DType::BF16);
     Tensor gdw = Tensor::zeros({C}, DType::F32, kGpu), gdb = Tensor::zeros({C}, DType::F32, kGpu);
     cuda::layernorm_backward(gx, on_gpu(w), gmean, grstd, on_gpu(dy), gdx, gdw, gdb);
     expect_close(gdx, dx, kBf16Tol, "misaligned layernorm dx");
@@ -280,11 +249,11 @@ TEST_CASE("CUDA layernorm: misaligned rows (scalar path) and rows too wide for t
     Tensor dx = Tensor::empty({N, C}), dw = Tensor::zeros({C}), db = Tensor::zeros({C});
     cpu::layernorm_backward(x, w, mean, rstd, dy, dx, dw, db);
     const double tol = dt == DType::BF16 ? kBf16Tol : 1e-5;
-    Tensor gy = gpu_out({N, C}, dt), gmean = gpu_out({N}, DType::F32), grstd = gpu_out({N}, DType::F32);
+    Tensor gy = poisoned({N, C}, dt), gmean = poisoned({N}, DType::F32), grstd = poisoned({N}, DType::F32);
     Tensor gx = on_gpu(x, dt), gw = on_gpu(w, dt);
     cuda::layernorm_forward(gx, gw, on_gpu(b, dt), gy, gmean, grstd, 1e-5);
     expect_close(gy, y, tol, std::string("wide layernorm y ") + dtype_name(dt));
-    Tensor gdx = gpu_out({N, C}, dt), gdw = Tensor::zeros({C}, dt, kGpu), gdb = Tensor::zeros({C}, dt, kGpu);
+    Tensor gdx = poisoned({N, C}, dt), gdw = Tensor::zeros({C}, dt, kGpu), gdb = Tensor::zeros({C}, dt, kGpu);
     cuda::layernorm_backward(gx, gw, gmean, grstd, on_gpu(dy, dt), gdx, gdw, gdb);
     expect_close(gdx, dx, tol, std::string("wide layernorm dx ") + dtype_name(dt));
     expect_close(gdw, dw, tol, std::string("wide layernorm dw ") + dtype_name(dt));
@@ -295,7 +264,7 @@ TEST_CASE("CUDA layernorm: misaligned rows (scalar path) and rows too wide for t
 // ---- cross-entropy -------------------------------------------------------------------------------
 
 TEST_CASE("CUDA bf16 cross-entropy forward/backward and the fused classifier match the CPU float32") {
-  if (!have_gpu("cross-entropy bf16")) return;
+  if (!gpu_or_skip("cross-entropy bf16")) return;
   for (int64_t V : {50257, 50304, 7})
     for (int64_t N : {1, 7, 129, 1000}) {
       if (N == 1000 && V == 50257) continue;  // one large case is enough for the CPU reference
@@ -313,15 +282,15 @@ TEST_CASE("CUDA bf16 cross-entropy forward/backward and the fused classifier mat
       cpu::cross_entropy_fused(fused, t, floss, -100);
       // GPU
       Tensor gl = on_gpu(logits), gt = t.to(kGpu);
-      Tensor gloss = gpu_out({N}, DType::F32), glse = gpu_out({N}, DType::F32);
+      Tensor gloss = poisoned({N}, DType::F32), glse = poisoned({N}, DType::F32);
       cuda::cross_entropy_forward(gl, gt, gloss, glse, -100);
       expect_close(gloss, loss, 2e-5, tag + " losses");
       expect_close(glse, lse, 2e-5, tag + " lse");
-      Tensor ggrad = gpu_out({N, V}, DType::BF16);
+      Tensor ggrad = poisoned({N, V}, DType::BF16);
       cuda::cross_entropy_backward(gl, gt, glse, on_gpu(dl, DType::F32), ggrad, -100);
       expect_close(ggrad, grad, kBf16Tol, tag + " dlogits");
       CHECK(off_target_rel_l2(ggrad, grad, t, V) <= kBf16Tol);
-      Tensor gf = gl.clone(), gfloss = gpu_out({N}, DType::F32);
+      Tensor gf = gl.clone(), gfloss = poisoned({N}, DType::F32);
       cuda::cross_entropy_fused(gf, gt, gfloss, -100);
       expect_close(gfloss, floss, 2e-5, tag + " fused losses");
       expect_close(gf, fused, kBf16Tol, tag + " fused gradient");
@@ -330,7 +299,7 @@ TEST_CASE("CUDA bf16 cross-entropy forward/backward and the fused classifier mat
       // reduction differs from the separate forward's): the same losses to fp32 rounding, the same
       // gradient to a bf16 ulp here and there.
       expect_close(gfloss, gloss, 1e-6, tag + " fused vs separate losses");
-      Tensor gref = gpu_out({N, V}, DType::BF16);
+      Tensor gref = poisoned({N, V}, DType::BF16);
       cuda::cross_entropy_backward(gl, gt, glse, Tensor::full({N}, 1.0, DType::F32, kGpu), gref, -100);
       expect_close(gf, gref, 1e-3, tag + " fused vs separate gradient");
       // ignored rows: zero gradient, zero loss
@@ -345,20 +314,20 @@ TEST_CASE("CUDA bf16 cross-entropy forward/backward and the fused classifier mat
 }
 
 TEST_CASE("CUDA cross-entropy: float32 fused classifier, misaligned rows, float64 refused") {
-  if (!have_gpu("cross-entropy layouts")) return;
+  if (!gpu_or_skip("cross-entropy layouts")) return;
   const int64_t N = 37, V = 50257;
-  Tensor logits = randn_as({N, V}, 70, DType::F32, 4.0);
+  Tensor logits = randn({N, V}, 70, 4.0, DType::F32);
   Tensor t = targets_for(N, V, 71);
   Tensor fused = logits.clone(), floss = Tensor::empty({N});
   cpu::cross_entropy_fused(fused, t, floss, -100);
-  Tensor gf = logits.to(kGpu), gfloss = gpu_out({N}, DType::F32);
+  Tensor gf = logits.to(kGpu), gfloss = poisoned({N}, DType::F32);
   cuda::cross_entropy_fused(gf, t.to(kGpu), gfloss, -100);
   expect_close(gfloss, floss, 2e-6, "fused float32 losses");
   expect_close(gf, fused, 1e-5, "fused float32 gradient");
   CHECK(off_target_rel_l2(gf, fused, t, V) <= 1e-5);
   // bf16 logits one element into their buffer, dlogits aligned: the scalar (VW = 1) backward runs;
   // the in-place fused kernel still uses 16-byte packs after a short head.
-  Tensor lb = logits.to(DType::BF16).to(DType::F32);
+  Tensor lb = testing::round_bf16(logits);
   Tensor loss = Tensor::empty({N}), lse = Tensor::empty({N}), grad = Tensor::empty({N, V});
   cpu::cross_entropy_forward(lb, t, loss, lse, -100);
   Tensor dl = Tensor::full({N}, 0.5);
@@ -366,16 +335,16 @@ TEST_CASE("CUDA cross-entropy: float32 fused classifier, misaligned rows, float6
   Tensor buf = Tensor::empty({N * V + 1}, DType::BF16, kGpu);
   Tensor gl = buf.slice(0, 1, N * V + 1).reshape({N, V});
   gl.copy_from(lb);
-  Tensor gloss = gpu_out({N}, DType::F32), glse = gpu_out({N}, DType::F32);
+  Tensor gloss = poisoned({N}, DType::F32), glse = poisoned({N}, DType::F32);
   cuda::cross_entropy_forward(gl, t.to(kGpu), gloss, glse, -100);
   expect_close(gloss, loss, 2e-5, "misaligned losses");
-  Tensor gd = gpu_out({N, V}, DType::BF16);
+  Tensor gd = poisoned({N, V}, DType::BF16);
   cuda::cross_entropy_backward(gl, t.to(kGpu), glse, dl.to(kGpu), gd, -100);
   expect_close(gd, grad, kBf16Tol, "misaligned dlogits");
   CHECK(off_target_rel_l2(gd, grad, t, V) <= kBf16Tol);
   Tensor ones = Tensor::full({N}, 1.0), gref = Tensor::empty({N, V});
   cpu::cross_entropy_backward(lb, t, lse, ones, gref, -100);
-  Tensor gfl = gpu_out({N}, DType::F32);
+  Tensor gfl = poisoned({N}, DType::F32);
   cuda::cross_entropy_fused(gl, t.to(kGpu), gfl, -100);
   expect_close(gl, gref, kBf16Tol, "misaligned fused gradient");
   CHECK(off_target_rel_l2(gl, gref, t, V) <= kBf16Tol);
@@ -388,7 +357,7 @@ TEST_CASE("CUDA cross-entropy: float32 fused classifier, misaligned rows, float6
 }
 
 TEST_CASE("CUDA masked_mean matches the CPU, stays deterministic, and handles all-ignored targets") {
-  if (!have_gpu("masked_mean")) return;
+  if (!gpu_or_skip("masked_mean")) return;
   for (int64_t N : {1, 7, 129, 1000, 16384}) {
     CAPTURE(N);
     Tensor losses = Tensor::empty({N});
@@ -397,11 +366,11 @@ TEST_CASE("CUDA masked_mean matches the CPU, stays deterministic, and handles al
     Tensor out = Tensor::empty({1}), count = Tensor::empty({1});
     cpu::masked_mean(losses, t, out, count, -100);
     Tensor gl = losses.to(kGpu), gt = t.to(kGpu);
-    Tensor gout = gpu_out({1}, DType::F32), gcount = gpu_out({1}, DType::F32);
+    Tensor gout = poisoned({1}, DType::F32), gcount = poisoned({1}, DType::F32);
     cuda::masked_mean(gl, gt, gout, gcount, -100);
     CHECK(gcount.item() == count.item());
     CHECK(gout.item() == doctest::Approx(out.item()).epsilon(1e-6));
-    Tensor gout2 = gpu_out({1}, DType::F32), gcount2 = gpu_out({1}, DType::F32);
+    Tensor gout2 = poisoned({1}, DType::F32), gcount2 = poisoned({1}, DType::F32);
     cuda::masked_mean(gl, gt, gout2, gcount2, -100);
     CHECK(bit_equal(gout2, gout));
     // bf16 losses are read as their float values
@@ -413,7 +382,7 @@ TEST_CASE("CUDA masked_mean matches the CPU, stays deterministic, and handles al
   }
   Tensor z = Tensor::zeros({9}, DType::F32, kGpu);
   Tensor all_ignored = Tensor::from_ints(std::vector<int32_t>(9, -100), {9}).to(kGpu);
-  Tensor gout = gpu_out({1}, DType::F32), gcount = gpu_out({1}, DType::F32);
+  Tensor gout = poisoned({1}, DType::F32), gcount = poisoned({1}, DType::F32);
   cuda::masked_mean(z, all_ignored, gout, gcount, -100);
   CHECK(gout.item() == 0.0);
   CHECK(gcount.item() == 0.0);
@@ -421,29 +390,8 @@ TEST_CASE("CUDA masked_mean matches the CPU, stays deterministic, and handles al
 
 // ---- optimizer -----------------------------------------------------------------------------------
 
-namespace {
-
-AdamWItem adamw_item(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, int step, float lr,
-                     float wd) {
-  AdamWItem it;
-  it.param = p;
-  it.grad = g;
-  it.m = m;
-  it.v = v;
-  it.lr = lr;
-  it.beta1 = 0.9f;
-  it.beta2 = 0.95f;
-  it.weight_decay = wd;
-  it.bias_correction1 = float(1 - std::pow(0.9, step));
-  it.bias_correction2 = float(1 - std::pow(0.95, step));
-  it.grad_scale = 0.8f;
-  return it;
-}
-
-}  // namespace
-
 TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU; param = bf16(master)") {
-  if (!have_gpu("adamw master")) return;
+  if (!gpu_or_skip("adamw master")) return;
   const std::vector<int64_t> sizes = {1, 16385, 100003, 0, 777};
   struct State {
     Tensor param, master, m, v;
@@ -451,7 +399,7 @@ TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU; 
   std::vector<State> cs, gs;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t n = sizes[i];
-    const Tensor p0 = randn_as({n}, 200 + i, DType::F32);
+    const Tensor p0 = randn({n}, 200 + i, 1.0, DType::F32);
     const bool master = i != 4;  // the last item is a plain float32 one, mixed into the same call
     State c{master ? p0.to(DType::BF16) : p0.clone(), master ? p0.clone() : Tensor(), Tensor::zeros({n}),
             Tensor::zeros({n})};
@@ -467,8 +415,8 @@ TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU; 
       const bool master = cs[i].master.defined();
       const DType gd = master ? DType::BF16 : DType::F32;
       const float lr = 1e-3f * float(i + 1), wd = i % 2 ? 0.1f : 0.f;
-      AdamWItem c = adamw_item(cs[i].param, grad.to(gd), cs[i].m, cs[i].v, step, lr, wd);
-      AdamWItem g = adamw_item(gs[i].param, grad.to(gd).to(kGpu), gs[i].m, gs[i].v, step, lr, wd);
+      AdamWItem c = adamw_item(cs[i].param, grad.to(gd), cs[i].m, cs[i].v, step, lr, wd, kGradScale);
+      AdamWItem g = adamw_item(gs[i].param, grad.to(gd).to(kGpu), gs[i].m, gs[i].v, step, lr, wd, kGradScale);
       c.master = cs[i].master;
       g.master = gs[i].master;
       ci.push_back(c);
@@ -495,9 +443,9 @@ TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU; 
 }
 
 TEST_CASE("CUDA adamw_update: the master path equals the plain float32 update of the same values") {
-  if (!have_gpu("adamw master equality")) return;
+  if (!gpu_or_skip("adamw master equality")) return;
   const int64_t n = 50001;
-  const Tensor p0 = randn_as({n}, 400, DType::F32);
+  const Tensor p0 = randn({n}, 400, 1.0, DType::F32);
   Tensor pf = p0.to(kGpu), mf = Tensor::zeros({n}, DType::F32, kGpu), vf = Tensor::zeros({n}, DType::F32, kGpu);
   Tensor master = p0.to(kGpu), pb = p0.to(DType::BF16).to(kGpu);
   Tensor mb = Tensor::zeros({n}, DType::F32, kGpu), vb = Tensor::zeros({n}, DType::F32, kGpu);
@@ -505,10 +453,10 @@ TEST_CASE("CUDA adamw_update: the master path equals the plain float32 update of
   Tensor mb2 = Tensor::zeros({n}, DType::F32, kGpu), vb2 = Tensor::zeros({n}, DType::F32, kGpu);
   for (int step = 1; step <= 5; ++step) {
     const Tensor g = randn_bf({n}, 410 + uint64_t(step));
-    AdamWItem plain = adamw_item(pf, g.to(kGpu), mf, vf, step, 2e-3f, 0.1f);
-    AdamWItem with_master = adamw_item(pb, g.to(kGpu), mb, vb, step, 2e-3f, 0.1f);  // float32 grad
+    AdamWItem plain = adamw_item(pf, g.to(kGpu), mf, vf, step, 2e-3f, 0.1f, kGradScale);
+    AdamWItem with_master = adamw_item(pb, g.to(kGpu), mb, vb, step, 2e-3f, 0.1f, kGradScale);  // float32 grad
     with_master.master = master;
-    AdamWItem bf16_grad = adamw_item(pb2, g.to(DType::BF16).to(kGpu), mb2, vb2, step, 2e-3f, 0.1f);
+    AdamWItem bf16_grad = adamw_item(pb2, g.to(DType::BF16).to(kGpu), mb2, vb2, step, 2e-3f, 0.1f, kGradScale);
     bf16_grad.master = master2;
     cuda::adamw_update({with_master, plain, bf16_grad});
   }
@@ -522,16 +470,16 @@ TEST_CASE("CUDA adamw_update: the master path equals the plain float32 update of
 }
 
 TEST_CASE("CUDA sum_squares and square_accumulate read bf16 inputs") {
-  if (!have_gpu("bf16 statistics")) return;
+  if (!gpu_or_skip("bf16 statistics")) return;
   std::vector<Tensor> xs = {randn_bf({1}, 500), randn_bf({16385}, 501), randn_bf({1000003}, 502),
-                            randn_as({77}, 503, DType::F64)};
+                            randn({77}, 503, 1.0, DType::F64)};
   std::vector<Tensor> gxs;
   for (size_t i = 0; i < xs.size(); ++i) gxs.push_back(on_gpu(xs[i], i == 3 ? DType::F64 : DType::BF16));
   Tensor c = Tensor::full({1}, 2.0, DType::F32), g = Tensor::full({1}, 2.0, DType::F32, kGpu);
   cpu::sum_squares(xs, c);
   cuda::sum_squares(gxs, g);
   CHECK(g.item() == doctest::Approx(c.item()).epsilon(1e-6));
-  Tensor acc = randn_as({1000}, 504, DType::F32), samples = randn_bf({3, 1000}, 505);
+  Tensor acc = randn({1000}, 504, 1.0, DType::F32), samples = randn_bf({3, 1000}, 505);
   Tensor gacc = acc.to(kGpu);
   cpu::square_accumulate(acc, samples, 0.25);
   cuda::square_accumulate(gacc, on_gpu(samples), 0.25);
@@ -571,7 +519,7 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
     std::printf("SKIPPED (set ARIA_BF16_BENCH=1): bf16 nn kernel timings\n");
     return;
   }
-  if (!have_gpu("timings")) return;
+  if (!gpu_or_skip("bf16 nn timings")) return;
   char buf[256];
   {  // layernorm [16384, 768]
     const int64_t N = 16384, C = 768;
@@ -640,7 +588,7 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
       total += n;
       AdamWItem it = adamw_item(Tensor::zeros({n}, DType::BF16, kGpu), Tensor::zeros({n}, DType::BF16, kGpu),
                                 Tensor::zeros({n}, DType::F32, kGpu), Tensor::zeros({n}, DType::F32, kGpu), 1, 1e-4f,
-                                0.1f);
+                                0.1f, kGradScale);
       it.master = Tensor::zeros({n}, DType::F32, kGpu);
       items.push_back(it);
     }

@@ -11,10 +11,12 @@
 #include "core/rng.h"
 #include "model/gated_mlp.h"
 #include "model/gpt2.h"
+#include "tests/support/test_util.h"
 #include "train/adamw.h"
 #include "train/grad_clip.h"
 
 using namespace aria;
+using testing::gpu_or_skip;
 
 namespace {
 
@@ -37,11 +39,7 @@ std::vector<double> train(Gpt2Model m, const Tensor& x, const Tensor& y, int ste
 }  // namespace
 
 TEST_CASE("bfloat16 training follows the float32 loss curve") {
-  if (!cuda_available()) {
-    std::printf("SKIPPED (no CUDA GPU): bfloat16 training curves\n");
-    MESSAGE("no CUDA GPU: bfloat16 training curves skipped");
-    return;
-  }
+  if (!gpu_or_skip("bfloat16 training curves")) return;
   Gpt2Config cfg = gpt2_preset("tiny");
   cfg.n_embd = 128;
   cfg.n_head = 2;  // head dim 64
@@ -79,10 +77,7 @@ TEST_CASE("bfloat16 training follows the float32 loss curve") {
 }
 
 TEST_CASE("AdamW keeps float32 masters for bfloat16 parameters and writes the rounded values back") {
-  if (!cuda_available()) {
-    std::printf("SKIPPED (no CUDA GPU): bfloat16 masters\n");
-    return;
-  }
+  if (!gpu_or_skip("bfloat16 masters")) return;
   const Device gpu = Device::cuda(0);
   Tensor p = Tensor::from_vector({1.0, -2.0, 0.5, 3.0}, {4}, DType::BF16, gpu);
   p.set_requires_grad(true);

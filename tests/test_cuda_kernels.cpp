@@ -6,68 +6,37 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdio>
-#include <cstring>
+#include <string>
 #include <vector>
 
-#include "core/rng.h"
 #include "kernels/kernels.h"
-#include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
-using testing::relative_l2;
+using testing::bit_equal;
+using testing::expand;
+using testing::expect_close;
+using testing::gpu_or_skip;
+using testing::randn;
+using testing::random_ids;
 
 namespace {
 
 const Device kGpu = Device::cuda(0);
 
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): CUDA kernel checks: %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped CUDA kernel checks: ") + what;
-  MESSAGE(msg);
-  return false;
-}
-
-Tensor randn(const Shape& s, uint64_t seed, double scale = 1.0, DType t = DType::F32) {
-  Tensor x = Tensor::empty(s, t, Device::cpu());
-  Rng(seed).fill_normal(x, 0, scale);
-  return x;
-}
-
-Tensor ids(const Shape& s, int64_t range, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(size_t(shape_numel(s)));
-  for (auto& x : v) x = int32_t(rng.below(uint64_t(range)));
-  return Tensor::from_ints(v, s);
-}
-
 Tensor gpu(const Tensor& t) { return t.to(kGpu); }
 
 // An output of t's shape on `d`, NaN-filled on the GPU so that unwritten elements show.
 Tensor out_like(const Tensor& t, Device d) {
-  Tensor y = Tensor::empty(t.shape(), t.dtype(), d);
-  if (d.is_cuda() && is_floating(t.dtype())) y.fill_(NAN);
-  return y;
+  if (d.is_cuda() && is_floating(t.dtype())) return testing::poisoned(t.shape(), t.dtype(), d);
+  return Tensor::empty(t.shape(), t.dtype(), d);
 }
 Tensor out_shape(const Shape& s, Device d, DType t = DType::F32) { return out_like(Tensor::empty(s, t), d); }
-
-void expect_close(const Tensor& g, const Tensor& c, double tol, const std::string& what) {
-  const double e = relative_l2(g, c);
-  CAPTURE(what);
-  CAPTURE(e);
-  CHECK(e <= tol);
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  auto x = a.to_floats(), y = b.to_floats();
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * 4) == 0;
-}
 
 }  // namespace
 
 TEST_CASE("CUDA copy_cast / fill / axpy match the CPU") {
-  if (!have_gpu("copy")) return;
+  if (!gpu_or_skip("CUDA copy")) return;
   Tensor x = randn({37, 65, 3}, 1);
   Tensor xt = x.transpose(0, 2);  // [3, 65, 37], strided
   Tensor gx = gpu(x).transpose(0, 2);
@@ -78,7 +47,7 @@ TEST_CASE("CUDA copy_cast / fill / axpy match the CPU") {
     CAPTURE(dtype_name(to));
     CHECK(bit_equal(g.to(DType::F32), c.to(DType::F32)));
   }
-  Tensor i = ids({1001}, 1000, 2), gi = gpu(i);
+  Tensor i = random_ids({1001}, 1000, 2), gi = gpu(i);
   Tensor ci = Tensor::empty({1001}, DType::F32), gf = Tensor::empty({1001}, DType::F32, kGpu);
   cpu::copy_cast(i, ci);
   cuda::copy_cast(gi, gf);
@@ -93,22 +62,13 @@ TEST_CASE("CUDA copy_cast / fill / axpy match the CPU") {
 }
 
 TEST_CASE("CUDA binary (broadcast strides), unary and unary_backward match the CPU") {
-  if (!have_gpu("elementwise")) return;
+  if (!gpu_or_skip("CUDA elementwise")) return;
   Tensor a = randn({37, 1, 65}, 5), b = randn({1, 29, 65}, 6, 1.0);
   const Shape os = {37, 29, 65};
-  auto expand = [&](const Tensor& t) {  // stride-0 view of t over os
-    Shape st = t.strides();
-    for (int dd = 0; dd < 3; ++dd)
-      if (t.shape()[dd] == 1) st[dd] = 0;
-    auto im = std::make_shared<TensorImpl>(*t.impl_ptr());
-    im->shape = os;
-    im->strides = st;
-    return Tensor(im);
-  };
   for (int op = 0; op < 4; ++op) {
     Tensor c = out_shape(os, Device::cpu()), g = out_shape(os, kGpu);
-    cpu::binary(op, expand(a), expand(b), c);
-    cuda::binary(op, expand(gpu(a)), expand(gpu(b)), g);
+    cpu::binary(op, expand(a, os), expand(b, os), c);
+    cuda::binary(op, expand(gpu(a), os), expand(gpu(b), os), g);
     expect_close(g, c, 1e-6, "binary op " + std::to_string(op));
   }
   Tensor x = randn({100003}, 7, 2.0), xp = Tensor::empty({100003});
@@ -132,7 +92,7 @@ TEST_CASE("CUDA binary (broadcast strides), unary and unary_backward match the C
 }
 
 TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
-  if (!have_gpu("sum_to")) return;
+  if (!gpu_or_skip("CUDA sum_to")) return;
   Tensor x = randn({37, 29, 65}, 11);
   for (Shape to : {Shape{1, 29, 1}, Shape{37, 1, 65}, Shape{1, 1, 1}, Shape{37, 29, 1}, Shape{1, 29, 65},
                    Shape{37, 29, 65}}) {
@@ -160,7 +120,7 @@ TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
 }
 
 TEST_CASE("CUDA matmul matches the CPU: awkward sizes, every transpose, batched, shared b, alpha/beta") {
-  if (!have_gpu("matmul")) return;
+  if (!gpu_or_skip("CUDA matmul")) return;
   const int64_t M = 129, K = 65, N = 257;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
@@ -198,11 +158,11 @@ TEST_CASE("CUDA matmul matches the CPU: awkward sizes, every transpose, batched,
 }
 
 TEST_CASE("CUDA embedding forward/backward match the CPU; backward is deterministic") {
-  if (!have_gpu("embedding")) return;
+  if (!gpu_or_skip("CUDA embedding")) return;
   const int64_t V = 50257, D = 768, N = 4099;
   Tensor w = randn({V, D}, 30);
   // Mostly a few popular ids (long runs of repeats), some spread over the whole vocabulary.
-  Tensor few = ids({N}, 97, 31), many = ids({N}, V, 32);
+  Tensor few = random_ids({N}, 97, 31), many = random_ids({N}, V, 32);
   std::vector<int32_t> mix = few.to_ints(), m2 = many.to_ints();
   for (size_t i = 0; i < mix.size(); i += 3) mix[i] = m2[i];
   mix[0] = 0;
@@ -221,7 +181,7 @@ TEST_CASE("CUDA embedding forward/backward match the CPU; backward is determinis
   expect_close(g1, cw, 1e-6, "embedding_backward");
   CHECK(bit_equal(g1, g2));
   // small width (one partial warp) and T = 1
-  Tensor w2 = randn({11, 5}, 35), id2 = ids({1}, 11, 36), d2 = randn({1, 5}, 37);
+  Tensor w2 = randn({11, 5}, 35), id2 = random_ids({1}, 11, 36), d2 = randn({1, 5}, 37);
   Tensor c2 = Tensor::zeros({11, 5}), gg2 = Tensor::zeros({11, 5}, DType::F32, kGpu);
   cpu::embedding_backward(id2, d2, c2);
   cuda::embedding_backward(gpu(id2), gpu(d2), gg2);
@@ -229,7 +189,7 @@ TEST_CASE("CUDA embedding forward/backward match the CPU; backward is determinis
 }
 
 TEST_CASE("CUDA layernorm forward/backward match the CPU; dw/db are deterministic") {
-  if (!have_gpu("layernorm")) return;
+  if (!gpu_or_skip("CUDA layernorm")) return;
   for (Shape s : {Shape{4099, 768}, Shape{37, 1601}, Shape{5, 3}, Shape{1, 768}}) {
     const int64_t N = s[0], C = s[1];
     Tensor x = randn(s, 40, 2.0), w = randn({C}, 41), b = randn({C}, 42), dy = randn(s, 43);
@@ -254,7 +214,7 @@ TEST_CASE("CUDA layernorm forward/backward match the CPU; dw/db are deterministi
 }
 
 TEST_CASE("CUDA softmax and cross-entropy match the CPU (rows of 1000 and of 50257)") {
-  if (!have_gpu("softmax / cross-entropy")) return;
+  if (!gpu_or_skip("CUDA softmax / cross-entropy")) return;
   for (Shape s : {Shape{37, 1000}, Shape{5, 50257}, Shape{3, 1}}) {
     Tensor x = randn(s, 50, 3.0), dy = randn(s, 51);
     Tensor y = Tensor::empty(s), gy = out_shape(s, kGpu);
@@ -269,7 +229,7 @@ TEST_CASE("CUDA softmax and cross-entropy match the CPU (rows of 1000 and of 502
   for (int64_t V : {int64_t(50257), int64_t(50304), int64_t(7)}) {
     const int64_t N = 19;
     Tensor logits = randn({N, V}, 52, 4.0);
-    std::vector<int32_t> t = ids({N}, V, 53).to_ints();
+    std::vector<int32_t> t = random_ids({N}, V, 53).to_ints();
     t[3] = -100;
     t[7] = int32_t(V - 1);
     Tensor tg = Tensor::from_ints(t, {N});
@@ -287,7 +247,7 @@ TEST_CASE("CUDA softmax and cross-entropy match the CPU (rows of 1000 and of 502
 }
 
 TEST_CASE("CUDA attention forward/backward match the CPU over several tiles; backward is deterministic") {
-  if (!have_gpu("attention")) return;
+  if (!gpu_or_skip("CUDA attention")) return;
   struct Case {
     int64_t B, T, H, hd;
   };
@@ -314,7 +274,7 @@ TEST_CASE("CUDA attention forward/backward match the CPU over several tiles; bac
 }
 
 TEST_CASE("CUDA adamw_update, sum_squares and square_accumulate match the CPU") {
-  if (!have_gpu("optimizer")) return;
+  if (!gpu_or_skip("CUDA optimizer")) return;
   std::vector<int64_t> sizes = {1, 16385, 100003, 0};
   std::vector<AdamWItem> c_items, g_items;
   for (size_t i = 0; i < sizes.size(); ++i) {

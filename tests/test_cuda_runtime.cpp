@@ -8,24 +8,14 @@
 
 #include "core/tensor.h"
 #include "kernels/kernels.h"
+#include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
 #endif
 
 using namespace aria;
-
-namespace {
-
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped ") + what;
-  MESSAGE(msg);
-  return false;
-}
-
-}  // namespace
+using testing::gpu_or_skip;
 
 TEST_CASE("device_count never throws and cuda_available agrees with it") {
   int n = -1;
@@ -61,7 +51,7 @@ TEST_CASE("ARIA_CUDA_CHECK and ARIA_CUBLAS_CHECK report the call, the error and 
 }
 
 TEST_CASE("caching allocator: the same sizes again cause no new cudaMalloc; stats track current and peak") {
-  if (!have_gpu("caching allocator reuse")) return;
+  if (!gpu_or_skip("caching allocator reuse")) return;
   Allocator& a = cuda::device_allocator();
   const std::vector<size_t> sizes = {1, 100, 512, 513, 4096, 1000000, (size_t(3) << 20) + 5, size_t(64) << 20};
   size_t total = 0;
@@ -99,7 +89,7 @@ TEST_CASE("caching allocator: the same sizes again cause no new cudaMalloc; stat
 }
 
 TEST_CASE("out of memory is a clear aria::Error, and the allocator still works after it") {
-  if (!have_gpu("out-of-memory error")) return;
+  if (!gpu_or_skip("out-of-memory error")) return;
   Allocator& a = cuda::device_allocator();
   bool threw = false;
   try {
@@ -122,7 +112,7 @@ TEST_CASE("out of memory is a clear aria::Error, and the allocator still works a
 }
 
 TEST_CASE("memcpy_between: host -> device -> device -> host round trips bit-exactly") {
-  if (!have_gpu("memcpy round trips")) return;
+  if (!gpu_or_skip("memcpy round trips")) return;
   const size_t n = 1000003;
   std::vector<float> h(n), back(n, -1.f);
   for (size_t i = 0; i < n; ++i) h[i] = float(i) * 0.5f - 3.25f;
@@ -159,7 +149,7 @@ TEST_CASE("memcpy_between: host -> device -> device -> host round trips bit-exac
 }
 
 TEST_CASE("empty_cache returns cached blocks to the driver") {
-  if (!have_gpu("empty_cache")) return;
+  if (!gpu_or_skip("empty_cache")) return;
   Allocator& a = cuda::device_allocator();
   void* p = a.allocate(size_t(16) << 20);
   a.deallocate(p, size_t(16) << 20);

@@ -3,20 +3,17 @@
 // and every input gradient within the case's relative L2 tolerance.
 #include <doctest/doctest.h>
 
-#include <cstdio>
+#include <string>
 
 #include "core/autograd.h"
 #include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 using namespace aria::testing;
 
 TEST_CASE("every op on CUDA matches the CPU (float32)") {
-  if (!cuda_available()) {
-    std::printf("SKIPPED (no CUDA GPU): %zu CUDA-vs-CPU op cases\n", op_case_registry().size());
-    MESSAGE("no CUDA GPU: CUDA-vs-CPU op cases skipped");
-    return;
-  }
+  if (!gpu_or_skip(std::to_string(op_case_registry().size()) + " CUDA-vs-CPU op cases")) return;
   for (const OpCase& c : op_case_registry()) {
     for (uint64_t seed : {11ull, 12ull, 13ull}) {
       CAPTURE(c.name);
@@ -54,11 +51,7 @@ static std::vector<Tensor> widened(const std::vector<Tensor>& xs) {
 }
 
 TEST_CASE("every op on CUDA in bfloat16 matches the CPU in float32") {
-  if (!cuda_available()) {
-    std::printf("SKIPPED (no CUDA GPU): %zu bfloat16 CUDA-vs-CPU op cases\n", op_case_registry().size());
-    MESSAGE("no CUDA GPU: bfloat16 CUDA-vs-CPU op cases skipped");
-    return;
-  }
+  if (!gpu_or_skip(std::to_string(op_case_registry().size()) + " bfloat16 CUDA-vs-CPU op cases")) return;
   for (const OpCase& c : op_case_registry()) {
     for (uint64_t seed : {21ull, 22ull}) {
       CAPTURE(c.name);

@@ -6,24 +6,21 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/rng.h"
 #include "kernels/kernels.h"
-#include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::adamw_item;
+using testing::bit_equal;
+using testing::randn;
 using testing::relative_l2;
+using testing::round_bf16;
 
 namespace {
-
-Tensor randn(const Shape& s, uint64_t seed, double scale = 1.0, DType t = DType::F64) {
-  Tensor x = Tensor::empty(s, t);
-  Rng(seed).fill_normal(x, 0, scale);
-  return x;
-}
 
 // Targets in [0, V) with every `ignore_every`-th (from 1) set to -100.
 Tensor targets_for(int64_t N, int64_t V, uint64_t seed, int ignore_every = 3) {
@@ -32,11 +29,6 @@ Tensor targets_for(int64_t N, int64_t V, uint64_t seed, int ignore_every = 3) {
   for (int64_t n = 0; n < N; ++n)
     t[size_t(n)] = (ignore_every > 0 && n % ignore_every == 1) ? -100 : int32_t(rng.below(uint64_t(V)));
   return Tensor::from_ints(t, {N});
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.numel() != b.numel()) return false;
-  return std::memcmp(a.contiguous().raw_data(), b.contiguous().raw_data(), a.nbytes()) == 0;
 }
 
 std::string tag(DType t, int64_t N, int64_t C) {
@@ -200,23 +192,7 @@ TEST_CASE("CPU masked_mean matches a hand loop (float32 and float64, ignored row
 
 namespace {
 
-Tensor round_bf16(const Tensor& t) { return t.to(DType::BF16).to(DType::F32); }
-
-AdamWItem adamw_item(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, int step, float wd) {
-  AdamWItem it;
-  it.param = p;
-  it.grad = g;
-  it.m = m;
-  it.v = v;
-  it.lr = 3e-3f;
-  it.beta1 = 0.9f;
-  it.beta2 = 0.95f;
-  it.weight_decay = wd;
-  it.bias_correction1 = float(1 - std::pow(0.9, step));
-  it.bias_correction2 = float(1 - std::pow(0.95, step));
-  it.grad_scale = 0.7f;
-  return it;
-}
+constexpr float kLr = 3e-3f, kGradScale = 0.7f;  // every AdamW item's (a grad_scale the kernel must apply)
 
 }  // namespace
 
@@ -230,10 +206,10 @@ TEST_CASE("CPU adamw_update through a float32 master equals the plain float32 st
     Tensor master2 = p0.clone(), pb2 = p0.to(DType::BF16), mb2 = Tensor::zeros({n}), vb2 = Tensor::zeros({n});
     for (int step = 1; step <= 10; ++step) {
       Tensor g = round_bf16(randn({n}, 100 + uint64_t(step), 1.0, DType::F32));  // bf16-representable
-      AdamWItem plain = adamw_item(pf, g, mf, vf, step, 0.1f);
-      AdamWItem with_master = adamw_item(pb, g, mb, vb, step, 0.1f);
+      AdamWItem plain = adamw_item(pf, g, mf, vf, step, kLr, 0.1f, kGradScale);
+      AdamWItem with_master = adamw_item(pb, g, mb, vb, step, kLr, 0.1f, kGradScale);
       with_master.master = master;
-      AdamWItem bf16_grad = adamw_item(pb2, g.to(DType::BF16), mb2, vb2, step, 0.1f);
+      AdamWItem bf16_grad = adamw_item(pb2, g.to(DType::BF16), mb2, vb2, step, kLr, 0.1f, kGradScale);
       bf16_grad.master = master2;
       cpu::adamw_update({with_master, plain, bf16_grad});  // mixed in one call
     }
@@ -249,7 +225,7 @@ TEST_CASE("CPU adamw_update through a float32 master equals the plain float32 st
 
 TEST_CASE("CPU adamw_update checks the mixed-precision item layout") {
   Tensor p = Tensor::zeros({4}), g = Tensor::zeros({4}), m = Tensor::zeros({4}), v = Tensor::zeros({4});
-  AdamWItem it = adamw_item(p.to(DType::BF16), g, m, v, 1, 0);
+  AdamWItem it = adamw_item(p.to(DType::BF16), g, m, v, 1, kLr, 0, kGradScale);
   CHECK_THROWS_WITH_AS(cpu::adamw_update({it}), doctest::Contains("master"), Error);  // bf16 param, no master
   it.master = Tensor::zeros({4}, DType::F64);
   CHECK_THROWS_WITH_AS(cpu::adamw_update({it}), doctest::Contains("master"), Error);
@@ -260,7 +236,8 @@ TEST_CASE("CPU adamw_update checks the mixed-precision item layout") {
   CHECK_THROWS_AS(cpu::adamw_update({it}), Error);
   // nothing is updated when a later item is bad
   Tensor good = Tensor::full({4}, 1.0);
-  AdamWItem ok = adamw_item(good, Tensor::full({4}, 1.0), Tensor::zeros({4}), Tensor::zeros({4}), 1, 0);
+  AdamWItem ok =
+      adamw_item(good, Tensor::full({4}, 1.0), Tensor::zeros({4}), Tensor::zeros({4}), 1, kLr, 0, kGradScale);
   CHECK_THROWS_AS(cpu::adamw_update({ok, it}), Error);
   CHECK(good.to_floats() == std::vector<float>(4, 1.0f));
 }

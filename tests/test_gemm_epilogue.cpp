@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
 #include "kernels/kernels.h"
+#include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
@@ -29,16 +29,14 @@ uint64_t gemm_epilogue_fallbacks();  // kernels/cuda/matmul.cu: calls that took 
 #endif
 
 using namespace aria;
+using testing::gpu_or_skip;
+using testing::poisoned;
+using testing::randn;
 
 namespace {
 
 const Device kCpu = Device::cpu();
-
-Tensor randn(const Shape& s, uint64_t seed, double scale, DType t = DType::F64) {
-  Tensor x = Tensor::empty(s, DType::F64, kCpu);
-  Rng(seed).fill_normal(x, 0, scale);
-  return t == DType::F64 ? x : x.to(t);
-}
+const DType kF64 = DType::F64;  // the CPU tests' dtype
 
 // ---- problem and reference ----------------------------------------------------------------------
 
@@ -68,10 +66,11 @@ struct Inputs {
 
 Inputs make_inputs(const Problem& p, uint64_t seed) {
   Inputs in;
-  in.a = randn(p.ta ? Shape{p.K, p.M} : Shape{p.M, p.K}, seed, 1.0);
-  in.b = randn(p.tb ? Shape{p.N, p.K} : Shape{p.K, p.N}, seed + 1, 1.0 / std::sqrt(double(std::max<int64_t>(p.K, 1))));
-  if (bias_is_input(p)) in.bias = randn({p.N}, seed + 2, 0.5);
-  if (p.ep == GemmEpilogue::DGelu) in.aux = randn({p.M, p.N}, seed + 3, 1.5);
+  in.a = randn(p.ta ? Shape{p.K, p.M} : Shape{p.M, p.K}, seed, 1.0, kF64);
+  in.b = randn(p.tb ? Shape{p.N, p.K} : Shape{p.K, p.N}, seed + 1, 1.0 / std::sqrt(double(std::max<int64_t>(p.K, 1))),
+               kF64);
+  if (bias_is_input(p)) in.bias = randn({p.N}, seed + 2, 0.5, kF64);
+  if (p.ep == GemmEpilogue::DGelu) in.aux = randn({p.M, p.N}, seed + 3, 1.5, kF64);
   return in;
 }
 
@@ -155,15 +154,10 @@ Result reference(const Problem& p, const Inputs& in, bool erf_gelu = false) {
 Result run(const Problem& p, const Inputs& in, Device device) {
   const DType t = in.a.dtype();
   auto on = [&](const Tensor& x) { return x.defined() ? x.to(device) : Tensor(); };
-  auto poisoned = [&](const Shape& s) {
-    Tensor y = Tensor::empty(s, t, device);
-    y.fill_(NAN);
-    return y;
-  };
-  Tensor c = poisoned({p.M, p.N});
-  Tensor bias = bias_is_input(p) ? on(in.bias) : bias_is_output(p) ? poisoned({p.N}) : Tensor();
+  Tensor c = poisoned({p.M, p.N}, t, device);
+  Tensor bias = bias_is_input(p) ? on(in.bias) : bias_is_output(p) ? poisoned({p.N}, t, device) : Tensor();
   Tensor aux = p.ep == GemmEpilogue::DGelu ? on(in.aux)
-               : (p.ep == GemmEpilogue::Gelu && p.with_aux) ? poisoned({p.M, p.N})
+               : (p.ep == GemmEpilogue::Gelu && p.with_aux) ? poisoned({p.M, p.N}, t, device)
                                                              : Tensor();
   ARIA_DISPATCH(device, gemm_epilogue, on(in.a), on(in.b), c, p.ta, p.tb, int(p.ep), bias, aux);
   Result r;
@@ -203,6 +197,16 @@ std::vector<Problem> variants(int64_t M, int64_t N, int64_t K, bool ta, bool tb)
           {M, N, K, ta, tb, GemmEpilogue::DGelu, false, true},  {M, N, K, ta, tb, GemmEpilogue::BGrad, true, false}};
 }
 
+// variants() of every [M, N, K] in `shapes`, in each of the four transpose combinations.
+template <size_t S>
+std::vector<Problem> all_variants(const int64_t (&shapes)[S][3]) {
+  std::vector<Problem> all;
+  for (const auto& s : shapes)
+    for (int t = 0; t < 4; ++t)
+      for (const Problem& p : variants(s[0], s[1], s[2], t & 1, t & 2)) all.push_back(p);
+  return all;
+}
+
 }  // namespace
 
 // ---- CPU ----------------------------------------------------------------------------------------
@@ -211,17 +215,15 @@ TEST_CASE("CPU gemm_epilogue float64 equals the loop reference for every epilogu
   const int64_t shapes[][3] = {{1, 1, 1}, {7, 1, 129}, {1, 7, 771}, {129, 7, 1}, {7, 129, 771}, {771, 7, 129}};
   uint64_t seed = 100;
   int checked = 0;
-  for (const auto& s : shapes)
-    for (int t = 0; t < 4; ++t)
-      for (const Problem& p : variants(s[0], s[1], s[2], t & 1, t & 2)) {
-        CAPTURE(describe(p));
-        const Inputs in = make_inputs(p, seed += 10);
-        const Result want = reference(p, in), got = run(p, in, kCpu);
-        CHECK(max_rel_err(got.c, want.c) <= 1e-12);
-        if (!want.bias.empty()) CHECK(max_rel_err(got.bias, want.bias) <= 1e-12);
-        if (!want.aux.empty()) CHECK(max_rel_err(got.aux, want.aux) <= 1e-12);
-        ++checked;
-      }
+  for (const Problem& p : all_variants(shapes)) {
+    CAPTURE(describe(p));
+    const Inputs in = make_inputs(p, seed += 10);
+    const Result want = reference(p, in), got = run(p, in, kCpu);
+    CHECK(max_rel_err(got.c, want.c) <= 1e-12);
+    if (!want.bias.empty()) CHECK(max_rel_err(got.bias, want.bias) <= 1e-12);
+    if (!want.aux.empty()) CHECK(max_rel_err(got.aux, want.aux) <= 1e-12);
+    ++checked;
+  }
   CHECK(checked == 6 * 4 * 8);
 }
 
@@ -241,7 +243,7 @@ TEST_CASE("CPU gemm_epilogue: the bias gradient of a linear layer (BGrad) and th
   // x [T, in], dy [T, out]: dW = x^T dy and db = sum_t dy, in one call; and DGelu's bias is the
   // column sum of its own output, i.e. the bias gradient of the layer that produced aux.
   const int64_t T = 37, in = 19, out = 23;
-  const Tensor x = randn({T, in}, 1, 1.0), dy = randn({T, out}, 2, 1.0);
+  const Tensor x = randn({T, in}, 1, 1.0, kF64), dy = randn({T, out}, 2, 1.0, kF64);
   Tensor dw = Tensor::empty({in, out}, DType::F64), db = Tensor::empty({out}, DType::F64);
   cpu::gemm_epilogue(x, dy, dw, true, false, int(GemmEpilogue::BGrad), db, Tensor());
   const auto xs = x.to_doubles(), dys = dy.to_doubles(), dws = dw.to_doubles(), dbs = db.to_doubles();
@@ -284,14 +286,6 @@ TEST_CASE("gemm_epilogue refuses bad arguments with clear errors") {
 
 namespace {
 
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped ") + what;
-  MESSAGE(msg);
-  return false;
-}
-
 #ifdef ARIA_WITH_CUDA
 struct Tf32Off {  // float32 comparisons at 1e-4 need exact fp32 GEMMs
   bool was = cuda::tf32_enabled();
@@ -332,27 +326,25 @@ bool gelu_shaped(const Problem& p) { return p.ep == GemmEpilogue::Gelu || p.ep =
 }  // namespace
 
 TEST_CASE("CUDA gemm_epilogue float32 matches the CPU for every epilogue (TF32 off)") {
-  if (!have_gpu("gemm_epilogue float32")) return;
+  if (!gpu_or_skip("gemm_epilogue float32")) return;
   Tf32Off tf32_off;
   const Device gpu = Device::cuda(0);
   uint64_t seed = 500;
-  for (const auto& s : kGpuShapes)
-    for (int t = 0; t < 4; ++t)
-      for (const Problem& p : variants(s[0], s[1], s[2], t & 1, t & 2)) {
-        CAPTURE(describe(p));
-        const Inputs in = cast_inputs(make_inputs(p, seed += 10), DType::F32);
-        const uint64_t before = fallbacks();
-        const Result got = run(p, in, gpu), want = run(p, in, kCpu);
-        CAPTURE(fallbacks() - before);  // 1 when this call took the unfused path
-        const double tol = gelu_shaped(p) ? kF32GeluTol : kF32Tol;
-        CHECK(rel_l2(got.c, want.c) <= tol);
-        if (!want.bias.empty()) CHECK(rel_l2(got.bias, want.bias) <= tol);
-        if (!want.aux.empty()) CHECK(rel_l2(got.aux, want.aux) <= kF32Tol);  // the pre-activation: GEMM + bias
-      }
+  for (const Problem& p : all_variants(kGpuShapes)) {
+    CAPTURE(describe(p));
+    const Inputs in = cast_inputs(make_inputs(p, seed += 10), DType::F32);
+    const uint64_t before = fallbacks();
+    const Result got = run(p, in, gpu), want = run(p, in, kCpu);
+    CAPTURE(fallbacks() - before);  // 1 when this call took the unfused path
+    const double tol = gelu_shaped(p) ? kF32GeluTol : kF32Tol;
+    CHECK(rel_l2(got.c, want.c) <= tol);
+    if (!want.bias.empty()) CHECK(rel_l2(got.bias, want.bias) <= tol);
+    if (!want.aux.empty()) CHECK(rel_l2(got.aux, want.aux) <= kF32Tol);  // the pre-activation: GEMM + bias
+  }
 }
 
 TEST_CASE("CUDA gemm_epilogue: cuBLASLt's GELU is the tanh form, the same as UnaryOp::Gelu") {
-  if (!have_gpu("gemm_epilogue GELU form")) return;
+  if (!gpu_or_skip("gemm_epilogue GELU form")) return;
   Tf32Off tf32_off;
   // Aligned shapes (fused when cuBLASLt accepts them). erf and tanh GELU differ by ~2e-4 (~4e-4 for
   // the derivative) relative L2; an approximation error in the library is uncorrelated with that
@@ -376,31 +368,29 @@ TEST_CASE("CUDA gemm_epilogue: cuBLASLt's GELU is the tanh form, the same as Una
 }
 
 TEST_CASE("CUDA gemm_epilogue bfloat16 matches the CPU float32 on the same bf16-rounded inputs") {
-  if (!have_gpu("gemm_epilogue bfloat16")) return;
+  if (!gpu_or_skip("gemm_epilogue bfloat16")) return;
   const Device gpu = Device::cuda(0);
   uint64_t seed = 900;
   int calls = 0, unfused_aligned = 0;
-  for (const auto& s : kGpuShapes)
-    for (int t = 0; t < 4; ++t)
-      for (const Problem& p : variants(s[0], s[1], s[2], t & 1, t & 2)) {
-        CAPTURE(describe(p));
-        const Inputs in16 = cast_inputs(make_inputs(p, seed += 10), DType::BF16);
-        const uint64_t before = fallbacks();
-        const Result got = run(p, in16, gpu);
-        const bool fused = fallbacks() == before;
-        CAPTURE(fused);
-        ++calls;
-        if (!fused && p.N % 8 == 0 && p.K % 8 == 0 && p.M % 8 == 0) ++unfused_aligned;
-        const Result want = run(p, cast_inputs(in16, DType::F32), kCpu);  // the exact values the GPU saw
-        CHECK(rel_l2(got.c, want.c) <= kBf16Tol);
-        // A bias gradient is a column sum that may cancel (N = 1: one sum of M signed terms), so it
-        // is held to bf16 rounding of the terms it adds, not to its own size.
-        if (!want.bias.empty() && p.ep == GemmEpilogue::DGelu)
-          CHECK(bias_err_vs_terms(got.bias, want.bias, want.c, p.N) <= kBf16Tol);
-        else if (!want.bias.empty())
-          CHECK(rel_l2(got.bias, want.bias) <= kBf16Tol);
-        if (!want.aux.empty()) CHECK(rel_l2(got.aux, want.aux) <= kBf16Tol);
-      }
+  for (const Problem& p : all_variants(kGpuShapes)) {
+    CAPTURE(describe(p));
+    const Inputs in16 = cast_inputs(make_inputs(p, seed += 10), DType::BF16);
+    const uint64_t before = fallbacks();
+    const Result got = run(p, in16, gpu);
+    const bool fused = fallbacks() == before;
+    CAPTURE(fused);
+    ++calls;
+    if (!fused && p.N % 8 == 0 && p.K % 8 == 0 && p.M % 8 == 0) ++unfused_aligned;
+    const Result want = run(p, cast_inputs(in16, DType::F32), kCpu);  // the exact values the GPU saw
+    CHECK(rel_l2(got.c, want.c) <= kBf16Tol);
+    // A bias gradient is a column sum that may cancel (N = 1: one sum of M signed terms), so it
+    // is held to bf16 rounding of the terms it adds, not to its own size.
+    if (!want.bias.empty() && p.ep == GemmEpilogue::DGelu)
+      CHECK(bias_err_vs_terms(got.bias, want.bias, want.c, p.N) <= kBf16Tol);
+    else if (!want.bias.empty())
+      CHECK(rel_l2(got.bias, want.bias) <= kBf16Tol);
+    if (!want.aux.empty()) CHECK(rel_l2(got.aux, want.aux) <= kBf16Tol);
+  }
   std::printf("gemm_epilogue bfloat16: %d calls, %d aligned calls took the unfused fallback\n", calls,
               unfused_aligned);
   // Not a failure (results are checked above either way), but worth seeing: cuBLASLt should fuse
@@ -409,7 +399,7 @@ TEST_CASE("CUDA gemm_epilogue bfloat16 matches the CPU float32 on the same bf16-
 }
 
 TEST_CASE("CUDA gemm_epilogue is deterministic (bit-identical reruns), fused and fallback") {
-  if (!have_gpu("gemm_epilogue determinism")) return;
+  if (!gpu_or_skip("gemm_epilogue determinism")) return;
   for (DType t : {DType::BF16, DType::F32})
     for (const Problem& p : {Problem{1024, 768, 512, true, false, GemmEpilogue::BGrad, true, false},
                              Problem{512, 768, 384, false, true, GemmEpilogue::DGelu, true, true},
@@ -426,7 +416,7 @@ TEST_CASE("CUDA gemm_epilogue is deterministic (bit-identical reruns), fused and
 }
 
 TEST_CASE("CUDA matmul bfloat16: batched, transposes, alpha/beta, shared batch-1 b, against the CPU") {
-  if (!have_gpu("matmul bfloat16")) return;
+  if (!gpu_or_skip("matmul bfloat16")) return;
   const Device gpu = Device::cuda(0);
   struct Case {
     int64_t batch, bbatch, M, K, N;
@@ -470,33 +460,10 @@ TEST_CASE("CUDA matmul bfloat16: batched, transposes, alpha/beta, shared batch-1
 #ifdef ARIA_WITH_CUDA
 namespace {
 
-// Median milliseconds of fn over 20 timed runs (after 3 warm-ups), CUDA events on aria's stream.
-double median_ms(const std::function<void()>& fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  constexpr int kReps = 20;
-  std::vector<cudaEvent_t> ev(2 * kReps);
-  for (auto& e : ev) ARIA_CUDA_CHECK(cudaEventCreate(&e));
-  for (int r = 0; r < kReps; ++r) {
-    ARIA_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r)], cuda::stream()));
-    fn();
-    ARIA_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r + 1)], cuda::stream()));
-  }
-  ARIA_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
-  std::vector<double> ms;
-  for (int r = 0; r < kReps; ++r) {
-    float t = 0;
-    ARIA_CUDA_CHECK(cudaEventElapsedTime(&t, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
-    ms.push_back(t);
-  }
-  for (auto& e : ev) ARIA_CUDA_CHECK(cudaEventDestroy(e));
-  std::sort(ms.begin(), ms.end());
-  return 0.5 * (ms[kReps / 2 - 1] + ms[kReps / 2]);
-}
-
 std::string timing(const std::function<void()>& fn, double flops) {
   char buf[96];
   try {
-    const double ms = median_ms(fn);
+    const double ms = testing::cuda_median_ms(fn);
     std::snprintf(buf, sizeof buf, "%8.3f ms %6.1f TFLOP/s", ms, flops / (ms * 1e-3) / 1e12);
   } catch (const Error& e) {
     std::snprintf(buf, sizeof buf, "%-25s", "n/a (kernel error)");
@@ -514,7 +481,7 @@ TEST_CASE("CUDA gemm_epilogue timing, GPT-2 124M at 16384 tokens, bfloat16 (ARIA
     MESSAGE("timing skipped: set ARIA_GEMM_BENCH=1");
     return;
   }
-  if (!have_gpu("gemm_epilogue timing")) return;
+  if (!gpu_or_skip("gemm_epilogue timing")) return;
 #ifdef ARIA_WITH_CUDA
   const Device gpu = Device::cuda(0);
   const int64_t T = 16384, C = 768, C3 = 3 * C, C4 = 4 * C, V = 50304;

@@ -5,8 +5,10 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
+using testing::adamw_item;
 
 namespace {
 
@@ -29,22 +31,6 @@ struct RefAdamW {
   }
 };
 
-AdamWItem make_item(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double wd, int step) {
-  AdamWItem it;
-  it.param = p;
-  it.grad = g;
-  it.m = m;
-  it.v = v;
-  it.lr = 0.01f;
-  it.beta1 = 0.9f;
-  it.beta2 = 0.95f;
-  it.eps = 1e-8f;
-  it.weight_decay = float(wd);
-  it.bias_correction1 = float(1 - std::pow(0.9, step));
-  it.bias_correction2 = float(1 - std::pow(0.95, step));
-  return it;
-}
-
 }  // namespace
 
 TEST_CASE("adamw_update: decayed and non-decayed items over 3 steps match torch's formula") {
@@ -61,7 +47,7 @@ TEST_CASE("adamw_update: decayed and non-decayed items over 3 steps match torch'
     const std::vector<std::vector<double>> gq = {{1.0, -2.0}, {0.5, 0.5}, {-1.5, 0.25}};
     for (int step = 1; step <= 3; ++step) {
       Tensor g1 = Tensor::from_vector(gp[size_t(step - 1)], {3}, t), g2 = Tensor::from_vector(gq[size_t(step - 1)], {2}, t);
-      cpu::adamw_update({make_item(p, g1, pm, pv, 0.1, step), make_item(q, g2, qm, qv, 0.0, step)});
+      cpu::adamw_update({adamw_item(p, g1, pm, pv, step, 0.01f, 0.1f), adamw_item(q, g2, qm, qv, step, 0.01f, 0.0f)});
       for (size_t i = 0; i < 3; ++i) rp[i].step(gp[size_t(step - 1)][i], 0.01, 0.9, 0.95, 1e-8, 0.1);
       for (size_t i = 0; i < 2; ++i) rq[i].step(gq[size_t(step - 1)][i], 0.01, 0.9, 0.95, 1e-8, 0.0);
       auto pd = p.to_doubles(), qd = q.to_doubles(), md = pm.to_doubles(), vd = qv.to_doubles();
@@ -81,8 +67,7 @@ TEST_CASE("adamw_update: one step by hand, with grad_scale") {
   // Step 1: m_hat = g, v_hat = g^2, so the update is lr * sign(g) (up to eps) plus the decay.
   Tensor p = Tensor::from_vector({2.0}, {1}, DType::F64), g = Tensor::from_vector({-4.0}, {1}, DType::F64);
   Tensor m = Tensor::zeros({1}, DType::F64), v = Tensor::zeros({1}, DType::F64);
-  AdamWItem it = make_item(p, g, m, v, 0.5, 1);
-  it.grad_scale = 0.5f;  // g = -2
+  const AdamWItem it = adamw_item(p, g, m, v, 1, 0.01f, 0.5f, /*grad_scale=*/0.5f);  // g = -2
   cpu::adamw_update({it});
   const double gs = -2.0;
   const double want = 2.0 - 0.01 * 0.5 * 2.0 - 0.01 * gs / (std::abs(gs) + 1e-8);

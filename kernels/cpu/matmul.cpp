@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <omp.h>
 
+#include "kernels/gemm_epilogue_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
@@ -87,46 +88,6 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
 
 namespace {
 
-struct EpilogueArgs {
-  int64_t M, N, K;
-  GemmEpilogue ep;
-};
-
-EpilogueArgs check_epilogue_args(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                                 int epilogue, const Tensor& bias, const Tensor& aux) {
-  const char* what = "gemm_epilogue kernel";
-  ARIA_CHECK(epilogue >= int(GemmEpilogue::None) && epilogue <= int(GemmEpilogue::BGrad), what,
-             ": unknown epilogue ", epilogue);
-  const auto ep = GemmEpilogue(epilogue);
-  ARIA_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, what, ": a, b, c must be 2-D: ", a.str(), ", ", b.str(),
-             ", ", c.str());
-  ARIA_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), what, ": dtypes differ: ", a.str(), ", ", b.str(),
-             ", ", c.str());
-  ARIA_CHECK(c.dtype() == DType::F32 || c.dtype() == DType::F64, what, ": the CPU computes in float32 or float64, got ",
-             dtype_name(c.dtype()));
-  ARIA_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(), what, ": a, b, c must be contiguous");
-  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
-  const int64_t Kb = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
-  ARIA_CHECK(K == Kb && c.size(0) == M && c.size(1) == N, what, ": shapes do not agree: a ", a.str(),
-             (trans_a ? " (transposed)" : ""), ", b ", b.str(), (trans_b ? " (transposed)" : ""), ", c ", c.str());
-  const bool bias_needed = ep == GemmEpilogue::Bias || ep == GemmEpilogue::BGrad;
-  const bool bias_allowed = bias_needed || ep == GemmEpilogue::Gelu || ep == GemmEpilogue::DGelu;
-  const bool aux_needed = ep == GemmEpilogue::DGelu;
-  const bool aux_allowed = aux_needed || ep == GemmEpilogue::Gelu;
-  ARIA_CHECK(bias.defined() || !bias_needed, what, ": epilogue ", epilogue, " needs a bias");
-  ARIA_CHECK(!bias.defined() || bias_allowed, what, ": epilogue ", epilogue, " takes no bias");
-  ARIA_CHECK(aux.defined() || !aux_needed, what, ": epilogue ", epilogue, " needs aux");
-  ARIA_CHECK(!aux.defined() || aux_allowed, what, ": epilogue ", epilogue, " takes no aux");
-  if (bias.defined())
-    ARIA_CHECK(bias.dim() == 1 && bias.size(0) == N && bias.dtype() == c.dtype() && bias.is_contiguous(), what,
-               ": bias must be contiguous [", N, "] of c's dtype, got ", bias.str());
-  if (aux.defined())
-    ARIA_CHECK(aux.dim() == 2 && aux.size(0) == M && aux.size(1) == N && aux.dtype() == c.dtype() &&
-                   aux.is_contiguous(),
-               what, ": aux must be contiguous [", M, ", ", N, "] of c's dtype, got ", aux.str());
-  return {M, N, K, ep};
-}
-
 Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
 
 // c = op(a) @ op(b) through the batched kernel (a batch of one).
@@ -139,7 +100,9 @@ void gemm2d(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb)
 
 void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
                    const Tensor& bias, const Tensor& aux) {
-  const EpilogueArgs e = check_epilogue_args(a, b, c, trans_a, trans_b, epilogue, bias, aux);
+  const GemmEpilogueArgs e = check_gemm_epilogue_args("gemm_epilogue kernel", {DType::F32, DType::F64},
+                                                      "the CPU computes in float32 or float64", a, b, c, trans_a,
+                                                      trans_b, epilogue, bias, aux);
   const bool nonempty = e.M > 0 && e.N > 0;
   switch (e.ep) {
     case GemmEpilogue::None:

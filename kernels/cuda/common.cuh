@@ -231,23 +231,27 @@ __device__ __forceinline__ MaxSum maxsum_add(MaxSum a, float x) {
   return {a.m, a.s + __expf(x - a.m)};
 }
 
-__device__ __forceinline__ MaxSum warp_maxsum(MaxSum v) {
+// Warp-wide merge; result in every lane. M: MaxSum, or any {m, s} statistics with a maxsum_merge
+// overload (softmax.cu's float64 MaxSum64).
+template <typename M>
+__device__ __forceinline__ M warp_maxsum(M v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    MaxSum other{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
+    M other{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
     v = maxsum_merge(v, other);
   }
   return v;
 }
 
 // Block-wide merge (blockDim.x a multiple of 32); result in every thread. scratch: 32 entries.
-__device__ __forceinline__ MaxSum block_maxsum(MaxSum v, MaxSum* scratch) {
+template <typename M>
+__device__ __forceinline__ M block_maxsum(M v, M* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   v = warp_maxsum(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  MaxSum r = lane < nwarps ? scratch[lane] : MaxSum{-INFINITY, 0.f};
+  M r = lane < nwarps ? scratch[lane] : M{-INFINITY, 0};
   return warp_maxsum(r);
 }
 

@@ -198,6 +198,20 @@ void with_width(bool same_alignment, L&& launch) {
   else launch(std::integral_constant<int, 1>{});
 }
 
+// Calls launch(T{}, width) for the logits' element type T (float32 or bfloat16: float64 logits are
+// the CPU's business) and the pack width that with_width picks.
+template <typename L>
+void dispatch_logits(DType dtype, const char* what, bool same_alignment, L&& launch) {
+  dispatch_float(dtype, what, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, double>) {
+      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
+    } else {
+      with_width<T>(same_alignment, [&](auto vw) { launch(tag, vw); });
+    }
+  });
+}
+
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
@@ -207,17 +221,11 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
   check_stat(losses, r.N, logits, what, "losses");
   check_stat(lse, r.N, logits, what, "lse");
   if (r.N == 0) return;
-  dispatch_float(logits.dtype(), what, [&](auto tag) {
+  dispatch_logits(logits.dtype(), what, true, [&](auto tag, auto vw) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, double>) {
-      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
-    } else {
-      with_width<T>(true, [&](auto vw) {
-        cross_entropy_forward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
-            static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(),
-            lse.data<float>(), r.V, ignore_index);
-      });
-    }
+    cross_entropy_forward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+        static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), lse.data<float>(),
+        r.V, ignore_index);
   });
   ARIA_CUDA_LAUNCH_CHECK();
 }
@@ -235,17 +243,11 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   if (r.N == 0) return;
   const bool same = reinterpret_cast<uintptr_t>(logits.raw_data()) % 16 ==
                     reinterpret_cast<uintptr_t>(dlogits.raw_data()) % 16;
-  dispatch_float(logits.dtype(), what, [&](auto tag) {
+  dispatch_logits(logits.dtype(), what, same, [&](auto tag, auto vw) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, double>) {
-      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
-    } else {
-      with_width<T>(same, [&](auto vw) {
-        cross_entropy_backward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
-            static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), lse.data<float>(),
-            dlosses.data<float>(), static_cast<T*>(dlogits.raw_data()), r.V, ignore_index);
-      });
-    }
+    cross_entropy_backward_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+        static_cast<const T*>(logits.raw_data()), targets.data<int32_t>(), lse.data<float>(), dlosses.data<float>(),
+        static_cast<T*>(dlogits.raw_data()), r.V, ignore_index);
   });
   ARIA_CUDA_LAUNCH_CHECK();
 }
@@ -255,16 +257,10 @@ void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tens
   const Rows r = check_logits(logits, targets, what);
   check_stat(losses, r.N, logits, what, "losses");
   if (r.N == 0) return;
-  dispatch_float(logits.dtype(), what, [&](auto tag) {
+  dispatch_logits(logits.dtype(), what, true, [&](auto tag, auto vw) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, double>) {
-      ARIA_FAIL(what, ": float64 logits are not supported on CUDA");
-    } else {
-      with_width<T>(true, [&](auto vw) {
-        cross_entropy_fused_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
-            static_cast<T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), r.V, ignore_index);
-      });
-    }
+    cross_entropy_fused_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
+        static_cast<T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), r.V, ignore_index);
   });
   ARIA_CUDA_LAUNCH_CHECK();
 }

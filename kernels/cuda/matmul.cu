@@ -26,6 +26,7 @@
 #include <mutex>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/gemm_epilogue_check.h"
 
 namespace aria::cuda {
 
@@ -284,52 +285,6 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
 
 namespace {
 
-struct EpilogueArgs {
-  int64_t M, N, K;
-  GemmEpilogue ep;
-};
-
-EpilogueArgs check_epilogue_args(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                                 int epilogue, const Tensor& bias, const Tensor& aux) {
-  const char* what = "gemm_epilogue";
-  ARIA_CHECK(epilogue >= int(GemmEpilogue::None) && epilogue <= int(GemmEpilogue::BGrad), what,
-             ": unknown epilogue ", epilogue);
-  const auto ep = GemmEpilogue(epilogue);
-  ARIA_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, what, ": a, b, c must be 2-D: ", a.str(), ", ", b.str(),
-             ", ", c.str());
-  ARIA_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), what, ": dtypes differ: ", a.str(), ", ", b.str(),
-             ", ", c.str());
-  ARIA_CHECK(c.dtype() == DType::F32 || c.dtype() == DType::BF16 || c.dtype() == DType::F64, what,
-             ": CUDA supports float32, bfloat16 (and float64, unfused), got ", dtype_name(c.dtype()));
-  ARIA_CHECK(a.is_contiguous() && b.is_contiguous() && c.is_contiguous(), what, ": a, b, c must be contiguous");
-  check_same_device(a, c, what);
-  check_same_device(b, c, what);
-  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
-  const int64_t Kb = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
-  ARIA_CHECK(K == Kb && c.size(0) == M && c.size(1) == N, what, ": shapes do not agree: a ", a.str(),
-             (trans_a ? " (transposed)" : ""), ", b ", b.str(), (trans_b ? " (transposed)" : ""), ", c ", c.str());
-  const bool bias_needed = ep == GemmEpilogue::Bias || ep == GemmEpilogue::BGrad;
-  const bool bias_allowed = bias_needed || ep == GemmEpilogue::Gelu || ep == GemmEpilogue::DGelu;
-  const bool aux_needed = ep == GemmEpilogue::DGelu;
-  const bool aux_allowed = aux_needed || ep == GemmEpilogue::Gelu;
-  ARIA_CHECK(bias.defined() || !bias_needed, what, ": epilogue ", epilogue, " needs a bias");
-  ARIA_CHECK(!bias.defined() || bias_allowed, what, ": epilogue ", epilogue, " takes no bias");
-  ARIA_CHECK(aux.defined() || !aux_needed, what, ": epilogue ", epilogue, " needs aux");
-  ARIA_CHECK(!aux.defined() || aux_allowed, what, ": epilogue ", epilogue, " takes no aux");
-  if (bias.defined()) {
-    ARIA_CHECK(bias.dim() == 1 && bias.size(0) == N && bias.dtype() == c.dtype() && bias.is_contiguous(), what,
-               ": bias must be contiguous [", N, "] of c's dtype, got ", bias.str());
-    check_same_device(bias, c, what);
-  }
-  if (aux.defined()) {
-    ARIA_CHECK(aux.dim() == 2 && aux.size(0) == M && aux.size(1) == N && aux.dtype() == c.dtype() &&
-                   aux.is_contiguous(),
-               what, ": aux must be contiguous [", M, ", ", N, "] of c's dtype, got ", aux.str());
-    check_same_device(aux, c, what);
-  }
-  return {M, N, K, ep};
-}
-
 Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
 
 // The same results as the fused epilogues from a plain GEMM and our own elementwise kernels. Used
@@ -338,7 +293,7 @@ Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); 
 // alignments, transpose combinations or epilogue/dtype pairs). Costs extra passes over c (and a
 // temporary [M, N] for Gelu without aux and for DGelu), never correctness.
 void gemm_epilogue_unfused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                           const EpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+                           const GemmEpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
   const bool nonempty = e.M > 0 && e.N > 0;
   switch (e.ep) {
     case GemmEpilogue::None:
@@ -387,7 +342,7 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue ep, bool has_bias, bool has_aux) {
 
 // Runs the fused GEMM; false (nothing launched) when cuBLASLt cannot do this request.
 bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                         const EpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+                         const GemmEpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
   if (c.dtype() != DType::F32 && c.dtype() != DType::BF16) return false;
   if (e.M == 0 || e.N == 0 || e.K == 0) return false;
   // The aux matrix's leading dimension (our N) must be a multiple of 8 elements.
@@ -426,7 +381,9 @@ bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool
 
 void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
                    const Tensor& bias, const Tensor& aux) {
-  const EpilogueArgs e = check_epilogue_args(a, b, c, trans_a, trans_b, epilogue, bias, aux);
+  const GemmEpilogueArgs e = check_gemm_epilogue_args("gemm_epilogue", {DType::F32, DType::BF16, DType::F64},
+                                                      "CUDA supports float32, bfloat16 (and float64, unfused)", a, b,
+                                                      c, trans_a, trans_b, epilogue, bias, aux);
   if (gemm_epilogue_fused(a, b, c, trans_a, trans_b, e, bias, aux)) return;
   g_epilogue_fallbacks.fetch_add(1);
   gemm_epilogue_unfused(a, b, c, trans_a, trans_b, e, bias, aux);

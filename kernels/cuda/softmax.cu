@@ -14,7 +14,8 @@ constexpr int kWarpRowLimit = 1024;
 constexpr int kRowsPerBlock = 8;
 constexpr int kBlock = 256;
 
-// ---- float64: the same online statistics in double (MaxSum in common.cuh is fp32) ---------------
+// ---- float64: the same online statistics in double ----------------------------------------------
+// MaxSum in common.cuh is fp32; its templated warp_maxsum / block_maxsum merge these too.
 struct MaxSum64 {
   double m, s;
 };
@@ -29,25 +30,6 @@ __device__ __forceinline__ MaxSum64 maxsum_add(MaxSum64 a, double x) {
   if (x > a.m) return {x, a.s * exp(a.m - x) + 1.0};
   if (x == -INFINITY) return a;
   return {a.m, a.s + exp(x - a.m)};
-}
-
-__device__ __forceinline__ MaxSum64 warp_maxsum(MaxSum64 v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    MaxSum64 other{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
-    v = maxsum_merge(v, other);
-  }
-  return v;
-}
-
-__device__ __forceinline__ MaxSum64 block_maxsum(MaxSum64 v, MaxSum64* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_maxsum(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  MaxSum64 r = lane < nwarps ? scratch[lane] : MaxSum64{-INFINITY, 0.0};
-  return warp_maxsum(r);
 }
 
 // The statistics type and exp of Acc<T>.

@@ -6,10 +6,22 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <utility>
+#include <vector>
+
+#include "core/rng.h"
+#ifdef ARIA_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace aria::testing {
 
@@ -89,5 +101,117 @@ InputSpec ids_input(Shape shape, int64_t range, bool ignore) {
   in.ignore = ignore;
   return in;
 }
+
+bool gpu_or_skip(const std::string& what) {
+  if (cuda_available()) return true;
+  std::printf("SKIPPED (no CUDA GPU): %s\n", what.c_str());
+  const std::string msg = "no CUDA GPU: skipped " + what;
+  MESSAGE(msg);
+  return false;
+}
+
+Tensor randn(const Shape& shape, uint64_t seed, double scale, DType t) {
+  Tensor x = Tensor::empty(shape, t, Device::cpu());
+  Rng(seed).fill_normal(x, 0, scale);
+  return x;
+}
+
+Tensor round_bf16(const Tensor& t) { return t.to(DType::BF16).to(DType::F32); }
+
+Tensor poisoned(const Shape& shape, DType dtype, Device device) {
+  Tensor y = Tensor::empty(shape, dtype, device);
+  y.fill_(NAN);
+  return y;
+}
+
+Tensor expand(const Tensor& t, const Shape& shape) {
+  REQUIRE(t.shape().size() == shape.size());
+  Shape st = t.strides();
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (t.shape()[d] == 1) st[d] = 0;
+  auto im = std::make_shared<TensorImpl>(*t.impl_ptr());
+  im->shape = shape;
+  im->strides = st;
+  return Tensor(im);
+}
+
+Tensor random_ids(const Shape& shape, int64_t range, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = int32_t(rng.below(uint64_t(range)));
+  return Tensor::from_ints(v, shape);
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.numel() != b.numel()) return false;
+  const Tensor x = a.to(Device::cpu()).contiguous(), y = b.to(Device::cpu()).contiguous();
+  return std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0;
+}
+
+void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  const double e = relative_l2(got, want);
+  CAPTURE(what);
+  CAPTURE(e);
+  CHECK(e <= tol);
+}
+
+AdamWItem adamw_item(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, int step, float lr,
+                     float weight_decay, float grad_scale) {
+  AdamWItem it;
+  it.param = param;
+  it.grad = grad;
+  it.m = m;
+  it.v = v;
+  it.lr = lr;
+  it.beta1 = 0.9f;
+  it.beta2 = 0.95f;
+  it.weight_decay = weight_decay;
+  it.bias_correction1 = float(1 - std::pow(0.9, step));
+  it.bias_correction2 = float(1 - std::pow(0.95, step));
+  it.grad_scale = grad_scale;
+  return it;
+}
+
+#ifdef ARIA_WITH_CUDA
+
+double cuda_mean_ms(const std::function<void()>& fn, int iters) {
+  fn();
+  cudaEvent_t e0, e1;
+  ARIA_CUDA_CHECK(cudaEventCreate(&e0));
+  ARIA_CUDA_CHECK(cudaEventCreate(&e1));
+  ARIA_CUDA_CHECK(cudaEventRecord(e0, cuda::stream()));
+  for (int i = 0; i < iters; ++i) fn();
+  ARIA_CUDA_CHECK(cudaEventRecord(e1, cuda::stream()));
+  ARIA_CUDA_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  ARIA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  ARIA_CUDA_CHECK(cudaEventDestroy(e0));
+  ARIA_CUDA_CHECK(cudaEventDestroy(e1));
+  return double(ms) / iters;
+}
+
+double cuda_median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  constexpr int kReps = 20;
+  std::vector<cudaEvent_t> ev(2 * kReps);
+  for (auto& e : ev) ARIA_CUDA_CHECK(cudaEventCreate(&e));
+  for (int r = 0; r < kReps; ++r) {  // back to back, one synchronisation at the end
+    ARIA_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r)], cuda::stream()));
+    fn();
+    ARIA_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r + 1)], cuda::stream()));
+  }
+  ARIA_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+  std::vector<double> ms;
+  for (int r = 0; r < kReps; ++r) {
+    float t = 0;
+    ARIA_CUDA_CHECK(cudaEventElapsedTime(&t, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
+    ms.push_back(t);
+  }
+  for (auto& e : ev) ARIA_CUDA_CHECK(cudaEventDestroy(e));
+  std::sort(ms.begin(), ms.end());
+  return 0.5 * (ms[kReps / 2 - 1] + ms[kReps / 2]);
+}
+
+#endif
 
 }  // namespace aria::testing

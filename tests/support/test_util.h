@@ -1,10 +1,13 @@
 // Small helpers shared by the C++ tests: a tiny GPT-2 config, temporary directories and files,
-// tensor comparisons, and op-case input specs.
+// tensor comparisons, op-case input specs, and what the kernel tests share (skipping without a GPU,
+// random inputs, NaN-poisoned outputs, AdamW items).
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "core/tensor.h"
+#include "kernels/kernels.h"
 #include "model/gpt2_config.h"
 #include "tests/support/op_cases.h"
 
@@ -43,5 +46,47 @@ double max_abs(const Tensor& t);
 
 // An op-case input of token ids in [0, range), some set to -100 when `ignore`.
 InputSpec ids_input(Shape shape, int64_t range, bool ignore = false);
+
+// ---- kernel tests --------------------------------------------------------------------------------
+
+// True when a CUDA GPU is there. Otherwise says so, visibly, and returns false, for
+// `if (!gpu_or_skip("what")) return;`: prints "SKIPPED (no CUDA GPU): <what>" (tools/gpu_check.sh
+// greps for that prefix, which must not show on the GPU machine) and logs a doctest MESSAGE.
+bool gpu_or_skip(const std::string& what);
+
+// Normal(0, scale) values on the CPU in dtype t (drawn in float64, then converted).
+Tensor randn(const Shape& shape, uint64_t seed, double scale = 1.0, DType t = DType::F32);
+
+// t's values rounded to bfloat16 (nearest even), held as float32: inputs a bf16 kernel and its
+// float32 reference see identically.
+Tensor round_bf16(const Tensor& t);
+
+// A tensor of `shape` in `dtype` on `device` (by default the GPU), every element NaN, so that an
+// element a kernel forgot to write fails every comparison.
+Tensor poisoned(const Shape& shape, DType dtype, Device device = Device::cuda(0));
+
+// A view of t over `shape` (same rank) with stride 0 in the dims where t has extent 1: broadcasting
+// as a kernel sees it, without a copy.
+Tensor expand(const Tensor& t, const Shape& shape);
+
+// Token ids uniform in [0, range), int32 on the CPU.
+Tensor random_ids(const Shape& shape, int64_t range, uint64_t seed);
+
+// Same dtype, same element count, same bytes (either tensor may be on the GPU or a view).
+bool bit_equal(const Tensor& a, const Tensor& b);
+
+// CHECKs relative_l2(got, want) <= tol, with `what` and the error captured.
+void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what);
+
+// One AdamW item (beta1 0.9, beta2 0.95, default eps) at `step` (bias corrections 1 - beta^step).
+AdamWItem adamw_item(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, int step, float lr,
+                     float weight_decay, float grad_scale = 1.0f);
+
+#ifdef ARIA_WITH_CUDA
+// GPU milliseconds of fn() (which launches on aria's stream), timed with CUDA events: the mean over
+// `iters` back-to-back runs after one warm-up run; the median of 20 runs after 3 warm-up runs.
+double cuda_mean_ms(const std::function<void()>& fn, int iters = 20);
+double cuda_median_ms(const std::function<void()>& fn);
+#endif
 
 }  // namespace aria::testing
