@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#ifdef ARIA_WITH_CUDA
+#include "kernels/cuda/attention_bf16.h"
+#endif
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -144,6 +147,38 @@ TEST_CASE("CUDA bf16 attention falls back to the float32 kernel for other head d
   });
 }
 
+#ifdef ARIA_WITH_CUDA
+// Every compiled hd-64 backward configuration (the tuning sweep's candidates, selectable by
+// ARIA_ATTN_BWD_VARIANT) against the float32 kernel, on ragged sizes where chunks straddle the
+// diagonal and the last tile is partial.
+TEST_CASE("CUDA bf16 attention backward: every compiled variant matches the float32 kernel") {
+  if (!gpu_or_skip("bf16 attention backward variants")) return;
+  for (Case k : {Case{1, 129, 3, 64}, Case{2, 1000, 2, 64}}) {
+    const int64_t C = k.H * k.hd;
+    const int H = int(k.H);
+    Bf16Input qkv = bf16_randn({k.B, k.T, 3 * C}, 500 + uint64_t(k.T)), dout = bf16_randn({k.B, k.T, C}, 501);
+    Tensor out32 = poisoned({k.B, k.T, C}, DType::F32), lse32 = poisoned({k.B, k.H, k.T}, DType::F32);
+    Tensor dqkv32 = poisoned({k.B, k.T, 3 * C}, DType::F32);
+    cuda::attention_forward(qkv.f32, out32, lse32, H);
+    cuda::attention_backward(qkv.f32, out32, lse32, dout.f32, dqkv32, H);
+    Tensor out = poisoned({k.B, k.T, C}, DType::BF16), lse = poisoned({k.B, k.H, k.T}, DType::F32);
+    cuda::attention_forward(qkv.bf, out, lse, H);
+    const auto r = dqkv32.to_doubles();
+    for (int v = 0; v < cuda::attention_backward_bf16_variants(); ++v) {
+      Tensor d1 = poisoned({k.B, k.T, 3 * C}, DType::BF16), d2 = poisoned({k.B, k.T, 3 * C}, DType::BF16);
+      cuda::attention_backward_bf16(qkv.bf, out, lse, dout.bf, d1, H, v);
+      cuda::attention_backward_bf16(qkv.bf, out, lse, dout.bf, d2, H, v);
+      const std::string nm = name(k) + " variant " + std::to_string(v) + " (" +
+                             cuda::attention_backward_bf16_variant_name(v) + ")";
+      const auto g = d1.to_doubles();
+      const char* parts[3] = {"dq ", "dk ", "dv "};
+      for (int p = 0; p < 3; ++p) expect_close(g, r, 3 * C, p * C, (p + 1) * C, 1e-2, 3e-2, parts[p] + nm);
+      CHECK_MESSAGE(bit_equal(d1, d2), "backward not deterministic: " << nm);
+    }
+  }
+}
+#endif
+
 TEST_CASE("CUDA bf16 attention rejects mismatched dtypes with a clear error") {
   if (!gpu_or_skip("bf16 attention errors")) return;
   Tensor qkv = Tensor::zeros({1, 8, 3 * 64}, DType::BF16, kGpu);
@@ -179,6 +214,23 @@ TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=
                 "(%.1f TFLOP/s)\n",
                 dtype_name(dt), (long long)B, (long long)T, (long long)H, (long long)hd, f, fwd_flops / f * 1e-9, b,
                 bwd_flops / b * 1e-9);
+  }
+
+  // The sweep over the compiled hd-64 backward variants: time each and compare its dqkv with the
+  // default's (variant 0). ARIA_ATTN_BWD_VARIANT=<index> makes one of them the default at run time.
+  Tensor out = Tensor::empty({B, T, C}, DType::BF16, kGpu), lse = Tensor::empty({B, H, T}, DType::F32, kGpu);
+  cuda::attention_forward(qkv.bf, out, lse, int(H));
+  Tensor ref = poisoned({B, T, 3 * C}, DType::BF16);
+  cuda::attention_backward_bf16(qkv.bf, out, lse, dout.bf, ref, int(H), 0);
+  const auto r = ref.to_doubles();
+  for (int v = 0; v < cuda::attention_backward_bf16_variants(); ++v) {
+    Tensor dqkv = poisoned({B, T, 3 * C}, DType::BF16);
+    const double b =
+        testing::cuda_median_ms([&] { cuda::attention_backward_bf16(qkv.bf, out, lse, dout.bf, dqkv, int(H), v); });
+    const Diff dd = diff(dqkv.to_doubles(), r, 3 * C, 0, 3 * C);
+    std::printf("attention bf16 backward variant %d [%s]: %.3f ms (%.1f TFLOP/s), rel L2 vs variant 0 %.2e\n", v,
+                cuda::attention_backward_bf16_variant_name(v), b, bwd_flops / b * 1e-9, dd.rel);
+    CHECK_MESSAGE(dd.rel <= 1e-2, "variant " << v << " disagrees with variant 0: rel L2 " << dd.rel);
   }
 }
 #endif

@@ -25,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 
@@ -93,9 +94,9 @@ constexpr int kTileK = 64;           // key rows per tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFull = 0xffffffffu;
-// Resident CTAs per SM the hd-64 kernels are compiled for (register caps 128 / 168 / 128 with no
-// meaningful spills): more warps in flight hide the latency of the short mma chains of 64-wide tiles.
-// hd 128 keeps every register it wants.
+// Resident CTAs per SM the hd-64 forward is compiled for (register cap 128 with no meaningful
+// spills): more warps in flight hide the latency of the short mma chains of 64-wide tiles. hd 128
+// keeps every register it wants. The backward kernels take theirs as template parameters (kBwdVariants).
 template <int HD>
 constexpr int min_ctas(int hd64) {
   return HD == 64 ? hd64 : 1;
@@ -374,16 +375,17 @@ __global__ void attn_bf16_rowdot_kernel(const bf16* __restrict__ dout, const bf1
 
 // dK, dV: one CTA per (key tile, b, h), early (heavy) key tiles first; loops over the query tiles
 // that can see the key tile. smem: K, V tiles, then two stages of (Q tile, dO tile), then two stages
-// of (lse, D) for the 64 query rows.
-template <int HD>
-__global__ void __launch_bounds__(kThreads, min_ctas<HD>(3))
+// of (lse, D) for the 64 query rows. QC: queries per inner step; MINB: resident CTAs per SM the
+// registers are capped for (backward variants: see kBwdVariants).
+template <int HD, int QC, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
     attn_bf16_dkdv_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
                           const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
   constexpr int TE = tile_elems<HD>();
   // hd 64: the warp's K and V fragments live in registers; hd 128 would spill, so they are re-read
   // from smem, and queries go 16 at a time instead of 32.
   constexpr bool kRegKV = HD == 64;
-  constexpr int QC = HD == 64 ? 32 : 16;
+  static_assert(QC % 16 == 0 && kTileQ % QC == 0, "whole 16-query chunks per tile");
   bf16* sK = smem_base();
   bf16* sV = sK + TE;
   bf16* sQdO = sV + TE;  // stage st: Q at sQdO + 2 st TE, dO right after
@@ -485,12 +487,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(3))
 
 // dQ: one CTA per (query tile, b, h), late (heavy) query tiles first; loops over the key tiles the
 // query tile can see, recomputing P. smem: Q, dO tiles, then two stages of (K tile, V tile).
-template <int HD>
-__global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
+// KC: keys per inner step (32 keeps S and dP at 16 registers each); MINB as for the dK, dV kernel.
+template <int HD, int KC, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
     attn_bf16_dq_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
                         const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
   constexpr int TE = tile_elems<HD>();
-  constexpr int KC = 32;  // keys per inner step (keeps S and dP at 16 registers each)
+  static_assert(KC % 16 == 0 && kTileK % KC == 0, "whole 16-key chunks per tile");
   bf16* sQ = smem_base();
   bf16* sdO = sQ + TE;
   bf16* sKV = sdO + TE;  // stage st: K at sKV + 2 st TE, V right after
@@ -642,11 +645,13 @@ void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const T
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-template <int HD>
+// One configuration of the two backward kernels (their register caps and inner chunk widths).
+template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB>
 void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                      const Tensor& dqkv) {
-  static bool init = (allow_smem(attn_bf16_dkdv_kernel<HD>, dkdv_smem<HD>()),
-                      allow_smem(attn_bf16_dq_kernel<HD>, dq_smem<HD>()), true);
+  constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB>;
+  constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB>;
+  static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()), allow_smem(dq_kernel, dq_smem<HD>()), true);
   (void)init;
   const auto* q = static_cast<const bf16*>(qkv.raw_data());
   const auto* o = static_cast<const bf16*>(out.raw_data());
@@ -660,12 +665,49 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   const int64_t bh = int64_t(d.B) * d.H;
   const unsigned kblocks = unsigned(bh * ((d.T + kTileK - 1) / kTileK));
   const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));
-  attn_bf16_dkdv_kernel<HD><<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(),
-                                                                              D.data<float>(), dq, d);
+  dkdv_kernel<<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
   ARIA_CUDA_LAUNCH_CHECK();
-  attn_bf16_dq_kernel<HD><<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(),
-                                                                          D.data<float>(), dq, d);
+  dq_kernel<<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
   ARIA_CUDA_LAUNCH_CHECK();
+}
+
+using BackwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&);
+
+// The hd-64 backward configurations (the tuning sweep of the ARIA_ATTN_BENCH test times them all;
+// ARIA_ATTN_BWD_VARIANT picks one at run time); entry 0 is the default. 3, 4 and 5 each change one
+// kernel of the default, so the sweep also times each kernel's options alone (a winning pair can then
+// be added as a row). Fields: dK/dV queries per inner step and CTAs per SM, dQ keys per inner step and
+// CTAs per SM; MINB caps registers at 65536 / (128 MINB), at most 255: 4 -> 128, 3 -> 168, 2 -> 255.
+struct BwdVariant {
+  const char* name;
+  BackwardLaunch launch;
+};
+#define ARIA_ATTN_BWD_VARIANT(a, b, c, e) \
+  BwdVariant { "dkdv qc" #a " min" #b " | dq kc" #c " min" #e, backward_launch<64, a, b, c, e> }
+const BwdVariant kBwdVariants[] = {
+    ARIA_ATTN_BWD_VARIANT(32, 3, 32, 4),  // the default: 128 / 168 / 128 register caps
+    ARIA_ATTN_BWD_VARIANT(32, 2, 32, 3),  // looser register caps, fewer CTAs in flight
+    ARIA_ATTN_BWD_VARIANT(64, 2, 64, 3),  // wider chunks: longer independent mma chains
+    ARIA_ATTN_BWD_VARIANT(16, 4, 32, 4),  // dK/dV only: narrower chunks, 4 CTAs per SM
+    ARIA_ATTN_BWD_VARIANT(32, 3, 64, 3),  // dQ only: wider key chunks
+    ARIA_ATTN_BWD_VARIANT(64, 2, 32, 4),  // dK/dV only: wider query chunks
+};
+#undef ARIA_ATTN_BWD_VARIANT
+constexpr int kNumBwdVariants = int(sizeof(kBwdVariants) / sizeof(kBwdVariants[0]));
+
+// ARIA_ATTN_BWD_VARIANT=<index into kBwdVariants>, read once; unset means 0.
+int env_bwd_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("ARIA_ATTN_BWD_VARIANT");
+    if (!e || !*e) return 0;
+    char* end = nullptr;
+    const long i = std::strtol(e, &end, 10);
+    ARIA_CHECK(*end == '\0' && i >= 0 && i < kNumBwdVariants, "ARIA_ATTN_BWD_VARIANT=", e,
+               " must be an integer in [0, ", kNumBwdVariants, ")");
+    return int(i);
+  }();
+  return v;
 }
 
 }  // namespace
@@ -686,8 +728,15 @@ void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& 
   else forward_launch<128>(d, qkv, out, lse);
 }
 
+int attention_backward_bf16_variants() { return kNumBwdVariants; }
+
+const char* attention_backward_bf16_variant_name(int variant) {
+  ARIA_CHECK(variant >= 0 && variant < kNumBwdVariants, "attention backward variant ", variant, " out of range");
+  return kBwdVariants[variant].name;
+}
+
 void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                             const Tensor& dqkv, int n_head) {
+                             const Tensor& dqkv, int n_head, int variant) {
   const Problem p = check_qkv(qkv, n_head, "attention_backward");
   const int64_t n = p.B * p.T * p.H * p.hd;
   check_tensor(out, DType::BF16, n, "attention_backward", "out");
@@ -701,9 +750,11 @@ void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor&
     copy_cast(dqkv32, dqkv);
     return;
   }
+  if (variant < 0) variant = env_bwd_variant();
+  ARIA_CHECK(variant < kNumBwdVariants, "attention backward variant ", variant, " out of range");
   const Dims d = dims(p);
-  if (p.hd == 64) backward_launch<64>(d, qkv, out, lse, dout, dqkv);
-  else backward_launch<128>(d, qkv, out, lse, dout, dqkv);
+  if (p.hd == 64) kBwdVariants[variant].launch(d, qkv, out, lse, dout, dqkv);
+  else backward_launch<128, 16, 1, 32, 1>(d, qkv, out, lse, dout, dqkv);  // hd 128: no variants
 }
 
 }  // namespace aria::cuda
