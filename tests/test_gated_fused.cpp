@@ -21,6 +21,7 @@
 #include "core/rng.h"
 #include "kernels/kernels.h"
 #include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
@@ -251,14 +252,6 @@ TEST_CASE("spc_penalty_grad equals the three-kernel composition (mul, axpy -B, a
 
 namespace {
 
-bool have_gpu(const char* what) {
-  if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): gated fused CUDA kernels: %s\n", what);
-  const std::string msg = std::string("no CUDA GPU: skipped gated fused CUDA kernels: ") + what;
-  MESSAGE(msg);
-  return false;
-}
-
 // Inputs for the GPU in `dt` and their exact values in float32 on the CPU (bf16 values widened).
 struct In {
   Tensor gpu, cpu;
@@ -380,7 +373,7 @@ void check_gate_mix_gpu(int64_t N, int64_t C, DType dt, bool misaligned, uint64_
 }  // namespace
 
 TEST_CASE("CUDA gate_mix rows (float32, bfloat16) match the CPU at [16384, 768] and [129, 771]") {
-  if (!have_gpu("gate_mix rows")) return;
+  if (!testing::gpu_or_skip("gated fused CUDA kernels: gate_mix rows")) return;
   uint64_t seed = 100;
   for (DType dt : {DType::F32, DType::BF16}) {
     check_gate_mix_gpu(16384, 768, dt, false, seed += 10);
@@ -393,7 +386,7 @@ TEST_CASE("CUDA gate_mix rows (float32, bfloat16) match the CPU at [16384, 768] 
 }
 
 TEST_CASE("CUDA gate_mix op (bfloat16) matches the float32 CPU op, gradients included") {
-  if (!have_gpu("gate_mix op")) return;
+  if (!testing::gpu_or_skip("gated fused CUDA kernels: gate_mix op")) return;
   const Shape shape{4, 33, 768}, pshape{4, 33, 1};
   const DType bf = DType::BF16;
   const In slow = make_in(randn(shape, 1, DType::F32), bf), fast = make_in(randn(shape, 2, DType::F32), bf);
@@ -411,7 +404,7 @@ TEST_CASE("CUDA gate_mix op (bfloat16) matches the float32 CPU op, gradients inc
 }
 
 TEST_CASE("CUDA spc_penalty_grad (float32, bfloat16) matches the CPU") {
-  if (!have_gpu("spc_penalty_grad")) return;
+  if (!testing::gpu_or_skip("gated fused CUDA kernels: spc_penalty_grad")) return;
   uint64_t seed = 300;
   for (DType dt : {DType::F32, DType::BF16, DType::F64}) {
     for (const Shape& shape : std::vector<Shape>{{1}, {7}, {129, 771}, {16384, 768}, {100003}}) {
@@ -442,35 +435,13 @@ TEST_CASE("CUDA spc_penalty_grad (float32, bfloat16) matches the CPU") {
 
 #ifdef ARIA_WITH_CUDA
 
-namespace {
-
-// Mean milliseconds of fn() over `iters` runs on the kernel stream, after one warm-up run.
-template <typename Fn>
-double time_ms(Fn&& fn, int iters = 20) {
-  fn();
-  cudaEvent_t e0, e1;
-  ARIA_CUDA_CHECK(cudaEventCreate(&e0));
-  ARIA_CUDA_CHECK(cudaEventCreate(&e1));
-  ARIA_CUDA_CHECK(cudaEventRecord(e0, cuda::stream()));
-  for (int i = 0; i < iters; ++i) fn();
-  ARIA_CUDA_CHECK(cudaEventRecord(e1, cuda::stream()));
-  ARIA_CUDA_CHECK(cudaEventSynchronize(e1));
-  float ms = 0;
-  ARIA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  ARIA_CUDA_CHECK(cudaEventDestroy(e0));
-  ARIA_CUDA_CHECK(cudaEventDestroy(e1));
-  return double(ms) / iters;
-}
-
-}  // namespace
-
 TEST_CASE("gate_mix / spc_penalty_grad bandwidth (ARIA_BF16_BENCH=1)") {
   const char* env = std::getenv("ARIA_BF16_BENCH");
   if (!env || std::string(env) != "1") {
     MESSAGE("gated fused timing skipped (set ARIA_BF16_BENCH=1)");
     return;
   }
-  if (!have_gpu("bandwidth timing")) return;
+  if (!testing::gpu_or_skip("gated fused CUDA kernels: bandwidth timing")) return;
   const int64_t N = 16384, C = 768, n = N * C;
   const DType dt = DType::BF16;
   const double es = double(dtype_size(dt));
@@ -482,8 +453,8 @@ TEST_CASE("gate_mix / spc_penalty_grad bandwidth (ARIA_BF16_BENCH=1)") {
     std::printf("bf16 [%lld, %lld] %-28s %8.1f us  %7.0f GB/s\n", (long long)N, (long long)C, what, ms * 1e3,
                 bytes / (ms * 1e-3) / 1e9);
   };
-  report("gate_mix fwd", time_ms([&] { cuda::gate_mix_forward(slow, fast, pi, out); }), (3.0 * n + N) * es);
-  report("gate_mix bwd", time_ms([&] { cuda::gate_mix_backward(slow, fast, pi, dout, ds, df, dp); }),
+  report("gate_mix fwd", testing::cuda_mean_ms([&] { cuda::gate_mix_forward(slow, fast, pi, out); }), (3.0 * n + N) * es);
+  report("gate_mix bwd", testing::cuda_mean_ms([&] { cuda::gate_mix_backward(slow, fast, pi, dout, ds, df, dp); }),
          (5.0 * n + 2.0 * N) * es);
   // The op-level forward + backward, fused vs the plain composition it replaced (allocations from
   // the caching allocator included); GB/s counts the fused kernels' traffic for both.
@@ -494,12 +465,12 @@ TEST_CASE("gate_mix / spc_penalty_grad bandwidth (ARIA_BF16_BENCH=1)") {
     o.set_grad(dout);
     tape().backward(o, false);
   };
-  report("op fwd+bwd fused", time_ms([&] { step(true); }, 10), (8.0 * n + 3.0 * N) * es);
-  report("op fwd+bwd composed", time_ms([&] { step(false); }, 10), (8.0 * n + 3.0 * N) * es);
+  report("op fwd+bwd fused", testing::cuda_mean_ms([&] { step(true); }, 10), (8.0 * n + 3.0 * N) * es);
+  report("op fwd+bwd composed", testing::cuda_mean_ms([&] { step(false); }, 10), (8.0 * n + 3.0 * N) * es);
   const Tensor A = randn({N, C}, 5, dt, 1.0, kGpu), B = randn({N, C}, 6, dt, 1.0, kGpu);
   Tensor g = Tensor::zeros({N, C}, dt, kGpu), d = Tensor::empty({N, C}, dt, kGpu);
-  report("spc_penalty_grad", time_ms([&] { cuda::spc_penalty_grad(g, A, fast, B, 1e-3); }), 5.0 * n * es);
-  report("spc as mul + 2 axpy", time_ms([&] {
+  report("spc_penalty_grad", testing::cuda_mean_ms([&] { cuda::spc_penalty_grad(g, A, fast, B, 1e-3); }), 5.0 * n * es);
+  report("spc as mul + 2 axpy", testing::cuda_mean_ms([&] {
            cuda::binary(int(BinaryOp::Mul), A, fast, d);
            cuda::axpy(d, B, -1.0);
            cuda::axpy(g, d, 1e-3);

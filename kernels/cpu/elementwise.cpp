@@ -3,20 +3,12 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/cpu_common.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
 namespace {
-
-constexpr int64_t kParallelMin = 1 << 15;  // elements below which OpenMP is not worth starting
-
-template <typename F>
-void dispatch_float(DType t, const char* what, F&& f) {
-  if (t == DType::F32) return f(float{});
-  if (t == DType::F64) return f(double{});
-  ARIA_FAIL(what, ": unsupported dtype ", dtype_name(t));
-}
 
 // ---- binary -----------------------------------------------------------------------------------
 

@@ -3,20 +3,12 @@
 // tested against, so the row sum dpi is accumulated in double whatever the data dtype.
 #include <utility>
 
+#include "kernels/cpu/cpu_common.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
 namespace {
-
-constexpr int64_t kParallelMin = 1 << 15;  // elements below which OpenMP is not worth starting
-
-template <typename F>
-void dispatch_float(DType t, const char* what, F&& f) {
-  if (t == DType::F32) return f(float{});
-  if (t == DType::F64) return f(double{});
-  ARIA_FAIL(what, ": the CPU kernel supports float32 and float64, got ", dtype_name(t));
-}
 
 void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");

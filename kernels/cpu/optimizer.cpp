@@ -4,13 +4,12 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/cpu/cpu_common.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
 
 namespace {
-
-constexpr int64_t kParallelMin = 1 << 15;
 
 template <typename T>
 struct AdamWConsts {
