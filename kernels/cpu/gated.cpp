@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/gated_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
@@ -11,28 +12,11 @@ namespace aria::cpu {
 namespace {
 
 void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == like.dtype(), what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(like.dtype()));
-  ARIA_CHECK(t.device().is_cpu() && t.is_contiguous() && t.numel() == numel, what, ": ", name,
-             " must be a contiguous CPU tensor with ", numel, " elements, got ", t.str());
+  check_gated_operand(t, like, numel, false, what, name);
 }
 
-// Rows [N, C] of a gate mix: C = slow.size(-1), N rows; pi must hold N values.
-struct GateRows {
-  int64_t N = 0, C = 0;
-};
-
 GateRows gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, const char* what) {
-  ARIA_CHECK(slow.defined() && slow.dim() >= 1, what, ": slow must be [N, C], got ",
-             slow.defined() ? slow.str() : "undefined");
-  GateRows r;
-  r.C = slow.size(-1);
-  r.N = 1;
-  for (int d = 0; d + 1 < slow.dim(); ++d) r.N *= slow.size(d);
-  check_operand(slow, slow, r.N * r.C, what, "slow");
-  check_operand(fast, slow, r.N * r.C, what, "fast");
-  check_operand(pi, slow, r.N, what, "pi");
-  return r;
+  return check_gate_rows(slow, fast, pi, false, what);
 }
 
 template <typename T>

@@ -7,6 +7,7 @@
 // issues kUnroll of them per operand before using any (bandwidth-bound: keep loads in flight).
 // spc_penalty_grad: a flat map over 16-byte packs.
 #include "kernels/cuda/common.cuh"
+#include "kernels/gated_check.h"
 
 namespace aria::cuda {
 
@@ -139,30 +140,11 @@ __global__ void spc_penalty_grad_kernel(T* __restrict__ grad, const T* __restric
 // ---- host side ----
 
 void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
-  ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == like.dtype(), what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(like.dtype()));
-  ARIA_CHECK(t.device() == like.device() && t.device().is_cuda() && t.is_contiguous() && t.numel() == numel, what,
-             ": ", name, " must be a contiguous CUDA tensor on ", like.device().str(), " with ", numel,
-             " elements, got ", t.str());
+  check_gated_operand(t, like, numel, true, what, name);
 }
 
-// Rows [N, C] of a gate mix: C = slow.size(-1), N rows; pi must hold N values.
-struct GateRows {
-  int64_t N = 0, C = 0;
-};
-
 GateRows gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, const char* what) {
-  ARIA_CHECK(slow.defined() && slow.dim() >= 1, what, ": slow must be [N, C], got ",
-             slow.defined() ? slow.str() : "undefined");
-  GateRows r;
-  r.C = slow.size(-1);
-  r.N = 1;
-  for (int d = 0; d + 1 < slow.dim(); ++d) r.N *= slow.size(d);
-  ARIA_CHECK(r.C < INT32_MAX / 2, what, ": rows of ", r.C, " elements are too long");
-  check_operand(slow, slow, r.N * r.C, what, "slow");
-  check_operand(fast, slow, r.N * r.C, what, "fast");
-  check_operand(pi, slow, r.N, what, "pi");
-  return r;
+  return check_gate_rows(slow, fast, pi, true, what);
 }
 
 // 16-byte aligned data, or an undefined (unused) operand.
