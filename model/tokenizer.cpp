@@ -360,4 +360,9 @@ std::string find_vocab_dir(const std::string& model_dir) {
             ". Run tools/setup.sh to fetch third_party/gpt2-vocab, or pass a model directory that has them.");
 }
 
+Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir) {
+  const std::string dir = find_vocab_dir(model_dir);
+  return Gpt2Tokenizer::load(dir + "/vocab.json", dir + "/merges.txt");
+}
+
 }  // namespace aria

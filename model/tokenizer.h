@@ -48,4 +48,7 @@ class Gpt2Tokenizer {
 // current directory and its parents. Throws aria::Error listing every place looked at.
 std::string find_vocab_dir(const std::string& model_dir);
 
+// The tokenizer of find_vocab_dir(model_dir): DIR/vocab.json + DIR/merges.txt.
+Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir);
+
 }  // namespace aria

@@ -339,8 +339,7 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   e.base = gpt2_load(e.cfg.model, e.device);
   ARIA_CHECK(e.cfg.train.max_seq_len <= e.base.config.n_positions, "experiment config: 'train.max_seq_len' = ",
              e.cfg.train.max_seq_len, " exceeds the model's n_positions = ", e.base.config.n_positions);
-  const std::string vdir = find_vocab_dir(e.cfg.model);
-  const Gpt2Tokenizer tok = Gpt2Tokenizer::load(vdir + "/vocab.json", vdir + "/merges.txt");
+  const Gpt2Tokenizer tok = load_tokenizer_for(e.cfg.model);
   log << "model " << e.cfg.model << ": " << e.base.num_parameters() << " parameters (" << e.base.config.n_layer
       << " layers, d=" << e.base.config.n_embd << "), device " << e.device.str() << "\n";
   for (const std::string& name : e.cfg.tasks) {

@@ -46,8 +46,7 @@ int cmd_generate(int argc, char** argv) {
   const int64_t top_k = args.integer("top-k", 0, 1 << 30);
   Rng rng(uint64_t(args.integer("seed", 0, INT64_MAX)));
   Gpt2Model model = gpt2_load(args.str("model"), dev);
-  std::string vdir = find_vocab_dir(args.str("model"));
-  Gpt2Tokenizer tok = Gpt2Tokenizer::load(vdir + "/vocab.json", vdir + "/merges.txt");
+  Gpt2Tokenizer tok = load_tokenizer_for(args.str("model"));
   std::vector<int32_t> ids = tok.encode(args.str("prompt"));
   ARIA_CHECK(!ids.empty(), "--prompt is empty");
   NoGradGuard no_grad;

@@ -23,8 +23,7 @@ int cmd_score(int argc, char** argv) {
   Device dev = parse_device(args.str("device"));
   std::string text = read_text_file(args.str("text"));
   Gpt2Model model = gpt2_load(args.str("model"), dev);
-  std::string vocab_dir = find_vocab_dir(args.str("model"));
-  Gpt2Tokenizer tok = Gpt2Tokenizer::load(vocab_dir + "/vocab.json", vocab_dir + "/merges.txt");
+  Gpt2Tokenizer tok = load_tokenizer_for(args.str("model"));
   std::vector<int32_t> ids = tok.encode(text);
   ARIA_CHECK(ids.size() >= 2, "text '", args.str("text"), "' has ", ids.size(), " token(s); at least 2 are needed");
   for (int32_t id : ids)

@@ -14,8 +14,7 @@ int cmd_tokenize(int argc, char** argv) {
       .option("vocab", "directory with vocab.json + merges.txt (default: the model's or setup's vocabulary)", "")
       .toggle("decode", "also print the text decoded back from the ids, on a second line");
   if (!args.parse(argc, argv)) return 0;
-  std::string dir = find_vocab_dir(args.str("vocab"));
-  Gpt2Tokenizer tok = Gpt2Tokenizer::load(dir + "/vocab.json", dir + "/merges.txt");
+  Gpt2Tokenizer tok = load_tokenizer_for(args.str("vocab"));
   std::vector<int32_t> ids = tok.encode(read_text_file(args.str("text")));
   std::string out = "[";
   for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
