@@ -134,3 +134,13 @@ TEST_CASE("GPT-2 loss and gradients: fused path equals the plain path") {
   };
   check_equal(run(false), run(true));
 }
+
+TEST_CASE("bfloat16 compute is refused on the CPU with a clear error; bf16 meets float32 only by promotion") {
+  Tensor a = Tensor::from_vector({1, 2, 3}, {3}, DType::BF16), b = Tensor::from_vector({1, 2, 3}, {3}, DType::BF16);
+  CHECK_THROWS_WITH_AS(ops::add(a, b), doctest::Contains("bfloat16 compute runs on CUDA only"), Error);
+  CHECK_THROWS_WITH_AS(ops::gelu(a), doctest::Contains("bfloat16 compute runs on CUDA only"), Error);
+  CHECK_THROWS_WITH_AS(ops::matmul(a.reshape({1, 3}), b.reshape({3, 1})), doctest::Contains("CUDA only"), Error);
+  // float32 with float64 stays an error (no silent widening outside mixed precision)
+  CHECK_THROWS_WITH_AS(ops::add(Tensor::zeros({2}, DType::F32), Tensor::zeros({2}, DType::F64)),
+                       doctest::Contains("dtypes differ"), Error);
+}
