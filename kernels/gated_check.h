@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "core/tensor.h"
 
@@ -36,6 +37,43 @@ inline GateRows check_gate_rows(const Tensor& slow, const Tensor& fast, const Te
   check_gated_operand(fast, slow, r.N * r.C, cuda, what, "fast");
   check_gated_operand(pi, slow, r.N, cuda, what, "pi");
   return r;
+}
+
+// gate_mix_forward's operands; `out` like slow.
+inline GateRows check_gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out,
+                                       bool cuda) {
+  const char* what = "gate_mix_forward";
+  const GateRows r = check_gate_rows(slow, fast, pi, cuda, what);
+  check_gated_operand(out, slow, r.N * r.C, cuda, what, "out");
+  return r;
+}
+
+// gate_mix_backward's operands; each output may be undefined (not wanted).
+inline GateRows check_gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
+                                        const Tensor& dslow, const Tensor& dfast, const Tensor& dpi, bool cuda) {
+  const char* what = "gate_mix_backward";
+  const GateRows r = check_gate_rows(slow, fast, pi, cuda, what);
+  check_gated_operand(dout, slow, r.N * r.C, cuda, what, "dout");
+  if (dslow.defined()) check_gated_operand(dslow, slow, r.N * r.C, cuda, what, "dslow");
+  if (dfast.defined()) check_gated_operand(dfast, slow, r.N * r.C, cuda, what, "dfast");
+  if (dpi.defined()) check_gated_operand(dpi, slow, r.N, cuda, what, "dpi");
+  return r;
+}
+
+// spc_penalty_grad's operands: A, p, B of grad's shape, dtype and device. Returns the element count.
+inline int64_t check_spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B,
+                                      bool cuda) {
+  const char* what = "spc_penalty_grad";
+  ARIA_CHECK(grad.defined(), what, ": grad is undefined");
+  const int64_t n = grad.numel();
+  check_gated_operand(grad, grad, n, cuda, what, "grad");
+  const std::pair<const Tensor*, const char*> operands[] = {{&A, "A"}, {&p, "p"}, {&B, "B"}};
+  for (const auto& [t, name] : operands) {
+    check_gated_operand(*t, grad, n, cuda, what, name);
+    ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
+               " must have the same shape");
+  }
+  return n;
 }
 
 }  // namespace aria

@@ -11,14 +11,6 @@ namespace aria::cpu {
 
 namespace {
 
-void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
-  check_gated_operand(t, like, numel, false, what, name);
-}
-
-GateRows gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, const char* what) {
-  return check_gate_rows(slow, fast, pi, false, what);
-}
-
 template <typename T>
 void gate_mix_forward_impl(const T* slow, const T* fast, const T* pi, T* out, int64_t N, int64_t C) {
 #pragma omp parallel for if (N * C >= kParallelMin)
@@ -62,8 +54,7 @@ T* out_ptr(const Tensor& t) {
 
 void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out) {
   const char* what = "gate_mix_forward";
-  const GateRows r = gate_rows(slow, fast, pi, what);
-  check_operand(out, slow, r.N * r.C, what, "out");
+  const GateRows r = check_gate_mix_forward(slow, fast, pi, out, false);
   dispatch_float(slow.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
     gate_mix_forward_impl<T>(slow.data<T>(), fast.data<T>(), pi.data<T>(), out.data<T>(), r.N, r.C);
@@ -73,11 +64,7 @@ void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, 
 void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
                        const Tensor& dslow, const Tensor& dfast, const Tensor& dpi) {
   const char* what = "gate_mix_backward";
-  const GateRows r = gate_rows(slow, fast, pi, what);
-  check_operand(dout, slow, r.N * r.C, what, "dout");
-  if (dslow.defined()) check_operand(dslow, slow, r.N * r.C, what, "dslow");
-  if (dfast.defined()) check_operand(dfast, slow, r.N * r.C, what, "dfast");
-  if (dpi.defined()) check_operand(dpi, slow, r.N, what, "dpi");
+  const GateRows r = check_gate_mix_backward(slow, fast, pi, dout, dslow, dfast, dpi, false);
   dispatch_float(slow.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
     gate_mix_backward_impl<T>(slow.data<T>(), fast.data<T>(), pi.data<T>(), dout.data<T>(), out_ptr<T>(dslow),
@@ -87,14 +74,7 @@ void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi,
 
 void spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda) {
   const char* what = "spc_penalty_grad";
-  ARIA_CHECK(grad.defined(), what, ": grad is undefined");
-  const int64_t n = grad.numel();
-  check_operand(grad, grad, n, what, "grad");
-  for (const auto& [t, name] : {std::pair{&A, "A"}, std::pair{&p, "p"}, std::pair{&B, "B"}}) {
-    check_operand(*t, grad, n, what, name);
-    ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
-               " must have the same shape");
-  }
+  const int64_t n = check_spc_penalty_grad(grad, A, p, B, false);
   dispatch_float(grad.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
     T* g = grad.data<T>();

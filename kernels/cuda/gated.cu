@@ -139,14 +139,6 @@ __global__ void spc_penalty_grad_kernel(T* __restrict__ grad, const T* __restric
 
 // ---- host side ----
 
-void check_operand(const Tensor& t, const Tensor& like, int64_t numel, const char* what, const char* name) {
-  check_gated_operand(t, like, numel, true, what, name);
-}
-
-GateRows gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, const char* what) {
-  return check_gate_rows(slow, fast, pi, true, what);
-}
-
 // 16-byte aligned data, or an undefined (unused) operand.
 bool aligned_or_null(const Tensor& t) { return !t.defined() || aligned16(t.raw_data()); }
 
@@ -163,8 +155,7 @@ unsigned row_grid(int64_t N) {
 
 void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out) {
   const char* what = "gate_mix_forward";
-  const GateRows r = gate_rows(slow, fast, pi, what);
-  check_operand(out, slow, r.N * r.C, what, "out");
+  const GateRows r = check_gate_mix_forward(slow, fast, pi, out, true);
   if (r.N * r.C == 0) return;
   dispatch_float(slow.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
@@ -184,11 +175,7 @@ void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, 
 void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
                        const Tensor& dslow, const Tensor& dfast, const Tensor& dpi) {
   const char* what = "gate_mix_backward";
-  const GateRows r = gate_rows(slow, fast, pi, what);
-  check_operand(dout, slow, r.N * r.C, what, "dout");
-  if (dslow.defined()) check_operand(dslow, slow, r.N * r.C, what, "dslow");
-  if (dfast.defined()) check_operand(dfast, slow, r.N * r.C, what, "dfast");
-  if (dpi.defined()) check_operand(dpi, slow, r.N, what, "dpi");
+  const GateRows r = check_gate_mix_backward(slow, fast, pi, dout, dslow, dfast, dpi, true);
   if (r.N == 0 || (!dslow.defined() && !dfast.defined() && !dpi.defined())) return;
   dispatch_float(slow.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
@@ -208,15 +195,7 @@ void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi,
 
 void spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda) {
   const char* what = "spc_penalty_grad";
-  ARIA_CHECK(grad.defined(), what, ": grad is undefined");
-  const int64_t n = grad.numel();
-  check_operand(grad, grad, n, what, "grad");
-  const std::pair<const Tensor*, const char*> operands[] = {{&A, "A"}, {&p, "p"}, {&B, "B"}};
-  for (const auto& [t, name] : operands) {
-    check_operand(*t, grad, n, what, name);
-    ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
-               " must have the same shape");
-  }
+  const int64_t n = check_spc_penalty_grad(grad, A, p, B, true);
   if (n == 0) return;
   dispatch_float(grad.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
