@@ -211,6 +211,18 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ sr
   }
 }
 
+// Starts the asynchronous copy of key/value tile kt into its double-buffer stage of sKV (K then V,
+// TE elements each) and commits it as one cp.async group. base points at the row's q part: k and v
+// follow at +C and +2C.
+template <int HD>
+__device__ __forceinline__ void prefetch_kv_tile(bf16* sKV, int TE, const bf16* __restrict__ base, int64_t C,
+                                                 int64_t rs, int kt, int T) {
+  bf16* dst = sKV + 2 * (kt & 1) * TE;
+  load_tile<HD>(dst, base + C, rs, kt * kTileK, T);
+  load_tile<HD>(dst + TE, base + 2 * C, rs, kt * kTileK, T);
+  cp_async_commit();
+}
+
 // Writes a warp's 16 x HD fp32 accumulator (times mul[0] for rows g, mul[1] for rows g + 8) as bf16
 // to rows row0 .. row0 + 15 (those < T) of dst (row stride rs), staged through the warp's own 16 rows
 // of the smem tile `stage` so that global stores are whole 16-byte pieces.
@@ -275,12 +287,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
 #pragma unroll
       for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[kk], sQ, warp * 16, kk * 16, lane);
     }
-    if (kt + 1 < nkt) {
-      bf16* nxt = sKV + 2 * ((kt + 1) & 1) * TE;
-      load_tile<HD>(nxt, base + C, rs, (kt + 1) * kTileK, s.T);
-      load_tile<HD>(nxt + TE, base + 2 * C, rs, (kt + 1) * kTileK, s.T);
-      cp_async_commit();
-    }
+    if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
     const bf16* sK = sKV + 2 * (kt & 1) * TE;
     const bf16* sV = sK + TE;
     const int k0 = kt * kTileK;
@@ -534,12 +541,7 @@ __global__ void __launch_bounds__(kThreads, MINB)
         ldsm_a<HD>(dof[kk], sdO, warp * 16, kk * 16, lane);
       }
     }
-    if (kt + 1 < nkt) {
-      bf16* nxt = sKV + 2 * ((kt + 1) & 1) * TE;
-      load_tile<HD>(nxt, base + C, rs, (kt + 1) * kTileK, s.T);
-      load_tile<HD>(nxt + TE, base + 2 * C, rs, (kt + 1) * kTileK, s.T);
-      cp_async_commit();
-    }
+    if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
     const bf16* sK = sKV + 2 * (kt & 1) * TE;
     const bf16* sV = sK + TE;
     const int k0 = kt * kTileK;
