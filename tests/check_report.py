@@ -240,6 +240,12 @@ def end_to_end(args):
         with open(bad, "w") as f:
             json.dump(cfg, f)
         expect_failure([args.aria, "continual", "--config", bad, "--model", model, "--out", out], "aria.spc_lamda")
+        # Mixed precision is CUDA-only: asking for it on the CPU is a clear error, not a float32 run.
+        corpus = os.path.join(tmp, "corpus.txt")
+        with open(corpus, "w", encoding="utf-8") as f:
+            f.write("a small corpus for a refused run. " * 50)
+        expect_failure([args.aria, "pretrain", "--corpus", corpus, "--model", model, "--out", os.path.join(tmp, "p"),
+                        "--bf16", "--device", "cpu"], "--bf16 needs a CUDA device")
         print("check_report: all checks passed")
     finally:
         if args.keep:

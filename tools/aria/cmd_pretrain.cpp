@@ -37,6 +37,7 @@ int cmd_pretrain(int argc, char** argv) {
                       "(the saved checkpoint holds the float32 masters)");
   if (!args.parse(argc, argv)) return 0;
   Device dev = parse_device(args.str("device"));
+  ARIA_CHECK(!args.on("bf16") || dev.is_cuda(), "--bf16 needs a CUDA device (got --device ", dev.str(), ")");
   const uint64_t seed = uint64_t(args.integer("seed", 0, INT64_MAX));
   Gpt2Model model = args.str("model").empty() ? gpt2_random(gpt2_preset(args.str("preset")), seed, dev)
                                               : gpt2_load(args.str("model"), dev);
@@ -57,7 +58,6 @@ int cmd_pretrain(int argc, char** argv) {
   cfg.weight_decay = args.number("weight-decay", 0, 10);
   cfg.seed = seed;
   cfg.bf16 = args.on("bf16");
-  ARIA_CHECK(!cfg.bf16 || dev.is_cuda(), "--bf16 needs a CUDA device (got --device ", dev.str(), ")");
   std::printf("aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, train.tokens.size(),
               dev.str().c_str());
