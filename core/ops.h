@@ -69,16 +69,38 @@ Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tenso
 // {s, layernorm(s, w, b, eps)} with s = x + r (x, r same shape): the residual add feeding a layernorm.
 std::pair<Tensor, Tensor> add_layernorm(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b,
                                         double eps);
-// cross_entropy(matmul(hidden, w, false, true), targets): the tied lm head and the mean loss, with
-// the logits' gradient computed in the forward sweep (the logits buffer then holds it). Float32
-// loss for bfloat16 inputs.
+// cross_entropy(matmul(hidden, w, false, true), targets): the tied lm head and the mean loss. The
+// logits are made in row chunks of at most ~512 MiB; with gradients each chunk's d(loss)/d(logits)
+// is computed in the same sweep and multiplied into dhidden and dw at once (core/ops_classifier.cpp),
+// so no logits are kept for the backward, which only scales by the upstream gradient on the device.
+// Float32 loss for bfloat16 inputs.
 Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index = -100);
+// The logits budget per chunk of lm_head_cross_entropy (default 512 MiB); tests make it small.
+int64_t& lm_head_chunk_bytes();
 
 // ---- ARIA's gated MLP (core/ops_gated.cpp) ----
 // add(slow, mul(pi, sub(fast, slow))) in one pass forward and one backward (dpi's row sum included):
 // the gate's mix of the slow and fast pathways. slow, fast [..., C]; pi [..., 1] with the same
 // leading dims; one dtype and device.
 Tensor gate_mix(const Tensor& slow, const Tensor& fast, const Tensor& pi);
+
+// The tensors of one GPT-2 MLP as gelu_mlp takes them: w1 [C, H], b1 [H], w2 [H, C2], b2 [C2].
+struct GeluMlpWeights {
+  Tensor w1, b1, w2, b2;
+};
+// ARIA's gated MLP: both pathways and the gate, gate_w1 [C, G], gate_b1 [G], gate_w2 [G, 1], gate_b2 [1].
+struct GatedMlpWeights {
+  GeluMlpWeights fast, slow;
+  Tensor gate_w1, gate_b1, gate_w2, gate_b2;
+};
+// The whole gated MLP as one op, returning {out, pi}:
+//   pi  = sigmoid(linear(relu(linear(x, gate_w1, gate_b1)), gate_w2, gate_b2))   [..., 1]
+//   out = gate_mix(gelu_mlp(x, slow), gelu_mlp(x, fast), pi)                     [..., C2]
+// with one tape node: the gate's C -> 1 head runs in its own kernels (no GEMM with one output column),
+// and the backward adds the three branches' input gradients inside the GEMMs (beta = 1) instead of
+// in separate passes. pi stays differentiable (a gradient reaching it joins the mix's). Honours
+// recompute_activations() like gelu_mlp.
+std::pair<Tensor, Tensor> gated_mlp(const Tensor& x, const GatedMlpWeights& w);
 
 // ---- per-sample gradient capture hook (used by train/per_sample_grad.h for the Fisher) ----
 // When an observer is installed on this thread, linear, layernorm and embedding call it after

@@ -33,8 +33,11 @@ inline void check_pair(const Tensor& a, const Tensor& b, const char* what) {
 inline DType stat_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
 
 // Number of targets != ignore_index; any other target outside [0, V) is an error naming its
-// position. Reads the targets on the host (core/ops_nn.cpp).
+// position. Answered from the host's summary of uploaded targets when it settles the question
+// (no device read); otherwise reads the targets on the host (core/ops_nn.cpp).
 int64_t count_valid_targets(const Tensor& targets, int64_t V, int ignore_index, const char* what);
+// Every id in [0, V), else an error naming the first bad position; same summary shortcut.
+void check_ids_in_range(const Tensor& ids, int64_t V, const char* what);
 
 // The wider of two float dtypes (bfloat16 < float32 < float64).
 inline DType promote(DType a, DType b) {

@@ -3,11 +3,13 @@
 // GEMM + cross-entropy forward and backward in one sweep over the logits). Each equals the
 // composition of the plain ops (tests/support/cases_fused.cpp checks gradients and equality); the
 // model uses them unless a per-sample-gradient observer must see the plain linear/layernorm calls.
+#include <utility>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/ops_check.h"
+#include "core/ops_fused.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
@@ -18,20 +20,98 @@ namespace {
 
 Tensor flat_rows(const Tensor& t, int64_t N, int64_t C) { return t.detach().reshape({N, C}); }
 
-void gemm_ep(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, GemmEpilogue ep,
-             const Tensor& bias = Tensor(), const Tensor& aux = Tensor()) {
+}  // namespace
+
+namespace detail {
+
+void gemm_ep(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, GemmEpilogue ep, const Tensor& bias,
+             const Tensor& aux) {
   ARIA_DISPATCH(c.device(), gemm_epilogue, a, b, c, ta, tb, int(ep), bias, aux);
 }
 
-// c = alpha * op(a) @ op(b) for 2-D operands, through the batched matmul row.
-Tensor mm2(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t M, int64_t N, double alpha = 1.0) {
-  Tensor c = Tensor::empty({M, N}, a.dtype(), a.device());
+void mm_into(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, bool accumulate, double alpha) {
   ARIA_DISPATCH(c.device(), matmul, a.reshape({1, a.size(0), a.size(1)}), b.reshape({1, b.size(0), b.size(1)}),
-                c.reshape({1, M, N}), ta, tb, alpha, 0.0);
-  return c;
+                c.reshape({1, c.size(0), c.size(1)}), ta, tb, alpha, accumulate ? 1.0 : 0.0);
 }
 
-}  // namespace
+void check_gelu_mlp(const Tensor& x, const GeluMlpWeights& w, const char* what) {
+  check_float(x, what, "x");
+  for (const Tensor* t : {&w.w1, &w.b1, &w.w2, &w.b2}) {
+    check_float(*t, what, "weight");
+    check_pair(x, *t, what);
+  }
+  ARIA_CHECK(x.dim() >= 1 && w.w1.dim() == 2 && w.w2.dim() == 2 && x.size(-1) == w.w1.size(0) &&
+                 w.w2.size(0) == w.w1.size(1) && w.b1.shape() == Shape{w.w1.size(1)} &&
+                 w.b2.shape() == Shape{w.w2.size(1)},
+             what, ": shapes do not chain: x ", x.str(), ", w1 ", w.w1.str(), ", b1 ", w.b1.str(), ", w2 ", w.w2.str(),
+             ", b2 ", w.b2.str());
+}
+
+GeluMlpRows gelu_mlp_rows_forward(const Tensor& x2, const GeluMlpWeights& w, const Tensor& out2) {
+  GeluMlpRows s;
+  s.N = x2.size(0);
+  s.C = w.w1.size(0);
+  s.H = w.w1.size(1);
+  s.C2 = w.w2.size(1);
+  s.x2 = x2.detach();
+  s.w1 = w.w1.detach();
+  s.w2 = w.w2.detach();
+  const Device dev = x2.device();
+  s.pre = Tensor::empty({s.N, s.H}, x2.dtype(), dev);
+  Tensor h = Tensor::empty({s.N, s.H}, x2.dtype(), dev);
+  gemm_ep(s.x2, s.w1, h, false, false, GemmEpilogue::Gelu, w.b1.detach(), s.pre);
+  gemm_ep(h, s.w2, out2, false, false, GemmEpilogue::Bias, w.b2.detach());
+  // With recomputation only the pre-activation is kept; gelu(pre) is rebuilt in backward (one
+  // elementwise pass) instead of holding an [N, 4C] activation per layer until then.
+  if (!recompute_activations()) s.h = h;
+  s.gw1 = w.w1.requires_grad();
+  s.gb1 = w.b1.requires_grad();
+  s.gw2 = w.w2.requires_grad();
+  s.gb2 = w.b2.requires_grad();
+  return s;
+}
+
+GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, const Tensor& dx, bool accumulate) {
+  const int64_t N = s.N, C = s.C, H = s.H, C2 = s.C2;
+  const Device dev = s.pre.device();
+  const DType dt = s.pre.dtype();
+  Tensor h = s.h;
+  if (!h.defined() && s.gw2) {
+    h = Tensor::empty({N, H}, dt, dev);
+    ARIA_DISPATCH(dev, unary, int(UnaryOp::Gelu), s.pre, h, 1.0, 0.0);
+  }
+  GeluMlpWeights d;
+  // Bias gradients are our column sums, not cuBLASLt's BGRAD epilogue: on the H100 its reduction is
+  // a kernel of its own, slower than ours (docs/perf.md), and db1 comes out of the dGELU pass itself.
+  if (s.gw2) {
+    d.w2 = Tensor::empty({H, C2}, dt, dev);
+    mm_into(h, g2, d.w2, true, false, false);
+  }
+  if (s.gb2) {
+    d.b2 = Tensor::empty({C2}, dt, dev);
+    ARIA_DISPATCH(dev, sum_to, g2, d.b2.reshape({1, C2}));
+  }
+  if (!dx.defined() && !s.gw1 && !s.gb1) return d;
+  // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass that also sums db1: on
+  // the H100 cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
+  // [16384, 768] x [768, 3072], docs/perf.md).
+  Tensor dpre = Tensor::empty({N, H}, dt, dev);
+  mm_into(g2, s.w2, dpre, false, true, false);
+  if (s.gb1) {
+    d.b1 = Tensor::empty({H}, dt, dev);
+    ARIA_DISPATCH(dev, gelu_backward_bias_grad, s.pre, dpre, dpre, d.b1);
+  } else {
+    ARIA_DISPATCH(dev, unary_backward, int(UnaryOp::Gelu), s.pre, Tensor(), dpre, dpre, 0.0);
+  }
+  if (s.gw1) {
+    d.w1 = Tensor::empty({C, H}, dt, dev);
+    mm_into(s.x2, dpre, d.w1, true, false, false);
+  }
+  if (dx.defined()) mm_into(dpre, s.w1, dx, false, true, accumulate);
+  return d;
+}
+
+}  // namespace detail
 
 bool& recompute_activations() {
   static bool on = false;
@@ -40,67 +120,21 @@ bool& recompute_activations() {
 
 Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
   const char* what = "gelu_mlp";
-  check_float(x, what, "x");
-  for (const Tensor* t : {&w1, &b1, &w2, &b2}) {
-    check_float(*t, what, "weight");
-    check_pair(x, *t, what);
-  }
-  ARIA_CHECK(x.dim() >= 1 && w1.dim() == 2 && w2.dim() == 2 && x.size(-1) == w1.size(0) && w2.size(0) == w1.size(1) &&
-                 b1.shape() == Shape{w1.size(1)} && b2.shape() == Shape{w2.size(1)},
-             what, ": shapes do not chain: x ", x.str(), ", w1 ", w1.str(), ", b1 ", b1.str(), ", w2 ", w2.str(),
-             ", b2 ", b2.str());
-  const int64_t C = w1.size(0), H = w1.size(1), C2 = w2.size(1), N = x.numel() / C;
-  const Tensor xc = x.contiguous(), w1c = w1.contiguous(), b1c = b1.contiguous(), w2c = w2.contiguous(),
-               b2c = b2.contiguous();
-  const Device dev = x.device();
-  const DType dt = x.dtype();
-  Tensor pre = Tensor::empty({N, H}, dt, dev), h = Tensor::empty({N, H}, dt, dev);
+  check_gelu_mlp(x, {w1, b1, w2, b2}, what);
+  const int64_t C = w1.size(0), C2 = w2.size(1), N = x.numel() / C;
+  const Tensor xc = x.contiguous();
+  const GeluMlpWeights w{w1.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous()};
   Shape out_shape = x.shape();
   out_shape.back() = C2;
-  Tensor out = Tensor::empty(out_shape, dt, dev);
-  const Tensor x2 = flat_rows(xc, N, C);
-  gemm_ep(x2, w1c.detach(), h, false, false, GemmEpilogue::Gelu, b1c.detach(), pre);
-  gemm_ep(h, w2c.detach(), flat_rows(out, N, C2), false, false, GemmEpilogue::Bias, b2c.detach());
-  if (!needs_grad({&xc, &w1c, &b1c, &w2c, &b2c})) return out;
-  const bool gx = xc.requires_grad(), gw1 = w1c.requires_grad(), gb1 = b1c.requires_grad(),
-             gw2 = w2c.requires_grad(), gb2 = b2c.requires_grad();
-  // With recomputation only the pre-activation is kept; gelu(pre) is rebuilt in backward (one
-  // elementwise pass) instead of holding an [N, 4C] activation per layer until then.
-  const bool recompute = recompute_activations();
-  record_op(what, {xc, w1c, b1c, w2c, b2c}, {out},
-            [=, h_saved = recompute ? Tensor() : h, w1s = w1c.detach(), w2s = w2c.detach(),
-             xs = x.shape()](const std::vector<Tensor>& g) {
-              const Tensor g2 = flat_rows(g[0].contiguous(), N, C2);
-              Tensor h = h_saved;
-              if (!h.defined()) {
-                h = Tensor::empty({N, H}, dt, dev);
-                ARIA_DISPATCH(dev, unary, int(UnaryOp::Gelu), pre, h, 1.0, 0.0);
-              }
-              Tensor dx, dw1, db1, dw2, db2;
-              if (gb2) db2 = Tensor::empty({C2}, dt, dev);
-              if (gw2) {  // dW2 = h^T g, with db2 = column sums of g from the same GEMM
-                dw2 = Tensor::empty({H, C2}, dt, dev);
-                gemm_ep(h, g2, dw2, true, false, gb2 ? GemmEpilogue::BGrad : GemmEpilogue::None, db2);
-              } else if (gb2) {
-                ARIA_DISPATCH(dev, sum_to, g2, db2.reshape({1, C2}));
-              }
-              if (gx || gw1 || gb1) {
-                // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass: on the H100
-                // cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
-                // [16384, 768] x [768, 3072], docs/perf.md), slower than the two steps together (0.22 ms).
-                // db1 then rides on dW1's GEMM (BGrad epilogue).
-                Tensor dpre = mm2(g2, w2s, false, true, N, H);
-                ARIA_DISPATCH(dev, unary_backward, int(UnaryOp::Gelu), pre, Tensor(), dpre, dpre, 0.0);
-                if (gb1) db1 = Tensor::empty({H}, dt, dev);
-                if (gw1) {
-                  dw1 = Tensor::empty({C, H}, dt, dev);
-                  gemm_ep(x2, dpre, dw1, true, false, gb1 ? GemmEpilogue::BGrad : GemmEpilogue::None, db1);
-                } else if (gb1) {
-                  ARIA_DISPATCH(dev, sum_to, dpre, db1.reshape({1, H}));
-                }
-                if (gx) dx = mm2(dpre, w1s, false, true, N, C).reshape(xs);
-              }
-              return std::vector<Tensor>{dx, dw1, db1, dw2, db2};
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  GeluMlpRows rows = gelu_mlp_rows_forward(flat_rows(xc, N, C), w, flat_rows(out, N, C2));
+  if (!needs_grad({&xc, &w.w1, &w.b1, &w.w2, &w.b2})) return out;
+  const bool gx = xc.requires_grad();
+  record_op(what, {xc, w.w1, w.b1, w.w2, w.b2}, {out},
+            [=, rows = std::move(rows), xs = x.shape()](const std::vector<Tensor>& g) {
+              const Tensor dx = gx ? Tensor::empty({N, C}, rows.x2.dtype(), rows.x2.device()) : Tensor();
+              const GeluMlpWeights d = gelu_mlp_rows_backward(rows, flat_rows(g[0].contiguous(), N, C2), dx, false);
+              return std::vector<Tensor>{gx ? dx.reshape(xs) : Tensor(), d.w1, d.b1, d.w2, d.b2};
             });
   return out;
 }
@@ -139,50 +173,6 @@ std::pair<Tensor, Tensor> add_layernorm(const Tensor& x, const Tensor& r, const 
               });
   }
   return {sum, y};
-}
-
-Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index) {
-  const char* what = "lm_head_cross_entropy";
-  check_float(hidden, what, "hidden");
-  check_float(w, what, "w");
-  check_pair(hidden, w, what);
-  check_ints(targets, what, "targets");
-  check_same_device(hidden, targets, what);
-  ARIA_CHECK(hidden.dim() >= 1 && w.dim() == 2 && hidden.size(-1) == w.size(1), what, ": hidden ", hidden.str(),
-             " must be [..., C] and w [V, C], got w ", w.str());
-  const Shape lead(hidden.shape().begin(), hidden.shape().end() - 1);
-  ARIA_CHECK(targets.shape() == lead, what, ": targets ", targets.str(), " must have shape ", shape_str(lead));
-  const int64_t C = w.size(1), V = w.size(0), N = targets.numel();
-  const int64_t count = count_valid_targets(targets, V, ignore_index, what);
-  const Tensor hc = hidden.contiguous(), wc = w.contiguous();
-  const Device dev = hidden.device();
-  const Tensor h2 = flat_rows(hc, N, C), t = targets.contiguous().detach().reshape({N});
-  const Tensor logits = mm2(h2, wc.detach(), false, true, N, V);
-  Tensor losses = Tensor::empty({N}, stat_dtype(hidden.dtype()), dev);
-  const bool grad = needs_grad({&hc, &wc});
-  if (grad) {  // losses, and logits overwritten by softmax - onehot: the unscaled d(loss)/d(logits)
-    ARIA_DISPATCH(dev, cross_entropy_fused, logits, t, losses, ignore_index);
-  } else {
-    Tensor lse = Tensor::empty({N}, stat_dtype(hidden.dtype()), dev);
-    ARIA_DISPATCH(dev, cross_entropy_forward, logits, t, losses, lse, ignore_index);
-  }
-  Tensor out;
-  {
-    NoGradGuard no_grad;
-    out = count ? scale(sum(losses), 1.0 / double(count)) : Tensor::zeros({}, losses.dtype(), dev);
-  }
-  if (!grad) return out;
-  const bool gh = hc.requires_grad(), gw = wc.requires_grad();
-  record_op(what, {hc, wc}, {out}, [=, ws = wc.detach(), hs = hidden.shape()](const std::vector<Tensor>& g) {
-    Tensor dh, dw;
-    // One scalar read per backward: the upstream d(loss) becomes the GEMMs' alpha, so the logits-sized
-    // gradient is never scaled in a pass of its own.
-    const double alpha = count ? g[0].item() / double(count) : 0.0;
-    if (gh) dh = mm2(logits, ws, false, false, N, C, alpha).reshape(hs);
-    if (gw) dw = mm2(logits, h2, true, false, V, C, alpha);
-    return std::vector<Tensor>{dh, dw};
-  });
-  return out;
 }
 
 }  // namespace aria::ops

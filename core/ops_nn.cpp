@@ -29,10 +29,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   ARIA_CHECK(weight.dim() == 2, what, ": weight must be [V, D], got ", weight.str());
   check_same_device(weight, ids, what);
   const int64_t V = weight.size(0), D = weight.size(1), N = ids.numel();
-  const std::vector<int32_t> host = ids.to_ints();
-  for (size_t n = 0; n < host.size(); ++n)
-    ARIA_CHECK(host[n] >= 0 && host[n] < V, what, ": id ", host[n], " at position ", n,
-               " is out of range for a vocabulary of V = ", V);
+  check_ids_in_range(ids, V, what);
   const Tensor w = weight.contiguous();
   const Tensor flat_ids = ids.contiguous().detach().reshape({N});
   Shape out_shape = ids.shape();
@@ -204,7 +201,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_ind
 
 namespace detail {
 
+void check_ids_in_range(const Tensor& ids, int64_t V, const char* what) {
+  if (const IntValueSummary* s = ids.int_summary(); s && s->negatives == 0 && s->max < V) return;
+  // No summary, or it shows a bad value somewhere in the storage: find and name it.
+  const std::vector<int32_t> host = ids.to_ints();
+  for (size_t n = 0; n < host.size(); ++n)
+    ARIA_CHECK(host[n] >= 0 && host[n] < V, what, ": id ", host[n], " at position ", n,
+               " is out of range for a vocabulary of V = ", V);
+}
+
 int64_t count_valid_targets(const Tensor& targets, int64_t V, int ignore_index, const char* what) {
+  const IntValueSummary* s = targets.int_summary();
+  if (s && s->max < V && ignore_index < 0) {
+    // Valid when every negative value is ignore_index. The count needs no read when nothing is
+    // ignored, or when this tensor covers the whole summarised storage.
+    if (s->negatives == 0) return targets.numel();
+    const bool only_ignored = s->neg_min == ignore_index && s->neg_max == ignore_index;
+    if (only_ignored && targets.numel() == s->count) return s->count - s->negatives;
+  }
   const std::vector<int32_t> host = targets.to_ints();
   int64_t count = 0;
   for (size_t n = 0; n < host.size(); ++n) {

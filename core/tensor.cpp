@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <algorithm>
+#include <limits>
 #include <sstream>
 
 #include "core/autograd.h"
@@ -77,7 +79,28 @@ Tensor Tensor::from_ints(const std::vector<int32_t>& values, const Shape& shape,
              shape_str(shape));
   Tensor host = empty(shape, DType::I32, Device::cpu());
   std::copy(values.begin(), values.end(), host.data<int32_t>());
-  return device.is_cpu() ? host : host.to(device);
+  if (device.is_cpu()) return host;  // checks read host values directly; no summary needed
+  Tensor out = host.to(device);
+  IntValueSummary s;
+  s.count = int64_t(values.size());
+  s.max = values.empty() ? 0 : values[0];
+  s.neg_min = 0;
+  s.neg_max = std::numeric_limits<int32_t>::min();
+  for (int32_t v : values) {
+    s.max = std::max(s.max, v);
+    if (v >= 0) continue;
+    ++s.negatives;
+    s.neg_min = std::min(s.neg_min, v);
+    s.neg_max = std::max(s.neg_max, v);
+  }
+  if (s.negatives == 0) s.neg_max = 0;
+  out.impl().storage->int_summary = s;
+  return out;
+}
+
+const IntValueSummary* Tensor::int_summary() const {
+  const auto& st = impl().storage;
+  return dtype() == DType::I32 && st && st->int_summary ? &*st->int_summary : nullptr;
 }
 
 int64_t Tensor::size(int d) const {
@@ -110,6 +133,7 @@ void* Tensor::raw_data() const {
 
 void Tensor::copy_from(const Tensor& src) const {
   ARIA_CHECK(src.shape() == shape(), "copy_from: shape ", shape_str(src.shape()), " into ", shape_str(shape()));
+  impl().storage->int_summary.reset();  // the values change: the host no longer knows them
   if (src.device() == device()) {
     ARIA_DISPATCH(device(), copy_cast, src, *this);
     return;
@@ -127,6 +151,7 @@ void Tensor::copy_from(const Tensor& src) const {
 }
 
 void Tensor::fill_(double value) const {
+  impl().storage->int_summary.reset();
   if (is_contiguous()) {
     ARIA_DISPATCH(device(), fill, *this, value);
   } else {

@@ -72,6 +72,8 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
   void* raw_data() const;
+  // The host's summary of an int32 tensor's values (see IntValueSummary), or null when unknown.
+  const IntValueSummary* int_summary() const;
 
   // ---- copies and conversions (not recorded by autograd unless noted) ----
   Tensor contiguous() const;           // differentiable; returns *this when already contiguous

@@ -16,6 +16,8 @@ namespace aria::cuda {
 Allocator& device_allocator() { no_cuda("device_allocator"); }
 int device_count() { return 0; }
 void synchronize() {}
+void profiler_range(bool) {}
+uint64_t blocking_copies() { return 0; }
 void memcpy_between(void*, Device, const void*, Device, size_t) { no_cuda("memcpy_between"); }
 
 }  // namespace aria::cuda

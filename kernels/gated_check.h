@@ -1,38 +1,54 @@
-// The argument rules of the gate_mix_* and spc_penalty_grad rows (kernels/kernel_list.h), one copy
-// for the CPU kernels (kernels/cpu/gated.cpp) and the CUDA ones (kernels/cuda/gated.cu), so that both
-// refuse the same calls with the same messages. Plain C++ (it is compiled by nvcc too).
+// The argument rules of the gate_mix_*, gate_head_* and spc_penalty_grad rows (kernels/kernel_list.h),
+// one copy for the CPU kernels (kernels/cpu/gated.cpp) and the CUDA ones (kernels/cuda/gated.cu), so
+// that both refuse the same calls with the same messages. Plain C++ (it is compiled by nvcc too).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
 namespace aria {
 
-// t: defined, like's dtype and device, contiguous, `numel` elements. `cuda`: the backend's device kind.
-inline void check_gated_operand(const Tensor& t, const Tensor& like, int64_t numel, bool cuda, const char* what,
-                                const char* name) {
+// t: defined, dtype `dt`, like's device, contiguous, `numel` elements. `cuda`: the backend's device kind.
+inline void check_gated_operand_as(const Tensor& t, const Tensor& like, DType dt, int64_t numel, bool cuda,
+                                   const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
-  ARIA_CHECK(t.dtype() == like.dtype(), what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(like.dtype()));
+  ARIA_CHECK(t.dtype() == dt, what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(dt));
   ARIA_CHECK(t.device() == like.device() && t.device().is_cuda() == cuda && t.is_contiguous() && t.numel() == numel,
              what, ": ", name, " must be a contiguous ", cuda ? "CUDA tensor on " + like.device().str() : "CPU tensor",
              " with ", numel, " elements, got ", t.str());
 }
 
-// Rows [N, C] of a gate mix: C = slow.size(-1), N rows; pi must hold N values.
+// t: defined, like's dtype and device, contiguous, `numel` elements.
+inline void check_gated_operand(const Tensor& t, const Tensor& like, int64_t numel, bool cuda, const char* what,
+                                const char* name) {
+  check_gated_operand_as(t, like, like.dtype(), numel, cuda, what, name);
+}
+
+// The dtype of the gate's saved logits for data of dtype `data`: float32, float64 for float64 data.
+inline DType gate_logit_dtype(DType data) { return data == DType::F64 ? DType::F64 : DType::F32; }
+
+// Rows [N, C] of a gate mix (C = slow.size(-1)) or of the gate's head (C = h.size(-1)).
 struct GateRows {
   int64_t N = 0, C = 0;
 };
 
-inline GateRows check_gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, bool cuda, const char* what) {
-  ARIA_CHECK(slow.defined() && slow.dim() >= 1, what, ": slow must be [N, C], got ",
-             slow.defined() ? slow.str() : "undefined");
+// t viewed as rows of its last dimension (`name` in the error when t is not at least 1-D).
+inline GateRows gate_rows_of(const Tensor& t, const char* what, const char* name) {
+  ARIA_CHECK(t.defined() && t.dim() >= 1, what, ": ", name, " must be [N, C], got ", t.defined() ? t.str() : "undefined");
   GateRows r;
-  r.C = slow.size(-1);
+  r.C = t.size(-1);
   r.N = 1;
-  for (int d = 0; d + 1 < slow.dim(); ++d) r.N *= slow.size(d);
+  for (int d = 0; d + 1 < t.dim(); ++d) r.N *= t.size(d);
   ARIA_CHECK(r.C < INT32_MAX / 2, what, ": rows of ", r.C, " elements are too long");
+  return r;
+}
+
+// A gate mix's rows: slow and fast [N, C] with C = slow.size(-1); pi must hold N values.
+inline GateRows check_gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, bool cuda, const char* what) {
+  const GateRows r = gate_rows_of(slow, what, "slow");
   check_gated_operand(slow, slow, r.N * r.C, cuda, what, "slow");
   check_gated_operand(fast, slow, r.N * r.C, cuda, what, "fast");
   check_gated_operand(pi, slow, r.N, cuda, what, "pi");
@@ -60,20 +76,66 @@ inline GateRows check_gate_mix_backward(const Tensor& slow, const Tensor& fast, 
   return r;
 }
 
-// spc_penalty_grad's operands: A, p, B of grad's shape, dtype and device. Returns the element count.
-inline int64_t check_spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B,
-                                      bool cuda) {
+// Rows [N, C] of the gate's head: C = h.size(-1), N rows; w2 holds C values.
+inline GateRows check_gate_head_rows(const Tensor& h, const Tensor& w2, bool cuda, const char* what) {
+  const GateRows r = gate_rows_of(h, what, "h");
+  check_gated_operand(h, h, r.N * r.C, cuda, what, "h");
+  check_gated_operand(w2, h, r.C, cuda, what, "w2");
+  return r;
+}
+
+// gate_head_forward's operands: b2 one value, pi N; logit (N values) may be undefined.
+inline GateRows check_gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi,
+                                        const Tensor& logit, bool cuda) {
+  const char* what = "gate_head_forward";
+  const GateRows r = check_gate_head_rows(h, w2, cuda, what);
+  check_gated_operand(b2, h, 1, cuda, what, "b2");
+  check_gated_operand(pi, h, r.N, cuda, what, "pi");
+  if (logit.defined()) check_gated_operand_as(logit, h, gate_logit_dtype(h.dtype()), r.N, cuda, what, "logit");
+  return r;
+}
+
+// gate_head_backward's operands; each output may be undefined (not wanted).
+inline GateRows check_gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi,
+                                         const Tensor& dh, const Tensor& dw2, const Tensor& db2, bool cuda) {
+  const char* what = "gate_head_backward";
+  const GateRows r = check_gate_head_rows(h, w2, cuda, what);
+  check_gated_operand_as(logit, h, gate_logit_dtype(h.dtype()), r.N, cuda, what, "logit");
+  check_gated_operand(dpi, h, r.N, cuda, what, "dpi");
+  if (dh.defined()) check_gated_operand(dh, h, r.N * r.C, cuda, what, "dh");
+  if (dw2.defined()) check_gated_operand(dw2, h, r.C, cuda, what, "dw2");
+  if (db2.defined()) check_gated_operand(db2, h, 1, cuda, what, "db2");
+  return r;
+}
+
+// spc_penalty_grad's operands: four lists of one length; As[k], ps[k], Bs[k] of grads[k]'s shape;
+// every tensor of grads[0]'s dtype and device. An error names the list entry ("(entry 3 of 196)"),
+// added on the error path only (this runs for every parameter at every step). Returns the total
+// element count.
+inline int64_t check_spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As,
+                                      const std::vector<Tensor>& ps, const std::vector<Tensor>& Bs, bool cuda) {
   const char* what = "spc_penalty_grad";
-  ARIA_CHECK(grad.defined(), what, ": grad is undefined");
-  const int64_t n = grad.numel();
-  check_gated_operand(grad, grad, n, cuda, what, "grad");
-  const std::pair<const Tensor*, const char*> operands[] = {{&A, "A"}, {&p, "p"}, {&B, "B"}};
-  for (const auto& [t, name] : operands) {
-    check_gated_operand(*t, grad, n, cuda, what, name);
-    ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
-               " must have the same shape");
+  ARIA_CHECK(As.size() == grads.size() && ps.size() == grads.size() && Bs.size() == grads.size(), what, ": ",
+             grads.size(), " grads but ", As.size(), " As, ", ps.size(), " ps and ", Bs.size(), " Bs");
+  int64_t total = 0;
+  for (size_t k = 0; k < grads.size(); ++k) {
+    const Tensor& grad = grads[k];
+    try {
+      ARIA_CHECK(grad.defined(), what, ": grad is undefined");
+      const int64_t n = grad.numel();
+      check_gated_operand(grad, grads[0], n, cuda, what, "grad");  // one dtype and device per call
+      const std::pair<const Tensor*, const char*> operands[] = {{&As[k], "A"}, {&ps[k], "p"}, {&Bs[k], "B"}};
+      for (const auto& [t, name] : operands) {
+        check_gated_operand(*t, grad, n, cuda, what, name);
+        ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
+                   " must have the same shape");
+      }
+      total += n;
+    } catch (const Error& e) {
+      ARIA_FAIL(e.what(), " (entry ", k, " of ", grads.size(), ")");
+    }
   }
-  return n;
+  return total;
 }
 
 }  // namespace aria

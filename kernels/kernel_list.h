@@ -28,6 +28,10 @@ ARIA_KERNEL(axpy, (const Tensor& y, const Tensor& x, double alpha), (y, x, alpha
 // out = op(a, b). a and b may have any strides (stride 0 expresses broadcasting) and out's shape;
 // out contiguous. op: 0 add, 1 sub, 2 mul, 3 div.
 ARIA_KERNEL(binary, (int op, const Tensor& a, const Tensor& b, const Tensor& out), (op, a, b, out))
+// out = x * s[0]: a scale read on the device (s float32 or float64 [1], same device), so a gradient
+// can be scaled by an upstream scalar without reading it on the host. x and out contiguous, same
+// shape and dtype; out may be x.
+ARIA_KERNEL(scale_by, (const Tensor& x, const Tensor& s, const Tensor& out), (x, s, out))
 // y = op(x) for op in UnaryOp (kernels/kernels.h); alpha/beta give y = alpha*x + beta for op=Affine.
 ARIA_KERNEL(unary, (int op, const Tensor& x, const Tensor& y, double alpha, double beta), (op, x, y, alpha, beta))
 // dx = dy * op'(x) when alpha == 0, dx += dy * op'(x) when alpha == 1 (any other alpha is an
@@ -36,6 +40,14 @@ ARIA_KERNEL(unary, (int op, const Tensor& x, const Tensor& y, double alpha, doub
 ARIA_KERNEL(unary_backward,
             (int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha),
             (op, x, y, dy, dx, alpha))
+// GELU's backward fused with the bias gradient of the layer before it, in one pass over [R, C]
+// (pre viewed as rows of C = pre.size(-1)): dpre = dh * gelu'(pre) elementwise (the derivative of
+// unary_backward(Gelu), bit for bit) and db[c] = sum_r dpre[r, c], both written. pre, dh, dpre: one
+// shape and dtype, contiguous; dpre may be dh. db: C contiguous values of that dtype. db is summed in
+// a fixed order (deterministic): in float64 on the CPU and for float64 data, else in fp32 on CUDA
+// (for bfloat16 data from the fp32 products, before dpre's rounding; db rounded once).
+ARIA_KERNEL(gelu_backward_bias_grad, (const Tensor& pre, const Tensor& dh, const Tensor& dpre, const Tensor& db),
+            (pre, dh, dpre, db))
 // out = sum of x over the dimensions where out (same rank as x, a view) has extent 1.
 ARIA_KERNEL(sum_to, (const Tensor& x, const Tensor& out), (x, out))
 // y[n, c] += b[c]   (y viewed as [N, C])
@@ -146,7 +158,29 @@ ARIA_KERNEL(gate_mix_backward,
             (const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout, const Tensor& dslow,
              const Tensor& dfast, const Tensor& dpi),
             (slow, fast, pi, dout, dslow, dfast, dpi))
-// The SPC penalty's gradient in one pass: grad += lambda * (A * p - B), elementwise (same shape, one
-// dtype; fp32 math for float32 and bfloat16, stored once).
-ARIA_KERNEL(spc_penalty_grad, (const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda),
-            (grad, A, p, B, lambda))
+// The gate's head: z[n] = sum_c relu(h[n, c]) * w2[c] + b2[0], pi[n] = sigmoid(z[n]). h [N, C] (rows of
+// C = h.size(-1)): the gate's hidden pre-activation x W1 + b1; relu is applied here, so the rectified
+// hidden layer is never stored (an already rectified input gives the same result). w2 holds C values,
+// b2 one, pi N; one dtype. logit (N values, float32; float64 for float64 data) receives z unrounded
+// for the backward, or is undefined (not written). fp32 math for bfloat16.
+ARIA_KERNEL(gate_head_forward,
+            (const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi, const Tensor& logit),
+            (h, w2, b2, pi, logit))
+// Its gradients from dpi (N values, h's dtype) and the forward's logit z, written: with dz[n] =
+// dpi[n] * sigmoid(z[n]) * sigmoid(-z[n]) (= dpi pi (1 - pi), without pi's bfloat16 rounding, which
+// would leave 1 - pi few bits once gates saturate), dh[n, c] = dz[n] * w2[c] * (h[n, c] > 0),
+// dw2[c] = sum_n dz[n] * relu(h[n, c]), db2 = sum_n dz[n] (dw2 and db2 accumulated in fp32, float64
+// for float64 data, in a fixed order: deterministic). dh like h, dw2 like w2, db2 one value; any of
+// them may be undefined (not computed). Outputs do not alias inputs.
+ARIA_KERNEL(gate_head_backward,
+            (const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi, const Tensor& dh,
+             const Tensor& dw2, const Tensor& db2),
+            (h, w2, logit, dpi, dh, dw2, db2))
+// The SPC penalty's gradient over a list of tensors in one pass (one launch on the GPU): for each k,
+// grads[k] += lambda * (As[k] * ps[k] - Bs[k]), elementwise. Four lists of one length; As[k], ps[k],
+// Bs[k] of grads[k]'s shape; every tensor of the call of one dtype and on one device; the grads do not
+// overlap each other or the inputs. fp32 math for float32 and bfloat16, stored once.
+ARIA_KERNEL(spc_penalty_grad,
+            (const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
+             const std::vector<Tensor>& Bs, double lambda),
+            (grads, As, ps, Bs, lambda))

@@ -15,11 +15,19 @@ enum class UnaryOp : int { Affine = 0, Gelu = 1, Sigmoid = 2, Relu = 3, Exp = 4,
 // with g = grad * grad_scale, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, m_hat = m / bc1, v_hat = v / bc2.
 // Mixed precision: when `master` is defined (float32, param's shape) the step updates master and
 // writes param = bfloat16(master) (param BF16); grad may be BF16 or float32; m, v are float32.
+// Clipping on the device: when `clip_sumsq` is defined (float64 [1] on the item's device, the sum of
+// squares of ALL gradients as sum_squares writes it; one tensor shared by every item of the call) the
+// kernel reads norm = sqrt(clip_sumsq) itself (no host read) and uses the gradient multiplier
+// float(grad_scale * (clip_max_norm > 0 && norm > clip_max_norm ? clip_max_norm / norm : 1)), computed
+// in double (kernels/adamw_clip.h). A non-finite norm skips the whole call: no param, master or moment
+// of any item changes (the caller reads the norm afterwards and reports it).
 struct AdamWItem {
   Tensor param, grad, m, v;
   Tensor master;
   float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
   float bias_correction1 = 1, bias_correction2 = 1, grad_scale = 1;
+  Tensor clip_sumsq;
+  float clip_max_norm = 0;
 };
 
 #define ARIA_KERNEL(name, params, args) void name params;
@@ -31,8 +39,13 @@ namespace cuda {
 Allocator& device_allocator();  // caching allocator (kernels/cuda/allocator.cu)
 int device_count();             // 0 when no GPU or no CUDA build
 void synchronize();
+// Brackets work for an external profiler started with --profile-from-start off (ncu, nsys).
+void profiler_range(bool start);
 // Copies n bytes between any two devices (host<->device, device<->device). Synchronous.
 void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n);
+// How many memcpy_between calls so far had to wait for the GPU's queue (every copy to or from the
+// host): a training step that makes none lets the host run ahead of the GPU. Tests read it.
+uint64_t blocking_copies();
 }  // namespace cuda
 #undef ARIA_KERNEL
 

@@ -37,8 +37,14 @@ void visit_gated_mlp_parameters(G& g, const std::string& prefix, F&& f) {
   f(prefix + "gate.fc2.bias", g.gate_b2);
 }
 
-// x [B, T, C] -> y [B, T, C]; records pi in g.last_pi.
+// x [B, T, C] -> y [B, T, C]; records pi in g.last_pi. One fused op (ops::gated_mlp) unless a
+// per-sample observer is installed (ops::op_observer) or gated_mlp_fused() is off; otherwise the
+// plain ops (linear, relu, sigmoid, the MLPs, gate_mix), which the observer sees.
 Tensor gated_mlp_forward(const GatedMlp& g, const Tensor& x);
+
+// Whether gated_mlp_forward may use the fused op; on by default. Off forces the plain composition
+// (tests compare the two paths).
+bool& gated_mlp_fused();
 
 // Replaces every block's MLP by a GatedMlp whose pathways are copies of it; gate weights drawn
 // from N(0, gate_init_std) with zero biases (pi starts near 0.5). No-op error if already injected.

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <tuple>
 
@@ -119,15 +120,27 @@ static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head) 
   return ops::linear(ops::causal_attention(ops::linear(a, b.attn_w, b.attn_b), n_head), b.attn_proj_w, b.attn_proj_b);
 }
 
+// 0..T-1 on `device`. GPU copies are uploaded once per (device, T) and shared (never written):
+// an upload per forward would wait for the GPU's queue to drain every step. Deliberately leaked,
+// like the cuBLAS plans: freeing device memory from a static destructor can outlive the runtime.
+static Tensor position_ids(int64_t T, Device device) {
+  std::vector<int32_t> pos(static_cast<size_t>(T));
+  std::iota(pos.begin(), pos.end(), 0);
+  if (device.is_cpu()) return Tensor::from_ints(pos, {T}, device);
+  static std::mutex mu;
+  static auto* cache = new std::map<std::pair<std::string, int64_t>, Tensor>();
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, fresh] = cache->try_emplace({device.str(), T});
+  if (fresh) it->second = Tensor::from_ints(pos, {T}, device);
+  return it->second;
+}
+
 Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids) {
   const auto& c = m.config;
   ARIA_CHECK(ids.dim() == 2 && ids.dtype() == DType::I32, "gpt2: ids must be int32 [B, T], got ", ids.str());
   const int64_t T = ids.size(1);
   ARIA_CHECK(T >= 1 && T <= c.n_positions, "gpt2: sequence length ", T, " outside [1, n_positions=", c.n_positions, "]");
-  std::vector<int32_t> pos(static_cast<size_t>(T));
-  std::iota(pos.begin(), pos.end(), 0);
-  Tensor pos_ids = Tensor::from_ints(pos, {T}, m.device());
-  Tensor x = ops::add(ops::embedding(m.wte, ids), ops::embedding(m.wpe, pos_ids));
+  Tensor x = ops::add(ops::embedding(m.wte, ids), ops::embedding(m.wpe, position_ids(T, m.device())));
   const double eps = c.layer_norm_epsilon;
   if (!use_fused_ops()) {
     for (const Gpt2Block& b : m.blocks) {

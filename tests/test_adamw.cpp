@@ -1,13 +1,20 @@
 // AdamW with parameter groups: one step and three steps against a host computation in double,
-// grad_scale, skipped parameters, the group table, GPT-2's decay rule, state round trip, errors.
+// grad_scale, skipped parameters, the group table, GPT-2's decay rule, state round trip, errors;
+// clipping on the device (step_clipped) against step() with the host-measured clip scale, the skipped
+// update of a non-finite norm, and (skipped without a GPU) the same on CUDA against the CPU.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "model/gpt2.h"
 #include "train/adamw.h"
+#include "train/grad_clip.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -259,4 +266,223 @@ TEST_CASE("adamw: invalid groups are rejected naming group and parameter") {
   Tensor view = a.reshape({2, 1});  // recorded: not a leaf
   CHECK_THROWS_WITH_AS(AdamW({make("views", {{"view", view}}, 0.1)}),
                        doctest::Contains("group 'views': parameter 'view' is not a leaf"), aria::Error);
+}
+
+// ---- clipping on the device ------------------------------------------------------------------------
+
+namespace {
+
+using Named = std::vector<std::pair<std::string, Tensor>>;
+
+// Parameters a [2, 3], b [3], c [4] (two_groups' names) of normal values in dtype dt on dev, leaves.
+Named three_params(uint64_t seed, DType dt = DType::F64, Device dev = Device::cpu()) {
+  Named out;
+  const std::pair<const char*, Shape> specs[] = {{"a", {2, 3}}, {"b", {3}}, {"c", {4}}};
+  for (const auto& [name, shape] : specs) {
+    Tensor t = testing::randn(shape, ++seed, 1.0, dt).to(dev);
+    t.set_requires_grad(true);
+    out.emplace_back(name, t);
+  }
+  return out;
+}
+
+// The same values as `named`, in dtype dt on dev (fresh leaves).
+Named copy_params(const Named& named, DType dt, Device dev) {
+  Named out;
+  for (const auto& [name, p] : named) {
+    Tensor t = p.detach().to(dt).to(dev);
+    t.set_requires_grad(true);
+    out.emplace_back(name, t);
+  }
+  return out;
+}
+
+AdamW optimizer_of(const Named& n) { return AdamW(two_groups(n[0].second, n[1].second, n[2].second)); }
+
+// Fresh normal gradients of scale `scale` (float64 values) for each parameter of every list, the
+// same values everywhere (converted to each parameter's dtype and device); bf16: values rounded to
+// bfloat16 first, so that float32 and bfloat16 parameters see identical gradients.
+void set_same_grads(const std::vector<Named*>& lists, uint64_t seed, double scale, bool bf16_values = false) {
+  for (size_t i = 0; i < lists[0]->size(); ++i) {
+    Tensor g = testing::randn((*lists[0])[i].second.shape(), seed + i, scale, DType::F64);
+    if (bf16_values) g = testing::round_bf16(g);
+    for (Named* l : lists) {
+      const Tensor& p = (*l)[i].second;
+      p.set_grad(g.to(p.dtype()).to(p.device()));
+    }
+  }
+}
+
+std::vector<double> values_of(const Named& n) {
+  std::vector<double> out;
+  for (const auto& [name, p] : n)
+    for (double x : p.to_doubles()) out.push_back(x);
+  return out;
+}
+
+// Every optimizer state tensor's values (moments, masters), by key.
+std::map<std::string, std::vector<double>> state_values(const AdamW& opt) {
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& [k, t] : opt.state_tensors()) out[k] = t.to_doubles();
+  return out;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("adamw: step_clipped equals step with the host-measured clip scale, norm above and below max_norm") {
+  for (double max_norm : {1.0, 0.0}) {  // 0: no clipping
+    CAPTURE(max_norm);
+    Named host = three_params(10), dev = copy_params(host, DType::F64, Device::cpu());
+    AdamW oh = optimizer_of(host), od = optimizer_of(dev);
+    int above = 0, below = 0;
+    const double scales[] = {1.0, 0.05, 2.0, 0.1};  // norms about 3.6, 0.18, 7, 0.36 (13 normal values)
+    for (int s = 0; s < 4; ++s) {
+      set_same_grads({&host, &dev}, 100 + 10 * s, scales[s]);
+      const double norm = global_grad_norm(host);
+      (norm > 1.0 ? above : below)++;
+      oh.step(0.5, clip_scale(norm, max_norm));
+      const Tensor sumsq = grad_sum_squares_on_device(dev);
+      CHECK(sumsq.dtype() == DType::F64);
+      CHECK(sumsq.numel() == 1);
+      od.step_clipped(0.5, sumsq, max_norm);
+      CHECK(grad_norm_from(sumsq, dev) == norm);
+    }
+    CHECK(above >= 2);
+    CHECK(below >= 2);
+    // The same float multiplier reaches the kernel both ways: equal bit for bit.
+    CHECK(values_of(dev) == values_of(host));
+    CHECK(state_values(od) == state_values(oh));
+    CHECK(od.steps() == oh.steps());
+  }
+}
+
+TEST_CASE("adamw: step_clipped with grad_scale 1/k and max norm m k clips the mean of k accumulated grads") {
+  // What the LM trainer does: the grads hold a sum over k micro-batches; the old host path clipped
+  // their mean (norm / k) at m and scaled by 1/k.
+  for (int k : {4, 3}) {
+    CAPTURE(k);
+    const double m = 0.5;
+    Named host = three_params(20), dev = copy_params(host, DType::F64, Device::cpu());
+    AdamW oh = optimizer_of(host), od = optimizer_of(dev);
+    int clipped = 0;
+    const double scales[] = {3.0, 0.02, 1.0};
+    for (int s = 0; s < 3; ++s) {
+      set_same_grads({&host, &dev}, 300 + 10 * s, scales[s]);
+      const double mean_norm = global_grad_norm(host) / k;
+      clipped += mean_norm > m;
+      oh.step(1.0, clip_scale(mean_norm, m) / k);
+      od.step_clipped(1.0, grad_sum_squares_on_device(dev), m * k, 1.0 / k);
+    }
+    CHECK(clipped >= 1);
+    CHECK(clipped <= 2);
+    // k = 4: every factor is exact in binary, equal bit for bit. k = 3: float(1/3) * clip and
+    // float(clip / 3) may differ in the last bit of the float multiplier.
+    if (k == 4) CHECK(values_of(dev) == values_of(host));
+    check_close(values_of(dev), values_of(host), 1e-7, "mean-clipped params");
+  }
+}
+
+TEST_CASE("adamw: a non-finite gradient norm makes step_clipped skip every update, and grad_norm_from names the tensor") {
+  for (double bad : {double(NAN), double(INFINITY)}) {
+    CAPTURE(bad);
+    Named n = three_params(30);
+    AdamW opt = optimizer_of(n);
+    set_same_grads({&n}, 400, 1.0);
+    opt.step_clipped(1.0, grad_sum_squares_on_device(n), 1.0);  // moments exist from here
+    const auto params_before = values_of(n);
+    const auto state_before = state_values(opt);
+    set_same_grads({&n}, 500, 1.0);
+    std::vector<double> gc = n[2].second.grad().to_doubles();
+    gc[2] = bad;
+    n[2].second.set_grad(Tensor::from_vector(gc, {4}, DType::F64));
+    const Tensor sumsq = grad_sum_squares_on_device(n);
+    opt.step_clipped(1.0, sumsq, 1.0);
+    CHECK(values_of(n) == params_before);  // a and b have finite grads: skipped too
+    CHECK(state_values(opt) == state_before);
+    CHECK(opt.steps() == 2);  // documented: the host cannot know, the step still counts
+    const std::string err = error_of([&] { grad_norm_from(sumsq, n); });
+    CHECK(err.find("non-finite gradient norm") != std::string::npos);
+    CHECK(err.find("NaN/inf in the gradients of 1 tensors: c") != std::string::npos);
+    CHECK(err == error_of([&] { global_grad_norm(n); }));  // the message the trainers always gave
+  }
+}
+
+TEST_CASE("adamw: device-side norm edge cases: no gradient, wrong sumsq") {
+  Named n = three_params(40);
+  AdamW opt = optimizer_of(n);
+  const auto before = values_of(n);
+  const Tensor none = grad_sum_squares_on_device(n);
+  CHECK(!none.defined());
+  CHECK(grad_norm_from(none, n) == 0.0);
+  opt.step_clipped(1.0, none, 1.0);  // nothing has a grad: nothing moves
+  CHECK(values_of(n) == before);
+  set_same_grads({&n}, 600, 1.0);
+  CHECK_THROWS_WITH_AS(opt.step_clipped(1.0, Tensor::zeros({1}, DType::F32), 1.0),
+                       doctest::Contains("grad_sumsq must be a float64 [1] tensor"), Error);
+  CHECK_THROWS_WITH_AS(opt.step_clipped(1.0, Tensor::zeros({1}, DType::F64), double(INFINITY)),
+                       doctest::Contains("max norm is not finite"), Error);
+}
+
+TEST_CASE("CUDA adamw: step_clipped (float32, bfloat16 with float32 masters) matches the CPU, and a NaN skips") {
+  if (!testing::gpu_or_skip("CUDA AdamW step_clipped")) return;
+  const Device gpu = Device::cuda(0);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (double max_norm : {1.0, 100.0}) {  // clipped at every step / never
+      CAPTURE(dtype_name(dt));
+      CAPTURE(max_norm);
+      // bf16-representable starting values and gradients: the float32 CPU run sees what the GPU sees.
+      Named base = three_params(50, DType::F32);
+      for (auto& [name, p] : base) {
+        p = testing::round_bf16(p.detach());
+        p.set_requires_grad(true);
+      }
+      Named cpu = copy_params(base, DType::F32, Device::cpu()), dev = copy_params(base, dt, gpu);
+      AdamW oc = optimizer_of(cpu), og = optimizer_of(dev);
+      for (int s = 0; s < 3; ++s) {
+        set_same_grads({&cpu, &dev}, 700 + 10 * s, 1.0, true);
+        const Tensor sc = grad_sum_squares_on_device(cpu), sg = grad_sum_squares_on_device(dev);
+        CHECK(sg.device() == gpu);
+        oc.step_clipped(1.0, sc, max_norm);
+        og.step_clipped(1.0, sg, max_norm);
+        const double nc = grad_norm_from(sc, cpu), ng = grad_norm_from(sg, dev);
+        CHECK(ng == doctest::Approx(nc).epsilon(1e-12));
+        CHECK((nc > max_norm) == (max_norm == 1.0));
+      }
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        const std::string& name = cpu[i].first;
+        CAPTURE(name);
+        const Tensor full = dt == DType::BF16 ? og.master(name) : dev[i].second;
+        check_close(full.to_doubles(), cpu[i].second.to_doubles(), 1e-5, "GPU vs CPU");
+        if (dt == DType::BF16) CHECK(testing::bit_equal(dev[i].second, full.to(DType::BF16)));
+      }
+      // A NaN in one GPU gradient: nothing of the step moves (params, masters, moments).
+      const auto params_before = values_of(dev);
+      const auto state_before = state_values(og);
+      set_same_grads({&dev}, 800, 1.0, true);
+      std::vector<double> gb = dev[1].second.grad().to_doubles();
+      gb[0] = NAN;
+      dev[1].second.set_grad(Tensor::from_vector(gb, {3}, DType::F64).to(dt).to(gpu));
+      const Tensor sg = grad_sum_squares_on_device(dev);
+      og.step_clipped(1.0, sg, max_norm);
+      CHECK(values_of(dev) == params_before);
+      CHECK(state_values(og) == state_before);
+      CHECK_THROWS_WITH_AS(grad_norm_from(sg, dev), doctest::Contains("NaN/inf in the gradients of 1 tensors: b"),
+                           Error);
+    }
+  }
+  // Gradients on two devices: no single device scalar to clip with.
+  Named mixed = copy_params(three_params(60), DType::F32, Device::cpu());
+  mixed[2].second = mixed[2].second.detach().to(gpu);
+  mixed[2].second.set_requires_grad(true);
+  set_same_grads({&mixed}, 900, 1.0);
+  CHECK_THROWS_WITH_AS(grad_sum_squares_on_device(mixed), doctest::Contains("the gradients live on 2 devices"), Error);
 }

@@ -223,7 +223,7 @@ TEST_CASE("validate_experiment_config checks a config built in code") {
   }
 }
 
-TEST_CASE("load_experiment_config: file errors name the file; the committed CI fixture parses") {
+TEST_CASE("load_experiment_config: file errors name the file, the committed CI fixture parses") {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("aria_expcfg_" + std::to_string(::getpid()));
   fs::create_directories(dir);

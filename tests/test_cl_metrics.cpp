@@ -69,7 +69,7 @@ TEST_CASE("two tasks: every mean runs over a single term") {
   CHECK(m.fwt == doctest::Approx(0.15).epsilon(1e-12));         // a01 - b1 = 0.40 - 0.25
 }
 
-TEST_CASE("no forgetting at all gives BWT 0 and forgetting 0; positive backward transfer is negative forgetting") {
+TEST_CASE("no forgetting at all gives BWT 0 and forgetting 0, positive backward transfer is negative forgetting") {
   ClMetrics same = compute_cl_metrics({{0.8, 0.5}, {0.8, 0.9}}, {0.5, 0.5});
   CHECK(same.bwt == doctest::Approx(0.0));
   CHECK(same.forgetting == doctest::Approx(0.0));

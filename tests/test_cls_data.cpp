@@ -79,7 +79,7 @@ TEST_CASE("the committed tiny tasks load: names, labels, sizes, tokens") {
   CHECK(load_cls_task(kTiny + "/weather/", tok(), 64, 0, 0).name == "weather");
 }
 
-TEST_CASE("caps keep the first lines; long texts keep their first max_seq_len tokens") {
+TEST_CASE("caps keep the first lines, long texts keep their first max_seq_len tokens") {
   ClsTaskData d = load_cls_task(kTiny + "/animal", tok(), 3, 5, 2);
   CHECK(d.train.size() == 5);
   CHECK(d.validation.size() == 2);
@@ -119,7 +119,7 @@ TEST_CASE("malformed lines are errors naming file:line and the reason") {
   }
 }
 
-TEST_CASE("lines beyond the caps are still checked; CRLF and a missing final newline are fine") {
+TEST_CASE("lines beyond the caps are still checked, CRLF and a missing final newline are fine") {
   TaskDir t;
   t.write("train.jsonl", "{\"text\": \"a\", \"label\": 0}\r\n{\"text\": \"b\", \"label\": 1}\r\n{\"text\": \"c\", \"label\": 7}");
   try {

@@ -106,7 +106,7 @@ TEST_CASE("gated MLP injection plus a new adapter leave the logits unchanged") {
   CHECK(max_abs_diff(lp, la) == 0.0);
 }
 
-TEST_CASE("classify_logits reads the last real token; padding changes nothing") {
+TEST_CASE("classify_logits reads the last real token, padding changes nothing") {
   ContinualModel m = tiny_model(true);
   Rng rng(2);
   m.add_task("a", 2, rng);

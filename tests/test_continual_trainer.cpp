@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -186,7 +187,7 @@ TEST_CASE("adapters-only trains adapters and heads, never the trunk") {
   CHECK(tr.spc().tasks_consolidated() == 0);
 }
 
-TEST_CASE("ewc consolidates plain trunk parameters; multitask trains every head jointly") {
+TEST_CASE("ewc consolidates plain trunk parameters, multitask trains every head jointly") {
   const ClsTaskData t0 = synthetic_task("range", 32, 16, 1), t1 = synthetic_task("parity", 32, 16, 2);
   ContinualTrainer ewc(plain_model(), aria_settings(), train_settings(4), method_spec("ewc"), quiet());
   ewc.add_task(t0.name, 2);
@@ -294,4 +295,40 @@ TEST_CASE("checkpoint errors name what is wrong") {
   }
   CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("task.0.head.weight"), Error);
   fs::remove_all(dir);
+}
+
+TEST_CASE("a NaN gradient with a finite loss stops training with the named error, and the step changed nothing") {
+  // ewc: after task 0 the SPC penalty gradient lambda (A theta - B) is added to every trunk gradient.
+  // A NaN in a position-embedding row no sequence reaches leaves the loss finite but makes that
+  // penalty gradient NaN: the AdamW step (clipped on the device) is issued, skips every update, and
+  // the norm read afterwards throws with the step number and the parameter's name.
+  const ClsTaskData t0 = synthetic_task("range", 16, 8, 1), t1 = synthetic_task("parity", 16, 8, 2);
+  ContinualTrainer tr(plain_model(), aria_settings(), train_settings(3), method_spec("ewc"), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train(t0);
+  tr.consolidate_task(0, t0);
+  tr.add_task(t1.name, 2);
+  std::string wpe;
+  for (const auto& [name, p] : tr.model().named_parameters()) {
+    if (name.find("wpe") == std::string::npos) continue;
+    wpe = name;
+    std::vector<double> v = p.to_doubles();
+    v.back() = NAN;  // the last position (32 > every sequence here)
+    p.detach().copy_from(Tensor::from_vector(v, p.shape(), p.dtype()));
+  }
+  REQUIRE(!wpe.empty());
+  std::vector<std::pair<std::string, Tensor>> before;
+  for (const auto& [name, p] : tr.model().named_parameters()) before.emplace_back(name, p.detach().clone());
+  CHECK_THROWS_WITH_AS(tr.train(t1),
+                       doctest::Contains(("step 4: non-finite gradient norm (nan); NaN/inf in the gradients of 1 "
+                                          "tensors: " + wpe).c_str()),
+                       Error);
+  CHECK(std::isfinite(tr.last_step().loss));  // the previous step's stats; this one never returned
+  const auto after = tr.model().named_parameters();
+  REQUIRE(after.size() == before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    INFO(after[i].first);
+    CHECK(std::memcmp(after[i].second.contiguous().raw_data(), before[i].second.raw_data(),
+                      before[i].second.nbytes()) == 0);
+  }
 }

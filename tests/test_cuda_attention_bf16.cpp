@@ -118,7 +118,7 @@ void check_case(const Case& k, uint64_t seed, Tensor (*view)(const Tensor&) = nu
 
 }  // namespace
 
-TEST_CASE("CUDA bf16 attention (tensor cores, hd 64) matches the float32 kernel; deterministic") {
+TEST_CASE("CUDA bf16 attention (tensor cores, hd 64) matches the float32 kernel, deterministic") {
   if (!gpu_or_skip("bf16 attention hd 64")) return;
   uint64_t seed = 100;
   // one token; one exact tile; several tiles with a ragged last one; GPT-2 small's layout

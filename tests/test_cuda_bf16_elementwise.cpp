@@ -7,9 +7,12 @@
 // poisoned with NaN first, so an unwritten element fails. Sizes are awkward on purpose: 1 and 7
 // (shorter than one 16-byte pack), 1000, 129x771 (rows that are no multiple of 8), 16x1024x768, views
 // whose data pointer is not 16-byte aligned (the scalar fallbacks), broadcasting strides.
-// ARIA_BF16_BENCH=1 adds a timing case (GB/s of the block's elementwise kernels).
+// gelu_backward_bias_grad is checked against the CPU's unfused rows in bf16, float32 and float64.
+// ARIA_BF16_BENCH=1 adds a timing case (GB/s of the block's elementwise kernels, the fused GELU
+// backward + bias gradient against the unfused pair).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -263,7 +266,7 @@ TEST_CASE("bf16 CUDA unary and unary_backward match the CPU for every op") {
   }
 }
 
-TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic; add_bias matches the CPU") {
+TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic, add_bias matches the CPU") {
   if (!gpu_or_skip("bf16 sum_to / add_bias")) return;
   auto check_sum = [](const In& x, const Shape& to, const std::string& what) {
     const int64_t R = x.f32.numel() / shape_numel(to);
@@ -308,6 +311,197 @@ TEST_CASE("bf16 CUDA sum_to matches the CPU and is deterministic; add_bias match
   }
 }
 
+TEST_CASE("bf16 CUDA sum_to column sums ([R, C] -> [1, C], contiguous) match the CPU and are deterministic") {
+  if (!gpu_or_skip("bf16 sum_to column sums")) return;
+  // gx: x's values on the GPU (maybe a misaligned view); make_out: a NaN-poisoned bf16 output
+  auto check = [](const In& x, const Tensor& gx, const Shape& to, auto&& make_out, const std::string& what) {
+    const int64_t R = x.f32.numel() / shape_numel(to);
+    Tensor c = Tensor::empty(to), g1 = make_out(), g2 = make_out();
+    cpu::sum_to(x.f32, c);
+    cuda::sum_to(gx, g1);
+    cuda::sum_to(gx, g2);
+    // fp32 partial sums of R terms against the CPU's double sums, then one bf16 rounding
+    expect_bf16_close(g1, c, 1e-6 * double(R) + 1e-6, "sum_to " + what + " -> " + shape_str(to));
+    CHECK(bit_equal(g1, g2));  // no atomics, a fixed order
+  };
+  struct Case {
+    Shape from, to;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {{70000, 3}, {1, 3}, "many rows, three columns (no packs): many row chunks"},
+      {{1, 1000}, {1, 1000}, "R = 1: a copy"},
+      {{1000, 1}, {1, 1}, "C = 1: the generic reduction"},
+      {{129, 771}, {1, 771}, "C no multiple of a pack: one column per thread"},
+      {{333, 1024}, {1, 1024}, "packs, R no multiple of a row batch"},
+      {{4, 37, 64}, {1, 1, 64}, "two reduced dimensions merged into rows"},
+      {{16, 1024, 768}, {1, 1024, 768}, "the position-embedding gradient: wide and short, one chunk"},
+      {{16384, 96}, {1, 96}, "narrow and long: partial sums"},
+      {{16384, 3072}, {1, 3072}, "the MLP bias gradient of GPT-2 at B*T = 16384"},
+  };
+  uint64_t seed = 320;
+  for (const Case& k : cases) {
+    const In x = rand_in(k.from, ++seed);
+    check(x, x.gpu(), k.to, [&] { return poisoned(k.to, DType::BF16); }, shape_str(k.from) + " (" + k.why + ")");
+  }
+  {  // views whose data pointer is not 16-byte aligned take the one-column-per-thread kernel
+    const In x = rand_in({513, 1024}, ++seed);
+    check(x, misaligned_gpu(x.bf), {1, 1024}, [] { return poisoned({1, 1024}, DType::BF16); }, "misaligned x");
+    check(x, x.gpu(), {1, 1024}, [] { return misaligned_gpu(Tensor::full({1, 1024}, NAN, DType::BF16)); },
+          "misaligned out");
+  }
+  {  // every row counted once, sums in fp32, one rounding: small integers (exact in bf16) add up
+     // exactly in fp32 in any order, so the result must be the bf16 rounding of the exact sums
+    const int64_t R = 70000, C = 24;
+    const std::vector<float> u = randn({R * C}, ++seed).to_floats();
+    std::vector<double> v(u.size());
+    for (size_t i = 0; i < u.size(); ++i) v[i] = std::round(2.0 * u[i]);
+    const In x = from_f32(Tensor::from_vector(v, {R, C}));
+    Tensor c = Tensor::empty({1, C}), g = poisoned({1, C}, DType::BF16);
+    cpu::sum_to(x.f32, c);  // exact: integers below 2^24
+    cuda::sum_to(x.gpu(), g);
+    CHECK(bit_equal(g, c.to(DType::BF16)));
+  }
+}
+
+namespace {
+
+// The values of t (any device and float dtype) as doubles.
+std::vector<double> doubles(const Tensor& t) {
+  const Tensor d = t.to(Device::cpu()).to(DType::F64).contiguous();
+  return std::vector<double>(d.data<double>(), d.data<double>() + d.numel());
+}
+
+// max over i of |got[i] - want[i]| / scale[i] (NaN when got holds a NaN). For float32/float64 GELU
+// gradients scale = |dh|: an error relative to |dpre| would blow up where gelu'(pre) crosses zero.
+double max_scaled_error(const Tensor& got, const Tensor& want, const std::vector<double>& scale) {
+  const std::vector<double> g = doubles(got), w = doubles(want);
+  REQUIRE(g.size() == w.size());
+  REQUIRE(g.size() == scale.size());
+  double worst = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double e = std::fabs(g[i] - w[i]) / std::max(scale[i], 1e-300);
+    if (std::isnan(e)) return e;  // an unwritten (poisoned) element
+    worst = std::max(worst, e);
+  }
+  return worst;
+}
+
+// gelu_backward_bias_grad on the GPU against the CPU's unfused rows (unary_backward(Gelu) then
+// sum_to) on the same values: pre, dh [R, C] (float64 CPU tensors holding values of dtype t; for
+// bf16 the CPU computes in float32 on them). gpre, gdh, gdpre, gdb: the GPU operands of dtype t
+// (fresh, or views that are not 16-byte aligned); gdpre and gdb NaN-poisoned. Checks dpre and db
+// against the CPU, and dpre bit for bit against cuda::unary_backward (the same derivative).
+void check_gelu_bias_grad(DType t, const Tensor& pre_cpu, const Tensor& dh_cpu, const Tensor& gpre, const Tensor& gdh,
+                          const Tensor& gdpre, const Tensor& gdb, const std::string& what) {
+  CAPTURE(what);
+  const int64_t C = pre_cpu.size(-1), R = pre_cpu.numel() / C;
+  const DType ct = t == DType::BF16 ? DType::F32 : t;
+  const Tensor pre = pre_cpu.to(ct), dh = dh_cpu.to(ct);
+  Tensor cd = Tensor::empty({R, C}, ct), cb = Tensor::empty({1, C}, ct);
+  cpu::unary_backward(int(UnaryOp::Gelu), pre, Tensor(), dh, cd, 0);
+  cpu::sum_to(cd, cb);
+  cuda::gelu_backward_bias_grad(gpre, gdh, gdpre, gdb);
+  if (t == DType::BF16) {
+    expect_bf16_close(gdpre, cd, 1e-5, "dpre " + what);
+    // fp32 sums of R fp32 products against the CPU's double sums, then one bf16 rounding
+    expect_bf16_close(gdb, cb, 1e-6 * double(R) + 1e-5, "db " + what);
+  } else {
+    // errors relative to the size of the terms: |dh| for dpre, sum_r |dh[r, c]| for db[c]
+    const bool f64 = t == DType::F64;
+    const std::vector<double> h = doubles(dh_cpu);
+    std::vector<double> hs(size_t(C), 0.0), ah(h.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      ah[i] = std::fabs(h[i]);
+      hs[i % size_t(C)] += ah[i];
+    }
+    const double ed = max_scaled_error(gdpre, cd, ah), eb = max_scaled_error(gdb, cb, hs);
+    CAPTURE(ed);
+    CAPTURE(eb);
+    // fp32: the GPU's GELU derivative (tanh under fast math, then products) is good to a few 1e-6
+    // of |dh|: 2.1e-6 measured on the H100 against the CPU's double-free float path.
+    CHECK(ed <= (f64 ? 1e-14 : 5e-6));
+    CHECK(eb <= (f64 ? 1e-13 : 2e-5));  // plus fp32 partial sums against the CPU's double sums
+  }
+  Tensor gu = poisoned({R, C}, t);
+  cuda::unary_backward(int(UnaryOp::Gelu), gpre, Tensor(), gdh, gu, 0);
+  CHECK(bit_equal(gdpre, gu));
+}
+
+// A flat GPU copy of the CPU tensor x (dtype t) whose data pointer is one element past a 16-byte boundary.
+Tensor misaligned_copy(const Tensor& x, DType t) {
+  const int64_t n = x.numel();
+  Tensor base = Tensor::empty({n + 1}, t, kGpu);
+  Tensor v = base.slice(0, 1, n + 1);
+  v.copy_from(x.to(t).reshape({n}));
+  return v.reshape(x.shape());
+}
+
+}  // namespace
+
+TEST_CASE("CUDA gelu_backward_bias_grad matches the CPU (bf16, f32, f64), is deterministic, works in place") {
+  if (!gpu_or_skip("gelu_backward_bias_grad")) return;
+  uint64_t seed = 800;
+  for (DType t : {DType::BF16, DType::F32, DType::F64}) {
+    for (int64_t R : {int64_t(1), int64_t(5000)}) {
+      // 3072, 768: 16-byte packs (one row chunk for R = 1, partial sums for R = 5000); 771, 1: one
+      // column per thread
+      for (int64_t C : {int64_t(3072), int64_t(768), int64_t(771), int64_t(1)}) {
+        const std::string what = std::string(dtype_name(t)) + " " + shape_str({R, C});
+        // pre and dh rounded to t first, so that the CPU and the GPU see the same values
+        const Tensor pre = randn({R, C}, ++seed, 2.0).to(t).to(DType::F64);
+        const Tensor dh = randn({R, C}, ++seed).to(t).to(DType::F64);
+        const Tensor gpre = pre.to(t).to(kGpu), gdh = dh.to(t).to(kGpu);
+        Tensor d1 = poisoned({R, C}, t), b1 = poisoned({C}, t);
+        check_gelu_bias_grad(t, pre, dh, gpre, gdh, d1, b1, what);
+        // determinism: a second run gives the same bits
+        Tensor d2 = poisoned({R, C}, t), b2 = poisoned({C}, t);
+        cuda::gelu_backward_bias_grad(gpre, gdh, d2, b2);
+        CHECK(bit_equal(d1, d2));
+        CHECK(bit_equal(b1, b2));
+        // dpre aliasing dh, as the MLP backward calls it: the same bits
+        Tensor x = gdh.clone(), b3 = poisoned({C}, t);
+        cuda::gelu_backward_bias_grad(gpre, x, x, b3);
+        CHECK(bit_equal(x, d1));
+        CHECK(bit_equal(b3, b1));
+      }
+    }
+  }
+  // GPT-2 124M's MLP at B*T = 16384 in bf16
+  const Tensor pre = randn({16384, 3072}, ++seed, 2.0).to(DType::BF16).to(DType::F64);
+  const Tensor dh = randn({16384, 3072}, ++seed).to(DType::BF16).to(DType::F64);
+  check_gelu_bias_grad(DType::BF16, pre, dh, pre.to(DType::BF16).to(kGpu), dh.to(DType::BF16).to(kGpu),
+                       poisoned({16384, 3072}, DType::BF16), poisoned({3072}, DType::BF16), "[16384, 3072]");
+}
+
+TEST_CASE("CUDA gelu_backward_bias_grad on views that are not 16-byte aligned (one column per thread)") {
+  if (!gpu_or_skip("gelu_backward_bias_grad misaligned")) return;
+  uint64_t seed = 850;
+  for (DType t : {DType::BF16, DType::F32}) {
+    const int64_t R = 513, C = 1024;
+    const Tensor pre = randn({R, C}, ++seed, 2.0).to(t).to(DType::F64);
+    const Tensor dh = randn({R, C}, ++seed).to(t).to(DType::F64);
+    const Tensor gpre = pre.to(t).to(kGpu), gdh = dh.to(t).to(kGpu);
+    const Tensor nan_rc = Tensor::full({R, C}, NAN, DType::F64), nan_c = Tensor::full({C}, NAN, DType::F64);
+    const std::string name = std::string(dtype_name(t)) + " " + shape_str({R, C}) + " misaligned ";
+    check_gelu_bias_grad(t, pre, dh, misaligned_copy(pre, t), gdh, poisoned({R, C}, t), poisoned({C}, t),
+                         name + "pre");
+    check_gelu_bias_grad(t, pre, dh, gpre, misaligned_copy(dh, t), poisoned({R, C}, t), poisoned({C}, t),
+                         name + "dh");
+    check_gelu_bias_grad(t, pre, dh, gpre, gdh, misaligned_copy(nan_rc, t), poisoned({C}, t), name + "dpre");
+    check_gelu_bias_grad(t, pre, dh, gpre, gdh, poisoned({R, C}, t), misaligned_copy(nan_c, t), name + "db");
+  }
+  {  // no rows: db is zero; the argument checks are the CPU's
+    Tensor none = Tensor::empty({0, 8}, DType::BF16, kGpu), b = poisoned({8}, DType::BF16);
+    cuda::gelu_backward_bias_grad(none, none, none, b);
+    CHECK(bit_equal(b, Tensor::zeros({8}, DType::BF16)));
+    const Tensor p = Tensor::empty({4, 8}, DType::BF16, kGpu);
+    CHECK_THROWS_WITH_AS(cuda::gelu_backward_bias_grad(p, p, p, Tensor::empty({4}, DType::BF16, kGpu)),
+                         doctest::Contains("db must be 8"), Error);
+    CHECK_THROWS_AS(cuda::gelu_backward_bias_grad(p, p, p, Tensor::empty({8}, DType::BF16)), Error);  // db on the CPU
+  }
+}
+
 TEST_CASE("bf16 and float64 CUDA softmax forward/backward match the CPU") {
   if (!gpu_or_skip("bf16 and f64 softmax")) return;
   for (const Shape& s : {Shape{1, 1}, Shape{3, 7}, Shape{129, 771}, Shape{37, 1000}, Shape{5, 50257}}) {
@@ -349,7 +543,7 @@ Tensor repeated_ids(int64_t n, int64_t V, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("bf16 CUDA embedding forward/backward match the CPU; backward is bitwise deterministic") {
+TEST_CASE("bf16 CUDA embedding forward/backward match the CPU, backward is bitwise deterministic") {
   if (!gpu_or_skip("bf16 embedding")) return;
   struct Case {
     int64_t V, D, N;
@@ -467,6 +661,46 @@ TEST_CASE("bf16 elementwise bandwidth (ARIA_BF16_BENCH=1)") {
       Tensor s = Tensor::empty({1, C}, t, kGpu);
       report("sum_to [1, C]", testing::cuda_mean_ms([&] { cuda::sum_to(a, s); }), n * es);
     }
+  }
+  // sum_to's column sums at the bias-gradient shapes of GPT-2 124M (B*T = 16384) and the
+  // position-embedding gradient [16, 1024*768], against the floor of reading x once at 3.0 TB/s.
+  // "cold": x rotates over copies filling 4x the 50 MB L2, as in training, where x was written
+  // long before; "warm": one x, summed again and again (smaller ones then partly stay in L2).
+  std::printf("bf16 sum_to column sums (floor: bytes read / 3.0 TB/s)\n");
+  for (const Shape& s : {Shape{16384, 3072}, Shape{16384, 2304}, Shape{16384, 768}, Shape{16, 786432}}) {
+    const int64_t n = shape_numel(s);
+    const double bytes = 2.0 * double(n), floor_us = bytes / 3.0e12 * 1e6;
+    std::vector<Tensor> xs(size_t(std::max(2.0, std::ceil(200e6 / bytes))));
+    for (size_t i = 0; i < xs.size(); ++i) {
+      xs[i] = Tensor::empty(s, DType::BF16, kGpu);
+      Rng(710 + i).fill_normal(xs[i], 0, 1);
+    }
+    Tensor o = Tensor::empty({1, s[1]}, DType::BF16, kGpu);
+    size_t next = 0;
+    const double cold = testing::cuda_mean_ms([&] { cuda::sum_to(xs[next++ % xs.size()], o); }) * 1e3;
+    const double warm = testing::cuda_mean_ms([&] { cuda::sum_to(xs[0], o); }) * 1e3;
+    std::printf("  [%6lld, %6lld] -> [%6lld]  cold %7.1f us (%.2fx floor)  warm %7.1f us  floor %5.1f us\n",
+                (long long)s[0], (long long)s[1], (long long)s[1], cold, cold / floor_us, warm, floor_us);
+  }
+  // GELU's backward with the bias gradient at GPT-2 124M's MLP ([16384, 3072]): the fused row against
+  // the unfused pair it replaces. Floor of the fused row: read pre and dh, write dpre (3 x 100.7 MB at
+  // 3.0 TB/s); the pair also reads dpre back for the column sums. Each call moves 300 MB, 6x the L2.
+  {
+    const int64_t R = 16384, C = 3072;
+    const double floor_us = 3.0 * 2.0 * double(R * C) / 3.0e12 * 1e6;
+    Tensor pre = Tensor::empty({R, C}, DType::BF16, kGpu), dh = Tensor::empty({R, C}, DType::BF16, kGpu);
+    Tensor dpre = Tensor::empty({R, C}, DType::BF16, kGpu), db = Tensor::empty({C}, DType::BF16, kGpu);
+    Rng(720).fill_normal(pre, 0, 2);
+    Rng(721).fill_normal(dh, 0, 1);
+    const int gelu = int(UnaryOp::Gelu);
+    const double bwd = testing::cuda_mean_ms([&] { cuda::unary_backward(gelu, pre, Tensor(), dh, dpre, 0); }) * 1e3;
+    const double sum = testing::cuda_mean_ms([&] { cuda::sum_to(dpre, db.reshape({1, C})); }) * 1e3;
+    const double fused = testing::cuda_mean_ms([&] { cuda::gelu_backward_bias_grad(pre, dh, dpre, db); }) * 1e3;
+    std::printf("bf16 gelu_backward_bias_grad [%lld, %lld] (floor: read pre + dh, write dpre / 3.0 TB/s = %.1f us)\n",
+                (long long)R, (long long)C, floor_us);
+    std::printf("  unary_backward + sum_to  %7.1f us (%5.1f + %5.1f, %.2fx floor)\n", bwd + sum, bwd, sum,
+                (bwd + sum) / floor_us);
+    std::printf("  gelu_backward_bias_grad  %7.1f us (%.2fx floor)\n", fused, fused / floor_us);
   }
   CHECK(true);
 }

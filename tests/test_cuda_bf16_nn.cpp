@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/rng.h"
@@ -217,6 +218,71 @@ TEST_CASE("CUDA layernorm rows in float32 and float64, fused rows too, match the
       }
 }
 
+namespace {
+
+// One layernorm backward shape on CUDA against the CPU on the same values: dx with the residual
+// gradient (then in place, which must give the same bits: also the determinism check), dx alone,
+// and dw/db alone into float32 accumulators when the data is bf16. bf16 data is checked against the
+// CPU in float32 on the bf16 values; float32/float64 against the CPU in the same dtype.
+void check_layernorm_backward(DType dt, int64_t N, int64_t C) {
+  const std::string tag = shape_tag("layernorm_backward", dt, N, C);
+  const bool bf = dt == DType::BF16;
+  const DType host_dt = bf ? DType::F32 : dt, stat_dt = dt == DType::F64 ? DType::F64 : DType::F32;
+  const double tol = bf ? kBf16Tol : dt == DType::F64 ? 1e-12 : 2e-5;
+  const uint64_t seed = uint64_t(N * 1009 + C) * 8 + uint64_t(dt);
+  auto gen = [&](const Shape& s, uint64_t k, double scale) {
+    return bf ? randn_bf(s, seed + k, scale) : randn(s, seed + k, scale, dt);
+  };
+  Tensor x = gen({N, C}, 0, 2.0), w = gen({C}, 1, 1.0), b = gen({C}, 2, 1.0), dy = gen({N, C}, 3, 1.0),
+         dres = gen({N, C}, 4, 1.0), dw0 = gen({C}, 5, 1.0), db0 = gen({C}, 6, 1.0);
+  Tensor y = Tensor::empty({N, C}, host_dt), mean = Tensor::empty({N}, host_dt), rstd = Tensor::empty({N}, host_dt);
+  cpu::layernorm_forward(x, w, b, y, mean, rstd, 1e-5);
+  Tensor gx = on_gpu(x, dt), gw = on_gpu(w, dt), gdy = on_gpu(dy, dt);
+  Tensor gmean = on_gpu(mean, stat_dt), grstd = on_gpu(rstd, stat_dt);
+
+  Tensor dx = Tensor::empty({N, C}, host_dt), dw = dw0.clone(), db = db0.clone();
+  cpu::layernorm_backward_residual(x, w, mean, rstd, dy, dres, dx, dw, db);
+  Tensor gdx = poisoned({N, C}, dt), gdw = on_gpu(dw0, dt), gdb = on_gpu(db0, dt);
+  cuda::layernorm_backward_residual(gx, gw, gmean, grstd, gdy, on_gpu(dres, dt), gdx, gdw, gdb);
+  expect_close(gdx, dx, tol, tag + " residual dx");
+  expect_close(gdw, dw, tol, tag + " dw");
+  expect_close(gdb, db, tol, tag + " db");
+  Tensor gio = on_gpu(dres, dt), gdw2 = on_gpu(dw0, dt), gdb2 = on_gpu(db0, dt);
+  cuda::layernorm_backward_residual(gx, gw, gmean, grstd, gdy, gio, gio, gdw2, gdb2);
+  CHECK_MESSAGE(bit_equal(gio, gdx), (tag + " in-place dx"));
+  CHECK_MESSAGE(bit_equal(gdw2, gdw), (tag + " dw again"));
+  CHECK_MESSAGE(bit_equal(gdb2, gdb), (tag + " db again"));
+
+  Tensor pdx = Tensor::empty({N, C}, host_dt), pdw = dw0.clone(), pdb = db0.clone();
+  cpu::layernorm_backward(x, w, mean, rstd, dy, pdx, pdw, pdb);
+  Tensor gpdx = poisoned({N, C}, dt);
+  cuda::layernorm_backward(gx, gw, gmean, grstd, gdy, gpdx, Tensor(), Tensor());  // dx only
+  expect_close(gpdx, pdx, tol, tag + " dx");
+  const DType acc_dt = bf ? DType::F32 : dt;
+  Tensor fdw = on_gpu(dw0, acc_dt), fdb = on_gpu(db0, acc_dt);
+  cuda::layernorm_backward(gx, gw, gmean, grstd, gdy, Tensor(), fdw, fdb);  // dw/db only
+  expect_close(fdw, pdw, bf ? 2e-5 : tol, tag + " dw alone");
+  expect_close(fdb, pdb, bf ? 2e-5 : tol, tag + " db alone");
+}
+
+}  // namespace
+
+// Rows of up to 4 16-byte packs per lane (32 * 4 packs) run a register-resident kernel: widths here
+// give 1 to 4 packs per lane (one lane only: C = 8 / 4 / 2), a partial last group (65 packs: lane 0
+// has one pack more than the others), and the first widths past it or off the pack size (the
+// two-sweep kernel). N = 5001 gives every warp several rows (the column sums carried across rows).
+TEST_CASE("CUDA layernorm backward across row widths (1 to 4 packs per lane, partial groups) matches the CPU") {
+  if (!gpu_or_skip("layernorm backward widths")) return;
+  const std::vector<std::pair<DType, std::vector<int64_t>>> widths = {
+      {DType::BF16, {8, 256, 520, 768, 1024, 1032, 100}},
+      {DType::F32, {4, 260, 512, 516}},
+      {DType::F64, {2, 130, 256, 258}},
+  };
+  for (const auto& [dt, Cs] : widths)
+    for (int64_t C : Cs)
+      for (int64_t N : {1, 7, 131, 5001}) check_layernorm_backward(dt, N, C);
+}
+
 TEST_CASE("CUDA layernorm: misaligned rows (scalar path) and rows too wide for the fused dw/db") {
   if (!gpu_or_skip("layernorm edge layouts")) return;
   // A bf16 view one element into its buffer: 16-byte loads are impossible, the scalar path runs.
@@ -390,7 +456,7 @@ TEST_CASE("CUDA masked_mean matches the CPU, stays deterministic, and handles al
 
 // ---- optimizer -----------------------------------------------------------------------------------
 
-TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU; param = bf16(master)") {
+TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU, param = bf16(master)") {
   if (!gpu_or_skip("adamw master")) return;
   const std::vector<int64_t> sizes = {1, 16385, 100003, 0, 777};
   struct State {
@@ -521,9 +587,11 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
   }
   if (!gpu_or_skip("bf16 nn timings")) return;
   char buf[256];
-  {  // layernorm [16384, 768]
-    const int64_t N = 16384, C = 768;
-    for (DType dt : {DType::BF16, DType::F32}) {
+  {  // layernorm [16384, 768] (GPT-2 124M's rows), also bf16 [16384, 1024] (GPT-2 medium's)
+    const int64_t N = 16384;
+    const std::pair<DType, int64_t> cases[] = {{DType::BF16, 768}, {DType::F32, 768}, {DType::BF16, 1024}};
+    for (const auto& [dt, C] : cases) {
+      const std::string shape = "[" + std::to_string(N) + ", " + std::to_string(C) + "]";
       const double es = double(dtype_size(dt));
       Tensor x = on_gpu(randn_bf({N, C}, 600), dt), w = on_gpu(randn_bf({C}, 601), dt),
              b = on_gpu(randn_bf({C}, 602), dt), dy = on_gpu(randn_bf({N, C}, 603), dt);
@@ -532,18 +600,24 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
              dw = Tensor::zeros({C}, dt, kGpu), db = Tensor::zeros({C}, dt, kGpu);
       const double fwd = time_ms([&] { cuda::layernorm_forward(x, w, b, y, mean, rstd, 1e-5); });
       const double fwd_bytes = 2.0 * double(N * C) * es + 8.0 * double(N);
-      std::snprintf(buf, sizeof buf, "layernorm_forward %s [16384, 768]: %.1f us, %.0f GB/s", dtype_name(dt),
+      std::snprintf(buf, sizeof buf, "layernorm_forward %s %s: %.1f us, %.0f GB/s", dtype_name(dt), shape.c_str(),
                     fwd * 1e3, fwd_bytes / (fwd * 1e-3) / 1e9);
       report(buf);
       const double bwd = time_ms([&] { cuda::layernorm_backward(x, w, mean, rstd, dy, dx, dw, db); });
       const double bwd_bytes = 3.0 * double(N * C) * es + 8.0 * double(N);
-      std::snprintf(buf, sizeof buf, "layernorm_backward (dx, dw, db) %s [16384, 768]: %.1f us, %.0f GB/s",
-                    dtype_name(dt), bwd * 1e3, bwd_bytes / (bwd * 1e-3) / 1e9);
+      std::snprintf(buf, sizeof buf, "layernorm_backward (dx, dw, db) %s %s: %.1f us, %.0f GB/s",
+                    dtype_name(dt), shape.c_str(), bwd * 1e3, bwd_bytes / (bwd * 1e-3) / 1e9);
+      report(buf);
+      Tensor dres = on_gpu(randn_bf({N, C}, 605), dt);
+      const double res = time_ms([&] { cuda::layernorm_backward_residual(x, w, mean, rstd, dy, dres, dx, dw, db); });
+      const double res_bytes = 4.0 * double(N * C) * es + 8.0 * double(N);  // read x, dy, dres; write dx
+      std::snprintf(buf, sizeof buf, "layernorm_backward_residual (dx, dw, db) %s %s: %.1f us, %.0f GB/s",
+                    dtype_name(dt), shape.c_str(), res * 1e3, res_bytes / (res * 1e-3) / 1e9);
       report(buf);
       Tensor r = on_gpu(randn_bf({N, C}, 604), dt), sum = Tensor::empty({N, C}, dt, kGpu);
       const double add = time_ms([&] { cuda::add_layernorm_forward(x, r, w, b, sum, y, mean, rstd, 1e-5); });
       const double add_bytes = 4.0 * double(N * C) * es + 8.0 * double(N);
-      std::snprintf(buf, sizeof buf, "add_layernorm_forward %s [16384, 768]: %.1f us, %.0f GB/s", dtype_name(dt),
+      std::snprintf(buf, sizeof buf, "add_layernorm_forward %s %s: %.1f us, %.0f GB/s", dtype_name(dt), shape.c_str(),
                     add * 1e3, add_bytes / (add * 1e-3) / 1e9);
       report(buf);
     }

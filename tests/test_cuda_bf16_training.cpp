@@ -103,7 +103,7 @@ TEST_CASE("AdamW keeps float32 masters for bfloat16 parameters and writes the ro
   CHECK(has_master_state);
 }
 
-TEST_CASE("train_lm with bf16: trains a bfloat16 copy and writes the float32 masters back; CPU refused") {
+TEST_CASE("train_lm with bf16: trains a bfloat16 copy and writes the float32 masters back, CPU refused") {
   // A periodic stream the model can learn; the float32 model handed in is the one updated.
   TokenDataset data;
   for (int i = 0; i < 4000; ++i) data.tokens.push_back(int32_t(3 + (i * 7) % 13));

@@ -91,7 +91,7 @@ TEST_CASE("CUDA binary (broadcast strides), unary and unary_backward match the C
   }
 }
 
-TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
+TEST_CASE("CUDA sum_to and add_bias match the CPU, sum_to is deterministic") {
   if (!gpu_or_skip("CUDA sum_to")) return;
   Tensor x = randn({37, 29, 65}, 11);
   for (Shape to : {Shape{1, 29, 1}, Shape{37, 1, 65}, Shape{1, 1, 1}, Shape{37, 29, 1}, Shape{1, 29, 65},
@@ -117,6 +117,60 @@ TEST_CASE("CUDA sum_to and add_bias match the CPU; sum_to is deterministic") {
   cpu::add_bias(y, bias);
   cuda::add_bias(gy, gpu(bias));
   expect_close(gy, y, 1e-7, "add_bias");
+}
+
+namespace {
+
+// A contiguous [numel] GPU view of t's values whose data pointer is one element past the start of
+// its buffer (not 16-byte aligned for float32 / float64), reshaped to t's shape.
+Tensor misaligned_gpu(const Tensor& t) {
+  const int64_t n = t.numel();
+  Tensor v = Tensor::empty({n + 1}, t.dtype(), kGpu).slice(0, 1, n + 1);
+  v.copy_from(t.reshape({n}));
+  return v.reshape(t.shape());
+}
+
+}  // namespace
+
+TEST_CASE("CUDA sum_to column sums ([R, C] -> [1, C], contiguous) match the CPU in float32 and float64") {
+  if (!gpu_or_skip("CUDA sum_to column sums")) return;
+  struct Case {
+    Shape from, to;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {{70000, 3}, {1, 3}, "many rows, three columns (no packs): many row chunks"},
+      {{1, 1000}, {1, 1000}, "R = 1: a copy"},
+      {{1000, 1}, {1, 1}, "C = 1: the generic reduction"},
+      {{129, 771}, {1, 771}, "C no multiple of a pack: one column per thread"},
+      {{333, 1024}, {1, 1024}, "packs; R no multiple of a row batch"},
+      {{4, 37, 64}, {1, 1, 64}, "two reduced dimensions merged into rows"},
+      {{16, 64, 768}, {1, 64, 768}, "wide and short (a position-embedding gradient): one chunk"},
+      {{16384, 96}, {1, 96}, "narrow and long: partial sums"},
+      {{5000, 3072}, {1, 3072}, "an MLP bias gradient"},
+  };
+  for (DType t : {DType::F32, DType::F64}) {
+    // float32 sums of up to 7e4 terms against the CPU's double accumulation; float64 stays float64
+    const double tol = t == DType::F64 ? 1e-13 : 2e-6;
+    uint64_t seed = 40;
+    auto check = [&](const Tensor& x, const Tensor& gx, const Shape& to, auto&& make_out, const std::string& what) {
+      Tensor c = Tensor::empty(to, t), g1 = make_out(), g2 = make_out();
+      cpu::sum_to(x, c);
+      cuda::sum_to(gx, g1);
+      cuda::sum_to(gx, g2);
+      CAPTURE(dtype_name(t));
+      expect_close(g1, c, tol, what);
+      CHECK(bit_equal(g1, g2));  // deterministic: no atomics, a fixed order
+    };
+    for (const Case& k : cases) {
+      const Tensor x = randn(k.from, ++seed, 1.0, t);
+      check(x, gpu(x), k.to, [&] { return out_shape(k.to, kGpu, t); }, shape_str(k.from) + ": " + k.why);
+    }
+    // views whose data pointer is not 16-byte aligned take the one-column-per-thread kernel
+    const Tensor x = randn({513, 1024}, ++seed, 1.0, t);
+    check(x, misaligned_gpu(x), {1, 1024}, [&] { return out_shape({1, 1024}, kGpu, t); }, "misaligned x");
+    check(x, gpu(x), {1, 1024}, [&] { return misaligned_gpu(Tensor::full({1, 1024}, NAN, t)); }, "misaligned out");
+  }
 }
 
 TEST_CASE("CUDA matmul matches the CPU: awkward sizes, every transpose, batched, shared b, alpha/beta") {
@@ -157,7 +211,7 @@ TEST_CASE("CUDA matmul matches the CPU: awkward sizes, every transpose, batched,
   expect_close(gd, cd, 1e-12, "matmul f64");
 }
 
-TEST_CASE("CUDA embedding forward/backward match the CPU; backward is deterministic") {
+TEST_CASE("CUDA embedding forward/backward match the CPU, backward is deterministic") {
   if (!gpu_or_skip("CUDA embedding")) return;
   const int64_t V = 50257, D = 768, N = 4099;
   Tensor w = randn({V, D}, 30);
@@ -188,9 +242,11 @@ TEST_CASE("CUDA embedding forward/backward match the CPU; backward is determinis
   expect_close(gg2, c2, 1e-7, "embedding_backward small");
 }
 
-TEST_CASE("CUDA layernorm forward/backward match the CPU; dw/db are deterministic") {
+TEST_CASE("CUDA layernorm forward/backward match the CPU, dw/db are deterministic") {
   if (!gpu_or_skip("CUDA layernorm")) return;
-  for (Shape s : {Shape{4099, 768}, Shape{37, 1601}, Shape{5, 3}, Shape{1, 768}}) {
+  // {2999, 500}: the register-resident kernel (float32: 125 packs, 4 per lane but the last group
+  // partial), several rows per warp.
+  for (Shape s : {Shape{4099, 768}, Shape{2999, 500}, Shape{37, 1601}, Shape{5, 3}, Shape{1, 768}}) {
     const int64_t N = s[0], C = s[1];
     Tensor x = randn(s, 40, 2.0), w = randn({C}, 41), b = randn({C}, 42), dy = randn(s, 43);
     Tensor y = Tensor::empty(s), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
@@ -246,7 +302,7 @@ TEST_CASE("CUDA softmax and cross-entropy match the CPU (rows of 1000 and of 502
   }
 }
 
-TEST_CASE("CUDA attention forward/backward match the CPU over several tiles; backward is deterministic") {
+TEST_CASE("CUDA attention forward/backward match the CPU over several tiles, backward is deterministic") {
   if (!gpu_or_skip("CUDA attention")) return;
   struct Case {
     int64_t B, T, H, hd;

@@ -50,7 +50,7 @@ TEST_CASE("ARIA_CUDA_CHECK and ARIA_CUBLAS_CHECK report the call, the error and 
   }
 }
 
-TEST_CASE("caching allocator: the same sizes again cause no new cudaMalloc; stats track current and peak") {
+TEST_CASE("caching allocator: the same sizes again cause no new cudaMalloc, stats track current and peak") {
   if (!gpu_or_skip("caching allocator reuse")) return;
   Allocator& a = cuda::device_allocator();
   const std::vector<size_t> sizes = {1, 100, 512, 513, 4096, 1000000, (size_t(3) << 20) + 5, size_t(64) << 20};

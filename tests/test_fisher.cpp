@@ -156,7 +156,7 @@ TEST_CASE("fast per-sample Fisher matches the reference in float32 too") {
               estimate_fisher_reference(m, 1, batches, labels, FisherScope::All), 1e-4);
 }
 
-TEST_CASE("sampled labels follow the model's predictive distribution; empirical labels are the true ones") {
+TEST_CASE("sampled labels follow the model's predictive distribution, empirical labels are the true ones") {
   ContinualModel m = tiny_model(DType::F64);
   const auto ex = examples(40, 64, 6, 3);
   const auto batches = batches_of(ex, {40});

@@ -87,13 +87,22 @@ TEST_CASE("lm_head_cross_entropy equals cross_entropy(matmul), with ignored targ
     h.zero_grad();
     w.zero_grad();
     Tensor loss = fused ? ops::lm_head_cross_entropy(h, w, targets) : ops::cross_entropy(ops::matmul(h, w, false, true), targets);
-    ops::scale(loss, 2.5).backward();  // an upstream gradient other than 1 reaches the GEMMs' alpha
+    ops::scale(loss, 2.5).backward();  // an upstream gradient other than 1 scales the precomputed grads
     return std::vector<Tensor>{loss.detach(), h.grad(), w.grad()};
   };
-  check_equal(run(true), run(false));
+  const auto plain = run(false);
+  // One chunk (the default budget), then logits budgets of 1, 3 and 5 rows of 13 float64 logits:
+  // 14 rows in 14, 5 and 3 chunks, the last one short, dW accumulated across them.
+  const int64_t saved = ops::lm_head_chunk_bytes();
+  for (int64_t rows : {int64_t(0), int64_t(1), int64_t(3), int64_t(5)}) {
+    CAPTURE(rows);
+    if (rows) ops::lm_head_chunk_bytes() = rows * 13 * 8;
+    check_equal(run(true), plain);
+  }
+  ops::lm_head_chunk_bytes() = saved;
 }
 
-TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gradients; bad targets are errors") {
+TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gradients, bad targets are errors") {
   Tensor h = randn({3, 4}, 12), w = randn({5, 4}, 13);
   Tensor loss = ops::lm_head_cross_entropy(h, w, Tensor::from_ints({-100, -100, -100}, {3}));
   CHECK(loss.item() == 0.0);
@@ -135,7 +144,7 @@ TEST_CASE("GPT-2 loss and gradients: fused path equals the plain path") {
   check_equal(run(false), run(true));
 }
 
-TEST_CASE("bfloat16 compute is refused on the CPU with a clear error; bf16 meets float32 only by promotion") {
+TEST_CASE("bfloat16 compute is refused on the CPU with a clear error, bf16 meets float32 only by promotion") {
   Tensor a = Tensor::from_vector({1, 2, 3}, {3}, DType::BF16), b = Tensor::from_vector({1, 2, 3}, {3}, DType::BF16);
   CHECK_THROWS_WITH_AS(ops::add(a, b), doctest::Contains("bfloat16 compute runs on CUDA only"), Error);
   CHECK_THROWS_WITH_AS(ops::gelu(a), doctest::Contains("bfloat16 compute runs on CUDA only"), Error);

@@ -2,9 +2,11 @@
 // of awkward sizes: add_layernorm_forward == binary add + layernorm_forward; layernorm_backward_residual
 // == layernorm_backward + dres (also with dres aliasing dx); cross_entropy_fused == cross_entropy_forward
 // + cross_entropy_backward with dlosses = 1; masked_mean against a hand loop; AdamW through a float32
-// master == the plain float32 step; bfloat16 reads in sum_squares / square_accumulate.
+// master == the plain float32 step; bfloat16 reads in sum_squares / square_accumulate;
+// gelu_backward_bias_grad == unary_backward(Gelu) + sum_to (also in place).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -33,6 +35,22 @@ Tensor targets_for(int64_t N, int64_t V, uint64_t seed, int ignore_every = 3) {
 
 std::string tag(DType t, int64_t N, int64_t C) {
   return std::string(dtype_name(t)) + " [" + std::to_string(N) + ", " + std::to_string(C) + "]";
+}
+
+// max over c of |got[c] - want[c]| / sum_r |d[r, c]|: the error of column sums of the [R, C] terms d,
+// relative to the size of those terms (so that a column whose terms cancel is not held to a
+// relative error of its small sum).
+double column_sum_error(const Tensor& got, const Tensor& want, const Tensor& d) {
+  const int64_t C = want.numel(), R = C ? d.numel() / C : 0;
+  const Tensor g = got.to(DType::F64), w = want.to(DType::F64), t = d.to(DType::F64);
+  const double *pg = g.data<double>(), *pw = w.data<double>(), *pt = t.data<double>();
+  double worst = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    double scale = 0;
+    for (int64_t r = 0; r < R; ++r) scale += std::fabs(pt[r * C + c]);
+    worst = std::max(worst, std::fabs(pg[c] - pw[c]) / std::max(scale, 1e-300));
+  }
+  return worst;
 }
 
 }  // namespace
@@ -196,7 +214,7 @@ constexpr float kLr = 3e-3f, kGradScale = 0.7f;  // every AdamW item's (a grad_s
 
 }  // namespace
 
-TEST_CASE("CPU adamw_update through a float32 master equals the plain float32 step; param = bf16(master)") {
+TEST_CASE("CPU adamw_update through a float32 master equals the plain float32 step, param = bf16(master)") {
   for (int64_t n : {1, 7, 1000, 40000}) {  // 40000: past the OpenMP threshold
     CAPTURE(n);
     Tensor p0 = randn({n}, 40, 1.0, DType::F32);
@@ -254,4 +272,52 @@ TEST_CASE("CPU sum_squares and square_accumulate read bfloat16 as its float32 va
   cpu::square_accumulate(acc2, g.to(DType::BF16), 0.25);
   CHECK(bit_equal(acc, acc2));
   CHECK_THROWS_AS(cpu::square_accumulate(Tensor::zeros({300}, DType::F64), g.to(DType::BF16), 1.0), Error);
+}
+
+TEST_CASE("CPU gelu_backward_bias_grad equals unary_backward(Gelu) then sum_to, also in place") {
+  for (DType dt : {DType::F64, DType::F32})
+    for (int64_t R : {1, 7, 513, 1300})  // 513, 1300: more than one chunk of rows
+      for (int64_t C : {1, 5, 768, 771}) {
+        CAPTURE(tag(dt, R, C));
+        const Tensor pre = randn({R, C}, 40, 2.0, dt), dh = randn({R, C}, 41, 1.0, dt);
+        // reference: the unfused rows
+        Tensor d_ref = Tensor::empty({R, C}, dt), b_ref = Tensor::empty({1, C}, dt);
+        cpu::unary_backward(int(UnaryOp::Gelu), pre, Tensor(), dh, d_ref, 0);
+        cpu::sum_to(d_ref, b_ref);
+        Tensor dpre = Tensor::full({R, C}, NAN, dt), db = Tensor::full({C}, NAN, dt);
+        cpu::gelu_backward_bias_grad(pre, dh, dpre, db);
+        CHECK(bit_equal(dpre, d_ref));  // one derivative function, one product
+        const double err = column_sum_error(db, b_ref, d_ref);
+        CAPTURE(err);
+        CHECK(err <= (dt == DType::F64 ? 1e-12 : 1e-6));
+        // dpre aliasing dh (as the MLP backward calls it): the same dpre, bit for bit the same db
+        Tensor x = dh.clone(), db2 = Tensor::full({C}, NAN, dt);
+        cpu::gelu_backward_bias_grad(pre, x, x, db2);
+        CHECK(bit_equal(x, d_ref));
+        CHECK(bit_equal(db2, db));
+      }
+}
+
+TEST_CASE("CPU gelu_backward_bias_grad: rows of the last dimension, no rows, and its argument checks") {
+  const Tensor pre = randn({2, 3, 5}, 42, 2.0, DType::F64), dh = randn({2, 3, 5}, 43, 1.0, DType::F64);
+  Tensor d3 = Tensor::empty({2, 3, 5}, DType::F64), b3 = Tensor::empty({5}, DType::F64);
+  cpu::gelu_backward_bias_grad(pre, dh, d3, b3);
+  Tensor d2 = Tensor::empty({6, 5}, DType::F64), b2 = Tensor::empty({5}, DType::F64);
+  cpu::gelu_backward_bias_grad(pre.reshape({6, 5}), dh.reshape({6, 5}), d2, b2);
+  CHECK(bit_equal(d3, d2));
+  CHECK(bit_equal(b3, b2));
+
+  Tensor none = Tensor::empty({0, 5}, DType::F64), bz = Tensor::full({5}, NAN, DType::F64);
+  cpu::gelu_backward_bias_grad(none, none, none, bz);
+  CHECK(bit_equal(bz, Tensor::zeros({5}, DType::F64)));  // an empty sum
+
+  const Tensor p = randn({4, 6}, 44), d = randn({4, 6}, 45);
+  Tensor out = Tensor::empty({4, 6}), db = Tensor::empty({6});
+  CHECK_THROWS_WITH_AS(cpu::gelu_backward_bias_grad(p, d, out, Tensor::empty({4})), doctest::Contains("db must be 6"),
+                       Error);
+  CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p, randn({4, 5}, 46), Tensor::empty({4, 5}), db), Error);
+  CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p, d.to(DType::F64), out, db), Error);
+  CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p, d, out, Tensor::empty({6}, DType::F64)), Error);
+  CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p.transpose(0, 1).contiguous().transpose(0, 1), d, out, db), Error);
+  CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p, d, out, Tensor()), Error);
 }

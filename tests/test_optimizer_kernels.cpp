@@ -1,8 +1,10 @@
 // CPU optimizer and statistics kernels against hand computations: AdamW (with and without weight
-// decay, several steps with bias corrections), sum_squares, square_accumulate.
+// decay, several steps with bias corrections, clipping from a sum-of-squares scalar), sum_squares,
+// square_accumulate.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "tests/support/test_util.h"
@@ -74,6 +76,61 @@ TEST_CASE("adamw_update: one step by hand, with grad_scale") {
   CHECK(p.item() == doctest::Approx(want).epsilon(1e-7));
   CHECK(m.item() == doctest::Approx(0.1 * gs).epsilon(1e-7));
   CHECK(v.item() == doctest::Approx(0.05 * gs * gs).epsilon(1e-7));
+}
+
+TEST_CASE("adamw_update with a clipping source equals the host-scaled update, and a non-finite norm skips every item") {
+  // Two items, float64 and float32; their gradients' sum of squares is 16 (norm 4) or, in the
+  // second case, 0.25 (norm 0.5), with max_norm 2 and grad_scale 0.5.
+  for (double sumsq : {16.0, 0.25}) {
+    CAPTURE(sumsq);
+    const double factor = std::sqrt(sumsq) > 2.0 ? 2.0 / std::sqrt(sumsq) : 1.0;
+    auto run = [&](bool clip_on_device, double clip_value) {
+      Tensor p = Tensor::from_vector({0.5, -1.0, 2.0}, {3}, DType::F64), q = Tensor::from_vector({1.0, -3.0}, {2});
+      Tensor pm = Tensor::full({3}, 0.1, DType::F64), pv = Tensor::full({3}, 0.2, DType::F64);
+      Tensor qm = Tensor::full({2}, -0.1), qv = Tensor::full({2}, 0.3);
+      const Tensor gp = Tensor::from_vector({0.3, -2.0, 1.0}, {3}, DType::F64), gq = Tensor::from_vector({4.0, 0.5}, {2});
+      const float gs = clip_on_device ? 0.5f : float(0.5 * factor);
+      std::vector<AdamWItem> items = {adamw_item(p, gp, pm, pv, 2, 0.01f, 0.1f, gs),
+                                      adamw_item(q, gq, qm, qv, 2, 0.01f, 0.0f, gs)};
+      if (clip_on_device) {
+        const Tensor clip = Tensor::full({1}, clip_value, DType::F64);
+        for (AdamWItem& it : items) it.clip_sumsq = clip, it.clip_max_norm = 2.0f;
+      }
+      cpu::adamw_update(items);
+      std::vector<double> all;
+      for (const Tensor& t : {p, q, pm, pv, qm, qv})
+        for (double x : t.to_doubles()) all.push_back(x);
+      return all;
+    };
+    const auto want = run(false, 0);
+    CHECK(run(true, sumsq) == want);  // the same float multiplier either way: bit for bit
+    // NaN or infinite sum of squares: every item keeps its param and moments.
+    const auto untouched = run(true, NAN);
+    CHECK(untouched == std::vector<double>{0.5, -1.0, 2.0, 1.0, -3.0, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2,
+                                           double(-0.1f), double(-0.1f), double(0.3f), double(0.3f)});
+    CHECK(run(true, INFINITY) == untouched);
+  }
+}
+
+TEST_CASE("adamw_update checks the clipping source: one float64 [1] tensor shared by every item") {
+  Tensor p = Tensor::zeros({2}), g = Tensor::full({2}, 1.0), m = Tensor::zeros({2}), v = Tensor::zeros({2});
+  Tensor p2 = Tensor::zeros({2}), m2 = Tensor::zeros({2}), v2 = Tensor::zeros({2});
+  const Tensor clip = Tensor::full({1}, 1.0, DType::F64);
+  AdamWItem a = adamw_item(p, g, m, v, 1, 0.1f, 0.0f), b = adamw_item(p2, g, m2, v2, 1, 0.1f, 0.0f);
+  a.clip_sumsq = clip;
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({a, b}), doctest::Contains("item 1 does not share item 0's clip_sumsq"), Error);
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({b, a}), doctest::Contains("item 1 has a clip_sumsq tensor but item 0 has none"),
+                       Error);
+  b.clip_sumsq = clip.clone();  // equal value, another tensor
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({a, b}), doctest::Contains("does not share"), Error);
+  a.clip_sumsq = b.clip_sumsq = Tensor::full({1}, 1.0, DType::F32);
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({a}), doctest::Contains("clip_sumsq must be a float64 [1] CPU tensor"), Error);
+  a.clip_sumsq = Tensor::zeros({2}, DType::F64);
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({a}), doctest::Contains("clip_sumsq must be a float64 [1]"), Error);
+  a.clip_sumsq = clip;
+  a.clip_max_norm = NAN;
+  CHECK_THROWS_WITH_AS(cpu::adamw_update({a}), doctest::Contains("non-finite clip_max_norm"), Error);
+  CHECK(p.to_doubles() == std::vector<double>{0, 0});  // nothing ran
 }
 
 TEST_CASE("sum_squares accumulates over tensors of both float dtypes into the out scalar") {

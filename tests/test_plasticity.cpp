@@ -109,7 +109,7 @@ TEST_CASE("the default loss pushes pi toward 0 or 1, the legacy one toward 0.5")
   CHECK_FALSE(plasticity_active({0.0, false, 0}, 100));
 }
 
-TEST_CASE("gate statistics use real tokens; dampening scales slow gradients by 1 - mean pi") {
+TEST_CASE("gate statistics use real tokens, dampening scales slow gradients by 1 - mean pi") {
   Gpt2Model g = tiny_gated();
   g.set_requires_grad(true);
   std::vector<ClsExample> ex = {{{5, 6, 7}, 0}, {{1, 2, 3, 4, 5, 6, 7, 8, 9}, 1}};

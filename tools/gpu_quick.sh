@@ -12,11 +12,12 @@ export PATH="/usr/local/cuda/bin:$PATH"
 prefix=()
 [ -d build-deps/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$PWD/build-deps/usr")
 t0=$SECONDS
+# -k 0: a target that fails to build does not stop the others (its tests are then missing).
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DARIA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-         "${prefix[@]}" && ninja -C build-gpu -j16; } > "$out/build.log" 2>&1; then
+         "${prefix[@]}" && ninja -C build-gpu -j16 -k 0; } > "$out/build.log" 2>&1; then
   grep -E "error|FAILED" "$out/build.log" | head -40
-  echo "BUILD FAILED"
-  exit 1
+  echo "BUILD FAILED (some targets; continuing with what built)"
+  [ -x build-gpu/aria-bench ] || exit 1
 fi
 echo "build ok in $((SECONDS - t0)) s"
 status=0

@@ -41,7 +41,17 @@ AdamW::AdamW(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
   for (size_t i = 0; i < groups_.size(); ++i) slots_[i].resize(groups_[i].params.size());
 }
 
-void AdamW::step(double lr_multiplier, double grad_scale) {
+void AdamW::step(double lr_multiplier, double grad_scale) { update(lr_multiplier, grad_scale, Tensor(), 0.0); }
+
+void AdamW::step_clipped(double lr_multiplier, const Tensor& grad_sumsq, double max_norm, double grad_scale) {
+  ARIA_CHECK(std::isfinite(max_norm), "AdamW::step_clipped: max norm is not finite (", max_norm, ")");
+  ARIA_CHECK(!grad_sumsq.defined() || (grad_sumsq.dtype() == DType::F64 && grad_sumsq.numel() == 1),
+             "AdamW::step_clipped: grad_sumsq must be a float64 [1] tensor (grad_sum_squares_on_device), got ",
+             grad_sumsq.str());
+  update(lr_multiplier, grad_scale, grad_sumsq, max_norm);
+}
+
+void AdamW::update(double lr_multiplier, double grad_scale, const Tensor& clip_sumsq, double max_norm) {
   ARIA_CHECK(std::isfinite(lr_multiplier) && lr_multiplier >= 0, "AdamW::step: lr multiplier must be >= 0, got ",
              lr_multiplier);
   ARIA_CHECK(std::isfinite(grad_scale), "AdamW::step: grad scale is not finite (", grad_scale, ")");
@@ -76,6 +86,8 @@ void AdamW::step(double lr_multiplier, double grad_scale) {
       it.bias_correction1 = float(1.0 - std::pow(g.beta1, double(s.count)));
       it.bias_correction2 = float(1.0 - std::pow(g.beta2, double(s.count)));
       it.grad_scale = float(grad_scale);
+      it.clip_sumsq = clip_sumsq;
+      it.clip_max_norm = float(max_norm);
       auto dev = std::find_if(by_device.begin(), by_device.end(), [&](auto& e) { return e.first == p.device(); });
       if (dev == by_device.end()) dev = by_device.insert(by_device.end(), {p.device(), {}});
       dev->second.push_back(std::move(it));

@@ -39,6 +39,15 @@ class AdamW {
   // One update of every parameter with a defined grad: lr = group.lr * lr_multiplier, and the
   // gradient used is grad * grad_scale (clipping and accumulation averaging, no extra pass).
   void step(double lr_multiplier = 1.0, double grad_scale = 1.0);
+  // step() with global-norm clipping done by the kernel: the gradient used is grad * grad_scale *
+  // clip_scale(sqrt(grad_sumsq), max_norm), where grad_sumsq is the float64 [1] sum of squares of all
+  // gradients on the parameters' device (grad_sum_squares_on_device; undefined: no clipping). The
+  // norm is read on the device, so issuing the step never waits for the GPU. A non-finite norm skips
+  // the update of every parameter (params, masters and moments untouched), but the step counts
+  // (steps() and each parameter's bias-correction count) still advance: the host cannot know without
+  // the read this path avoids. So a non-finite norm must end training: the caller reads the norm
+  // afterwards (grad_norm_from, which throws on NaN/inf), as the trainers do.
+  void step_clipped(double lr_multiplier, const Tensor& grad_sumsq, double max_norm, double grad_scale = 1.0);
   void zero_grad();  // drops every parameter's gradient
 
   int64_t steps() const { return steps_; }  // calls to step()
@@ -61,6 +70,8 @@ class AdamW {
 
  private:
   static DType state_dtype(const Tensor& p);
+  // step() and step_clipped(): clip_sumsq undefined means no clipping on the device.
+  void update(double lr_multiplier, double grad_scale, const Tensor& clip_sumsq, double max_norm);
   struct Slot {  // per parameter: lazily allocated moments (+ fp32 master of a bf16 parameter), update count
     Tensor m, v, master;
     int64_t count = 0;

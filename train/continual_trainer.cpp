@@ -282,13 +282,18 @@ StepStats ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_m
   if (damp) dampen_slow_grads(model_.gpt, gates);
   if (gated()) st.gate_means = gates.means();
   const auto named = model_.named_parameters();
+  // Clipped on the device: the step is issued before the norm is read (no wait for the GPU between
+  // backward and AdamW). A non-finite norm skipped the update there, and reading it throws; the
+  // errors come in the order they always did (the norm's, then the loss's), and a non-finite loss
+  // issues no step.
+  const Tensor sumsq = grad_sum_squares_on_device(named);
+  if (std::isfinite(st.ce)) opt_->step_clipped(lr_mult, sumsq, train_.max_grad_norm);
   try {
-    st.grad_norm = global_grad_norm(named);
+    st.grad_norm = grad_norm_from(sumsq, named);
   } catch (const Error& e) {
     ARIA_FAIL("step ", optimizer_steps_ + 1, ": ", e.what());
   }
   ARIA_CHECK(std::isfinite(st.ce), "non-finite training loss at step ", optimizer_steps_ + 1);
-  opt_->step(lr_mult, clip_scale(st.grad_norm, train_.max_grad_norm));
   ++optimizer_steps_;
   st.step = optimizer_steps_;
   st.lr = train_.lr * lr_mult;

@@ -105,15 +105,23 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     }
     const double loss = loss_sum / cfg.grad_accum;
     ARIA_CHECK(std::isfinite(loss), "non-finite training loss (", loss, ") at step ", step + 1);
-    // The grads hold the sum over micro-batches; the step uses their mean, clipped.
+    // The grads hold the sum S over micro-batches; the step uses their mean, clipped at max_grad_norm:
+    // with s = sqrt(sum of squares of S), k = grad_accum, m = max_grad_norm, the mean's norm is s / k
+    // and the multiplier clip_scale(s / k, m) / k. The kernel clips S itself (no host read before the
+    // step) with grad_scale 1/k and max norm m k: (1/k) clip_scale(s, m k), the same number, since
+    // s > m k <=> s / k > m, m k > 0 <=> m > 0, and m k / s = m / (s / k) (in exact arithmetic; each way
+    // the multiplier reaches the kernel rounded to float once).
+    const Tensor sumsq = grad_sum_squares_on_device(named);
+    const double mult = lr_multiplier(sched, step);
+    opt.step_clipped(mult, sumsq, cfg.max_grad_norm * cfg.grad_accum, 1.0 / cfg.grad_accum);
+    // Read after the step was issued: a non-finite norm skipped the update on the device; it ends
+    // training here (the optimizer's step counts advanced anyway: see AdamW::step_clipped).
     double norm;
     try {
-      norm = global_grad_norm(named) / cfg.grad_accum;
+      norm = grad_norm_from(sumsq, named) / cfg.grad_accum;
     } catch (const Error& e) {
       ARIA_FAIL("step ", step + 1, ": ", e.what());
     }
-    const double mult = lr_multiplier(sched, step);
-    opt.step(mult, clip_scale(norm, cfg.max_grad_norm) / cfg.grad_accum);
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     r.losses.push_back(loss);

@@ -1,6 +1,7 @@
 // SPC buffers, penalty and its gradient (see train/spc.h).
 #include "train/spc.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/autograd.h"
@@ -136,6 +137,14 @@ double SpcState::penalty(const ContinualModel& m, double lambda) const {
 void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
   if (buf_.empty()) return;
   const auto params = params_by_name(m);
+  // The fused row's operands, one list per (device, dtype): one spc_penalty_grad call (one launch on
+  // the GPU) per group, in practice one for the whole model.
+  struct Group {
+    Device device;
+    DType dtype;
+    std::vector<Tensor> grads, As, ps, Bs;
+  };
+  std::vector<Group> groups;
   for (const auto& entry : buf_) {
     const Tensor& p = find_param(params, entry.first, "SPC penalty gradient");
     if (!p.requires_grad()) continue;
@@ -156,9 +165,17 @@ void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
       g = Tensor::zeros(p.shape(), p.dtype(), dev);
       p.set_grad(g);
     }
-    // g += lambda (A p - B) in one pass
-    ARIA_DISPATCH(dev, spc_penalty_grad, g, b.A.contiguous(), pc, b.B.contiguous(), lambda);
+    // g += lambda (A p - B) in one pass, with the other tensors of its group
+    auto grp = std::find_if(groups.begin(), groups.end(), [&](const Group& x) {
+      return x.device == dev && x.dtype == p.dtype();
+    });
+    if (grp == groups.end()) grp = groups.insert(groups.end(), Group{dev, p.dtype(), {}, {}, {}, {}});
+    grp->grads.push_back(g);
+    grp->As.push_back(b.A.contiguous());
+    grp->ps.push_back(pc);
+    grp->Bs.push_back(b.B.contiguous());
   }
+  for (const Group& grp : groups) ARIA_DISPATCH(grp.device, spc_penalty_grad, grp.grads, grp.As, grp.ps, grp.Bs, lambda);
 }
 
 std::vector<std::pair<std::string, Tensor>> SpcState::state_tensors() const {

@@ -1,9 +1,13 @@
 // CPU elementwise kernels: broadcasting binary ops, unary ops and their derivatives, sum_to
-// (the reduction behind broadcasting's backward) and add_bias. float32 and float64.
+// (the reduction behind broadcasting's backward), add_bias, and GELU's backward fused with the bias
+// gradient. float32 and float64.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/gelu.h"
+#include "kernels/gelu_bias_grad_check.h"
 #include "kernels/kernels.h"
 
 namespace aria::cpu {
@@ -94,17 +98,6 @@ void binary_impl(const Tensor& a, const Tensor& b, const Tensor& out, Op op) {
 
 // ---- unary ------------------------------------------------------------------------------------
 
-constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
-constexpr double kGeluA = 0.044715;
-
-// gelu(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): one exp
-// instead of tanh (3-4x faster than glibc's tanhf) and no cancellation in 1 + tanh(u).
-template <typename T>
-inline T gelu_s(T v) {
-  const T u = T(kGeluC) * (v + T(kGeluA) * v * v * v);
-  return T(1) / (T(1) + std::exp(T(-2) * u));
-}
-
 template <typename T, typename F>
 void map1(const T* x, T* y, int64_t n, F f) {
 #pragma omp parallel for if (n >= kParallelMin)
@@ -119,7 +112,7 @@ void unary_impl(UnaryOp op, const Tensor& xt, const Tensor& yt, double alpha, do
   const T a = T(alpha), b = T(beta);
   switch (op) {
     case UnaryOp::Affine: return map1(x, y, n, [a, b](T v) { return a * v + b; });
-    case UnaryOp::Gelu: return map1(x, y, n, [](T v) { return v * gelu_s(v); });
+    case UnaryOp::Gelu: return map1(x, y, n, [](T v) { return gelu_tanh(v); });
     case UnaryOp::Sigmoid: return map1(x, y, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
     case UnaryOp::Relu: return map1(x, y, n, [](T v) { return v > T(0) ? v : T(0); });
     case UnaryOp::Exp: return map1(x, y, n, [](T v) { return std::exp(v); });
@@ -157,11 +150,7 @@ void unary_backward_impl(UnaryOp op, const Tensor& xt, const Tensor& yt, const T
   T* dx = dxt.data<T>();
   const int64_t n = dxt.numel();
   switch (op) {
-    case UnaryOp::Gelu:
-      return map_backward(s, dy, dx, n, accumulate, [](T v) {
-        const T sg = gelu_s(v), du = T(kGeluC) * (T(1) + T(3 * kGeluA) * v * v);
-        return sg + T(2) * v * sg * (T(1) - sg) * du;  // = 0.5 (1 + t) + 0.5 x (1 - t^2) u'
-      });
+    case UnaryOp::Gelu: return map_backward(s, dy, dx, n, accumulate, [](T v) { return gelu_tanh_grad(v); });
     case UnaryOp::Sigmoid: return map_backward(s, dy, dx, n, accumulate, [](T v) { return v * (T(1) - v); });
     case UnaryOp::Relu: return map_backward(s, dy, dx, n, accumulate, [](T v) { return v > T(0) ? T(1) : T(0); });
     case UnaryOp::Exp: return map_backward(s, dy, dx, n, accumulate, [](T v) { return v; });
@@ -249,6 +238,40 @@ void sum_to_impl(const Tensor& x, const Tensor& out) {
   for (int64_t i = 0; i < n_out; ++i) po[i] = T(cur[size_t(i)]);
 }
 
+// ---- gelu_backward_bias_grad --------------------------------------------------------------------
+
+// dpre = dh * gelu'(pre) over [R, C] and db = its column sums. Tasks are tiles of kGeluRowChunk rows x
+// kGeluColBlock columns; each sums its tile's columns in double, rows in order, and the row chunks'
+// partial sums are then added in chunk order: a fixed order whatever the thread count (deterministic),
+// and equal to sum_to's sequential double sums up to rounding (exactly when R <= kGeluRowChunk).
+constexpr int64_t kGeluRowChunk = 512, kGeluColBlock = 256;
+
+template <typename T>
+void gelu_backward_bias_grad_impl(const T* pre, const T* dh, T* dpre, T* db, int64_t R, int64_t C) {
+  const int64_t chunks = (R + kGeluRowChunk - 1) / kGeluRowChunk, blocks = (C + kGeluColBlock - 1) / kGeluColBlock;
+  std::vector<double> partial(size_t(chunks * C));
+#pragma omp parallel for if (R * C >= kParallelMin)
+  for (int64_t t = 0; t < chunks * blocks; ++t) {
+    const int64_t ch = t / blocks, c0 = (t % blocks) * kGeluColBlock, c1 = std::min(C, c0 + kGeluColBlock);
+    const int64_t r1 = std::min(R, (ch + 1) * kGeluRowChunk);
+    double acc[kGeluColBlock] = {};
+    for (int64_t r = ch * kGeluRowChunk; r < r1; ++r) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t i = r * C + c;
+        const T v = dh[i] * gelu_tanh_grad(pre[i]);  // as unary_backward: dpre may be dh
+        dpre[i] = v;
+        acc[c - c0] += double(v);
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) partial[size_t(ch * C + c)] = acc[c - c0];
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (int64_t ch = 0; ch < chunks; ++ch) s += partial[size_t(ch * C + c)];
+    db[c] = T(s);
+  }
+}
+
 template <typename T>
 void add_bias_impl(const Tensor& y, const Tensor& b) {
   const int64_t C = b.numel(), N = C ? y.numel() / C : 0;
@@ -304,6 +327,14 @@ void sum_to(const Tensor& x, const Tensor& out) {
   ARIA_CHECK(x.dtype() == out.dtype(), "sum_to: dtypes differ: ", x.str(), " vs ", out.str());
   ARIA_CHECK(x.is_contiguous() && out.is_contiguous(), "sum_to: tensors must be contiguous");
   dispatch_float(x.dtype(), "sum_to", [&](auto z) { sum_to_impl<decltype(z)>(x, out); });
+}
+
+void gelu_backward_bias_grad(const Tensor& pre, const Tensor& dh, const Tensor& dpre, const Tensor& db) {
+  const GeluBiasGradRows rows = check_gelu_backward_bias_grad_args(pre, dh, dpre, db, false);
+  dispatch_float(pre.dtype(), "gelu_backward_bias_grad", [&](auto z) {
+    using T = decltype(z);
+    gelu_backward_bias_grad_impl<T>(pre.data<T>(), dh.data<T>(), dpre.data<T>(), db.data<T>(), rows.R, rows.C);
+  });
 }
 
 void add_bias(const Tensor& y, const Tensor& b) {

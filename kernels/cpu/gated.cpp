@@ -1,6 +1,10 @@
-// CPU kernels of ARIA's gated MLP mix (gate_mix_forward / gate_mix_backward) and of the SPC penalty
-// gradient (spc_penalty_grad). float32 and float64; they are the reference the CUDA kernels are
-// tested against, so the row sum dpi is accumulated in double whatever the data dtype.
+// CPU kernels of ARIA's gated MLP mix (gate_mix_forward / gate_mix_backward), of its gate's head
+// (gate_head_forward / gate_head_backward) and of the SPC penalty gradient (spc_penalty_grad).
+// float32 and float64; they are the reference the CUDA kernels are tested against, so every sum (the
+// row sums dpi and the gate's logit, the column sums dw2 and db2) is accumulated in double whatever
+// the data dtype.
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "kernels/cpu/cpu_common.h"
@@ -45,6 +49,63 @@ void gate_mix_backward_impl(const T* slow, const T* fast, const T* pi, const T* 
   }
 }
 
+// z[n] = sum_c relu(h[n, c]) w2[c] + b2 and pi[n] = sigmoid(z[n]), in double; logit (the logits'
+// dtype is T on the CPU) may be null.
+template <typename T>
+void gate_head_forward_impl(const T* h, const T* w2, T b2, T* pi, T* logit, int64_t N, int64_t C) {
+#pragma omp parallel for if (N * C >= kParallelMin)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* hr = h + n * C;
+    double z = double(b2);
+    for (int64_t c = 0; c < C; ++c) z += double(std::max(hr[c], T(0))) * double(w2[c]);
+    pi[n] = T(1.0 / (1.0 + std::exp(-z)));
+    if (logit) logit[n] = T(z);
+  }
+}
+
+constexpr int64_t kColBlock = 64;  // columns of dw2 one task sums over every row
+
+// dz[n] = dpi[n] * sigmoid(z[n]) * sigmoid(-z[n]): the gradient of the gate's logit z.
+template <typename T>
+double gate_logit_grad(const T* logit, const T* dpi, int64_t n) {
+  const double z = logit[n];
+  return double(dpi[n]) / ((1.0 + std::exp(-z)) * (1.0 + std::exp(z)));
+}
+
+// Null output pointers are skipped. dw2 and db2 walk the rows in order in each column block, so the
+// sums do not depend on the thread count.
+template <typename T>
+void gate_head_backward_impl(const T* h, const T* w2, const T* logit, const T* dpi, T* dh, T* dw2, T* db2, int64_t N,
+                             int64_t C) {
+  if (dh) {
+#pragma omp parallel for if (N * C >= kParallelMin)
+    for (int64_t n = 0; n < N; ++n) {
+      const double dz = gate_logit_grad(logit, dpi, n);
+      const T* hr = h + n * C;
+      for (int64_t c = 0; c < C; ++c) dh[n * C + c] = hr[c] > T(0) ? T(dz * double(w2[c])) : T(0);
+    }
+  }
+  if (dw2) {
+    const int64_t blocks = (C + kColBlock - 1) / kColBlock;
+#pragma omp parallel for if (N * C >= kParallelMin)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = blk * kColBlock, c1 = std::min(C, c0 + kColBlock);
+      double acc[kColBlock] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const double dz = gate_logit_grad(logit, dpi, n);
+        const T* hr = h + n * C;
+        for (int64_t c = c0; c < c1; ++c) acc[c - c0] += dz * double(std::max(hr[c], T(0)));
+      }
+      for (int64_t c = c0; c < c1; ++c) dw2[c] = T(acc[c - c0]);
+    }
+  }
+  if (db2) {
+    double acc = 0;
+    for (int64_t n = 0; n < N; ++n) acc += gate_logit_grad(logit, dpi, n);
+    db2[0] = T(acc);
+  }
+}
+
 template <typename T>
 T* out_ptr(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -72,16 +133,41 @@ void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi,
   });
 }
 
-void spc_penalty_grad(const Tensor& grad, const Tensor& A, const Tensor& p, const Tensor& B, double lambda) {
-  const char* what = "spc_penalty_grad";
-  const int64_t n = check_spc_penalty_grad(grad, A, p, B, false);
-  dispatch_float(grad.dtype(), what, [&](auto tag) {
+void gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi, const Tensor& logit) {
+  const char* what = "gate_head_forward";
+  const GateRows r = check_gate_head_forward(h, w2, b2, pi, logit, false);
+  dispatch_float(h.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
-    T* g = grad.data<T>();
-    const T *a = A.data<T>(), *x = p.data<T>(), *b = B.data<T>();
+    gate_head_forward_impl<T>(h.data<T>(), w2.data<T>(), b2.data<T>()[0], pi.data<T>(), out_ptr<T>(logit), r.N, r.C);
+  });
+}
+
+void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi, const Tensor& dh,
+                        const Tensor& dw2, const Tensor& db2) {
+  const char* what = "gate_head_backward";
+  const GateRows r = check_gate_head_backward(h, w2, logit, dpi, dh, dw2, db2, false);
+  dispatch_float(h.dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
+    gate_head_backward_impl<T>(h.data<T>(), w2.data<T>(), logit.data<T>(), dpi.data<T>(), out_ptr<T>(dh),
+                               out_ptr<T>(dw2), out_ptr<T>(db2), r.N, r.C);
+  });
+}
+
+void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
+                      const std::vector<Tensor>& Bs, double lambda) {
+  const char* what = "spc_penalty_grad";
+  check_spc_penalty_grad(grads, As, ps, Bs, false);  // every tensor checked before any is written
+  if (grads.empty()) return;
+  dispatch_float(grads[0].dtype(), what, [&](auto tag) {
+    using T = decltype(tag);
     const T l = T(lambda);
+    for (size_t k = 0; k < grads.size(); ++k) {
+      T* g = grads[k].data<T>();
+      const T *a = As[k].data<T>(), *x = ps[k].data<T>(), *b = Bs[k].data<T>();
+      const int64_t n = grads[k].numel();
 #pragma omp parallel for if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) g[i] += l * (a[i] * x[i] - b[i]);
+      for (int64_t i = 0; i < n; ++i) g[i] += l * (a[i] * x[i] - b[i]);
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/adamw_clip.h"
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/kernels.h"
 
@@ -11,12 +12,13 @@ namespace aria::cpu {
 
 namespace {
 
+// `grad_scale`: the item's gradient multiplier, clipping included (it.grad_scale when not clipped).
 template <typename T>
 struct AdamWConsts {
   T lr, b1, b2, eps, wd, bc1, bc2, gs;
-  explicit AdamWConsts(const AdamWItem& it)
+  AdamWConsts(const AdamWItem& it, float grad_scale)
       : lr(T(it.lr)), b1(T(it.beta1)), b2(T(it.beta2)), eps(T(it.eps)), wd(T(it.weight_decay)),
-        bc1(T(it.bias_correction1)), bc2(T(it.bias_correction2)), gs(T(it.grad_scale)) {}
+        bc1(T(it.bias_correction1)), bc2(T(it.bias_correction2)), gs(T(grad_scale)) {}
 };
 
 // One element's step: updates m, v and returns the new parameter. Every path (plain, master) runs
@@ -47,12 +49,12 @@ void with_float_reader(const Tensor& t, Fn&& fn) {
 
 // Without a master: param, m, v (and grad, unless it is bf16 with a float32 param) of dtype T.
 template <typename T>
-void adamw_plain(const AdamWItem& it) {
+void adamw_plain(const AdamWItem& it, float grad_scale) {
   T* p = it.param.data<T>();
   T* m = it.m.data<T>();
   T* v = it.v.data<T>();
   const int64_t n = it.param.numel();
-  const AdamWConsts<T> k(it);
+  const AdamWConsts<T> k(it, grad_scale);
   if constexpr (std::is_same_v<T, float>) {
     with_float_reader(it.grad, [&](auto g) {
 #pragma omp parallel for if (n >= kParallelMin)
@@ -66,14 +68,14 @@ void adamw_plain(const AdamWItem& it) {
 }
 
 // With a float32 master: the step runs on the master; param (bf16 or float32) receives its copy.
-void adamw_master(const AdamWItem& it) {
+void adamw_master(const AdamWItem& it, float grad_scale) {
   float* master = it.master.data<float>();
   float* m = it.m.data<float>();
   float* v = it.v.data<float>();
   const bool p_bf16 = it.param.dtype() == DType::BF16;
   void* p = it.param.raw_data();
   const int64_t n = it.param.numel();
-  const AdamWConsts<float> k(it);
+  const AdamWConsts<float> k(it, grad_scale);
   with_float_reader(it.grad, [&](auto g) {
 #pragma omp parallel for if (n >= kParallelMin)
     for (int64_t i = 0; i < n; ++i) {
@@ -156,10 +158,14 @@ void square_accumulate_impl(const Tensor& acc, const Tensor& g, double alpha, Ge
 
 void adamw_update(const std::vector<AdamWItem>& items) {
   for (const AdamWItem& it : items) check_adamw_item(it);  // all checked before any is updated
+  const Tensor clip = check_adamw_clip(items, false);
+  const double norm = clip.defined() ? std::sqrt(*clip.data<double>()) : 0.0;
+  if (!std::isfinite(norm)) return;  // NaN/inf gradients: the whole step is skipped
   for (const AdamWItem& it : items) {
-    if (it.master.defined()) adamw_master(it);
-    else if (it.param.dtype() == DType::F32) adamw_plain<float>(it);
-    else adamw_plain<double>(it);
+    const float gs = clip.defined() ? clipped_grad_scale(it.grad_scale, norm, it.clip_max_norm) : it.grad_scale;
+    if (it.master.defined()) adamw_master(it, gs);
+    else if (it.param.dtype() == DType::F32) adamw_plain<float>(it, gs);
+    else adamw_plain<double>(it, gs);
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
@@ -194,6 +195,34 @@ __device__ __forceinline__ void store_pack(T* p, const Acc<T> (&in)[VW]) {
 #pragma unroll
   for (int k = 0; k < VW; ++k) store(&pk.v[k], in[k]);
   *reinterpret_cast<Pack<T, VW>*>(p) = pk;
+}
+
+// ---- multi-tensor launches -----------------------------------------------------------------------
+// One launch over a list of tensors (adamw_update, sum_squares, spc_penalty_grad): the host uploads
+// an array of per-tensor descriptors (Item, with an int64_t first_block member), the grid is the
+// concatenation of each tensor's chunks, and a block finds its tensor by binary search.
+
+// The largest i with items[i].first_block <= blk (items sorted by first_block, items[0]'s is 0).
+template <typename Item>
+__device__ __forceinline__ int find_item(const Item* items, int n_items, int64_t blk) {
+  int lo = 0, hi = n_items - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (items[mid].first_block <= blk) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// Copies a host array of items to a fresh device buffer (the caching allocator reuses it next call;
+// the copy is stream-ordered, so the host array may go once this returns).
+template <typename Item>
+Tensor upload(const std::vector<Item>& items, Device dev) {
+  const int64_t words = int64_t((items.size() * sizeof(Item) + 7) / 8);
+  Tensor buf = Tensor::empty({words}, DType::I64, dev);
+  ARIA_CUDA_CHECK(cudaMemcpyAsync(buf.raw_data(), items.data(), items.size() * sizeof(Item), cudaMemcpyHostToDevice,
+                                  stream()));
+  return buf;
 }
 
 // ---- math that stays accurate under --use_fast_math -------------------------------------------

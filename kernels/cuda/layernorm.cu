@@ -2,12 +2,16 @@
 // Acc<T> (float32, float64 for float64 data). Math in Acc<T>; bf16 stores round to nearest even.
 // Forward (also fused with the residual add): one warp per row, three sweeps over the row (mean, the
 // variance around it, the output); only the first comes from DRAM, the others hit L1.
-// Backward: one warp per row computes dx (plus an optional residual gradient) and, in the same
-// sweep, adds dy * xhat and dy into per-warp column accumulators in shared memory (each lane owns its
-// slots, so no atomics; laid out lane-major, so no bank conflicts). Blocks add their warps' accumulators in warp order into per-block partial
-// rows, and a last kernel adds those in block order into dw/db: deterministic, and dw/db are rounded
-// once when they are bf16. Rows too wide for the shared accumulators fall back to a separate column
-// reduction kernel.
+// Backward: one warp per row computes dx (plus an optional residual gradient) and the dw/db column
+// sums of dy * xhat and dy, each lane always owning the same columns. Rows of at most 32 * 4 packs
+// (C <= 1024 in bf16) with 16-byte access take the register-resident kernel: a lane holds its packs of
+// x, dy (and dres) from one read per row, its packs of w for all rows, and its column sums in
+// registers across all the rows its warp walks. Other rows take a two-sweep kernel (the row means,
+// then dx with the row re-read from L1) that adds into per-warp column accumulators in shared memory
+// (each lane owns its slots, so no atomics; laid out lane-major, so no bank conflicts). Either way
+// blocks add their warps' accumulators in warp order into per-block partial rows, and a last kernel
+// adds those in block order into dw/db: deterministic, and dw/db are rounded once when they are bf16.
+// Rows too wide for the shared accumulators fall back to a separate column reduction kernel.
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
@@ -93,6 +97,21 @@ __device__ __forceinline__ int acc_slot_of_column(int c, int VW) {
   return (it * VW + rem % VW) * 32 + rem / VW;
 }
 
+// Block blockIdx.x's partial row from its warps' accumulator arrays (`all`, 2 * P slots per warp: dw's
+// then db's): partial[b][0..C) = dw sums, partial[b][C..2C) = db sums, warps added in warp order
+// (deterministic). Every thread of the block must call it.
+template <int VW, typename A>
+__device__ __forceinline__ void write_block_partial(const A* all, int warps, int P, int C, A* __restrict__ partial) {
+  __syncthreads();
+  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x) {
+    const int arr = j < C ? 0 : 1, c = j - arr * C;
+    const int64_t off = int64_t(arr) * P + acc_slot_of_column(c, VW);
+    A s = 0;
+    for (int k = 0; k < warps; ++k) s += all[int64_t(k) * 2 * P + off];  // warp order: deterministic
+    partial[int64_t(blockIdx.x) * 2 * C + j] = s;
+  }
+}
+
 // Rows row = blockIdx.x * warps + warp, stepping by gridDim.x * warps. dx (when non-null) = dres (when
 // non-null; may alias dx) + rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w. When `partial`
 // is non-null, block b writes partial[b][0..C) = its sum of dy * xhat and partial[b][C..2C) = its sum
@@ -157,22 +176,125 @@ __global__ void layernorm_backward_kernel(const T* __restrict__ x, const T* __re
       }
     }
   }
-  if (!partial) return;
-  __syncthreads();
-  const A* all = reinterpret_cast<const A*>(smem_raw);
-  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x) {
-    const int arr = j < C ? 0 : 1, c = j - arr * C;
-    const int64_t off = int64_t(arr) * P + acc_slot_of_column(c, VW);
-    A s = 0;
-    for (int k = 0; k < warps; ++k) s += all[int64_t(k) * 2 * P + off];  // warp order: deterministic
-    partial[int64_t(blockIdx.x) * 2 * C + j] = s;
-  }
+  if (partial) write_block_partial<VW>(reinterpret_cast<const A*>(smem_raw), warps, P, C, partial);
 }
 
-constexpr int kFinX = 32, kFinY = 16;
+// Element k of a pack as Acc<T>. For bf16 the widening (a shift or a mask of the 32-bit word holding
+// two elements) is volatile asm, so the compiler redoes it at each use instead of hoisting widened
+// copies of the packs (x, dy across the warp sums, w out of the row loop): the register-resident
+// kernel below then needs 127 registers for bf16 rows of 768 (two blocks per SM) instead of 187
+// (one block per SM).
+template <typename T, int VW>
+__device__ __forceinline__ Acc<T> widen(const Pack<T, VW>& p, int k) { return load(&p.v[k]); }
+template <int VW>
+__device__ __forceinline__ float widen(const Pack<__nv_bfloat16, VW>& p, int k) {
+  uint32_t word;
+  __builtin_memcpy(&word, &p.v[k & ~1], sizeof word);  // elements k & ~1 (low half) and k | 1 (high half)
+  float f;
+  if (k & 1) asm volatile("and.b32 %0, %1, 0xffff0000;" : "=f"(f) : "r"(word));
+  else asm volatile("shl.b32 %0, %1, 16;" : "=f"(f) : "r"(word));
+  return f;
+}
+
+// Register-resident variant for rows of at most 32 * VW * IT elements, C a multiple of VW, 16-byte
+// aligned data; same arguments, results and shared-memory layout as layernorm_backward_kernel, and
+// the same summation order. Lane `lane` owns the packs starting at columns (it * 32 + lane) * VW,
+// it < IT (those at or past C are skipped): it reads its packs of x, dy (and dres) once per row, w
+// once for all rows, and keeps its column sums in registers until the warp has walked its rows.
+// Up to IT = 3 it fits 128 registers (two blocks of 8 warps per SM). IT = 4 needs about 165: held to
+// 128 it spilled and ran slower (H100, bf16 [16384, 1024] with dres: 64.5 us) than at one block per
+// SM without spills (57.3 us; the two-sweep kernel: 80.3 us).
+template <typename T, int VW, int IT>
+__global__ void __launch_bounds__(32 * kRowsPerBlock, IT < 4 ? 2 : 1)
+    layernorm_backward_regs_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                   const Acc<T>* __restrict__ mean, const Acc<T>* __restrict__ rstd,
+                                   const T* __restrict__ dy, const T* dres, T* dx, Acc<T>* __restrict__ partial,
+                                   int64_t N, int C) {
+  using A = Acc<T>;
+  using Pk = Pack<T, VW>;  // packs stay in storage form (half the registers for bf16) until used
+  extern __shared__ unsigned char smem_raw[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  auto column = [&](int it) { return (it * 32 + lane) * VW; };
+  auto at = [](const T* p, int64_t off) { return *reinterpret_cast<const Pk*>(p + off); };
+  Pk wp[IT];
+  A acc_w[IT][VW], acc_b[IT][VW];  // this lane's sums of dy * xhat and of dy, column (it, k)
+#pragma unroll
+  for (int it = 0; it < IT; ++it) {
+    if (dx && column(it) < C) wp[it] = at(w, column(it));  // w is only read for dx
+#pragma unroll
+    for (int k = 0; k < VW; ++k) acc_w[it][k] = acc_b[it][k] = A(0);
+  }
+  for (int64_t row = int64_t(blockIdx.x) * warps + warp; row < N; row += int64_t(gridDim.x) * warps) {
+    const int64_t r0 = row * C;
+    Pk xp[IT], gp[IT], rp[IT];
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      if (column(it) >= C) continue;
+      xp[it] = at(x, r0 + column(it));
+      gp[it] = at(dy, r0 + column(it));
+      if (dres) rp[it] = at(dres, r0 + column(it));  // read before dx (its alias) is written
+    }
+    const A m = mean[row], rs = rstd[row];
+    if (dx) {
+      A s1 = 0, s2 = 0;
+#pragma unroll
+      for (int it = 0; it < IT; ++it) {
+        if (column(it) >= C) continue;
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const A g = widen(gp[it], k) * widen(wp[it], k);
+          s1 += g;
+          s2 += g * (widen(xp[it], k) - m) * rs;
+        }
+      }
+      s1 = warp_sum(s1) / A(C);
+      s2 = warp_sum(s2) / A(C);
+#pragma unroll
+      for (int it = 0; it < IT; ++it) {
+        if (column(it) >= C) continue;
+        A out[VW];
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const A xhat = (widen(xp[it], k) - m) * rs;
+          const A d = rs * (widen(gp[it], k) * widen(wp[it], k) - s1 - xhat * s2);
+          out[k] = dres ? widen(rp[it], k) + d : d;
+        }
+        store_pack<T, VW>(dx + r0 + column(it), out);
+      }
+    }
+    if (partial) {
+#pragma unroll
+      for (int it = 0; it < IT; ++it) {
+        if (column(it) >= C) continue;
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const A g = widen(gp[it], k);
+          acc_w[it][k] += g * ((widen(xp[it], k) - m) * rs);
+          acc_b[it][k] += g;
+        }
+      }
+    }
+  }
+  if (!partial) return;
+  // Column (it, k) of this lane goes to slot (it * VW + k) * 32 + lane (acc_slot_of_column); columns
+  // past C hold zeros and are never read.
+  const int P = acc_slots(C, VW);
+  A* sw = reinterpret_cast<A*>(smem_raw) + int64_t(warp) * 2 * P;
+#pragma unroll
+  for (int it = 0; it < IT; ++it)
+#pragma unroll
+    for (int k = 0; k < VW; ++k) {
+      sw[(it * VW + k) * 32 + lane] = acc_w[it][k];
+      sw[P + (it * VW + k) * 32 + lane] = acc_b[it][k];
+    }
+  write_block_partial<VW>(reinterpret_cast<const A*>(smem_raw), warps, P, C, partial);
+}
+
+constexpr int kFinX = 32, kFinY = 32;
 
 // Column j of the [nparts, 2C] partials (j < C: dw[j], else db[j - C]) summed in block order by a
-// (32, 16) block: thread row y adds parts y, y + 16, ..., then the 16 sums are added in y order.
+// (32, 32) block: thread row y adds parts y, y + 32, ..., then the 32 sums are added in y order. Only
+// 2C / 32 blocks run (48 for C = 768), so each thread keeps several loads in flight (the unroll).
 // The total is added to dw/db (stored rounded once when TW is bf16).
 template <typename TW, typename A>
 __global__ void dwdb_finish_kernel(const A* __restrict__ partial, int nparts, int C, TW* __restrict__ dw,
@@ -181,6 +303,7 @@ __global__ void dwdb_finish_kernel(const A* __restrict__ partial, int nparts, in
   const int j = blockIdx.x * kFinX + threadIdx.x;
   A s = 0;
   if (j < 2 * C)
+#pragma unroll 8
     for (int k = threadIdx.y; k < nparts; k += kFinY) s += partial[int64_t(k) * 2 * C + j];
   tile[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
@@ -306,6 +429,41 @@ size_t accumulator_budget() {
   return std::min<size_t>(optin, 96 * 1024);
 }
 
+// Every backward kernel's signature (see layernorm_backward_kernel).
+template <typename T>
+using BackwardKernel = void (*)(const T*, const T*, const Acc<T>*, const Acc<T>*, const T*, const T*, T*, Acc<T>*,
+                                int64_t, int);
+
+constexpr int kMaxPacksPerLane = 4;  // register-resident rows: up to 4 packs per lane (C <= 1024 in bf16)
+
+// The register-resident kernel for rows of C elements when it applies (16-byte access, at most
+// kMaxPacksPerLane packs per lane), else the two-sweep kernel (vector or scalar access).
+template <typename T>
+BackwardKernel<T> backward_kernel_for(int64_t C, bool vec, bool& in_regs) {
+  constexpr int VW = kVec<T>;
+  in_regs = vec && C <= int64_t(32) * VW * kMaxPacksPerLane;
+  if (in_regs) {
+    switch (ceil_div(C, 32 * VW)) {
+      case 1: return layernorm_backward_regs_kernel<T, VW, 1>;
+      case 2: return layernorm_backward_regs_kernel<T, VW, 2>;
+      case 3: return layernorm_backward_regs_kernel<T, VW, 3>;
+      default: return layernorm_backward_regs_kernel<T, VW, 4>;
+    }
+  }
+  return vec ? layernorm_backward_kernel<T, VW> : layernorm_backward_kernel<T, 1>;
+}
+
+// Blocks for the register-resident kernel: at most one resident wave (more would only add partial rows
+// to finish), and within that as few blocks as give every warp the same largest number of rows.
+template <typename T>
+int64_t regs_grid(BackwardKernel<T> kernel, int warps, size_t smem, int64_t N) {
+  int per_sm = 0;
+  ARIA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * warps, smem));
+  const int64_t wave = int64_t(std::max(per_sm, 1)) * num_sms();
+  const int64_t rows_per_warp = ceil_div(N, wave * warps);
+  return std::max<int64_t>(1, ceil_div(N, rows_per_warp * warps));
+}
+
 template <typename T>
 void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
                      const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, int64_t N, int64_t C) {
@@ -313,6 +471,8 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
   const bool want_dwdb = dw.defined() || db.defined();
   const bool vec = C % kVec<T> == 0 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dres) &&
                    aligned16(dx);
+  bool in_regs = false;
+  const BackwardKernel<T> kernel = backward_kernel_for<T>(C, vec, in_regs);
   // Warps per block: as many (up to 8) as the accumulator budget allows; 0 = rows too wide.
   const size_t per_warp = size_t(2) * size_t(acc_slots(int(C), vec ? kVec<T> : 1)) * sizeof(A);
   int warps = kRowsPerBlock;
@@ -320,8 +480,11 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
   const bool fused = want_dwdb && warps >= 1;
   if (!fused) warps = kRowsPerBlock;
   const size_t smem = fused ? per_warp * size_t(warps) : 0;
-  // Enough blocks for two per SM, no more than there are rows for.
-  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(ceil_div(N, warps), int64_t(num_sms()) * 2));
+  if (smem > 48 * 1024)
+    ARIA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  // Two-sweep kernel: enough blocks for two per SM, no more than there are rows for.
+  const int64_t grid = in_regs ? regs_grid<T>(kernel, warps, smem, N)
+                               : std::max<int64_t>(1, std::min<int64_t>(ceil_div(N, warps), int64_t(num_sms()) * 2));
   Tensor partial;
   int64_t nparts = 0, chunk_len = 0;
   if (want_dwdb) {
@@ -334,15 +497,9 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
     partial = Tensor::empty({nparts, 2 * C}, stat_dtype_of(x.dtype()), x.device());
   }
   if (dx.defined() || fused) {
-    auto go = [&](auto kernel) {
-      if (smem > 48 * 1024)
-        ARIA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-      kernel<<<unsigned(grid), 32 * warps, smem, stream()>>>(ptr<T>(x), ptr<T>(w), ptr<A>(mean), ptr<A>(rstd),
-                                                             ptr<T>(dy), ptr<T>(dres), mptr<T>(dx),
-                                                             fused ? mptr<A>(partial) : nullptr, N, int(C));
-    };
-    if (vec) go(layernorm_backward_kernel<T, kVec<T>>);
-    else go(layernorm_backward_kernel<T, 1>);
+    kernel<<<unsigned(grid), 32 * warps, smem, stream()>>>(ptr<T>(x), ptr<T>(w), ptr<A>(mean), ptr<A>(rstd),
+                                                           ptr<T>(dy), ptr<T>(dres), mptr<T>(dx),
+                                                           fused ? mptr<A>(partial) : nullptr, N, int(C));
     ARIA_CUDA_LAUNCH_CHECK();
   }
   if (!want_dwdb) return;

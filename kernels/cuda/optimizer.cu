@@ -6,10 +6,14 @@
 // tensors' first block indices. An item with a float32 master updates the master with the fp32 math
 // and stores param = bf16(master); without one it updates a float32 param in place. Both run the
 // same per-element function, so a master step equals the float32 step of the same values bit for bit.
+// With a clipping source (AdamWItem::clip_sumsq) thread 0 of each block reads the float64 sum of
+// squares once, with its item, and the block clips with it or, when it is not finite, returns at once:
+// the step is skipped everywhere, and the host never waits for the norm.
 // sum_squares: per-block partial sums in double, then one block adds them in block order (no
 // atomics: deterministic), and adds the total to out.
 #include <vector>
 
+#include "kernels/adamw_clip.h"
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
@@ -29,19 +33,9 @@ struct AdamWDev {
   int64_t n;
   int64_t first_block;
   float lr, b1, b2, eps, wd, bc1, bc2, gscale;
+  float clip_max;  // AdamWItem::clip_max_norm (used only with a clipping source)
   int p_bf16, g_bf16;
 };
-
-template <typename Item>
-__device__ __forceinline__ int find_item(const Item* items, int n_items, int64_t blk) {
-  int lo = 0, hi = n_items - 1;  // largest i with items[i].first_block <= blk
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (items[mid].first_block <= blk) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
 
 // One element's AdamW step on fp32 values: updates m, v and returns the new parameter.
 __device__ __forceinline__ float adamw_step(const AdamWDev& it, float p, float g, float& m, float& v, float inv_bc1,
@@ -85,10 +79,21 @@ __device__ __forceinline__ void adamw_range(const AdamWDev& it, int64_t start, i
   }
 }
 
-__global__ void adamw_kernel(const AdamWDev* __restrict__ items, int n_items) {
+// clip_sumsq: null, or the float64 sum of squares of every gradient (read here, once per block).
+__global__ void adamw_kernel(const AdamWDev* __restrict__ items, int n_items, const double* __restrict__ clip_sumsq) {
   __shared__ AdamWDev it;
-  if (threadIdx.x == 0) it = items[find_item(items, n_items, blockIdx.x)];
+  __shared__ bool skip;
+  if (threadIdx.x == 0) {
+    it = items[find_item(items, n_items, blockIdx.x)];
+    skip = false;
+    if (clip_sumsq) {
+      const double norm = sqrt(*clip_sumsq);
+      skip = !isfinite(norm);
+      if (!skip) it.gscale = clipped_grad_scale(it.gscale, norm, it.clip_max);
+    }
+  }
   __syncthreads();
+  if (skip) return;  // non-finite gradient norm: nothing of this call is updated
   const int64_t start = (int64_t(blockIdx.x) - it.first_block) * kChunk;
   const int64_t end = min(it.n, start + kChunk);
   // The storage combination is uniform over the block (one item per block): no divergence.
@@ -165,16 +170,6 @@ __global__ void square_accumulate_kernel(TA* __restrict__ acc, const TG* __restr
   }
 }
 
-// Copies a host array of items to a fresh device buffer (the caching allocator reuses it next call).
-template <typename Item>
-Tensor upload(const std::vector<Item>& items, Device dev) {
-  const int64_t words = int64_t((items.size() * sizeof(Item) + 7) / 8);
-  Tensor buf = Tensor::empty({words}, DType::I64, dev);
-  ARIA_CUDA_CHECK(cudaMemcpyAsync(buf.raw_data(), items.data(), items.size() * sizeof(Item), cudaMemcpyHostToDevice,
-                                  stream()));
-  return buf;
-}
-
 // t: defined, contiguous, on `dev`, param's element count, and one of the allowed dtypes.
 void check_adamw_tensor(const Tensor& t, const Tensor& p, Device dev, std::initializer_list<DType> dtypes,
                         const char* what) {
@@ -227,16 +222,19 @@ void adamw_update(const std::vector<AdamWItem>& items) {
     d.bc1 = it.bias_correction1;
     d.bc2 = it.bias_correction2;
     d.gscale = it.grad_scale;
+    d.clip_max = it.clip_max_norm;
     d.p_bf16 = it.param.dtype() == DType::BF16;
     d.g_bf16 = it.grad.dtype() == DType::BF16;
     dev.push_back(d);
     blocks += ceil_div(n, kChunk);
   }
+  const Tensor clip = check_adamw_clip(items, true);
   if (dev.empty()) return;
   ARIA_CHECK(blocks <= INT32_MAX, "adamw_update: too many parameters");
   Tensor buf = upload(dev, device);
   adamw_kernel<<<unsigned(blocks), kBlock, 0, stream()>>>(static_cast<const AdamWDev*>(buf.raw_data()),
-                                                          int(dev.size()));
+                                                          int(dev.size()),
+                                                          clip.defined() ? clip.data<double>() : nullptr);
   ARIA_CUDA_LAUNCH_CHECK();
 }
 

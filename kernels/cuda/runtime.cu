@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cuda_profiler_api.h>
+
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/kernels.h"
@@ -29,6 +31,11 @@ void synchronize() {
   ARIA_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void profiler_range(bool start) {
+  if (device_count() == 0) return;
+  ARIA_CUDA_CHECK(start ? cudaProfilerStart() : cudaProfilerStop());
+}
+
 cudaStream_t stream() {
   static cudaStream_t s = [] {
     ARIA_CHECK(device_count() > 0, "CUDA backend used but no CUDA GPU is visible");
@@ -52,6 +59,10 @@ const cudaDeviceProp& device_props() {
 
 int num_sms() { return device_props().multiProcessorCount; }
 
+namespace {
+std::atomic<uint64_t> g_blocking_copies{0};
+}  // namespace
+
 void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n) {
   if (n == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
@@ -60,9 +71,12 @@ void memcpy_between(void* dst, Device dst_device, const void* src, Device src_de
   }
   // Unified addressing: the driver knows where each pointer lives. Pageable host memory is fine;
   // the stream sync makes the copy synchronous, as the interface promises.
+  if (dst_device.is_cpu() || src_device.is_cpu()) g_blocking_copies.fetch_add(1, std::memory_order_relaxed);
   ARIA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream()));
   ARIA_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
+
+uint64_t blocking_copies() { return g_blocking_copies.load(std::memory_order_relaxed); }
 
 // ---- cuBLAS / cuBLASLt -----------------------------------------------------------------------
 // Handles and workspace are created on first use and deliberately never destroyed: destroying them

@@ -22,8 +22,10 @@ struct Config {
 };
 
 struct StepResult {
-  double step_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;
+  double step_ms = 0, host_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;
   int64_t params = 0;
+  // host_ms: median time for the host to issue one step (step() returning, before the final sync):
+  // close to step_ms means the GPU waits on the host (syncs, launch overhead).
   double phase_ms[3] = {0, 0, 0};  // one synchronised step: forward (+ loss), backward, grad norm + AdamW
 };
 StepResult bench_step(const Config& cfg);

@@ -114,8 +114,11 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
   nlohmann::json rows = nlohmann::json::array();
   std::printf("aria step phases (synchronised after each): forward %.1f ms, backward %.1f ms, grad norm + AdamW %.1f ms\n",
               r.phase_ms[0], r.phase_ms[1], r.phase_ms[2]);
+  std::printf("aria host: %.1f ms to issue a step of %.1f ms (%s)\n", r.host_ms, r.step_ms,
+              r.host_ms > 0.8 * r.step_ms ? "the GPU waits on the host: syncs or launch overhead"
+                                          : "the host queues work ahead of the GPU: no launch gaps from it");
   rows.push_back({{"system", cfg.recompute ? "aria (recompute)" : "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
-                  {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
+                  {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"host_ms", r.host_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
                   {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
   if (compare_torch) {
     const std::string modes =

@@ -1,0 +1,93 @@
+// The training step on the GPU never waits for it: index checks answer from the host's summary of
+// uploaded ids and targets, position ids are uploaded once, and the classifier's gradient is scaled
+// on the device — so the host can queue a whole step ahead of the GPU. Also: the summary shortcut
+// gives the same answers (counts, errors) as reading the values back.
+#include <doctest/doctest.h>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "model/gated_mlp.h"
+#include "model/gpt2.h"
+#include "tests/support/test_util.h"
+
+using namespace aria;
+using testing::gpu_or_skip;
+
+namespace {
+
+Gpt2Config hd64_config() {
+  Gpt2Config cfg = gpt2_preset("tiny");
+  cfg.n_embd = 128;
+  cfg.n_head = 2;  // head dim 64: the tensor-core attention
+  cfg.n_layer = 2;
+  cfg.vocab_size = 300;
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("a bf16 GPT-2 forward + backward makes no blocking copy (plain and gated)") {
+  if (!gpu_or_skip("host syncs of a training step")) return;
+  const Device gpu = Device::cuda(0);
+  const int B = 2, T = 64;
+  Rng rng(4);
+  std::vector<int32_t> ids(size_t(B * T)), tg(ids.size());
+  for (auto& v : ids) v = int32_t(rng.below(300));
+  for (size_t i = 0; i < tg.size(); ++i) tg[i] = i % 7 == 3 ? -100 : int32_t(rng.below(300));  // some ignored
+  const Tensor x = Tensor::from_ints(ids, {B, T}, gpu), y = Tensor::from_ints(tg, {B, T}, gpu);
+  for (bool gated : {false, true}) {
+    CAPTURE(gated);
+    Gpt2Model m = gpt2_random(hd64_config(), 3, gpu);
+    if (gated) inject_gated_mlp(m, 2);
+    m = m.to(DType::BF16);
+    m.set_requires_grad(true);
+    gpt2_lm_loss(m, x, y).backward();  // first step: plans, caches, position ids
+    const uint64_t before = cuda::blocking_copies();
+    Tensor loss = gpt2_lm_loss(m, x, y);
+    loss.backward();
+    CHECK(cuda::blocking_copies() == before);
+    // and the result is the one the CPU computes from the same values (float32 there)
+    Gpt2Model cpu = m.to(DType::F32).to(Device::cpu());
+    const double ref = gpt2_lm_loss(cpu, x.to(Device::cpu()), y.to(Device::cpu())).item();
+    CHECK(loss.item() == doctest::Approx(ref).epsilon(0.02));
+  }
+}
+
+TEST_CASE("index checks from the upload summary agree with reading the values") {
+  if (!gpu_or_skip("upload summaries")) return;
+  const Device gpu = Device::cuda(0);
+  const Tensor w = testing::randn({6, 4}, 1).to(gpu);
+  const Tensor logits = testing::randn({2, 3, 6}, 2).to(gpu);
+  const std::vector<int32_t> tg = {1, -100, 5, 0, -100, 2};
+  const Tensor y = Tensor::from_ints(tg, {2, 3}, gpu);
+  REQUIRE(y.int_summary() != nullptr);
+  CHECK(y.int_summary()->negatives == 2);
+  auto cpu_loss = [&](const Tensor& t) { return ops::cross_entropy(logits.to(Device::cpu()), t.to(Device::cpu())).item(); };
+  SUBCASE("the whole tensor: count from the summary") {
+    const uint64_t before = cuda::blocking_copies();
+    Tensor l = ops::cross_entropy(logits, y);
+    CHECK(cuda::blocking_copies() == before);
+    CHECK(l.item() == doctest::Approx(cpu_loss(y)).epsilon(1e-5));
+  }
+  SUBCASE("a view of part of it: counted on the host, same answer") {
+    const Tensor part = y.slice(0, 1, 2);
+    CHECK(ops::cross_entropy(logits.slice(0, 1, 2), part).item() ==
+          doctest::Approx(ops::cross_entropy(logits.to(Device::cpu()).slice(0, 1, 2), part.to(Device::cpu())).item())
+              .epsilon(1e-5));
+  }
+  SUBCASE("bad values are still named with their position") {
+    CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_ints({1, -100, 6, 0, 0, 0}, {2, 3}, gpu)),
+                         doctest::Contains("target 6 at position 2"), Error);
+    CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_ints({1, -7, 2, 0, 0, 0}, {2, 3}, gpu)),
+                         doctest::Contains("target -7 at position 1"), Error);
+    CHECK_THROWS_WITH_AS(ops::embedding(w, Tensor::from_ints({0, 6}, {2}, gpu)),
+                         doctest::Contains("id 6 at position 1"), Error);
+  }
+  SUBCASE("an in-place write forgets the summary") {
+    Tensor ids = Tensor::from_ints({0, 1, 2}, {3}, gpu);
+    REQUIRE(ids.int_summary() != nullptr);
+    ids.slice(0, 1, 2).copy_from(Tensor::from_ints({9}, {1}));
+    CHECK(ids.int_summary() == nullptr);
+    CHECK_THROWS_WITH_AS(ops::embedding(w, ids), doctest::Contains("id 9 at position 1"), Error);
+  }
+}
