@@ -34,6 +34,21 @@ void mm_into(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb
                 c.reshape({1, c.size(0), c.size(1)}), ta, tb, alpha, accumulate ? 1.0 : 0.0);
 }
 
+std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x2, const Tensor& g2, bool want_w, bool want_b) {
+  Tensor dw, db;
+  if (!want_w && !want_b) return {dw, db};  // g2 may be undefined then (the gate's, with no gradient wanted)
+  const int64_t out = g2.size(1);
+  if (want_w) {  // x2 may be undefined otherwise (gelu_mlp's h when only db2 is wanted)
+    dw = Tensor::empty({x2.size(1), out}, g2.dtype(), g2.device());
+    mm_into(x2, g2, dw, true, false, false);
+  }
+  if (want_b) {
+    db = Tensor::empty({out}, g2.dtype(), g2.device());
+    ARIA_DISPATCH(g2.device(), sum_to, g2, db.reshape({1, out}));
+  }
+  return {dw, db};
+}
+
 void check_gelu_mlp(const Tensor& x, const GeluMlpWeights& w, const char* what) {
   check_float(x, what, "x");
   for (const Tensor* t : {&w.w1, &w.b1, &w.w2, &w.b2}) {
@@ -72,7 +87,7 @@ GeluMlpRows gelu_mlp_rows_forward(const Tensor& x2, const GeluMlpWeights& w, con
 }
 
 GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, const Tensor& dx, bool accumulate) {
-  const int64_t N = s.N, C = s.C, H = s.H, C2 = s.C2;
+  const int64_t N = s.N, H = s.H;
   const Device dev = s.pre.device();
   const DType dt = s.pre.dtype();
   Tensor h = s.h;
@@ -81,19 +96,10 @@ GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, co
     ARIA_DISPATCH(dev, unary, int(UnaryOp::Gelu), s.pre, h, 1.0, 0.0);
   }
   GeluMlpWeights d;
-  // Bias gradients are our column sums, not cuBLASLt's BGRAD epilogue: on the H100 its reduction is
-  // a kernel of its own, slower than ours (docs/perf.md), and db1 comes out of the dGELU pass itself.
-  if (s.gw2) {
-    d.w2 = Tensor::empty({H, C2}, dt, dev);
-    mm_into(h, g2, d.w2, true, false, false);
-  }
-  if (s.gb2) {
-    d.b2 = Tensor::empty({C2}, dt, dev);
-    ARIA_DISPATCH(dev, sum_to, g2, d.b2.reshape({1, C2}));
-  }
+  std::tie(d.w2, d.b2) = linear_param_grads(h, g2, s.gw2, s.gb2);
   if (!dx.defined() && !s.gw1 && !s.gb1) return d;
-  // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass that also sums db1: on
-  // the H100 cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
+  // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass that also sums db1 (so
+  // dpre is not read again for it): on the H100 cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
   // [16384, 768] x [768, 3072], docs/perf.md).
   Tensor dpre = Tensor::empty({N, H}, dt, dev);
   mm_into(g2, s.w2, dpre, false, true, false);
@@ -103,10 +109,8 @@ GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, co
   } else {
     ARIA_DISPATCH(dev, unary_backward, int(UnaryOp::Gelu), s.pre, Tensor(), dpre, dpre, 0.0);
   }
-  if (s.gw1) {
-    d.w1 = Tensor::empty({C, H}, dt, dev);
-    mm_into(s.x2, dpre, d.w1, true, false, false);
-  }
+  // db1 came out of the dGELU pass above: only dW1 here.
+  d.w1 = linear_param_grads(s.x2, dpre, s.gw1, false).first;
   if (dx.defined()) mm_into(dpre, s.w1, dx, false, true, accumulate);
   return d;
 }

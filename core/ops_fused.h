@@ -1,7 +1,10 @@
 // Internal to the op layer: the pieces of the fused GPT-2 MLP (core/ops_fused.cpp) that ARIA's gated
 // MLP (core/ops_gated.cpp) runs twice inside its own op, so that the MLP's forward and backward
-// exist once.
+// exist once; and the GEMM helpers and linear-layer gradients the op files share.
 #pragma once
+#include <tuple>
+#include <utility>
+
 #include "core/ops.h"
 #include "kernels/kernels.h"
 
@@ -15,6 +18,12 @@ void gemm_ep(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb
 // extra pass); 2-D operands, c an existing contiguous [M, N] tensor.
 void mm_into(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, bool accumulate,
              double alpha = 1.0);
+
+// A linear layer's parameter gradients from its input rows x2 [N, in] and output gradient g2
+// [N, out]: {dW = x2^T g2 [in, out] when want_w, db = column sums of g2 [out] when want_b}, each
+// undefined when not wanted (x2, g2 may be undefined when nothing needs them). The bias gradient is our column sum, not cuBLASLt's BGRAD epilogue: on
+// the H100 that epilogue's reduction is a kernel of its own, and slower (docs/perf.md).
+std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x2, const Tensor& g2, bool want_w, bool want_b);
 
 // gelu_mlp's input checks (x [..., C] chaining into w1 [C, H], b1 [H], w2 [H, C2], b2 [C2]), with
 // `what` in the errors.

@@ -165,13 +165,7 @@ std::pair<Tensor, Tensor> gated_mlp(const Tensor& x, const GatedMlpWeights& weig
           if (g_gb2) dgate[3] = Tensor::empty({1}, dt, dev);
           ARIA_DISPATCH(dev, gate_head_backward, hg, gw2_flat, logit, dpi, dhg,
                         g_gw2 ? dgate[2].reshape({G}) : Tensor(), dgate[3]);
-          if (g_gb1) dgate[1] = Tensor::empty({G}, dt, dev);
-          if (g_gw1) {  // dW1 = x^T dh, with db1 = column sums of dh from the same GEMM
-            dgate[0] = Tensor::empty({C, G}, dt, dev);
-            gemm_ep(x2, dhg, dgate[0], true, false, g_gb1 ? GemmEpilogue::BGrad : GemmEpilogue::None, dgate[1]);
-          } else if (g_gb1) {
-            ARIA_DISPATCH(dev, sum_to, dhg, dgate[1].reshape({1, G}));
-          }
+          std::tie(dgate[0], dgate[1]) = linear_param_grads(x2, dhg, g_gw1, g_gb1);
           if (gx) {
             mm_into(dhg, gw1s, dx, false, true, false);
             dx_written = true;

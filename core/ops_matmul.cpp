@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/ops_check.h"
+#include "core/ops_fused.h"
 #include "kernels/kernels.h"
 
 namespace aria::ops {
@@ -134,13 +135,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     const Tensor g3 = g[0].contiguous().reshape({1, N, out_f});
     Tensor dx, dw, db;
     if (gx) dx = mm(g3, w3, false, true, {1, N, in}).reshape(xs);
-    if (gw) dw = mm(x2.reshape({1, N, in}), g3, true, false, {1, in, out_f}).reshape({in, out_f});
-    if (gbias) {
-      // Our column sum: on the H100 32.6 us vs the BGRAD epilogue's 37.6 at [16384, 2304] (its
-      // reduction is a kernel of its own too, docs/perf.md).
-      db = Tensor::empty({out_f}, g3.dtype(), g3.device());
-      ARIA_DISPATCH(dev, sum_to, rows(g3, N, out_f), db.reshape({1, out_f}));
-    }
+    std::tie(dw, db) = linear_param_grads(x2, rows(g3, N, out_f), gw, gbias);
     return std::vector<Tensor>{dx, dw, db};
   });
   if (OpObserver* o = op_observer()) return o->on_linear(xc, wc, bc, y);

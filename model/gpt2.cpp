@@ -124,14 +124,17 @@ static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head) 
 // an upload per forward would wait for the GPU's queue to drain every step. Deliberately leaked,
 // like the cuBLAS plans: freeing device memory from a static destructor can outlive the runtime.
 static Tensor position_ids(int64_t T, Device device) {
-  std::vector<int32_t> pos(static_cast<size_t>(T));
-  std::iota(pos.begin(), pos.end(), 0);
-  if (device.is_cpu()) return Tensor::from_ints(pos, {T}, device);
+  auto upload = [&] {
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    std::iota(pos.begin(), pos.end(), 0);
+    return Tensor::from_ints(pos, {T}, device);
+  };
+  if (device.is_cpu()) return upload();
   static std::mutex mu;
   static auto* cache = new std::map<std::pair<std::string, int64_t>, Tensor>();
   std::lock_guard<std::mutex> lock(mu);
   auto [it, fresh] = cache->try_emplace({device.str(), T});
-  if (fresh) it->second = Tensor::from_ints(pos, {T}, device);
+  if (fresh) it->second = upload();
   return it->second;
 }
 

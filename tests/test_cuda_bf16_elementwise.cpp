@@ -28,6 +28,7 @@ using testing::bit_equal;
 using testing::expand;
 using testing::expect_close;
 using testing::gpu_or_skip;
+using testing::misaligned_gpu;
 using testing::poisoned;
 using testing::randn;
 using testing::relative_l2;
@@ -77,14 +78,6 @@ void expect_bf16_close(const Tensor& got, const Tensor& want, double atol, const
   CHECK(e <= 1e-2);
 }
 
-// A flat bf16 GPU tensor of n elements whose data pointer is 2 bytes past a 16-byte boundary.
-Tensor misaligned_gpu(const Tensor& bf_cpu) {
-  const int64_t n = bf_cpu.numel();
-  Tensor base = Tensor::empty({n + 1}, DType::BF16, kGpu);
-  Tensor v = base.slice(0, 1, n + 1);
-  v.copy_from(bf_cpu.reshape({n}));
-  return v.reshape(bf_cpu.shape());
-}
 
 const std::vector<Shape> kSizes = {{1}, {7}, {1000}, {129, 771}};
 
@@ -324,23 +317,12 @@ TEST_CASE("bf16 CUDA sum_to column sums ([R, C] -> [1, C], contiguous) match the
     expect_bf16_close(g1, c, 1e-6 * double(R) + 1e-6, "sum_to " + what + " -> " + shape_str(to));
     CHECK(bit_equal(g1, g2));  // no atomics, a fixed order
   };
-  struct Case {
-    Shape from, to;
-    const char* why;
-  };
-  const std::vector<Case> cases = {
-      {{70000, 3}, {1, 3}, "many rows, three columns (no packs): many row chunks"},
-      {{1, 1000}, {1, 1000}, "R = 1: a copy"},
-      {{1000, 1}, {1, 1}, "C = 1: the generic reduction"},
-      {{129, 771}, {1, 771}, "C no multiple of a pack: one column per thread"},
-      {{333, 1024}, {1, 1024}, "packs, R no multiple of a row batch"},
-      {{4, 37, 64}, {1, 1, 64}, "two reduced dimensions merged into rows"},
-      {{16, 1024, 768}, {1, 1024, 768}, "the position-embedding gradient: wide and short, one chunk"},
-      {{16384, 96}, {1, 96}, "narrow and long: partial sums"},
-      {{16384, 3072}, {1, 3072}, "the MLP bias gradient of GPT-2 at B*T = 16384"},
-  };
+  // the shared shapes, and GPT-2's own at B*T = 16384
+  std::vector<testing::ColumnSumCase> cases = testing::column_sum_cases();
+  cases.push_back({{16, 1024, 768}, {1, 1024, 768}, "the position-embedding gradient: wide and short, one chunk"});
+  cases.push_back({{16384, 3072}, {1, 3072}, "the MLP bias gradient of GPT-2 at B*T = 16384"});
   uint64_t seed = 320;
-  for (const Case& k : cases) {
+  for (const testing::ColumnSumCase& k : cases) {
     const In x = rand_in(k.from, ++seed);
     check(x, x.gpu(), k.to, [&] { return poisoned(k.to, DType::BF16); }, shape_str(k.from) + " (" + k.why + ")");
   }
@@ -428,14 +410,6 @@ void check_gelu_bias_grad(DType t, const Tensor& pre_cpu, const Tensor& dh_cpu, 
   CHECK(bit_equal(gdpre, gu));
 }
 
-// A flat GPU copy of the CPU tensor x (dtype t) whose data pointer is one element past a 16-byte boundary.
-Tensor misaligned_copy(const Tensor& x, DType t) {
-  const int64_t n = x.numel();
-  Tensor base = Tensor::empty({n + 1}, t, kGpu);
-  Tensor v = base.slice(0, 1, n + 1);
-  v.copy_from(x.to(t).reshape({n}));
-  return v.reshape(x.shape());
-}
 
 }  // namespace
 
@@ -484,12 +458,12 @@ TEST_CASE("CUDA gelu_backward_bias_grad on views that are not 16-byte aligned (o
     const Tensor gpre = pre.to(t).to(kGpu), gdh = dh.to(t).to(kGpu);
     const Tensor nan_rc = Tensor::full({R, C}, NAN, DType::F64), nan_c = Tensor::full({C}, NAN, DType::F64);
     const std::string name = std::string(dtype_name(t)) + " " + shape_str({R, C}) + " misaligned ";
-    check_gelu_bias_grad(t, pre, dh, misaligned_copy(pre, t), gdh, poisoned({R, C}, t), poisoned({C}, t),
+    check_gelu_bias_grad(t, pre, dh, misaligned_gpu(pre, t), gdh, poisoned({R, C}, t), poisoned({C}, t),
                          name + "pre");
-    check_gelu_bias_grad(t, pre, dh, gpre, misaligned_copy(dh, t), poisoned({R, C}, t), poisoned({C}, t),
+    check_gelu_bias_grad(t, pre, dh, gpre, misaligned_gpu(dh, t), poisoned({R, C}, t), poisoned({C}, t),
                          name + "dh");
-    check_gelu_bias_grad(t, pre, dh, gpre, gdh, misaligned_copy(nan_rc, t), poisoned({C}, t), name + "dpre");
-    check_gelu_bias_grad(t, pre, dh, gpre, gdh, poisoned({R, C}, t), misaligned_copy(nan_c, t), name + "db");
+    check_gelu_bias_grad(t, pre, dh, gpre, gdh, misaligned_gpu(nan_rc, t), poisoned({C}, t), name + "dpre");
+    check_gelu_bias_grad(t, pre, dh, gpre, gdh, poisoned({R, C}, t), misaligned_gpu(nan_c, t), name + "db");
   }
   {  // no rows: db is zero; the argument checks are the CPU's
     Tensor none = Tensor::empty({0, 8}, DType::BF16, kGpu), b = poisoned({8}, DType::BF16);

@@ -17,6 +17,7 @@ using testing::bit_equal;
 using testing::expand;
 using testing::expect_close;
 using testing::gpu_or_skip;
+using testing::misaligned_gpu;
 using testing::randn;
 using testing::random_ids;
 
@@ -119,36 +120,8 @@ TEST_CASE("CUDA sum_to and add_bias match the CPU, sum_to is deterministic") {
   expect_close(gy, y, 1e-7, "add_bias");
 }
 
-namespace {
-
-// A contiguous [numel] GPU view of t's values whose data pointer is one element past the start of
-// its buffer (not 16-byte aligned for float32 / float64), reshaped to t's shape.
-Tensor misaligned_gpu(const Tensor& t) {
-  const int64_t n = t.numel();
-  Tensor v = Tensor::empty({n + 1}, t.dtype(), kGpu).slice(0, 1, n + 1);
-  v.copy_from(t.reshape({n}));
-  return v.reshape(t.shape());
-}
-
-}  // namespace
-
 TEST_CASE("CUDA sum_to column sums ([R, C] -> [1, C], contiguous) match the CPU in float32 and float64") {
   if (!gpu_or_skip("CUDA sum_to column sums")) return;
-  struct Case {
-    Shape from, to;
-    const char* why;
-  };
-  const std::vector<Case> cases = {
-      {{70000, 3}, {1, 3}, "many rows, three columns (no packs): many row chunks"},
-      {{1, 1000}, {1, 1000}, "R = 1: a copy"},
-      {{1000, 1}, {1, 1}, "C = 1: the generic reduction"},
-      {{129, 771}, {1, 771}, "C no multiple of a pack: one column per thread"},
-      {{333, 1024}, {1, 1024}, "packs; R no multiple of a row batch"},
-      {{4, 37, 64}, {1, 1, 64}, "two reduced dimensions merged into rows"},
-      {{16, 64, 768}, {1, 64, 768}, "wide and short (a position-embedding gradient): one chunk"},
-      {{16384, 96}, {1, 96}, "narrow and long: partial sums"},
-      {{5000, 3072}, {1, 3072}, "an MLP bias gradient"},
-  };
   for (DType t : {DType::F32, DType::F64}) {
     // float32 sums of up to 7e4 terms against the CPU's double accumulation; float64 stays float64
     const double tol = t == DType::F64 ? 1e-13 : 2e-6;
@@ -162,7 +135,7 @@ TEST_CASE("CUDA sum_to column sums ([R, C] -> [1, C], contiguous) match the CPU 
       expect_close(g1, c, tol, what);
       CHECK(bit_equal(g1, g2));  // deterministic: no atomics, a fixed order
     };
-    for (const Case& k : cases) {
+    for (const testing::ColumnSumCase& k : testing::column_sum_cases()) {
       const Tensor x = randn(k.from, ++seed, 1.0, t);
       check(x, gpu(x), k.to, [&] { return out_shape(k.to, kGpu, t); }, shape_str(k.from) + ": " + k.why);
     }

@@ -40,6 +40,7 @@
 #endif
 
 using namespace aria;
+using testing::misaligned_gpu;
 using testing::relative_l2;
 
 namespace {
@@ -374,14 +375,6 @@ Tensor nan_gpu(const Shape& s, DType dt) {
   return y;
 }
 
-// A GPU copy of t whose data pointer is one element past a 16-byte boundary (the scalar paths).
-Tensor misaligned_gpu(const Tensor& t) {
-  const int64_t n = t.numel();
-  Tensor base = Tensor::empty({n + 1}, t.dtype(), kGpu);
-  Tensor v = base.slice(0, 1, n + 1);
-  v.copy_from(t.reshape({n}));
-  return v.reshape(t.shape());
-}
 
 // Each element: |got - want| <= rel |want| + atol_i (NaN fails). One CHECK for the whole tensor.
 void expect_elementwise(const Tensor& got, const Tensor& want, double rel, const std::vector<double>& atol,

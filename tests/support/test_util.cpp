@@ -124,6 +124,30 @@ Tensor poisoned(const Shape& shape, DType dtype, Device device) {
   return y;
 }
 
+Tensor misaligned_gpu(const Tensor& t) { return misaligned_gpu(t, t.dtype()); }
+
+Tensor misaligned_gpu(const Tensor& t, DType dtype) {
+  const int64_t n = t.numel();
+  Tensor v = Tensor::empty({n + 1}, dtype, Device::cuda(0)).slice(0, 1, n + 1);
+  v.copy_from(t.reshape({n}));
+  return v.reshape(t.shape());
+}
+
+const std::vector<ColumnSumCase>& column_sum_cases() {
+  static const std::vector<ColumnSumCase> cases = {
+      {{70000, 3}, {1, 3}, "many rows, three columns (no packs): many row chunks"},
+      {{1, 1000}, {1, 1000}, "R = 1: a copy"},
+      {{1000, 1}, {1, 1}, "C = 1: the generic reduction"},
+      {{129, 771}, {1, 771}, "C no multiple of a pack: one column per thread"},
+      {{333, 1024}, {1, 1024}, "packs, R no multiple of a row batch"},
+      {{4, 37, 64}, {1, 1, 64}, "two reduced dimensions merged into rows"},
+      {{16, 64, 768}, {1, 64, 768}, "wide and short (a position-embedding gradient): one chunk"},
+      {{16384, 96}, {1, 96}, "narrow and long: partial sums"},
+      {{5000, 3072}, {1, 3072}, "an MLP bias gradient"},
+  };
+  return cases;
+}
+
 Tensor expand(const Tensor& t, const Shape& shape) {
   REQUIRE(t.shape().size() == shape.size());
   Shape st = t.strides();

@@ -65,6 +65,19 @@ Tensor round_bf16(const Tensor& t);
 // element a kernel forgot to write fails every comparison.
 Tensor poisoned(const Shape& shape, DType dtype, Device device = Device::cuda(0));
 
+// A GPU copy of t's values (converted to `dtype`, by default t's) whose data pointer is one element
+// past a 16-byte boundary: inputs and outputs that must take a kernel's scalar (unaligned) path.
+Tensor misaligned_gpu(const Tensor& t);
+Tensor misaligned_gpu(const Tensor& t, DType dtype);
+
+// Shapes for sum_to's column-sum path ([R, C] -> [1, C], kernels/cuda/elementwise.cu), each with
+// what it exercises; the float32/float64 and the bfloat16 suites both run them.
+struct ColumnSumCase {
+  Shape from, to;
+  const char* why;
+};
+const std::vector<ColumnSumCase>& column_sum_cases();
+
 // A view of t over `shape` (same rank) with stride 0 in the dims where t has extent 1: broadcasting
 // as a kernel sees it, without a copy.
 Tensor expand(const Tensor& t, const Shape& shape);
