@@ -321,3 +321,29 @@ TEST_CASE("CPU gelu_backward_bias_grad: rows of the last dimension, no rows, and
   CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p.transpose(0, 1).contiguous().transpose(0, 1), d, out, db), Error);
   CHECK_THROWS_AS(cpu::gelu_backward_bias_grad(p, d, out, Tensor()), Error);
 }
+
+TEST_CASE("CPU scale_by: out = x * s[0] (float32/float64 scale), in place, and clear errors") {
+  for (DType t : {DType::F32, DType::F64}) {
+    for (DType st : {DType::F32, DType::F64}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(dtype_name(st));
+      const Tensor x = randn({5, 7}, 61, 1.0, t);
+      const Tensor s = Tensor::from_vector({-2.5}, {1}, st);
+      Tensor out = Tensor::full({5, 7}, NAN, t);
+      cpu::scale_by(x, s, out);
+      const std::vector<double> xv = x.to_doubles(), ov = out.to_doubles();
+      for (size_t i = 0; i < xv.size(); ++i) CHECK(ov[i] == doctest::Approx(-2.5 * xv[i]).epsilon(1e-7));
+      Tensor inplace = x.clone();
+      cpu::scale_by(inplace, s, inplace);
+      CHECK(bit_equal(inplace, out));
+    }
+  }
+  const Tensor x = randn({3, 4}, 62), s = Tensor::from_vector({2.0}, {1});
+  CHECK_THROWS_WITH_AS(cpu::scale_by(x, s, Tensor::empty({4, 3})), doctest::Contains("scale_by: x and out"), Error);
+  CHECK_THROWS_WITH_AS(cpu::scale_by(x, s, Tensor::empty({3, 4}, DType::F64)), doctest::Contains("one shape, dtype"),
+                       Error);
+  CHECK_THROWS_WITH_AS(cpu::scale_by(x, Tensor::from_vector({1.0, 2.0}, {2}), Tensor::empty({3, 4})),
+                       doctest::Contains("s must be one float32/float64 value"), Error);
+  CHECK_THROWS_WITH_AS(cpu::scale_by(x, Tensor::from_ints({2}, {1}), Tensor::empty({3, 4})),
+                       doctest::Contains("s must be one float32/float64 value"), Error);
+}
