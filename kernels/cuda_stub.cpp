@@ -19,5 +19,8 @@ void synchronize() {}
 void profiler_range(bool) {}
 uint64_t blocking_copies() { return 0; }
 void memcpy_between(void*, Device, const void*, Device, size_t) { no_cuda("memcpy_between"); }
+struct CapturedGraph {};
+std::shared_ptr<CapturedGraph> capture_graph(const std::function<void()>&) { no_cuda("capture_graph"); }
+void replay_graph(const CapturedGraph&) { no_cuda("replay_graph"); }
 
 }  // namespace aria::cuda

@@ -1,6 +1,8 @@
 // Declarations of every kernel for both backends, generated from kernels/kernel_list.h, and the
 // dispatch macro used by core/ops*.cpp.
 #pragma once
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
@@ -46,6 +48,13 @@ void memcpy_between(void* dst, Device dst_device, const void* src, Device src_de
 // How many memcpy_between calls so far had to wait for the GPU's queue (every copy to or from the
 // host): a training step that makes none lets the host run ahead of the GPU. Tests read it.
 uint64_t blocking_copies();
+// The GPU work that fn() queues, recorded once into a CUDA graph and replayed by replay_graph():
+// kernels then start back to back without one launch each. fn must not wait for the GPU (no host
+// reads; capturing fails with CUDA's error otherwise). The graph keeps the device addresses fn used:
+// replay it only while those tensors are alive and nothing else writes them.
+struct CapturedGraph;
+std::shared_ptr<CapturedGraph> capture_graph(const std::function<void()>& fn);
+void replay_graph(const CapturedGraph& g);
 }  // namespace cuda
 #undef ARIA_KERNEL
 

@@ -159,6 +159,38 @@ TEST_CASE("empty_cache returns cached blocks to the driver") {
   CHECK(a.stats().reserved_bytes >= a.stats().current_bytes);
 }
 
+// A recorded graph runs nothing until replayed, then reads the tensors' contents at replay time; the
+// descriptor array that sum_squares uploads from a host vector is still there at every replay (it
+// was copied into pinned memory the graph owns).
+TEST_CASE("capture_graph: replays read current contents, uploads outlive the recording") {
+  if (!gpu_or_skip("CUDA graphs")) return;
+  const Device g = Device::cuda(0);
+  Tensor a = Tensor::from_floats({1, 2, 3}, {3}, g), b = Tensor::from_floats({4, 5}, {2}, g);
+  Tensor out = Tensor::zeros({1}, DType::F64, g);
+  auto graph = cuda::capture_graph([&] { cuda::sum_squares({a, b}, out); });
+  cuda::synchronize();
+  CHECK(out.to_doubles() == std::vector<double>{0});  // recording ran nothing
+  cuda::replay_graph(*graph);
+  CHECK(out.to_doubles() == std::vector<double>{55});  // 1 + 4 + 9 + 16 + 25
+  const std::vector<float> a2 = {10, 0, 0};
+  cuda::memcpy_between(a.raw_data(), g, a2.data(), Device::cpu(), a2.size() * sizeof(float));
+  cuda::replay_graph(*graph);
+  cuda::replay_graph(*graph);
+  CHECK(out.to_doubles() == std::vector<double>{55 + 2 * (100 + 41)});
+}
+
+TEST_CASE("capture_graph: a throwing or host-reading body is an error, and the stream works afterwards") {
+  if (!gpu_or_skip("CUDA graph errors")) return;
+  const Device g = Device::cuda(0);
+  Tensor a = Tensor::from_floats({3, 4}, {2}, g);
+  CHECK_THROWS_WITH(cuda::capture_graph([] { ARIA_FAIL("stop here"); }), doctest::Contains("stop here"));
+  CHECK_THROWS_AS(cuda::capture_graph([&] { (void)a.to_floats(); }), Error);  // waits for the GPU
+  CHECK_THROWS_WITH(cuda::capture_graph([] { (void)cuda::capture_graph([] {}); }), doctest::Contains("nested"));
+  Tensor out = Tensor::zeros({1}, DType::F64, g);
+  cuda::sum_squares({a}, out);
+  CHECK(out.to_doubles() == std::vector<double>{25});
+}
+
 #else
 
 TEST_CASE("CUDA runtime tests") {

@@ -220,8 +220,9 @@ template <typename Item>
 Tensor upload(const std::vector<Item>& items, Device dev) {
   const int64_t words = int64_t((items.size() * sizeof(Item) + 7) / 8);
   Tensor buf = Tensor::empty({words}, DType::I64, dev);
-  ARIA_CUDA_CHECK(cudaMemcpyAsync(buf.raw_data(), items.data(), items.size() * sizeof(Item), cudaMemcpyHostToDevice,
-                                  stream()));
+  const size_t n = items.size() * sizeof(Item);
+  ARIA_CUDA_CHECK(
+      cudaMemcpyAsync(buf.raw_data(), host_source_for_copy(items.data(), n), n, cudaMemcpyHostToDevice, stream()));
   return buf;
 }
 

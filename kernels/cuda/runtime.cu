@@ -78,6 +78,57 @@ void memcpy_between(void* dst, Device dst_device, const void* src, Device src_de
 
 uint64_t blocking_copies() { return g_blocking_copies.load(std::memory_order_relaxed); }
 
+// ---- CUDA graphs ---------------------------------------------------------------------------------
+struct CapturedGraph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  std::vector<void*> pinned;  // host sources of the recorded uploads (host_source_for_copy)
+  ~CapturedGraph() {
+    if (exec) (void)cudaGraphExecDestroy(exec);
+    if (graph) (void)cudaGraphDestroy(graph);
+    for (void* p : pinned) (void)cudaFreeHost(p);
+  }
+};
+
+namespace {
+CapturedGraph* g_recording = nullptr;  // the graph capture_graph() is recording, if any
+}  // namespace
+
+const void* host_source_for_copy(const void* src, size_t n) {
+  if (!g_recording || n == 0) return src;
+  void* p = nullptr;
+  ARIA_CUDA_CHECK(cudaMallocHost(&p, n));
+  g_recording->pinned.push_back(p);
+  std::memcpy(p, src, n);
+  return p;
+}
+
+std::shared_ptr<CapturedGraph> capture_graph(const std::function<void()>& fn) {
+  ARIA_CHECK(!g_recording, "capture_graph: already recording a graph (nested capture)");
+  auto g = std::make_shared<CapturedGraph>();
+  // Relaxed: the caching allocator may still call cudaMalloc, and uploads cudaMallocHost, while
+  // recording (neither is a stream operation).
+  ARIA_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed));
+  g_recording = g.get();
+  try {
+    fn();
+  } catch (...) {
+    g_recording = nullptr;
+    cudaGraph_t broken = nullptr;
+    (void)cudaStreamEndCapture(stream(), &broken);  // leaves the stream usable again
+    if (broken) (void)cudaGraphDestroy(broken);
+    (void)cudaGetLastError();
+    throw;
+  }
+  g_recording = nullptr;
+  ARIA_CUDA_CHECK(cudaStreamEndCapture(stream(), &g->graph));
+  ARIA_CUDA_CHECK(cudaGraphInstantiate(&g->exec, g->graph, 0));
+  ARIA_CUDA_CHECK(cudaGraphUpload(g->exec, stream()));
+  return g;
+}
+
+void replay_graph(const CapturedGraph& g) { ARIA_CUDA_CHECK(cudaGraphLaunch(g.exec, stream())); }
+
 // ---- cuBLAS / cuBLASLt -----------------------------------------------------------------------
 // Handles and workspace are created on first use and deliberately never destroyed: destroying them
 // from static destructors can run after the CUDA runtime has shut down.

@@ -32,4 +32,9 @@ void set_tf32(bool on);
 // driver (cudaFree). Synchronizes the device first.
 void empty_cache();
 
+// Host bytes that an async host->device copy will read. Outside a graph recording: src itself (the
+// copy is issued at once). While capture_graph() records: a pinned copy of the bytes owned by the
+// graph, because the recorded copy reads its source at every replay, long after src is gone.
+const void* host_source_for_copy(const void* src, size_t n);
+
 }  // namespace aria::cuda
