@@ -29,6 +29,7 @@ StepResult bench_step(const Config& cfg) {
   if (cfg.gated) inject_gated_mlp(m, 2);
   if (cfg.bf16) m = m.to(DType::BF16);  // AdamW keeps the float32 masters
   ops::recompute_activations() = cfg.recompute;
+  if (cfg.lm_chunk_mib > 0) ops::lm_head_chunk_bytes() = int64_t(cfg.lm_chunk_mib) << 20;
   m.set_requires_grad(true);
   const auto params = m.named_parameters();
   AdamW opt(default_decay_groups(params, 1e-4, 0.1));
@@ -83,9 +84,19 @@ StepResult bench_step(const Config& cfg) {
   cuda::synchronize();
   cuda::device_allocator().reset_peak();
   std::vector<double> times, host_times;
+  // --graph: the step recorded once as a CUDA graph, then replayed: the same kernels with the same
+  // tensors (the caching allocator hands the recording the blocks the warm-up steps used, and nothing
+  // else allocates between replays); AdamW's step count and bias corrections stay the recording's.
+  std::shared_ptr<cuda::CapturedGraph> graph;
+  if (cfg.graph) {
+    graph = cuda::capture_graph([&] { step(no_mark); });
+    for (int i = 0; i < 2; ++i) cuda::replay_graph(*graph);
+    cuda::synchronize();
+  }
   for (int i = 0; i < cfg.steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    step(no_mark);
+    if (graph) cuda::replay_graph(*graph);
+    else step(no_mark);
     host_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     cuda::synchronize();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -43,6 +43,9 @@ options:
                    float32 master weights and AdamW moments, fp32 accumulation in every kernel
   --spc            with --gated: SPC active (penalty gradient over every non-fast parameter each step)
   --recompute      with --model: recompute each MLP's GELU output in backward instead of keeping it
+  --graph          with --model: record one step as a CUDA graph after warm-up and time its replays
+                   (same kernels and bytes; AdamW's bias corrections stay those of the recorded step)
+  --lm-chunk-mib N with --model: at most N MiB of logits per classifier chunk (default 512)
   --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
   --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
                    torch.compile, same shapes) and print both systems side by side
@@ -108,8 +111,9 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
 #endif
   const std::string precision = cfg.bf16 ? "bf16" : cfg.tf32 ? "tf32" : "fp32";
   const double peak = cfg.bf16 ? ceil.bf16_tflops : cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
-  std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps\n", device_name().c_str(),
-              cfg.model.c_str(), cfg.gated ? (cfg.spc ? " + gated MLP + SPC" : " + gated MLP") : "", cfg.batch, cfg.seq, precision.c_str(), cfg.steps);
+  std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps%s\n", device_name().c_str(),
+              cfg.model.c_str(), cfg.gated ? (cfg.spc ? " + gated MLP + SPC" : " + gated MLP") : "", cfg.batch, cfg.seq,
+              precision.c_str(), cfg.steps, cfg.graph ? " (replays of one step recorded as a CUDA graph)" : "");
   const StepResult r = bench_step(cfg);
   nlohmann::json rows = nlohmann::json::array();
   std::printf("aria step phases (synchronised after each): forward %.1f ms, backward %.1f ms, grad norm + AdamW %.1f ms\n",
@@ -208,6 +212,10 @@ int main(int argc, char** argv) {
         cfg.spc = true;
       } else if (a == "--recompute") {
         cfg.recompute = true;
+      } else if (a == "--graph") {
+        cfg.graph = true;
+      } else if (a == "--lm-chunk-mib") {
+        cfg.lm_chunk_mib = parse_int(a, value());
       } else if (a == "--steps") {
         cfg.steps = parse_int(a, value());
       } else if (a == "--compare-torch") {
@@ -218,6 +226,7 @@ int main(int argc, char** argv) {
     }
     ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
     ARIA_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
+    ARIA_CHECK((!cfg.graph && cfg.lm_chunk_mib == 0) || !cfg.model.empty(), "--graph and --lm-chunk-mib need --model");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
