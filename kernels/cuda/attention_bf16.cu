@@ -12,8 +12,12 @@
 //   dK, dV   (CTA per key tile):    S^T = K Q^T -> P^T (from lse), dV += P^T dO, dP^T = V dO^T,
 //                                   dS^T = P^T (dP^T - D), dK += dS^T Q
 //   dQ       (CTA per query tile):  S = Q K^T -> P, dP = dO V^T, dS = P (dP - D), dQ += dS K
-// with D = rowsum(dO * O) from a small pre-kernel. dQ is a second pass that recomputes P (as the
-// float32 kernel does) instead of float atomics: every dqkv element is written once, deterministically.
+// with D = rowsum(dO * O) from a small pre-kernel. dQ is a second pass instead of float atomics, so
+// every dqkv element is written once, deterministically. Two forms of that pass: it recomputes P and
+// dS (3 products per tile, as the float32 kernel does), or, in the stored-dS variants, the dK/dV
+// kernel also writes the bf16 dS^T tiles it computes anyway (~210 MB at GPT-2 124M, B16 T1024,
+// transient) and the pass reads them back: 1 product per tile, yet slower on the H200 (the bytes
+// cost more than the products saved; docs/perf.md), so the default recomputes.
 // Causal masking: tiles (and 16/32-wide chunks of them) that no row of a warp can see are skipped;
 // the mask is applied only where a chunk straddles the diagonal. Scores are kept in the log2
 // domain (exp2 with log2(e)/sqrt(hd) folded into the scale). P and dS are rounded to bf16 only as
@@ -138,6 +142,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 template <int HD>
 __device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16* tile, int r0, int c0, int lane) {
   ldmatrix_x4(a, tile + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld<HD>() + c0 + (lane >> 4) * 8);
+}
+// A fragment of rows m0..m0+15, columns k0..k0+15 of the transpose of a smem tile stored [k][m]
+// (ld<HD>() row pitch): A[m][k] = tile[k][m]. Matrix i of the ldmatrix is (m +8 (i & 1), k +8 (i >> 1)).
+template <int HD>
+__device__ __forceinline__ void ldsm_a_trans(uint32_t (&a)[4], const bf16* tile, int k0, int m0, int lane) {
+  ldmatrix_x4_trans(a, tile + (k0 + (lane & 7) + (lane >> 4) * 8) * ld<HD>() + m0 + ((lane >> 3) & 1) * 8);
 }
 // B fragments of two n-tiles when B[k][n] = tile[n][k] (the tile's rows are the n dimension, e.g. K
 // in S = Q K^T): b[0], b[1] for n = n0..n0+7, b[2], b[3] for n0+8..n0+15; k = c0..c0+15.
@@ -380,14 +390,27 @@ __global__ void attn_bf16_rowdot_kernel(const bf16* __restrict__ dout, const bf1
   }
 }
 
+// Stored dS^T tiles (kTileK == kTileQ: key tile kt is seen by query tiles kt .. nqt - 1): per (b, h)
+// the tiles (kt, qt >= kt) in row-major order, 64 x 64 bf16 each; ds_tiles_per_bh of them.
+static_assert(kTileK == kTileQ, "the stored-dS layout pairs key and query tiles of one size");
+__host__ __device__ __forceinline__ int64_t ds_tiles_per_bh(int nqt) {
+  return int64_t(nqt) * nqt - int64_t(nqt) * (nqt - 1) / 2;
+}
+__device__ __forceinline__ int64_t ds_tile(int bh, int kt, int qt, int nqt) {
+  const int64_t idx = int64_t(kt) * nqt - int64_t(kt) * (kt - 1) / 2 + (qt - kt);
+  return (int64_t(bh) * ds_tiles_per_bh(nqt) + idx) * (kTileK * kTileQ);
+}
+
 // dK, dV: one CTA per (key tile, b, h), early (heavy) key tiles first; loops over the query tiles
 // that can see the key tile. smem: K, V tiles, then two stages of (Q tile, dO tile), then two stages
 // of (lse, D) for the 64 query rows. QC: queries per inner step; MINB: resident CTAs per SM the
-// registers are capped for (backward variants: see kBwdVariants).
-template <int HD, int QC, int MINB>
+// registers are capped for (backward variants: see kBwdVariants). kStoreDS: also write every dS^T
+// tile (64 keys x 64 queries, bf16, rows of 64) to dsT at ds_tile(): chunks skipped under the causal
+// mask as zeros, so that every entry a query row < T reads is written.
+template <int HD, int QC, int MINB, bool kStoreDS>
 __global__ void __launch_bounds__(kThreads, MINB)
     attn_bf16_dkdv_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
-                          const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
+                          const float* __restrict__ D, bf16* __restrict__ dqkv, bf16* __restrict__ dsT, Dims s) {
   constexpr int TE = tile_elems<HD>();
   // hd 64: the warp's K and V fragments live in registers; hd 128 would spill, so they are re-read
   // from smem, and queries go 16 at a time instead of 32.
@@ -452,10 +475,21 @@ __global__ void __launch_bounds__(kThreads, MINB)
     const float* sL = sStat + 2 * st * kTileQ;
     const float* sD = sL + kTileQ;
     const int q0 = qt * kTileQ;
+    // This warp's 16 rows of the stored dS^T tile (key tile kt, query tile qt).
+    bf16* ds_rows = kStoreDS ? dsT + ds_tile(bh, kt, qt, nqt) + warp * 16 * kTileQ : nullptr;
 #pragma unroll 1
     for (int c0 = 0; c0 < kTileQ; c0 += QC) {
       if (q0 + c0 >= s.T) break;                 // only padding rows from here on
-      if (q0 + c0 + QC - 1 < wk0) continue;      // every query of the chunk is before every key of the warp
+      if (q0 + c0 + QC - 1 < wk0) {              // every query of the chunk is before every key of the warp
+        if constexpr (kStoreDS) {
+#pragma unroll
+          for (int j = 0; j < QC / 8; ++j) {
+            *reinterpret_cast<uint32_t*>(ds_rows + g * kTileQ + c0 + j * 8 + 2 * t) = 0u;
+            *reinterpret_cast<uint32_t*>(ds_rows + (g + 8) * kTileQ + c0 + j * 8 + 2 * t) = 0u;
+          }
+        }
+        continue;
+      }
       float sT[QC / 8][4] = {}, dpT[QC / 8][4] = {};  // S^T, dP^T: [key g / g+8][query]
       if constexpr (!kRegKV) {
 #pragma unroll
@@ -481,6 +515,16 @@ __global__ void __launch_bounds__(kThreads, MINB)
       uint32_t pf[QC / 16][4], dsf[QC / 16][4];
       c_to_a<QC / 16>(pf, sT);
       c_to_a<QC / 16>(dsf, dpT);
+      if constexpr (kStoreDS) {  // the A fragments' halves are exactly the tile's bf16 pairs
+#pragma unroll
+        for (int kk = 0; kk < QC / 16; ++kk) {
+          bf16* p0 = ds_rows + g * kTileQ + c0 + kk * 16 + 2 * t;
+          *reinterpret_cast<uint32_t*>(p0) = dsf[kk][0];
+          *reinterpret_cast<uint32_t*>(p0 + 8 * kTileQ) = dsf[kk][1];
+          *reinterpret_cast<uint32_t*>(p0 + 8) = dsf[kk][2];
+          *reinterpret_cast<uint32_t*>(p0 + 8 * kTileQ + 8) = dsf[kk][3];
+        }
+      }
       mma_p_tile<HD, QC / 16>(dv, pf, sdO, c0, lane);   // dV += P^T dO
       mma_p_tile<HD, QC / 16>(dk, dsf, sQ, c0, lane);   // dK += dS^T Q   (times scale below)
     }
@@ -570,6 +614,54 @@ __global__ void __launch_bounds__(kThreads, MINB)
   store_rows<HD>(dq, mq, sQ + warp * 16 * ld<HD>(), dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0, s.T,
                  lane);
 }
+
+// dQ from the stored dS^T tiles: one CTA per (query tile, b, h), late (heavy) query tiles first;
+// dQ = scale * sum over visible key tiles of dS K, with dS read as transposed A fragments of the
+// stored [key][query] tile. smem: two stages of (K tile, dS^T tile), both padded as ld<64>() rows.
+template <int HD, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
+    attn_bf16_dq_from_ds_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dsT, bf16* __restrict__ dqkv,
+                                Dims s) {
+  constexpr int TE = tile_elems<HD>(), DSE = tile_elems<kTileQ>();
+  bf16* sbuf = smem_base();  // stage st: K at sbuf + st (TE + DSE), dS^T right after
+  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
+  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
+  const int b = bh / s.H, h = bh % s.H;
+  const int C = s.H * HD;
+  const int64_t rs = 3 * int64_t(C);
+  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
+  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;
+  const int nkt = last_row / kTileK + 1;
+  auto issue = [&](int kt, int st) {  // K tile kt and the dS^T tile (kt, qt) into stage st
+    bf16* dst = sbuf + st * (TE + DSE);
+    load_tile<HD>(dst, base + C, rs, kt * kTileK, s.T);
+    load_tile<kTileQ>(dst + TE, dsT + ds_tile(bh, kt, qt, nqt), kTileQ, 0, kTileK);  // whole tile is allocated
+    cp_async_commit();
+  };
+  issue(0, 0);
+  float dq[HD / 8][4] = {};
+  for (int kt = 0; kt < nkt; ++kt) {
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kt + 1 < nkt) issue(kt + 1, (kt + 1) & 1);
+    const bf16* sK = sbuf + (kt & 1) * (TE + DSE);
+    const bf16* sDS = sK + TE;
+    const int k0 = kt * kTileK;
+#pragma unroll
+    for (int c0 = 0; c0 < kTileK; c0 += 16) {
+      if (k0 + c0 > wq0 + 15) break;  // keys after every row of the warp: dS = 0
+      uint32_t a[1][4];
+      ldsm_a_trans<kTileQ>(a[0], sDS, c0, warp * 16, lane);
+      mma_p_tile<HD, 1>(dq, a, sK, c0, lane);  // dQ += dS K   (times scale below)
+    }
+  }
+  __syncthreads();  // every warp is done with both stages: stage 0 stages the output
+  const float mq[2] = {s.scale, s.scale};
+  store_rows<HD>(dq, mq, sbuf + warp * 16 * ld<HD>(), dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0, s.T,
+                 lane);
+}
 // ---- end kernels ----
 
 template <int HD>
@@ -583,6 +675,10 @@ constexpr size_t dkdv_smem() {
 template <int HD>
 constexpr size_t dq_smem() {
   return sizeof(bf16) * 6 * tile_elems<HD>();
+}
+template <int HD>
+constexpr size_t dq_from_ds_smem() {
+  return sizeof(bf16) * 2 * (tile_elems<HD>() + tile_elems<kTileQ>());
 }
 
 // Opts a kernel into `bytes` of dynamic shared memory (past the 48 KiB default) and asks for the
@@ -647,13 +743,17 @@ void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const T
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-// One configuration of the two backward kernels (their register caps and inner chunk widths).
-template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB>
+// One configuration of the two backward kernels (their register caps and inner chunk widths; with
+// STORE_DS the dQ pass reads the stored dS^T tiles and DQ_KC is unused).
+template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, bool STORE_DS = false>
 void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                      const Tensor& dqkv) {
-  constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB>;
+  constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB, STORE_DS>;
   constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB>;
-  static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()), allow_smem(dq_kernel, dq_smem<HD>()), true);
+  constexpr auto dq_ds_kernel = attn_bf16_dq_from_ds_kernel<HD, DQ_MINB>;
+  static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()),
+                      STORE_DS ? allow_smem(dq_ds_kernel, dq_from_ds_smem<HD>()) : allow_smem(dq_kernel, dq_smem<HD>()),
+                      true);
   (void)init;
   const auto* q = static_cast<const bf16*>(qkv.raw_data());
   const auto* o = static_cast<const bf16*>(out.raw_data());
@@ -667,9 +767,19 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   const int64_t bh = int64_t(d.B) * d.H;
   const unsigned kblocks = unsigned(bh * ((d.T + kTileK - 1) / kTileK));
   const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));
-  dkdv_kernel<<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
+  Tensor ds;  // the stored dS^T tiles (STORE_DS), freed when this returns: stream order keeps it for the dQ pass
+  if constexpr (STORE_DS)
+    ds = Tensor::empty({bh * ds_tiles_per_bh(int((d.T + kTileQ - 1) / kTileQ)) * kTileK * kTileQ}, DType::BF16,
+                       qkv.device());
+  bf16* dsT = STORE_DS ? static_cast<bf16*>(ds.raw_data()) : nullptr;
+  dkdv_kernel<<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, dsT,
+                                                                 d);
   ARIA_CUDA_LAUNCH_CHECK();
-  dq_kernel<<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
+  if constexpr (STORE_DS) {
+    dq_ds_kernel<<<qblocks, kThreads, dq_from_ds_smem<HD>(), stream()>>>(q, dsT, dq, d);
+  } else {
+    dq_kernel<<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
+  }
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
@@ -687,6 +797,8 @@ struct BwdVariant {
 };
 #define ARIA_ATTN_BWD_VARIANT(a, b, c, e) \
   BwdVariant { "dkdv qc" #a " min" #b " | dq kc" #c " min" #e, backward_launch<64, a, b, c, e> }
+#define ARIA_ATTN_BWD_DS_VARIANT(a, b, e) \
+  BwdVariant { "dkdv qc" #a " min" #b " + stored dS | dq from dS min" #e, backward_launch<64, a, b, 16, e, true> }
 const BwdVariant kBwdVariants[] = {
     // The default, from the H100 sweep (B16 T1024 H12, docs/perf.md): dK/dV with 64-wide query chunks
     // at 2 CTAs/SM, dQ as first written. 0.375 ms vs 0.380 for the first configuration (row 1);
@@ -697,8 +809,13 @@ const BwdVariant kBwdVariants[] = {
     ARIA_ATTN_BWD_VARIANT(64, 2, 64, 3),  // wider chunks: longer independent mma chains
     ARIA_ATTN_BWD_VARIANT(16, 4, 32, 4),  // dK/dV only: narrower chunks, 4 CTAs per SM (112 B spill)
     ARIA_ATTN_BWD_VARIANT(32, 3, 64, 3),  // dQ only: wider key chunks
+    // Stored dS: the dQ pass multiplies the dS^T tiles the dK/dV kernel wrote instead of recomputing
+    // them. Slower on the H200 (0.387 vs 0.367 ms): writing and re-reading ~210 MB costs more than the
+    // two products it saves (docs/perf.md, session 5); kept for the sweep on other GPUs.
+    ARIA_ATTN_BWD_DS_VARIANT(64, 2, 4),
 };
 #undef ARIA_ATTN_BWD_VARIANT
+#undef ARIA_ATTN_BWD_DS_VARIANT
 constexpr int kNumBwdVariants = int(sizeof(kBwdVariants) / sizeof(kBwdVariants[0]));
 
 // ARIA_ATTN_BWD_VARIANT=<index into kBwdVariants>, read once; unset means 0.
