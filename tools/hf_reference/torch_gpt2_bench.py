@@ -74,7 +74,22 @@ class Gpt(nn.Module):
         return loss
 
 
-def bench(mode, gated, B, T, steps, warmup):
+def profile_step(step, top):
+    """One more step under torch.profiler: the GPU kernels by total time (to compare with aria's ncu summary)."""
+    from torch.profiler import profile, ProfilerActivity
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    events.sort(key=lambda e: -e.self_device_time_total)
+    total = sum(e.self_device_time_total for e in events) / 1e3
+    print(f"profiled step: {sum(e.count for e in events)} kernels, {total:.3f} ms of kernel time", flush=True)
+    for e in events[:top]:
+        print(f"{e.self_device_time_total / 1e3:9.3f} ms {e.count:5d}  {e.key[:110]}", flush=True)
+
+
+def bench(mode, gated, B, T, steps, warmup, profile_top=0):
     torch.manual_seed(0)
     compiled, dtype = mode.split("-")  # dtype: fp32 (exact), tf32 (fp32 on TF32 tensor cores), bf16 (autocast)
     torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
@@ -102,6 +117,8 @@ def bench(mode, gated, B, T, steps, warmup):
         step()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+    if profile_top:
+        profile_step(step, profile_top)
     times.sort()
     med = times[len(times) // 2]
     n_params = sum(p.numel() for p in model.parameters())
@@ -121,12 +138,14 @@ def main():
     ap.add_argument("--modes", default="eager-fp32,eager-bf16,compile-bf16")
     ap.add_argument("--gated", default="0,1")
     ap.add_argument("--json", default="")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile one step and print its N largest kernels")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     results = []
     for g in [bool(int(x)) for x in args.gated.split(",")]:
         for mode in args.modes.split(","):
-            r = bench(mode, g, args.batch, args.seq, args.steps, args.warmup)
+            r = bench(mode, g, args.batch, args.seq, args.steps, args.warmup, args.profile)
             print(json.dumps(r), flush=True)
             results.append(r)
             torch.cuda.empty_cache()
