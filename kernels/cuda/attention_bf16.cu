@@ -260,6 +260,28 @@ __device__ __forceinline__ void store_rows(const float (&acc)[HD / 8][4], const 
   }
 }
 
+// The (b, h) and the 64-row tile a CTA works on, from blockIdx.x = tile slot * B*H + b*H + h: query
+// tile kernels take late (heavy) tiles first, the dK/dV kernel early (heavy) key tiles first. base
+// is this head's q part at row 0 of qkv (k and v follow at +C and +2C), rs the qkv row stride.
+struct CtaTile {
+  int nqt, bh, tile, b, h, C;
+  int64_t rs;
+  const bf16* base;
+};
+template <int HD>
+__device__ __forceinline__ CtaTile cta_tile(const bf16* qkv, const Dims& s, bool late_first) {
+  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ, bh = int(blockIdx.x) % BH;
+  const int tile = late_first ? nqt - 1 - int(blockIdx.x) / BH : int(blockIdx.x) / BH;
+  const int b = bh / s.H, h = bh % s.H, C = s.H * HD;
+  const int64_t rs = 3 * int64_t(C);
+  return {nqt, bh, tile, b, h, C, rs, qkv + int64_t(b) * s.T * rs + int64_t(h) * HD};
+}
+// Key tiles that some row of query tile qt (rows < T) can see.
+__device__ __forceinline__ int visible_key_tiles(int qt, int T) {
+  const int last_row = min(qt * kTileQ + kTileQ, T) - 1;
+  return last_row / kTileK + 1;
+}
+
 // Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. smem: Q tile, then two
 // stages of (K tile, V tile).
 template <int HD>
@@ -268,17 +290,11 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
   constexpr int TE = tile_elems<HD>();
   bf16* sQ = smem_base();
   bf16* sKV = sQ + TE;  // stage st: K at sKV + 2 st TE, V right after
-  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
-  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
-  const int b = bh / s.H, h = bh % s.H;
-  const int C = s.H * HD;
-  const int64_t rs = 3 * int64_t(C);
-  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
   const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;  // the warp's rows: wq0 + g and wq0 + g + 8
   const int row[2] = {wq0 + g, wq0 + g + 8};
-  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;  // no key past it is visible
-  const int nkt = last_row / kTileK + 1;
+  const int nkt = visible_key_tiles(qt, s.T);
 
   load_tile<HD>(sQ, base, rs, q0, s.T);
   load_tile<HD>(sKV, base + C, rs, 0, s.T);
@@ -420,12 +436,7 @@ __global__ void __launch_bounds__(kThreads, MINB)
   bf16* sV = sK + TE;
   bf16* sQdO = sV + TE;  // stage st: Q at sQdO + 2 st TE, dO right after
   float* sStat = reinterpret_cast<float*>(sQdO + 4 * TE);  // stage st: L at sStat + 2 st kTileQ, D after
-  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
-  const int bh = int(blockIdx.x) % BH, kt = int(blockIdx.x) / BH;
-  const int b = bh / s.H, h = bh % s.H;
-  const int C = s.H * HD;
-  const int64_t rs = 3 * int64_t(C);
-  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const auto [nqt, bh, kt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, false);
   const bf16* dobase = dout + int64_t(b) * s.T * C + int64_t(h) * HD;
   const int64_t stat_base = (int64_t(b) * s.H + h) * s.T;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
@@ -548,18 +559,12 @@ __global__ void __launch_bounds__(kThreads, MINB)
   bf16* sQ = smem_base();
   bf16* sdO = sQ + TE;
   bf16* sKV = sdO + TE;  // stage st: K at sKV + 2 st TE, V right after
-  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
-  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
-  const int b = bh / s.H, h = bh % s.H;
-  const int C = s.H * HD;
-  const int64_t rs = 3 * int64_t(C);
-  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
   const int64_t stat_base = (int64_t(b) * s.H + h) * s.T;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
   const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
   const int row[2] = {wq0 + g, wq0 + g + 8};
-  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;
-  const int nkt = last_row / kTileK + 1;
+  const int nkt = visible_key_tiles(qt, s.T);
   float L[2], Dr[2];  // lse (log2 units) and D of rows g, g + 8; rows past T get P = 0, dS = 0
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -624,16 +629,10 @@ __global__ void __launch_bounds__(kThreads, MINB)
                                 Dims s) {
   constexpr int TE = tile_elems<HD>(), DSE = tile_elems<kTileQ>();
   bf16* sbuf = smem_base();  // stage st: K at sbuf + st (TE + DSE), dS^T right after
-  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ;
-  const int bh = int(blockIdx.x) % BH, qt = nqt - 1 - int(blockIdx.x) / BH;
-  const int b = bh / s.H, h = bh % s.H;
-  const int C = s.H * HD;
-  const int64_t rs = 3 * int64_t(C);
-  const bf16* base = qkv + int64_t(b) * s.T * rs + int64_t(h) * HD;
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
-  const int last_row = (q0 + kTileQ < s.T ? q0 + kTileQ : s.T) - 1;
-  const int nkt = last_row / kTileK + 1;
+  const int nkt = visible_key_tiles(qt, s.T);
   auto issue = [&](int kt, int st) {  // K tile kt and the dS^T tile (kt, qt) into stage st
     bf16* dst = sbuf + st * (TE + DSE);
     load_tile<HD>(dst, base + C, rs, kt * kTileK, s.T);
