@@ -641,6 +641,17 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
     std::snprintf(buf, sizeof buf, "cross_entropy_fused bf16 [16384, 50304]: %.3f ms (%.0f GB/s of 1 read + 1 write)",
                   fused, bytes / (fused * 1e-3) / 1e9);
     report(buf);
+    {  // The same rows one element off 16-byte alignment: the unstaged kernel (two sweeps through L2).
+      Tensor storage = Tensor::empty({N * V + 1}, DType::BF16, kGpu);
+      Tensor off = storage.slice(0, 1, N * V + 1).reshape({N, V});
+      cuda::copy_cast(logits, off);
+      const double unstaged = time_ms([&] { cuda::cross_entropy_fused(off, t, losses, -100); }, 2, 10);
+      std::snprintf(buf, sizeof buf,
+                    "cross_entropy_fused bf16 [16384, 50304], rows off 16-byte alignment (unstaged kernel): %.3f ms "
+                    "(%.0f GB/s)",
+                    unstaged, bytes / (unstaged * 1e-3) / 1e9);
+      report(buf);
+    }
     const double fwd = time_ms([&] { cuda::cross_entropy_forward(logits, t, losses, lse, -100); }, 2, 10);
     std::snprintf(buf, sizeof buf, "cross_entropy_forward bf16 [16384, 50304]: %.3f ms", fwd);
     report(buf);

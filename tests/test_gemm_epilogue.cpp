@@ -494,6 +494,7 @@ TEST_CASE("CUDA gemm_epilogue timing, GPT-2 124M at 16384 tokens, bfloat16 (ARIA
       {"fc       x[T,768] W[768,3072] gelu", {T, C4, C, false, false, GemmEpilogue::Gelu, true, true}},
       {"fc_proj  h[T,3072] W[3072,768] +bias", {T, C, C4, false, false, GemmEpilogue::Bias, true, false}},
       {"fc dx    dy[T,768] W^T -> dgelu,db", {T, C4, C, false, true, GemmEpilogue::DGelu, true, true}},
+      {"fc dx    dy[T,768] W^T -> dgelu", {T, C4, C, false, true, GemmEpilogue::DGelu, false, true}},
       {"fc dW    x^T[768,T] dpre[T,3072],db", {C, C4, T, true, false, GemmEpilogue::BGrad, true, false}},
       {"lm head  x[T,768] wte[50304,768]^T", {T, V, C, false, true, GemmEpilogue::None, false, false}},
   };
@@ -537,7 +538,7 @@ TEST_CASE("CUDA gemm_epilogue timing, GPT-2 124M at 16384 tokens, bfloat16 (ARIA
             case GemmEpilogue::DGelu:
               cuda::matmul(a, b, tmp, p.ta, p.tb, 1.0, 0.0);
               cuda::unary_backward(int(UnaryOp::Gelu), aux, aux, tmp, c, 0.0);
-              cuda::sum_to(c, bias.reshape({1, p.N}));
+              if (p.with_bias) cuda::sum_to(c, bias.reshape({1, p.N}));
               break;
             case GemmEpilogue::BGrad:
               cuda::matmul(a, b, c, p.ta, p.tb, 1.0, 0.0);

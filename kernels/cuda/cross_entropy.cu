@@ -4,12 +4,17 @@
 // the online sweep, then a second sweep over the same row (still in L2: with blocks of 1024 threads
 // at most two rows per SM are resident, about 26 MB of bf16 vocabulary rows on an H100) that
 // overwrites the logits with softmax - onehot.
+// On sm_90, rows of at most kStagedMaxBytes whose size is a multiple of 16 bytes (GPT-2's padded
+// 50304-entry bf16 vocabulary: 100,608 bytes) take the staged form of the fused classifier instead:
+// one bulk asynchronous copy lands the whole row in shared memory, both sweeps read it there, and the
+// row crosses DRAM once in and once out, with no dependence on L2 keeping it between sweeps.
 // masked_mean reduces the losses on the device in one block, in a fixed order.
 // Rows are swept 16 bytes at a time where alignment allows (a row of 50257 bf16 logits starts at any
 // even address: a few scalar head elements, then 16-byte packs, then a scalar tail).
 // Targets outside [0, V) other than ignore_index give a NaN loss (the caller checks them on the host).
 #include <type_traits>
 
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace aria::cuda {
@@ -136,6 +141,64 @@ __global__ void __launch_bounds__(kMaxBlock)
   });
 }
 
+// The staged fused classifier: row `blockIdx.x` in shared memory (after a 16-byte slot for the
+// barrier), V a multiple of VW = 16 / sizeof(T) and rows 16-byte aligned. The same sweeps, in the same
+// order per thread, as cross_entropy_fused_kernel: the losses match it bit for bit.
+constexpr int64_t kStagedMaxBytes = 112 * 1024;  // two rows per SM in the 227 KiB of an H100's shared memory
+
+template <typename T>
+__global__ void __launch_bounds__(kMaxBlock)
+    cross_entropy_fused_staged_kernel(T* __restrict__ logits, const int32_t* __restrict__ targets,
+                                      float* __restrict__ losses, int64_t V, int ignore_index) {
+  constexpr int VW = 16 / int(sizeof(T));
+  extern __shared__ __align__(16) unsigned char ce_smem[];
+  __shared__ MaxSum scratch[32];
+  uint64_t* bar = reinterpret_cast<uint64_t*>(ce_smem);
+  const Pack<T, VW>* srow = reinterpret_cast<const Pack<T, VW>*>(ce_smem + 16);
+  const int64_t row = blockIdx.x, npacks = V / VW;
+  Pack<T, VW>* x = reinterpret_cast<Pack<T, VW>*>(logits + row * V);
+  const int t = targets[row];
+  if (t == ignore_index) {
+    Pack<T, VW> z;
+#pragma unroll
+    for (int k = 0; k < VW; ++k) store(&z.v[k], 0.f);
+    for (int64_t j = threadIdx.x; j < npacks; j += blockDim.x) x[j] = z;
+    if (threadIdx.x == 0) losses[row] = 0.f;
+    return;
+  }
+  if (threadIdx.x == 0) {
+    mbarrier_init(bar);
+    mbarrier_arrive_expect_bytes(bar, uint32_t(V * int64_t(sizeof(T))));
+    bulk_copy_to_shared(ce_smem + 16, x, uint32_t(V * int64_t(sizeof(T))), bar);
+  }
+  __syncthreads();  // the barrier is initialised before anyone waits on it
+  mbarrier_wait(bar, 0);
+  MaxSum ms{-INFINITY, 0.f};
+  for (int64_t j = threadIdx.x; j < npacks; j += blockDim.x) {
+    const Pack<T, VW> pk = srow[j];
+#pragma unroll
+    for (int k = 0; k < VW; ++k) ms = maxsum_add(ms, load(&pk.v[k]));
+  }
+  ms = block_maxsum(ms, scratch);
+  const float l = ms.m + __logf(ms.s);
+  if (threadIdx.x == 0 && (t < 0 || t >= V)) losses[row] = nan_f();
+  for (int64_t j = threadIdx.x; j < npacks; j += blockDim.x) {
+    const Pack<T, VW> pk = srow[j];
+    Pack<T, VW> o;
+#pragma unroll
+    for (int k = 0; k < VW; ++k) {
+      const float xv = load(&pk.v[k]);
+      float p = __expf(xv - l);
+      if (j * VW + k == t) {
+        losses[row] = l - xv;
+        p -= 1.f;
+      }
+      store(&o.v[k], p);
+    }
+    x[j] = o;
+  }
+}
+
 // out[0] = sum(losses) / max(1, count), count[0] = #(targets != ignore_index). One block; each
 // thread adds a fixed strided subset in double, then a fixed-order block sum: deterministic.
 template <typename T, typename TO>
@@ -212,6 +275,22 @@ void dispatch_logits(DType dtype, const char* what, bool same_alignment, L&& lau
   });
 }
 
+// Whether the staged fused classifier can take these logits: 16-byte rows that fit twice in an SM's
+// shared memory, a 16-byte aligned start, and the kernel compiled for sm_90 (asked once per type).
+template <typename T>
+bool staged_fits(const Tensor& logits, int64_t row_bytes) {
+  static const bool compiled = [] {
+    const auto k = cross_entropy_fused_staged_kernel<T>;
+    if (!bulk_copy_compiled(k)) return false;
+    ARIA_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(16 + kStagedMaxBytes)));
+    ARIA_CUDA_CHECK(
+        cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)));
+    return true;
+  }();
+  return compiled && row_bytes % 16 == 0 && row_bytes <= kStagedMaxBytes &&
+         reinterpret_cast<uintptr_t>(logits.raw_data()) % 16 == 0;
+}
+
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
@@ -259,6 +338,12 @@ void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tens
   if (r.N == 0) return;
   dispatch_logits(logits.dtype(), what, true, [&](auto tag, auto vw) {
     using T = decltype(tag);
+    const int64_t row_bytes = r.V * int64_t(sizeof(T));
+    if (staged_fits<T>(logits, row_bytes)) {
+      cross_entropy_fused_staged_kernel<T><<<unsigned(r.N), block_for<T>(r.V), size_t(16 + row_bytes), stream()>>>(
+          static_cast<T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), r.V, ignore_index);
+      return;
+    }
     cross_entropy_fused_kernel<T, decltype(vw)::value><<<unsigned(r.N), block_for<T>(r.V), 0, stream()>>>(
         static_cast<T*>(logits.raw_data()), targets.data<int32_t>(), losses.data<float>(), r.V, ignore_index);
   });
