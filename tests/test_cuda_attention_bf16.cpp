@@ -148,6 +148,31 @@ TEST_CASE("CUDA bf16 attention falls back to the float32 kernel for other head d
 }
 
 #ifdef ARIA_WITH_CUDA
+// Every compiled hd-64 forward configuration (ARIA_ATTN_FWD_VARIANT) against the float32 kernel: one
+// token, tiles of 64 and 128 rows cut at ragged lengths (a warp's second row block past T, a tile
+// with rows on both sides of the diagonal), deterministic.
+TEST_CASE("CUDA bf16 attention forward: every compiled variant matches the float32 kernel") {
+  if (!gpu_or_skip("bf16 attention forward variants")) return;
+  for (Case k : {Case{1, 1, 1, 64}, Case{1, 129, 3, 64}, Case{2, 200, 2, 64}, Case{2, 1000, 2, 64}}) {
+    const int64_t C = k.H * k.hd;
+    const int H = int(k.H);
+    Bf16Input qkv = bf16_randn({k.B, k.T, 3 * C}, 600 + uint64_t(k.T));
+    Tensor out32 = poisoned({k.B, k.T, C}, DType::F32), lse32 = poisoned({k.B, k.H, k.T}, DType::F32);
+    cuda::attention_forward(qkv.f32, out32, lse32, H);
+    for (int v = 0; v < cuda::attention_forward_bf16_variants(); ++v) {
+      const std::string nm =
+          name(k) + " forward variant " + std::to_string(v) + " (" + cuda::attention_forward_bf16_variant_name(v) + ")";
+      Tensor out = poisoned({k.B, k.T, C}, DType::BF16), lse = poisoned({k.B, k.H, k.T}, DType::F32);
+      Tensor out2 = poisoned({k.B, k.T, C}, DType::BF16), lse2 = poisoned({k.B, k.H, k.T}, DType::F32);
+      cuda::attention_forward_bf16(qkv.bf, out, lse, H, v);
+      cuda::attention_forward_bf16(qkv.bf, out2, lse2, H, v);
+      expect_close(out.to_doubles(), out32.to_doubles(), C, 0, C, 1e-2, 2e-2, "out " + nm);
+      expect_close(lse.to_doubles(), lse32.to_doubles(), k.T, 0, k.T, 1e-4, 1e-3, "lse " + nm);
+      CHECK_MESSAGE((bit_equal(out, out2) && bit_equal(lse, lse2)), "forward not deterministic: " << nm);
+    }
+  }
+}
+
 // Every compiled hd-64 backward configuration (the tuning sweep's candidates, selectable by
 // ARIA_ATTN_BWD_VARIANT) against the float32 kernel, on ragged sizes where chunks straddle the
 // diagonal and the last tile is partial.
@@ -216,10 +241,19 @@ TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=
                 bwd_flops / b * 1e-9);
   }
 
-  // The sweep over the compiled hd-64 backward variants: time each and compare its dqkv with the
-  // default's (variant 0). ARIA_ATTN_BWD_VARIANT=<index> makes one of them the default at run time.
+  // The sweeps over the compiled hd-64 variants: time each and compare its output with the default's
+  // (variant 0). ARIA_ATTN_FWD_VARIANT / ARIA_ATTN_BWD_VARIANT=<index> make one the default at run time.
   Tensor out = Tensor::empty({B, T, C}, DType::BF16, kGpu), lse = Tensor::empty({B, H, T}, DType::F32, kGpu);
-  cuda::attention_forward(qkv.bf, out, lse, int(H));
+  cuda::attention_forward_bf16(qkv.bf, out, lse, int(H), 0);
+  const auto out_ref = out.to_doubles();
+  for (int v = 0; v < cuda::attention_forward_bf16_variants(); ++v) {
+    Tensor o = poisoned({B, T, C}, DType::BF16), l = Tensor::empty({B, H, T}, DType::F32, kGpu);
+    const double f = testing::cuda_median_ms([&] { cuda::attention_forward_bf16(qkv.bf, o, l, int(H), v); });
+    const Diff dd = diff(o.to_doubles(), out_ref, C, 0, C);
+    std::printf("attention bf16 forward variant %d [%s]: %.3f ms (%.1f TFLOP/s), rel L2 vs variant 0 %.2e\n", v,
+                cuda::attention_forward_bf16_variant_name(v), f, fwd_flops / f * 1e-9, dd.rel);
+    CHECK_MESSAGE(dd.rel <= 1e-2, "forward variant " << v << " disagrees with variant 0: rel L2 " << dd.rel);
+  }
   Tensor ref = poisoned({B, T, 3 * C}, DType::BF16);
   cuda::attention_backward_bf16(qkv.bf, out, lse, dout.bf, ref, int(H), 0);
   const auto r = ref.to_doubles();

@@ -4,8 +4,9 @@
 // [B, H, T] float32 = natural log-sum-exp of each scaled score row.
 //
 // FlashAttention-2 structure on warp-level mma.sync.m16n8k16 (bf16 operands, fp32 accumulation):
-// a CTA is 4 warps; a warp owns 16 rows of the 64-row tile its CTA works on and keeps them in
-// registers as mma A fragments, while the other operand (64-row tiles of K, V, Q or dO) is staged in
+// a CTA is 4 warps; a warp owns 16 rows of the 64-row tile its CTA works on (or 2 x 16 rows of a
+// 128-row tile: the MT = 2 forms of the forward and dQ kernels) and keeps them in registers as mma A
+// fragments, while the other operand (64-row tiles of K, V, Q or dO) is staged in
 // shared memory by cp.async (double-buffered: the next tile loads while this one is multiplied) and
 // read with ldmatrix. Products of one warp (fragments: see "fragment layouts" below):
 //   forward  (CTA per query tile):  S = Q K^T, online softmax in fp32 registers, O += P V
@@ -193,6 +194,43 @@ __device__ __forceinline__ void mma_p_tile(float (&acc)[HD / 8][4], const uint32
     }
 }
 
+// The same two products for MT row blocks of 16 at once (a warp owning 16 MT rows): every B fragment
+// read from shared memory feeds MT mma instead of one, so a warp issues 1/MT of the ldmatrix traffic
+// per product, which on Hopper is what bounds the 16-row form (docs/perf.md).
+template <int HD, int NT, int MT>
+__device__ __forceinline__ void mma_a_tileT_mt(float (&acc)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
+                                               const bf16* tile, int n0, int lane) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk)
+#pragma unroll
+    for (int j = 0; j < NT; j += 2) {
+      uint32_t b[4];
+      ldsm_b_rows_n<HD>(b, tile, n0 + j * 8, kk * 16, lane);
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        mma_bf16(acc[i][j], a[i][kk], b[0], b[1]);
+        mma_bf16(acc[i][j + 1], a[i][kk], b[2], b[3]);
+      }
+    }
+}
+template <int HD, int KT, int MT>
+__device__ __forceinline__ void mma_p_tile_mt(float (&acc)[MT][HD / 8][4], const uint32_t (&p)[MT][KT][4],
+                                              const bf16* tile, int k0, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk)
+#pragma unroll
+    for (int j = 0; j < HD / 8; j += 2) {
+      uint32_t b[4];
+      ldsm_b_rows_k<HD>(b, tile, k0 + kk * 16, j * 8, lane);
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        mma_bf16(acc[i][j], p[i][kk], b[0], b[1]);
+        mma_bf16(acc[i][j + 1], p[i][kk], b[2], b[3]);
+      }
+    }
+}
+
 // C fragments of a 16 x 16KT block -> bf16 A fragments of the same block.
 template <int KT>
 __device__ __forceinline__ void c_to_a(uint32_t (&p)[KT][4], const float (&c)[2 * KT][4]) {
@@ -268,112 +306,133 @@ struct CtaTile {
   int64_t rs;
   const bf16* base;
 };
-template <int HD>
+template <int HD, int kRows = kTileQ>
 __device__ __forceinline__ CtaTile cta_tile(const bf16* qkv, const Dims& s, bool late_first) {
-  const int BH = s.B * s.H, nqt = (s.T + kTileQ - 1) / kTileQ, bh = int(blockIdx.x) % BH;
+  const int BH = s.B * s.H, nqt = (s.T + kRows - 1) / kRows, bh = int(blockIdx.x) % BH;
   const int tile = late_first ? nqt - 1 - int(blockIdx.x) / BH : int(blockIdx.x) / BH;
   const int b = bh / s.H, h = bh % s.H, C = s.H * HD;
   const int64_t rs = 3 * int64_t(C);
   return {nqt, bh, tile, b, h, C, rs, qkv + int64_t(b) * s.T * rs + int64_t(h) * HD};
 }
-// Key tiles that some row of query tile qt (rows < T) can see.
+// Key tiles that some row of query tile qt (kRows rows; those < T) can see.
+template <int kRows = kTileQ>
 __device__ __forceinline__ int visible_key_tiles(int qt, int T) {
-  const int last_row = min(qt * kTileQ + kTileQ, T) - 1;
+  const int last_row = min(qt * kRows + kRows, T) - 1;
   return last_row / kTileK + 1;
 }
 
-// Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. smem: Q tile, then two
-// stages of (K tile, V tile).
-template <int HD>
-__global__ void __launch_bounds__(kThreads, min_ctas<HD>(4))
+// Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. A warp owns MT blocks of
+// 16 query rows (the CTA's tile: 64 MT rows); smem: the Q tile, then two stages of (K tile, V tile).
+template <int HD, int MT>
+__global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
     attn_bf16_forward_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ out, float* __restrict__ lse, Dims s) {
-  constexpr int TE = tile_elems<HD>();
-  bf16* sQ = smem_base();
-  bf16* sKV = sQ + TE;  // stage st: K at sKV + 2 st TE, V right after
-  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
+  constexpr int TE = tile_elems<HD>(), kRows = kTileQ * MT, kWarpRows = 16 * MT;
+  bf16* sQ = smem_base();  // MT tiles of 64 rows, one pitch: row r at sQ + r ld
+  bf16* sKV = sQ + MT * TE;  // stage st: K at sKV + 2 st TE, V right after
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD, kRows>(qkv, s, true);
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
-  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;  // the warp's rows: wq0 + g and wq0 + g + 8
-  const int row[2] = {wq0 + g, wq0 + g + 8};
-  const int nkt = visible_key_tiles(qt, s.T);
+  const int q0 = qt * kRows, wq0 = q0 + warp * kWarpRows;  // block i's rows: wq0 + 16 i + g and + 8
+  const int nkt = visible_key_tiles<kRows>(qt, s.T);
 
-  load_tile<HD>(sQ, base, rs, q0, s.T);
+#pragma unroll
+  for (int i = 0; i < MT; ++i) load_tile<HD>(sQ + i * TE, base, rs, q0 + i * kTileQ, s.T);
   load_tile<HD>(sKV, base + C, rs, 0, s.T);
   load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
   cp_async_commit();
 
-  uint32_t qf[HD / 16][4];
-  float o[HD / 8][4] = {};
-  float m[2] = {-INFINITY, -INFINITY};  // running max of the raw scores of rows g, g + 8
-  float l[2] = {0.f, 0.f};              // running sum of exp2 (this thread's columns only)
+  uint32_t qf[MT][HD / 16][4];
+  float o[MT][HD / 8][4] = {};
+  float m[MT][2], l[MT][2];  // running max of the raw scores, running sum of exp2 (this thread's columns)
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      m[i][r] = -INFINITY;
+      l[i][r] = 0.f;
+    }
 
   for (int kt = 0; kt < nkt; ++kt) {
     cp_async_wait<0>();  // tile kt (the only group in flight) has landed ...
     __syncthreads();     // ... for every thread, and every warp is done with the other stage
     if (kt == 0) {
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[kk], sQ, warp * 16, kk * 16, lane);
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[i][kk], sQ, warp * kWarpRows + 16 * i, kk * 16, lane);
     }
     if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
     const bf16* sK = sKV + 2 * (kt & 1) * TE;
     const bf16* sV = sK + TE;
     const int k0 = kt * kTileK;
-    if (k0 > wq0 + 15) continue;  // every key of the tile is after every row of this warp
+    if (k0 > wq0 + kWarpRows - 1) continue;  // every key of the tile is after every row of this warp
 
-    float sc[kTileK / 8][4] = {};
-    mma_a_tileT<HD, kTileK / 8>(sc, qf, sK, 0, lane);
-    if (k0 + kTileK - 1 > wq0) {  // the tile straddles this warp's diagonal
+    float sc[MT][kTileK / 8][4] = {};
+    mma_a_tileT_mt<HD, kTileK / 8, MT>(sc, qf, sK, 0, lane);
+    uint32_t pf[MT][kTileK / 16][4];
 #pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j)
+    for (int i = 0; i < MT; ++i) {
+      const int bq0 = wq0 + 16 * i;
+      const int row[2] = {bq0 + g, bq0 + g + 8};
+      // A block whose rows all precede the tile keeps max -inf and sum 0 through it (p = 0 below).
+      if (k0 + kTileK - 1 > bq0) {  // the tile straddles (or passes) this block's diagonal
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (k0 + j * 8 + 2 * t + (e & 1) > row[e >> 1]) sc[j][e] = -INFINITY;
+        for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (k0 + j * 8 + 2 * t + (e & 1) > row[e >> 1]) sc[i][j][e] = -INFINITY;
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = m[i][r];
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j) mx = fmaxf(mx, fmaxf(sc[i][j][2 * r], sc[i][j][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));  // the 4 lanes of a quad share the row
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        // A row with no visible key yet keeps max -inf: offset 0 then gives exp2(-inf) = 0, not NaN.
+        const float off = mx == -INFINITY ? 0.f : mx * s.scale_log2;
+        const float alpha = exp2f(m[i][r] * s.scale_log2 - off);
+        m[i][r] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+          for (int e = 2 * r; e < 2 * r + 2; ++e) {
+            const float p = exp2f(fmaf(sc[i][j][e], s.scale_log2, -off));
+            sc[i][j][e] = p;
+            sum += p;
+          }
+        l[i][r] = l[i][r] * alpha + sum;
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+          o[i][j][2 * r] *= alpha;
+          o[i][j][2 * r + 1] *= alpha;
+        }
+      }
+      c_to_a<kTileK / 16>(pf[i], sc[i]);
     }
+    mma_p_tile_mt<HD, kTileK / 16, MT>(o, pf, sV, 0, lane);
+  }
+
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float mx = m[r];
-#pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j) mx = fmaxf(mx, fmaxf(sc[j][2 * r], sc[j][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));  // the 4 lanes of a quad share the row
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
-      // A row with no visible key yet keeps max -inf: offset 0 then gives exp2(-inf) = 0, not NaN.
-      const float off = mx == -INFINITY ? 0.f : mx * s.scale_log2;
-      const float alpha = exp2f(m[r] * s.scale_log2 - off);
-      m[r] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j)
-#pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          const float p = exp2f(fmaf(sc[j][e], s.scale_log2, -off));
-          sc[j][e] = p;
-          sum += p;
-        }
-      l[r] = l[r] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < HD / 8; ++j) {
-        o[j][2 * r] *= alpha;
-        o[j][2 * r + 1] *= alpha;
-      }
+      l[i][r] += __shfl_xor_sync(kFull, l[i][r], 1);
+      l[i][r] += __shfl_xor_sync(kFull, l[i][r], 2);
+      inv[r] = 1.f / l[i][r];  // >= 1: the row maximum contributes exp2(0)
     }
-    uint32_t pf[kTileK / 16][4];
-    c_to_a<kTileK / 16>(pf, sc);
-    mma_p_tile<HD, kTileK / 16>(o, pf, sV, 0, lane);
-  }
-
-  float inv[2];
+    const int bq0 = wq0 + 16 * i;
+    // The warp's own rows of sQ (only this warp ever read them) stage the output.
+    store_rows<HD>(o[i], inv, sQ + (warp * kWarpRows + 16 * i) * ld<HD>(),
+                   out + int64_t(b) * s.T * C + int64_t(h) * HD, C, bq0, s.T, lane);
+    if (t == 0) {
+      const int row[2] = {bq0 + g, bq0 + g + 8};
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(kFull, l[r], 1);
-    l[r] += __shfl_xor_sync(kFull, l[r], 2);
-    inv[r] = 1.f / l[r];  // >= 1: the row maximum contributes exp2(0)
-  }
-  // The warp's own rows of sQ (only this warp ever read them) stage the output.
-  store_rows<HD>(o, inv, sQ + warp * 16 * ld<HD>(), out + int64_t(b) * s.T * C + int64_t(h) * HD, C, wq0, s.T,
-                 lane);
-  if (t == 0) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      if (row[r] < s.T) lse[(int64_t(b) * s.H + h) * s.T + row[r]] = (m[r] * s.scale_log2 + log2f(l[r])) * kLn2;
+      for (int r = 0; r < 2; ++r)
+        if (row[r] < s.T)
+          lse[(int64_t(b) * s.H + h) * s.T + row[r]] = (m[i][r] * s.scale_log2 + log2f(l[i][r])) * kLn2;
+    }
   }
 }
 
@@ -548,47 +607,56 @@ __global__ void __launch_bounds__(kThreads, MINB)
 }
 
 // dQ: one CTA per (query tile, b, h), late (heavy) query tiles first; loops over the key tiles the
-// query tile can see, recomputing P. smem: Q, dO tiles, then two stages of (K tile, V tile).
-// KC: keys per inner step (32 keeps S and dP at 16 registers each); MINB as for the dK, dV kernel.
-template <int HD, int KC, int MINB>
+// query tile can see, recomputing P. A warp owns MT blocks of 16 query rows (tiles of 64 MT rows).
+// smem: the Q and dO tiles (MT x 64 rows each), then two stages of (K tile, V tile).
+// KC: keys per inner step (32 keeps S and dP at 16 registers per block); MINB as for the dK, dV kernel.
+template <int HD, int KC, int MINB, int MT = 1>
 __global__ void __launch_bounds__(kThreads, MINB)
     attn_bf16_dq_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
                         const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
-  constexpr int TE = tile_elems<HD>();
+  constexpr int TE = tile_elems<HD>(), kRows = kTileQ * MT, kWarpRows = 16 * MT;
   static_assert(KC % 16 == 0 && kTileK % KC == 0, "whole 16-key chunks per tile");
-  bf16* sQ = smem_base();
-  bf16* sdO = sQ + TE;
-  bf16* sKV = sdO + TE;  // stage st: K at sKV + 2 st TE, V right after
-  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
+  bf16* sQ = smem_base();  // row r of the query tile at sQ + r ld (MT tiles of one pitch)
+  bf16* sdO = sQ + MT * TE;
+  bf16* sKV = sdO + MT * TE;  // stage st: K at sKV + 2 st TE, V right after
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD, kRows>(qkv, s, true);
   const int64_t stat_base = (int64_t(b) * s.H + h) * s.T;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
-  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
-  const int row[2] = {wq0 + g, wq0 + g + 8};
-  const int nkt = visible_key_tiles(qt, s.T);
-  float L[2], Dr[2];  // lse (log2 units) and D of rows g, g + 8; rows past T get P = 0, dS = 0
+  const int q0 = qt * kRows, wq0 = q0 + warp * kWarpRows;  // block i's rows: wq0 + 16 i + g and + 8
+  const int nkt = visible_key_tiles<kRows>(qt, s.T);
+  float L[MT][2], Dr[MT][2];  // lse (log2 units) and D of rows g, g + 8; rows past T get P = 0, dS = 0
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    L[r] = row[r] < s.T ? lse[stat_base + row[r]] * kLog2e : INFINITY;
-    Dr[r] = row[r] < s.T ? D[stat_base + row[r]] : 0.f;
-  }
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = wq0 + 16 * i + g + 8 * r;
+      L[i][r] = row < s.T ? lse[stat_base + row] * kLog2e : INFINITY;
+      Dr[i][r] = row < s.T ? D[stat_base + row] : 0.f;
+    }
 
-  load_tile<HD>(sQ, base, rs, q0, s.T);
-  load_tile<HD>(sdO, dout + int64_t(b) * s.T * C + int64_t(h) * HD, C, q0, s.T);
+  const bf16* dobase = dout + int64_t(b) * s.T * C + int64_t(h) * HD;
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+    load_tile<HD>(sQ + i * TE, base, rs, q0 + i * kTileQ, s.T);
+    load_tile<HD>(sdO + i * TE, dobase, C, q0 + i * kTileQ, s.T);
+  }
   load_tile<HD>(sKV, base + C, rs, 0, s.T);
   load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
   cp_async_commit();
 
-  uint32_t qf[HD / 16][4], dof[HD / 16][4];
-  float dq[HD / 8][4] = {};
+  uint32_t qf[MT][HD / 16][4], dof[MT][HD / 16][4];
+  float dq[MT][HD / 8][4] = {};
   for (int kt = 0; kt < nkt; ++kt) {
     cp_async_wait<0>();
     __syncthreads();
     if (kt == 0) {
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        ldsm_a<HD>(qf[kk], sQ, warp * 16, kk * 16, lane);
-        ldsm_a<HD>(dof[kk], sdO, warp * 16, kk * 16, lane);
-      }
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) {
+          ldsm_a<HD>(qf[i][kk], sQ, warp * kWarpRows + 16 * i, kk * 16, lane);
+          ldsm_a<HD>(dof[i][kk], sdO, warp * kWarpRows + 16 * i, kk * 16, lane);
+        }
     }
     if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
     const bf16* sK = sKV + 2 * (kt & 1) * TE;
@@ -596,28 +664,34 @@ __global__ void __launch_bounds__(kThreads, MINB)
     const int k0 = kt * kTileK;
 #pragma unroll 1
     for (int c0 = 0; c0 < kTileK; c0 += KC) {
-      if (k0 + c0 > wq0 + 15) break;  // this chunk and the later ones are after every row of the warp
-      float sc[KC / 8][4] = {}, dp[KC / 8][4] = {};
-      mma_a_tileT<HD, KC / 8>(sc, qf, sK, c0, lane);
-      mma_a_tileT<HD, KC / 8>(dp, dof, sV, c0, lane);
-      const bool diag = k0 + c0 + KC - 1 > wq0;
+      if (k0 + c0 > wq0 + kWarpRows - 1) break;  // this chunk and the later ones are after every row of the warp
+      float sc[MT][KC / 8][4] = {}, dp[MT][KC / 8][4] = {};
+      mma_a_tileT_mt<HD, KC / 8, MT>(sc, qf, sK, c0, lane);
+      mma_a_tileT_mt<HD, KC / 8, MT>(dp, dof, sV, c0, lane);
+      uint32_t dsf[MT][KC / 16][4];
 #pragma unroll
-      for (int j = 0; j < KC / 8; ++j)
+      for (int i = 0; i < MT; ++i) {
+        const int bq0 = wq0 + 16 * i;
+        const bool diag = k0 + c0 + KC - 1 > bq0;  // some key of the chunk is after some row of the block
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = e >> 1;
-          float p = exp2f(fmaf(sc[j][e], s.scale_log2, -L[r]));
-          if (diag && k0 + c0 + j * 8 + 2 * t + (e & 1) > row[r]) p = 0.f;
-          dp[j][e] = p * (dp[j][e] - Dr[r]);
-        }
-      uint32_t dsf[KC / 16][4];
-      c_to_a<KC / 16>(dsf, dp);
-      mma_p_tile<HD, KC / 16>(dq, dsf, sK, c0, lane);  // dQ += dS K   (times scale below)
+        for (int j = 0; j < KC / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = e >> 1;
+            float p = exp2f(fmaf(sc[i][j][e], s.scale_log2, -L[i][r]));
+            if (diag && k0 + c0 + j * 8 + 2 * t + (e & 1) > bq0 + g + 8 * r) p = 0.f;
+            dp[i][j][e] = p * (dp[i][j][e] - Dr[i][r]);
+          }
+        c_to_a<KC / 16>(dsf[i], dp[i]);
+      }
+      mma_p_tile_mt<HD, KC / 16, MT>(dq, dsf, sK, c0, lane);  // dQ += dS K   (times scale below)
     }
   }
   const float mq[2] = {s.scale, s.scale};
-  store_rows<HD>(dq, mq, sQ + warp * 16 * ld<HD>(), dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0, s.T,
-                 lane);
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+    store_rows<HD>(dq[i], mq, sQ + (warp * kWarpRows + 16 * i) * ld<HD>(),
+                   dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0 + 16 * i, s.T, lane);
 }
 
 // dQ from the stored dS^T tiles: one CTA per (query tile, b, h), late (heavy) query tiles first;
@@ -663,17 +737,17 @@ __global__ void __launch_bounds__(kThreads, MINB)
 }
 // ---- end kernels ----
 
-template <int HD>
+template <int HD, int MT>
 constexpr size_t fwd_smem() {
-  return sizeof(bf16) * 5 * tile_elems<HD>();
+  return sizeof(bf16) * (MT + 4) * tile_elems<HD>();
 }
 template <int HD>
 constexpr size_t dkdv_smem() {
   return sizeof(bf16) * 6 * tile_elems<HD>() + sizeof(float) * 4 * kTileQ;
 }
-template <int HD>
+template <int HD, int MT>
 constexpr size_t dq_smem() {
-  return sizeof(bf16) * 6 * tile_elems<HD>();
+  return sizeof(bf16) * (2 * MT + 4) * tile_elems<HD>();
 }
 template <int HD>
 constexpr size_t dq_from_ds_smem() {
@@ -732,26 +806,26 @@ Tensor f32_copy(const Tensor& t) {
   return r;
 }
 
-template <int HD>
+template <int HD, int MT>
 void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
-  static bool init = (allow_smem(attn_bf16_forward_kernel<HD>, fwd_smem<HD>()), true);
+  static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT>, fwd_smem<HD, MT>()), true);
   (void)init;
-  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ((d.T + kTileQ - 1) / kTileQ));
-  attn_bf16_forward_kernel<HD><<<blocks, kThreads, fwd_smem<HD>(), stream()>>>(
+  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ((d.T + kTileQ * MT - 1) / (kTileQ * MT)));
+  attn_bf16_forward_kernel<HD, MT><<<blocks, kThreads, fwd_smem<HD, MT>(), stream()>>>(
       static_cast<const bf16*>(qkv.raw_data()), static_cast<bf16*>(out.raw_data()), lse.data<float>(), d);
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
 // One configuration of the two backward kernels (their register caps and inner chunk widths; with
 // STORE_DS the dQ pass reads the stored dS^T tiles and DQ_KC is unused).
-template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, bool STORE_DS = false>
+template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, bool STORE_DS = false, int DQ_MT = 1>
 void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                      const Tensor& dqkv) {
   constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB, STORE_DS>;
-  constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB>;
+  constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB, DQ_MT>;
   constexpr auto dq_ds_kernel = attn_bf16_dq_from_ds_kernel<HD, DQ_MINB>;
   static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()),
-                      STORE_DS ? allow_smem(dq_ds_kernel, dq_from_ds_smem<HD>()) : allow_smem(dq_kernel, dq_smem<HD>()),
+                      STORE_DS ? allow_smem(dq_ds_kernel, dq_from_ds_smem<HD>()) : allow_smem(dq_kernel, dq_smem<HD, DQ_MT>()),
                       true);
   (void)init;
   const auto* q = static_cast<const bf16*>(qkv.raw_data());
@@ -765,7 +839,8 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   ARIA_CUDA_LAUNCH_CHECK();
   const int64_t bh = int64_t(d.B) * d.H;
   const unsigned kblocks = unsigned(bh * ((d.T + kTileK - 1) / kTileK));
-  const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));
+  const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));           // stored-dS pass
+  const unsigned dq_blocks = unsigned(bh * ((d.T + kTileQ * DQ_MT - 1) / (kTileQ * DQ_MT)));
   Tensor ds;  // the stored dS^T tiles (STORE_DS), freed when this returns: stream order keeps it for the dQ pass
   if constexpr (STORE_DS)
     ds = Tensor::empty({bh * ds_tiles_per_bh(int((d.T + kTileQ - 1) / kTileQ)) * kTileK * kTileQ}, DType::BF16,
@@ -777,7 +852,7 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   if constexpr (STORE_DS) {
     dq_ds_kernel<<<qblocks, kThreads, dq_from_ds_smem<HD>(), stream()>>>(q, dsT, dq, d);
   } else {
-    dq_kernel<<<qblocks, kThreads, dq_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
+    dq_kernel<<<dq_blocks, kThreads, dq_smem<HD, DQ_MT>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
   }
   ARIA_CUDA_LAUNCH_CHECK();
 }
@@ -786,8 +861,8 @@ using BackwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const
                                 const Tensor&);
 
 // The hd-64 backward configurations (the tuning sweep of the ARIA_ATTN_BENCH test times them all;
-// ARIA_ATTN_BWD_VARIANT picks one at run time); entry 0 is the default. Rows 4, 5 and 0 each change
-// one kernel of the first configuration (row 1), so the sweep also times each kernel's options alone.
+// ARIA_ATTN_BWD_VARIANT picks one at run time); entry 0 is the default. Rows 5, 6 and 1 each change
+// one kernel of the first configuration (row 2), so the sweep also times each kernel's options alone.
 // Fields: dK/dV queries per inner step and CTAs per SM, dQ keys per inner step and
 // CTAs per SM; MINB caps registers at 65536 / (128 MINB), at most 255: 4 -> 128, 3 -> 168, 2 -> 255.
 struct BwdVariant {
@@ -798,10 +873,17 @@ struct BwdVariant {
   BwdVariant { "dkdv qc" #a " min" #b " | dq kc" #c " min" #e, backward_launch<64, a, b, c, e> }
 #define ARIA_ATTN_BWD_DS_VARIANT(a, b, e) \
   BwdVariant { "dkdv qc" #a " min" #b " + stored dS | dq from dS min" #e, backward_launch<64, a, b, 16, e, true> }
+#define ARIA_ATTN_BWD_DQ32_VARIANT(a, b, c, e)                                              \
+  BwdVariant {                                                                               \
+    "dkdv qc" #a " min" #b " | dq 32 rows/warp kc" #c " min" #e, backward_launch<64, a, b, c, e, false, 2> \
+  }
 const BwdVariant kBwdVariants[] = {
-    // The default, from the H100 sweep (B16 T1024 H12, docs/perf.md): dK/dV with 64-wide query chunks
-    // at 2 CTAs/SM, dQ as first written. 0.375 ms vs 0.380 for the first configuration (row 1);
-    // every row is within 1.5% except row 3: the structure, not these knobs, sets the speed.
+    // The default (session 6, H200, B16 T1024 H12): row 1's dK/dV kernel and a dQ pass with two 16-row
+    // blocks per warp (128-row tiles), whose K / V fragments each feed two mma: 0.353 ms vs 0.368.
+    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 32, 2),
+    // The default until session 5, from the H100 sweep: dK/dV with 64-wide query chunks at 2 CTAs/SM,
+    // dQ as first written. 0.375 ms vs 0.380 for the first configuration (row 2). On the H200 rows 1-4
+    // and 6 are within 1.5% of each other, row 5 15% slower: the structure, not these knobs, sets the speed.
     ARIA_ATTN_BWD_VARIANT(64, 2, 32, 4),
     ARIA_ATTN_BWD_VARIANT(32, 3, 32, 4),  // the first configuration: 128 / 168 / 128 register caps
     ARIA_ATTN_BWD_VARIANT(32, 2, 32, 3),  // looser register caps, fewer CTAs in flight
@@ -812,28 +894,50 @@ const BwdVariant kBwdVariants[] = {
     // them. Slower on the H200 (0.387 vs 0.367 ms): writing and re-reading ~210 MB costs more than the
     // two products it saves (docs/perf.md, session 5); kept for the sweep on other GPUs.
     ARIA_ATTN_BWD_DS_VARIANT(64, 2, 4),
+    // The two-block dQ pass with narrower key chunks (0.361 ms), and at 3 CTAs/SM (spills: 0.470 ms).
+    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 16, 2),
+    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 16, 3),
 };
 #undef ARIA_ATTN_BWD_VARIANT
 #undef ARIA_ATTN_BWD_DS_VARIANT
+#undef ARIA_ATTN_BWD_DQ32_VARIANT
 constexpr int kNumBwdVariants = int(sizeof(kBwdVariants) / sizeof(kBwdVariants[0]));
 
-// ARIA_ATTN_BWD_VARIANT=<index into kBwdVariants>, read once; unset means 0.
-int env_bwd_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("ARIA_ATTN_BWD_VARIANT");
-    if (!e || !*e) return 0;
-    char* end = nullptr;
-    const long i = std::strtol(e, &end, 10);
-    ARIA_CHECK(*end == '\0' && i >= 0 && i < kNumBwdVariants, "ARIA_ATTN_BWD_VARIANT=", e,
-               " must be an integer in [0, ", kNumBwdVariants, ")");
-    return int(i);
-  }();
-  return v;
+// The hd-64 forward configurations (ARIA_ATTN_FWD_VARIANT picks one at run time; entry 0 is the
+// default): query rows per warp, which set the ldmatrix traffic per product and the registers.
+using ForwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const Tensor&);
+struct FwdVariant {
+  const char* name;
+  ForwardLaunch launch;
+};
+const FwdVariant kFwdVariants[] = {
+    // The default: each K / V fragment read from shared memory feeds two mma. H200, B16 T1024 H12:
+    // 0.111 ms vs 0.114 for row 1 (docs/perf.md, session 6).
+    {"32 rows per warp, 128-row tiles, 2 CTAs/SM", forward_launch<64, 2>},
+    {"16 rows per warp, 64-row tiles, 4 CTAs/SM", forward_launch<64, 1>},
+};
+constexpr int kNumFwdVariants = int(sizeof(kFwdVariants) / sizeof(kFwdVariants[0]));
+
+// The environment variable `name` as an index in [0, count), read by the caller once; unset means 0.
+int env_variant(const char* name, int count) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return 0;
+  char* end = nullptr;
+  const long i = std::strtol(e, &end, 10);
+  ARIA_CHECK(*end == '\0' && i >= 0 && i < count, name, "=", e, " must be an integer in [0, ", count, ")");
+  return int(i);
 }
 
 }  // namespace
 
-void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+int attention_forward_bf16_variants() { return kNumFwdVariants; }
+
+const char* attention_forward_bf16_variant_name(int variant) {
+  ARIA_CHECK(variant >= 0 && variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
+  return kFwdVariants[variant].name;
+}
+
+void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int variant) {
   const Problem p = check_qkv(qkv, n_head, "attention_forward");
   check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_forward", "out");
   check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_forward", "lse");
@@ -844,9 +948,12 @@ void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& 
     copy_cast(out32, out);
     return;
   }
+  static const int env = env_variant("ARIA_ATTN_FWD_VARIANT", kNumFwdVariants);
+  if (variant < 0) variant = env;
+  ARIA_CHECK(variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
   const Dims d = dims(p);
-  if (p.hd == 64) forward_launch<64>(d, qkv, out, lse);
-  else forward_launch<128>(d, qkv, out, lse);
+  if (p.hd == 64) kFwdVariants[variant].launch(d, qkv, out, lse);
+  else forward_launch<128, 1>(d, qkv, out, lse);  // hd 128: no variants
 }
 
 int attention_backward_bf16_variants() { return kNumBwdVariants; }
@@ -871,7 +978,8 @@ void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor&
     copy_cast(dqkv32, dqkv);
     return;
   }
-  if (variant < 0) variant = env_bwd_variant();
+  static const int env = env_variant("ARIA_ATTN_BWD_VARIANT", kNumBwdVariants);
+  if (variant < 0) variant = env;
   ARIA_CHECK(variant < kNumBwdVariants, "attention backward variant ", variant, " out of range");
   const Dims d = dims(p);
   if (p.hd == 64) kBwdVariants[variant].launch(d, qkv, out, lse, dout, dqkv);
