@@ -415,6 +415,55 @@ TEST_CASE("CUDA gemm_epilogue is deterministic (bit-identical reruns), fused and
     }
 }
 
+#ifdef ARIA_WITH_CUDA
+// Autotuned plans (runtime.h: set_gemm_autotune) time several algorithms on the call's own operands
+// before the launch that counts: the results must still be the CPU's, accumulation (beta = 1, which
+// is never tuned because a timing run would overwrite c) must survive, and reruns stay bit-identical.
+// Shapes used nowhere else in this binary, so their plans are made with tuning on.
+TEST_CASE("CUDA GEMM autotuning: tuned plans match the CPU, accumulate correctly and rerun bit-identically") {
+  if (!gpu_or_skip("GEMM autotuning")) return;
+  const Device gpu = Device::cuda(0);
+  struct Restore {
+    ~Restore() { cuda::set_gemm_autotune(false); }
+  } restore;
+  cuda::set_gemm_autotune(true);
+  uint64_t seed = 1300;
+  for (const Problem& p : {Problem{384, 640, 192, false, false, GemmEpilogue::Gelu, true, true},
+                           Problem{640, 384, 192, false, true, GemmEpilogue::DGelu, true, true},
+                           Problem{192, 640, 384, true, false, GemmEpilogue::BGrad, true, false}}) {
+    CAPTURE(describe(p));
+    const Inputs in16 = cast_inputs(make_inputs(p, seed += 10), DType::BF16);
+    const Result r1 = run(p, in16, gpu), r2 = run(p, in16, gpu);
+    const Result want = run(p, cast_inputs(in16, DType::F32), kCpu);
+    CHECK(rel_l2(r1.c, want.c) <= kBf16Tol);
+    if (!want.aux.empty()) CHECK(rel_l2(r1.aux, want.aux) <= kBf16Tol);
+    CHECK(std::memcmp(r1.c.data(), r2.c.data(), r1.c.size() * sizeof(double)) == 0);
+    CHECK(r1.bias == r2.bias);
+  }
+  // Plain matmul: the first call accumulates (beta = 1: the plan is made but not tuned), the second
+  // overwrites (beta = 0: tuned now), the third accumulates on the tuned algorithm.
+  const int64_t M = 320, N = 448, K = 160;
+  Tensor a = randn({M, K}, 1401, 1.0, DType::F32).to(DType::BF16), b = randn({K, N}, 1402, 1.0, DType::F32).to(DType::BF16);
+  Tensor c0 = randn({M, N}, 1403, 1.0, DType::F32).to(DType::BF16);
+  Tensor ab = Tensor::empty({M, N}, DType::F32);
+  cpu::matmul(a.to(DType::F32).reshape({1, M, K}), b.to(DType::F32).reshape({1, K, N}), ab.reshape({1, M, N}), false,
+              false, 1.0, 0.0);
+  const std::vector<double> abv = ab.to_doubles(), c0v = c0.to_doubles();
+  std::vector<double> want1(abv.size()), want3(abv.size());
+  for (size_t i = 0; i < abv.size(); ++i) {
+    want1[i] = abv[i] + c0v[i];
+    want3[i] = 2 * abv[i];
+  }
+  Tensor c = c0.to(gpu);
+  cuda::matmul(a.to(gpu), b.to(gpu), c, false, false, 1.0, 1.0);
+  CHECK(rel_l2(c.to_doubles(), want1) <= kBf16Tol);
+  cuda::matmul(a.to(gpu), b.to(gpu), c, false, false, 1.0, 0.0);
+  CHECK(rel_l2(c.to_doubles(), abv) <= kBf16Tol);
+  cuda::matmul(a.to(gpu), b.to(gpu), c, false, false, 1.0, 1.0);
+  CHECK(rel_l2(c.to_doubles(), want3) <= kBf16Tol);
+}
+#endif
+
 TEST_CASE("CUDA matmul bfloat16: batched, transposes, alpha/beta, shared batch-1 b, against the CPU") {
   if (!gpu_or_skip("matmul bfloat16")) return;
   const Device gpu = Device::cuda(0);

@@ -18,8 +18,11 @@
 // cublasGemmStridedBatchedEx, an epilogue falls back to a plain GEMM plus our own elementwise kernels
 // (see gemm_epilogue_unfused). ARIA_GEMM_VERBOSE=1 names every refused request on stderr (once per
 // plan); gemm_epilogue_fallbacks() counts the unfused epilogue calls (tests and benchmarks read it).
+// With autotuning on (runtime.h: gemm_autotune_enabled) a plan times the heuristic's top candidates
+// on its first beta = 0 launch outside graph capture and keeps the fastest.
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -93,11 +96,16 @@ struct LtRequest {
   int al_a = 16, al_b = 16, al_c = 16;
 };
 
+constexpr int kCandidates = 8;  // heuristic results kept per plan for autotuning
+
 struct Plan {
   bool ok = false;  // false: cuBLASLt has no algorithm for this request (cached too)
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  cublasLtMatmulAlgo_t algo;
+  cublasLtMatmulAlgo_t algo;  // the heuristic's first choice, or the fastest candidate once tuned
+  cublasLtMatmulAlgo_t candidates[kCandidates];
+  int ncandidates = 0;
+  bool tuned = false;
 };
 
 bool gemm_verbose() {
@@ -165,14 +173,17 @@ Plan make_plan(const LtRequest& r) {
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b, sizeof b));
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c, sizeof c));
   ARIA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c, sizeof c));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates]{};
   int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), p.desc, p.la, p.lb, p.lc, p.lc, pref, 1, &result,
-                                                     &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), p.desc, p.la, p.lb, p.lc, p.lc, pref,
+                                                     gemm_autotune_enabled() ? kCandidates : 1, results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates[p.ncandidates++] = results[i].algo;
+  if (p.ncandidates > 0) {
     p.ok = true;
-    p.algo = result.algo;
+    p.algo = p.candidates[0];
+    p.tuned = p.ncandidates == 1;
   } else {
     note_refusal(r, st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "no algorithm");
   }
@@ -200,6 +211,52 @@ Plan& plan_for_locked(const LtRequest& r) {
   auto it = cache->find(key);
   if (it == cache->end()) it = cache->emplace(key, make_plan(r)).first;
   return it->second;
+}
+
+// Operands of one launch: D = alpha op(A) op(B) (+ beta C), C and D one buffer.
+struct LtOperands {
+  const void *A, *B;
+  void* C;
+};
+
+cublasStatus_t lt_launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const LtOperands& o, float alpha,
+                         float beta) {
+  return cublasLtMatmul(lt_handle(), p.desc, &alpha, o.A, p.la, o.B, p.lb, &beta, o.C, p.lc, o.C, p.lc, &algo,
+                        lt_workspace(), lt_workspace_size(), stream());
+}
+
+// Under g_plan_mu, for a launch with beta = 0 (so C may be overwritten while timing): times each
+// candidate (one warm-up, then the best of 3) and keeps the fastest in p.algo. Skipped while the
+// stream is being captured into a graph (nothing may synchronise then); a later launch tunes.
+void tune_locked(Plan& p, const LtOperands& o) {
+  if (p.tuned) return;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  ARIA_CUDA_CHECK(cudaStreamIsCapturing(stream(), &cap));
+  if (cap != cudaStreamCaptureStatusNone) return;
+  cudaEvent_t e0, e1;
+  ARIA_CUDA_CHECK(cudaEventCreate(&e0));
+  ARIA_CUDA_CHECK(cudaEventCreate(&e1));
+  float best = INFINITY;
+  for (int i = 0; i < p.ncandidates; ++i) {
+    if (lt_launch(p, p.candidates[i], o, 1.f, 0.f) != CUBLAS_STATUS_SUCCESS) continue;  // refused: not a candidate
+    float fastest = INFINITY;
+    for (int rep = 0; rep < 3; ++rep) {
+      ARIA_CUDA_CHECK(cudaEventRecord(e0, stream()));
+      ARIA_CUBLAS_CHECK(lt_launch(p, p.candidates[i], o, 1.f, 0.f));
+      ARIA_CUDA_CHECK(cudaEventRecord(e1, stream()));
+      ARIA_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0.f;
+      ARIA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      fastest = std::min(fastest, ms);
+    }
+    if (fastest < best) {
+      best = fastest;
+      p.algo = p.candidates[i];
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  p.tuned = true;
 }
 
 int64_t lead_batch(const Tensor& t) {
@@ -269,16 +326,19 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
   r.al_b = pointer_alignment(a.raw_data());
   r.al_c = pointer_alignment(c.raw_data());
   const float al = float(alpha), be = float(beta);
+  const LtOperands ops{b.raw_data(), a.raw_data(), c.raw_data()};
   const Plan* p = nullptr;
+  cublasLtMatmulAlgo_t algo;
   {
     std::lock_guard<std::mutex> lock(g_plan_mu);
-    p = &plan_for_locked(r);
+    Plan& pl = plan_for_locked(r);
+    if (pl.ok && be == 0.f) tune_locked(pl, ops);
+    p = &pl;
+    algo = pl.algo;
   }
-  // A plain plan is immutable once made (no per-call attributes): launched outside the lock.
+  // A plain plan has no per-call attributes (its algorithm copied above): launched outside the lock.
   if (!p->ok) return gemm_ex(g, r.type, r.tf32, b.raw_data(), a.raw_data(), c.raw_data(), al, be);
-  ARIA_CUBLAS_CHECK(cublasLtMatmul(lt_handle(), p->desc, &al, b.raw_data(), p->la, a.raw_data(), p->lb, &be,
-                                   c.raw_data(), p->lc, c.raw_data(), p->lc, &p->algo, lt_workspace(),
-                                   lt_workspace_size(), stream()));
+  ARIA_CUBLAS_CHECK(lt_launch(*p, algo, ops, al, be));
 }
 
 // ---- fused epilogues ------------------------------------------------------------------------------
@@ -364,9 +424,9 @@ bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool
   Plan& p = plan_for_locked(r);
   if (!p.ok) return false;
   set_epilogue_pointers(p.desc, r);
-  const cublasStatus_t st = cublasLtMatmul(lt_handle(), p.desc, &al, b.raw_data(), p.la, a.raw_data(), p.lb, &be,
-                                           c.raw_data(), p.lc, c.raw_data(), p.lc, &p.algo, lt_workspace(),
-                                           lt_workspace_size(), stream());
+  const LtOperands ops{b.raw_data(), a.raw_data(), c.raw_data()};
+  tune_locked(p, ops);  // beta = 0: the epilogue's outputs (D, aux, bias gradient) are rewritten each run
+  const cublasStatus_t st = lt_launch(p, p.algo, ops, al, be);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
     // Refused at launch (nothing ran): remember it, and let the caller take the unfused path.
     note_refusal(r, cublasGetStatusString(st));

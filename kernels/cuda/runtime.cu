@@ -180,4 +180,20 @@ bool tf32_enabled() {
 
 void set_tf32(bool on) { g_tf32.store(on ? 1 : 0); }
 
+static std::atomic<int> g_autotune{-1};  // -1: not decided yet (read ARIA_GEMM_AUTOTUNE on first use)
+
+bool gemm_autotune_enabled() {
+  int v = g_autotune.load();
+  if (v < 0) {
+    const char* e = std::getenv("ARIA_GEMM_AUTOTUNE");
+    v = (e && std::strcmp(e, "1") == 0) ? 1 : 0;
+    int expected = -1;
+    g_autotune.compare_exchange_strong(expected, v);
+    v = g_autotune.load();
+  }
+  return v == 1;
+}
+
+void set_gemm_autotune(bool on) { g_autotune.store(on ? 1 : 0); }
+
 }  // namespace aria::cuda

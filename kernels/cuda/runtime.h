@@ -28,6 +28,15 @@ cublasHandle_t blas_handle();
 bool tf32_enabled();
 void set_tf32(bool on);
 
+// GEMM autotuning (kernels/cuda/matmul.cu): when on, the first beta = 0 launch of each cached GEMM
+// plan (a shape, dtype, alignment and epilogue) times cuBLASLt's top candidates on its own operands
+// and keeps the fastest. Off by default, because the choice depends on timing: two processes may pick
+// different algorithms for a shape and round differently, while by default every run gives the same
+// bits. On with ARIA_GEMM_AUTOTUNE=1 in the environment at first use, or set_gemm_autotune(true)
+// (plans made while it was off keep their algorithm).
+bool gemm_autotune_enabled();
+void set_gemm_autotune(bool on);
+
 // Caching allocator extras (kernels/cuda/allocator.cu): returns every cached, unused block to the
 // driver (cudaFree). Synchronizes the device first.
 void empty_cache();

@@ -19,6 +19,7 @@ struct Config {
   bool recompute = false;  // --recompute: GELU outputs recomputed in backward (less memory)
   bool bf16 = false;   // --bf16: bfloat16 weights/activations/grads, float32 master weights and moments
   bool graph = false;  // --graph: the timed steps replay one step recorded as a CUDA graph
+  bool autotune = false;  // --autotune: each GEMM plan times cuBLASLt's top candidates once (runtime.h)
   int lm_chunk_mib = 0;  // --lm-chunk-mib: logits per classifier chunk (0: ops::lm_head_chunk_bytes()'s default)
   int steps = 10, warmup = 3;
 };

@@ -45,6 +45,9 @@ options:
   --recompute      with --model: recompute each MLP's GELU output in backward instead of keeping it
   --graph          with --model: record one step as a CUDA graph after warm-up and time its replays
                    (same kernels and bytes; AdamW's bias corrections stay those of the recorded step)
+  --autotune       with --model: GEMM autotuning on (each GEMM shape times cuBLASLt's top 8
+                   candidates on its first call and keeps the fastest; off by default because the
+                   choice, and so the rounding, may then differ between processes)
   --lm-chunk-mib N with --model: at most N MiB of logits per classifier chunk (default 512)
   --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
   --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
@@ -105,6 +108,11 @@ nlohmann::json to_json(const Config& cfg, const Ceilings& c, const std::vector<R
 // --model: one training step of aria (and optionally PyTorch) at the same shapes, as a table + JSON.
 int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) {
   if (cfg.batch == 8 && cfg.seq == 1024) cfg.batch = 16;  // the issue's reference shape unless given
+#ifdef ARIA_WITH_CUDA
+  // Before the ceilings, so that they are those of tuned GEMMs too. Without --autotune the
+  // environment decides (ARIA_GEMM_AUTOTUNE), as everywhere else.
+  if (cfg.autotune) cuda::set_gemm_autotune(true);
+#endif
   const Ceilings ceil = measure_ceilings(cfg);  // switches TF32 on and off itself: choose after it
 #ifdef ARIA_WITH_CUDA
   cuda::set_tf32(cfg.tf32);
@@ -121,7 +129,11 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
   std::printf("aria host: %.1f ms to issue a step of %.1f ms (%s)\n", r.host_ms, r.step_ms,
               r.host_ms > 0.8 * r.step_ms ? "the GPU waits on the host: syncs or launch overhead"
                                           : "the host queues work ahead of the GPU: no launch gaps from it");
-  rows.push_back({{"system", cfg.recompute ? "aria (recompute)" : "aria"}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
+  const std::string system = std::string("aria") + (cfg.recompute && cfg.autotune ? " (recompute, autotune)"
+                                                     : cfg.recompute              ? " (recompute)"
+                                                     : cfg.autotune               ? " (autotune)"
+                                                                                  : "");
+  rows.push_back({{"system", system}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
                   {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"host_ms", r.host_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
                   {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
   if (compare_torch) {
@@ -214,6 +226,8 @@ int main(int argc, char** argv) {
         cfg.recompute = true;
       } else if (a == "--graph") {
         cfg.graph = true;
+      } else if (a == "--autotune") {
+        cfg.autotune = true;
       } else if (a == "--lm-chunk-mib") {
         cfg.lm_chunk_mib = parse_int(a, value());
       } else if (a == "--steps") {
@@ -226,7 +240,8 @@ int main(int argc, char** argv) {
     }
     ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
     ARIA_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
-    ARIA_CHECK((!cfg.graph && cfg.lm_chunk_mib == 0) || !cfg.model.empty(), "--graph and --lm-chunk-mib need --model");
+    ARIA_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0) || !cfg.model.empty(),
+               "--graph, --autotune and --lm-chunk-mib need --model");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
