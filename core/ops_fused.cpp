@@ -98,16 +98,18 @@ GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, co
   GeluMlpWeights d;
   std::tie(d.w2, d.b2) = linear_param_grads(h, g2, s.gw2, s.gb2);
   if (!dx.defined() && !s.gw1 && !s.gb1) return d;
-  // d(pre) = (g W2^T) * gelu'(pre) in the GEMM's DGELU epilogue, then db1 as a column sum of it.
-  // Measured on the H200 at [16384, 768] x [768, 3072] (docs/perf.md, session 6): the epilogue costs
-  // 0.151 ms against 0.111 for the plain GEMM plus 0.09 for a separate dGELU pass, and the column sum
-  // ~0.03; cuBLASLt's DGELU_BGRAD epilogue, which would also sum db1, runs at 0.45 ms.
+  // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass that also sums db1 (so
+  // dpre is not read again for it): on the H100 cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
+  // [16384, 768] x [768, 3072], docs/perf.md).
   Tensor dpre = Tensor::empty({N, H}, dt, dev);
-  gemm_ep(g2, s.w2, dpre, false, true, GemmEpilogue::DGelu, Tensor(), s.pre);
+  mm_into(g2, s.w2, dpre, false, true, false);
   if (s.gb1) {
     d.b1 = Tensor::empty({H}, dt, dev);
-    ARIA_DISPATCH(dev, sum_to, dpre, d.b1.reshape({1, H}));
+    ARIA_DISPATCH(dev, gelu_backward_bias_grad, s.pre, dpre, dpre, d.b1);
+  } else {
+    ARIA_DISPATCH(dev, unary_backward, int(UnaryOp::Gelu), s.pre, Tensor(), dpre, dpre, 0.0);
   }
+  // db1 came out of the dGELU pass above: only dW1 here.
   d.w1 = linear_param_grads(s.x2, dpre, s.gw1, false).first;
   if (dx.defined()) mm_into(dpre, s.w1, dx, false, true, accumulate);
   return d;
