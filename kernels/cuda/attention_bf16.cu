@@ -163,40 +163,10 @@ __device__ __forceinline__ void ldsm_b_rows_k(uint32_t (&b)[4], const bf16* tile
   ldmatrix_x4_trans(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld<HD>() + n0 + (lane >> 4) * 8);
 }
 
-// acc (16 x 8NT) += A (16 x HD, fragments a) . tile[n0 .. n0 + 8NT)^T    (rows of the tile as columns)
-template <int HD, int NT>
-__device__ __forceinline__ void mma_a_tileT(float (&acc)[NT][4], const uint32_t (&a)[HD / 16][4], const bf16* tile,
-                                            int n0, int lane) {
-  static_assert(NT % 2 == 0, "n-tiles come in pairs");
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk)
-#pragma unroll
-    for (int j = 0; j < NT; j += 2) {
-      uint32_t b[4];
-      ldsm_b_rows_n<HD>(b, tile, n0 + j * 8, kk * 16, lane);
-      mma_bf16(acc[j], a[kk], b[0], b[1]);
-      mma_bf16(acc[j + 1], a[kk], b[2], b[3]);
-    }
-}
-
-// acc (16 x HD) += P (16 x 16KT, fragments p) . tile[k0 .. k0 + 16KT)    (rows of the tile reduced over)
-template <int HD, int KT>
-__device__ __forceinline__ void mma_p_tile(float (&acc)[HD / 8][4], const uint32_t (&p)[KT][4], const bf16* tile,
-                                           int k0, int lane) {
-#pragma unroll
-  for (int kk = 0; kk < KT; ++kk)
-#pragma unroll
-    for (int j = 0; j < HD / 8; j += 2) {
-      uint32_t b[4];
-      ldsm_b_rows_k<HD>(b, tile, k0 + kk * 16, j * 8, lane);
-      mma_bf16(acc[j], p[kk], b[0], b[1]);
-      mma_bf16(acc[j + 1], p[kk], b[2], b[3]);
-    }
-}
-
-// The same two products for MT row blocks of 16 at once (a warp owning 16 MT rows): every B fragment
-// read from shared memory feeds MT mma instead of one, so a warp issues 1/MT of the ldmatrix traffic
-// per product, which on Hopper is what bounds the 16-row form (docs/perf.md).
+// acc (16MT x 8NT) += A (16MT x HD: MT row blocks of fragments a) . tile[n0 .. n0 + 8NT)^T    (rows of
+// the tile as columns). A warp owning MT blocks of 16 rows feeds every B fragment it reads from shared
+// memory to MT mma, so it issues 1/MT of the ldmatrix traffic per product: on Hopper that traffic is
+// what bounds the one-block form (docs/perf.md, session 6).
 template <int HD, int NT, int MT>
 __device__ __forceinline__ void mma_a_tileT_mt(float (&acc)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
                                                const bf16* tile, int n0, int lane) {
@@ -214,6 +184,8 @@ __device__ __forceinline__ void mma_a_tileT_mt(float (&acc)[MT][NT][4], const ui
       }
     }
 }
+
+// acc (16MT x HD) += P (16MT x 16KT, fragments p) . tile[k0 .. k0 + 16KT)    (rows of the tile reduced over)
 template <int HD, int KT, int MT>
 __device__ __forceinline__ void mma_p_tile_mt(float (&acc)[MT][HD / 8][4], const uint32_t (&p)[MT][KT][4],
                                               const bf16* tile, int k0, int lane) {
@@ -229,6 +201,20 @@ __device__ __forceinline__ void mma_p_tile_mt(float (&acc)[MT][HD / 8][4], const
         mma_bf16(acc[i][j + 1], p[i][kk], b[2], b[3]);
       }
     }
+}
+
+// The one-block forms (a warp's 16 rows). The arrays are those of the MT = 1 forms, viewed as such.
+template <int HD, int NT>
+__device__ __forceinline__ void mma_a_tileT(float (&acc)[NT][4], const uint32_t (&a)[HD / 16][4], const bf16* tile,
+                                            int n0, int lane) {
+  mma_a_tileT_mt<HD, NT, 1>(reinterpret_cast<float (&)[1][NT][4]>(acc),
+                            reinterpret_cast<const uint32_t (&)[1][HD / 16][4]>(a), tile, n0, lane);
+}
+template <int HD, int KT>
+__device__ __forceinline__ void mma_p_tile(float (&acc)[HD / 8][4], const uint32_t (&p)[KT][4], const bf16* tile,
+                                           int k0, int lane) {
+  mma_p_tile_mt<HD, KT, 1>(reinterpret_cast<float (&)[1][HD / 8][4]>(acc),
+                           reinterpret_cast<const uint32_t (&)[1][KT][4]>(p), tile, k0, lane);
 }
 
 // C fragments of a 16 x 16KT block -> bf16 A fragments of the same block.
