@@ -275,8 +275,9 @@ void dispatch_logits(DType dtype, const char* what, bool same_alignment, L&& lau
   });
 }
 
-// Whether the staged fused classifier can take these logits: 16-byte rows that fit twice in an SM's
-// shared memory, a 16-byte aligned start, and the kernel compiled for sm_90 (asked once per type).
+// Whether the staged fused classifier can take these logits: non-empty rows of whole 16-byte packs
+// that fit twice in an SM's shared memory, a 16-byte aligned start, and the kernel compiled for sm_90
+// (asked once per type).
 template <typename T>
 bool staged_fits(const Tensor& logits, int64_t row_bytes) {
   static const bool compiled = [] {
@@ -287,7 +288,7 @@ bool staged_fits(const Tensor& logits, int64_t row_bytes) {
         cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)));
     return true;
   }();
-  return compiled && row_bytes % 16 == 0 && row_bytes <= kStagedMaxBytes &&
+  return compiled && row_bytes > 0 && row_bytes % 16 == 0 && row_bytes <= kStagedMaxBytes &&
          reinterpret_cast<uintptr_t>(logits.raw_data()) % 16 == 0;
 }
 
