@@ -214,6 +214,15 @@ TEST_CASE("CUDA bf16 attention rejects mismatched dtypes with a clear error") {
   Tensor dq32 = Tensor::empty({1, 8, 3 * 64}, DType::F32, kGpu);
   CHECK_THROWS_WITH(cuda::attention_backward(qkv, out, lse, out, dq32, 1), doctest::Contains("dqkv"));
   CHECK_THROWS_WITH(cuda::attention_forward(qkv, out, lse, 5), doctest::Contains("heads"));
+#ifdef ARIA_WITH_CUDA
+  // Variant indices past the compiled configurations are refused, not launched.
+  const int nf = cuda::attention_forward_bf16_variants(), nb = cuda::attention_backward_bf16_variants();
+  CHECK_THROWS_WITH(cuda::attention_forward_bf16(qkv, out, lse, 1, nf), doctest::Contains("out of range"));
+  CHECK_THROWS_WITH(cuda::attention_forward_bf16_variant_name(nf), doctest::Contains("out of range"));
+  Tensor dqkv = Tensor::empty({1, 8, 3 * 64}, DType::BF16, kGpu);
+  CHECK_THROWS_WITH(cuda::attention_backward_bf16(qkv, out, lse, out, dqkv, 1, nb), doctest::Contains("out of range"));
+  CHECK_THROWS_WITH(cuda::attention_backward_bf16_variant_name(nb), doctest::Contains("out of range"));
+#endif
 }
 
 #ifdef ARIA_WITH_CUDA

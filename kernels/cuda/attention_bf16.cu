@@ -359,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
     for (int i = 0; i < MT; ++i) {
       const int bq0 = wq0 + 16 * i;
       const int row[2] = {bq0 + g, bq0 + g + 8};
-      // A block whose rows all precede the tile keeps max -inf and sum 0 through it (p = 0 below).
+      // A block whose rows all precede the tile has every score masked: its max, sum and output pass
+      // through unchanged (alpha = 1, every p = 0).
       if (k0 + kTileK - 1 > bq0) {  // the tile straddles (or passes) this block's diagonal
 #pragma unroll
         for (int j = 0; j < kTileK / 8; ++j)
@@ -796,7 +797,7 @@ template <int HD, int MT>
 void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
   static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT>, fwd_smem<HD, MT>()), true);
   (void)init;
-  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ((d.T + kTileQ * MT - 1) / (kTileQ * MT)));
+  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ceil_div(d.T, kTileQ * MT));
   attn_bf16_forward_kernel<HD, MT><<<blocks, kThreads, fwd_smem<HD, MT>(), stream()>>>(
       static_cast<const bf16*>(qkv.raw_data()), static_cast<bf16*>(out.raw_data()), lse.data<float>(), d);
   ARIA_CUDA_LAUNCH_CHECK();
@@ -824,9 +825,9 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
                                                                                       d.T, d.H);
   ARIA_CUDA_LAUNCH_CHECK();
   const int64_t bh = int64_t(d.B) * d.H;
-  const unsigned kblocks = unsigned(bh * ((d.T + kTileK - 1) / kTileK));
-  const unsigned qblocks = unsigned(bh * ((d.T + kTileQ - 1) / kTileQ));           // stored-dS pass
-  const unsigned dq_blocks = unsigned(bh * ((d.T + kTileQ * DQ_MT - 1) / (kTileQ * DQ_MT)));
+  const unsigned kblocks = unsigned(bh * ceil_div(d.T, kTileK));
+  const unsigned qblocks = unsigned(bh * ceil_div(d.T, kTileQ));  // stored-dS pass
+  const unsigned dq_blocks = unsigned(bh * ceil_div(d.T, kTileQ * DQ_MT));
   Tensor ds;  // the stored dS^T tiles (STORE_DS), freed when this returns: stream order keeps it for the dQ pass
   if constexpr (STORE_DS)
     ds = Tensor::empty({bh * ds_tiles_per_bh(int((d.T + kTileQ - 1) / kTileQ)) * kTileK * kTileQ}, DType::BF16,

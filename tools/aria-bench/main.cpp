@@ -129,10 +129,10 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
   std::printf("aria host: %.1f ms to issue a step of %.1f ms (%s)\n", r.host_ms, r.step_ms,
               r.host_ms > 0.8 * r.step_ms ? "the GPU waits on the host: syncs or launch overhead"
                                           : "the host queues work ahead of the GPU: no launch gaps from it");
-  const std::string system = std::string("aria") + (cfg.recompute && cfg.autotune ? " (recompute, autotune)"
-                                                     : cfg.recompute              ? " (recompute)"
-                                                     : cfg.autotune               ? " (autotune)"
-                                                                                  : "");
+  std::string options;  // the step options that change what is timed, as "aria (recompute, autotune)"
+  for (const auto& [on, name] : {std::pair{cfg.recompute, "recompute"}, std::pair{cfg.autotune, "autotune"}})
+    if (on) options += (options.empty() ? "" : ", ") + std::string(name);
+  const std::string system = options.empty() ? "aria" : "aria (" + options + ")";
   rows.push_back({{"system", system}, {"mode", precision}, {"gated", cfg.gated}, {"batch", cfg.batch},
                   {"seq", cfg.seq}, {"step_ms", r.step_ms}, {"host_ms", r.host_ms}, {"tokens_per_s", r.tokens_per_s}, {"tflops", r.tflops},
                   {"peak_mem_gib", r.peak_gib}, {"params", r.params}});
