@@ -10,98 +10,26 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/atomic_dir.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/continual_trainer.h"
+#include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
 namespace fs = std::filesystem;
 
+using testing::check_bitwise_equal;
+using testing::plain_model;
+using testing::quiet;
+using testing::synthetic_task;
+
 namespace {
 
-ContinualModel plain_model() {
-  ContinualModel m;
-  m.gpt = gpt2_random(testing::tiny_gpt2_config(), 21);
-  return m;
-}
-
-// Learnable synthetic tasks over the 64-token vocabulary.
-//   "range":  label 0 sequences use tokens [1, 32), label 1 tokens [32, 64)
-//   "parity": label 0 sequences use odd tokens, label 1 even tokens
-//   "three":  3 labels, tokens from [1 + 21 label, 22 + 21 label)
-ClsTaskData synthetic_task(const std::string& kind, int n_train, int n_test, uint64_t seed) {
-  ClsTaskData t;
-  t.name = kind;
-  const int labels = kind == "three" ? 3 : 2;
-  for (int l = 0; l < labels; ++l) t.label_names.push_back("l" + std::to_string(l));
-  Rng r(seed);
-  auto token = [&](int label) -> int32_t {
-    if (kind == "range") return int32_t(label * 32 + 1 + r.below(31));
-    if (kind == "parity") return int32_t(2 + 2 * r.below(30) + (label == 0 ? 1 : 0));
-    return int32_t(1 + 21 * label + r.below(21));
-  };
-  auto make = [&](int n) {
-    std::vector<ClsExample> v;
-    for (int i = 0; i < n; ++i) {
-      ClsExample e;
-      e.label = int32_t(r.below(uint64_t(labels)));
-      const int len = 3 + int(r.below(10));
-      for (int k = 0; k < len; ++k) e.ids.push_back(token(e.label));
-      v.push_back(e);
-    }
-    return v;
-  };
-  t.train = make(n_train);
-  t.validation = make(n_test);
-  t.test = make(n_test);
-  return t;
-}
-
-AriaSettings aria_settings() {
-  AriaSettings a;
-  a.plasticity_lambda = 0.05;
-  a.warmup_steps = 8;
-  a.adapter_dim = 4;
-  a.spc_lambda = 50.0;
-  a.consolidation_steps_per_task = 4;
-  return a;
-}
-
-TrainSettings train_settings(int64_t steps) {
-  TrainSettings t;
-  t.lr = 5e-3;
-  t.batch_size = 8;
-  t.steps_per_task = steps;
-  t.seed = 17;
-  return t;
-}
-
-TrainerOptions quiet() {
-  TrainerOptions o;
-  o.verbose = false;
-  return o;
-}
-
-// A temp path for a checkpoint, removed if present and not created.
-fs::path temp_dir(const std::string& tag) {
-  return testing::fresh_temp_path("aria_ct_" + tag + "_" + std::to_string(::getpid()));
-}
-
-// Bitwise equality of every parameter (names, shapes, dtypes and bytes).
-void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b) {
-  auto pa = a.named_parameters(), pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    INFO(pa[i].first);
-    REQUIRE(pa[i].first == pb[i].first);
-    const Tensor& x = pa[i].second;
-    const Tensor& y = pb[i].second;
-    REQUIRE(x.shape() == y.shape());
-    REQUIRE(x.dtype() == y.dtype());
-    CHECK(std::memcmp(x.contiguous().raw_data(), y.contiguous().raw_data(), x.nbytes()) == 0);
-  }
-}
+AriaSettings aria_settings() { return testing::small_aria_settings(); }
+TrainSettings train_settings(int64_t steps) { return testing::small_train_settings(steps); }
+fs::path temp_dir(const std::string& tag) { return testing::checkpoint_temp_dir(tag); }
 
 }  // namespace
 
@@ -275,7 +203,7 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit") {
 
 TEST_CASE("checkpoint errors name what is wrong") {
   const fs::path dir = temp_dir("errors");
-  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("is not a trainer checkpoint"), Error);
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("does not exist"), Error);
   const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
   ContinualTrainer tr(plain_model(), aria_settings(), train_settings(2), method_spec("finetune"), quiet());
   tr.add_task(t0.name, 2);
@@ -293,6 +221,8 @@ TEST_CASE("checkpoint errors name what is wrong") {
     text.replace(text.find(from), from.size(), "\"num_labels\": 3");
     std::ofstream(dir / kCheckpointTrainerFile) << text;
   }
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("does not match manifest.json"), Error);
+  io::write_manifest(dir.string());  // edited on purpose: the manifest now vouches for it
   CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string()), doctest::Contains("task.0.head.weight"), Error);
   fs::remove_all(dir);
 }

@@ -156,8 +156,18 @@ void ContinualTrainer::begin_phase(std::vector<int> tasks) {
   s.freeze_trunk = method_.freeze_trunk;
   auto groups = build_param_groups(model_, trained_, s);
   apply_trainable(model_, groups);
+  // No gradient outlives its phase: a parameter frozen now (an earlier task's head or adapter) would
+  // otherwise keep its last gradient, and a checkpoint (which stores none) would resume differently.
+  for (const auto& np : model_.named_parameters()) np.second.zero_grad();
   opt_ = std::make_unique<AdamW>(std::move(groups));
   phase_steps_ = 0;
+}
+
+std::vector<std::pair<std::string, Tensor>> ContinualTrainer::trained_parameters() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (opt_)
+    for (const ParamGroup& g : opt_->groups()) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
 }
 
 int ContinualTrainer::add_task(const std::string& name, int num_labels) {
@@ -190,6 +200,11 @@ int64_t ContinualTrainer::train_steps(const ClsTaskData& task, int64_t max_steps
 }
 
 void ContinualTrainer::train_joint(const std::vector<const ClsTaskData*>& tasks) {
+  train_joint_steps(tasks, train_.steps_per_task * int64_t(tasks.size()));
+}
+
+int64_t ContinualTrainer::train_joint_steps(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps) {
+  ARIA_CHECK(method_.joint, "train_joint: method '", method_.name, "' trains one task at a time; call train");
   ARIA_CHECK(!tasks.empty(), "train_joint: no tasks");
   std::vector<int> ids;
   for (const ClsTaskData* t : tasks) {
@@ -198,7 +213,7 @@ void ContinualTrainer::train_joint(const std::vector<const ClsTaskData*>& tasks)
     ids.push_back(id);
   }
   if (trained_ != ids) begin_phase(ids);
-  run_phase(tasks, train_.steps_per_task * int64_t(tasks.size()));
+  return run_phase(tasks, max_steps);
 }
 
 int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps) {
@@ -281,7 +296,8 @@ StepStats ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_m
   }
   if (damp) dampen_slow_grads(model_.gpt, gates);
   if (gated()) st.gate_means = gates.means();
-  const auto named = model_.named_parameters();
+  // The norm of what this step updates: gradients of parameters outside the optimizer never count.
+  const auto named = trained_parameters();
   // Clipped on the device: the step is issued before the norm is read (no wait for the GPU between
   // backward and AdamW). A non-finite norm skipped the update there, and reading it throws; the
   // errors come in the order they always did (the norm's, then the loss's), and a non-finite loss

@@ -102,6 +102,8 @@ class ContinualTrainer {
   // multitask: registers the missing tasks, then steps_per_task * tasks.size() optimizer steps over
   // every task's head at once; micro-batch k of step s comes from task (s * grad_accum + k) mod n.
   void train_joint(const std::vector<const ClsTaskData*>& tasks);
+  // At most `max_steps` of the joint phase's remaining steps; returns how many ran.
+  int64_t train_joint_steps(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps);
 
   // Fisher of task `id` on task.train (consolidation_steps_per_task batches, 0 = all), folded into
   // the SPC buffers with anchors = the current parameters. Prints which estimator ran. No-op
@@ -139,6 +141,9 @@ class ContinualTrainer {
   const SpcState& spc() const { return spc_; }
   const std::vector<std::vector<double>>& history() const { return history_; }
   PlasticitySettings plasticity_settings() const;
+  // The parameters the current phase trains (the optimizer's groups, in order); the clipping norm is
+  // theirs.
+  std::vector<std::pair<std::string, Tensor>> trained_parameters() const;
 
  private:
   struct Micro {

@@ -1,0 +1,90 @@
+#include "tests/support/continual_fixtures.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "tests/support/test_util.h"
+
+namespace aria::testing {
+
+ContinualModel plain_model() {
+  ContinualModel m;
+  m.gpt = gpt2_random(tiny_gpt2_config(), 21);
+  return m;
+}
+
+ClsTaskData synthetic_task(const std::string& kind, int n_train, int n_test, uint64_t seed) {
+  ClsTaskData t;
+  t.name = kind;
+  const int labels = kind == "three" ? 3 : 2;
+  for (int l = 0; l < labels; ++l) t.label_names.push_back("l" + std::to_string(l));
+  Rng r(seed);
+  auto token = [&](int label) -> int32_t {
+    if (kind == "range") return int32_t(label * 32 + 1 + r.below(31));
+    if (kind == "parity") return int32_t(2 + 2 * r.below(30) + (label == 0 ? 1 : 0));
+    return int32_t(1 + 21 * label + r.below(21));
+  };
+  auto make = [&](int n) {
+    std::vector<ClsExample> v;
+    for (int i = 0; i < n; ++i) {
+      ClsExample e;
+      e.label = int32_t(r.below(uint64_t(labels)));
+      const int len = 3 + int(r.below(10));
+      for (int k = 0; k < len; ++k) e.ids.push_back(token(e.label));
+      v.push_back(e);
+    }
+    return v;
+  };
+  t.train = make(n_train);
+  t.validation = make(n_test);
+  t.test = make(n_test);
+  return t;
+}
+
+AriaSettings small_aria_settings() {
+  AriaSettings a;
+  a.plasticity_lambda = 0.05;
+  a.warmup_steps = 8;
+  a.adapter_dim = 4;
+  a.spc_lambda = 50.0;
+  a.consolidation_steps_per_task = 4;
+  return a;
+}
+
+TrainSettings small_train_settings(int64_t steps) {
+  TrainSettings t;
+  t.lr = 5e-3;
+  t.batch_size = 8;
+  t.steps_per_task = steps;
+  t.seed = 17;
+  return t;
+}
+
+TrainerOptions quiet() {
+  TrainerOptions o;
+  o.verbose = false;
+  return o;
+}
+
+std::filesystem::path checkpoint_temp_dir(const std::string& tag) {
+  return fresh_temp_path("aria_ct_" + tag + "_" + std::to_string(::getpid()));
+}
+
+void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].first);
+    REQUIRE(pa[i].first == pb[i].first);
+    const Tensor& x = pa[i].second;
+    const Tensor& y = pb[i].second;
+    REQUIRE(x.shape() == y.shape());
+    REQUIRE(x.dtype() == y.dtype());
+    CHECK(std::memcmp(x.contiguous().raw_data(), y.contiguous().raw_data(), x.nbytes()) == 0);
+  }
+}
+
+
+}  // namespace aria::testing

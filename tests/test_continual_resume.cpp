@@ -1,0 +1,162 @@
+// What a step may see of earlier phases, and resuming: the clipping norm is the norm of the parameters
+// the step trains (a frozen head's last gradient never counts), and every method resumes bit for bit
+// from a checkpoint taken mid-task or between tasks.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "train/checkpoint.h"
+#include "train/continual_trainer.h"
+#include "train/grad_clip.h"
+#include "tests/support/continual_fixtures.h"
+
+using namespace aria;
+using namespace aria::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The norm over the model's trainable parameters, computed here from their gradients.
+double trainable_grad_norm(const ContinualModel& m) {
+  std::vector<std::pair<std::string, Tensor>> trainable;
+  for (const auto& np : m.named_parameters())
+    if (np.second.requires_grad()) trainable.push_back(np);
+  return global_grad_norm(trainable);
+}
+
+}  // namespace
+
+TEST_CASE("the clipping norm counts only the parameters being trained") {
+  // finetune and adapters never consolidate, so nothing else clears an earlier head's gradient.
+  for (const char* method : {"finetune", "adapters"}) {
+    INFO(std::string(method));
+    const ClsTaskData t0 = synthetic_task("range", 24, 8, 1), t1 = synthetic_task("parity", 24, 8, 2);
+    const ClsTaskData t2 = synthetic_task("three", 24, 8, 3);
+    ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(3), method_spec(method), quiet());
+    tr.add_task(t0.name, 2);
+    tr.train(t0);
+    for (const ClsTaskData* t : {&t1, &t2}) {
+      tr.add_task(t->name, t->num_labels());
+      // The heads (and adapters) of earlier tasks are frozen and hold no gradient.
+      for (size_t i = 0; i + 1 < tr.model().tasks.size(); ++i) {
+        CHECK_FALSE(tr.model().tasks[i].head_w.requires_grad());
+        CHECK_FALSE(tr.model().tasks[i].head_w.grad().defined());
+      }
+      for (int s = 0; s < 3; ++s) {
+        tr.train_steps(*t, 1);
+        const double want = trainable_grad_norm(tr.model());
+        CHECK(want > 0);
+        CHECK(tr.last_step().grad_norm == doctest::Approx(want).epsilon(1e-12));
+        CHECK(global_grad_norm(tr.trained_parameters()) == doctest::Approx(want).epsilon(1e-12));
+      }
+    }
+  }
+}
+
+namespace {
+
+struct SavePoint {
+  const char* name;
+  int after_action;  // the checkpoint is taken after this many actions of the run
+};
+
+// One continual run as a list of actions (the same for every method but multitask, which trains its
+// phase jointly), so that a checkpoint can be taken between any two of them.
+struct Run {
+  ClsTaskData t0 = synthetic_task("range", 20, 12, 1), t1 = synthetic_task("parity", 20, 12, 2);
+  ClsTaskData t2 = synthetic_task("three", 20, 12, 3);
+  std::vector<const ClsTaskData*> all = {&t0, &t1, &t2};
+
+  std::vector<std::function<void(ContinualTrainer&)>> actions(const std::string& method) {
+    std::vector<std::function<void(ContinualTrainer&)>> a;
+    a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+    if (method == "multitask") {
+      a.push_back([this](ContinualTrainer& tr) { tr.train_joint_steps(all, 4); });
+      a.push_back([this](ContinualTrainer& tr) { tr.train_joint(all); });  // the rest of the joint phase
+      a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+      return a;
+    }
+    for (const ClsTaskData* t : all) {
+      a.push_back([t](ContinualTrainer& tr) { tr.add_task(t->name, t->num_labels()); });
+      a.push_back([t](ContinualTrainer& tr) { tr.train_steps(*t, 3); });
+      a.push_back([t](ContinualTrainer& tr) { tr.train(*t); });
+      a.push_back([t](ContinualTrainer& tr) { tr.consolidate_task(tr.task_id(t->name), *t); });
+      a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+    }
+    return a;
+  }
+};
+
+TrainSettings resume_settings() {
+  TrainSettings s = small_train_settings(5);
+  s.grad_accum = 2;
+  s.batch_size = 3;  // epochs end inside batches
+  s.max_grad_norm = 0.5;  // clipping is active: the norm decides every update
+  return s;
+}
+
+// b was resumed from a checkpoint and has trained since when `b_stepped` (a step's statistics are not
+// part of a checkpoint).
+void check_same_state(const ContinualTrainer& a, const ContinualTrainer& b, bool b_stepped) {
+  CHECK(a.optimizer_steps() == b.optimizer_steps());
+  check_bitwise_equal(a.model(), b.model());
+  CHECK(a.history() == b.history());
+  if (b_stepped) {
+    CHECK(a.last_step().loss == b.last_step().loss);
+    CHECK(a.last_step().grad_norm == b.last_step().grad_norm);
+  }
+  REQUIRE((a.optimizer() == nullptr) == (b.optimizer() == nullptr));
+  if (a.optimizer()) {
+    auto sa = a.optimizer()->state_tensors(), sb = b.optimizer()->state_tensors();
+    REQUIRE(sa.size() == sb.size());
+    for (size_t i = 0; i < sa.size(); ++i) {
+      INFO(sa[i].first);
+      CHECK(sa[i].first == sb[i].first);
+      CHECK(std::memcmp(sa[i].second.raw_data(), sb[i].second.raw_data(), sa[i].second.nbytes()) == 0);
+    }
+  }
+  auto pa = a.spc().state_tensors(), pb = b.spc().state_tensors();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].first);
+    CHECK(std::memcmp(pa[i].second.contiguous().raw_data(), pb[i].second.contiguous().raw_data(),
+                      pa[i].second.nbytes()) == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every method resumes bit for bit, mid-task and between tasks") {
+  for (const std::string& method : method_names()) {
+    Run run;
+    const auto actions = run.actions(method);
+    AriaSettings aria = small_aria_settings();
+    aria.warmup_steps = 6;  // the plasticity loss switches on inside task 1
+    ContinualTrainer straight(plain_model(), aria, resume_settings(), method_spec(method), quiet());
+    for (const auto& act : actions) act(straight);
+
+    std::vector<SavePoint> points;
+    if (method == "multitask") {
+      points = {{"before the joint phase", 1}, {"mid joint phase", 2}, {"after the joint phase", 3}};
+    } else {
+      points = {{"mid task 0", 3}, {"between tasks 0 and 1", 6}, {"mid task 1", 8}, {"after task 1's evaluation", 11}};
+    }
+    for (const SavePoint& sp : points) {
+      INFO(method, ", checkpoint ", std::string(sp.name));
+      const fs::path dir = checkpoint_temp_dir("resume_" + method);
+      {
+        ContinualTrainer first(plain_model(), aria, resume_settings(), method_spec(method), quiet());
+        for (int i = 0; i < sp.after_action; ++i) actions[size_t(i)](first);
+        first.save(dir.string());
+      }
+      ContinualTrainer resumed = ContinualTrainer::load(dir.string(), quiet());
+      const int64_t steps_at_load = resumed.optimizer_steps();
+      for (size_t i = size_t(sp.after_action); i < actions.size(); ++i) actions[i](resumed);
+      check_same_state(straight, resumed, resumed.optimizer_steps() > steps_at_load);
+      fs::remove_all(dir);
+    }
+  }
+}
