@@ -2,12 +2,12 @@
 #include "train/checkpoint.h"
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_dir.h"
+#include "core/file_io.h"
 #include "model/gated_mlp.h"
 #include "model/safetensors.h"
 #include "train/continual_trainer.h"
@@ -55,24 +55,10 @@ MethodSpec method_from_json(const json& j) {
   return m;
 }
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ARIA_CHECK(out, "cannot write '", tmp.string(), "'");
-    out << text;
-    ARIA_CHECK(out.good(), "error writing '", tmp.string(), "'");
-  }
-  fs::rename(tmp, path);
-}
-
 json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "cannot open '", path.string(), "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  const std::string text = io::read_file(path.string(), "checkpoint file");
   try {
-    return json::parse(ss.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     ARIA_FAIL("'", path.string(), "' is not valid JSON (", e.what(), ")");
   }
@@ -106,15 +92,15 @@ RngState rng_state_from_json(const json& j, const std::string& where) {
 }
 
 void ContinualTrainer::save(const std::string& dir) const {
-  fs::create_directories(dir);
+  io::AtomicDir out(dir, "checkpoint");
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& [name, t] : model_.named_parameters()) tensors.emplace_back("model." + name, t);
   if (opt_)
     for (const auto& [key, t] : opt_->state_tensors()) tensors.emplace_back("optim." + key, t);
   for (const auto& [key, t] : spc_.state_tensors()) tensors.emplace_back(key, t);  // keys "spc.*"
-  save_safetensors((fs::path(dir) / kCheckpointTensorsFile).string(), tensors,
+  save_safetensors(out.file(kCheckpointTensorsFile), tensors,
                    {{"format", "aria-continual"}, {"version", std::to_string(kCheckpointVersion)}});
-  save_gpt2_config(model_.gpt.config, (fs::path(dir) / kCheckpointConfigFile).string());
+  save_gpt2_config(model_.gpt.config, out.file(kCheckpointConfigFile));
 
   ExperimentConfig c;
   c.aria = aria_;
@@ -148,10 +134,12 @@ void ContinualTrainer::save(const std::string& dir) const {
             {"batchers", batchers},
             {"spc_tasks", spc_.tasks_consolidated()},
             {"history", history_}};
-  write_text_atomic(fs::path(dir) / kCheckpointTrainerFile, j.dump(2) + "\n");
+  io::write_file_atomic(out.file(kCheckpointTrainerFile), j.dump(2) + "\n");
+  out.commit();
 }
 
 ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions options, Device device) {
+  io::verify_manifest(dir, "checkpoint");
   ARIA_CHECK(is_trainer_checkpoint(dir), "'", dir, "' is not a trainer checkpoint (expected ", kCheckpointTensorsFile,
              ", ", kCheckpointTrainerFile, " and ", kCheckpointConfigFile, ")");
   const std::string where = (fs::path(dir) / kCheckpointTrainerFile).string();

@@ -12,8 +12,11 @@
 //                           phase, AdamW steps), RNG states (add_task, Fisher), batcher states by
 //                           task name, SPC task count and the accuracy history
 //   config.json             the GPT-2 config (transformers' format)
-// Files are written to temporaries and renamed. Loading checks every tensor's presence and shape
-// and rejects unknown model tensors, naming them.
+//   manifest.json           every file's size and checksum (core/atomic_dir.h)
+// A save is written into a staging folder and switched in whole (io::AtomicDir): a kill at any point
+// leaves the previous checkpoint or the new one, never a mix. Loading first checks the files against
+// the manifest (a mixed, partial or damaged checkpoint is refused), then every tensor's presence and
+// shape, and rejects unknown model tensors, naming them.
 #pragma once
 #include <string>
 
@@ -26,7 +29,7 @@ namespace aria {
 inline constexpr const char* kCheckpointTensorsFile = "checkpoint.safetensors";
 inline constexpr const char* kCheckpointTrainerFile = "trainer.json";
 inline constexpr const char* kCheckpointConfigFile = "config.json";
-inline constexpr int kCheckpointVersion = 1;
+inline constexpr int kCheckpointVersion = 2;  // 2: with manifest.json
 
 // True when DIR holds the three files of a trainer checkpoint.
 bool is_trainer_checkpoint(const std::string& dir);
