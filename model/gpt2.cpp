@@ -1,10 +1,12 @@
 #include "model/gpt2.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <tuple>
 
 #include "core/autograd.h"
@@ -47,26 +49,46 @@ static void visit_parameters(ModelT& m, F&& f) {
   f("ln_f.bias", m.lnf_b);
 }
 
-// Expected shape of every plain GPT-2 tensor, by name.
-static std::map<std::string, Shape> expected_shapes(const Gpt2Config& c) {
+// Expected shape of a plain GPT-2 tensor by its name, or nothing for a name GPT-2 with this config
+// does not have. Parsed from the name, not looked up in a table of every tensor: a config claiming a
+// million layers must not cost a million-layer table before the checkpoint can refute it.
+static std::optional<Shape> expected_shape(const std::string& name, const Gpt2Config& c) {
   const int64_t C = c.n_embd;
-  std::map<std::string, Shape> s;
-  s["wte.weight"] = {c.vocab_size, C};
-  s["wpe.weight"] = {c.n_positions, C};
-  for (int i = 0; i < c.n_layer; ++i) {
-    const std::string p = "h." + std::to_string(i) + ".";
-    s[p + "ln_1.weight"] = s[p + "ln_1.bias"] = s[p + "ln_2.weight"] = s[p + "ln_2.bias"] = {C};
-    s[p + "attn.c_attn.weight"] = {C, 3 * C};
-    s[p + "attn.c_attn.bias"] = {3 * C};
-    s[p + "attn.c_proj.weight"] = {C, C};
-    s[p + "attn.c_proj.bias"] = {C};
-    s[p + "mlp.c_fc.weight"] = {C, 4 * C};
-    s[p + "mlp.c_fc.bias"] = {4 * C};
-    s[p + "mlp.c_proj.weight"] = {4 * C, C};
-    s[p + "mlp.c_proj.bias"] = {C};
-  }
-  s["ln_f.weight"] = s["ln_f.bias"] = {C};
-  return s;
+  if (name == "wte.weight") return Shape{c.vocab_size, C};
+  if (name == "wpe.weight") return Shape{c.n_positions, C};
+  if (name == "ln_f.weight" || name == "ln_f.bias") return Shape{C};
+  if (name.rfind("h.", 0) != 0) return std::nullopt;
+  const size_t dot = name.find('.', 2);
+  if (dot == std::string::npos || dot == 2 || dot > 9) return std::nullopt;
+  const std::string digits = name.substr(2, dot - 2);
+  if (digits.find_first_not_of("0123456789") != std::string::npos || (digits.size() > 1 && digits[0] == '0'))
+    return std::nullopt;  // "h.01." is not a name GPT-2 writes
+  if (std::stoll(digits) >= c.n_layer) return std::nullopt;
+  const std::string suffix = name.substr(dot + 1);
+  if (suffix == "ln_1.weight" || suffix == "ln_1.bias" || suffix == "ln_2.weight" || suffix == "ln_2.bias")
+    return Shape{C};
+  if (suffix == "attn.c_attn.weight") return Shape{C, 3 * C};
+  if (suffix == "attn.c_attn.bias") return Shape{3 * C};
+  if (suffix == "attn.c_proj.weight") return Shape{C, C};
+  if (suffix == "attn.c_proj.bias") return Shape{C};
+  if (suffix == "mlp.c_fc.weight") return Shape{C, 4 * C};
+  if (suffix == "mlp.c_fc.bias") return Shape{4 * C};
+  if (suffix == "mlp.c_proj.weight") return Shape{4 * C, C};
+  if (suffix == "mlp.c_proj.bias") return Shape{C};
+  return std::nullopt;
+}
+
+// The tensor names of a plain GPT-2 in visit_parameters' order, without building a model.
+template <typename F>
+static void visit_parameter_names(const Gpt2Config& c, F&& f) {
+  static const char* kBlock[] = {"ln_1.weight",       "ln_1.bias",       "attn.c_attn.weight", "attn.c_attn.bias",
+                                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
+                                 "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias"};
+  if (!f(std::string("wte.weight")) || !f(std::string("wpe.weight"))) return;
+  for (int i = 0; i < c.n_layer; ++i)
+    for (const char* s : kBlock)
+      if (!f("h." + std::to_string(i) + "." + s)) return;
+  if (f(std::string("ln_f.weight"))) f(std::string("ln_f.bias"));
 }
 
 std::vector<std::pair<std::string, Tensor>> Gpt2Model::named_parameters() const {
@@ -177,12 +199,12 @@ Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets
 Gpt2Model gpt2_random(const Gpt2Config& cfg, uint64_t seed, Device device) {
   Gpt2Model m;
   m.config = cfg;
+  validate_gpt2_config(cfg);  // refuses absurd sizes before allocating them
   m.blocks.resize(size_t(cfg.n_layer));
-  auto shapes = expected_shapes(cfg);
   Rng rng(seed);
   const double resid_std = 0.02 / std::sqrt(2.0 * cfg.n_layer);
   visit_parameters(m, [&](const std::string& name, Tensor& t) {
-    t = Tensor::empty(shapes.at(name), DType::F32, device);
+    t = Tensor::empty(*expected_shape(name, cfg), DType::F32, device);
     const bool is_ln = name.find("ln_") != std::string::npos;
     const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     if (is_ln && !is_bias) {
@@ -202,7 +224,30 @@ static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-Gpt2Model gpt2_load(const std::string& dir, Device device) {
+// "index 7 ([0, 7] of [2, 5])": where a flat index lies in a shape.
+static std::string index_str(int64_t flat, const Shape& shape) {
+  std::vector<int64_t> idx(shape.size());
+  int64_t r = flat;
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = shape[d] > 0 ? r % shape[d] : 0;
+    r = shape[d] > 0 ? r / shape[d] : 0;
+  }
+  std::string s = "index " + std::to_string(flat);
+  if (shape.size() > 1) {
+    s += " ([";
+    for (size_t d = 0; d < idx.size(); ++d) s += (d ? ", " : "") + std::to_string(idx[d]);
+    s += "] of " + shape_str(shape) + ")";
+  }
+  return s;
+}
+
+// Element i of a contiguous float32 CPU tensor as text ("nan", "inf", "-inf").
+static std::string element_str(const Tensor& t, int64_t i) {
+  const float v = static_cast<const float*>(t.raw_data())[i];
+  return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+Gpt2Model gpt2_load(const std::string& dir, Device device, const Gpt2LoadOptions& options) {
   ARIA_CHECK(fs::is_directory(dir), "model directory '", dir, "' does not exist");
   const std::string cfg_path = (fs::path(dir) / "config.json").string();
   const std::string st_path = (fs::path(dir) / "model.safetensors").string();
@@ -212,11 +257,13 @@ Gpt2Model gpt2_load(const std::string& dir, Device device) {
              "with transformers' save_pretrained(safe_serialization=True))");
   Gpt2Model m;
   m.config = load_gpt2_config(cfg_path);
-  m.blocks.resize(size_t(m.config.n_layer));
-  auto shapes = expected_shapes(m.config);
+  // Only the header is read here (the data stays mapped, unread).
   SafeTensorsFile file = SafeTensorsFile::open(st_path);
 
-  // Map stored names (with or without "transformer.") to ours; skip HF's non-parameter buffers.
+  // Everything below up to the allocation of the model checks the config against the header alone:
+  // a config claiming more layers (or larger sizes) than the file holds fails here, before any
+  // memory is spent on it. Stored names (with or without "transformer.") map to ours; HF's
+  // non-parameter buffers are skipped.
   std::map<std::string, const SafeTensorEntry*> by_name;
   const SafeTensorEntry* lm_head = nullptr;
   for (const SafeTensorEntry& e : file.entries()) {
@@ -227,26 +274,59 @@ Gpt2Model gpt2_load(const std::string& dir, Device device) {
       lm_head = &e;
       continue;
     }
-    ARIA_CHECK(shapes.count(n), st_path, ": unexpected tensor '", e.name, "' for a GPT-2 with config ",
+    const std::optional<Shape> want = expected_shape(n, m.config);
+    ARIA_CHECK(want.has_value(), st_path, ": unexpected tensor '", e.name, "' for a GPT-2 with config ",
                m.config.n_layer, " layers");
     ARIA_CHECK(!by_name.count(n), st_path, ": tensor '", n, "' stored twice");
+    ARIA_CHECK(e.shape == *want, st_path, ": tensor '", e.name, "' has shape ", shape_str(e.shape),
+               ", config.json implies ", shape_str(*want));
     by_name[n] = &e;
   }
+  // Every stored tensor is expected and has its shape; the first expected one not stored is named.
+  const size_t want_count = 4 + 12 * size_t(m.config.n_layer);
+  if (by_name.size() != want_count) {
+    std::string missing;
+    visit_parameter_names(m.config, [&](const std::string& n) {
+      if (by_name.count(n)) return true;
+      missing = n;
+      return false;
+    });
+    ARIA_FAIL(st_path, ": missing tensor '", missing, "' (config.json '", cfg_path, "' implies ", want_count,
+              " tensors with n_layer = ", m.config.n_layer, "; the file holds ", by_name.size(), ")");
+  }
+  if (lm_head)
+    ARIA_CHECK(lm_head->shape == *expected_shape("wte.weight", m.config), st_path, ": lm_head.weight has shape ",
+               shape_str(lm_head->shape), ", expected the tied wte shape");
+
+  m.blocks.resize(size_t(m.config.n_layer));
   visit_parameters(m, [&](const std::string& name, Tensor& t) {
-    auto it = by_name.find(name);
-    ARIA_CHECK(it != by_name.end(), st_path, ": missing tensor '", name, "'");
-    const Shape& want = shapes.at(name);
-    ARIA_CHECK(it->second->shape == want, st_path, ": tensor '", it->second->name, "' has shape ",
-               shape_str(it->second->shape), ", config.json implies ", shape_str(want));
-    Tensor host = file.load(it->second->name, DType::F32);
+    const SafeTensorEntry* e = by_name.at(name);
+    Tensor host = file.load(e->name, DType::F32);
+    // On the converted buffer, so a float64 value too large for float32 counts as the Inf it became.
+    if (!options.allow_nonfinite) {
+      const int64_t bad = first_nonfinite(host);
+      if (bad >= 0) {
+        std::string value = element_str(host, bad);
+        if (e->dtype == DType::F64) {  // finite in the file, Inf as float32: say so (error path only)
+          const double v = static_cast<const double*>(file.load(e->name, DType::F64).raw_data())[bad];
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.9g", v);
+          if (std::isfinite(v)) value += std::string(": the float64 value ") + buf + " is beyond float32's range";
+        }
+        ARIA_FAIL(st_path, ": tensor '", e->name, "' holds a non-finite value (", value, ") at ", index_str(bad, e->shape),
+                  ": the checkpoint is broken (a diverged run?). To load it anyway, pass --allow-nonfinite "
+                  "(aria score / generate) or Gpt2LoadOptions{.allow_nonfinite = true}");
+      }
+    }
     t = device.is_cpu() ? host : host.to(device);
   });
   if (lm_head) {
-    ARIA_CHECK(lm_head->shape == shapes.at("wte.weight"), st_path, ": lm_head.weight has shape ",
-               shape_str(lm_head->shape), ", expected the tied wte shape");
     auto a = file.load(lm_head->name, DType::F32).to_floats();
     auto b = m.wte.to_floats();
-    ARIA_CHECK(a == b, st_path, ": lm_head.weight differs from wte.weight; aria supports GPT-2's tied head only");
+    // NaN equals NaN here: with allow_nonfinite a broken tied head is still the same tensor.
+    bool same = a.size() == b.size();
+    for (size_t i = 0; same && i < a.size(); ++i) same = a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]));
+    ARIA_CHECK(same, st_path, ": lm_head.weight differs from wte.weight; aria supports GPT-2's tied head only");
   }
   return m;
 }

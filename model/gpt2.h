@@ -57,12 +57,19 @@ Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden);
 Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets);
 
 // Random initialisation as GPT-2's paper / HF: N(0, 0.02), residual projections scaled by
-// 1/sqrt(2 * n_layer), layernorm weights 1 and biases 0.
+// 1/sqrt(2 * n_layer), layernorm weights 1 and biases 0. The config is validated first
+// (validate_gpt2_config: absurd sizes are refused before any allocation).
 Gpt2Model gpt2_random(const Gpt2Config& cfg, uint64_t seed, Device device = Device::cpu());
-// Loads DIR/config.json + DIR/model.safetensors (float32, float16 or bfloat16 files; with or without
-// the "transformer." prefix; the tied lm_head.weight, if present, must equal wte). Every tensor
-// is checked against the config's shapes; missing or unexpected tensors are errors.
-Gpt2Model gpt2_load(const std::string& dir, Device device = Device::cpu());
+struct Gpt2LoadOptions {
+  // Accept NaN/Inf weights (to inspect a diverged run) instead of refusing the checkpoint.
+  bool allow_nonfinite = false;
+};
+// Loads DIR/config.json + DIR/model.safetensors (float32, float16, bfloat16 or float64 files; with or
+// without the "transformer." prefix; the tied lm_head.weight, if present, must equal wte). The
+// config's tensor names and shapes are checked against the file's header before anything is
+// allocated; missing or unexpected tensors are errors. A tensor holding NaN or Inf (after conversion
+// to float32) is an error naming it and the first bad index, unless options.allow_nonfinite.
+Gpt2Model gpt2_load(const std::string& dir, Device device = Device::cpu(), const Gpt2LoadOptions& options = {});
 // Writes DIR/config.json + DIR/model.safetensors in the layout transformers' GPT2LMHeadModel
 // loads ("transformer." prefix, float32). Gated-MLP checkpoints are saved by the ARIA trainer.
 void gpt2_save(const Gpt2Model& m, const std::string& dir);

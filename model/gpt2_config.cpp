@@ -1,17 +1,13 @@
 #include "model/gpt2_config.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria {
 
@@ -21,6 +17,10 @@ using json = nlohmann::json;
 
 // Anything larger is a typo or a corrupt file; no GPT-2 comes near it.
 constexpr int64_t kMaxSize = 1'000'000;
+// Each size can be in range while their product is absurd (n_layer = 1e6 at n_embd = 768 is 7e12
+// parameters): a random init would try to allocate it. GPT-2 XL has 1.6e9; 1e11 leaves room for
+// anything that fits a machine (400 GB as float32) and refuses the rest before any allocation.
+constexpr double kMaxParameters = 1e11;
 
 // The tanh approximation under its HF names. Plain "gelu" is the erf form: a different function,
 // so a model trained with it would run subtly wrong here.
@@ -44,14 +44,6 @@ bool get_bool(const json& j, const char* key, const std::string& ctx) {
   const json& v = j.at(key);
   ARIA_CHECK(v.is_boolean(), ctx, "'", key, "' must be true or false, got ", v.dump());
   return v.get<bool>();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "gpt2 config '", path, "': cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -81,13 +73,25 @@ void validate_gpt2_config(const Gpt2Config& c) {
              "' is not supported: aria implements the tanh GELU only (gelu_new, gelu_pytorch_tanh, gelu_fast)");
   ARIA_CHECK(c.tie_word_embeddings, "gpt2 config: 'tie_word_embeddings' = false is not supported: GPT-2's lm head "
              "is tied to wte");
+  // In double: the int64 count can overflow for sizes that are each in range.
+  const double d = c.n_embd;
+  const double params = double(c.vocab_size) * d + double(c.n_positions) * d + double(c.n_layer) * (12 * d * d + 13 * d) + 2 * d;
+  if (params > kMaxParameters) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%.3g parameters (%.3g GB as float32), more than the %.0e aria accepts", params,
+                  params * 4 / 1e9, kMaxParameters);
+    ARIA_FAIL("gpt2 config: n_layer = ", c.n_layer, ", n_embd = ", c.n_embd, ", vocab_size = ", c.vocab_size,
+              ", n_positions = ", c.n_positions, " imply ", buf, " (a typo or a corrupt config?)");
+  }
 }
 
 Gpt2Config load_gpt2_config(const std::string& path) {
   const std::string ctx = "gpt2 config '" + path + "': ";
+  // read_file refuses a FIFO or a directory before opening it (open() on a FIFO blocks forever).
+  const std::string text = io::read_file(path, "gpt2 config", uint64_t(1) << 26);
   json j;
   try {
-    j = json::parse(read_text(path));
+    j = json::parse(text);
   } catch (const json::exception& e) {
     ARIA_FAIL(ctx, "not valid JSON (", e.what(), ")");
   }
@@ -170,22 +174,11 @@ void save_gpt2_config(const Gpt2Config& c, const std::string& path) {
       {"use_cache", true},
       {"vocab_size", c.vocab_size},
   };
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ARIA_CHECK(out, "gpt2 config '", path, "': cannot create '", tmp, "'");
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      ARIA_FAIL("gpt2 config '", path, "': write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    ARIA_FAIL("gpt2 config '", path, "': rename failed: ", ec.message());
+  // Temporary beside `path`, fsync, rename, folder fsync: a crash leaves the old file or the new one.
+  try {
+    io::write_file_atomic(path, j.dump(2) + "\n");
+  } catch (const Error& e) {
+    ARIA_FAIL("gpt2 config '", path, "': ", e.what());
   }
 }
 

@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/file_io.h"
+
 namespace aria {
 
 // The format is little-endian and we copy element bytes straight into tensors.
@@ -200,17 +202,6 @@ void convert(const unsigned char* src, DType from, unsigned char* dst, DType to,
             is_floating(from) ? " (floating tensors load as F32/F64/F16/BF16)" : " (integer tensors load as I32/I64)");
 }
 
-void write_all(int fd, const void* data, size_t n, const std::string& tmp) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    ARIA_CHECK(w > 0, "writing '", tmp, "': ", std::strerror(errno));
-    p += w;
-    n -= size_t(w);
-  }
-}
-
 }  // namespace
 
 DType safetensors_dtype_from_string(const std::string& s) {
@@ -240,7 +231,14 @@ struct SafeTensorsFile::Mapping {
 };
 
 SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A FIFO would block open() forever: refuse anything but a regular file first (O_NONBLOCK covers
+  // the race of a swap between the check and the open; the fstat below then refuses it).
+  try {
+    io::require_regular_file(path, "file");
+  } catch (const Error& e) {
+    ARIA_FAIL(where(path), e.what());
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   ARIA_CHECK(fd >= 0, where(path), "cannot open: ", std::strerror(errno));
   struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -360,24 +358,60 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   text.append((8 - text.size() % 8) % 8, ' ');
   ARIA_CHECK(text.size() <= kMaxHeaderBytes, where(path), "header would be ", text.size(), " bytes (limit 100 MB)");
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  ARIA_CHECK(fd >= 0, where(path), "cannot create '", tmp, "': ", std::strerror(errno));
+  // io::AtomicFile: a temporary beside `path`, fsync, rename, folder fsync; on any error the
+  // temporary is removed, so a crash or a full disk never leaves half a checkpoint under `path`.
   try {
+    io::AtomicFile out(path);
     uint64_t n = text.size();
-    write_all(fd, &n, 8, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
+    out.write(&n, 8);
+    out.write(text.data(), text.size());
     for (const auto& [name, t] : items)
-      if (t.nbytes() > 0) write_all(fd, t.raw_data(), t.nbytes(), tmp);
-    // fsync before rename: otherwise a crash can leave the new name pointing at an empty file.
-    ARIA_CHECK(::fsync(fd) == 0, "fsync '", tmp, "': ", std::strerror(errno));
-    ARIA_CHECK(::close(fd) == 0, "close '", tmp, "': ", std::strerror(errno));
-    fd = -1;
-    ARIA_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "rename '", tmp, "' -> '", path, "': ", std::strerror(errno));
+      if (t.nbytes() > 0) out.write(t.raw_data(), t.nbytes());
+    out.commit();
   } catch (const Error& e) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
     ARIA_FAIL(where(path), e.what());
+  }
+}
+
+// ---- non-finite values ----
+namespace {
+
+// Index of the first element whose exponent bits are all ones (Inf or NaN), or -1. Blocks are
+// first reduced with OR (vectorisable), and only a block with a hit is searched.
+template <typename U>
+int64_t first_all_ones(const unsigned char* bytes, size_t n, U mask) {
+  constexpr size_t kBlock = 4096;
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t e = std::min(n, i0 + kBlock);
+    bool hit = false;
+    for (size_t i = i0; i < e; ++i) {
+      U v;
+      std::memcpy(&v, bytes + i * sizeof(U), sizeof(U));
+      hit |= (v & mask) == mask;
+    }
+    if (!hit) continue;
+    for (size_t i = i0; i < e; ++i) {
+      U v;
+      std::memcpy(&v, bytes + i * sizeof(U), sizeof(U));
+      if ((v & mask) == mask) return int64_t(i);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t first_nonfinite(const Tensor& t) {
+  ARIA_CHECK(t.device().is_cpu() && t.is_contiguous(), "first_nonfinite: needs a contiguous CPU tensor, got ",
+             t.str());
+  const auto* p = static_cast<const unsigned char*>(t.raw_data());
+  const size_t n = size_t(t.numel());
+  switch (t.dtype()) {
+    case DType::F32: return first_all_ones<uint32_t>(p, n, 0x7f800000u);
+    case DType::F64: return first_all_ones<uint64_t>(p, n, 0x7ff0000000000000ull);
+    case DType::F16: return first_all_ones<uint16_t>(p, n, uint16_t(0x7c00));
+    case DType::BF16: return first_all_ones<uint16_t>(p, n, uint16_t(0x7f80));
+    default: return -1;  // integers are always finite
   }
 }
 

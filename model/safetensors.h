@@ -55,8 +55,14 @@ class SafeTensorsFile {
 
 // Writes tensors (any device, any layout; each stored in its own dtype) sorted by name, with the
 // header padded by spaces to a multiple of 8 bytes so the data buffer is 8-byte aligned.
-// Writes a temporary file next to `path` and renames it, so a crash never leaves half a checkpoint.
+// Writes through io::AtomicFile (temporary beside `path`, fsync, rename, folder fsync), so a crash
+// never leaves half a checkpoint; every write is checked and an error names the file and the reason.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// Flat index of the first NaN or Inf in a contiguous CPU tensor (F32, F64, F16, BF16), or -1 when
+// every element is finite (always -1 for integer tensors). One pass over the bytes, no conversion:
+// cheap enough to run on every tensor of a checkpoint as it is loaded.
+int64_t first_nonfinite(const Tensor& t);
 
 }  // namespace aria

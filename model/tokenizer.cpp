@@ -6,9 +6,7 @@
 #include <array>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <mutex>
 #include <queue>
 #include <string_view>
@@ -17,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "model/unicode_tables.h"
 
 namespace aria {
@@ -80,16 +79,6 @@ std::string unicode_to_bytes(const std::string& tok) {
     out.push_back(static_cast<char>(table[cp]));
   }
   return out;
-}
-
-std::string read_file(const std::string& path, const char* what) {
-  std::error_code ec;
-  ARIA_CHECK(std::filesystem::is_regular_file(path, ec), what, " '", path, "' does not exist or is not a file");
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "cannot open ", what, " '", path, "'");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ARIA_CHECK(!in.bad(), "error reading ", what, " '", path, "'");
-  return text;
 }
 
 // Pair of token ids packed into one key: the merge table is hashed on (left, right) pairs.
@@ -236,23 +225,31 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::stri
   // ---- vocab.json: {"token": id, ...}
   nlohmann::json vocab;
   try {
-    vocab = nlohmann::json::parse(read_file(vocab_json, "vocab file"));
+    // io::read_file refuses a directory or a FIFO (which would block open() forever) first.
+    vocab = nlohmann::json::parse(io::read_file(vocab_json, "vocab file"));
   } catch (const nlohmann::json::exception& e) {
     ARIA_FAIL("vocab file '", vocab_json, "' is not valid JSON: ", e.what());
   }
   ARIA_CHECK(vocab.is_object(), "vocab file '", vocab_json, "' must be a JSON object of token -> id, got ",
              vocab.type_name());
   ARIA_CHECK(!vocab.empty(), "vocab file '", vocab_json, "' is empty (no tokens)");
+  // Ids are a permutation of 0..entries-1 (distinct, checked below, and below the number of
+  // entries): the id -> token tables are sized by the file, so a 5 KB file cannot ask for gigabytes.
+  const int64_t entries = int64_t(vocab.size());
+  impl->bytes.resize(size_t(entries));
+  impl->present.resize(size_t(entries));
   for (const auto& [tok, val] : vocab.items()) {
     ARIA_CHECK(val.is_number_integer(), "vocab file '", vocab_json, "': id of token \"", tok,
                "\" is not an integer: ", val.dump());
+    ARIA_CHECK(!val.is_number_unsigned() || val.get<uint64_t>() < uint64_t(entries), "vocab file '", vocab_json,
+               "': id of token \"", tok, "\" is out of range: ", val.dump(), " (ids must be below the number of "
+               "entries, ", entries, ")");
     const int64_t id = val.get<int64_t>();
-    ARIA_CHECK(id >= 0 && id < (int64_t(1) << 30), "vocab file '", vocab_json, "': id of token \"", tok,
-               "\" is out of range: ", id);
+    ARIA_CHECK(id >= 0 && id < entries, "vocab file '", vocab_json, "': id of token \"", tok, "\" is out of range: ",
+               id, " (ids must be below the number of entries, ", entries, ")");
     std::string raw = unicode_to_bytes(tok);
     ARIA_CHECK(!raw.empty(), "vocab file '", vocab_json, "': token \"", tok,
                "\" is not in GPT-2's byte-level spelling");
-    if (size_t(id) >= impl->bytes.size()) impl->bytes.resize(id + 1), impl->present.resize(id + 1);
     ARIA_CHECK(!impl->present[id], "vocab file '", vocab_json, "': id ", id, " is used by two tokens");
     impl->present[id] = true;
     impl->bytes[id] = raw;
@@ -269,7 +266,7 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::stri
   impl->eot = eot->second;
 
   // ---- merges.txt: "#version: ..." then "left right" per line, best (lowest) rank first.
-  const std::string text = read_file(merges_txt, "merges file");
+  const std::string text = io::read_file(merges_txt, "merges file");
   int32_t rank = 0;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {

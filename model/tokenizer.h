@@ -35,7 +35,7 @@ class Gpt2Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
 
   int32_t eot_id() const;     // id of "<|endoftext|>"
-  size_t vocab_size() const;  // largest id + 1 (50257 for GPT-2)
+  size_t vocab_size() const;  // number of entries = largest id + 1 (ids are 0..n-1; 50257 for GPT-2)
 
  private:
   struct Impl;

@@ -2,6 +2,8 @@
 // and what we write reads back (and carries the keys transformers needs).
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -151,8 +153,14 @@ TEST_CASE("gpt2 config: n_ctx fallback, defaults, other tanh GELU names") {
 
 TEST_CASE("gpt2 config: malformed files") {
   TempDir td;
-  CHECK_THROWS_WITH_AS(load_gpt2_config((td.dir / "missing.json").string()), doctest::Contains("cannot open"),
+  CHECK_THROWS_WITH_AS(load_gpt2_config((td.dir / "missing.json").string()), doctest::Contains("does not exist"),
                        aria::Error);
+  // A directory or a FIFO is refused before open() (a FIFO would block it forever).
+  CHECK_THROWS_WITH_AS(load_gpt2_config(td.dir.string()), doctest::Contains("is a directory, not a regular file"),
+                       aria::Error);
+  const std::string fifo = td.file("fifo.json");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(load_gpt2_config(fifo), doctest::Contains(("gpt2 config '" + fifo + "' is a FIFO").c_str()), aria::Error);
   CHECK_THROWS_WITH_AS(load_gpt2_config(td.write("{\"n_embd\": 768,")), doctest::Contains("not valid JSON"),
                        aria::Error);
   CHECK_THROWS_WITH_AS(load_gpt2_config(td.write("")), doctest::Contains("not valid JSON"), aria::Error);
@@ -276,4 +284,47 @@ TEST_CASE("gpt2 config: presets") {
   for (const char* n : {"d12", "d24", "d36", "d48", "tiny", "small-cpu"})
     CHECK_NOTHROW(validate_gpt2_config(gpt2_preset(n)));
   CHECK_THROWS_WITH_AS(gpt2_preset("gpt2-xl"), doctest::Contains("d12, d24, d36, d48, tiny, small-cpu"), aria::Error);
+}
+
+TEST_CASE("gpt2 config: sizes each in range but absurd together are refused before anything is allocated") {
+  // n_layer = 1e6 at GPT-2's width: 7e12 parameters (a random init would try to allocate 28 TB).
+  Gpt2Config c = gpt2_preset("d12");
+  c.n_layer = 1000000;
+  CHECK_THROWS_WITH_AS(validate_gpt2_config(c),
+                       doctest::Contains("n_layer = 1000000, n_embd = 768, vocab_size = 50257, n_positions = 1024 "
+                                         "imply 7.09e+12 parameters"),
+                       aria::Error);
+  CHECK_THROWS_WITH_AS(validate_gpt2_config(c), doctest::Contains("more than the 1e+11 aria accepts"), aria::Error);
+  // Where the int64 count would overflow, the bound still holds.
+  c.n_embd = c.vocab_size = c.n_positions = 1000000;
+  c.n_head = 1;
+  CHECK_THROWS_WITH_AS(validate_gpt2_config(c), doctest::Contains("1.2e+19 parameters"), aria::Error);
+  // From a file: named with the file.
+  TempDir td;
+  const std::string p = td.write(gpt2_with("n_layer", "1000000"));
+  CHECK_THROWS_WITH_AS(load_gpt2_config(p), doctest::Contains(("gpt2 config '" + p + "': gpt2 config: n_layer = 1000000").c_str()),
+                       aria::Error);
+  // The largest real GPT-2 (and a deep narrow one) pass.
+  CHECK_NOTHROW(validate_gpt2_config(gpt2_preset("d48")));
+  Gpt2Config deep = gpt2_preset("tiny");
+  deep.n_layer = 1000000;
+  deep.n_embd = 8;
+  deep.n_head = 1;
+  CHECK_NOTHROW(validate_gpt2_config(deep));
+}
+
+TEST_CASE("gpt2 config: save errors name the file and the OS's reason, and leave no temporary") {
+  TempDir td;
+  const std::string missing_dir = (td.dir / "no" / "config.json").string();
+  CHECK_THROWS_WITH_AS(save_gpt2_config(gpt2_preset("tiny"), missing_dir),
+                       doctest::Contains(("gpt2 config '" + missing_dir + "': cannot create").c_str()), aria::Error);
+  CHECK_THROWS_WITH_AS(save_gpt2_config(gpt2_preset("tiny"), missing_dir), doctest::Contains("No such file or directory"),
+                       aria::Error);
+  // A folder in the way of the rename: the error names it, and the temporary is removed.
+  fs::create_directories(td.dir / "taken" / "config.json" / "x");
+  const std::string taken = (td.dir / "taken" / "config.json").string();
+  CHECK_THROWS_WITH_AS(save_gpt2_config(gpt2_preset("tiny"), taken), doctest::Contains("cannot rename"), aria::Error);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(td.dir / "taken")) (void)e, ++files;
+  CHECK(files == 1);
 }

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <random>
 
+#include <sys/stat.h>
+
 #include "model/safetensors.h"
 #include "tests/support/test_util.h"
 
@@ -210,9 +212,14 @@ TEST_CASE("safetensors: structural errors name the file and the problem") {
   TempDir td("aria_st_");
   const std::string p = td.file("x.safetensors");
 
-  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.file("nope.safetensors")), doctest::Contains("cannot open"),
+  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.file("nope.safetensors")), doctest::Contains("does not exist"),
                        aria::Error);
-  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.dir.string()), doctest::Contains("not a regular file"), aria::Error);
+  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(td.dir.string()), doctest::Contains("is a directory, not a regular file"),
+                       aria::Error);
+  // A FIFO is refused before open() (which would block forever waiting for a writer).
+  const std::string fifo = td.file("fifo.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(fifo), doctest::Contains("is a FIFO, not a regular file"), aria::Error);
 
   write_file(p, "");
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(p), doctest::Contains("shorter than the 8-byte"), aria::Error);

@@ -3,6 +3,7 @@
 // errors for bad files, find_vocab_dir, thread safety and speed.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -205,7 +206,14 @@ TEST_CASE("bad vocabulary and merges files give aria::Error naming the file") {
   e = error_of([&] { Gpt2Tokenizer::load(good_vocab, (dir.path / "none.txt").string()); });
   CHECK(contains(e, "none.txt"));
   e = error_of([&] { Gpt2Tokenizer::load(dir.path.string(), good_merges); });  // a directory
-  CHECK(contains(e, "not a file"));
+  CHECK(contains(e, "is a directory, not a regular file"));
+  // A FIFO is refused before open(), which would block forever waiting for a writer.
+  const std::string fifo = (dir.path / "fifo.json").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  e = error_of([&] { Gpt2Tokenizer::load(fifo, good_merges); });
+  CHECK(contains(e, "vocab file '" + fifo + "' is a FIFO, not a regular file"));
+  e = error_of([&] { Gpt2Tokenizer::load(good_vocab, fifo); });
+  CHECK(contains(e, "merges file '" + fifo + "' is a FIFO, not a regular file"));
 
   e = vocab_err("{\"a\": 1,\n \"b\": ");
   CHECK(contains(e, "bad_vocab.json"));
@@ -218,6 +226,20 @@ TEST_CASE("bad vocabulary and merges files give aria::Error naming the file") {
   CHECK(contains(e, "not an integer"));
   CHECK(contains(vocab_err("{\"!\": 1.5}"), "not an integer"));
   CHECK(contains(vocab_err("{\"!\": -1}"), "out of range"));
+  // Ids must lie below the number of entries: a 2 KB file with one id of 2^27 used to size the id
+  // table by that id (4 GB and a minute); now the table is sized by the file and the id is refused.
+  {
+    auto huge = tiny_vocab({"ab"});
+    huge[spell("ab")] = 134217728;
+    e = vocab_err(huge.dump());
+    CHECK(contains(e, "bad_vocab.json"));
+    CHECK(contains(e, "id of token \"" + spell("ab") + "\" is out of range: 134217728 (ids must be below the "
+                      "number of entries, 258)"));
+    huge[spell("ab")] = 258;  // one past the end: a gap, not a permutation of 0..entries-1
+    CHECK(contains(vocab_err(huge.dump()), "is out of range: 258"));
+    huge[spell("ab")] = nlohmann::json(uint64_t(1) << 63);
+    CHECK(contains(vocab_err(huge.dump()), "is out of range: 9223372036854775808"));
+  }
   CHECK(contains(vocab_err("{\"!\": 0, \"\\\"\": 0}"), "two tokens"));
   CHECK(contains(vocab_err("{\"a b\": 0}"), "byte-level"));
   CHECK(contains(vocab_err("{\"!\": 0}"), "no token for byte"));

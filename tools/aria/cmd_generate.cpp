@@ -38,14 +38,17 @@ int cmd_generate(int argc, char** argv) {
       .option("temperature", "softmax temperature; 0 = greedy", "0.8")
       .option("top-k", "sample among the k most likely tokens; 0 = all", "40")
       .option("seed", "random seed", "0")
-      .option("device", "cpu, cuda, cuda:N or auto", "auto");
+      .option("device", "cpu, cuda, cuda:N or auto", "auto")
+      .toggle("allow-nonfinite", "load a checkpoint even if it holds NaN/Inf weights (non-finite logits stay an error)");
   if (!args.parse(argc, argv)) return 0;
   Device dev = parse_device(args.str("device"));
   const int64_t n_new = args.integer("max-new-tokens", 0, 100000);
   const double temperature = args.number("temperature", 0, 100);
   const int64_t top_k = args.integer("top-k", 0, 1 << 30);
   Rng rng(uint64_t(args.integer("seed", 0, INT64_MAX)));
-  Gpt2Model model = gpt2_load(args.str("model"), dev);
+  Gpt2LoadOptions load;
+  load.allow_nonfinite = args.on("allow-nonfinite");
+  Gpt2Model model = gpt2_load(args.str("model"), dev, load);
   Gpt2Tokenizer tok = load_tokenizer_for(args.str("model"));
   std::vector<int32_t> ids = tok.encode(args.str("prompt"));
   ARIA_CHECK(!ids.empty(), "--prompt is empty");
@@ -57,7 +60,14 @@ int cmd_generate(int argc, char** argv) {
     std::vector<int32_t> ctx(ids.begin() + long(start), ids.end());
     Tensor x = Tensor::from_ints(ctx, {1, int64_t(ctx.size())}, dev);
     Tensor h = gpt2_hidden(model, x).slice(1, int64_t(ctx.size()) - 1, int64_t(ctx.size()));
-    int32_t next = sample_token(gpt2_logits(model, h).to_floats(), temperature, top_k, rng);
+    std::vector<float> logits = gpt2_logits(model, h).to_floats();
+    // NaN/Inf logits would make the draw meaningless (garbage text with exit 0): an error instead.
+    for (size_t v = 0; v < logits.size(); ++v)
+      ARIA_CHECK(std::isfinite(logits[v]), "generate: the logit of token ", v, " is ",
+                 std::isnan(logits[v]) ? "nan" : logits[v] > 0 ? "inf" : "-inf", " at step ", i + 1,
+                 ": the model's output is not finite",
+                 load.allow_nonfinite ? " (--allow-nonfinite loaded a checkpoint that may hold NaN/Inf)" : "");
+    int32_t next = sample_token(std::move(logits), temperature, top_k, rng);
     ids.push_back(next);
     std::fputs(tok.decode({next}).c_str(), stdout);
     std::fflush(stdout);

@@ -1,20 +1,17 @@
-// Reading a whole text file for the CLI, with the errors a user needs (missing, unreadable, empty).
+// Reading a whole text file for the CLI, with the errors a user needs (missing, a directory or a
+// FIFO, unreadable, empty), each naming the file and the OS's reason.
 #pragma once
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria::cli {
 
 inline std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  ARIA_CHECK(f.good(), "cannot open text file '", path, "'");
-  std::ostringstream os;
-  os << f.rdbuf();
-  ARIA_CHECK(!f.bad(), "error reading '", path, "'");
-  std::string s = os.str();
+  // io::read_file refuses anything but a regular file before opening it: a directory is named as
+  // one (not "empty"), and a FIFO cannot block the command forever.
+  std::string s = io::read_file(path, "text file");
   ARIA_CHECK(!s.empty(), "text file '", path, "' is empty");
   return s;
 }
