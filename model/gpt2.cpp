@@ -313,7 +313,8 @@ Gpt2Model gpt2_load(const std::string& dir, Device device, const Gpt2LoadOptions
           std::snprintf(buf, sizeof buf, "%.9g", v);
           if (std::isfinite(v)) value += std::string(": the float64 value ") + buf + " is beyond float32's range";
         }
-        ARIA_FAIL(st_path, ": tensor '", e->name, "' holds a non-finite value (", value, ") at ", index_str(bad, e->shape),
+        ARIA_FAIL(st_path, ": tensor '", e->name, "' holds a non-finite value (", value, ") at ",
+                  index_str(bad, e->shape),
                   ": the checkpoint is broken (a diverged run?). To load it anyway, pass --allow-nonfinite "
                   "(aria score / generate) or Gpt2LoadOptions{.allow_nonfinite = true}");
       }

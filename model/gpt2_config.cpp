@@ -75,7 +75,8 @@ void validate_gpt2_config(const Gpt2Config& c) {
              "is tied to wte");
   // In double: the int64 count can overflow for sizes that are each in range.
   const double d = c.n_embd;
-  const double params = double(c.vocab_size) * d + double(c.n_positions) * d + double(c.n_layer) * (12 * d * d + 13 * d) + 2 * d;
+  const double params =
+      double(c.vocab_size) * d + double(c.n_positions) * d + double(c.n_layer) * (12 * d * d + 13 * d) + 2 * d;
   if (params > kMaxParameters) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "%.3g parameters (%.3g GB as float32), more than the %.0e aria accepts", params,

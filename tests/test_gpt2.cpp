@@ -241,7 +241,8 @@ TEST_CASE("a config claiming a million layers is refuted by the checkpoint's hea
   fs::path dir = temp_dir("huge_config");
   gpt2_save(m, dir.string());
   std::ofstream(dir / "config.json")
-      << R"({"model_type": "gpt2", "vocab_size": 50, "n_positions": 16, "n_embd": 12, "n_head": 3, "n_layer": 1000000})";
+      << R"({"model_type": "gpt2", "vocab_size": 50, "n_positions": 16, "n_embd": 12, "n_head": 3,
+            "n_layer": 1000000})";
   const std::string want = "missing tensor 'h.2.ln_1.weight' (config.json '" + (dir / "config.json").string() +
                            "' implies 12000004 tensors with n_layer = 1000000; the file holds 28)";
   CHECK_THROWS_WITH_AS(gpt2_load(dir.string()), doctest::Contains(want.c_str()), Error);
@@ -264,8 +265,8 @@ TEST_CASE("tensor names must be GPT-2's exactly: no leading zeros, no layer beyo
     auto params = m.named_parameters();
     params.emplace_back(bad, Tensor::zeros({12}));
     save_safetensors((dir / "model.safetensors").string(), params);
-    CHECK_THROWS_WITH_AS(gpt2_load(dir.string()), doctest::Contains((std::string("unexpected tensor '") + bad + "'").c_str()),
-                         Error);
+    const std::string want = std::string("unexpected tensor '") + bad + "'";
+    CHECK_THROWS_WITH_AS(gpt2_load(dir.string()), doctest::Contains(want.c_str()), Error);
   }
 }
 

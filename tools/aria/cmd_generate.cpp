@@ -39,7 +39,8 @@ int cmd_generate(int argc, char** argv) {
       .option("top-k", "sample among the k most likely tokens; 0 = all", "40")
       .option("seed", "random seed", "0")
       .option("device", "cpu, cuda, cuda:N or auto", "auto")
-      .toggle("allow-nonfinite", "load a checkpoint even if it holds NaN/Inf weights (non-finite logits stay an error)");
+      .toggle("allow-nonfinite",
+              "load a checkpoint even if it holds NaN/Inf weights (non-finite logits stay an error)");
   if (!args.parse(argc, argv)) return 0;
   Device dev = parse_device(args.str("device"));
   const int64_t n_new = args.integer("max-new-tokens", 0, 100000);
