@@ -5,7 +5,7 @@
 #include "train/aria_config.h"
 
 #include <cmath>
-#include <fstream>
+#include <filesystem>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria {
 
@@ -183,6 +184,14 @@ bool valid_device_name(const std::string& d) {
   return true;
 }
 
+// The name load_cls_task gives a task folder: its last path component.
+std::string task_name(const std::string& dir) {
+  const std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+  std::string n = p.filename().string();
+  if (n.empty()) n = p.parent_path().filename().string();
+  return n;
+}
+
 void check_config(const ExperimentConfig& c, const std::string& ctx) {
   const Checker k{ctx};
   const double inf = std::numeric_limits<double>::infinity();
@@ -192,8 +201,14 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   ARIA_CHECK(!c.tasks.empty(), ctx, "'tasks' must name at least one task directory under data_dir");
   for (size_t i = 0; i < c.tasks.size(); ++i) {
     ARIA_CHECK(!c.tasks[i].empty(), ctx, "'tasks[", i, "]' is empty");
-    for (size_t p = 0; p < i; ++p)
+    for (size_t p = 0; p < i; ++p) {
       ARIA_CHECK(c.tasks[p] != c.tasks[i], ctx, "'tasks[", i, "]' = \"", c.tasks[i], "\" is listed twice");
+      // A task is named by its folder's name (heads, reports, checkpoints): two folders of one name
+      // would collide after the first task has trained.
+      ARIA_CHECK(task_name(c.tasks[p]) != task_name(c.tasks[i]), ctx, "'tasks[", p, "]' = \"", c.tasks[p],
+                 "\" and 'tasks[", i, "]' = \"", c.tasks[i], "\" have the same task name \"", task_name(c.tasks[i]),
+                 "\" (a task is named by its folder): rename one of the folders");
+    }
   }
   ARIA_CHECK(!c.methods.empty(), ctx, "'methods' must name at least one of: ", join(kMethods));
   for (size_t i = 0; i < c.methods.size(); ++i) {
@@ -252,13 +267,11 @@ ExperimentConfig parse_experiment_config(const json& j, const std::string& where
 }
 
 ExperimentConfig load_experiment_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "experiment config '", path, "': cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  // A regular file only (a FIFO would block open() forever).
+  const std::string text = io::read_file(path, "experiment config", uint64_t(1) << 26);
   json j;
   try {
-    j = json::parse(ss.str());
+    j = json::parse(text);
   } catch (const json::exception& e) {
     ARIA_FAIL("experiment config '", path, "': not valid JSON (", e.what(), ")");
   }

@@ -15,13 +15,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria {
 
@@ -34,15 +33,8 @@ bool blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); });
 }
 
-std::string read_file(const std::string& path) {
-  ARIA_CHECK(fs::is_regular_file(path), "'", path, "' does not exist or is not a file");
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "cannot open '", path, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  ARIA_CHECK(!in.bad(), "error reading '", path, "'");
-  return ss.str();
-}
+// Refuses anything but a regular file before opening it (a FIFO would block open() forever).
+std::string read_file(const std::string& path) { return io::read_file(path, "task file"); }
 
 std::vector<std::string> load_labels(const std::string& path) {
   json j;
@@ -185,7 +177,7 @@ void ClsBatcher::reshuffle() {
   for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[size_t(r.below(i))]);
 }
 
-ClsBatch ClsBatcher::next(Device device) {
+ClsBatch ClsBatcher::next(Device device, int32_t pad_id) {
   const size_t n = std::min(size_t(batch_size_), data_->size());
   std::vector<const ClsExample*> picked;
   picked.reserve(n);
@@ -197,7 +189,7 @@ ClsBatch ClsBatcher::next(Device device) {
     }
     picked.push_back(&(*data_)[order_[size_t(cursor_++)]]);
   }
-  return make_cls_batch(picked, device);
+  return make_cls_batch(picked, device, pad_id);
 }
 
 ClsBatcher::State ClsBatcher::state() const { return State{rng_.state(), epoch_, cursor_}; }
@@ -212,16 +204,47 @@ void ClsBatcher::set_state(const State& s) {
 }
 
 std::vector<ClsBatch> fixed_batches(const std::vector<ClsExample>& data, int batch_size, Device device,
-                                    int64_t max_batches) {
+                                    int64_t max_batches, int32_t pad_id) {
   ARIA_CHECK(batch_size >= 1, "fixed_batches: batch_size must be >= 1, got ", batch_size);
   std::vector<ClsBatch> out;
   for (size_t start = 0; start < data.size(); start += size_t(batch_size)) {
     if (max_batches > 0 && int64_t(out.size()) >= max_batches) break;
     std::vector<const ClsExample*> picked;
     for (size_t i = start; i < std::min(data.size(), start + size_t(batch_size)); ++i) picked.push_back(&data[i]);
-    out.push_back(make_cls_batch(picked, device));
+    out.push_back(make_cls_batch(picked, device, pad_id));
   }
   return out;
+}
+
+int32_t pad_id_for(int vocab_size) { return vocab_size > kGpt2PadId ? kGpt2PadId : 0; }
+
+int32_t max_token_id(const ClsTaskData& d) {
+  int32_t m = -1;
+  for (const auto* split : {&d.train, &d.validation, &d.test})
+    for (const ClsExample& e : *split)
+      for (int32_t id : e.ids) m = std::max(m, id);
+  return m;
+}
+
+std::string train_class_warning(const ClsTaskData& d) {
+  std::vector<int64_t> count(size_t(d.num_labels()), 0);
+  for (const ClsExample& e : d.train)
+    if (e.label >= 0 && e.label < d.num_labels()) ++count[size_t(e.label)];
+  std::vector<std::string> present, missing;
+  for (size_t c = 0; c < count.size(); ++c)
+    (count[c] ? present : missing).push_back("'" + d.label_names[c] + "'");
+  if (missing.empty()) return "";
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+    return s;
+  };
+  const std::string n = std::to_string(d.train.size());
+  if (present.size() == 1)
+    return "task '" + d.name + "': its training split (" + n + " examples used) holds only class " + present[0] +
+           ": the task cannot be learned from it (the head learns one answer)";
+  return "task '" + d.name + "': its training split (" + n + " examples used) has no example of class" +
+         (missing.size() > 1 ? "es " : " ") + join(missing);
 }
 
 }  // namespace aria

@@ -31,14 +31,22 @@ struct ClsTaskData {
 ClsTaskData load_cls_task(const std::string& dir, const Gpt2Tokenizer& tok, int max_seq_len, int64_t max_train,
                           int64_t max_eval);
 
+// GPT-2's <|endoftext|> id, the padding of batches for a model with GPT-2's vocabulary.
+constexpr int32_t kGpt2PadId = 50256;
+// The padding id for a model with `vocab_size` tokens: <|endoftext|> where it exists, else 0 (a tiny
+// model's vocabulary). Padding never influences the real tokens (causal attention, last-token pooling,
+// masked gate statistics), but it must be a valid embedding row. Every batch fed to a model is padded
+// with pad_id_for(model's vocab_size).
+int32_t pad_id_for(int vocab_size);
+
 // Right-pads the examples with pad_id into one batch on `device`.
-ClsBatch make_cls_batch(const std::vector<const ClsExample*>& examples, Device device, int32_t pad_id = 50256);
+ClsBatch make_cls_batch(const std::vector<const ClsExample*>& examples, Device device, int32_t pad_id = kGpt2PadId);
 
 // Shuffled mini-batches, epoch after epoch, reproducible from (seed, state).
 class ClsBatcher {
  public:
   ClsBatcher(const std::vector<ClsExample>* data, int batch_size, uint64_t seed);
-  ClsBatch next(Device device);
+  ClsBatch next(Device device, int32_t pad_id = kGpt2PadId);
   // Position in the stream, for checkpoints: a restored batcher yields exactly the same batches.
   struct State {
     RngState rng;
@@ -58,6 +66,14 @@ class ClsBatcher {
 
 // All examples of a split in fixed order, in batches (evaluation, Fisher estimation).
 std::vector<ClsBatch> fixed_batches(const std::vector<ClsExample>& data, int batch_size, Device device,
-                                    int64_t max_batches = 0);
+                                    int64_t max_batches = 0, int32_t pad_id = kGpt2PadId);
+
+// The largest token id of any example of any split (-1 when there are none): checked against the
+// model's vocabulary before training.
+int32_t max_token_id(const ClsTaskData& d);
+
+// "" when every class has a training example; else a warning naming the task and the classes the
+// training split lacks (a split with a single class: that class).
+std::string train_class_warning(const ClsTaskData& d);
 
 }  // namespace aria

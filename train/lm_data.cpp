@@ -1,19 +1,13 @@
 #include "train/lm_data.h"
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria {
 
 TokenDataset load_token_dataset(const std::string& path, const TokenizeFn& tokenize) {
-  ARIA_CHECK(std::filesystem::is_regular_file(path), "text file '", path, "' does not exist or is not a file");
-  std::ifstream in(path, std::ios::binary);
-  ARIA_CHECK(in, "cannot open text file '", path, "'");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ARIA_CHECK(!in.bad(), "error reading text file '", path, "'");
+  // A regular file only: a FIFO would block open() forever, a folder is not "empty".
+  const std::string text = io::read_file(path, "text file");
   ARIA_CHECK(!text.empty(), "text file '", path, "' is empty");
   TokenDataset d;
   d.tokens = tokenize(text);

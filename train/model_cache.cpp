@@ -9,10 +9,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "model/gpt2.h"
 #include "model/tokenizer.h"
 #include "train/progress.h"
@@ -27,13 +26,13 @@ using ojson = nlohmann::ordered_json;
 constexpr const char* kMarker = "aria-cache.json";
 constexpr const char* kFormat = "aria-model-cache-v1";
 
+// A regular file's content (a FIFO would block open() forever): io::read_file's checks.
 std::string read_file(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  ARIA_CHECK(f.good(), "model cache: cannot open ", what, " '", path, "'");
-  std::ostringstream os;
-  os << f.rdbuf();
-  ARIA_CHECK(!f.bad(), "model cache: error reading '", path, "'");
-  return os.str();
+  try {
+    return io::read_file(path, what);
+  } catch (const Error& e) {
+    ARIA_FAIL("model cache: cannot open ", what, ": ", e.what());
+  }
 }
 
 // 64-bit FNV-1a, fed piece by piece.
@@ -82,13 +81,7 @@ std::string now_utc() {
   return buf;
 }
 
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  ARIA_CHECK(f, "model cache: cannot create '", p.string(), "'");
-  f << text;
-  f.flush();
-  ARIA_CHECK(f.good(), "model cache: writing '", p.string(), "' failed");
-}
+void write_text(const fs::path& p, const std::string& text) { io::write_file_atomic(p.string(), text); }
 
 // Pretrains the recipe's model into `dir` (which exists and is empty) and writes the marker last.
 ojson build_into(const ModelCacheRequest& req, const std::string& key, const fs::path& dir, Device device,
@@ -109,7 +102,7 @@ ojson build_into(const ModelCacheRequest& req, const std::string& key, const fs:
   const LmTrainResult res = train_lm(model, train, val.tokens.empty() ? nullptr : &val, r.train, log);
   gpt2_save(model, dir.string());
   for (const char* f : {"vocab.json", "merges.txt"})
-    fs::copy_file(fs::path(req.vocab_dir) / f, dir / f, fs::copy_options::overwrite_existing);
+    write_text(dir / f, read_file((fs::path(req.vocab_dir) / f).string(), "vocabulary file"));
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ojson m;

@@ -1,14 +1,11 @@
 #include "train/report.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace aria {
 
@@ -161,24 +158,7 @@ ojson report_to_json(const ClReport& r) {
 }
 
 void write_report_json(const ClReport& r, const std::string& path) {
-  const std::string text = report_to_json(r).dump(2) + "\n";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ARIA_CHECK(out, "report: cannot create '", tmp, "'");
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      ARIA_FAIL("report: writing '", tmp, "' failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    ARIA_FAIL("report: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  io::write_file_atomic(path, report_to_json(r).dump(2) + "\n");
 }
 
 void print_report(const ClReport& r, std::ostream& out) {

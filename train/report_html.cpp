@@ -1,16 +1,13 @@
 #include "train/report_html.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "model/continual_model.h"
 #include "model/gated_mlp.h"
 #include "train/cls_data.h"
@@ -61,6 +58,61 @@ std::vector<std::vector<double>> matrix_of(const ojson& j, const std::string& wh
 
 std::vector<double> vector_of(const ojson& j, const std::string& where) {
   return matrix_of(ojson::array({j}), where)[0];
+}
+
+// The report's numbers must be what report.json can hold: accuracies in [0, 1], BWT / forgetting / FWT in
+// [-1, 1] (or null where undefined), all finite. A page must never show "inf" or 1e308 %: a report with
+// such a value is refused, naming the field.
+void check_value(const ojson& v, const std::string& where, double lo, double hi, bool nullable) {
+  if (v.is_null() && nullable) return;
+  ARIA_CHECK(v.is_number(), "report.html: ", where, " must be a number", nullable ? " or null" : "", ", got ",
+             v.dump());
+  const double x = v.get<double>();
+  ARIA_CHECK(std::isfinite(x) && x >= lo && x <= hi, "report.html: ", where, " = ", v.dump(), " is ",
+             std::isfinite(x) ? "outside " : "not finite, not in ", "[", lo, ", ", hi, "]");
+}
+
+void check_cells(const ojson& j, const std::string& where, bool nested) {
+  ARIA_CHECK(j.is_array() && !j.empty(), "report.html: ", where, " must be a non-empty array");
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (nested)
+      check_cells(j[i], at, false);
+    else
+      check_value(j[i], at, 0.0, 1.0, false);
+  }
+}
+
+void check_run_values(const ojson& r, const std::string& where) {
+  ARIA_CHECK(r.is_object(), "report.html: ", where, " must be an object");
+  if (r.contains("matrix")) check_cells(r.at("matrix"), where + ".matrix", true);
+  if (r.contains("before")) check_cells(r.at("before"), where + ".before", false);
+  for (const char* k : {"acc", "bwt", "forgetting", "fwt"}) {
+    const double lo = std::string(k) == "acc" ? 0.0 : -1.0;
+    if (r.contains(k)) check_value(r.at(k), where + "." + k, lo, 1.0, true);
+    if (r.contains("mean") && r.at("mean").is_object() && r.at("mean").contains(k))
+      check_value(r.at("mean").at(k), where + ".mean." + k, lo, 1.0, true);
+    if (r.contains("std") && r.at("std").is_object() && r.at("std").contains(k))
+      check_value(r.at("std").at(k), where + ".std." + k, 0.0, 2.0, true);
+  }
+  if (r.contains("seconds")) check_value(r.at("seconds"), where + ".seconds", 0.0, 1e12, true);
+}
+
+void check_report_values(const ojson& methods) {
+  for (auto it = methods.begin(); it != methods.end(); ++it) {
+    const std::string where = "methods." + it.key();
+    const ojson& m = it.value();
+    check_run_values(m, where);
+    if (m.contains("num_seeds"))
+      ARIA_CHECK(m.at("num_seeds").is_number_integer() && m.at("num_seeds").get<int64_t>() >= 1 &&
+                     m.at("num_seeds").get<int64_t>() <= 1000000,
+                 "report.html: ", where, ".num_seeds = ", m.at("num_seeds").dump(), " is not a count of seeds");
+    if (m.contains("per_seed")) {
+      ARIA_CHECK(m.at("per_seed").is_array(), "report.html: ", where, ".per_seed must be an array");
+      for (size_t i = 0; i < m.at("per_seed").size(); ++i)
+        check_run_values(m.at("per_seed")[i], where + ".per_seed[" + std::to_string(i) + "]");
+    }
+  }
 }
 
 // Per-cell sample standard deviation over per_seed matrices (empty without per_seed).
@@ -418,7 +470,7 @@ GateReport collect_gate_histograms(const ContinualModel& m, const std::vector<co
     const size_t n = max_examples_per_task > 0 ? std::min(all.size(), size_t(max_examples_per_task)) : all.size();
     const std::vector<ClsExample> data(all.begin(), all.begin() + long(n));
     examples += int64_t(n);
-    for (const ClsBatch& b : fixed_batches(data, batch_size, m.device())) {
+    for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size))) {
       classify_logits(m, b, int(t));
       const std::vector<float> mask = b.mask.to_floats();
       for (size_t l = 0; l < L; ++l) {
@@ -484,6 +536,7 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
     tasks.push_back(t.get<std::string>());
   }
   ARIA_CHECK(!tasks.empty(), "report.html: no tasks");
+  check_report_values(methods);
   int seeds = 1;
   for (const ojson& m : methods) seeds = std::max(seeds, m.value("num_seeds", 1));
 
@@ -507,24 +560,7 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
 }
 
 void write_report_html(const ojson& report, const HtmlReportOptions& opt, const std::string& path) {
-  const std::string page = report_html(report, opt);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ARIA_CHECK(out, "report.html: cannot create '", tmp, "'");
-    out << page;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      ARIA_FAIL("report.html: writing '", tmp, "' failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    ARIA_FAIL("report.html: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  io::write_file_atomic(path, report_html(report, opt));
 }
 
 }  // namespace aria
