@@ -43,7 +43,13 @@ bool Args::parse(int argc, char** argv) {
       continue;
     }
     if (!has_value) {
-      ARIA_CHECK(i + 1 < argc, "aria ", command_, ": --", name, " needs a value");
+      // A word starting with "--" is the next flag, never this one's value (`--out --quick` must not
+      // make a folder named "--quick"); a value that really starts with "--" goes after '='.
+      const bool next_is_flag = i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0;
+      ARIA_CHECK(i + 1 < argc && !next_is_flag, "aria ", command_, ": flag --", name, " needs a value",
+                 next_is_flag ? std::string(" (got the flag '") + argv[i + 1] + "'; write --" + name +
+                                    "=VALUE for a value that starts with --)"
+                              : std::string());
       value = argv[++i];
     }
     values_[name] = value;

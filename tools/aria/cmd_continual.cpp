@@ -14,13 +14,14 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "model/continual_model.h"
 #include "model/gated_mlp.h"
 #include "model/gpt2.h"
@@ -28,6 +29,7 @@
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/continual_run.h"
+#include "tools/aria/run_folder.h"
 #include "train/aria_config.h"
 #include "train/cls_data.h"
 #include "train/continual_trainer.h"
@@ -46,10 +48,37 @@ using ojson = nlohmann::ordered_json;
 
 // Copies everything to the screen and to log.txt. The log receives whole lines only: a line that
 // a terminal progress bar redraws with '\r' is logged in its last state, without escape codes.
+// Every write to log.txt is checked: the first failure (a full disk, a file size limit) is kept, the
+// log is not written to after it, and check() throws it at the run's next check point, naming log.txt
+// and the OS's reason. A run never ends "successfully" with a truncated log.
 class TeeBuf : public std::streambuf {
  public:
-  TeeBuf(std::streambuf* screen, std::ofstream* log) : screen_(screen), log_(log) {}
-  ~TeeBuf() override { flush_pending(); }
+  TeeBuf(std::streambuf* screen, io::FileWriter* log) : screen_(screen), log_(log) {}
+  ~TeeBuf() override {
+    try {
+      flush_pending();
+    } catch (...) {
+    }
+  }
+  // Throws the first failed write to log.txt, if any.
+  void check() {
+    ARIA_CHECK(error_.empty(), "log file: ", error_);
+  }
+  bool failed() const { return !error_.empty(); }
+  // A line for log.txt only (a warning already printed on stderr).
+  void log_only(const std::string& line) { write_log(line + "\n"); }
+  // Writes what is pending, then closes log.txt (checked).
+  void close() {
+    flush_pending();
+    if (error_.empty()) {
+      try {
+        log_->close();
+      } catch (const Error& e) {
+        error_ = e.what();
+      }
+    }
+    check();
+  }
 
  protected:
   int overflow(int c) override {
@@ -59,30 +88,35 @@ class TeeBuf : public std::streambuf {
       pending_.clear();
     } else if (c == '\n') {
       strip_escapes();
-      *log_ << pending_ << '\n';
+      write_log(pending_ + '\n');
       pending_.clear();
     } else {
       pending_ += char(c);
     }
     return c;
   }
-  int sync() override {
-    log_->flush();
-    return screen_->pubsync();
-  }
+  int sync() override { return screen_->pubsync(); }
 
  private:
+  void write_log(const std::string& s) {
+    if (!error_.empty()) return;
+    try {
+      log_->write(s);
+    } catch (const Error& e) {
+      error_ = e.what();
+    }
+  }
   void strip_escapes() {
     for (size_t p; (p = pending_.find("\033[K")) != std::string::npos;) pending_.erase(p, 3);
   }
   void flush_pending() {
     strip_escapes();
-    if (!pending_.empty()) *log_ << pending_ << '\n';
-    log_->flush();
+    if (!pending_.empty()) write_log(pending_ + '\n');
+    pending_.clear();
   }
   std::streambuf* screen_;
-  std::ofstream* log_;
-  std::string pending_;
+  io::FileWriter* log_;
+  std::string pending_, error_;
 };
 
 std::string pct(double x) {
@@ -144,10 +178,12 @@ WorkModel estimate_work(const Experiment& e) {
 struct Tracker {
   Progress& progress;
   const WorkModel& work;
+  TeeBuf& tee;  // a failed write to log.txt stops the run at the next step
   double done = 0;
   void add(double units, const std::string& what) {
     done += units;
     progress.update(std::min<int64_t>(work.total - 1, int64_t(done)), what);
+    tee.check();
   }
 };
 
@@ -271,6 +307,12 @@ ExperimentConfig resolve_config(const Args& args) {
               " created by `aria run`; pass an HF directory (the config's 'model' or --model)");
   c.model = absolute(c.model);
   c.data_dir = absolute(c.data_dir);
+  // Cheap checks before the run folder is claimed (a typo must not leave a folder that needs --overwrite).
+  ARIA_CHECK(fs::exists(fs::path(c.model) / "config.json"), "aria continual: model '", c.model,
+             "' is not a Hugging Face GPT-2 directory (no config.json)");
+  for (const std::string& t : c.tasks)
+    ARIA_CHECK(fs::is_directory(fs::path(c.data_dir) / t), "aria continual: task directory '",
+               (fs::path(c.data_dir) / t).string(), "' does not exist (docs/data.md describes the format)");
   return c;
 }
 
@@ -319,16 +361,11 @@ ojson settings_json(const Experiment& e) {
   return s;
 }
 
-void write_json(const fs::path& p, const ojson& j) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  ARIA_CHECK(f, "cannot create '", p.string(), "'");
-  f << j.dump(2) << "\n";
-  ARIA_CHECK(f.good(), "writing '", p.string(), "' failed");
-}
+void write_json(const fs::path& p, const ojson& j) { io::write_file_atomic(p.string(), j.dump(2) + "\n"); }
 
 // Loads model, tokenizer and tasks, runs every (seed, method), writes the report and prints it.
 void run_experiment(const ExperimentConfig& resolved, const std::string& config_path, const fs::path& out,
-                    std::ostream& log, const ContinualHooks& hooks) {
+                    std::ostream& log, TeeBuf& tee, const ContinualHooks& hooks) {
   Experiment e;
   e.cfg = resolved;
   e.device = parse_device(resolved.device);
@@ -349,7 +386,25 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
     e.names.push_back(d.name);
     log << "task " << d.name << ": " << d.num_labels() << " labels, " << d.train.size() << " train / "
         << d.validation.size() << " validation / " << d.test.size() << " test\n";
+    // Checked before the first step, not found after hours of training:
+    // the tokenizer's ids must be rows of the model's embedding,
+    const int32_t top = max_token_id(d);
+    ARIA_CHECK(top < e.base.config.vocab_size, "task '", d.name, "': token id ", top, " (from the vocabulary in ",
+               find_vocab_dir(e.cfg.model), ") is out of range for the model's vocabulary of ",
+               e.base.config.vocab_size, " tokens: the model and its vocabulary files do not match");
+    // a training split with one class teaches nothing (a warning: the run is still well defined).
+    if (const std::string w = train_class_warning(d); !w.empty()) {
+      log << std::flush;
+      std::cerr << "aria: warning: " << w << "\n" << std::flush;
+      tee.log_only("aria: warning: " + w);
+    }
   }
+  // Task names (folder names) are unique: the config check compares them; two paths that differ
+  // only after normalisation are caught here.
+  for (size_t i = 0; i < e.names.size(); ++i)
+    for (size_t p = 0; p < i; ++p)
+      ARIA_CHECK(e.names[p] != e.names[i], "tasks '", e.cfg.tasks[p], "' and '", e.cfg.tasks[i],
+                 "' have the same task name '", e.names[i], "' (a task is named by its folder): rename one");
   log << "methods: ";
   for (size_t i = 0; i < e.cfg.methods.size(); ++i) log << (i ? ", " : "") << e.cfg.methods[i];
   log << "; " << e.cfg.seeds << " seed(s) from " << e.cfg.train.seed << "; " << e.cfg.train.steps_per_task
@@ -357,10 +412,11 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   for (const std::string& m : e.cfg.methods)
     if (method_spec(m).spc) log << m << " consolidation: " << fisher_line(e, method_spec(m)) << "\n";
   log << std::flush;
+  tee.check();
 
   const WorkModel work = estimate_work(e);
   Progress progress(log, work.total, "run", std::max<int64_t>(1, work.total / 100), is_terminal(std::cout));
-  Tracker tracker{progress, work};
+  Tracker tracker{progress, work, tee};
   ClReport report;
   report.tasks = e.names;
   for (const std::string& m : e.cfg.methods) report.methods.push_back(MethodResult{m, {}});
@@ -373,11 +429,13 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
 
   report.settings = settings_json(e);
   report.settings["total_seconds"] = progress.elapsed_seconds();
+  tee.check();
   write_report_json(report, (out / "report.json").string());
   print_report(report, log);
   log << "\nwrote " << (out / "report.json").string() << ", " << (out / "config.json").string() << ", "
       << (out / "log.txt").string() << " (" << format_duration(progress.elapsed_seconds()) << ")\n"
       << std::flush;
+  tee.check();
 }
 
 }  // namespace
@@ -390,29 +448,31 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
             "multitask) and seed on the same protocol; writes OUT/report.json, OUT/config.json, OUT/log.txt\n"
             "and prints the accuracy matrices and the metrics table. The data format is docs/data.md's.");
   args.option("config", "experiment config (JSON, train/aria_config.h)", "", true)
-      .option("out", "output directory (created; files in it are overwritten)", "", true)
+      .option("out", "output directory (created; an existing run in it is refused unless --overwrite)", "", true)
       .option("model", "Hugging Face GPT-2 directory (overrides the config's 'model')", "")
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
-      .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "");
+      .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "")
+      .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
   if (!args.parse(argc, argv)) return 0;
   const ExperimentConfig resolved = resolve_config(args);
 
   const fs::path out(args.str("out"));
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  ARIA_CHECK(!ec && fs::is_directory(out), "cannot create output directory '", out.string(), "'",
-             ec ? ": " + ec.message() : "");
-  std::ofstream log_file(out / "log.txt", std::ios::binary | std::ios::trunc);
-  ARIA_CHECK(log_file, "cannot create '", (out / "log.txt").string(), "'");
+  // The folder is claimed (locked, checked empty or cleared, proven writable) before any work; aria run
+  // has claimed it already.
+  std::optional<RunFolder> folder;
+  if (!hooks.folder_claimed) folder.emplace(out.string(), args.on("overwrite"), "aria continual");
+  io::FileWriter log_file((out / "log.txt").string());
   TeeBuf tee_buf(std::cout.rdbuf(), &log_file);
   std::ostream log(&tee_buf);
 
   try {
-    run_experiment(resolved, args.str("config"), out, log, hooks);
+    run_experiment(resolved, args.str("config"), out, log, tee_buf, hooks);
+    log.flush();
+    tee_buf.close();
   } catch (const Error& err) {
     log.flush();
-    log_file << "aria: error: " << err.what() << "\n";  // the screen gets it from main()
+    if (!tee_buf.failed()) tee_buf.log_only(std::string("aria: error: ") + err.what());  // the screen gets it from main()
     throw;
   }
   return 0;

@@ -4,11 +4,14 @@
 #include <filesystem>
 #include <iostream>
 
+#include "core/error.h"
+#include "core/file_io.h"
 #include "model/gpt2.h"
 #include "model/tokenizer.h"
 #include "train/lm_trainer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
+#include "tools/aria/run_folder.h"
 
 namespace aria::cli {
 
@@ -36,6 +39,11 @@ int cmd_pretrain(int argc, char** argv) {
       .toggle("bf16", "mixed precision on CUDA: bfloat16 weights/activations/gradients, float32 master weights "
                       "(the saved checkpoint holds the float32 masters)");
   if (!args.parse(argc, argv)) return 0;
+  ARIA_CHECK(args.str("steps") != "0", "aria pretrain: --steps 0 trains nothing (no loss, an untrained model); "
+             "give --steps >= 1");
+  const int steps = int(args.integer("steps", 1, 10000000));
+  // The output folder must take the model before hours of training, not after: created and probed now.
+  check_writable_dir(args.str("out"), "output directory");
   Device dev = parse_device(args.str("device"));
   ARIA_CHECK(!args.on("bf16") || dev.is_cuda(), "--bf16 needs a CUDA device (got --device ", dev.str(), ")");
   const uint64_t seed = uint64_t(args.integer("seed", 0, INT64_MAX));
@@ -49,7 +57,7 @@ int cmd_pretrain(int argc, char** argv) {
   if (!args.str("val").empty()) val = load_token_dataset(args.str("val"), tokenize);
 
   LmTrainConfig cfg;
-  cfg.steps = int(args.integer("steps", 0, 10000000));
+  cfg.steps = steps;
   cfg.batch_size = int(args.integer("batch", 1, 100000));
   cfg.seq_len = int(args.integer("seq", 1, model.config.n_positions));
   cfg.grad_accum = int(args.integer("grad-accum", 1, 100000));
@@ -65,9 +73,11 @@ int cmd_pretrain(int argc, char** argv) {
   gpt2_save(model, args.str("out"));
   // Ship the vocabulary with the model so the directory is self-contained.
   for (const char* f : {"vocab.json", "merges.txt"})
-    fs::copy_file(fs::path(vdir) / f, fs::path(args.str("out")) / f, fs::copy_options::overwrite_existing);
-  std::printf("saved %s  (final train loss %.4f, %.0f tokens/s)\n", args.str("out").c_str(),
-              r.losses.empty() ? 0.0 : r.losses.back(), r.tokens_per_second);
+    io::write_file_atomic((fs::path(args.str("out")) / f).string(),
+                          io::read_file((fs::path(vdir) / f).string(), "vocabulary file"));
+  ARIA_CHECK(!r.losses.empty(), "aria pretrain: training ran no step");
+  std::printf("saved %s  (final train loss %.4f, %.0f tokens/s)\n", args.str("out").c_str(), r.losses.back(),
+              r.tokens_per_second);
   return 0;
 }
 

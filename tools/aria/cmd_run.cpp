@@ -9,17 +9,18 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/continual_run.h"
+#include "tools/aria/run_folder.h"
 #include "train/continual_trainer.h"
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
@@ -93,6 +94,12 @@ void check_tasks(const ExperimentConfig& c) {
   }
 }
 
+void check_model_dir(const ExperimentConfig& c) {
+  if (c.model.rfind("cache:", 0) == 0) return;
+  ARIA_CHECK(fs::exists(fs::path(c.model) / "config.json"), "aria run: --model '", c.model,
+             "' is not a Hugging Face GPT-2 directory (no config.json)");
+}
+
 // The model directory to load: a cached model (built now on first use) or the user's directory.
 struct ResolvedModel {
   std::string dir;
@@ -102,8 +109,7 @@ struct ResolvedModel {
 ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
   ResolvedModel r;
   if (c.model.rfind("cache:", 0) != 0) {
-    ARIA_CHECK(fs::is_regular_file(fs::path(c.model) / "config.json"), "aria run: --model '", c.model,
-               "' is not a Hugging Face GPT-2 directory (no config.json)");
+    check_model_dir(c);
     r.dir = fs::absolute(c.model).lexically_normal().string();
     r.info = {{"source", "directory"}, {"path", r.dir}};
     return r;
@@ -112,9 +118,14 @@ ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
   req.recipe = pretrain_recipe(c.model.substr(6));
   req.corpus = (fs::path(c.data_dir) / "corpus" / "train.txt").string();
   const fs::path val = fs::path(c.data_dir) / "corpus" / "validation.txt";
-  if (fs::is_regular_file(val)) req.validation = val.string();
-  ARIA_CHECK(fs::is_regular_file(req.corpus), "aria run: ", c.model, " is pretrained on '", req.corpus,
+  std::error_code ec;
+  if (fs::exists(val, ec)) {
+    io::require_regular_file(val.string(), "validation text");  // never a FIFO (open() would block)
+    req.validation = val.string();
+  }
+  ARIA_CHECK(fs::exists(req.corpus, ec), "aria run: ", c.model, " is pretrained on '", req.corpus,
              "', which does not exist; run tools/setup.sh (or pass --model DIR)");
+  io::require_regular_file(req.corpus, "corpus");
   req.vocab_dir = find_vocab_dir("");
   const CachedModel cm = ensure_cached_model(req, dev, std::cout);
   if (!cm.built)
@@ -128,22 +139,12 @@ ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
   return r;
 }
 
-void write_json(const fs::path& p, const ojson& j) {
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    ARIA_CHECK(f, "cannot create '", tmp.string(), "'");
-    f << j.dump(2) << "\n";
-    ARIA_CHECK(f.good(), "writing '", tmp.string(), "' failed");
-  }
-  fs::rename(tmp, p);
-}
+void write_json(const fs::path& p, const ojson& j) { io::write_file_atomic(p.string(), j.dump(2) + "\n"); }
 
 ojson read_json(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  ARIA_CHECK(f, "cannot open '", p.string(), "'");
+  const std::string text = io::read_file(p.string(), "JSON file");  // a regular file only (never a FIFO)
   try {
-    return ojson::parse(f);
+    return ojson::parse(text);
   } catch (const nlohmann::json::exception& e) {
     ARIA_FAIL("'", p.string(), "' is not valid JSON: ", e.what());
   }
@@ -178,9 +179,11 @@ struct RunExtras {
 
 // --render DIR: the page of an existing run folder.
 int render_only(const std::string& dir) {
+  const RunFolderLock lock(dir);  // not while a run is writing the folder
   HtmlReportOptions opt;
   const fs::path gates = fs::path(dir) / "gates.json";
-  if (fs::is_regular_file(gates)) opt.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(gates).dump())));
+  std::error_code ec;
+  if (fs::exists(gates, ec)) opt.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(gates).dump())));
   opt.subtitle = "run folder " + dir;
   write_report_html(read_json(fs::path(dir) / "report.json"), opt, (fs::path(dir) / "report.html").string());
   std::cout << "wrote " << (fs::path(dir) / "report.html").string() << "\n";
@@ -208,6 +211,8 @@ int cmd_run(int argc, char** argv) {
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
       .toggle("no-checkpoints", "do not save each method's final trainer checkpoint (about 100 MB each by default)")
       .toggle("print-config", "print the resolved experiment config as JSON and exit")
+      .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints); without it "
+                           "a run folder that is not empty is refused")
       .option("render", "only (re)write DIR/report.html from DIR/report.json and DIR/gates.json (any run folder, "
                         "aria continual's too)", "");
   if (!args.parse(argc, argv)) return 0;
@@ -221,10 +226,10 @@ int cmd_run(int argc, char** argv) {
   cfg.data_dir = find_data_dir(cfg.data_dir);
   check_tasks(cfg);
   const Device dev = parse_device(cfg.device);
+  check_model_dir(cfg);
   const fs::path out = args.given("out") ? fs::path(args.str("out")) : fs::path("runs") / timestamp();
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  ARIA_CHECK(!ec && fs::is_directory(out), "aria run: cannot create the run folder '", out.string(), "'");
+  // Claimed before any work (pretraining included): locked, empty or cleared with --overwrite, writable.
+  const RunFolder folder(out.string(), args.on("overwrite"), "aria run");
 
   std::cout << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
             << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
@@ -245,6 +250,7 @@ int cmd_run(int argc, char** argv) {
   extras.batch_size = cfg.train.batch_size;
   extras.gate_examples = cfg.train.max_eval_examples;
   ContinualHooks hooks;
+  hooks.folder_claimed = true;
   hooks.after_run = [&](const std::string& m, uint64_t s, ContinualTrainer& t, const std::vector<const ClsTaskData*>& d,
                         Progress& p) { extras.after_run(m, s, t, d, p); };
   const std::string in_s = input.string(), out_s = out.string();
@@ -288,7 +294,9 @@ int cmd_run(int argc, char** argv) {
        << "aria run: wrote " << (out / "report.html").string() << " (open it in a browser)"
        << (extras.checkpoints ? ", checkpoints in " + (out / "checkpoints").string() : "") << "\n";
   std::cout << tail.str() << std::flush;
-  std::ofstream(out / "log.txt", std::ios::app) << tail.str();
+  io::FileWriter log_tail((out / "log.txt").string(), /*append=*/true);
+  log_tail.write(tail.str());
+  log_tail.close();
   return 0;
 }
 

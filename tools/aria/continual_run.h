@@ -20,6 +20,8 @@ struct ContinualHooks {
   std::function<void(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
                      const std::vector<const ClsTaskData*>& tasks, Progress& progress)>
       after_run;
+  // The caller (aria run) has claimed --out already (tools/aria/run_folder.h: locked, checked, writable).
+  bool folder_claimed = false;
 };
 
 int run_continual(int argc, char** argv, const ContinualHooks& hooks);

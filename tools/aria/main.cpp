@@ -1,8 +1,11 @@
 // aria command-line entry point: one subcommand per file in tools/aria/ (cmd_<name>.cpp).
 // Every failure the user can cause ends as "aria: error: <message>" and exit code 1.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <iostream>
 #include <string>
 
 #include "core/error.h"
@@ -44,8 +47,26 @@ int main(int argc, char** argv) {
   for (const Command& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {
-      return c.run(argc - 2, argv + 2);
+      const int rc = c.run(argc - 2, argv + 2);
+      // What was printed is the result: a failed write to standard output (a full disk behind a
+      // redirection) is an error, not a silent exit 0.
+      std::cout.flush();
+      errno = 0;
+      const bool flush_failed = std::fflush(stdout) != 0;
+      const int err = errno;
+      if (flush_failed || std::ferror(stdout) || std::cout.fail()) {
+        // The reason is known only when the last flush failed (an earlier failed write's errno is gone).
+        std::fprintf(stderr, "aria: error: cannot write standard output%s%s\n", flush_failed && err ? ": " : "",
+                     flush_failed && err ? std::strerror(err) : "");
+        return 1;
+      }
+      return rc;
     } catch (const aria::Error& e) {
+      std::fprintf(stderr, "aria: error: %s\n", e.what());
+      return 1;
+    } catch (const std::filesystem::filesystem_error& e) {
+      // A path the user gave that the OS refused (read-only, not a folder, full disk): it names the path
+      // and the OS's reason.
       std::fprintf(stderr, "aria: error: %s\n", e.what());
       return 1;
     } catch (const std::bad_alloc&) {
