@@ -226,12 +226,8 @@ TEST_CASE("CUDA bf16 attention rejects mismatched dtypes with a clear error") {
 }
 
 #ifdef ARIA_WITH_CUDA
-TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=1)") {
-  const char* env = std::getenv("ARIA_ATTN_BENCH");
-  if (!env || std::string(env) != "1") {
-    MESSAGE("set ARIA_ATTN_BENCH=1 to time the attention kernels");
-    return;
-  }
+TEST_CASE("CUDA attention timing: bf16 tensor cores vs float32 (ARIA_ATTN_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_ATTN_BENCH")) return;
   if (!gpu_or_skip("bf16 attention timing")) return;
   const int64_t B = 16, T = 1024, H = 12, hd = 64, C = H * hd;
   // causal: half of the T x T scores; forward = 2 products of 2*T*T*hd flops each per head

@@ -603,12 +603,8 @@ TEST_CASE("float32 / float64 CUDA elementwise still match the CPU on the new pat
 
 #ifdef ARIA_WITH_CUDA
 
-TEST_CASE("bf16 elementwise bandwidth (ARIA_BF16_BENCH=1)") {
-  const char* env = std::getenv("ARIA_BF16_BENCH");
-  if (!env || std::string(env) != "1") {
-    MESSAGE("bandwidth timing skipped (set ARIA_BF16_BENCH=1)");
-    return;
-  }
+TEST_CASE("bf16 elementwise bandwidth (ARIA_BF16_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_BF16_BENCH")) return;
   if (!gpu_or_skip("bf16 bandwidth timing")) return;
   for (DType t : {DType::BF16, DType::F32}) {
     for (int64_t C : {int64_t(768), int64_t(3072)}) {

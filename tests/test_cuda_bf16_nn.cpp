@@ -556,11 +556,6 @@ TEST_CASE("CUDA sum_squares and square_accumulate read bf16 inputs") {
 
 namespace {
 
-bool bench_enabled() {
-  const char* e = std::getenv("ARIA_BF16_BENCH");
-  return e && std::string(e) == "1";
-}
-
 // Median-free but warm: average milliseconds of `iters` calls after `warm` untimed ones.
 double time_ms(const std::function<void()>& fn, int warm = 3, int iters = 20) {
   for (int i = 0; i < warm; ++i) fn();
@@ -580,11 +575,8 @@ void report(const std::string& line) {
 
 }  // namespace
 
-TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)") {
-  if (!bench_enabled()) {
-    std::printf("SKIPPED (set ARIA_BF16_BENCH=1): bf16 nn kernel timings\n");
-    return;
-  }
+TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_BF16_BENCH")) return;
   if (!gpu_or_skip("bf16 nn timings")) return;
   char buf[256];
   {  // layernorm [16384, 768] (GPT-2 124M's rows), also bf16 [16384, 1024] (GPT-2 medium's)

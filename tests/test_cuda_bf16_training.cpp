@@ -103,28 +103,45 @@ TEST_CASE("AdamW keeps float32 masters for bfloat16 parameters and writes the ro
   CHECK(has_master_state);
 }
 
-TEST_CASE("train_lm with bf16: trains a bfloat16 copy and writes the float32 masters back, CPU refused") {
-  // A periodic stream the model can learn; the float32 model handed in is the one updated.
+namespace {
+
+// train_lm with bf16 on a periodic stream the model can learn, for a model of width 128.
+struct Bf16LmRun {
   TokenDataset data;
-  for (int i = 0; i < 4000; ++i) data.tokens.push_back(int32_t(3 + (i * 7) % 13));
   LmTrainConfig c;
-  c.batch_size = 8;
-  c.seq_len = 32;
-  c.steps = 30;
-  c.lr = 3e-3;
-  c.warmup_steps = 3;
-  c.verbose = false;
-  c.bf16 = true;
   Gpt2Config cfg = gpt2_preset("tiny");
-  cfg.n_embd = 128;
-  cfg.n_head = 2;
-  cfg.vocab_size = 64;
-  {
-    Gpt2Model cpu_model = gpt2_random(cfg, 8);
-    std::ostringstream log;
-    CHECK_THROWS_WITH_AS(train_lm(cpu_model, data, nullptr, c, log), doctest::Contains("CUDA only"), Error);
+  Bf16LmRun() {
+    for (int i = 0; i < 4000; ++i) data.tokens.push_back(int32_t(3 + (i * 7) % 13));
+    c.batch_size = 8;
+    c.seq_len = 32;
+    c.steps = 30;
+    c.lr = 3e-3;
+    c.warmup_steps = 3;
+    c.verbose = false;
+    c.bf16 = true;
+    cfg.n_embd = 128;
+    cfg.n_head = 2;
+    cfg.vocab_size = 64;
   }
+};
+
+}  // namespace
+
+// Needs no GPU: a CPU model is refused before anything runs.
+TEST_CASE("train_lm with bf16 refuses a CPU model (CUDA only)") {
+  const Bf16LmRun run;
+  Gpt2Model cpu_model = gpt2_random(run.cfg, 8);
+  std::ostringstream log;
+  CHECK_THROWS_WITH_AS(train_lm(cpu_model, run.data, nullptr, run.c, log), doctest::Contains("CUDA only"), Error);
+}
+
+TEST_CASE("train_lm with bf16: trains a bfloat16 copy and writes the float32 masters back") {
   if (!testing::gpu_or_skip("train_lm bf16")) return;
+  // The float32 model handed in is the one updated.
+  const Bf16LmRun run;
+  const TokenDataset& data = run.data;
+  const LmTrainConfig& c = run.c;
+  const Gpt2Config& cfg = run.cfg;
   Gpt2Model m = gpt2_random(cfg, 8, Device::cuda(0));
   const std::vector<double> before = m.blocks[0].attn_w.to_doubles();
   std::ostringstream log;

@@ -256,9 +256,11 @@ TEST_CASE("Fisher errors: empty scope, pending tape, bad task id") {
   for (const auto& [name, p] : plain.named_parameters()) p.zero_grad();
 }
 
-// Not an assertion (CI timing varies): prints the cost of the Fisher relative to a training pass
-// (forward + backward of the mean loss) over the same batches, for a tiny and a small model.
-TEST_CASE("timing: per-sample Fisher vs a training pass (printed)") {
+// A benchmark, not a test (CI timing varies): prints the cost of the Fisher relative to a training
+// pass (forward + backward of the mean loss) over the same batches, for a tiny and a small model.
+// ARIA_FISHER_BENCH=1 build/tests/test_fisher -tc="timing*"
+TEST_CASE("timing: per-sample Fisher vs a training pass (printed)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_FISHER_BENCH")) return;
   struct Size {
     const char* name;
     Gpt2Config cfg;
@@ -326,10 +328,7 @@ std::vector<ClsBatch> batches_to(const std::vector<ClsBatch>& bs, Device d) {
 }  // namespace
 
 TEST_CASE("CUDA: per-sample Fisher on the GPU matches the CPU (float32, every estimator and scope)") {
-  if (!cuda_available()) {
-    MESSAGE("no CUDA GPU: CUDA Fisher test skipped");
-    return;
-  }
+  if (!testing::gpu_or_skip("CUDA Fisher")) return;
   ContinualModel cpu = tiny_model(DType::F32);
   ContinualModel gpu = to_device(cpu, Device::cuda(0));
   const auto cb = batches_of(examples(12, 64, 14, 41), {7, 5});
@@ -352,12 +351,9 @@ TEST_CASE("CUDA: per-sample Fisher on the GPU matches the CPU (float32, every es
 }
 
 // GPU timing at GPT-2 124M shapes (random weights, gated MLPs), printed; runs only when
-// ARIA_FISHER_BENCH is set (it takes a while), e.g. ARIA_FISHER_BENCH=1 build-gpu/tests/test_fisher -tc="*bench*".
-TEST_CASE("bench: per-sample Fisher vs a training pass on the GPU at GPT-2 124M shapes (printed)") {
-  if (!cuda_available() || !std::getenv("ARIA_FISHER_BENCH")) {
-    MESSAGE("set ARIA_FISHER_BENCH (and have a GPU) to run the GPT-2 124M Fisher bench");
-    return;
-  }
+// ARIA_FISHER_BENCH=1 (it takes a while), e.g. ARIA_FISHER_BENCH=1 build-gpu/tests/test_fisher -tc="*bench*".
+TEST_CASE("bench: per-sample Fisher vs a training pass on the GPU at GPT-2 124M shapes (printed)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_FISHER_BENCH") || !testing::gpu_or_skip("GPT-2 124M Fisher bench")) return;
   Gpt2Config cfg;  // GPT-2 124M
   const Device dev = Device::cuda(0);
   ContinualModel m = to_device(tiny_model(DType::F32, true, cfg), dev);

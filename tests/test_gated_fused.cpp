@@ -564,12 +564,8 @@ TEST_CASE("CUDA spc_penalty_grad over a list of awkward tensors (one launch) mat
 
 #ifdef ARIA_WITH_CUDA
 
-TEST_CASE("gate_mix / spc_penalty_grad bandwidth (ARIA_BF16_BENCH=1)") {
-  const char* env = std::getenv("ARIA_BF16_BENCH");
-  if (!env || std::string(env) != "1") {
-    MESSAGE("gated fused timing skipped (set ARIA_BF16_BENCH=1)");
-    return;
-  }
+TEST_CASE("gate_mix / spc_penalty_grad bandwidth (ARIA_BF16_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_BF16_BENCH")) return;
   if (!testing::gpu_or_skip("gated fused CUDA kernels: bandwidth timing")) return;
   const int64_t N = 16384, C = 768, n = N * C;
   const DType dt = DType::BF16;
@@ -1110,12 +1106,8 @@ TEST_CASE("CUDA gated_mlp op (bfloat16, float32) matches the float32 CPU op, gra
 
 #ifdef ARIA_WITH_CUDA
 
-TEST_CASE("gated_mlp op timing against the unfused gated MLP (ARIA_BF16_BENCH=1)") {
-  const char* env = std::getenv("ARIA_BF16_BENCH");
-  if (!env || std::string(env) != "1") {
-    MESSAGE("gated_mlp timing skipped (set ARIA_BF16_BENCH=1)");
-    return;
-  }
+TEST_CASE("gated_mlp op timing against the unfused gated MLP (ARIA_BF16_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_BF16_BENCH")) return;
   if (!testing::gpu_or_skip("gated fused CUDA kernels: gated_mlp timing")) return;
   // GPT-2 124M's gated block at B = 16, T = 1024: C = 768, pathways 3072 wide, gate 768 wide.
   const int64_t C = 768, H = 3072, G = 768;

@@ -524,12 +524,8 @@ std::string timing(const std::function<void()>& fn, double flops) {
 }  // namespace
 #endif
 
-TEST_CASE("CUDA gemm_epilogue timing, GPT-2 124M at 16384 tokens, bfloat16 (ARIA_GEMM_BENCH=1)") {
-  const char* env = std::getenv("ARIA_GEMM_BENCH");
-  if (env == nullptr || std::string(env) != "1") {
-    MESSAGE("timing skipped: set ARIA_GEMM_BENCH=1");
-    return;
-  }
+TEST_CASE("CUDA gemm_epilogue timing, GPT-2 124M at 16384 tokens, bfloat16 (ARIA_GEMM_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_GEMM_BENCH")) return;
   if (!gpu_or_skip("gemm_epilogue timing")) return;
 #ifdef ARIA_WITH_CUDA
   const Device gpu = Device::cuda(0);

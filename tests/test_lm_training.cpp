@@ -214,7 +214,7 @@ TEST_CASE("lm training: corpus and config errors") {
 }
 
 TEST_CASE("lm training: the same run on CUDA (skipped without a GPU)") {
-  if (!cuda_available()) return;
+  if (!testing::gpu_or_skip("lm training on CUDA")) return;
   TokenDataset train = periodic(2000);
   Gpt2Model cpu = gpt2_random(tiny_gpt2_config(), 11), gpu = gpt2_random(tiny_gpt2_config(), 11, Device::cuda());
   LmTrainConfig cfg = small_config();

@@ -223,10 +223,7 @@ TEST_CASE("SPC errors") {
 }
 
 TEST_CASE("CUDA: SPC buffers, penalty and gradient on the GPU match the CPU (float32)") {
-  if (!cuda_available()) {
-    MESSAGE("no CUDA GPU: CUDA SPC test skipped");
-    return;
-  }
+  if (!testing::gpu_or_skip("CUDA SPC")) return;
   ContinualModel cpu = tiny_model();
   cpu.gpt = cpu.gpt.to(DType::F32);
   cpu.tasks.clear();

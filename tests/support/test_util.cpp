@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -102,11 +103,77 @@ InputSpec ids_input(Shape shape, int64_t range, bool ignore) {
   return in;
 }
 
+namespace {
+
+// What skip_case left for the listener below (one test case runs at a time).
+bool g_case_skipped = false;
+std::string g_skip_reason;
+
+// Counts the test cases of a run that were cleanly skipped (skip_case, no assertion, no failure) and
+// the others; at the end of a run where every case was cleanly skipped, prints the line that ctest's
+// SKIP_REGULAR_EXPRESSION matches. Not printed when anything failed or asserted, so a skip cannot
+// turn a failure into "skipped" (ctest reports a matching test as skipped whatever its exit code).
+struct SkipListener : doctest::IReporter {
+  int skipped = 0, others = 0;
+  std::string reason;
+  explicit SkipListener(const doctest::ContextOptions&) {}
+  void report_query(const doctest::QueryData&) override {}
+  void test_run_start() override {}
+  void test_run_end(const doctest::TestRunStats& st) override {
+    if (skipped > 0 && others == 0 && st.numTestCasesFailed == 0 && st.numAssertsFailed == 0) {
+      std::printf("ARIA_TEST_SKIPPED: %d test case%s skipped (%s)\n", skipped, skipped == 1 ? "" : "s",
+                  reason.c_str());
+      std::fflush(stdout);
+    }
+  }
+  void test_case_start(const doctest::TestCaseData&) override {
+    g_case_skipped = false;
+    g_skip_reason.clear();
+  }
+  void test_case_reenter(const doctest::TestCaseData&) override {}
+  void test_case_end(const doctest::CurrentTestCaseStats& st) override {
+    if (g_case_skipped && st.numAssertsCurrentTest == 0 && st.failure_flags == 0 && st.testCaseSuccess) {
+      ++skipped;
+      reason = g_skip_reason;
+    } else {
+      ++others;
+    }
+  }
+  void test_case_exception(const doctest::TestCaseException&) override {}
+  void subcase_start(const doctest::SubcaseSignature&) override {}
+  void subcase_end() override {}
+  void log_assert(const doctest::AssertData&) override {}
+  void log_message(const doctest::MessageData&) override {}
+  void test_case_skipped(const doctest::TestCaseData&) override {}
+};
+
+}  // namespace
+
+REGISTER_LISTENER("aria_skips", 1, SkipListener);
+
+void skip_case(const std::string& reason, const std::string& what) {
+  std::printf("SKIPPED (%s): %s\n", reason.c_str(), what.c_str());
+  std::fflush(stdout);
+  const std::string msg = reason + ": skipped " + what;
+  MESSAGE(msg);
+  g_case_skipped = true;
+  g_skip_reason = reason + ": " + what;
+}
+
 bool gpu_or_skip(const std::string& what) {
   if (cuda_available()) return true;
-  std::printf("SKIPPED (no CUDA GPU): %s\n", what.c_str());
-  const std::string msg = "no CUDA GPU: skipped " + what;
-  MESSAGE(msg);
+#ifdef ARIA_WITH_CUDA
+  skip_case("no CUDA GPU", what);
+#else
+  skip_case("no CUDA GPU", what + " (this build has no CUDA backend)");
+#endif
+  return false;
+}
+
+bool bench_or_skip(const char* env) {
+  const char* v = std::getenv(env);
+  if (v != nullptr && std::string(v) == "1") return true;
+  skip_case("benchmark", std::string("set ") + env + "=1 to run this timing");
   return false;
 }
 

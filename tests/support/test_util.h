@@ -49,10 +49,26 @@ InputSpec ids_input(Shape shape, int64_t range, bool ignore = false);
 
 // ---- kernel tests --------------------------------------------------------------------------------
 
-// True when a CUDA GPU is there. Otherwise says so, visibly, and returns false, for
+// ---- skipped test cases ----------------------------------------------------------------------------
+//
+// A test case that cannot run here (no GPU, a benchmark not asked for) calls skip_case and returns.
+// ctest reports it as skipped, never as passed: when every test case of a run called skip_case, made
+// no assertion and nothing failed, the run ends with a line starting "ARIA_TEST_SKIPPED:", which the
+// discovered tests' SKIP_REGULAR_EXPRESSION (CMakeLists.txt) matches. A case that asserted anything,
+// or that failed, is not reported skipped: a skip never hides a failure, and a case that checks real
+// CPU behaviour before skipping its GPU part counts as passed (keep such cases split instead).
+
+// Prints "SKIPPED (<reason>): <what>", logs a doctest MESSAGE and marks the running case as skipped.
+void skip_case(const std::string& reason, const std::string& what);
+
+// True when a CUDA GPU is there. Otherwise skip_case("no CUDA GPU", what) and false, for
 // `if (!gpu_or_skip("what")) return;`: prints "SKIPPED (no CUDA GPU): <what>" (tools/gpu_check.sh
-// greps for that prefix, which must not show on the GPU machine) and logs a doctest MESSAGE.
+// greps for that prefix, which must not show on the GPU machine). Call it before any assertion.
 bool gpu_or_skip(const std::string& what);
+
+// For timing printouts (benchmarks: the doctest suite "benchmark", not registered with ctest unless
+// -DARIA_BENCH_TESTS=ON): true when the environment variable `env` is "1", else skip_case and false.
+bool bench_or_skip(const char* env);
 
 // Normal(0, scale) values on the CPU in dtype t (drawn in float64, then converted).
 Tensor randn(const Shape& shape, uint64_t seed, double scale = 1.0, DType t = DType::F32);
