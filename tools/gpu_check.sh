@@ -86,7 +86,12 @@ jobs=4
 export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )) OMP_WAIT_POLICY=PASSIVE
 stage "ctest (all, -j$jobs)" "$out/ctest.log" ctest --test-dir build-gpu --output-on-failure --timeout 240 -j$jobs
 unset OMP_NUM_THREADS OMP_WAIT_POLICY
-grep -E "tests passed|tests failed|Total Test time|\*\*\*(Failed|Timeout)|Not Run" "$out/ctest.log" | tee -a "$summary"
+grep -E "tests passed|tests failed|Total Test time|\*\*\*(Failed|Timeout)|Not Run|\(Skipped\)" "$out/ctest.log" | tee -a "$summary"
+# A C++ test case ("binary/case") that ctest reports as skipped found no GPU: that must not happen here.
+if grep -qE "[^ ]+/.* \(Skipped\)" "$out/ctest.log"; then
+  note "ERROR: C++ test cases were skipped on the GPU machine (listed above)"
+  status=1
+fi
 
 # memcheck on the CUDA test binaries (the out-of-memory test is left out: memcheck reports the
 # intended failed cudaMalloc as an API error). test_cuda_kernels (large shapes) goes last, if time is left.

@@ -32,6 +32,8 @@ while [ $# -gt 0 ]; do
   rc=$?
   [ $rc -ne 0 ] && status=1
   echo "== $name rc=$rc $((SECONDS - t)) s: $(grep -E '^\[doctest\] (test cases|assertions)' "$out/$name.log" | tr '\n' ' ')"
+  # testing::skip_case lines: no GPU, or a timing printout whose ARIA_*_BENCH=1 was not set
+  grep -E '^SKIPPED \(' "$out/$name.log" | sort | uniq -c | head -5
   [ $rc -ne 0 ] && grep -E -B3 -A12 "ERROR|FATAL|error:" "$out/$name.log" | head -60
   shift
 done
