@@ -41,12 +41,21 @@ int cmd_pretrain(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   ARIA_CHECK(args.str("steps") != "0", "aria pretrain: --steps 0 trains nothing (no loss, an untrained model); "
              "give --steps >= 1");
-  const int steps = int(args.integer("steps", 1, 10000000));
-  // The output folder must take the model before hours of training, not after: created and probed now.
-  check_writable_dir(args.str("out"), "output directory");
+  // Every flag is checked before anything is loaded or created.
+  LmTrainConfig cfg;
+  cfg.steps = int(args.integer("steps", 1, 10000000));
+  cfg.batch_size = int(args.integer("batch", 1, 100000));
+  cfg.grad_accum = int(args.integer("grad-accum", 1, 100000));
+  cfg.lr = args.number("lr", 0, 10);
+  cfg.warmup_steps = int(args.integer("warmup", 0, 10000000));
+  cfg.weight_decay = args.number("weight-decay", 0, 10);
+  cfg.bf16 = args.on("bf16");
+  const uint64_t seed = uint64_t(args.integer("seed", 0, INT64_MAX));
+  cfg.seed = seed;
   Device dev = parse_device(args.str("device"));
   ARIA_CHECK(!args.on("bf16") || dev.is_cuda(), "--bf16 needs a CUDA device (got --device ", dev.str(), ")");
-  const uint64_t seed = uint64_t(args.integer("seed", 0, INT64_MAX));
+  // The output folder must take the model before hours of training, not after: created and probed now.
+  check_writable_dir(args.str("out"), "output directory");
   Gpt2Model model = args.str("model").empty() ? gpt2_random(gpt2_preset(args.str("preset")), seed, dev)
                                               : gpt2_load(args.str("model"), dev);
   std::string vdir = find_vocab_dir(args.str("model"));
@@ -56,16 +65,7 @@ int cmd_pretrain(int argc, char** argv) {
   TokenDataset val;
   if (!args.str("val").empty()) val = load_token_dataset(args.str("val"), tokenize);
 
-  LmTrainConfig cfg;
-  cfg.steps = steps;
-  cfg.batch_size = int(args.integer("batch", 1, 100000));
   cfg.seq_len = int(args.integer("seq", 1, model.config.n_positions));
-  cfg.grad_accum = int(args.integer("grad-accum", 1, 100000));
-  cfg.lr = args.number("lr", 0, 10);
-  cfg.warmup_steps = int(args.integer("warmup", 0, 10000000));
-  cfg.weight_decay = args.number("weight-decay", 0, 10);
-  cfg.seed = seed;
-  cfg.bf16 = args.on("bf16");
   std::printf("aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, train.tokens.size(),
               dev.str().c_str());
