@@ -3,6 +3,7 @@
 // bit for bit, never as a mix. Mixed and partial folders are refused with a clear error.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -131,4 +132,39 @@ TEST_CASE("a checkpoint that mixes two saves, misses a file or lacks its manifes
   const std::string hint = "an interrupted save left the previous checkpoint in '" + old.string();
   CHECK_THROWS_WITH_AS(ContinualTrainer::load(b.string(), quiet()), doctest::Contains(hint.c_str()), Error);
   fs::remove_all(old);
+}
+
+TEST_CASE("a checkpoint with NaN weights, or a config its tensors contradict, is refused before allocating") {
+  const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
+  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("finetune"), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train_steps(t0, 1);
+  const fs::path dir = checkpoint_temp_dir("nonfinite");
+  tr.save(dir.string());
+
+  // config.json claiming a million layers: refused from the tensor file's header, nothing allocated.
+  const std::string cfg_path = (dir / kCheckpointConfigFile).string();
+  const std::string cfg = io::read_file(cfg_path, "config");
+  std::string huge = cfg;
+  const std::string from = "\"n_layer\": 2";
+  REQUIRE(huge.find(from) != std::string::npos);
+  huge.replace(huge.find(from), from.size(), "\"n_layer\": 1000000");
+  io::write_file_atomic(cfg_path, huge);
+  io::write_manifest(dir.string());
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string(), quiet()),
+                       doctest::Contains("holds 2 layers, config.json says n_layer = 1000000"), Error);
+  io::write_file_atomic(cfg_path, cfg);
+  io::write_manifest(dir.string());
+  CHECK_NOTHROW(ContinualTrainer::load(dir.string(), quiet()));
+
+  // A NaN in a weight (a run that diverged and was saved): named, not loaded.
+  Tensor w = tr.model().named_parameters()[3].second;
+  const std::string name = tr.model().named_parameters()[3].first;
+  std::vector<double> v = w.to_doubles();
+  v[1] = NAN;
+  w.detach().copy_from(Tensor::from_vector(v, w.shape(), w.dtype()));
+  tr.save(dir.string());
+  const std::string want = "tensor 'model." + name + "' holds a non-finite value at index 1";
+  CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string(), quiet()), doctest::Contains(want.c_str()), Error);
+  fs::remove_all(dir);
 }

@@ -74,6 +74,31 @@ std::map<std::string, Tensor> load_prefixed(const SafeTensorsFile& file, const s
   return out;
 }
 
+// The config's sizes against the tensors the file holds, read from its header: a config that claims a
+// million layers (or a vocabulary of billions) is refused before anything is allocated.
+void check_sizes_against_header(const Gpt2Config& c, const SafeTensorsFile& file) {
+  const std::string where = file.path();
+  const SafeTensorEntry* wte = file.find("model.wte.weight");
+  const SafeTensorEntry* wpe = file.find("model.wpe.weight");
+  ARIA_CHECK(wte && wpe, where, ": missing tensor 'model.wte.weight' or 'model.wpe.weight'");
+  const Shape want_wte{c.vocab_size, c.n_embd}, want_wpe{c.n_positions, c.n_embd};
+  ARIA_CHECK(wte->shape == want_wte && wpe->shape == want_wpe, where,
+             ": the embeddings are ", shape_str(wte->shape), " and ", shape_str(wpe->shape), ", config.json implies [",
+             c.vocab_size, ", ", c.n_embd, "] and [", c.n_positions, ", ", c.n_embd, "]");
+  std::set<int64_t> layers;
+  for (const SafeTensorEntry& e : file.entries()) {
+    if (e.name.rfind("model.h.", 0) != 0) continue;
+    const size_t dot = e.name.find('.', 8);
+    try {
+      layers.insert(std::stoll(e.name.substr(8, dot - 8)));
+    } catch (const std::exception&) {
+      ARIA_FAIL(where, ": tensor '", e.name, "' has no layer number");
+    }
+  }
+  ARIA_CHECK(int64_t(layers.size()) == c.n_layer && (layers.empty() || *layers.rbegin() == c.n_layer - 1), where,
+             ": holds ", layers.size(), " layers, config.json says n_layer = ", c.n_layer);
+}
+
 }  // namespace
 
 bool is_trainer_checkpoint(const std::string& dir) {
@@ -158,7 +183,10 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
     // The model's structure, then its values from the tensor file.
     const json& mj = j.at("model");
     ContinualModel m;
-    m.gpt = gpt2_random(load_gpt2_config((fs::path(dir) / kCheckpointConfigFile).string()), 0, device);
+    const SafeTensorsFile file = SafeTensorsFile::open((fs::path(dir) / kCheckpointTensorsFile).string());
+    const Gpt2Config cfg = load_gpt2_config((fs::path(dir) / kCheckpointConfigFile).string());
+    check_sizes_against_header(cfg, file);  // before the model is allocated
+    m.gpt = gpt2_random(cfg, 0, device);
     if (mj.at("gated").get<bool>()) inject_gated_mlp(m.gpt, 0);
     const DType dt = dtype_from_name(mj.at("dtype").get<std::string>(), where);
     if (dt != m.gpt.dtype()) m.gpt = m.gpt.to(dt);
@@ -168,7 +196,6 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
     for (const json& t : j.at("tasks")) m.add_task(t.at("name").get<std::string>(), t.at("num_labels").get<int>(), scratch);
     for (size_t i = 0; i < m.tasks.size(); ++i) m.tasks[i].frozen = j.at("tasks")[i].at("frozen").get<bool>();
 
-    const SafeTensorsFile file = SafeTensorsFile::open((fs::path(dir) / kCheckpointTensorsFile).string());
     std::set<std::string> expected;
     for (const auto& [name, p] : m.named_parameters()) {
       const std::string key = "model." + name;
@@ -177,7 +204,11 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
       ARIA_CHECK(e, file.path(), ": missing tensor '", key, "'");
       ARIA_CHECK(e->shape == p.shape(), file.path(), ": tensor '", key, "' has shape ", shape_str(e->shape),
                  ", the model expects ", shape_str(p.shape()));
-      p.copy_from(file.load(key, p.dtype()));
+      const Tensor v = file.load(key, p.dtype());
+      const int64_t bad = first_nonfinite(v);
+      ARIA_CHECK(bad < 0, file.path(), ": tensor '", key, "' holds a non-finite value at index ", bad,
+                 " (the run that saved it diverged; resume from an earlier checkpoint)");
+      p.copy_from(v);
     }
     for (const SafeTensorEntry& e : file.entries())
       ARIA_CHECK(e.name.rfind("model.", 0) != 0 || expected.count(e.name), file.path(), ": unexpected tensor '",
