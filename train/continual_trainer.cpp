@@ -17,8 +17,6 @@ namespace aria {
 
 namespace {
 
-constexpr int32_t kGpt2Pad = 50256;
-
 std::string fmt(const char* f, double x) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, x);
@@ -30,19 +28,6 @@ uint64_t name_hash(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
-}
-
-// Batches are padded with GPT-2's <|endoftext|> id; a model with a smaller vocabulary (the tiny test
-// models) gets id 0 there instead. Padding never influences the real tokens (causal attention,
-// last-token pooling, masked gate statistics), so the choice of id does not matter.
-ClsBatch fit_padding(ClsBatch b, int vocab_size) {
-  if (vocab_size > kGpt2Pad) return b;
-  std::vector<int32_t> ids = b.ids.to_ints();
-  const std::vector<float> mask = b.mask.to_floats();
-  for (size_t i = 0; i < ids.size(); ++i)
-    if (mask[i] == 0.0f) ids[i] = 0;
-  b.ids = Tensor::from_ints(ids, b.ids.shape(), b.ids.device());
-  return b;
 }
 
 int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels) {
@@ -61,8 +46,7 @@ double model_accuracy(const ContinualModel& m, int id, const std::vector<ClsExam
   ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
   NoGradGuard no_grad;
   int64_t correct = 0, total = 0;
-  for (const ClsBatch& raw : fixed_batches(data, batch_size, m.device())) {
-    const ClsBatch b = fit_padding(raw, m.gpt.config.vocab_size);
+  for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size))) {
     correct += count_correct(classify_logits(m, b, id), b.host_labels);
     total += int64_t(b.host_labels.size());
   }
@@ -240,7 +224,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
     for (int k = 0; k < ga; ++k) {
       const int i = int((phase_steps_ * ga + k) % n);
       micro.push_back({trained_[size_t(i)],
-                       fit_padding(batchers[size_t(i)].next(model_.device()), model_.gpt.config.vocab_size)});
+                       batchers[size_t(i)].next(model_.device(), pad_id_for(model_.gpt.config.vocab_size))});
     }
     last_ = optimizer_step(std::move(micro), lr_multiplier(sched, phase_steps_));
     ++phase_steps_;
@@ -327,9 +311,9 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
     if (options_.verbose) log() << "consolidate '" << task.name << "': method " << method_.name << " has no consolidation\n";
     return;
   }
-  std::vector<ClsBatch> batches =
-      fixed_batches(task.train, train_.batch_size, model_.device(), aria_.consolidation_steps_per_task);
-  for (ClsBatch& b : batches) b = fit_padding(std::move(b), model_.gpt.config.vocab_size);
+  const std::vector<ClsBatch> batches = fixed_batches(task.train, train_.batch_size, model_.device(),
+                                                      aria_.consolidation_steps_per_task,
+                                                      pad_id_for(model_.gpt.config.vocab_size));
   const FisherScope scope = method_.scope_from_settings ? parse_fisher_scope(aria_.fisher_scope) : method_.fisher_scope;
   const auto t0 = std::chrono::steady_clock::now();
   FisherResult r = estimate_fisher(model_, id, batches, parse_fisher_estimator(aria_.fisher_estimator), scope, fisher_rng_);
