@@ -3,7 +3,12 @@
 // bit for bit, never as a mix. Mixed and partial folders are refused with a clear error.
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -166,5 +171,36 @@ TEST_CASE("a checkpoint with NaN weights, or a config its tensors contradict, is
   tr.save(dir.string());
   const std::string want = "tensor 'model." + name + "' holds a non-finite value at index 1";
   CHECK_THROWS_WITH_AS(ContinualTrainer::load(dir.string(), quiet()), doctest::Contains(want.c_str()), Error);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a save that the disk refuses fails naming the file, keeps the previous checkpoint and leaves nothing") {
+  const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
+  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("finetune"), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train_steps(t0, 1);
+  const fs::path dir = checkpoint_temp_dir("full_disk");
+  tr.save(dir.string());
+  tr.train_steps(t0, 1);
+  // A real OS refusal: files may not grow past 4 KiB (EFBIG, as a full disk gives ENOSPC).
+  struct rlimit old_limit;
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old_limit;
+  small.rlim_cur = 4096;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  std::string error;
+  try {
+    tr.save(dir.string());
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK(error.find("checkpoint.safetensors") != std::string::npos);
+  CHECK(error.find(std::strerror(EFBIG)) != std::string::npos);
+  CHECK(ContinualTrainer::load(dir.string(), quiet()).optimizer_steps() == 1);
+  for (const auto& e : fs::directory_iterator(dir.parent_path()))
+    CHECK(e.path().filename().string().rfind(dir.filename().string() + ".", 0) != 0);
   fs::remove_all(dir);
 }
