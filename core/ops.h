@@ -59,6 +59,13 @@ Tensor causal_attention(const Tensor& qkv, int n_head);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
 // Per-row losses [...] (0 where ignored), for per-sample statistics.
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+// Classification accuracy counted on the device (core/ops_classifier.cpp; not differentiable, no
+// host read on CUDA): out (one float64 value on logits' device) += the number of rows whose argmax
+// (first index of the maximum, std::max_element's; see count_correct in kernels/kernel_list.h)
+// equals the label. logits [..., C] (C >= 1; made contiguous when they are not), labels int32 [...]
+// (logits' leading shape), same device. Labels outside [0, C) are an error on the CPU; on CUDA the
+// caller validates them (they count as wrong, never read out of bounds).
+void count_correct_into(const Tensor& logits, const Tensor& labels, const Tensor& out);
 
 // ---- fused ops (core/ops_fused.cpp); each equals the composition named in its comment ----
 // Activation recomputation (memory for time): when on, gelu_mlp keeps only the pre-activation for

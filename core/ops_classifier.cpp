@@ -98,4 +98,23 @@ Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor
   return out;
 }
 
+void count_correct_into(const Tensor& logits, const Tensor& labels, const Tensor& out) {
+  const char* what = "count_correct_into";
+  check_float(logits, what, "logits");
+  check_ints(labels, what, "labels");
+  ARIA_CHECK(out.defined(), what, ": out is undefined");
+  check_same_device(logits, labels, what);
+  check_same_device(logits, out, what);
+  ARIA_CHECK(logits.dim() >= 1 && logits.size(-1) >= 1, what, ": logits must be [..., C] with C >= 1 classes, got ",
+             logits.str());
+  const Shape lead(logits.shape().begin(), logits.shape().end() - 1);
+  ARIA_CHECK(labels.shape() == lead, what, ": labels ", labels.str(), " must have logits' leading shape ",
+             shape_str(lead), " (logits ", logits.str(), ")");
+  ARIA_CHECK(out.dtype() == DType::F64 && out.numel() == 1 && out.is_contiguous(), what,
+             ": out must be one float64 value ([1]), got ", out.str());
+  const int64_t C = logits.size(-1), N = labels.numel();
+  const Tensor l2 = logits.detach().contiguous().reshape({N, C}), t = labels.detach().contiguous().reshape({N});
+  ARIA_DISPATCH(logits.device(), count_correct, l2, t, out.detach().reshape({1}));
+}
+
 }  // namespace aria::ops

@@ -135,6 +135,16 @@ ARIA_KERNEL(cross_entropy_fused, (const Tensor& logits, const Tensor& targets, c
 // count. Both stay on the device (no host sync in the loss).
 ARIA_KERNEL(masked_mean, (const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count, int ignore_index),
             (losses, targets, out, count, ignore_index))
+// Classification accuracy counted on the device (no host read of logits or labels). logits [N, C]
+// (C >= 1), labels int32 [N], out float64 [1]; accumulate: out[0] += #{n : argmax(logits[n, :]) ==
+// labels[n]}, argmax being std::max_element's with operator<: the FIRST index of the maximum, a NaN
+// never compares greater (a row starting with NaN has argmax 0; later NaNs are skipped); -0 and +0
+// tie; subnormals compare exactly (also under the GPU's flush-to-zero). N = 0 leaves out unchanged.
+// Labels outside [0, C): an error naming the row and value on the CPU; on CUDA they are the caller's
+// to validate (the trainer's batches come from validated task data) and count as wrong, never read
+// out of bounds. CUDA: deterministic (integer partials added exactly while out[0] is an integer below
+// 2^53), on the current stream, no host sync, no allocation.
+ARIA_KERNEL(count_correct, (const Tensor& logits, const Tensor& labels, const Tensor& out), (logits, labels, out))
 
 // ---- optimizer and statistics ----
 // One AdamW step over every tensor in the list (one launch on the GPU). See AdamWItem.
