@@ -43,10 +43,13 @@ int device_count();             // 0 when no GPU or no CUDA build
 void synchronize();
 // Brackets work for an external profiler started with --profile-from-start off (ncu, nsys).
 void profiler_range(bool start);
-// Copies n bytes between any two devices (host<->device, device<->device). Synchronous.
+// Copies n bytes between any two devices (host<->device, device<->device). When it returns, src may
+// be reused and (for a copy to the host) dst holds the bytes. Copies to the device of up to 16 MiB
+// return at once: the bytes are staged in pinned memory and copied in stream order (later kernels
+// see them); larger ones and every copy to the host wait for the GPU.
 void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n);
-// How many memcpy_between calls so far had to wait for the GPU's queue (every copy to or from the
-// host): a training step that makes none lets the host run ahead of the GPU. Tests read it.
+// How many memcpy_between calls so far had to wait for the GPU's queue (every copy to the host and
+// large uploads): a training step that makes none lets the host run ahead of the GPU. Tests read it.
 uint64_t blocking_copies();
 // The GPU work that fn() queues, recorded once into a CUDA graph and replayed by replay_graph():
 // kernels then start back to back without one launch each. fn must not wait for the GPU (no host

@@ -1,7 +1,9 @@
 // CUDA runtime plumbing: device discovery, the stream, host<->device copies, cuBLAS(Lt) handles.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include <cuda_profiler_api.h>
 
@@ -61,12 +63,67 @@ int num_sms() { return device_props().multiProcessorCount; }
 
 namespace {
 std::atomic<uint64_t> g_blocking_copies{0};
+
+// Host->device copies of up to kStagedMax bytes (batches, ids, small tensors) go through a ring of
+// pinned buffers and return at once: the source bytes are copied into a buffer whose earlier upload
+// has finished, and the GPU copies from there in stream order. So uploading the next batch never
+// waits for the GPU. Larger copies (weights) stay synchronous rather than pinning their size.
+constexpr size_t kStagedMax = size_t(16) << 20;
+constexpr int kStagingSlots = 16;
+
+class UploadStaging {
+ public:
+  void upload(void* dst, const void* src, size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& s = slots_[next_];
+    next_ = (next_ + 1) % kStagingSlots;
+    if (!s.done) ARIA_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    else if (s.used) ARIA_CUDA_CHECK(cudaEventSynchronize(s.done));  // the host is 16 uploads ahead
+    if (s.bytes < n) {
+      if (s.host) ARIA_CUDA_CHECK(cudaFreeHost(s.host));
+      s.host = nullptr;
+      s.bytes = std::max<size_t>(n, 4096);
+      ARIA_CUDA_CHECK(cudaMallocHost(&s.host, s.bytes));
+    }
+    std::memcpy(s.host, src, n);
+    ARIA_CUDA_CHECK(cudaMemcpyAsync(dst, s.host, n, cudaMemcpyHostToDevice, stream()));
+    ARIA_CUDA_CHECK(cudaEventRecord(s.done, stream()));
+    s.used = true;
+  }
+
+ private:
+  struct Slot {
+    void* host = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+    bool used = false;
+  };
+  std::mutex mu_;
+  Slot slots_[kStagingSlots];
+  int next_ = 0;
+};
+
+UploadStaging& staging() {
+  static UploadStaging* s = new UploadStaging;  // never destroyed: uploads may outlive static destructors
+  return *s;
+}
+
+CapturedGraph* recording();
 }  // namespace
 
 void memcpy_between(void* dst, Device dst_device, const void* src, Device src_device, size_t n) {
   if (n == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memmove(dst, src, n);
+    return;
+  }
+  if (src_device.is_cpu() && !dst_device.is_cpu() && recording()) {
+    // Recorded into a graph: the source must live as long as the graph (host_source_for_copy).
+    ARIA_CUDA_CHECK(cudaMemcpyAsync(dst, host_source_for_copy(src, n), n, cudaMemcpyHostToDevice, stream()));
+    return;
+  }
+  if (src_device.is_cpu() && !dst_device.is_cpu() && n <= kStagedMax) {
+    staging().upload(dst, src, n);
     return;
   }
   // Unified addressing: the driver knows where each pointer lives. Pageable host memory is fine;
@@ -92,6 +149,7 @@ struct CapturedGraph {
 
 namespace {
 CapturedGraph* g_recording = nullptr;  // the graph capture_graph() is recording, if any
+CapturedGraph* recording() { return g_recording; }
 }  // namespace
 
 const void* host_source_for_copy(const void* src, size_t n) {
