@@ -160,3 +160,31 @@ TEST_CASE("every method resumes bit for bit, mid-task and between tasks") {
     }
   }
 }
+
+TEST_CASE("a stop request ends training after the current step; saved and resumed, the run is unchanged") {
+  Run run;
+  ContinualTrainer straight(plain_model(), small_aria_settings(), resume_settings(), method_spec("aria"), quiet());
+  straight.add_task(run.t0.name, 2);
+  straight.train(run.t0);
+
+  TrainerOptions o = quiet();
+  int steps_seen = 0;
+  o.stop_requested = [&] { return ++steps_seen == 3; };  // as a SIGINT during step 3 would
+  int reports = 0;
+  o.on_report = [&](const StepStats& last, int64_t done, int64_t total) {
+    ++reports;
+    CHECK(last.step == done);
+    CHECK(total == 5);
+  };
+  ContinualTrainer first(plain_model(), small_aria_settings(), resume_settings(), method_spec("aria"), o);
+  first.add_task(run.t0.name, 2);
+  first.train(run.t0);
+  CHECK(first.phase_steps() == 3);
+  CHECK(reports == 1);  // log_every 10: the stop made step 3 a report point
+  const fs::path dir = checkpoint_temp_dir("stop");
+  first.save(dir.string());
+  ContinualTrainer resumed = ContinualTrainer::load(dir.string(), quiet());
+  resumed.train(run.t0);
+  check_same_state(straight, resumed, true);
+  fs::remove_all(dir);
+}

@@ -8,6 +8,8 @@
 #include "core/rng.h"
 #include "model/gated_mlp.h"
 #include "model/gpt2.h"
+#include "train/continual_trainer.h"
+#include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -90,4 +92,53 @@ TEST_CASE("index checks from the upload summary agree with reading the values") 
     CHECK(ids.int_summary() == nullptr);
     CHECK_THROWS_WITH_AS(ops::embedding(w, ids), doctest::Contains("id 9 at position 1"), Error);
   }
+}
+
+TEST_CASE("continual training steps wait for the GPU only at report points, and match the CPU") {
+  if (!gpu_or_skip("host syncs of a continual step")) return;
+  // The aria method with everything on: gates, plasticity loss (on after 2 steps), dampening, SPC
+  // penalty after task 0's consolidation, adapters and heads, clipping.
+  const ClsTaskData t0 = testing::synthetic_task("range", 24, 12, 1), t1 = testing::synthetic_task("parity", 24, 12, 2);
+  AriaSettings a = testing::small_aria_settings();
+  a.warmup_steps = 2;
+  TrainSettings s = testing::small_train_settings(8);
+  s.grad_accum = 2;
+  TrainerOptions o = testing::quiet();
+  o.log_every = 1000;  // report points: only the last step of each train_steps call
+  auto run = [&](Device device, uint64_t* waits_1, uint64_t* waits_6, uint64_t* waits_eval) {
+    ContinualModel m;
+    m.gpt = gpt2_random(testing::tiny_gpt2_config(), 21, device);
+    ContinualTrainer tr(std::move(m), a, s, method_spec("aria"), o);
+    tr.add_task(t0.name, 2);
+    tr.train(t0);
+    tr.consolidate_task(0, t0);
+    tr.add_task(t1.name, 2);
+    uint64_t c = cuda::blocking_copies();
+    tr.train_steps(t1, 1);
+    if (waits_1) *waits_1 = cuda::blocking_copies() - c;
+    c = cuda::blocking_copies();
+    tr.train_steps(t1, 6);
+    if (waits_6) *waits_6 = cuda::blocking_copies() - c;
+    c = cuda::blocking_copies();
+    tr.evaluate_tasks({&t0, &t1});
+    if (waits_eval) *waits_eval = cuda::blocking_copies() - c;
+    return tr.last_step();
+  };
+  uint64_t w1 = 0, w6 = 0, we = 0;
+  const StepStats gpu = run(Device::cuda(0), &w1, &w6, &we);
+  MESSAGE("blocking copies: 1 step ", w1, ", 6 steps ", w6, ", evaluating 2 tasks ", we);
+  CHECK(w6 == w1);  // five more steps, not one more wait: only the report point reads
+  CHECK(w1 <= 4);   // the report point: one read of every statistic, plus the SPC penalty's value
+  CHECK(we == 2);   // one read per evaluated task
+  CHECK(gpu.plasticity_on);
+  CHECK(gpu.spc > 0);
+  const StepStats cpu = run(Device::cpu(), nullptr, nullptr, nullptr);
+  CHECK(gpu.step == cpu.step);
+  CHECK(gpu.loss == doctest::Approx(cpu.loss).epsilon(1e-4));
+  CHECK(gpu.ce == doctest::Approx(cpu.ce).epsilon(1e-4));
+  CHECK(gpu.plasticity == doctest::Approx(cpu.plasticity).epsilon(1e-4));
+  CHECK(gpu.grad_norm == doctest::Approx(cpu.grad_norm).epsilon(1e-4));
+  CHECK(gpu.accuracy == cpu.accuracy);
+  REQUIRE(gpu.gate_means.size() == cpu.gate_means.size());
+  for (size_t l = 0; l < gpu.gate_means.size(); ++l) CHECK(gpu.gate_means[l] == doctest::Approx(cpu.gate_means[l]).epsilon(1e-4));
 }

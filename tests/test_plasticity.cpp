@@ -117,7 +117,7 @@ TEST_CASE("gate statistics use real tokens, dampening scales slow gradients by 1
   Tensor h = gpt2_hidden(g, b.ids);
   GateStats st;
   st.reset(2);
-  st.accumulate(g, b.mask);
+  st.accumulate(g, b.mask, b.real_tokens);
   CHECK(st.tokens() == 12);
   const auto mask = b.mask.to_doubles();
   for (int l = 0; l < 2; ++l) {

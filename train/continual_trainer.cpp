@@ -30,27 +30,15 @@ uint64_t name_hash(const std::string& s) {
   return h;
 }
 
-int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels) {
-  const std::vector<double> v = logits.to_doubles();
-  const int64_t L = logits.size(1);
-  int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const auto row = v.begin() + int64_t(i) * L;
-    correct += int64_t(std::max_element(row, row + L) - row) == labels[i];
-  }
-  return correct;
-}
-
 // Accuracy of task `id` of m on data, under NoGradGuard with fixed batches.
 double model_accuracy(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
   ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
   NoGradGuard no_grad;
-  int64_t correct = 0, total = 0;
-  for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size))) {
-    correct += count_correct(classify_logits(m, b, id), b.host_labels);
-    total += int64_t(b.host_labels.size());
-  }
-  return double(correct) / double(total);
+  // Counted on the device and read once for the whole split.
+  const Tensor correct = Tensor::zeros({1}, DType::F64, m.device());
+  for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size)))
+    ops::count_correct_into(classify_logits(m, b, id), b.labels, correct);
+  return correct.item() / double(data.size());
 }
 
 const std::vector<ClsExample>& split_of(const ClsTaskData& t, const std::string& split) {
@@ -215,36 +203,53 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
           << describe_param_groups(opt_->groups());
   }
   Progress progress(log(), todo, label, options_.log_every);
-  double seconds = 0, tokens = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double tokens = 0;
   const int ga = train_.grad_accum;
   const int n = int(tasks.size());
+  const int32_t pad = pad_id_for(model_.gpt.config.vocab_size);
+  const int64_t every = std::max<int64_t>(1, options_.log_every);
+  std::vector<PendingStep> pending;
   for (int64_t s = 0; s < todo; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
     std::vector<Micro> micro;
     for (int k = 0; k < ga; ++k) {
       const int i = int((phase_steps_ * ga + k) % n);
-      micro.push_back({trained_[size_t(i)],
-                       batchers[size_t(i)].next(model_.device(), pad_id_for(model_.gpt.config.vocab_size))});
+      micro.push_back({trained_[size_t(i)], batchers[size_t(i)].next(model_.device(), pad)});
     }
-    last_ = optimizer_step(std::move(micro), lr_multiplier(sched, phase_steps_));
+    // A report point (every log_every steps and the phase's last one) reads what the steps since the
+    // last one left on the device; other steps read nothing.
+    const bool stop = options_.stop_requested && options_.stop_requested();
+    const bool report = stop || (s + 1) % every == 0 || s + 1 == todo;
+    pending.push_back(optimizer_step(std::move(micro), lr_multiplier(sched, phase_steps_), report));
     ++phase_steps_;
     for (size_t i = 0; i < tasks.size(); ++i) batchers_[tasks[i]->name] = batchers[i].state();
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    tokens += double(last_.tokens);
+    if (!report) continue;
+    read_pending(pending);
+    for (const PendingStep& p : pending) tokens += double(p.stats.tokens);
+    pending.clear();
+    if (options_.on_report) options_.on_report(last_, phase_steps_, total);
     if (options_.verbose) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::string pi;
       for (double g : last_.gate_means) pi += (pi.empty() ? " | pi " : "/") + fmt("%.2f", g);
       progress.update(s + 1, "loss " + fmt("%.4f", last_.loss) + " | acc " + fmt("%.3f", last_.accuracy) + " | lr " +
                                  fmt("%.2e", last_.lr) + pi + " | " + fmt("%.0f", tokens / std::max(seconds, 1e-9)) +
                                  " tok/s");
     }
+    if (stop) {
+      if (options_.verbose) progress.finish();
+      if (options_.verbose) log() << label << ": stopped on request after step " << phase_steps_ << " of " << total << "\n";
+      return s + 1;
+    }
   }
   if (options_.verbose) progress.finish();
   return todo;
 }
 
-StepStats ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_mult) {
-  StepStats st;
+ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_mult,
+                                                               bool report) {
+  PendingStep out;
+  StepStats& st = out.stats;
   for (const Micro& m : micro) {
     st.examples += m.batch.ids.size(0);
     st.tokens += m.batch.real_tokens;
@@ -255,51 +260,90 @@ StepStats ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_m
   GateStats gates;
   gates.reset(int(model_.gpt.blocks.size()));
   opt_->zero_grad();
-  int64_t correct = 0;
+  const Device dev = model_.device();
+  out.correct = Tensor::zeros({1}, DType::F64, dev);
   for (const Micro& m : micro) {
     const ClsBatch& b = m.batch;
     Tensor logits = classify_logits(model_, b, m.task);
     // sum over this micro-batch / the step's example count: the step's mean once accumulated
     Tensor ce = ops::scale(ops::sum(ops::cross_entropy_rows(logits, b.labels)), 1.0 / double(st.examples));
     Tensor loss = ce;
-    st.ce += ce.item();
+    Tensor pl;
     if (st.plasticity_on) {
-      Tensor pl = ps.legacy ? ops::scale(plasticity_loss(model_.gpt, b.mask, double(b.real_tokens), ps),
-                                         double(b.ids.size(0)) / double(st.examples))
-                            : plasticity_loss(model_.gpt, b.mask, double(st.tokens), ps);
-      st.plasticity += pl.item();
+      pl = ps.legacy ? ops::scale(plasticity_loss(model_.gpt, b.mask, double(b.real_tokens), ps),
+                                  double(b.ids.size(0)) / double(st.examples))
+                     : plasticity_loss(model_.gpt, b.mask, double(st.tokens), ps);
       loss = ops::add(loss, pl);
     }
-    if (gated()) gates.accumulate(model_.gpt, b.mask);
-    correct += count_correct(logits, b.host_labels);
+    {
+      NoGradGuard no_grad;  // the step's statistics, summed on the device
+      out.ce = out.ce.defined() ? ops::add(out.ce, ce.detach()) : ce.detach();
+      if (pl.defined()) out.plasticity = out.plasticity.defined() ? ops::add(out.plasticity, pl.detach()) : pl.detach();
+      ops::count_correct_into(logits.detach(), b.labels, out.correct);
+    }
+    if (gated()) gates.accumulate(model_.gpt, b.mask, b.real_tokens);
     loss.backward();
   }
+  // The SPC/EWC penalty's value is read at report points only (its gradient never needs it).
   if (method_.spc && spc_.tasks_consolidated() > 0) {
-    st.spc = spc_.penalty(model_, aria_.spc_lambda);
+    if (report) st.spc = spc_.penalty(model_, aria_.spc_lambda);
     spc_.add_penalty_grad(model_, aria_.spc_lambda);
   }
   if (damp) dampen_slow_grads(model_.gpt, gates);
-  if (gated()) st.gate_means = gates.means();
+  if (gated()) out.gates = std::move(gates);
   // The norm of what this step updates: gradients of parameters outside the optimizer never count.
-  const auto named = trained_parameters();
-  // Clipped on the device: the step is issued before the norm is read (no wait for the GPU between
-  // backward and AdamW). A non-finite norm skipped the update there, and reading it throws; the
-  // errors come in the order they always did (the norm's, then the loss's), and a non-finite loss
-  // issues no step.
-  const Tensor sumsq = grad_sum_squares_on_device(named);
-  if (std::isfinite(st.ce)) opt_->step_clipped(lr_mult, sumsq, train_.max_grad_norm);
-  try {
-    st.grad_norm = grad_norm_from(sumsq, named);
-  } catch (const Error& e) {
-    ARIA_FAIL("step ", optimizer_steps_ + 1, ": ", e.what());
+  // Clipped on the device: a non-finite norm (a non-finite loss gives one) skips the update there,
+  // and read_pending() turns it into an error naming the step.
+  out.sumsq = grad_sum_squares_on_device(trained_parameters());
+  // A non-finite loss issues no update either: 0 * loss is 0 for a finite loss and NaN otherwise.
+  Tensor guard = out.sumsq;
+  if (guard.defined()) {
+    NoGradGuard no_grad;
+    guard = ops::add(guard, ops::scale(out.ce.to(DType::F64).reshape({1}), 0.0));
   }
-  ARIA_CHECK(std::isfinite(st.ce), "non-finite training loss at step ", optimizer_steps_ + 1);
+  opt_->step_clipped(lr_mult, guard, train_.max_grad_norm);
   ++optimizer_steps_;
   st.step = optimizer_steps_;
   st.lr = train_.lr * lr_mult;
-  st.loss = st.ce + st.plasticity + st.spc;
-  st.accuracy = double(correct) / double(st.examples);
-  return st;
+  return out;
+}
+
+// One read for every value the pending steps left on the device; fills their StepStats (last_ is the
+// last one) and stops training at the first step whose gradient norm or loss was not finite (in that
+// order, as the checks always came).
+void ContinualTrainer::read_pending(std::vector<PendingStep>& steps) {
+  std::vector<Tensor> flat;
+  const Device dev = model_.device();
+  const Tensor none = Tensor::zeros({1}, DType::F64, dev);
+  auto f64 = [&](const Tensor& t) { return t.defined() ? t.detach().to(DType::F64).reshape({1}) : none; };
+  for (const PendingStep& p : steps) {
+    flat.push_back(f64(p.ce));
+    flat.push_back(f64(p.plasticity));
+    flat.push_back(f64(p.correct));
+    flat.push_back(f64(p.sumsq));
+    for (int l = 0; l < p.gates.layers(); ++l) flat.push_back(f64(p.gates.sum(l)));
+  }
+  const std::vector<double> v = ops::concat(flat, 0).to_doubles();
+  size_t k = 0;
+  for (PendingStep& p : steps) {
+    StepStats& st = p.stats;
+    st.ce = v[k++];
+    st.plasticity = v[k++];
+    st.accuracy = v[k++] / double(st.examples);
+    const double sumsq = v[k++];
+    st.grad_norm = std::sqrt(sumsq);
+    for (int l = 0; l < p.gates.layers(); ++l) st.gate_means.push_back(v[k++] / p.gates.tokens());
+    st.loss = st.ce + st.plasticity + st.spc;
+    if (!std::isfinite(st.grad_norm)) {
+      try {
+        grad_norm_from(Tensor::full({1}, sumsq, DType::F64, Device::cpu()), trained_parameters());
+      } catch (const Error& e) {
+        ARIA_FAIL("step ", st.step, ": ", e.what());
+      }
+    }
+    ARIA_CHECK(std::isfinite(st.ce), "non-finite training loss at step ", st.step);
+    last_ = st;
+  }
 }
 
 void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {

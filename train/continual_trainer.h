@@ -26,6 +26,7 @@
 // forwards never move it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -62,26 +63,34 @@ struct MethodSpec {
 MethodSpec method_spec(const std::string& name);
 const std::vector<std::string>& method_names();
 
-struct TrainerOptions {
-  ScheduleConfig::Kind schedule = ScheduleConfig::Kind::Cosine;
-  double warmup_fraction = 0.1;  // of each task's steps, for the lr warmup
-  double min_lr_ratio = 0.1;
-  int64_t log_every = 10;        // progress line every N steps when the log is not a terminal
-  bool verbose = true;
-  std::ostream* log = nullptr;   // nullptr: std::cerr
-};
-
-// What one optimizer step did (the last one is kept; tests and logs read it).
+// What one optimizer step did (the last one is kept; tests and logs read it). The values live on the
+// device until a report point (every TrainerOptions::log_every steps and the last step of each
+// train/train_steps call) reads them in one transfer, so the steps in between never wait for the GPU.
 struct StepStats {
   int64_t step = 0;          // optimizer steps done over the whole run, this one included
   double loss = 0;           // ce + plasticity + spc
-  double ce = 0, plasticity = 0, spc = 0;
+  double ce = 0, plasticity = 0, spc = 0;  // spc: read at report points only (0 otherwise)
   double accuracy = 0;       // on the step's training examples
   double grad_norm = 0;      // before clipping
   double lr = 0;             // base lr times the schedule's multiplier
   bool plasticity_on = false;
   std::vector<double> gate_means;  // mean pi per layer over the step's real tokens (gated models)
   int64_t examples = 0, tokens = 0;
+};
+
+struct TrainerOptions {
+  ScheduleConfig::Kind schedule = ScheduleConfig::Kind::Cosine;
+  double warmup_fraction = 0.1;  // of each task's steps, for the lr warmup
+  double min_lr_ratio = 0.1;
+  int64_t log_every = 10;        // report point (one read of the steps' statistics, a progress line) every N steps
+  bool verbose = true;
+  std::ostream* log = nullptr;   // nullptr: std::cerr
+  // Called at every report point with the last step's statistics and the steps done / to do in the
+  // current phase (a task, or the joint phase). Not called between report points.
+  std::function<void(const StepStats& last, int64_t phase_done, int64_t phase_total)> on_report;
+  // Asked after every step (cheap: no GPU work); true ends train/train_steps/train_joint after that
+  // step, which becomes a report point. A caller that stops on SIGINT saves a checkpoint then.
+  std::function<bool()> stop_requested;
 };
 
 class ContinualTrainer {
@@ -154,8 +163,18 @@ class ContinualTrainer {
   bool gated() const;
   void begin_phase(std::vector<int> tasks);
   ClsBatcher make_batcher(int id, const std::vector<ClsExample>& data) const;
+  // What one step left on the device until the next report point reads it.
+  struct PendingStep {
+    StepStats stats;                 // the fields known on the host
+    Tensor ce, plasticity, correct;  // device scalars: summed over the step's micro-batches
+    Tensor sumsq;                    // the clipping norm's square (undefined: no gradient)
+    GateStats gates;                 // gated models: per-layer gate sums over the step's real tokens
+  };
   int64_t run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps);
-  StepStats optimizer_step(std::vector<Micro> micro, double lr_mult);
+  // One optimizer step, issued without reading anything back unless `report` (then the SPC penalty's
+  // value is read for the log).
+  PendingStep optimizer_step(std::vector<Micro> micro, double lr_mult, bool report);
+  void read_pending(std::vector<PendingStep>& steps);
 
   ContinualModel model_;
   AriaSettings aria_;

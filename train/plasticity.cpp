@@ -55,32 +55,40 @@ Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_token
 }
 
 void GateStats::reset(int n_layers) {
-  sum_.assign(size_t(n_layers), 0.0);
+  sum_.assign(size_t(n_layers), Tensor());
   tokens_ = 0;
 }
 
-void GateStats::accumulate(const Gpt2Model& m, const Tensor& mask) {
+void GateStats::accumulate(const Gpt2Model& m, const Tensor& mask, int64_t real_tokens) {
   NoGradGuard no_grad;
   ARIA_CHECK(sum_.size() == m.blocks.size(), "GateStats: reset for ", sum_.size(), " layers, model has ",
              m.blocks.size());
-  double count = -1;
+  ARIA_CHECK(real_tokens >= 0, "GateStats: real_tokens must be >= 0, got ", real_tokens);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const Tensor pi = layer_pi(m.blocks[l], l).detach();
-    const Tensor mk = mask_like(mask, pi);
-    sum_[l] += ops::sum(ops::mul(pi, mk)).item();
-    if (count < 0) count = ops::sum(mk).item();
+    const Tensor s = ops::sum(ops::mul(pi, mask_like(mask, pi))).to(DType::F64);
+    sum_[l] = sum_[l].defined() ? ops::add(sum_[l], s) : s;
   }
-  tokens_ += count < 0 ? 0 : count;
+  tokens_ += double(real_tokens);
+}
+
+const Tensor& GateStats::sum(int layer) const {
+  ARIA_CHECK(layer >= 0 && layer < layers(), "GateStats: layer ", layer, " outside [0, ", layers(), ")");
+  return sum_[size_t(layer)];
 }
 
 double GateStats::mean(int layer) const {
-  ARIA_CHECK(layer >= 0 && layer < layers(), "GateStats: layer ", layer, " outside [0, ", layers(), ")");
-  return tokens_ > 0 ? sum_[size_t(layer)] / tokens_ : std::numeric_limits<double>::quiet_NaN();
+  const Tensor& s = sum(layer);
+  return tokens_ > 0 && s.defined() ? s.item() / tokens_ : std::numeric_limits<double>::quiet_NaN();
 }
 
 std::vector<double> GateStats::means() const {
-  std::vector<double> out;
-  for (int l = 0; l < layers(); ++l) out.push_back(mean(l));
+  std::vector<double> out(sum_.size(), std::numeric_limits<double>::quiet_NaN());
+  if (tokens_ <= 0 || sum_.empty() || !sum_[0].defined()) return out;
+  std::vector<Tensor> flat;
+  for (const Tensor& s : sum_) flat.push_back(s.reshape({1}));
+  const std::vector<double> v = ops::concat(flat, 0).to_doubles();
+  for (size_t l = 0; l < v.size(); ++l) out[l] = v[l] / tokens_;
   return out;
 }
 
@@ -94,11 +102,17 @@ void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats) {
   ARIA_CHECK(stats.layers() == int(m.blocks.size()), "dampen_slow_grads: statistics for ", stats.layers(),
              " layers, model has ", m.blocks.size());
   if (stats.tokens() <= 0) return;
+  NoGradGuard no_grad;
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     ARIA_CHECK(m.blocks[l].gated, "dampen_slow_grads: layer ", l, " has no gated MLP");
     const MlpWeights& s = m.blocks[l].gated->slow;
-    const double f = 1.0 - stats.mean(int(l));
-    for (const Tensor* t : {&s.fc_w, &s.fc_b, &s.proj_w, &s.proj_b}) scale_grad(*t, f);
+    const Tensor f = ops::affine(stats.sum(int(l)), -1.0 / stats.tokens(), 1.0).reshape({1});  // 1 - mean pi_l
+    for (const Tensor* t : {&s.fc_w, &s.fc_b, &s.proj_w, &s.proj_b}) {
+      const Tensor g = t->grad();
+      if (!g.defined()) continue;
+      ARIA_CHECK(g.is_contiguous(), "dampen_slow_grads: the gradient of layer ", l, "'s slow pathway is a view");
+      ARIA_DISPATCH(g.device(), scale_by, g, f, g);
+    }
   }
 }
 

@@ -9,8 +9,8 @@
 // accumulation (the default loss is linear in the token sums; the legacy one is not, and is computed
 // per micro-batch). The loss switches on once `warmup_steps` OPTIMIZER steps are done.
 //
-// Gradient dampening: GateStats accumulates sum(pi * mask) and the real-token count per layer over
-// the micro-batches of one step (no autograd); after the full backward (and the SPC gradient),
+// Gradient dampening: GateStats accumulates sum(pi * mask) per layer (on the device) and the real-token
+// count over the micro-batches of one step (no autograd); after the full backward (and the SPC gradient),
 // dampen_slow_grads multiplies the slow pathway's gradients of layer l by (1 - mean pi_l).
 #pragma once
 #include <cstdint>
@@ -37,26 +37,30 @@ Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_t
 // no gated MLP or a layer has no recorded pi.
 Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
 
-// Gate means over the real tokens of one optimizer step.
+// Gate sums over the real tokens of one optimizer step, kept on the model's device: accumulating and
+// dampening read nothing back, so a training step never waits for the GPU. mean()/means() read.
 class GateStats {
  public:
   void reset(int n_layers);
-  // Adds sum(pi_l * mask) and sum(mask) of every gated layer's last forward (under NoGradGuard).
-  void accumulate(const Gpt2Model& m, const Tensor& mask);
+  // Adds sum(pi_l * mask) of every gated layer's last forward (under NoGradGuard, float64 on the
+  // device) and the batch's real-token count (known on the host: ClsBatch::real_tokens).
+  void accumulate(const Gpt2Model& m, const Tensor& mask, int64_t real_tokens);
   int layers() const { return int(sum_.size()); }
   double tokens() const { return tokens_; }
-  double mean(int layer) const;  // NaN before any token
-  std::vector<double> means() const;
+  const Tensor& sum(int layer) const;  // float64 [] on the device; undefined before any accumulate
+  double mean(int layer) const;        // reads; NaN before any token
+  std::vector<double> means() const;   // one read for every layer
 
  private:
-  std::vector<double> sum_;
+  std::vector<Tensor> sum_;
   double tokens_ = 0;
 };
 
 // g *= f for a tensor's gradient (if any), in place with the axpy kernel (g += (f - 1) g).
 void scale_grad(const Tensor& p, double f);
 
-// Slow-pathway gradients of layer l *= (1 - stats.mean(l)). No-op for layers without tokens.
+// Slow-pathway gradients of layer l *= (1 - stats.mean(l)), the factor computed and applied on the
+// device (scale_by). No-op for a step without tokens.
 void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats);
 
 }  // namespace aria

@@ -233,9 +233,18 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   TrainSettings train = e.cfg.train;
   train.seed = seed;
   TrainerOptions opt;
-  opt.verbose = false;  // the run's own progress line reports every step
+  opt.verbose = false;  // the run's own progress line reports at the trainer's report points
   opt.log = &log;
+  std::string phase;     // what the progress line names: the task being trained, or "joint"
+  int64_t reported = 0;  // steps of the phase already added to the progress
+  const ContinualTrainer* self = nullptr;
+  opt.on_report = [&](const StepStats&, int64_t done, int64_t total) {
+    tr.add(double(done - reported), who + " | " + phase + " step " + std::to_string(done) + "/" +
+                                        std::to_string(total) + " | " + step_fields(*self));
+    reported = done;
+  };
   ContinualTrainer trainer(std::move(model), e.cfg.aria, train, spec, opt);
+  self = &trainer;
   const std::vector<const ClsTaskData*> all = task_ptrs(e);
 
   MethodRun run;
@@ -244,19 +253,18 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   run.before = trainer.evaluate_all_tasks(all).back();
   tr.add(tr.work.eval_all, who + " | evaluated before training");
   tr.progress.message(who + " before training: " + accuracies_line(e.names, run.before));
-  const int64_t steps = e.cfg.train.steps_per_task;
   if (spec.joint) {
+    phase = "joint training";
     trainer.train_joint(all);
-    tr.add(double(e.tasks.size()) * double(steps), who + " | joint training | " + step_fields(trainer));
     run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
     tr.add(tr.work.eval_all, who + " | evaluated");
     tr.progress.message(who + " after joint training: " + accuracies_line(e.names, run.matrix.back()));
   } else {
     for (const ClsTaskData& task : e.tasks) {
       const int id = trainer.add_task(task.name, task.num_labels());
-      for (int64_t s = 1; trainer.train_steps(task, 1) == 1; ++s)
-        tr.add(1, who + " | " + task.name + " step " + std::to_string(s) + "/" + std::to_string(steps) + " | " +
-                      step_fields(trainer));
+      phase = task.name;
+      reported = 0;
+      trainer.train(task);
       if (spec.spc) {
         tr.progress.message(who + ": consolidating " + task.name + ": " + fisher_line(e, spec));
         trainer.consolidate_task(id, task);
