@@ -126,7 +126,10 @@ AtomicFile::AtomicFile(const std::string& path)
 
 AtomicFile::~AtomicFile() {
   if (!done_) {
-    out_.close();  // the destructor of a failed write: errors no longer matter
+    try {
+      out_.close();  // a failed write is being abandoned: its close errors no longer matter
+    } catch (const Error&) {
+    }
     ::unlink(tmp_.c_str());
   }
 }
