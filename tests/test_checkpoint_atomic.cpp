@@ -42,13 +42,19 @@ struct HookGuard {
   ~HookGuard() { io::set_crash_hook(nullptr); }
 };
 
+// A trainer of `method` on task t0 after `steps` of its 4 steps.
+ContinualTrainer trainer_on(const ClsTaskData& t0, const std::string& method, int64_t steps) {
+  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec(method), quiet());
+  tr.add_task(t0.name, 2);
+  tr.train_steps(t0, steps);
+  return tr;
+}
+
 }  // namespace
 
 TEST_CASE("a save killed at any fsync or rename leaves the old checkpoint or the new one") {
   const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
-  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("ewc"), quiet());
-  tr.add_task(t0.name, 2);
-  tr.train_steps(t0, 2);
+  ContinualTrainer tr = trainer_on(t0, "ewc", 2);
   const fs::path dir = checkpoint_temp_dir("atomic");
   tr.save(dir.string());  // the old checkpoint: 2 steps
   const ContinualTrainer old_state = ContinualTrainer::load(dir.string(), quiet());
@@ -101,9 +107,7 @@ TEST_CASE("a save killed at any fsync or rename leaves the old checkpoint or the
 
 TEST_CASE("a checkpoint that mixes two saves, misses a file or lacks its manifest is refused") {
   const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
-  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("finetune"), quiet());
-  tr.add_task(t0.name, 2);
-  tr.train_steps(t0, 1);
+  ContinualTrainer tr = trainer_on(t0, "finetune", 1);
   const fs::path a = checkpoint_temp_dir("mix_a"), b = checkpoint_temp_dir("mix_b");
   tr.save(a.string());
   tr.train_steps(t0, 1);
@@ -141,9 +145,7 @@ TEST_CASE("a checkpoint that mixes two saves, misses a file or lacks its manifes
 
 TEST_CASE("a checkpoint with NaN weights, or a config its tensors contradict, is refused before allocating") {
   const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
-  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("finetune"), quiet());
-  tr.add_task(t0.name, 2);
-  tr.train_steps(t0, 1);
+  ContinualTrainer tr = trainer_on(t0, "finetune", 1);
   const fs::path dir = checkpoint_temp_dir("nonfinite");
   tr.save(dir.string());
 
@@ -176,9 +178,7 @@ TEST_CASE("a checkpoint with NaN weights, or a config its tensors contradict, is
 
 TEST_CASE("a save that the disk refuses fails naming the file, keeps the previous checkpoint and leaves nothing") {
   const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
-  ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(4), method_spec("finetune"), quiet());
-  tr.add_task(t0.name, 2);
-  tr.train_steps(t0, 1);
+  ContinualTrainer tr = trainer_on(t0, "finetune", 1);
   const fs::path dir = checkpoint_temp_dir("full_disk");
   tr.save(dir.string());
   tr.train_steps(t0, 1);
