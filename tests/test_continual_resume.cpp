@@ -161,7 +161,7 @@ TEST_CASE("every method resumes bit for bit, mid-task and between tasks") {
   }
 }
 
-TEST_CASE("a stop request ends training after the current step; saved and resumed, the run is unchanged") {
+TEST_CASE("a stop request ends training after the current step, and saved and resumed, the run is unchanged") {
   Run run;
   ContinualTrainer straight(plain_model(), small_aria_settings(), resume_settings(), method_spec("aria"), quiet());
   straight.add_task(run.t0.name, 2);
