@@ -108,10 +108,17 @@ inline GateRows check_gate_head_backward(const Tensor& h, const Tensor& w2, cons
   return r;
 }
 
+// The dtype spc_penalty_grad's As and Bs may have for grads of dtype `grad`: the grads' own, or
+// float32 for bfloat16 grads (the mixed-precision trainer's float32 SPC buffers).
+inline bool spc_buffer_dtype_ok(DType buffer, DType grad) {
+  return buffer == grad || (grad == DType::BF16 && buffer == DType::F32);
+}
+
 // spc_penalty_grad's operands: four lists of one length; As[k], ps[k], Bs[k] of grads[k]'s shape;
-// every tensor of grads[0]'s dtype and device. An error names the list entry ("(entry 3 of 196)"),
-// added on the error path only (this runs for every parameter at every step). Returns the total
-// element count.
+// every tensor on grads[0]'s device; grads and ps of grads[0]'s dtype, As and Bs of As[0]'s dtype,
+// which is grads[0]'s or float32 for bfloat16 grads. An error names the list entry ("(entry 3 of
+// 196)"), added on the error path only (this runs for every parameter at every step). Returns the
+// total element count.
 inline int64_t check_spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As,
                                       const std::vector<Tensor>& ps, const std::vector<Tensor>& Bs, bool cuda) {
   const char* what = "spc_penalty_grad";
@@ -124,9 +131,12 @@ inline int64_t check_spc_penalty_grad(const std::vector<Tensor>& grads, const st
       ARIA_CHECK(grad.defined(), what, ": grad is undefined");
       const int64_t n = grad.numel();
       check_gated_operand(grad, grads[0], n, cuda, what, "grad");  // one dtype and device per call
+      // float32 buffers with bfloat16 grads when As[0] is float32; else every tensor of the grads' dtype
+      const DType buffer = As[0].defined() && spc_buffer_dtype_ok(As[0].dtype(), grad.dtype()) ? As[0].dtype()
+                                                                                               : grad.dtype();
       const std::pair<const Tensor*, const char*> operands[] = {{&As[k], "A"}, {&ps[k], "p"}, {&Bs[k], "B"}};
       for (const auto& [t, name] : operands) {
-        check_gated_operand(*t, grad, n, cuda, what, name);
+        check_gated_operand_as(*t, grad, t == &ps[k] ? grad.dtype() : buffer, n, cuda, what, name);
         ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),
                    " must have the same shape");
       }

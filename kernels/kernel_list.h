@@ -188,8 +188,10 @@ ARIA_KERNEL(gate_head_backward,
             (h, w2, logit, dpi, dh, dw2, db2))
 // The SPC penalty's gradient over a list of tensors in one pass (one launch on the GPU): for each k,
 // grads[k] += lambda * (As[k] * ps[k] - Bs[k]), elementwise. Four lists of one length; As[k], ps[k],
-// Bs[k] of grads[k]'s shape; every tensor of the call of one dtype and on one device; the grads do not
-// overlap each other or the inputs. fp32 math for float32 and bfloat16, stored once.
+// Bs[k] of grads[k]'s shape; every tensor of the call of one dtype and on one device, except that with
+// bfloat16 grads and ps the As and Bs may (all) be float32 (the mixed-precision trainer keeps SPC's
+// buffers in float32); the grads do not overlap each other or the inputs. fp32 math for float32 and
+// bfloat16, stored once.
 ARIA_KERNEL(spc_penalty_grad,
             (const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
              const std::vector<Tensor>& Bs, double lambda),

@@ -189,6 +189,44 @@ TEST_CASE("adamw: state round trip continues exactly") {
   CHECK_THROWS_WITH_AS(b.load_state(bad, 2), doctest::Contains("'v.q' missing"), aria::Error);
 }
 
+TEST_CASE("adamw: adopt_masters carries float32 masters of bfloat16 parameters into a new optimizer") {
+  // CPU-runnable: the masters enter through load_state (a master may come without moments); no step.
+  Tensor w = Tensor::zeros({3}, DType::BF16), b = Tensor::zeros({2}, DType::BF16), f = param({1.0}, {1});
+  for (Tensor* t : {&w, &b}) t->set_requires_grad(true);
+  const Tensor mw = Tensor::from_vector({0.1, 0.2, 0.3}, {3}, DType::F32);
+  const Tensor mb = Tensor::from_vector({-1.0, 2.0}, {2}, DType::F32);
+  AdamW first({ParamGroup{"all", {{"w", w}, {"b", b}, {"f", f}}, 0.1}});
+  first.load_state({{"master.w", mw}, {"master.b", mb}}, 0);
+  REQUIRE(first.master("w").defined());
+  CHECK(first.master("w").to_doubles() == mw.to_doubles());
+  CHECK_FALSE(first.master("f").defined());  // float32 parameters have none
+
+  // The next phase: w stays, b leaves (a frozen head keeps its rounded value), a new b of the same
+  // name is a different tensor and starts from its own value.
+  Tensor b2 = Tensor::zeros({2}, DType::BF16);
+  b2.set_requires_grad(true);
+  AdamW second({ParamGroup{"all", {{"w", w}, {"b", b2}, {"f", f}}, 0.1}});
+  second.adopt_masters(first);
+  REQUIRE(second.master("w").defined());
+  CHECK(second.master("w").to_doubles() == mw.to_doubles());
+  CHECK_FALSE(second.master("b").defined());
+  CHECK_FALSE(second.master("f").defined());
+
+  // An adopted master is state before any update: saved alone and restored alone.
+  std::map<std::string, Tensor> saved;
+  for (auto& [k, t] : second.state_tensors()) saved[k] = t.clone();
+  CHECK(saved.size() == 1);
+  REQUIRE(saved.count("master.w"));
+  AdamW third({ParamGroup{"all", {{"w", w}, {"b", b2}, {"f", f}}, 0.1}});
+  third.load_state(saved, 0);
+  REQUIRE(third.master("w").defined());
+  CHECK(third.master("w").to_doubles() == mw.to_doubles());
+  CHECK(third.state_tensors().size() == 1);
+  // A master of a float32 parameter is ignored, one of the wrong shape refused.
+  CHECK_THROWS_WITH_AS(third.load_state({{"master.w", Tensor::zeros({4})}}, 0),
+                       doctest::Contains("'master.w' has shape [4]"), aria::Error);
+}
+
 TEST_CASE("adamw: describe lists every parameter in exactly one group") {
   Tensor a = param({1, 2, 3, 4, 5, 6}, {2, 3}), b = param({1, 2, 3}, {3}), c = param({1, 2}, {2});
   AdamW opt(two_groups(a, b, c));

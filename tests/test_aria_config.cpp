@@ -82,7 +82,8 @@ TEST_CASE("every key is read") {
               {"max_eval_examples", 50},
               {"max_grad_norm", 0.5},
               {"seed", 99},
-              {"eval_split", "validation"}}}};
+              {"eval_split", "validation"},
+              {"precision", "bf16"}}}};
   ExperimentConfig c = parse_experiment_config(j, "cfg.json");
   CHECK(c.model == "/m");
   CHECK(c.data_dir == "/d");
@@ -113,6 +114,7 @@ TEST_CASE("every key is read") {
   CHECK(c.train.max_grad_norm == 0.5);
   CHECK(c.train.seed == 99);
   CHECK(c.train.eval_split == "validation");
+  CHECK(c.train.precision == "bf16");
 
   // to_json writes every key, and parsing it gives the same config back.
   json out = experiment_config_to_json(c);
@@ -124,7 +126,8 @@ TEST_CASE("to_json of the defaults round-trips and names every key") {
   ExperimentConfig c = parse_experiment_config(kMinimal, "cfg.json");
   json j = experiment_config_to_json(c);
   CHECK(j["aria"].size() == 13);
-  CHECK(j["train"].size() == 11);
+  CHECK(j["train"].size() == 12);
+  CHECK(j["train"]["precision"] == "auto");
   CHECK(j.size() == 8);
   CHECK(experiment_config_to_json(parse_experiment_config(j, "x")) == j);
 }
@@ -157,6 +160,7 @@ TEST_CASE("wrong types name the key") {
       {with({{"train", {{"batch_size", 1e10}}}}), "'train.batch_size' must be an integer"},
       {with({{"train", {{"batch_size", 10000000000}}}}), "'train.batch_size' = 10000000000 is out of range"},
       {with({{"train", {{"seed", -1}}}}), "'train.seed' = -1 is out of range"},
+      {with({{"train", {{"precision", 16}}}}), "'train.precision' must be a string"},
   };
   for (const auto& [j, want] : cases) {
     CAPTURE(j.dump());
@@ -178,6 +182,7 @@ TEST_CASE("out-of-range values and bad choices name the key") {
       {with({{"device", "gpu"}}), "'device' = \"gpu\""},
       {with({{"device", "cuda:x"}}), "'device' = \"cuda:x\""},
       {with({{"seeds", 0}}), "'seeds' = 0 is out of range"},
+      {with({{"train", {{"precision", "fp16"}}}}), "'train.precision' = \"fp16\" is not one of: auto, bf16, fp32"},
       {with({{"aria", {{"plasticity_lambda", -1}}}}), "'aria.plasticity_lambda' = -1 is out of range"},
       {with({{"aria", {{"warmup_steps", -1}}}}), "'aria.warmup_steps' = -1 is out of range"},
       {with({{"aria", {{"spc_lambda", -0.5}}}}), "'aria.spc_lambda' = -0.5 is out of range"},

@@ -262,3 +262,37 @@ TEST_CASE("a NaN gradient with a finite loss stops training with the named error
                       before[i].second.nbytes()) == 0);
   }
 }
+
+TEST_CASE("precision: auto is float32 on the CPU, bf16 there is refused naming the device, the checkpoint records it") {
+  TrainSettings s = train_settings(2);
+  CHECK_FALSE(bf16_precision(s, Device::cpu()));
+  CHECK(bf16_precision(s, Device::cuda(0)));  // resolves only: nothing runs on the GPU
+  s.precision = "fp32";
+  CHECK_FALSE(bf16_precision(s, Device::cuda(0)));
+  s.precision = "bf16";
+  CHECK(bf16_precision(s, Device::cuda(0)));
+  CHECK_THROWS_WITH_AS(ContinualTrainer(plain_model(), aria_settings(), s, method_spec("finetune"), quiet()),
+                       doctest::Contains("bfloat16 training runs on CUDA only (the model is on cpu)"), Error);
+  s.precision = "fp16";
+  CHECK_THROWS_WITH_AS(bf16_precision(s, Device::cpu()), doctest::Contains("auto, bf16, fp32"), Error);
+
+  s.precision = "auto";
+  ContinualTrainer tr(plain_model(), aria_settings(), s, method_spec("aria"), quiet());
+  CHECK_FALSE(tr.bf16());
+  CHECK(std::string(tr.precision()) == "fp32");
+  CHECK(tr.model().gpt.dtype() == DType::F32);
+  const ClsTaskData t0 = synthetic_task("range", 12, 8, 1);
+  tr.add_task(t0.name, 2);
+  tr.train(t0);
+  const fs::path dir = temp_dir("precision");
+  tr.save(dir.string());
+  std::ifstream in(dir / kCheckpointTrainerFile);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str().find("\"precision\": \"fp32\"") != std::string::npos);
+  const ContinualTrainer back = ContinualTrainer::load(dir.string(), quiet());
+  CHECK_FALSE(back.bf16());
+  CHECK(back.train_settings().precision == "fp32");
+  check_bitwise_equal(tr.model(), back.model());
+  fs::remove_all(dir);
+}

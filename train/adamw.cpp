@@ -106,6 +106,29 @@ Tensor AdamW::master(const std::string& name) const {
   ARIA_FAIL("AdamW::master: no parameter named '", name, "'");
 }
 
+void AdamW::adopt_masters(const AdamW& previous) {
+  std::map<std::string, std::pair<const Tensor*, const Tensor*>> prev;  // name -> (param, master)
+  for (size_t gi = 0; gi < previous.groups_.size(); ++gi)
+    for (size_t pi = 0; pi < previous.groups_[gi].params.size(); ++pi) {
+      const Tensor& master = previous.slots_[gi][pi].master;
+      if (master.defined()) prev.emplace(previous.groups_[gi].params[pi].first,
+                                         std::make_pair(&previous.groups_[gi].params[pi].second, &master));
+    }
+  if (prev.empty()) return;
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+      const auto& [name, p] = groups_[gi].params[pi];
+      if (p.dtype() != DType::BF16) continue;
+      auto it = prev.find(name);
+      if (it == prev.end() || it->second.first->impl_ptr() != p.impl_ptr()) continue;
+      const Tensor& master = *it->second.second;
+      ARIA_CHECK(master.shape() == p.shape() && master.dtype() == DType::F32 && master.device() == p.device(),
+                 "AdamW::adopt_masters: the master of '", name, "' is ", master.str(), ", the parameter is ", p.str());
+      Slot& s = slots_[gi][pi];
+      if (!s.master.defined()) s.master = master;
+    }
+}
+
 void AdamW::zero_grad() {
   for (const ParamGroup& g : groups_)
     for (const auto& [name, p] : g.params) p.zero_grad();
@@ -137,8 +160,11 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
       const Slot& s = slots_[gi][pi];
-      if (!s.m.defined()) continue;
       const std::string& name = groups_[gi].params[pi].first;
+      if (!s.m.defined()) {
+        if (s.master.defined()) out.emplace_back("master." + name, s.master);  // adopted, not updated yet
+        continue;
+      }
       out.emplace_back("m." + name, s.m);
       out.emplace_back("v." + name, s.v);
       if (s.master.defined()) out.emplace_back("master." + name, s.master);
@@ -167,6 +193,7 @@ void AdamW::load_state(const std::map<std::string, Tensor>& state, int64_t steps
     }
     ARIA_CHECK(t.shape() == p.shape(), "AdamW::load_state: '", key, "' has shape ", shape_str(t.shape()),
                ", parameter is ", shape_str(p.shape()));
+    if (kind == "master") continue;  // a master may come without moments (adopt_masters)
     const std::string other = (kind == "m" ? "v." : "m.") + name;
     ARIA_CHECK(state.count(other), "AdamW::load_state: '", key, "' present but '", other, "' missing");
   }
@@ -176,17 +203,17 @@ void AdamW::load_state(const std::map<std::string, Tensor>& state, int64_t steps
       const auto& [name, p] = groups_[gi].params[pi];
       Slot& s = slots_[gi][pi];
       s = Slot{};
+      auto master = state.find("master." + name);
+      if (p.dtype() == DType::BF16 && master != state.end()) {
+        s.master = Tensor::empty(p.shape(), DType::F32, p.device());
+        s.master.copy_from(master->second);
+      }
       auto m = state.find("m." + name);
       if (m == state.end()) continue;
       s.m = Tensor::empty(p.shape(), state_dtype(p), p.device());
       s.v = Tensor::empty(p.shape(), state_dtype(p), p.device());
       s.m.copy_from(m->second);
       s.v.copy_from(state.at("v." + name));
-      auto master = state.find("master." + name);
-      if (p.dtype() == DType::BF16 && master != state.end()) {
-        s.master = Tensor::empty(p.shape(), DType::F32, p.device());
-        s.master.copy_from(master->second);
-      }
       auto c = state.find("step." + name);
       s.count = c == state.end() ? steps : int64_t(std::llround(c->second.item()));
     }

@@ -61,11 +61,22 @@ class AdamW {
   // rounded bfloat16 weights, when a checkpoint must keep full precision.
   Tensor master(const std::string& name) const;
 
+  // Takes over `previous`'s float32 masters: every bfloat16 parameter of this optimizer that
+  // `previous` also holds (same name, same tensor) and has a master for starts from that master
+  // instead of its rounded bfloat16 value (its moments and update count still start afresh). A
+  // trainer that builds a new optimizer per phase calls this so that no phase boundary loses the
+  // masters' precision. The master tensors are shared, not copied (`previous` is meant to be
+  // dropped). Parameters of `previous` absent here keep their bfloat16 value, which is their last
+  // master rounded. No-op for float32/float64 parameters.
+  void adopt_masters(const AdamW& previous);
+
   // "m.<param>", "v.<param>" for every parameter that has moments, "master.<param>" for bfloat16
-  // parameters, and "step.<param>" (int64 [1]) for those whose own update count differs from steps().
+  // parameters that have a master (also one adopted before any update), and "step.<param>" (int64
+  // [1]) for those with moments whose own update count differs from steps().
   std::vector<std::pair<std::string, Tensor>> state_tensors() const;
-  // Restores what state_tensors() wrote (extra keys not starting with m./v./step. are ignored, so
-  // a whole checkpoint map can be passed). A parameter without saved moments starts from zero.
+  // Restores what state_tensors() wrote (extra keys not starting with m./v./step./master. are
+  // ignored, so a whole checkpoint map can be passed). A parameter without saved moments starts from
+  // zero; a "master.<param>" of a bfloat16 parameter is restored with or without moments.
   void load_state(const std::map<std::string, Tensor>& state, int64_t steps);
 
  private:

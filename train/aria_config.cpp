@@ -153,6 +153,7 @@ void parse_train(const json& j, const std::string& ctx, TrainSettings& t) {
   r.number("max_grad_norm", t.max_grad_norm);
   r.integer("seed", t.seed);
   r.string("eval_split", t.eval_split);
+  r.string("precision", t.precision);
   r.finish();
 }
 
@@ -245,6 +246,7 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   k.real("train.max_grad_norm", t.max_grad_norm, 0, false, inf, true);
   ARIA_CHECK(t.seed <= uint64_t(INT64_MAX) - uint64_t(kMaxSeeds), ctx, "'train.seed' = ", t.seed, " is too large");
   k.choice("train.eval_split", t.eval_split, kSplits);
+  k.choice("train.precision", t.precision, {"auto", "bf16", "fp32"});
 }
 
 }  // namespace
@@ -304,7 +306,8 @@ json experiment_config_to_json(const ExperimentConfig& c) {
                 {"max_eval_examples", t.max_eval_examples},
                 {"max_grad_norm", t.max_grad_norm},
                 {"seed", t.seed},
-                {"eval_split", t.eval_split}};
+                {"eval_split", t.eval_split},
+                {"precision", t.precision}};
   return json{{"model", c.model},   {"data_dir", c.data_dir}, {"tasks", c.tasks}, {"methods", c.methods},
               {"device", c.device}, {"seeds", c.seeds},       {"aria", aria},     {"train", train}};
 }

@@ -140,6 +140,7 @@ void ContinualTrainer::save(const std::string& dir) const {
   json j = {{"version", kCheckpointVersion},
             {"settings", {{"aria", cj["aria"]}, {"train", cj["train"]}}},
             {"method", method_to_json(method_)},
+            {"precision", precision()},  // what ran (settings.train.precision may say "auto")
             {"options",
              {{"schedule", options_.schedule == ScheduleConfig::Kind::Cosine ? "cosine" : "constant"},
               {"warmup_fraction", options_.warmup_fraction},
@@ -172,9 +173,17 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
   try {
     ARIA_CHECK(j.at("version").get<int>() == kCheckpointVersion, where, ": checkpoint version ", j.at("version").dump(),
                ", this build reads version ", kCheckpointVersion);
-    const ExperimentConfig c = parse_experiment_config(
+    ExperimentConfig c = parse_experiment_config(
         json{{"tasks", {"checkpoint"}}, {"aria", j.at("settings").at("aria")}, {"train", j.at("settings").at("train")}},
         where);
+    // The precision that ran, whatever "auto" would pick on `device` (a bfloat16 checkpoint loaded on
+    // the CPU is refused by the constructor, naming the device). Checkpoints without the key: the
+    // model's dtype says.
+    c.train.precision = j.contains("precision") ? j.at("precision").get<std::string>()
+                        : j.at("model").at("dtype").get<std::string>() == dtype_name(DType::BF16) ? "bf16"
+                                                                                                  : "fp32";
+    ARIA_CHECK(c.train.precision == "bf16" || c.train.precision == "fp32", where, ": precision \"",
+               c.train.precision, "\" is not bf16 or fp32");
     const json& o = j.at("options");
     options.schedule = parse_schedule_kind(o.at("schedule").get<std::string>());
     options.warmup_fraction = o.at("warmup_fraction").get<double>();

@@ -3,9 +3,11 @@
 //   checkpoint.safetensors  every tensor, each in its own dtype (bitwise):
 //                             model.<name>   every ContinualModel parameter: trunk (gates and both
 //                                            pathways when gated), every task's adapter and head
-//                             optim.<key>    AdamW moments m./v. (and per-parameter step counts)
+//                             optim.<key>    AdamW moments m./v. (and per-parameter step counts),
+//                                            and the float32 masters master. of a bfloat16 model
 //                             spc.<key>      SPC buffers and anchors (SpcState::state_tensors)
-//   trainer.json            settings (aria + train, as in the experiment config), the method spec,
+//   trainer.json            settings (aria + train, as in the experiment config), the precision
+//                           that ran ("bf16" | "fp32": auto resolved; load keeps it), the method spec,
 //                           the schedule options, model layout (dtype, gated, adapters), the task
 //                           registry (name, labels, frozen), the trained task ids, step counters
 //                           (optimizer steps = plasticity warmup counter, steps of the current

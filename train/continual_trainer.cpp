@@ -50,6 +50,38 @@ const std::vector<ClsExample>& split_of(const ClsTaskData& t, const std::string&
 
 }  // namespace
 
+bool bf16_precision(const TrainSettings& t, Device device) {
+  if (t.precision == "fp32") return false;
+  if (t.precision == "bf16") {
+    ARIA_CHECK(device.is_cuda(), "train.precision \"bf16\": bfloat16 training runs on CUDA only (the model is on ",
+               device.str(), "); use \"fp32\" or \"auto\" there");
+    return true;
+  }
+  ARIA_CHECK(t.precision == "auto", "train.precision must be one of auto, bf16, fp32, got \"", t.precision, "\"");
+  return device.is_cuda();
+}
+
+namespace {
+
+// Every parameter of m (trunk, gates, adapters, heads) in dtype dt, requires_grad kept.
+void convert_model(ContinualModel& m, DType dt) {
+  NoGradGuard no_grad;
+  bool differs = false;
+  for (const auto& np : m.gpt.named_parameters()) differs = differs || np.second.dtype() != dt;
+  if (differs) m.gpt = m.gpt.to(dt);
+  for (TaskSlot& s : m.tasks)
+    for (Tensor* t : {&s.adapter.down_w, &s.adapter.down_b, &s.adapter.up_w, &s.adapter.up_b, &s.head_w}) {
+      if (!t->defined() || t->dtype() == dt) continue;
+      const bool rg = t->requires_grad();
+      Tensor c = Tensor::empty(t->shape(), dt, t->device());
+      c.copy_from(t->detach());
+      if (rg) c.set_requires_grad(true);
+      *t = c;
+    }
+}
+
+}  // namespace
+
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names = {"aria", "finetune", "ewc", "adapters", "multitask"};
   return names;
@@ -90,8 +122,12 @@ ContinualTrainer::ContinualTrainer(ContinualModel model, const AriaSettings& ari
              "ContinualTrainer: batch_size, grad_accum and steps_per_task must be >= 1");
   ARIA_CHECK(options_.warmup_fraction >= 0 && options_.warmup_fraction <= 1,
              "ContinualTrainer: warmup_fraction must be in [0, 1], got ", options_.warmup_fraction);
+  bf16_ = bf16_precision(train_, model_.device());
   const bool has_gates = !model_.gpt.blocks.empty() && model_.gpt.blocks[0].gated != nullptr;
   if (method_.gated_mlp && !has_gates) inject_gated_mlp(model_.gpt, train_.seed, aria_.gate_init_std);
+  // After the gates are injected (in the trunk's dtype), so that they are converted with it.
+  if (bf16_) convert_model(model_, DType::BF16);
+  else if (model_.gpt.dtype() == DType::BF16) convert_model(model_, DType::F32);
   ARIA_CHECK(method_.gated_mlp || !has_gates, "ContinualTrainer: method '", method_.name,
              "' trains a plain GPT-2, but the model has gated MLPs");
   if (model_.tasks.empty()) {
@@ -117,7 +153,8 @@ int ContinualTrainer::task_id(const std::string& name) const {
   return -1;
 }
 
-// A new phase: the optimizer over the groups of `tasks` (fresh moments), trainable flags to match.
+// A new phase: the optimizer over the groups of `tasks` (fresh moments, the previous optimizer's
+// float32 masters of bfloat16 parameters), trainable flags to match.
 void ContinualTrainer::begin_phase(std::vector<int> tasks) {
   trained_ = std::move(tasks);
   ParamGroupSettings s;
@@ -131,7 +168,10 @@ void ContinualTrainer::begin_phase(std::vector<int> tasks) {
   // No gradient outlives its phase: a parameter frozen now (an earlier task's head or adapter) would
   // otherwise keep its last gradient, and a checkpoint (which stores none) would resume differently.
   for (const auto& np : model_.named_parameters()) np.second.zero_grad();
+  std::unique_ptr<AdamW> previous = std::move(opt_);
   opt_ = std::make_unique<AdamW>(std::move(groups));
+  // bfloat16: the float32 masters carry over (fresh moments); a no-op for float32 parameters.
+  if (previous) opt_->adopt_masters(*previous);
   phase_steps_ = 0;
 }
 

@@ -24,6 +24,17 @@
 // starts afresh with each task, since its groups change (new head, earlier heads frozen).
 // The plasticity warmup counts optimizer steps over the whole sequence; evaluation and Fisher
 // forwards never move it.
+//
+// Precision (TrainSettings::precision; auto = bfloat16 on CUDA, float32 on the CPU; bfloat16 on the
+// CPU is refused): in bfloat16 the constructor converts the model (trunk, gates, adapters, heads) to
+// bfloat16 and every method trains bf16 weights, activations and gradients; AdamW keeps float32
+// masters and moments. The masters survive phases: each phase's new optimizer adopts the previous
+// one's masters (AdamW::adopt_masters), and a parameter leaving the optimizer (a frozen head) keeps
+// its last master's rounded value. The plasticity loss is float32, gate sums float64, the Fisher and
+// the SPC/EWC buffers float32 (the penalty gradient computed in float32, rounded once into the
+// bfloat16 gradient). Checkpoints save the bfloat16 model with the optimizer's float32 masters.
+// Starting in bfloat16 rounds a float32 model once: the first masters are the rounded weights.
+// fp32 keeps the model's own float dtype (a bfloat16 model is converted to float32).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -58,6 +69,10 @@ struct MethodSpec {
   bool scope_from_settings = false;  // Fisher scope from AriaSettings::fisher_scope (aria)
   FisherScope fisher_scope = FisherScope::Slow;
 };
+
+// Whether `t.precision` means bfloat16 training for a model on `device`: "bf16" (on CUDA only: the
+// CPU is refused with an error naming the device), "auto" (CUDA), "fp32" (never).
+bool bf16_precision(const TrainSettings& t, Device device);
 
 // "aria", "finetune", "ewc", "adapters", "multitask"; anything else throws, listing them.
 MethodSpec method_spec(const std::string& name);
@@ -140,6 +155,8 @@ class ContinualTrainer {
   const ContinualModel& model() const { return model_; }
   ContinualModel& model() { return model_; }
   const MethodSpec& method() const { return method_; }
+  bool bf16() const { return bf16_; }                              // training in bfloat16
+  const char* precision() const { return bf16_ ? "bf16" : "fp32"; }  // what runs (auto resolved)
   const AriaSettings& aria_settings() const { return aria_; }
   const TrainSettings& train_settings() const { return train_; }
   int64_t optimizer_steps() const { return optimizer_steps_; }
@@ -181,6 +198,7 @@ class ContinualTrainer {
   TrainSettings train_;
   MethodSpec method_;
   TrainerOptions options_;
+  bool bf16_ = false;
   std::unique_ptr<AdamW> opt_;
   SpcState spc_;
   Rng rng_, fisher_rng_;

@@ -46,6 +46,8 @@ const char* fisher_scope_name(FisherScope s) {
   return "?";
 }
 
+DType fisher_dtype(DType param) { return param == DType::BF16 ? DType::F32 : param; }
+
 bool in_fisher_scope(const std::string& name, FisherScope scope) {
   if (name.rfind("task.", 0) == 0) return false;
   switch (scope) {
@@ -177,7 +179,8 @@ FisherResult batched_fisher(const ContinualModel& m, int task_id, const std::vec
                             FisherScope scope) {
   EstimateGuard guard(m, task_id, batches, scope, "estimate_fisher");
   FisherResult r;
-  for (const auto& [name, p] : guard.scope()) r.fisher.emplace_back(name, Tensor::zeros(p.shape(), p.dtype(), p.device()));
+  for (const auto& [name, p] : guard.scope())
+    r.fisher.emplace_back(name, Tensor::zeros(p.shape(), fisher_dtype(p.dtype()), p.device()));
   const double alpha = 1.0 / double(batches.size());
   for (const ClsBatch& b : batches) {
     Tensor loss = ops::cross_entropy(classify_logits(m, b, task_id), b.labels);
@@ -279,7 +282,8 @@ FisherResult estimate_fisher_reference(const ContinualModel& m, int task_id, con
   for (size_t k = 0; k < acc.size(); ++k) {
     const Tensor& p = guard.scope()[k].second;
     for (double& v : acc[k]) v /= double(N);
-    r.fisher.emplace_back(guard.scope()[k].first, Tensor::from_vector(acc[k], p.shape(), p.dtype(), p.device()));
+    r.fisher.emplace_back(guard.scope()[k].first,
+                          Tensor::from_vector(acc[k], p.shape(), fisher_dtype(p.dtype()), p.device()));
   }
   r.description = describe("reference per-sample Fisher (one batch-1 backward per sample)", scope, N);
   return r;

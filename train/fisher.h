@@ -41,8 +41,13 @@ const char* fisher_scope_name(FisherScope s);
 // and adapters ("task.*") are never in scope.
 bool in_fisher_scope(const std::string& param_name, FisherScope scope);
 
+// The Fisher's dtype for a parameter of dtype `param`: float32 for bfloat16 (per-sample gradients
+// from bfloat16 activations, squares accumulated in float32), else the parameter's own.
+DType fisher_dtype(DType param);
+
 struct FisherResult {
-  std::vector<std::pair<std::string, Tensor>> fisher;  // in-scope parameters in model order; param's shape/dtype/device
+  // in-scope parameters in model order; the parameter's shape and device, dtype fisher_dtype(param's)
+  std::vector<std::pair<std::string, Tensor>> fisher;
   std::string description;  // e.g. "exact per-sample Fisher (sampled labels), scope slow, 512 samples"
   int64_t samples = 0;
 };

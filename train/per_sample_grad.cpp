@@ -16,6 +16,18 @@ constexpr int64_t kMaxChunkElements = int64_t(1) << 26;
 
 DType stat_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
 
+// The accumulators' dtype: float32 for bfloat16 parameters (squares summed in float32), else the
+// parameter's own.
+DType acc_dtype(DType t) { return t == DType::BF16 ? DType::F32 : t; }
+
+// x in dtype `dt` (the same tensor when it already is).
+Tensor as_dtype(const Tensor& x, DType dt) {
+  if (x.dtype() == dt) return x;
+  Tensor y = Tensor::empty(x.shape(), dt, x.device());
+  y.copy_from(x);
+  return y;
+}
+
 }  // namespace
 
 struct PerSampleSquaredGrads::Target {
@@ -91,7 +103,7 @@ PerSampleSquaredGrads::PerSampleSquaredGrads(const std::vector<std::pair<std::st
     ARIA_CHECK(p.defined() && is_floating(p.dtype()), "per-sample gradients: parameter ", name, " is not a float tensor");
     ARIA_CHECK(index_.emplace(p.impl_ptr().get(), targets_.size()).second, "per-sample gradients: parameter ", name,
                " is listed twice");
-    targets_.push_back(Target{name, p, Tensor::zeros(p.shape(), p.dtype(), p.device()), 0, Tensor()});
+    targets_.push_back(Target{name, p, Tensor::zeros(p.shape(), acc_dtype(p.dtype()), p.device()), 0, Tensor()});
   }
 }
 
@@ -170,9 +182,9 @@ void PerSampleSquaredGrads::contribute(Target& t, const Tensor& g, int64_t s0) {
   if (!t.pending.defined()) {
     Shape full = t.param.shape();
     full.insert(full.begin(), samples_);
-    t.pending = Tensor::zeros(full, t.param.dtype(), dev);
+    t.pending = Tensor::zeros(full, t.acc.dtype(), dev);  // the uses summed in the accumulators' dtype
   }
-  ARIA_DISPATCH(dev, axpy, t.pending.slice(0, s0, s0 + g.size(0)), gs, 1.0);
+  ARIA_DISPATCH(dev, axpy, t.pending.slice(0, s0, s0 + g.size(0)), as_dtype(gs, t.acc.dtype()), 1.0);
 }
 
 void PerSampleSquaredGrads::linear_grads(Target* w, Target* b, const Tensor& x, const Tensor& dy) {
@@ -237,10 +249,12 @@ void PerSampleSquaredGrads::embedding_grads(Target& w, const std::vector<int32_t
     }
   }
   const int64_t U = int64_t(rows.size());
-  Tensor compact = Tensor::zeros({U, Dm}, dy.dtype(), dev);
+  // In the accumulator's dtype (a bfloat16 dy is summed and squared in float32).
+  const DType dt = w.acc.dtype();
+  Tensor compact = Tensor::zeros({U, Dm}, dt, dev);
   ARIA_DISPATCH(dev, embedding_backward, Tensor::from_ints(local, {total}, dev),
-                dy.contiguous().detach().reshape({total, Dm}), compact);
-  Tensor squared = Tensor::zeros({U, Dm}, dy.dtype(), dev);
+                as_dtype(dy.contiguous().detach().reshape({total, Dm}), dt), compact);
+  Tensor squared = Tensor::zeros({U, Dm}, dt, dev);
   ARIA_DISPATCH(dev, square_accumulate, squared, compact, alpha_);
   ARIA_DISPATCH(dev, embedding_backward, Tensor::from_ints(rows, {U}, dev), squared, w.acc);
 }

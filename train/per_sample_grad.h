@@ -40,7 +40,9 @@ namespace aria {
 class PerSampleSquaredGrads {
  public:
   // Watches `params` (name, leaf tensor); acc[i] starts at zero with the parameter's shape, dtype
-  // and device, and receives alpha * sum_n g_{n,i}^2 at every accumulate().
+  // (float32 for a bfloat16 parameter: its per-sample gradients come from bfloat16 activations, their
+  // squares are summed in float32) and device, and receives alpha * sum_n g_{n,i}^2 at every
+  // accumulate().
   PerSampleSquaredGrads(const std::vector<std::pair<std::string, Tensor>>& params, double alpha);
   ~PerSampleSquaredGrads();
   PerSampleSquaredGrads(const PerSampleSquaredGrads&) = delete;

@@ -34,8 +34,11 @@ bool plasticity_active(const PlasticitySettings& s, int64_t optimizer_steps_done
   return s.lambda > 0 && optimizer_steps_done >= s.warmup_steps;
 }
 
-Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
+Tensor plasticity_layer_loss(const Tensor& pi_in, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
   ARIA_CHECK(real_tokens > 0, "plasticity: the token normaliser must be > 0, got ", real_tokens);
+  // bfloat16 gates: the loss (and its gradient up to pi) in float32; to() is differentiable, so the
+  // gradient reaches pi rounded once to bfloat16.
+  const Tensor pi = pi_in.dtype() == DType::BF16 ? pi_in.to(DType::F32) : pi_in;
   const Tensor m = mask_like(mask, pi);
   // mean over real tokens of pi (1 - pi)
   Tensor mean_var = ops::scale(ops::sum(ops::mul(ops::mul(pi, ops::affine(pi, -1.0, 1.0)), m)), 1.0 / real_tokens);
@@ -65,7 +68,8 @@ void GateStats::accumulate(const Gpt2Model& m, const Tensor& mask, int64_t real_
              m.blocks.size());
   ARIA_CHECK(real_tokens >= 0, "GateStats: real_tokens must be >= 0, got ", real_tokens);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
-    const Tensor pi = layer_pi(m.blocks[l], l).detach();
+    Tensor pi = layer_pi(m.blocks[l], l).detach();
+    if (pi.dtype() == DType::BF16) pi = pi.to(DType::F32);  // summed in float32, not rounded to bfloat16
     const Tensor s = ops::sum(ops::mul(pi, mask_like(mask, pi))).to(DType::F64);
     sum_[l] = sum_[l].defined() ? ops::add(sum_[l], s) : s;
   }

@@ -30,7 +30,8 @@ struct PlasticitySettings {
 bool plasticity_active(const PlasticitySettings& s, int64_t optimizer_steps_done);
 
 // One layer's term for gate values pi [B, T, 1] and mask [B, T, 1] (any float dtype; converted to
-// pi's), normalised by `real_tokens` (> 0). Differentiable in pi.
+// pi's), normalised by `real_tokens` (> 0). Differentiable in pi. bfloat16 pi is converted to
+// float32 first: the loss is float32 and computed in float32 (gate sums, GateStats, likewise).
 Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
 
 // Sum of plasticity_layer_loss over the gated layers of m's last forward. Throws when the model has

@@ -40,6 +40,7 @@ double sum_products_cpu(const Tensor& a, const Tensor& b, const Tensor& c) {
 // devices with the device's reductions, kept there until value() (one synchronisation).
 class ProductSum {
  public:
+  explicit ProductSum(bool wide = false) : wide_(wide) {}
   void add(double weight, const Tensor& a, const Tensor& b, const Tensor& c = Tensor()) {
     const Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
     const Tensor cc = c.defined() ? c.detach().contiguous() : Tensor();
@@ -54,12 +55,16 @@ class ProductSum {
     NoGradGuard no_grad;
     Tensor prod = ops::mul(ac, bc);
     if (cc.defined()) prod = ops::mul(prod, cc);
+    // wide: summed in float64 on the device (the bfloat16 path's float32 buffers); otherwise in the
+    // data's dtype, as the float32 path always did.
+    if (wide_ && prod.dtype() == DType::F32) prod = prod.to(DType::F64);
     Tensor s = ops::scale(ops::sum(prod), weight);
     device_ = device_.defined() ? ops::add(device_, s) : s;
   }
   double value() const { return host_ + (device_.defined() ? device_.item() : 0.0); }
 
  private:
+  bool wide_ = false;
   double host_ = 0;
   Tensor device_;
 };
@@ -70,21 +75,32 @@ Tensor scaled(const Tensor& x, double s) {
   return y;
 }
 
-Tensor converted(const Tensor& x, const Tensor& like) {
-  if (x.device() == like.device() && x.dtype() == like.dtype()) return x;
-  Tensor y = Tensor::empty(x.shape(), like.dtype(), like.device());
+Tensor converted(const Tensor& x, DType dtype, Device device) {
+  if (x.device() == device && x.dtype() == dtype) return x;
+  Tensor y = Tensor::empty(x.shape(), dtype, device);
   y.copy_from(x);
   return y;
 }
 
+Tensor converted(const Tensor& x, const Tensor& like) { return converted(x, like.dtype(), like.device()); }
+
+// A parameter's value in its buffers' dtype (a bfloat16 parameter as float32), detached.
+Tensor as_buffer_dtype(const Tensor& p) {
+  const Tensor d = p.detach().contiguous();
+  return converted(d, spc_buffer_dtype(d.dtype()), d.device());
+}
+
 }  // namespace
+
+DType spc_buffer_dtype(DType param) { return param == DType::BF16 ? DType::F32 : param; }
 
 SpcState::Buffers& SpcState::on_device(const std::string& name, const Tensor& p) const {
   Buffers& b = buf_.at(name);
   ARIA_CHECK(b.A.shape() == p.shape(), "SPC: buffers of ", name, " are ", shape_str(b.A.shape()), ", the parameter is ",
              p.str());
-  b.A = converted(b.A, p);
-  b.B = converted(b.B, p);
+  const DType dt = spc_buffer_dtype(p.dtype());
+  b.A = converted(b.A, dt, p.device());
+  b.B = converted(b.B, dt, p.device());
   return b;
 }
 
@@ -94,15 +110,16 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
   const auto params = params_by_name(m);
   for (const auto& [name, F] : f.fisher) {
     const Tensor& p = find_param(params, name, "SPC consolidate");
-    ARIA_CHECK(F.shape() == p.shape() && F.dtype() == p.dtype() && F.device() == p.device(), "SPC: Fisher of ", name,
-               " is ", F.str(), ", the parameter is ", p.str());
+    ARIA_CHECK(F.shape() == p.shape() && F.dtype() == spc_buffer_dtype(p.dtype()) && F.device() == p.device(),
+               "SPC: Fisher of ", name, " is ", F.str(), ", the parameter is ", p.str(),
+               p.dtype() == DType::BF16 ? " (a bfloat16 parameter's Fisher is float32)" : "");
   }
   if (gamma != 1.0) {
     for (auto& [name, b] : buf_) b.A = scaled(b.A, gamma), b.B = scaled(b.B, gamma);
     C_ *= gamma;
   }
   for (const auto& [name, F] : f.fisher) {
-    const Tensor theta = params.at(name).detach().contiguous();  // the anchor theta*_t
+    const Tensor theta = as_buffer_dtype(params.at(name));  // the anchor theta*_t (bfloat16: as float32)
     const Tensor Fc = F.contiguous();
     const Device dev = theta.device();
     Tensor A = Fc.clone();
@@ -114,7 +131,7 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
       ARIA_DISPATCH(dev, axpy, B, old.B, 1.0);
     }
     buf_[name] = Buffers{A, B};
-    ProductSum c;
+    ProductSum c(params.at(name).dtype() == DType::BF16);
     c.add(1.0, Fc, theta, theta);
     C_ += c.value();
   }
@@ -124,9 +141,11 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
 double SpcState::penalty(const ContinualModel& m, double lambda) const {
   if (buf_.empty()) return 0.0;
   const auto params = params_by_name(m);
-  ProductSum s;
+  bool bf16 = false;
+  for (const auto& entry : buf_) bf16 = bf16 || find_param(params, entry.first, "SPC penalty").dtype() == DType::BF16;
+  ProductSum s(bf16);  // bfloat16 parameters: float32 buffers, summed in float64 on the device
   for (const auto& entry : buf_) {
-    const Tensor theta = find_param(params, entry.first, "SPC penalty").detach();
+    const Tensor theta = as_buffer_dtype(find_param(params, entry.first, "SPC penalty"));
     const Buffers& b = on_device(entry.first, theta);
     s.add(1.0, b.A, theta, theta);
     s.add(-2.0, b.B, theta);
@@ -155,8 +174,8 @@ void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
     if (g.defined() && (g.dtype() != p.dtype() || g.device() != dev || !g.is_contiguous())) {
       // A gradient the fused row cannot take (another dtype or device, a strided view): A p - B
       // first, then added in g's own dtype.
-      Tensor d = Tensor::empty(p.shape(), p.dtype(), dev);
-      ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, pc, d);
+      Tensor d = Tensor::empty(p.shape(), b.A.dtype(), dev);
+      ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, converted(pc, b.A), d);
       ARIA_DISPATCH(dev, axpy, d, b.B, -1.0);
       ARIA_DISPATCH(g.device(), axpy, g, converted(d, g), lambda);
       continue;

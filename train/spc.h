@@ -7,8 +7,12 @@
 // With online decay gamma (spc_gamma, 1 = none) each consolidation first scales A, B and C by gamma.
 // The same state serves the EWC baseline (a different scope, train/fisher.h).
 //
-// Buffers live on the parameters' device in their dtype (moved there on first use after
-// load_state). penalty() sums in double on the CPU; elsewhere it uses the device's reductions. Note
+// Buffers live on the parameters' device in their dtype, float32 for bfloat16 parameters
+// (spc_buffer_dtype; moved and converted there on first use after load_state). For bfloat16
+// parameters the Fisher must be float32, the anchors are the bfloat16 values (exact in float32), the
+// penalty gradient lambda (A p - B) is computed in float32 and rounded once into the bfloat16 grad,
+// and penalty() sums the float32 products in float64 on the device. penalty() sums in double on
+// the CPU; elsewhere it uses the device's reductions. Note
 // that the expanded form cancels near the anchors: in float32 its absolute error is about 1e-7 of
 // lambda/2 (sum A theta^2 + C). The value is for reporting; training uses add_penalty_grad().
 #pragma once
@@ -21,6 +25,10 @@
 #include "train/fisher.h"
 
 namespace aria {
+
+// The dtype of the buffers (and of the Fisher consolidate() takes) for a parameter of dtype `param`:
+// float32 for bfloat16, else the parameter's own.
+DType spc_buffer_dtype(DType param);
 
 class SpcState {
  public:

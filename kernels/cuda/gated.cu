@@ -283,9 +283,10 @@ struct SpcDev {
 
 // grad[i] += lambda * (a[i] * x[i] - b[i]) for i in [start, end), by the block, VW elements at a time
 // (start and end - start multiples of VW), kUnroll packs per operand loaded before any is used.
-template <typename T, int VW>
-__device__ __forceinline__ void spc_range(T* __restrict__ g, const T* __restrict__ a, const T* __restrict__ x,
-                                          const T* __restrict__ b, Acc<T> lambda, int64_t start, int64_t end) {
+// S: the dtype of a and b (T's, or float for bfloat16 T: the float32 SPC buffers).
+template <typename T, int VW, typename S = T>
+__device__ __forceinline__ void spc_range(T* __restrict__ g, const S* __restrict__ a, const T* __restrict__ x,
+                                          const S* __restrict__ b, Acc<T> lambda, int64_t start, int64_t end) {
   using A = Acc<T>;
   constexpr int64_t kStride = int64_t(kSpcBlock) * VW;
   for (int64_t i0 = start + int64_t(threadIdx.x) * VW; i0 < end; i0 += kStride * kUnroll) {
@@ -295,9 +296,9 @@ __device__ __forceinline__ void spc_range(T* __restrict__ g, const T* __restrict
       const int64_t i = i0 + u * kStride;
       if (i < end) {
         load_pack<T, VW>(g + i, gv[u]);
-        load_pack<T, VW>(a + i, av[u]);
+        load_pack<S, VW>(a + i, av[u]);
         load_pack<T, VW>(x + i, xv[u]);
-        load_pack<T, VW>(b + i, bv[u]);
+        load_pack<S, VW>(b + i, bv[u]);
       }
     }
 #pragma unroll
@@ -313,7 +314,9 @@ __device__ __forceinline__ void spc_range(T* __restrict__ g, const T* __restrict
 
 // Block -> (tensor, chunk); the chunk in packs (the tensor's last chunk ends with its odd elements
 // one at a time) or element by element. vec is uniform over the block: no divergence.
-template <typename T>
+// S: the dtype of the As and Bs (T's, or float with bfloat16 T). Packs of the wider dtype's 16 bytes
+// (kVec<S> elements when S is wider than T: 8-byte bfloat16 packs next to 16-byte float ones).
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(kSpcBlock)
     spc_penalty_grad_kernel(const SpcDev* __restrict__ items, int n_items, Acc<T> lambda) {
   __shared__ SpcDev it;
@@ -322,14 +325,15 @@ __global__ void __launch_bounds__(kSpcBlock)
   const int64_t start = (int64_t(blockIdx.x) - it.first_block) * kSpcChunk;
   const int64_t end = min(it.n, start + kSpcChunk);
   T* g = static_cast<T*>(it.grad);
-  const T *a = static_cast<const T*>(it.a), *x = static_cast<const T*>(it.x), *b = static_cast<const T*>(it.b);
+  const S *a = static_cast<const S*>(it.a), *b = static_cast<const S*>(it.b);
+  const T* x = static_cast<const T*>(it.x);
   if (it.vec) {
-    constexpr int VW = kVec<T>;
+    constexpr int VW = kVec<T> < kVec<S> ? kVec<T> : kVec<S>;
     const int64_t packed_end = start + (end - start) / VW * VW;
-    spc_range<T, VW>(g, a, x, b, lambda, start, packed_end);
-    spc_range<T, 1>(g, a, x, b, lambda, packed_end, end);
+    spc_range<T, VW, S>(g, a, x, b, lambda, start, packed_end);
+    spc_range<T, 1, S>(g, a, x, b, lambda, packed_end, end);
   } else {
-    spc_range<T, 1>(g, a, x, b, lambda, start, end);
+    spc_range<T, 1, S>(g, a, x, b, lambda, start, end);
   }
 }
 
@@ -455,6 +459,12 @@ void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor
   }
   ARIA_CHECK(blocks <= INT32_MAX, what, ": too many elements");
   const Tensor buf = upload(dev, grads[0].device());
+  if (grads[0].dtype() == DType::BF16 && As[0].dtype() == DType::F32) {  // float32 buffers (checked above)
+    spc_penalty_grad_kernel<__nv_bfloat16, float><<<unsigned(blocks), kSpcBlock, 0, stream()>>>(
+        static_cast<const SpcDev*>(buf.raw_data()), int(dev.size()), float(lambda));
+    ARIA_CUDA_LAUNCH_CHECK();
+    return;
+  }
   dispatch_float(grads[0].dtype(), what, [&](auto tag) {
     using T = decltype(tag);
     spc_penalty_grad_kernel<T><<<unsigned(blocks), kSpcBlock, 0, stream()>>>(
