@@ -30,6 +30,7 @@
 #include "tools/aria/commands.h"
 #include "tools/aria/continual_run.h"
 #include "tools/aria/run_folder.h"
+#include "tools/aria/run_state.h"
 #include "train/aria_config.h"
 #include "train/cls_data.h"
 #include "train/continual_trainer.h"
@@ -133,7 +134,21 @@ std::string accuracies_line(const std::vector<std::string>& names, const std::ve
 
 // ---- the experiment ----------------------------------------------------------------------------
 
+// What makes a run survive: the run folder, its run-state file, metrics.jsonl, checkpoint cadence.
+struct Durable {
+  fs::path out;
+  RunState state;
+  MetricsLog* metrics = nullptr;
+  int64_t checkpoint_every = 0;  // optimizer steps of a task (or the joint phase); 0 = task boundaries only
+};
+
+// Thrown where a stop request (SIGINT/SIGTERM) was honoured, after the checkpoint: names the place.
+struct StopHere {
+  std::string where;
+};
+
 struct Experiment {
+  Durable* durable = nullptr;
   ExperimentConfig cfg;
   Device device;
   Gpt2Model base;  // the loaded GPT-2; every (method, seed) starts from a copy
@@ -225,11 +240,13 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   const MethodSpec spec = method_spec(method);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string who = method + " seed " + std::to_string(seed);
-  ContinualModel model;
-  model.gpt = e.base.to(e.device);
-  if (spec.gated_mlp) inject_gated_mlp(model.gpt, seed, e.cfg.aria.gate_init_std);
-  model.use_adapters = spec.adapters;
-  model.adapter_dim = e.cfg.aria.adapter_dim;
+  Durable& d = *e.durable;
+  const std::string ckpt_rel = "resume/" + method + "-seed" + std::to_string(seed);
+  const std::string ckpt = (d.out / ckpt_rel).string();
+  // This run was in progress when the previous process stopped: it continues from its checkpoint.
+  std::optional<RunState::InProgress> resumed;
+  if (d.state.in_progress && d.state.in_progress->method == method && d.state.in_progress->seed == seed)
+    resumed = d.state.in_progress;
   TrainSettings train = e.cfg.train;
   train.seed = seed;
   TrainerOptions opt;
@@ -238,44 +255,121 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   std::string phase;     // what the progress line names: the task being trained, or "joint"
   int64_t reported = 0;  // steps of the phase already added to the progress
   const ContinualTrainer* self = nullptr;
-  opt.on_report = [&](const StepStats&, int64_t done, int64_t total) {
+  opt.on_report = [&](const StepStats& s, int64_t done, int64_t total) {
+    d.metrics->step(method, seed, phase, s, done, total);
     tr.add(double(done - reported), who + " | " + phase + " step " + std::to_string(done) + "/" +
                                         std::to_string(total) + " | " + step_fields(*self));
     reported = done;
   };
-  ContinualTrainer trainer(std::move(model), e.cfg.aria, train, spec, opt);
+  opt.stop_requested = [] { return StopSignals::requested(); };
+  std::optional<ContinualTrainer> holder;
+  if (resumed) {
+    holder.emplace(ContinualTrainer::load(ckpt, opt, e.device));
+  } else {
+    ContinualModel model;
+    model.gpt = e.base.to(e.device);
+    if (spec.gated_mlp) inject_gated_mlp(model.gpt, seed, e.cfg.aria.gate_init_std);
+    model.use_adapters = spec.adapters;
+    model.adapter_dim = e.cfg.aria.adapter_dim;
+    holder.emplace(std::move(model), e.cfg.aria, train, spec, opt);
+  }
+  ContinualTrainer& trainer = *holder;
   self = &trainer;
   const std::vector<const ClsTaskData*> all = task_ptrs(e);
+  const double seconds_before = resumed ? resumed->seconds : 0.0;
+  std::vector<double> last_gates = resumed ? resumed->last_gate_means : std::vector<double>{};
+
+  // A checkpoint of this run (atomic) and the run-state file naming it; then, on a stop request, stop.
+  auto checkpoint = [&](int task, const std::string& where) {
+    if (trainer.last_step().step > 0) last_gates = trainer.last_step().gate_means;
+    trainer.save(ckpt);
+    RunState::InProgress p;
+    p.method = method;
+    p.seed = seed;
+    p.checkpoint = ckpt_rel;
+    p.task = task;
+    p.phase = where;
+    p.phase_steps = trainer.phase_steps();
+    p.optimizer_steps = trainer.optimizer_steps();
+    p.last_gate_means = last_gates;
+    p.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    d.state.in_progress = p;
+    d.state.metrics_bytes = d.metrics->bytes();
+    save_state(d.out.string(), d.state);
+  };
+  auto stop_if_requested = [&](int task, const std::string& where, const std::string& place) {
+    if (!StopSignals::requested()) return;
+    checkpoint(task, where);
+    throw StopHere{who + ", " + place + " (checkpoint " + ckpt + ")"};
+  };
+  // Trains the current phase to its end in slices of checkpoint_every steps, with a checkpoint after each.
+  auto train_phase = [&](int task, const std::function<int64_t(int64_t)>& steps, int64_t total) {
+    const int64_t every = d.checkpoint_every > 0 ? d.checkpoint_every : total;
+    while (trainer.phase_steps() < total) {
+      const int64_t ran = steps(every - trainer.phase_steps() % every);
+      stop_if_requested(task, "train", phase + " step " + std::to_string(trainer.phase_steps()) + "/" +
+                                           std::to_string(total));
+      if (ran == 0) break;
+      if (trainer.phase_steps() < total) checkpoint(task, "train");
+    }
+  };
 
   MethodRun run;
   run.seed = seed;
   run.joint = spec.joint;
-  run.before = trainer.evaluate_all_tasks(all).back();
-  tr.add(tr.work.eval_all, who + " | evaluated before training");
-  tr.progress.message(who + " before training: " + accuracies_line(e.names, run.before));
+  if (resumed) {
+    // The accuracy history is inside the checkpoint: row 0 before training, then one per finished task.
+    const std::vector<std::vector<double>>& h = trainer.history();
+    ARIA_CHECK(!h.empty(), "checkpoint ", ckpt, " holds no accuracy history");
+    run.before = h[0];
+    for (size_t i = 1; i < h.size(); ++i) run.matrix.push_back(h[i]);
+    reported = trainer.phase_steps();
+    tr.progress.message(who + ": resumed from " + ckpt + " (" + std::to_string(trainer.optimizer_steps()) +
+                        " optimizer steps done)");
+  } else {
+    run.before = trainer.evaluate_all_tasks(all).back();
+    d.metrics->eval(method, seed, "before training", trainer.optimizer_steps(), e.names, run.before);
+    tr.add(tr.work.eval_all, who + " | evaluated before training");
+    tr.progress.message(who + " before training: " + accuracies_line(e.names, run.before));
+    stop_if_requested(0, "evaluated", "before training");
+  }
   if (spec.joint) {
     phase = "joint training";
-    trainer.train_joint(all);
-    run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
-    tr.add(tr.work.eval_all, who + " | evaluated");
-    tr.progress.message(who + " after joint training: " + accuracies_line(e.names, run.matrix.back()));
+    if (run.matrix.empty()) {
+      train_phase(0, [&](int64_t n) { return trainer.train_joint_steps(all, n); },
+                  e.cfg.train.steps_per_task * int64_t(all.size()));
+      run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+      d.metrics->eval(method, seed, phase, trainer.optimizer_steps(), e.names, run.matrix.back());
+      tr.add(tr.work.eval_all, who + " | evaluated");
+      tr.progress.message(who + " after joint training: " + accuracies_line(e.names, run.matrix.back()));
+    }
   } else {
-    for (const ClsTaskData& task : e.tasks) {
-      const int id = trainer.add_task(task.name, task.num_labels());
+    for (size_t i = run.matrix.size(); i < e.tasks.size(); ++i) {
+      const ClsTaskData& task = e.tasks[i];
+      // A resumed checkpoint taken inside this task's steps has it registered already.
+      const bool registered = trainer.task_id(task.name) >= 0;
+      const int id = registered ? trainer.task_id(task.name) : trainer.add_task(task.name, task.num_labels());
       phase = task.name;
-      reported = 0;
-      trainer.train(task);
+      if (!registered) reported = 0;
+      train_phase(int(i), [&](int64_t n) { return trainer.train_steps(task, n); }, e.cfg.train.steps_per_task);
+      resumed.reset();
       if (spec.spc) {
         tr.progress.message(who + ": consolidating " + task.name + ": " + fisher_line(e, spec));
         trainer.consolidate_task(id, task);
         tr.add(tr.work.fisher_per_task, who + " | consolidated " + task.name);
       }
       run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+      d.metrics->eval(method, seed, "after " + task.name, trainer.optimizer_steps(), e.names, run.matrix.back());
       tr.add(tr.work.eval_all, who + " | evaluated after " + task.name);
       tr.progress.message(who + " after " + task.name + ": " + accuracies_line(e.names, run.matrix.back()));
+      if (i + 1 < e.tasks.size()) {  // a task boundary (the last one ends the run: its result is recorded)
+        checkpoint(int(i), "evaluated");
+        stop_if_requested(int(i), "evaluated", "after " + task.name);
+      }
     }
   }
-  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (trainer.last_step().step > 0) last_gates = trainer.last_step().gate_means;
+  run.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.info = method_spec_json(spec, e.cfg.aria);
   run.info["optimizer_steps"] = trainer.optimizer_steps();
   run.info["parameters"] = trainer.model().num_parameters();
@@ -283,7 +377,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     run.info["fisher_estimator"] = e.cfg.aria.fisher_estimator;
     run.info["fisher_scope"] = fisher_scope_name(fisher_scope_of(e, spec));
   }
-  if (!trainer.last_step().gate_means.empty()) run.info["final_gate_means"] = trainer.last_step().gate_means;
+  if (!last_gates.empty()) run.info["final_gate_means"] = last_gates;
   run.info["seconds"] = run.seconds;
   if (hooks.after_run) hooks.after_run(method, seed, trainer, all, tr.progress);
   return run;
@@ -300,7 +394,9 @@ std::string absolute(const std::string& p) { return fs::absolute(p).lexically_no
 
 // The config of the file with the command line's overrides, validated; paths made absolute.
 ExperimentConfig resolve_config(const Args& args) {
-  ExperimentConfig c = load_experiment_config(args.str("config"));
+  // --resume DIR: the run folder's config.json (written resolved by the run being resumed).
+  ExperimentConfig c = load_experiment_config(
+      args.given("resume") ? (fs::path(args.str("resume")) / "config.json").string() : args.str("config"));
   if (args.given("methods")) c.methods = split_list(args.str("methods"));
   if (args.given("seeds")) c.seeds = int(args.integer("seeds", 1, 1000));
   if (args.given("device")) c.device = args.str("device");
@@ -373,14 +469,25 @@ void write_json(const fs::path& p, const ojson& j) { io::write_file_atomic(p.str
 
 // Loads model, tokenizer and tasks, runs every (seed, method), writes the report and prints it.
 void run_experiment(const ExperimentConfig& resolved, const std::string& config_path, const fs::path& out,
-                    std::ostream& log, TeeBuf& tee, const ContinualHooks& hooks) {
+                    std::ostream& log, TeeBuf& tee, const ContinualHooks& hooks, Durable& durable, bool resume,
+                    const std::string& command_line) {
   Experiment e;
+  e.durable = &durable;
   e.cfg = resolved;
   e.device = parse_device(resolved.device);
   e.cfg.device = e.device.str();
-  write_json(out / "config.json", ojson::parse(experiment_config_to_json(e.cfg).dump()));
-
-  log << "aria continual: " << config_path << " -> " << out.string() << "\n";
+  if (!resume) {
+    write_json(out / "config.json", ojson::parse(experiment_config_to_json(e.cfg).dump()));
+    save_state(out.string(), durable.state);  // resumable from here on (a kill now restarts every run)
+    log << "aria continual: " << config_path << " -> " << out.string() << "\n";
+  } else {
+    log << "aria continual: resuming " << out.string() << " (" << durable.state.done.size() << " run(s) finished"
+        << (durable.state.in_progress ? ", " + durable.state.in_progress->method + " seed " +
+                                            std::to_string(durable.state.in_progress->seed) + " from step " +
+                                            std::to_string(durable.state.in_progress->optimizer_steps)
+                                      : std::string())
+        << ")\n";
+  }
   e.base = gpt2_load(e.cfg.model, e.device);
   ARIA_CHECK(e.cfg.train.max_seq_len <= e.base.config.n_positions, "experiment config: 'train.max_seq_len' = ",
              e.cfg.train.max_seq_len, " exceeds the model's n_positions = ", e.base.config.n_positions);
@@ -428,17 +535,65 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   ClReport report;
   report.tasks = e.names;
   for (const std::string& m : e.cfg.methods) report.methods.push_back(MethodResult{m, {}});
-  for (int s = 0; s < e.cfg.seeds; ++s)
-    for (size_t m = 0; m < e.cfg.methods.size(); ++m)
-      report.methods[m].runs.push_back(
-          run_method(e, e.cfg.methods[m], e.cfg.train.seed + uint64_t(s), tracker, log, hooks));
+  auto add_run_facts = [&](ClReport& r) {
+    r.settings = settings_json(e);
+    r.settings["total_seconds"] = progress.elapsed_seconds();
+    r.settings["version"] = aria_version();
+    r.settings["git_hash"] = aria_git_hash();
+    r.settings["command_line"] = command_line;
+  };
+  try {
+    for (int s = 0; s < e.cfg.seeds; ++s)
+      for (size_t m = 0; m < e.cfg.methods.size(); ++m) {
+        const std::string& method = e.cfg.methods[m];
+        const uint64_t seed = e.cfg.train.seed + uint64_t(s);
+        if (const RunState::Done* done = durable.state.find(method, seed)) {  // finished before a resume
+          report.methods[m].runs.push_back(done->run);
+          progress.message(method + " seed " + std::to_string(seed) + ": finished before the resume (run-state file)");
+          continue;
+        }
+        report.methods[m].runs.push_back(run_method(e, method, seed, tracker, log, hooks));
+        durable.state.done.push_back({method, seed, report.methods[m].runs.back()});
+        durable.state.in_progress.reset();
+        durable.state.metrics_bytes = durable.metrics->bytes();
+        save_state(out.string(), durable.state);
+        std::error_code ec;
+        fs::remove_all(out / "resume" / (method + "-seed" + std::to_string(seed)), ec);  // its resume checkpoint
+        if (StopSignals::requested() && durable.state.done.size() < e.cfg.methods.size() * size_t(e.cfg.seeds))
+          throw StopHere{"after " + method + " seed " + std::to_string(seed) + " finished"};
+      }
+  } catch (const StopHere& stop) {
+    // A partial report of the finished runs, the run-state file saying where it stopped, and the exit code.
+    progress.finish();
+    ClReport partial;
+    partial.tasks = report.tasks;
+    for (const MethodResult& mr : report.methods)
+      if (!mr.runs.empty()) partial.methods.push_back(mr);
+    add_run_facts(partial);
+    ojson j = report_to_json(partial);
+    j["partial"] = true;
+    j["stopped_at"] = stop.where;
+    write_json(out / "report.json", j);
+    durable.state.stopped = StopSignals::signal_name() + ": " + stop.where;
+    save_state(out.string(), durable.state);
+    log << "\naria: interrupted by " << StopSignals::signal_name() << ": stopped at " << stop.where << "\n"
+        << "aria: wrote a partial report " << (out / "report.json").string() << " (" << durable.state.done.size()
+        << " finished run(s)); continue with: aria " << (hooks.folder_claimed ? "run" : "continual")
+        << " --resume " << out.string() << "\n"
+        << std::flush;
+    tee.check();
+    throw Interrupted{StopSignals::exit_code()};
+  }
   progress.update(work.total, "done");
   progress.finish();
 
-  report.settings = settings_json(e);
-  report.settings["total_seconds"] = progress.elapsed_seconds();
+  add_run_facts(report);
   tee.check();
   write_report_json(report, (out / "report.json").string());
+  durable.state.finished = true;
+  durable.state.stopped.clear();
+  durable.state.metrics_bytes = durable.metrics->bytes();
+  save_state(out.string(), durable.state);
   print_report(report, log);
   log << "\nwrote " << (out / "report.json").string() << ", " << (out / "config.json").string() << ", "
       << (out / "log.txt").string() << " (" << format_duration(progress.elapsed_seconds()) << ")\n"
@@ -455,29 +610,81 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
             "Runs the experiment config's task sequence for every method (aria, finetune, ewc, adapters,\n"
             "multitask) and seed on the same protocol; writes OUT/report.json, OUT/config.json, OUT/log.txt\n"
             "and prints the accuracy matrices and the metrics table. The data format is docs/data.md's.");
-  args.option("config", "experiment config (JSON, train/aria_config.h)", "", true)
-      .option("out", "output directory (created; an existing run in it is refused unless --overwrite)", "", true)
+  args.option("config", "experiment config (JSON, train/aria_config.h); required unless --resume", "")
+      .option("out", "output directory (created; an existing run in it is refused unless --overwrite); required "
+                     "unless --resume", "")
+      .option("resume", "continue the interrupted run in this run folder (its config.json; finished runs are kept, "
+                        "the one in progress continues from its last checkpoint)", "")
+      .option("checkpoint-every", "save the run in progress every N optimizer steps of a task, and at task "
+                                  "boundaries (0: task boundaries only)", "200")
       .option("model", "Hugging Face GPT-2 directory (overrides the config's 'model')", "")
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
       .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
   if (!args.parse(argc, argv)) return 0;
+  const bool resume = args.given("resume");
+  if (resume) {
+    // The experiment is the run folder's: a flag that would change it is refused, not silently ignored.
+    for (const char* f : {"config", "out", "model", "device", "methods", "seeds", "overwrite"})
+      ARIA_CHECK(!args.given(f) && !(std::string(f) == "overwrite" && args.on(f)), "aria continual: --resume continues "
+                 "the run folder's experiment (its config.json); --", f, " cannot be combined with it");
+    ARIA_CHECK(!args.str("resume").empty(), "aria continual: --resume needs a run folder");
+  } else {
+    ARIA_CHECK(args.given("config") && !args.str("config").empty(), "aria continual: --config is required (or --resume DIR)");
+    ARIA_CHECK(args.given("out") && !args.str("out").empty(), "aria continual: --out is required (or --resume DIR)");
+  }
+  const int64_t checkpoint_every = args.integer("checkpoint-every", 0, int64_t(1) << 40);
+  const fs::path out(resume ? args.str("resume") : args.str("out"));
+  std::optional<RunFolder> folder;
+  Durable durable;
+  durable.out = out;
+  if (resume) {
+    // Locked before the state is read; a folder of aria run is resumed by aria run (its report.html, gates).
+    if (!hooks.folder_claimed) folder.emplace(out.string(), false, "aria continual", /*resume=*/true);
+    durable.state = load_state(out.string());
+    const std::string mine = hooks.folder_claimed ? "run" : "continual";
+    ARIA_CHECK(durable.state.command == mine, "--resume: '", out.string(), "' was written by `aria ",
+               durable.state.command, "`: resume it with `aria ", durable.state.command, " --resume ", out.string(), "`");
+    if (durable.state.finished) {
+      std::cout << "aria " << mine << ": " << out.string() << " holds a finished run (report.json); nothing to resume\n";
+      return 0;
+    }
+    durable.checkpoint_every = args.given("checkpoint-every") ? checkpoint_every : durable.state.checkpoint_every;
+  } else {
+    durable.checkpoint_every = checkpoint_every;
+    durable.state.command = hooks.folder_claimed ? "run" : "continual";
+  }
+  durable.state.checkpoint_every = durable.checkpoint_every;
+  durable.state.stopped.clear();
   const ExperimentConfig resolved = resolve_config(args);
 
-  const fs::path out(args.str("out"));
   // The folder is claimed (locked, checked empty or cleared, proven writable) before any work; aria run
   // has claimed it already.
-  std::optional<RunFolder> folder;
-  if (!hooks.folder_claimed) folder.emplace(out.string(), args.on("overwrite"), "aria continual");
-  io::FileWriter log_file((out / "log.txt").string());
+  if (!hooks.folder_claimed && !resume) folder.emplace(out.string(), args.on("overwrite"), "aria continual");
+  io::FileWriter log_file((out / "log.txt").string(), /*append=*/resume);
   TeeBuf tee_buf(std::cout.rdbuf(), &log_file);
   std::ostream log(&tee_buf);
+  MetricsLog metrics(out.string(), resume, durable.state.metrics_bytes);
+  durable.metrics = &metrics;
+  std::string command_line = hooks.command_line;
+  if (command_line.empty()) {
+    command_line = "aria continual";
+    for (int i = 0; i < argc; ++i) command_line += std::string(" ") + argv[i];
+  }
 
   try {
-    run_experiment(resolved, args.str("config"), out, log, tee_buf, hooks);
+    const StopSignals signals;  // SIGINT/SIGTERM: stop after the current step (a checkpoint, a partial report)
+    run_experiment(resolved, resume ? "" : args.str("config"), out, log, tee_buf, hooks, durable, resume,
+                   command_line);
     log.flush();
+    metrics.close();
     tee_buf.close();
+  } catch (const Interrupted& stop) {
+    log.flush();
+    metrics.close();
+    tee_buf.close();
+    return stop.exit_code;
   } catch (const Error& err) {
     log.flush();
     if (!tee_buf.failed()) tee_buf.log_only(std::string("aria: error: ") + err.what());  // the screen gets it from main()

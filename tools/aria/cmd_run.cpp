@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 #include "tools/aria/commands.h"
 #include "tools/aria/continual_run.h"
 #include "tools/aria/run_folder.h"
+#include "tools/aria/run_state.h"
 #include "train/continual_trainer.h"
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
@@ -173,6 +175,8 @@ struct RunExtras {
     std::string means;
     for (const GateHistogram& h : g.layers) means += (means.empty() ? "" : ", ") + std::to_string(h.mean).substr(0, 5);
     progress.message("aria seed " + std::to_string(seed) + ": mean gate per layer " + means);
+    // Written now: a resumed run that skips this (method, seed) reads it back.
+    write_json(out / "gates.json", gate_report_to_json(g));
     gates.push_back(std::move(g));
   }
 };
@@ -213,27 +217,68 @@ int cmd_run(int argc, char** argv) {
       .toggle("print-config", "print the resolved experiment config as JSON and exit")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints); without it "
                            "a run folder that is not empty is refused")
+      .option("resume", "continue the interrupted run in this run folder (after Ctrl-C, SIGTERM or a kill): its "
+                        "config, finished runs kept, the run in progress from its last checkpoint", "")
+      .option("checkpoint-every", "save the run in progress every N optimizer steps of a task, and at task "
+                                  "boundaries (0: task boundaries only)", "200")
       .option("render", "only (re)write DIR/report.html from DIR/report.json and DIR/gates.json (any run folder, "
                         "aria continual's too)", "");
   if (!args.parse(argc, argv)) return 0;
   if (args.given("render")) return render_only(args.str("render"));
   const auto t0 = std::chrono::steady_clock::now();
-  ExperimentConfig cfg = resolve_config(args);
-  if (args.on("print-config")) {
-    std::cout << experiment_config_to_json(cfg).dump(2) << "\n";
-    return 0;
+  const bool resume = args.given("resume");
+  if (resume) {
+    // The experiment is the run folder's: a flag that would change it is refused, not silently ignored.
+    for (const char* f : {"out", "model", "tasks", "methods", "seeds", "device", "steps-per-task", "data", "config"})
+      ARIA_CHECK(!args.given(f), "aria run: --resume continues the run folder's experiment (its config.json); --", f,
+                 " cannot be combined with it");
+    for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite"})
+      ARIA_CHECK(!args.on(f), "aria run: --resume continues the run folder's experiment; --", f,
+                 " cannot be combined with it");
+    ARIA_CHECK(!args.str("resume").empty(), "aria run: --resume needs a run folder");
   }
-  cfg.data_dir = find_data_dir(cfg.data_dir);
-  check_tasks(cfg);
+  ExperimentConfig cfg;
+  fs::path out;
+  ResolvedModel model;
+  std::optional<RunFolder> folder;
+  ojson run_info;  // OUT/resume/run.json: what aria run adds to the experiment (read back by --resume)
+  if (resume) {
+    out = args.str("resume");
+    folder.emplace(out.string(), false, "aria run", /*resume=*/true);
+    const fs::path info = out / "resume" / "run.json";
+    std::error_code ec;
+    ARIA_CHECK(fs::is_regular_file(info, ec), "aria run --resume: '", out.string(),
+               "' is not a resumable aria run folder (no ", info.string(), ")");
+    run_info = read_json(info);
+    try {
+      cfg = load_experiment_config((out / "config.json").string());
+      model.dir = cfg.model;
+      model.info = run_info.at("model_info");
+      cfg.model = run_info.at("model").get<std::string>();
+    } catch (const nlohmann::json::exception& e) {
+      ARIA_FAIL("'", info.string(), "' is malformed: ", e.what());
+    }
+    std::cout << "aria run: resuming " << out.string() << "\n";
+  } else {
+    cfg = resolve_config(args);
+    if (args.on("print-config")) {
+      std::cout << experiment_config_to_json(cfg).dump(2) << "\n";
+      return 0;
+    }
+    cfg.data_dir = find_data_dir(cfg.data_dir);
+    check_tasks(cfg);
+    check_model_dir(cfg);
+    out = args.given("out") ? fs::path(args.str("out")) : fs::path("runs") / timestamp();
+  }
   const Device dev = parse_device(cfg.device);
-  check_model_dir(cfg);
-  const fs::path out = args.given("out") ? fs::path(args.str("out")) : fs::path("runs") / timestamp();
-  // Claimed before any work (pretraining included): locked, empty or cleared with --overwrite, writable.
-  const RunFolder folder(out.string(), args.on("overwrite"), "aria run");
-
-  std::cout << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
-            << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
-  const ResolvedModel model = resolve_model(cfg, dev);
+  if (!resume) {
+    // Claimed before any work (pretraining included): locked, empty or cleared with --overwrite, writable.
+    folder.emplace(out.string(), args.on("overwrite"), "aria run");
+    std::cout << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
+              << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
+    model = resolve_model(cfg, dev);
+    run_info = {{"model", cfg.model}, {"model_info", model.info}, {"checkpoints", !args.on("no-checkpoints")}};
+  }
   const double model_seconds = since(t0);
 
   // The experiment: aria continual on the resolved config, with checkpoints and gate histograms.
@@ -242,19 +287,34 @@ int cmd_run(int argc, char** argv) {
   run_cfg.device = dev.str();
   // aria continual reads it and writes it back resolved.
   const fs::path input = out / "config.json";
-  write_json(input, ojson::parse(experiment_config_to_json(run_cfg).dump()));
+  if (!resume) {
+    write_json(input, ojson::parse(experiment_config_to_json(run_cfg).dump()));
+    check_writable_dir((out / "resume").string(), "run folder");
+    write_json(out / "resume" / "run.json", run_info);
+  }
   RunExtras extras;
   extras.out = out;
-  extras.checkpoints = !args.on("no-checkpoints");
+  extras.checkpoints = run_info.value("checkpoints", true);
+  std::error_code gates_ec;
+  if (resume && fs::exists(out / "gates.json", gates_ec))  // aria's first seed finished before the resume
+    extras.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(out / "gates.json").dump())));
   extras.eval_split = cfg.train.eval_split;
   extras.batch_size = cfg.train.batch_size;
   extras.gate_examples = cfg.train.max_eval_examples;
   ContinualHooks hooks;
   hooks.folder_claimed = true;
+  std::string cmd = "aria run";
+  for (int i = 0; i < argc; ++i) cmd += std::string(" ") + argv[i];
+  hooks.command_line = cmd;
   hooks.after_run = [&](const std::string& m, uint64_t s, ContinualTrainer& t, const std::vector<const ClsTaskData*>& d,
                         Progress& p) { extras.after_run(m, s, t, d, p); };
   const std::string in_s = input.string(), out_s = out.string();
-  std::vector<std::string> sub = {"--config", in_s, "--out", out_s};
+  std::vector<std::string> sub = resume ? std::vector<std::string>{"--resume", out_s}
+                                        : std::vector<std::string>{"--config", in_s, "--out", out_s};
+  if (args.given("checkpoint-every") || !resume) {
+    sub.push_back("--checkpoint-every");
+    sub.push_back(args.str("checkpoint-every"));
+  }
   std::vector<char*> sub_argv;
   for (std::string& s : sub) sub_argv.push_back(s.data());
   const auto t_exp = std::chrono::steady_clock::now();
@@ -273,9 +333,7 @@ int cmd_run(int argc, char** argv) {
   HtmlReportOptions opt;
   opt.gates = extras.gates;
   if (!extras.gates.empty()) write_json(out / "gates.json", gate_report_to_json(extras.gates[0]));
-  std::string cmd = "aria run";
-  for (int i = 0; i < argc; ++i) cmd += std::string(" ") + argv[i];
-  opt.subtitle = cmd + " · " + timestamp() + " · device " + dev.str() + " · experiment " +
+  opt.subtitle = aria_version_line() + " · " + cmd + " · " + timestamp() + " · device " + dev.str() + " · experiment " +
                  format_duration(experiment_seconds) +
                  (model.info.value("built_now", false) ? " (+ " + format_duration(model_seconds) + " pretraining)" : "");
   write_report_html(report, opt, (out / "report.html").string());

@@ -1,6 +1,8 @@
 // aria continual's experiment with a hook, for aria run (cmd_run.cpp), which keeps each method's
 // final trainer checkpoint and ARIA's gate histograms: run_continual takes cmd_continual's flags and
 // writes the same files and output, calling hooks.after_run after each (method, seed) run.
+// Returns 0, or 128 + the signal when SIGINT/SIGTERM stopped the run (checkpoint and partial report
+// written; tools/aria/run_state.h).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,6 +24,8 @@ struct ContinualHooks {
       after_run;
   // The caller (aria run) has claimed --out already (tools/aria/run_folder.h: locked, checked, writable).
   bool folder_claimed = false;
+  // The command line report.json records ("" : aria continual's own).
+  std::string command_line;
 };
 
 int run_continual(int argc, char** argv, const ContinualHooks& hooks);

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "tools/aria/commands.h"
+#include "tools/aria/run_state.h"
 
 namespace {
 
@@ -33,7 +34,7 @@ const Command kCommands[] = {
 
 void print_help() {
   std::printf("aria: continual fine-tuning of GPT-2 without catastrophic forgetting (C++/CUDA)\n\n");
-  std::printf("usage: aria <command> [flags]    (aria <command> --help for its flags)\n\ncommands:\n");
+  std::printf("usage: aria <command> [flags]    (aria <command> --help for its flags; aria --version)\n\ncommands:\n");
   for (const Command& c : kCommands) std::printf("  %-10s %s\n", c.name, c.summary);
 }
 
@@ -43,6 +44,14 @@ int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version")) {
+    if (argc > 2) {
+      std::fprintf(stderr, "aria: error: %s takes no arguments\n", argv[1]);
+      return 2;
+    }
+    std::printf("%s\n", aria::cli::aria_version_line().c_str());
+    return 0;
   }
   for (const Command& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;

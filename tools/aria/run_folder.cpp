@@ -26,7 +26,8 @@ constexpr const char* kProbe = ".aria-write-probe.";
 
 // What a run of aria writes into its folder (and the temporaries of those writes).
 bool written_by_aria(const std::string& name) {
-  for (const char* f : {"report.json", "report.html", "config.json", "log.txt", "gates.json", "checkpoints"}) {
+  for (const char* f : {"report.json", "report.html", "config.json", "log.txt", "gates.json", "checkpoints", "metrics.jsonl",
+                        "resume"}) {
     const std::string s = f;
     if (name == s || name.rfind(s + ".tmp", 0) == 0) return true;
   }
@@ -88,10 +89,18 @@ void check_writable_dir(const std::string& dir, const std::string& what) {
              std::strerror(errno));
 }
 
-RunFolder::RunFolder(const std::string& dir, bool overwrite, const std::string& command) : dir_(dir) {
+RunFolder::RunFolder(const std::string& dir, bool overwrite, const std::string& command, bool resume) : dir_(dir) {
+  if (resume) {
+    std::error_code ec;
+    ARIA_CHECK(fs::is_directory(dir, ec), command, " --resume: run folder '", dir, "' does not exist");
+  }
   create_dir(dir, "run folder");
   fd_ = take_lock(dir);
   try {
+    if (resume) {  // the previous run's files are kept and continued
+      check_writable_dir(dir, "run folder");
+      return;
+    }
     std::vector<std::string> present, foreign;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string n = e.path().filename().string();

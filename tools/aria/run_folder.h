@@ -5,7 +5,7 @@
 //    ends. A second aria process writing into the same folder is refused at once.
 //  - An existing run is never silently replaced: a folder holding anything but .lock is refused unless
 //    overwrite is set; then the previous run's files (report.json, report.html, config.json, log.txt,
-//    gates.json, checkpoints/, their temporaries) are removed before the new run starts. A file aria
+//    gates.json, checkpoints/, metrics.jsonl, resume/, their temporaries) are removed before the new run starts. A file aria
 //    does not write is never removed: such a folder is refused even with --overwrite.
 //  - The folder is checked writable (a probe file is created, written, closed and removed), so a
 //    read-only or full file system is an error before the first training step.
@@ -18,7 +18,8 @@ class RunFolder {
  public:
   // Creates `dir` if needed, takes the lock, then checks (and with overwrite, clears) its contents and
   // proves it writable. `command` ("aria run") starts the messages.
-  RunFolder(const std::string& dir, bool overwrite, const std::string& command);
+  // resume (--resume): `dir` must exist; its files are kept (no emptiness check), only locked and probed.
+  RunFolder(const std::string& dir, bool overwrite, const std::string& command, bool resume = false);
   ~RunFolder();
   RunFolder(const RunFolder&) = delete;
   RunFolder& operator=(const RunFolder&) = delete;
