@@ -177,6 +177,30 @@ def main():
         need(rc == -signal.SIGKILL, f"kill -9: exit {rc}")
         run([a.aria, "continual", "--resume", d, "--checkpoint-every", "7"])
         same_as_ref(d, "kill -9 + --resume")
+        # aria run: SIGINT, then aria run --resume; report.json (model origin included) and gates.json as an
+        # uninterrupted aria run's; aria continual refuses to resume an aria run folder.
+        data = os.path.abspath(os.path.join(os.path.dirname(a.config), cfg["data_dir"].split("fixtures/")[-1]))
+        cfg["methods"] = ["aria", "finetune"]
+        run_cfg = os.path.join(tmp, "run_config.json")
+        with open(run_cfg, "w") as f:
+            json.dump(cfg, f)
+        rbase = [a.aria, "run", "--config", run_cfg, "--model", model, "--data", data, "--device", "cpu",
+                 "--checkpoint-every", "5"]
+        rref = os.path.join(tmp, "run_ref")
+        run(rbase + ["--out", rref])
+        d = os.path.join(tmp, "run_sigint")
+        rc, text = interrupted(rbase + ["--out", d], d, signal.SIGINT, 10)
+        need(rc == 130, f"aria run SIGINT: exit {rc}, expected 130\n{text[-2000:]}")
+        need(load(os.path.join(d, "report.json")).get("partial") is True, "aria run SIGINT: report.json not partial")
+        out = run([a.aria, "continual", "--resume", d], want_rc=1)
+        need("aria run --resume" in out, f"aria continual --resume of an aria run folder: {out}")
+        run([a.aria, "run", "--resume", d, "--methods", "aria"], want_rc=1)
+        run([a.aria, "run", "--resume", d])
+        got, want = load(os.path.join(d, "report.json")), load(os.path.join(rref, "report.json"))
+        need(strip(got) == strip(want), "aria run --resume: the report differs from the uninterrupted run's")
+        need(load(os.path.join(d, "gates.json")) == load(os.path.join(rref, "gates.json")), "aria run --resume: gates.json differs")
+        need(os.path.isfile(os.path.join(d, "report.html")), "aria run --resume: no report.html")
+        need(os.path.isfile(os.path.join(d, "checkpoints", "finetune-seed7", "trainer.json")), "aria run --resume: no checkpoint")
         print("check_resume: OK (SIGINT 130, SIGTERM 143, kill -9: resumed reports equal the uninterrupted run's)")
         return 0
     except CheckError as e:
