@@ -184,6 +184,7 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
                                                                                                   : "fp32";
     ARIA_CHECK(c.train.precision == "bf16" || c.train.precision == "fp32", where, ": precision \"",
                c.train.precision, "\" is not bf16 or fp32");
+    bf16_precision(c.train, device);  // a bfloat16 checkpoint on the CPU: refused before anything is built
     const json& o = j.at("options");
     options.schedule = parse_schedule_kind(o.at("schedule").get<std::string>());
     options.warmup_fraction = o.at("warmup_fraction").get<double>();
