@@ -22,7 +22,18 @@ struct Config {
   bool autotune = false;  // --autotune: each GEMM plan times cuBLASLt's top candidates once (runtime.h)
   int lm_chunk_mib = 0;  // --lm-chunk-mib: logits per classifier chunk (0: ops::lm_head_chunk_bytes()'s default)
   int steps = 10, warmup = 3;
+  bool continual = false;  // --continual: the continual trainer's aria step and its per-sample Fisher
+  int fisher_batches = 8;  // --fisher-batches: batches of the timed Fisher pass
 };
+
+struct ContinualResult {
+  std::string precision;
+  double step_ms = 0, tokens_per_s = 0, peak_gib = 0;
+  double fisher_ms = 0;             // the exact per-sample Fisher over fisher_examples examples
+  int64_t fisher_examples = 0, params = 0;
+  double fisher_vs_training = 0;    // fisher_ms / (training steps over the same examples)
+};
+ContinualResult bench_continual(const Config& cfg);
 
 struct StepResult {
   double step_ms = 0, host_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;

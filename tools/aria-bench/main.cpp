@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
 #ifdef ARIA_WITH_CUDA
@@ -50,6 +51,12 @@ options:
                    choice, and so the rounding, may then differ between processes)
   --lm-chunk-mib N with --model: at most N MiB of logits per classifier chunk (default 512)
   --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
+  --continual      with --model (d12, d24, d36, d48): the continual trainer's step with the aria method
+                   (gated MLP, plasticity loss, dampening, SPC penalty after one consolidated task,
+                   adapter and head, clipping, AdamW groups) on synthetic examples of --seq tokens
+                   (default batch 16, seq 512), its mean time over --steps steps, and the exact
+                   per-sample Fisher over --fisher-batches batches against a training pass over them
+  --fisher-batches N  with --continual: batches of the timed Fisher pass (default 8)
   --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
                    torch.compile, same shapes) and print both systems side by side
   --help           this text
@@ -186,6 +193,29 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
   return 0;
 }
 
+// --continual: the continual trainer's step and Fisher pass, as a table + JSON.
+int run_continual_mode(Config cfg, const std::string& json_path) {
+  if (cfg.batch == 8 && cfg.seq == 1024) cfg.batch = 16, cfg.seq = 512;  // the reference shape unless given
+  std::printf("aria-bench on %s: continual trainer, aria method, GPT-2 %s, B=%d T=%d, %s; mean of %d steps\n",
+              device_name().c_str(), cfg.model.c_str(), cfg.batch, cfg.seq, cfg.bf16 ? "bf16" : "fp32", cfg.steps);
+  const ContinualResult r = bench_continual(cfg);
+  std::printf("\n%-10s %12s %9s %12s %10s | %-28s %10s %14s\n", "precision", "params", "step ms", "tokens/s", "peak GiB",
+              "per-sample Fisher (exact)", "ms", "x training");
+  std::printf("%-10s %12lld %9.1f %12.0f %10.2f | %6lld examples %21s %10.1f %13.2fx\n", r.precision.c_str(),
+              static_cast<long long>(r.params), r.step_ms, r.tokens_per_s, r.peak_gib,
+              static_cast<long long>(r.fisher_examples), "", r.fisher_ms, r.fisher_vs_training);
+  if (!json_path.empty()) {
+    nlohmann::json j = {{"device", device_name()},
+                        {"continual",
+                         {{"model", cfg.model}, {"batch", cfg.batch}, {"seq", cfg.seq}, {"precision", r.precision},
+                          {"params", r.params}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s},
+                          {"peak_mem_gib", r.peak_gib}, {"fisher_examples", r.fisher_examples},
+                          {"fisher_ms", r.fisher_ms}, {"fisher_vs_training", r.fisher_vs_training}}}};
+    io::write_file_atomic(json_path, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,6 +262,10 @@ int main(int argc, char** argv) {
         cfg.lm_chunk_mib = parse_int(a, value());
       } else if (a == "--steps") {
         cfg.steps = parse_int(a, value());
+      } else if (a == "--continual") {
+        cfg.continual = true;
+      } else if (a == "--fisher-batches") {
+        cfg.fisher_batches = parse_int(a, value());
       } else if (a == "--compare-torch") {
         compare_torch = true;
       } else {
@@ -240,8 +274,11 @@ int main(int argc, char** argv) {
     }
     ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
     ARIA_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
-    ARIA_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0) || !cfg.model.empty(),
-               "--graph, --autotune and --lm-chunk-mib need --model");
+    ARIA_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0 && !cfg.continual) || !cfg.model.empty(),
+               "--graph, --autotune, --lm-chunk-mib and --continual need --model");
+    ARIA_CHECK(!cfg.continual || (!compare_torch && !cfg.tf32 && !cfg.gated && !cfg.graph),
+               "--continual times the aria method as the trainer runs it: --compare-torch (no PyTorch twin "
+               "yet), --tf32, --gated and --graph do not apply");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
@@ -252,6 +289,7 @@ int main(int argc, char** argv) {
       );
       return 2;
     }
+    if (cfg.continual) return run_continual_mode(cfg, json_path);
     if (!cfg.model.empty()) return run_step_mode(cfg, json_path, compare_torch);
     std::printf("aria-bench on %s: B=%d T=%d, %d timed runs per kernel (median)\n", device_name().c_str(), cfg.batch,
                 cfg.seq, cfg.reps);
