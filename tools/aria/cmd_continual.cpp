@@ -401,6 +401,9 @@ ExperimentConfig resolve_config(const Args& args) {
   if (args.given("seeds")) c.seeds = int(args.integer("seeds", 1, 1000));
   if (args.given("device")) c.device = args.str("device");
   if (args.given("model")) c.model = args.str("model");
+  ARIA_CHECK(!(args.on("bf16") && args.on("fp32")), "aria continual: --bf16 and --fp32 are two precisions: choose one");
+  if (args.on("bf16")) c.train.precision = "bf16";
+  if (args.on("fp32")) c.train.precision = "fp32";
   try {
     validate_experiment_config(c);
   } catch (const Error& e) {
@@ -426,6 +429,7 @@ ojson settings_json(const Experiment& e) {
   ojson s;
   s["config"] = ojson::parse(experiment_config_to_json(e.cfg).dump());
   s["device"] = e.device.str();
+  s["precision"] = bf16_precision(e.cfg.train, e.device) ? "bf16" : "fp32";  // what trains (auto resolved)
   s["model"] = {{"path", e.cfg.model},
                 {"n_layer", e.base.config.n_layer},
                 {"n_embd", e.base.config.n_embd},
@@ -494,6 +498,10 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   const Gpt2Tokenizer tok = load_tokenizer_for(e.cfg.model);
   log << "model " << e.cfg.model << ": " << e.base.num_parameters() << " parameters (" << e.base.config.n_layer
       << " layers, d=" << e.base.config.n_embd << "), device " << e.device.str() << "\n";
+  // Refuses bf16 on the CPU here, before any run starts (the error names the device).
+  const bool bf16 = bf16_precision(e.cfg.train, e.device);
+  log << "precision: " << (bf16 ? "bf16 (float32 AdamW masters)" : "fp32") << " (train.precision \""
+      << e.cfg.train.precision << "\")\n";
   for (const std::string& name : e.cfg.tasks) {
     e.tasks.push_back(load_cls_task((fs::path(e.cfg.data_dir) / name).string(), tok, e.cfg.train.max_seq_len,
                                     e.cfg.train.max_train_examples, e.cfg.train.max_eval_examples));
@@ -621,6 +629,9 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
       .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "")
+      .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only; the default "
+                      "on CUDA)")
+      .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default on the CPU)")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
   if (!args.parse(argc, argv)) return 0;
   const bool resume = args.given("resume");
@@ -630,6 +641,8 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
       ARIA_CHECK(!args.given(f) && !(std::string(f) == "overwrite" && args.on(f)), "aria continual: --resume continues "
                  "the run folder's experiment (its config.json); --", f, " cannot be combined with it");
     ARIA_CHECK(!args.str("resume").empty(), "aria continual: --resume needs a run folder");
+    ARIA_CHECK(!args.on("bf16") && !args.on("fp32"), "aria continual: --resume continues the run folder's "
+               "experiment (its config.json); --bf16 / --fp32 cannot be combined with it");
   } else {
     ARIA_CHECK(args.given("config") && !args.str("config").empty(), "aria continual: --config is required (or --resume DIR)");
     ARIA_CHECK(args.given("out") && !args.str("out").empty(), "aria continual: --out is required (or --resume DIR)");

@@ -72,6 +72,9 @@ ExperimentConfig resolve_config(const Args& a) {
   if (a.given("seeds")) c.seeds = int(a.integer("seeds", 1, 1000));
   if (a.given("device")) c.device = a.str("device");
   if (a.given("steps-per-task")) c.train.steps_per_task = a.integer("steps-per-task", 1, int64_t(1) << 40);
+  ARIA_CHECK(!(a.on("bf16") && a.on("fp32")), "aria run: --bf16 and --fp32 are two precisions: choose one");
+  if (a.on("bf16")) c.train.precision = "bf16";
+  if (a.on("fp32")) c.train.precision = "fp32";
   try {
     validate_experiment_config(c);
   } catch (const Error& e) {
@@ -210,6 +213,8 @@ int cmd_run(int argc, char** argv) {
       .option("seeds", "repeats with seeds seed, seed+1, ...: mean and spread reported", "")
       .option("device", "cpu, cuda, cuda:N or auto", "")
       .option("steps-per-task", "optimizer steps per task (every method)", "")
+      .toggle("bf16", "train in bfloat16 with float32 masters (CUDA only; the default on CUDA)")
+      .toggle("fp32", "train in float32 (the default on the CPU)")
       .option("data", "data directory (default: third_party/data, found from the current directory up)", "")
       .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
@@ -232,7 +237,7 @@ int cmd_run(int argc, char** argv) {
     for (const char* f : {"out", "model", "tasks", "methods", "seeds", "device", "steps-per-task", "data", "config"})
       ARIA_CHECK(!args.given(f), "aria run: --resume continues the run folder's experiment (its config.json); --", f,
                  " cannot be combined with it");
-    for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite"})
+    for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite", "bf16", "fp32"})
       ARIA_CHECK(!args.on(f), "aria run: --resume continues the run folder's experiment; --", f,
                  " cannot be combined with it");
     ARIA_CHECK(!args.str("resume").empty(), "aria run: --resume needs a run folder");
