@@ -139,7 +139,9 @@ def main():
         os.makedirs(os.path.join(out, "checkpoints", "old-seed1"))
         expect_ok(cont + ["--out", out, "--overwrite", "--methods", "adapters"])
         left = sorted(os.listdir(out))
-        need(left == [".lock", "config.json", "log.txt", "report.json"], f"files of the old run were kept: {left}")
+        need(left == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume"],
+             f"files of the old run were kept: {left}")
+        need(os.listdir(os.path.join(out, "resume")) == ["state.json"], "a finished run left a resume checkpoint")
         rep = json.loads(read(os.path.join(out, "report.json")))
         need(list(rep["methods"]) == ["adapters"], f"report.json is not the new run's: {list(rep['methods'])}")
         need("finetune" not in read(os.path.join(out, "log.txt")), "log.txt holds the old run")
@@ -161,7 +163,8 @@ def main():
                          f"run folder {out} is in use by another aria process (pid 4242)")
             expect_error(run_tiny + ["--out", out, "--overwrite"], "in use by another aria process (pid 4242)")
             expect_error([aria, "run", "--render", out], "in use by another aria process")
-            need(sorted(os.listdir(out)) == [".lock", "config.json", "log.txt", "report.json"],
+            expect_error([aria, "continual", "--resume", out], "in use by another aria process")  # --resume locks too
+            need(sorted(os.listdir(out)) == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume"],
                  "a refused run touched the locked folder")
         expect_ok([aria, "run", "--render", out])  # the lock is free again
         # two real runs at once into a fresh folder: exactly one of them may run
@@ -246,8 +249,9 @@ def main():
         for lim in (0, 1, 2):
             d = j(f"efbig{lim}")
             o = expect_error(cont + ["--out", d], d, "File too large", shell_prefix=efbig.format(lim))
-            if lim > 0:  # config.json fits, a later write (the log, the report) does not
-                need("log.txt" in o or "report.json" in o, f"the failing file is not named:\n{o}")
+            if lim > 0:  # config.json fits, a later write (the log, metrics.jsonl, a checkpoint, the report) does not
+                need(any(f in o for f in ("log.txt", "report.json", "metrics.jsonl", "checkpoint.safetensors",
+                                          "state.json")), f"the failing file is not named:\n{o}")
                 json.loads(read(os.path.join(d, "config.json")))
             d = j(f"efbig_run{lim}")
             expect_error(run_tiny + ["--out", d], d, "File too large", shell_prefix=efbig.format(lim),
