@@ -103,7 +103,7 @@ TEST_CASE("continual training steps wait for the GPU only at report points, and 
   a.warmup_steps = 2;
   TrainSettings s = testing::small_train_settings(8);
   s.grad_accum = 2;
-  s.precision = "fp32";  // compared with the CPU (auto would train in bfloat16 on CUDA)
+  s.precision = "fp32";  // compared with the CPU, whatever "auto" picks on CUDA
   TrainerOptions o = testing::quiet();
   o.log_every = 1000;  // report points: only the last step of each train_steps call
   auto run = [&](Device device, uint64_t* waits_1, uint64_t* waits_6, uint64_t* waits_eval) {

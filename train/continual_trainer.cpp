@@ -58,7 +58,9 @@ bool bf16_precision(const TrainSettings& t, Device device) {
     return true;
   }
   ARIA_CHECK(t.precision == "auto", "train.precision must be one of auto, bf16, fp32, got \"", t.precision, "\"");
-  return device.is_cuda();
+  // auto is float32 everywhere until the bf16 continual trainer has passed its GPU tests
+  // (tests/test_cuda_continual_bf16.cpp, not yet run on a GPU); then it becomes bf16 on CUDA.
+  return false;
 }
 
 namespace {

@@ -629,9 +629,8 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
       .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "")
-      .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only; the default "
-                      "on CUDA)")
-      .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default on the CPU)")
+      .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only)")
+      .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default)")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
   if (!args.parse(argc, argv)) return 0;
   const bool resume = args.given("resume");
