@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Checks the COMMITTED tree (HEAD) on the lent GPU in one device call, whatever is uncommitted in the
+# working tree (other people's edits in progress travel with it too). Two halves:
+#
+#   here:     bash tools/gpu_head_check.sh --pack     # build-snap/head.tar = git archive HEAD (+ build-deps)
+#   device:   bash tools/gpu_head_check.sh [quick]    # carry ["build-deps", "third_party/gpt2-vocab",
+#                                                     #        "third_party/data", "build-snap"]
+#
+# On the device it unpacks HEAD into /tmp/head, builds build-gpu/ there (tools/gpu_quick.sh), runs the
+# GPU tests of the newest work verbosely, then the whole ctest suite, then the continual trainer's
+# bench at GPT-2 124M (seq 512, batch 16) in bf16 and fp32. "quick" stops after the GPU tests.
+# Logs land in $OUT.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = "--pack" ]; then
+  mkdir -p "$root/build-snap"
+  git -C "$root" archive --format=tar HEAD > "$root/build-snap/head.tar"
+  [ -d "$root/build-deps" ] || bash "$root/tools/gpu_check.sh" --pack
+  echo "packed $(git -C "$root" rev-parse --short HEAD) into build-snap/head.tar"
+  exit 0
+fi
+out="${OUT:-/tmp/head-logs}"
+mkdir -p /tmp/head "$out" && tar -xf "$root/build-snap/head.tar" -C /tmp/head && cp -r "$root/build-deps" /tmp/head/ &&
+  mkdir -p /tmp/head/third_party && cp -r "$root/third_party/gpt2-vocab" "$root/third_party/data" /tmp/head/third_party/ ||
+  { echo "cannot unpack build-snap/head.tar (run --pack here first)"; exit 1; }
+cd /tmp/head
+export ARIA_HOME=/tmp/head
+OUT="$out" bash tools/gpu_quick.sh test_cuda_host_syncs:-s test_count_correct test_cuda_continual_bf16:-s \
+  "test_gated_fused:-tc=*spc*" test_cuda_runtime test_spc test_fisher test_adamw \
+  -c "nvidia-smi --query-gpu=name --format=csv,noheader"
+status=$?
+[ "${1:-}" = "quick" ] && exit $status
+(cd build-gpu && timeout 200 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
+grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed" "$out/ctest.log" | head -30
+for p in --bf16 --fp32; do
+  timeout 90 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 $p 2>&1 | tail -3
+done
+exit $status
