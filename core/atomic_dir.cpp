@@ -70,8 +70,10 @@ AtomicDir::AtomicDir(const std::string& target, const std::string& what)
              " folder");
   std::error_code ec;
   if (fs::exists(target_, ec)) {
-    ARIA_CHECK(fs::is_directory(target_), what_, " '", target_, "' exists and is not a folder");
-    ARIA_CHECK(fs::is_empty(target_) || fs::is_regular_file(fs::path(target_) / kManifestFile), what_, " '", target_,
+    ARIA_CHECK(fs::is_directory(target_, ec), what_, " '", target_, "' exists and is not a folder");
+    const bool empty = fs::is_empty(target_, ec);
+    ARIA_CHECK(!ec, what_, ": cannot read folder '", target_, "': ", ec.message());
+    ARIA_CHECK(empty || fs::is_regular_file(fs::path(target_) / kManifestFile, ec), what_, " '", target_,
                "' exists and was not written by aria (no ", kManifestFile, "); refusing to replace it");
   }
   const std::string parent = parent_of(target_);
