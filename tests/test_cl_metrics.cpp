@@ -47,12 +47,15 @@ TEST_CASE("three tasks: ACC, BWT, forgetting with a max over earlier rows, FWT f
   CHECK(m.fwt == doctest::Approx(0.05).epsilon(1e-12));
 }
 
-TEST_CASE("forgetting's max includes rows before the task was trained (i < j), as the formula says") {
-  // a01 = 0.85 (task 1 before its own training) exceeds a11 = 0.80.
+TEST_CASE("forgetting's max skips rows before the task was trained (i < j), where the old formula differs") {
+  // a01 = 0.85 (task 1 before its own training, through its probe head) exceeds a11 = 0.80.
   const AccMatrix a = {{0.90, 0.85, 0.30}, {0.90, 0.80, 0.40}, {0.90, 0.70, 0.90}};
   ClMetrics m = compute_cl_metrics(a, {});
-  // j=0: max(0.90, 0.90) - 0.90 = 0; j=1: max(0.85, 0.80) - 0.70 = 0.15; mean = 0.075
-  CHECK(m.forgetting == doctest::Approx(0.075).epsilon(1e-12));
+  // Updated spec (rows i >= j): j=0: max(a00, a10) - a20 = 0.90 - 0.90 = 0;
+  //   j=1: max(a11) - a21 = 0.80 - 0.70 = 0.10; mean = 0.05 (= -BWT here).
+  // The old formula (max over every i < T-1) took max(0.85, 0.80) = 0.85 for j=1 and gave 0.075.
+  CHECK(m.forgetting == doctest::Approx(0.05).epsilon(1e-12));
+  CHECK(m.forgetting != doctest::Approx(0.075).epsilon(1e-6));
   // BWT = ((0.90 - 0.90) + (0.70 - 0.80)) / 2 = -0.05
   CHECK(m.bwt == doctest::Approx(-0.05).epsilon(1e-12));
   // No b: FWT is not defined.

@@ -40,8 +40,8 @@ ClMetrics compute_cl_metrics(const AccMatrix& a, const std::vector<double>& b) {
   double bwt = 0, forgetting = 0;
   for (size_t j = 0; j + 1 < T; ++j) {
     bwt += last[j] - a[j][j];
-    double best = a[0][j];
-    for (size_t i = 1; i + 1 < T; ++i) best = std::max(best, a[i][j]);
+    double best = a[j][j];  // rows i >= j only: after task j was learned
+    for (size_t i = j + 1; i + 1 < T; ++i) best = std::max(best, a[i][j]);
     forgetting += best - last[j];
   }
   m.bwt = bwt / double(T - 1);

@@ -2,12 +2,14 @@
 //   a[i][j]: accuracy on task j after training task i (T x T);  b[j]: task j before any training.
 //   ACC        = mean_j a[T-1][j]
 //   BWT        = mean_{j<T-1} (a[T-1][j] - a[j][j])
-//   forgetting = mean_{j<T-1} (max_{i<T-1} a[i][j] - a[T-1][j])
+//   forgetting = mean_{j<T-1} (max_{j<=i<T-1} a[i][j] - a[T-1][j])
 //   FWT        = mean_{j>0} (a[j-1][j] - b[j])
 // With T == 1 the means over j < T-1 and j > 0 are empty: BWT, forgetting and FWT are not defined
 // (has_* false, value NaN; report.json writes them as null). FWT is also undefined without b.
-// The forgetting max runs over every row before the last, i < T-1 (a[i][j] with i < j is the
-// accuracy before task j was trained; the spec's formula includes it, and so do we).
+// The forgetting max runs only over the rows after task j was learned, j <= i < T-1 (as Chaudhry et
+// al. 2018, Avalanche and Mammoth define it): a[i][j] with i < j is the accuracy of an untrained task
+// (through its probe head) and is never "forgotten". Before the spec changed, the max ran over every
+// row i < T-1, so a method whose parameters cannot change could report forgetting > 0 with BWT = 0.
 #pragma once
 #include <limits>
 #include <vector>
