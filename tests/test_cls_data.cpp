@@ -1,4 +1,4 @@
-// Classification data: the JSONL task format with strict errors naming file:line, padded
+// Classification data: the JSONL and CSV task formats with strict errors naming file:line, padded
 // batches, and a batcher that is reproducible from its seed and from a saved State.
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -96,10 +96,11 @@ TEST_CASE("malformed lines are errors naming file:line and the reason") {
       {"[\"x\", 0]", "must be a JSON object"},
       {"{\"label\": 0}", "missing key \"text\""},
       {"{\"text\": \"x\"}", "missing key \"label\""},
-      {"{\"text\": \"x\", \"label\": 0, \"id\": 5}", "unexpected key \"id\""},
       {"{\"text\": 5, \"label\": 0}", "\"text\" must be a string"},
-      {"{\"text\": \"x\", \"label\": \"1\"}", "\"label\" must be an integer"},
-      {"{\"text\": \"x\", \"label\": 1.0}", "\"label\" must be an integer"},
+      {"{\"text\": \"x\", \"label\": \"1\"}", "label \"1\" is not one of the labels of"},
+      {"{\"text\": \"x\", \"label\": 1.0}", "\"label\" must be an integer or a string"},
+      {"{\"text\": \"x\", \"label\": null}", "\"label\" must be an integer or a string"},
+      {"{\"text\": \"x\", \"label\": \"\"}", "\"label\" is empty"},
       {"{\"text\": \"x\", \"label\": 2}", "label 2 is outside [0, 2)"},
       {"{\"text\": \"x\", \"label\": -1}", "label -1 is outside [0, 2)"},
       {"{\"text\": \"\", \"label\": 0}", "\"text\" is empty"},
@@ -233,4 +234,179 @@ TEST_CASE("fixed_batches: in order, the last batch smaller, capped by max_batche
   CHECK(flat_ids(all[0]) == std::vector<int32_t>{1, 2, 3});
   CHECK(flat_ids(all[2]) == std::vector<int32_t>{7});
   CHECK(fixed_batches(data, 3, Device::cpu(), 2).size() == 2);
+}
+
+// ---- data as people have it: extra keys, other field names, string labels, CSV, BOM, no validation ----
+
+namespace {
+ClsTaskData load(const TaskDir& t, const ClsDataOptions& o = {}) { return load_cls_task(t.dir.string(), tok(), 64, 0, 0, o); }
+std::string error_with(const TaskDir& t, const ClsDataOptions& o) {
+  try {
+    load(t, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+std::vector<int32_t> labels_of(const std::vector<ClsExample>& v) {
+  std::vector<int32_t> out;
+  for (const ClsExample& e : v) out.push_back(e.label);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("JSONL: extra keys are ignored, --text-field/--label-field name other keys") {
+  TaskDir t;
+  t.write("train.jsonl", "{\"idx\": 0, \"text\": \"one\", \"label\": 0, \"meta\": {\"a\": [1]}}\n"
+                         "{\"idx\": 1, \"text\": \"two\", \"label\": 1}\n");
+  ClsTaskData d = load(t);
+  CHECK(d.train.size() == 2);
+  CHECK(d.train[1].ids == tok().encode("two"));
+  CHECK(d.labels_source == "labels.json");
+  CHECK(d.validation_source == "validation.jsonl");
+
+  const std::string sst = "{\"sentence\": \"good film\", \"idx\": 3, \"y\": 1}\n{\"sentence\": \"bad\", \"idx\": 4, \"y\": 0}\n";
+  t.write("train.jsonl", sst);
+  t.write("validation.jsonl", sst);
+  t.write("test.jsonl", sst);
+  ClsDataOptions o;
+  o.text_field = "sentence";
+  o.label_field = "y";
+  d = load(t, o);
+  CHECK(d.train[0].ids == tok().encode("good film"));
+  CHECK(labels_of(d.train) == std::vector<int32_t>{1, 0});
+  // With the default field names the error names the missing key and the flag.
+  const std::string e = error_with(t, {});
+  CHECK(e.find("train.jsonl:1: missing key \"text\"") != std::string::npos);
+  CHECK(e.find("--text-field") != std::string::npos);
+  o.label_field = "nope";
+  CHECK(error_with(t, o).find("missing key \"nope\"") != std::string::npos);
+}
+
+TEST_CASE("string labels map through labels.json, or are collected in sorted order without it") {
+  TaskDir t;
+  const std::string s = "{\"text\": \"a\", \"label\": \"yes\"}\n{\"text\": \"b\", \"label\": \"no\"}\n{\"text\": \"c\", \"label\": 1}\n";
+  t.write("train.jsonl", s);
+  t.write("validation.jsonl", s);
+  t.write("test.jsonl", s);
+  ClsTaskData d = load(t);
+  CHECK(labels_of(d.train) == std::vector<int32_t>{1, 0, 1});  // labels.json is ["no", "yes"]
+  t.write("train.jsonl", "{\"text\": \"a\", \"label\": \"maybe\"}\n");
+  CHECK(error_with(t, {}).find("train.jsonl:1: label \"maybe\" is not one of the labels of") != std::string::npos);
+
+  TaskDir u;
+  fs::remove(u.dir / "labels.json");
+  u.write("train.jsonl", "{\"text\": \"a\", \"label\": \"positive\"}\n{\"text\": \"b\", \"label\": \"negative\"}\n");
+  u.write("validation.jsonl", "{\"text\": \"a\", \"label\": \"neutral\"}\n");
+  u.write("test.jsonl", "{\"text\": \"a\", \"label\": \"positive\"}\n");
+  d = load(u);
+  CHECK(d.label_names == std::vector<std::string>{"negative", "neutral", "positive"});
+  CHECK(d.labels_source.find("collected from the data") != std::string::npos);
+  CHECK(labels_of(d.train) == std::vector<int32_t>{2, 0});
+  CHECK(labels_of(d.validation) == std::vector<int32_t>{1});
+  // Integer labels without labels.json: numeric order, names are the numbers.
+  u.write("train.jsonl", "{\"text\": \"a\", \"label\": 10}\n{\"text\": \"b\", \"label\": 2}\n");
+  u.write("validation.jsonl", "{\"text\": \"a\", \"label\": 2}\n");
+  u.write("test.jsonl", "{\"text\": \"a\", \"label\": 10}\n");
+  d = load(u);
+  CHECK(d.label_names == std::vector<std::string>{"2", "10"});
+  CHECK(labels_of(d.train) == std::vector<int32_t>{1, 0});
+  // One class only is an error.
+  u.write("train.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n");
+  u.write("validation.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n");
+  u.write("test.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n");
+  CHECK(error_with(u, {}).find("at least 2") != std::string::npos);
+}
+
+TEST_CASE("parse_csv: RFC 4180 quotes, escaped quotes, embedded newlines, CRLF, BOM") {
+  const auto r = parse_csv("\xEF\xBB\xBFtext,label\r\n\"a, \"\"quoted\"\"\nline\",1\r\nplain,\"0\"\r\n,x\n\"\",", "f.csv");
+  REQUIRE(r.size() == 5);
+  CHECK(r[0].fields == std::vector<std::string>{"text", "label"});
+  CHECK(r[1].fields == std::vector<std::string>{"a, \"quoted\"\nline", "1"});
+  CHECK(r[1].line == 2);
+  CHECK(r[2].line == 4);
+  CHECK(r[2].fields == std::vector<std::string>{"plain", "0"});
+  CHECK(r[3].fields == std::vector<std::string>{"", "x"});
+  CHECK(r[4].fields == std::vector<std::string>{"", ""});
+  CHECK_THROWS_WITH_AS(parse_csv("a,b\n\"open,1\n", "f.csv"), doctest::Contains("f.csv:2: a quoted field is never closed"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_csv("a,b\n\"x\"y,1\n", "f.csv"), doctest::Contains("f.csv:2: unexpected character"), Error);
+  CHECK_THROWS_WITH_AS(parse_csv("a,b\nx\"y,1\n", "f.csv"), doctest::Contains("f.csv:2: a quote inside an unquoted"),
+                       Error);
+}
+
+TEST_CASE("CSV splits: header columns by name, extra columns ignored, string or integer labels") {
+  TaskDir t;
+  for (const char* f : {"train.jsonl", "validation.jsonl", "test.jsonl"}) fs::remove(t.dir / f);
+  const std::string csv = "id,text,label,source\r\n1,\"one, with a comma\",yes,x\r\n2,\"multi\nline \"\"two\"\"\",0,y\r\n";
+  t.write("train.csv", csv);
+  t.write("validation.csv", csv);
+  t.write("test.csv", "\xEF\xBB\xBF" + csv);
+  ClsTaskData d = load(t);
+  REQUIRE(d.train.size() == 2);
+  CHECK(d.train[0].ids == tok().encode("one, with a comma"));
+  CHECK(d.train[1].ids == tok().encode("multi\nline \"two\""));
+  CHECK(labels_of(d.train) == std::vector<int32_t>{1, 0});
+  CHECK(labels_of(d.test) == std::vector<int32_t>{1, 0});
+  // Errors name file:line.
+  t.write("train.csv", "text,label\na,0\nb\n");
+  CHECK(error_with(t, {}).find("train.csv:3: has 1 fields, the header row has 2") != std::string::npos);
+  t.write("train.csv", "sentence,label\na,0\n");
+  CHECK(error_with(t, {}).find("train.csv:1: the header row has no column \"text\"") != std::string::npos);
+  t.write("train.csv", "text,label\n\"\",0\n");
+  CHECK(error_with(t, {}).find("train.csv:2: \"text\" is empty") != std::string::npos);
+  t.write("train.csv", "text,label\na,7\n");
+  CHECK(error_with(t, {}).find("train.csv:2: label 7 is outside [0, 2)") != std::string::npos);
+  // Both formats of one split are ambiguous.
+  t.write("train.csv", csv);
+  t.write("train.jsonl", "{\"text\": \"a\", \"label\": 0}\n");
+  CHECK(error_with(t, {}).find("both train.jsonl and train.csv") != std::string::npos);
+}
+
+TEST_CASE("a UTF-8 BOM and CRLF are accepted in JSONL and labels.json") {
+  TaskDir t;
+  t.write("labels.json", "\xEF\xBB\xBF[\"no\", \"yes\"]\r\n");
+  t.write("train.jsonl", "\xEF\xBB\xBF{\"text\": \"a\", \"label\": 0}\r\n{\"text\": \"b\", \"label\": 1}\r\n");
+  ClsTaskData d = load(t);
+  CHECK(d.train.size() == 2);
+  CHECK(d.train[0].ids == tok().encode("a"));
+}
+
+TEST_CASE("a missing validation split is carved from train with a seed, and recorded") {
+  TaskDir t;
+  fs::remove(t.dir / "validation.jsonl");
+  std::string train;
+  for (int i = 0; i < 40; ++i) train += "{\"text\": \"example " + std::to_string(i) + "\", \"label\": " + std::to_string(i % 2) + "}\n";
+  t.write("train.jsonl", train);
+  ClsDataOptions o;
+  o.validation_fraction = 0.25;
+  o.split_seed = 7;
+  ClsTaskData a = load(t, o), b = load(t, o);
+  CHECK(a.validation.size() == 10);
+  CHECK(a.train.size() == 30);
+  CHECK(a.validation_source.find("carved from train: 10 of 40") != std::string::npos);
+  CHECK(a.validation_source.find("split_seed 7") != std::string::npos);
+  std::set<std::vector<int32_t>> tr, va;
+  for (const auto& e : a.train) tr.insert(e.ids);
+  for (const auto& e : a.validation) va.insert(e.ids);
+  CHECK(tr.size() == 30);
+  for (const auto& v : va) CHECK(tr.count(v) == 0);  // disjoint
+  for (size_t i = 0; i < a.validation.size(); ++i) CHECK(a.validation[i].ids == b.validation[i].ids);  // reproducible
+  o.split_seed = 8;
+  ClsTaskData c = load(t, o);
+  bool differs = false;
+  for (size_t i = 0; i < c.validation.size(); ++i) differs = differs || c.validation[i].ids != a.validation[i].ids;
+  CHECK(differs);
+  // Too small to carve from.
+  t.write("train.jsonl", "{\"text\": \"a\", \"label\": 0}\n");
+  CHECK(error_with(t, o).find("too few examples") != std::string::npos);
+}
+
+TEST_CASE("check_cls_task reads and checks without a tokenizer") {
+  TaskDir t;
+  ClsTaskData d = check_cls_task(t.dir.string());
+  CHECK(d.train.size() == 2);
+  CHECK(d.train[0].ids.empty());
+  t.write("test.jsonl", "{\"text\": \"a\", \"label\": 5}\n");
+  CHECK_THROWS_WITH_AS(check_cls_task(t.dir.string()), doctest::Contains("test.jsonl:1: label 5 is outside"), Error);
 }

@@ -1,6 +1,10 @@
-// Labelled text classification tasks in aria's JSONL format (docs/data.md): a task directory
-// holds train.jsonl, validation.jsonl, test.jsonl ({"text": str, "label": int} per line) and
-// labels.json (the label names). Texts are tokenized once with the GPT-2 tokenizer.
+// Labelled text classification tasks (docs/data.md, "Task folders"): a task directory holds
+// train, test and optionally validation splits, each as <split>.jsonl (one JSON object a line) or
+// <split>.csv (RFC 4180 with a header row), and optionally labels.json (the label names). The text
+// and label fields are named by ClsDataOptions; other keys/columns are ignored. Labels are integers
+// (indices into labels.json) or strings (label names; without labels.json, the distinct labels of
+// all splits in sorted order). A missing validation split is carved from train with a seed.
+// Texts are tokenized once with the GPT-2 tokenizer.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,19 +21,45 @@ struct ClsExample {
   int32_t label = 0;
 };
 
+// How a task folder's files are read (the experiment config's "data" object).
+struct ClsDataOptions {
+  std::string text_field = "text";    // JSON key / CSV column of the text
+  std::string label_field = "label";  // JSON key / CSV column of the label
+  double validation_fraction = 0.1;   // share of train carved off when there is no validation split
+  uint64_t split_seed = 1234;         // seed of that carving
+};
+
 struct ClsTaskData {
   std::string name;                      // the directory's name
-  std::vector<std::string> label_names;  // from labels.json
+  std::vector<std::string> label_names;  // from labels.json, or collected from the splits (sorted)
   std::vector<ClsExample> train, validation, test;
+  // Where things came from, for the run's log and report: the files read, "labels.json" or
+  // "collected from the data (sorted)", and "validation.jsonl" / "carved from train (...)".
+  std::vector<std::string> files;
+  std::string labels_source, validation_source;
   int num_labels() const { return int(label_names.size()); }
 };
 
 // Loads a task directory. Texts longer than max_seq_len tokens keep their first max_seq_len tokens.
 // max_train / max_eval cap the split sizes (0 = all; the first N lines, which are already shuffled).
-// Malformed lines (bad JSON, missing keys, label out of range, empty text) are errors naming the
+// Malformed lines (bad JSON or CSV, missing fields, unknown label, empty text) are errors naming the
 // file and line.
 ClsTaskData load_cls_task(const std::string& dir, const Gpt2Tokenizer& tok, int max_seq_len, int64_t max_train,
-                          int64_t max_eval);
+                          int64_t max_eval, const ClsDataOptions& opt = {});
+
+// Reads and checks a task directory like load_cls_task, without tokenizing: every split's
+// examples are kept with empty ids. For checking every task before a model is loaded or a run
+// folder created.
+ClsTaskData check_cls_task(const std::string& dir, const ClsDataOptions& opt = {});
+
+// Parses RFC 4180 CSV (comma-separated; quoted fields may hold commas, "" and newlines; CRLF or LF
+// record ends; a UTF-8 BOM skipped). Returns the records with the line each one starts on;
+// malformed quoting is an error naming `where`:line.
+struct CsvRecord {
+  int64_t line = 0;
+  std::vector<std::string> fields;
+};
+std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& where);
 
 // GPT-2's <|endoftext|> id, the padding of batches for a model with GPT-2's vocabulary.
 constexpr int32_t kGpt2PadId = 50256;
