@@ -157,6 +157,15 @@ void parse_train(const json& j, const std::string& ctx, TrainSettings& t) {
   r.finish();
 }
 
+void parse_data(const json& j, const std::string& ctx, DataSettings& d) {
+  ObjectReader r(j, "data.", ctx);
+  r.string("text_field", d.text_field);
+  r.string("label_field", d.label_field);
+  r.number("validation_fraction", d.validation_fraction);
+  r.integer("split_seed", d.split_seed);
+  r.finish();
+}
+
 // ---- range checks (shared by parse and validate) ----
 
 struct Checker {
@@ -247,6 +256,11 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   ARIA_CHECK(t.seed <= uint64_t(INT64_MAX) - uint64_t(kMaxSeeds), ctx, "'train.seed' = ", t.seed, " is too large");
   k.choice("train.eval_split", t.eval_split, kSplits);
   k.choice("train.precision", t.precision, {"auto", "bf16", "fp32"});
+  ARIA_CHECK(!c.data.text_field.empty(), ctx, "'data.text_field' must not be empty");
+  ARIA_CHECK(!c.data.label_field.empty(), ctx, "'data.label_field' must not be empty");
+  ARIA_CHECK(c.data.text_field != c.data.label_field, ctx, "'data.text_field' and 'data.label_field' are both \"",
+             c.data.text_field, "\"");
+  k.real("data.validation_fraction", c.data.validation_fraction, 0, true, 1, true);
 }
 
 }  // namespace
@@ -263,6 +277,7 @@ ExperimentConfig parse_experiment_config(const json& j, const std::string& where
   r.integer("seeds", c.seeds);
   if (const json* a = r.object("aria")) parse_aria(*a, ctx, c.aria);
   if (const json* t = r.object("train")) parse_train(*t, ctx, c.train);
+  if (const json* d = r.object("data")) parse_data(*d, ctx, c.data);
   r.finish();
   check_config(c, ctx);
   return c;
@@ -309,7 +324,11 @@ json experiment_config_to_json(const ExperimentConfig& c) {
                 {"eval_split", t.eval_split},
                 {"precision", t.precision}};
   return json{{"model", c.model},   {"data_dir", c.data_dir}, {"tasks", c.tasks}, {"methods", c.methods},
-              {"device", c.device}, {"seeds", c.seeds},       {"aria", aria},     {"train", train}};
+              {"device", c.device}, {"seeds", c.seeds},       {"aria", aria},     {"train", train},
+              {"data", json{{"text_field", c.data.text_field},
+                            {"label_field", c.data.label_field},
+                            {"validation_fraction", c.data.validation_fraction},
+                            {"split_seed", c.data.split_seed}}}};
 }
 
 void validate_experiment_config(const ExperimentConfig& c) { check_config(c, "experiment config: "); }

@@ -46,6 +46,14 @@ struct TrainSettings {
   std::string precision = "auto";
 };
 
+// How task folders are read (train/cls_data.h ClsDataOptions; docs/data.md).
+struct DataSettings {
+  std::string text_field = "text";    // JSON key / CSV column of the text
+  std::string label_field = "label";  // JSON key / CSV column of the label
+  double validation_fraction = 0.1;   // share of train carved off when a task has no validation split
+  uint64_t split_seed = 1234;         // seed of that carving
+};
+
 struct ExperimentConfig {
   std::string model = "cache:default";  // HF GPT-2 directory, or cache:<name> for aria's pretrained small model
   std::string data_dir = "third_party/data";
@@ -53,6 +61,7 @@ struct ExperimentConfig {
   std::vector<std::string> methods = {"aria", "finetune", "ewc", "adapters", "multitask"};
   std::string device = "auto";
   int seeds = 1;                        // repeats with seed, seed+1, ...; mean and spread reported
+  DataSettings data;                    // how the task folders are read ("data" object)
   AriaSettings aria;
   TrainSettings train;
 };

@@ -30,6 +30,15 @@ uint64_t name_hash(const std::string& s) {
   return h;
 }
 
+// The fixed probe head of a task not trained yet: C x num_labels, N(0, 0.02) from an Rng seeded by
+// seed ^ name_hash(name) only (filled in float32, then cast, so every precision sees the same draw).
+Tensor probe_head(const std::string& name, int num_labels, uint64_t seed, int64_t C, DType dt, Device dev) {
+  Tensor w = Tensor::zeros({C, num_labels}, DType::F32, Device::cpu());
+  Rng r(seed ^ name_hash(name));
+  r.fill_normal(w, 0.0, 0.02);
+  return w.to(dev).to(dt);
+}
+
 // Accuracy of task `id` of m on data, under NoGradGuard with fixed batches.
 double model_accuracy(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
   ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
@@ -429,20 +438,17 @@ std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const Cls
       row.push_back(accuracy(id, data));
       continue;
     }
-    // The head add_task would create now, without touching the model or its RNG.
+    // A task not trained yet (../shared/aria-spec.md "Metrics"): one fixed probe head per (task, seed),
+    // N(0, 0.02) seeded by the task's name and train.seed only, never a copy of another task's trained
+    // head, so it is the same for every method and for b[j]; the identity adapter; on the CURRENT trunk.
+    // Without touching the model or its RNG.
     ContinualModel probe = model_;
     TaskSlot slot;
     slot.name = t->name;
     slot.num_labels = t->num_labels();
     const int64_t C = model_.gpt.config.n_embd, A = model_.adapter_dim;
     const DType dt = model_.gpt.dtype();
-    if (!model_.tasks.empty() && model_.tasks.back().num_labels == slot.num_labels) {
-      slot.head_w = model_.tasks.back().head_w.detach();
-    } else {
-      slot.head_w = Tensor::zeros({C, slot.num_labels}, dt, model_.device());
-      Rng r(train_.seed ^ name_hash(t->name));
-      r.fill_normal(slot.head_w, 0.0, 0.02);
-    }
+    slot.head_w = probe_head(t->name, t->num_labels(), train_.seed, C, dt, model_.device());
     if (model_.use_adapters)  // a new adapter is the identity (its up-projection is zero)
       slot.adapter = {Tensor::zeros({C, A}, dt, model_.device()), Tensor::zeros({A}, dt, model_.device()),
                       Tensor::zeros({A, C}, dt, model_.device()), Tensor::zeros({C}, dt, model_.device())};

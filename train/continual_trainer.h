@@ -137,9 +137,10 @@ class ContinualTrainer {
 
   // Accuracy of every task of `tasks` on `split` ("train", "validation", "test"; "" = the
   // settings' eval_split), in order, under NoGradGuard with fixed batches. Registered tasks (by
-  // name) use their adapter and head; a task not registered yet uses the head add_task would give
-  // it now (a copy of the last head when the label counts match, else a random head seeded by the
-  // task's name) and an identity adapter. Changes no state.
+  // name) use their adapter and head; a task not registered yet is evaluated through its fixed
+  // probe head (N(0, 0.02) seeded by the task's name and train.seed only: the same for every method
+  // and for b[j], never a copy of a trained head) with the identity adapter on the current trunk
+  // (../shared/aria-spec.md "Metrics"). Changes no state.
   std::vector<double> evaluate_tasks(const std::vector<const ClsTaskData*>& tasks, const std::string& split = "") const;
   // evaluate_tasks, appended as a row to the accuracy history, which is returned whole.
   std::vector<std::vector<double>> evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,
