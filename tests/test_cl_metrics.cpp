@@ -129,3 +129,53 @@ TEST_CASE("spread_of: mean and sample standard deviation of the defined values")
   CHECK(std::isnan(none.mean));
   CHECK(std::isnan(none.std));
 }
+
+TEST_CASE("bootstrap interval of the mean: seeded, inside the range, undefined below 2 values") {
+  const std::vector<double> v = {0.60, 0.70, 0.80, 0.65, 0.75};
+  const Interval a = bootstrap_mean_interval(v);
+  const Interval b = bootstrap_mean_interval(v);
+  REQUIRE(a.has);
+  CHECK(a.lo == b.lo);  // same seed, same interval
+  CHECK(a.hi == b.hi);
+  CHECK(a.lo >= 0.60);  // a mean of resampled values never leaves their range
+  CHECK(a.hi <= 0.80);
+  CHECK(a.lo < 0.70);   // and covers the mean 0.70
+  CHECK(a.hi > 0.70);
+  const Interval other = bootstrap_mean_interval(v, kBootstrapResamples, kBootstrapSeed + 1);
+  CHECK(other.has);
+  // Constant values: a zero-width interval at the value.
+  const Interval c = bootstrap_mean_interval({0.5, 0.5, 0.5});
+  CHECK(c.lo == 0.5);
+  CHECK(c.hi == 0.5);
+  CHECK_FALSE(bootstrap_mean_interval({0.5}).has);
+  CHECK_FALSE(bootstrap_mean_interval({0.5, NAN}).has);  // NaN is dropped: one value left
+  // Two values: resample means are 0.2 (1/4), 0.3 (1/2), 0.4 (1/4); the 2.5 % and 97.5 % quantiles
+  // are 0.2 and 0.4.
+  const Interval two = bootstrap_mean_interval({0.2, 0.4});
+  CHECK(two.lo == doctest::Approx(0.2));
+  CHECK(two.hi == doctest::Approx(0.4));
+  CHECK_THROWS_AS(bootstrap_mean_interval(v, 0), Error);
+}
+
+TEST_CASE("paired comparison against a baseline: mean difference, interval, wins, ties and losses") {
+  // Differences: +0.10, -0.05, 0, +0.20 -> mean 0.0625; 2 wins, 1 tie, 1 loss when higher is better.
+  const PairedComparison p = paired_compare({0.80, 0.60, 0.70, 0.90}, {0.70, 0.65, 0.70, 0.70}, true);
+  CHECK(p.pairs == 4);
+  CHECK(p.wins == 2);
+  CHECK(p.ties == 1);
+  CHECK(p.losses == 1);
+  CHECK(p.mean_diff == doctest::Approx(0.0625));
+  REQUIRE(p.interval.has);
+  CHECK(p.interval.lo >= -0.05);
+  CHECK(p.interval.hi <= 0.20);
+  // Lower is better (forgetting): the same differences give 1 win, 2 losses.
+  const PairedComparison f = paired_compare({0.80, 0.60, 0.70, 0.90}, {0.70, 0.65, 0.70, 0.70}, false);
+  CHECK(f.wins == 1);
+  CHECK(f.losses == 2);
+  // Undefined pairs are skipped; a single pair has no interval.
+  const PairedComparison one = paired_compare({0.5, NAN}, {0.4, 0.3}, true);
+  CHECK(one.pairs == 1);
+  CHECK(one.mean_diff == doctest::Approx(0.1));
+  CHECK_FALSE(one.interval.has);
+  CHECK_THROWS_AS(paired_compare({0.5}, {0.4, 0.3}, true), Error);
+}

@@ -84,4 +84,63 @@ Spread spread_of(const std::vector<double>& values) {
   return r;
 }
 
+Interval bootstrap_mean_interval(const std::vector<double>& values, int resamples, uint64_t seed, double level) {
+  ARIA_CHECK(resamples >= 1, "bootstrap: resamples must be >= 1, got ", resamples);
+  ARIA_CHECK(level > 0 && level < 1, "bootstrap: level must be in (0, 1), got ", level);
+  std::vector<double> v;
+  for (double x : values)
+    if (std::isfinite(x)) v.push_back(x);
+  Interval r;
+  if (v.size() < 2) return r;
+  const size_t n = v.size();
+  uint64_t state = seed;
+  auto next = [&state]() {  // splitmix64
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  std::vector<double> means(static_cast<size_t>(resamples));
+  for (double& m : means) {
+    double s = 0;
+    for (size_t k = 0; k < n; ++k) s += v[size_t((next() >> 11) * 0x1p-53 * double(n))];
+    m = s / double(n);
+  }
+  std::sort(means.begin(), means.end());
+  auto quantile = [&](double p) {
+    const double pos = p * double(means.size() - 1);
+    const size_t i = size_t(std::floor(pos));
+    const double f = pos - double(i);
+    return i + 1 < means.size() ? means[i] * (1 - f) + means[i + 1] * f : means[i];
+  };
+  r.lo = quantile((1 - level) / 2);
+  r.hi = quantile(1 - (1 - level) / 2);
+  r.has = true;
+  return r;
+}
+
+PairedComparison paired_compare(const std::vector<double>& method, const std::vector<double>& baseline,
+                                bool higher_is_better, int resamples, uint64_t seed) {
+  ARIA_CHECK(method.size() == baseline.size(), "paired comparison: ", method.size(), " values against ",
+             baseline.size());
+  PairedComparison r;
+  std::vector<double> diff;
+  for (size_t k = 0; k < method.size(); ++k) {
+    if (!std::isfinite(method[k]) || !std::isfinite(baseline[k])) continue;
+    const double d = method[k] - baseline[k];
+    diff.push_back(d);
+    ++r.pairs;
+    if (d == 0)
+      ++r.ties;
+    else if ((d > 0) == higher_is_better)
+      ++r.wins;
+    else
+      ++r.losses;
+  }
+  if (diff.empty()) return r;
+  r.mean_diff = spread_of(diff).mean;
+  r.interval = bootstrap_mean_interval(diff, resamples, seed);
+  return r;
+}
+
 }  // namespace aria

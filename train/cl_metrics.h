@@ -11,6 +11,7 @@
 // (through its probe head) and is never "forgotten". Before the spec changed, the max ran over every
 // row i < T-1, so a method whose parameters cannot change could report forgetting > 0 with BWT = 0.
 #pragma once
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -40,5 +41,32 @@ struct Spread {
   int count = 0;
 };
 Spread spread_of(const std::vector<double>& values);
+
+// Percentile bootstrap: the `level` interval of the mean of the defined (finite) values, from
+// `resamples` resamples with replacement drawn by a splitmix64 stream seeded with `seed` (so the
+// same values give the same interval on every platform). Quantiles interpolate linearly between
+// the sorted resample means. Not defined (has false) with fewer than 2 defined values. With few
+// values (3 seeds) the interval is crude: it cannot be wider than the values' range.
+constexpr int kBootstrapResamples = 10000;
+constexpr uint64_t kBootstrapSeed = 20181;
+struct Interval {
+  double lo = ClMetrics::kNaN, hi = ClMetrics::kNaN;
+  bool has = false;
+};
+Interval bootstrap_mean_interval(const std::vector<double>& values, int resamples = kBootstrapResamples,
+                                 uint64_t seed = kBootstrapSeed, double level = 0.95);
+
+// A method against a baseline, paired (method[k] and baseline[k] come from the same seed): the mean
+// of the differences method - baseline, its bootstrap interval (bootstrap_mean_interval), and in how
+// many pairs the method wins (difference > 0 when higher_is_better, < 0 otherwise), ties or loses.
+// Pairs where either value is undefined are skipped.
+struct PairedComparison {
+  int pairs = 0, wins = 0, ties = 0, losses = 0;
+  double mean_diff = ClMetrics::kNaN;
+  Interval interval;
+};
+PairedComparison paired_compare(const std::vector<double>& method, const std::vector<double>& baseline,
+                                bool higher_is_better, int resamples = kBootstrapResamples,
+                                uint64_t seed = kBootstrapSeed);
 
 }  // namespace aria
