@@ -70,7 +70,12 @@ TEST_CASE("every key is read") {
               {"consolidation_steps_per_task", 4},
               {"fisher_estimator", "batched"},
               {"fisher_scope", "all_but_fast"},
-              {"gate_init_std", 0.1}}},
+              {"gate_init_std", 0.1},
+              {"replay_per_task", 16},
+              {"replay_batch", 3},
+              {"lwf_lambda", 0.5},
+              {"lwf_temperature", 4}}},
+            {"data", {{"text_field", "text"}, {"label_field", "label"}, {"validation_fraction", 0.1}, {"split_seed", 1234}}},
             {"train",
              {{"lr", 1e-3},
               {"weight_decay", 0},
@@ -103,6 +108,10 @@ TEST_CASE("every key is read") {
   CHECK(c.aria.fisher_estimator == "batched");
   CHECK(c.aria.fisher_scope == "all_but_fast");
   CHECK(c.aria.gate_init_std == 0.1);
+  CHECK(c.aria.replay_per_task == 16);
+  CHECK(c.aria.replay_batch == 3);
+  CHECK(c.aria.lwf_lambda == 0.5);
+  CHECK(c.aria.lwf_temperature == 4.0);
   CHECK(c.train.lr == 1e-3);
   CHECK(c.train.weight_decay == 0.0);
   CHECK(c.train.batch_size == 4);
@@ -122,13 +131,24 @@ TEST_CASE("every key is read") {
   CHECK(experiment_config_to_json(parse_experiment_config(out, "again")) == out);
 }
 
+TEST_CASE("the plug-in baselines replay and lwf are known methods, not in the default list") {
+  const ExperimentConfig c = parse_experiment_config(json{{"tasks", {"x"}}, {"methods", {"replay", "lwf"}}}, "cfg.json");
+  CHECK(c.methods == std::vector<std::string>{"replay", "lwf"});
+  const ExperimentConfig d = parse_experiment_config(json{{"tasks", {"x"}}}, "cfg.json");
+  CHECK(d.methods == std::vector<std::string>{"aria", "finetune", "ewc", "adapters", "multitask"});
+  CHECK(d.aria.replay_per_task == 64);
+  CHECK(d.aria.replay_batch == 0);
+  CHECK(d.aria.lwf_lambda == 1.0);
+  CHECK(d.aria.lwf_temperature == 2.0);
+}
+
 TEST_CASE("to_json of the defaults round-trips and names every key") {
   ExperimentConfig c = parse_experiment_config(kMinimal, "cfg.json");
   json j = experiment_config_to_json(c);
-  CHECK(j["aria"].size() == 13);
+  CHECK(j["aria"].size() == 17);
   CHECK(j["train"].size() == 12);
   CHECK(j["train"]["precision"] == "auto");
-  CHECK(j.size() == 8);
+  CHECK(j.size() == 9);
   CHECK(experiment_config_to_json(parse_experiment_config(j, "x")) == j);
 }
 
@@ -175,7 +195,7 @@ TEST_CASE("out-of-range values and bad choices name the key") {
       {with({{"tasks", {"a", "a"}}}), "'tasks[1]' = \"a\" is listed twice"},
       {with({{"tasks", {""}}}), "'tasks[0]' is empty"},
       {with({{"methods", json::array()}}), "'methods' must name at least one of"},
-      {with({{"methods", {"aria", "sgd"}}}), "'methods[1]' = \"sgd\" is not one of: aria, finetune, ewc, adapters, multitask"},
+      {with({{"methods", {"aria", "sgd"}}}), "'methods[1]' = \"sgd\" is not one of: aria, finetune, ewc, adapters, multitask, replay, lwf"},
       {with({{"methods", {"ewc", "ewc"}}}), "'methods[1]' = \"ewc\" is listed twice"},
       {with({{"model", ""}}), "'model' must not be empty"},
       {with({{"data_dir", ""}}), "'data_dir' must not be empty"},
@@ -196,6 +216,10 @@ TEST_CASE("out-of-range values and bad choices name the key") {
        "'aria.fisher_estimator' = \"diag\" is not one of: exact, empirical, batched"},
       {with({{"aria", {{"fisher_scope", "all"}}}}), "'aria.fisher_scope' = \"all\" is not one of: slow, all_but_fast"},
       {with({{"aria", {{"gate_init_std", -1}}}}), "'aria.gate_init_std' = -1 is out of range"},
+      {with({{"aria", {{"replay_per_task", 0}}}}), "'aria.replay_per_task' = 0 is out of range [1, "},
+      {with({{"aria", {{"replay_batch", -1}}}}), "'aria.replay_batch' = -1 is out of range [0, "},
+      {with({{"aria", {{"lwf_lambda", -1}}}}), "'aria.lwf_lambda' = -1 is out of range"},
+      {with({{"aria", {{"lwf_temperature", 0}}}}), "'aria.lwf_temperature' = 0 is out of range (0, 1000]"},
       {with({{"train", {{"lr", 0}}}}), "'train.lr' = 0 is out of range"},
       {with({{"train", {{"weight_decay", -0.01}}}}), "'train.weight_decay' = -0.01 is out of range"},
       {with({{"train", {{"batch_size", 0}}}}), "'train.batch_size' = 0 is out of range"},

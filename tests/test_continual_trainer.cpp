@@ -43,8 +43,14 @@ TEST_CASE("method table") {
   const MethodSpec f = method_spec("finetune");
   CHECK(!(f.gated_mlp || f.adapters || f.spc || f.plasticity || f.freeze_trunk || f.joint));
   CHECK(method_spec("multitask").joint);
-  CHECK_THROWS_WITH_AS(method_spec("lwf"), doctest::Contains("aria, finetune, ewc, adapters, multitask"), Error);
-  CHECK(method_names().size() == 5);
+  for (const char* p : {"replay", "lwf"}) {  // plug-ins (train/cl_methods.cpp) on finetune's flags
+    const MethodSpec s = method_spec(p);
+    CHECK((s.plugin && s.name == p && !(s.gated_mlp || s.adapters || s.spc || s.freeze_trunk || s.joint)));
+  }
+  CHECK_FALSE(method_spec("ewc").plugin);
+  CHECK_THROWS_WITH_AS(method_spec("si"), doctest::Contains("aria, finetune, ewc, adapters, multitask, replay, lwf"),
+                       Error);
+  CHECK(method_names().size() == 7);
 }
 
 TEST_CASE("aria on two synthetic tasks: learns, consolidates, keeps the full accuracy history") {

@@ -22,7 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
-const std::vector<std::string> kMethods = {"aria", "finetune", "ewc", "adapters", "multitask"};
+// The methods a config can name: the built-in five and the plug-ins replay and lwf. (A method
+// registered at run time with register_method is used through the C++ API.)
+const std::vector<std::string> kMethods = {"aria", "finetune", "ewc", "adapters", "multitask", "replay", "lwf"};
 const std::vector<std::string> kEstimators = {"exact", "empirical", "batched"};
 const std::vector<std::string> kScopes = {"slow", "all_but_fast"};
 const std::vector<std::string> kSplits = {"test", "validation"};
@@ -137,6 +139,10 @@ void parse_aria(const json& j, const std::string& ctx, AriaSettings& a) {
   r.string("fisher_estimator", a.fisher_estimator);
   r.string("fisher_scope", a.fisher_scope);
   r.number("gate_init_std", a.gate_init_std);
+  r.integer("replay_per_task", a.replay_per_task);
+  r.integer("replay_batch", a.replay_batch);
+  r.number("lwf_lambda", a.lwf_lambda);
+  r.number("lwf_temperature", a.lwf_temperature);
   r.finish();
 }
 
@@ -242,6 +248,10 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   k.choice("aria.fisher_estimator", a.fisher_estimator, kEstimators);
   k.choice("aria.fisher_scope", a.fisher_scope, kScopes);
   k.real("aria.gate_init_std", a.gate_init_std, 0, false, 10, false);
+  k.count("aria.replay_per_task", a.replay_per_task, 1, 1 << 24);
+  k.count("aria.replay_batch", a.replay_batch, 0, 1 << 16);
+  k.real("aria.lwf_lambda", a.lwf_lambda, 0, false, inf, true);
+  k.real("aria.lwf_temperature", a.lwf_temperature, 0, true, 1000, false);
 
   const TrainSettings& t = c.train;
   k.real("train.lr", t.lr, 0, true, 10, false);
@@ -310,7 +320,11 @@ json experiment_config_to_json(const ExperimentConfig& c) {
                {"consolidation_steps_per_task", a.consolidation_steps_per_task},
                {"fisher_estimator", a.fisher_estimator},
                {"fisher_scope", a.fisher_scope},
-               {"gate_init_std", a.gate_init_std}};
+               {"gate_init_std", a.gate_init_std},
+               {"replay_per_task", a.replay_per_task},
+               {"replay_batch", a.replay_batch},
+               {"lwf_lambda", a.lwf_lambda},
+               {"lwf_temperature", a.lwf_temperature}};
   json train = {{"lr", t.lr},
                 {"weight_decay", t.weight_decay},
                 {"batch_size", t.batch_size},

@@ -25,6 +25,11 @@ struct AriaSettings {
   std::string fisher_estimator = "exact";    // exact | empirical | batched
   std::string fisher_scope = "slow";         // slow | all_but_fast
   double gate_init_std = 0.02;
+  // The plug-in baselines (train/cl_methods.cpp; docs/continual_trainer.md):
+  int64_t replay_per_task = 64;   // replay: examples kept per task (reservoir sample of its training split)
+  int replay_batch = 0;           // replay: examples replayed with each micro-batch; 0 = batch_size
+  double lwf_lambda = 1.0;        // lwf: weight of the distillation term
+  double lwf_temperature = 2.0;   // lwf: softmax temperature T (the loss is scaled by T^2)
 };
 
 struct TrainSettings {
@@ -58,7 +63,7 @@ struct ExperimentConfig {
   std::string model = "cache:default";  // HF GPT-2 directory, or cache:<name> for aria's pretrained small model
   std::string data_dir = "third_party/data";
   std::vector<std::string> tasks;       // directories under data_dir, in training order
-  std::vector<std::string> methods = {"aria", "finetune", "ewc", "adapters", "multitask"};
+  std::vector<std::string> methods = {"aria", "finetune", "ewc", "adapters", "multitask"};  // also: replay, lwf
   std::string device = "auto";
   int seeds = 1;                        // repeats with seed, seed+1, ...; mean and spread reported
   DataSettings data;                    // how the task folders are read ("data" object)

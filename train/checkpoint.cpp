@@ -36,7 +36,8 @@ json method_to_json(const MethodSpec& m) {
           {"freeze_trunk", m.freeze_trunk},
           {"joint", m.joint},
           {"scope_from_settings", m.scope_from_settings},
-          {"fisher_scope", fisher_scope_name(m.fisher_scope)}};
+          {"fisher_scope", fisher_scope_name(m.fisher_scope)},
+          {"plugin", m.plugin}};
 }
 
 MethodSpec method_from_json(const json& j) {
@@ -52,6 +53,7 @@ MethodSpec method_from_json(const json& j) {
   m.joint = j.at("joint").get<bool>();
   m.scope_from_settings = j.at("scope_from_settings").get<bool>();
   m.fisher_scope = parse_fisher_scope(j.at("fisher_scope").get<std::string>());
+  m.plugin = j.value("plugin", false);  // older checkpoints: the built-in five only
   return m;
 }
 
@@ -123,6 +125,8 @@ void ContinualTrainer::save(const std::string& dir) const {
   if (opt_)
     for (const auto& [key, t] : opt_->state_tensors()) tensors.emplace_back("optim." + key, t);
   for (const auto& [key, t] : spc_.state_tensors()) tensors.emplace_back(key, t);  // keys "spc.*"
+  if (plugin_)
+    for (const auto& [key, t] : plugin_->state_tensors()) tensors.emplace_back("method." + key, t);
   save_safetensors(out.file(kCheckpointTensorsFile), tensors,
                    {{"format", "aria-continual"}, {"version", std::to_string(kCheckpointVersion)}});
   save_gpt2_config(model_.gpt.config, out.file(kCheckpointConfigFile));
@@ -160,6 +164,7 @@ void ContinualTrainer::save(const std::string& dir) const {
             {"batchers", batchers},
             {"spc_tasks", spc_.tasks_consolidated()},
             {"history", history_}};
+  if (plugin_) j["method_state"] = plugin_->state_json();
   io::write_file_atomic(out.file(kCheckpointTrainerFile), j.dump(2) + "\n");
   out.commit();
 }
@@ -242,6 +247,8 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
       t.batchers_[name] = ClsBatcher::State{rng_state_from_json(s.at("rng"), where), s.at("epoch").get<int64_t>(),
                                             s.at("cursor").get<int64_t>()};
     t.history_ = j.at("history").get<std::vector<std::vector<double>>>();
+    if (t.plugin_)
+      t.plugin_->load_state(t, load_prefixed(file, "method."), j.value("method_state", json::object()));
     return t;
   } catch (const json::exception& e) {
     ARIA_FAIL(where, ": malformed checkpoint (", e.what(), ")");

@@ -6,13 +6,15 @@
 //                             optim.<key>    AdamW moments m./v. (and per-parameter step counts),
 //                                            and the float32 masters master. of a bfloat16 model
 //                             spc.<key>      SPC buffers and anchors (SpcState::state_tensors)
+//                             method.<key>   a plug-in method's tensors (ContinualMethod::state_tensors)
 //   trainer.json            settings (aria + train, as in the experiment config), the precision
 //                           that ran ("bf16" | "fp32": auto resolved; load keeps it), the method spec,
 //                           the schedule options, model layout (dtype, gated, adapters), the task
 //                           registry (name, labels, frozen), the trained task ids, step counters
 //                           (optimizer steps = plasticity warmup counter, steps of the current
 //                           phase, AdamW steps), RNG states (add_task, Fisher), batcher states by
-//                           task name, SPC task count and the accuracy history
+//                           task name, SPC task count and the accuracy history, and a plug-in
+//                           method's state_json as "method_state"
 //   config.json             the GPT-2 config (transformers' format)
 //   manifest.json           every file's size and checksum (core/atomic_dir.h)
 // A save is written into a staging folder and switched in whole (io::AtomicDir): a kill at any point

@@ -93,15 +93,16 @@ void convert_model(ContinualModel& m, DType dt) {
 
 }  // namespace
 
-const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"aria", "finetune", "ewc", "adapters", "multitask"};
-  return names;
-}
+// method_names() and the plug-in registry: train/continual_method.cpp.
 
 MethodSpec method_spec(const std::string& name) {
   MethodSpec m;
   m.name = name;
-  if (name == "aria") {
+  if (is_plugin_method(name)) {
+    m = method_spec(plugin_method_base(name));
+    m.name = name;
+    m.plugin = true;
+  } else if (name == "aria") {
     m.gated_mlp = m.adapters = m.spc = m.plasticity = m.dampening = m.asymmetric_lr = true;
     m.scope_from_settings = true;
   } else if (name == "finetune") {
@@ -148,6 +149,7 @@ ContinualTrainer::ContinualTrainer(ContinualModel model, const AriaSettings& ari
   ARIA_CHECK(model_.use_adapters == method_.adapters, "ContinualTrainer: method '", method_.name,
              (method_.adapters ? "' uses" : "' uses no"), " task adapters, the model's tasks were built otherwise");
   if (!model_.tasks.empty()) begin_phase({int(model_.tasks.size()) - 1});
+  if (method_.plugin) plugin_ = make_plugin_method(method_.name, *this);
 }
 
 std::ostream& ContinualTrainer::log() const { return options_.log ? *options_.log : std::cerr; }
@@ -196,6 +198,7 @@ std::vector<std::pair<std::string, Tensor>> ContinualTrainer::trained_parameters
 int ContinualTrainer::add_task(const std::string& name, int num_labels) {
   const int id = model_.add_task(name, num_labels, rng_);
   begin_phase({id});
+  if (plugin_) plugin_->on_task_start(*this, id);
   if (options_.verbose)
     log() << "add_task: task " << id << " '" << name << "' (" << num_labels << " labels), method " << method_.name
           << ", " << model_.num_parameters() << " parameters\n";
@@ -265,7 +268,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
     std::vector<Micro> micro;
     for (int k = 0; k < ga; ++k) {
       const int i = int((phase_steps_ * ga + k) % n);
-      micro.push_back({trained_[size_t(i)], batchers[size_t(i)].next(model_.device(), pad)});
+      micro.push_back({trained_[size_t(i)], batchers[size_t(i)].next(model_.device(), pad), tasks[size_t(i)]});
     }
     // A report point (every log_every steps and the phase's last one) reads what the steps since the
     // last one left on the device; other steps read nothing.
@@ -313,7 +316,8 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
   opt_->zero_grad();
   const Device dev = model_.device();
   out.correct = Tensor::zeros({1}, DType::F64, dev);
-  for (const Micro& m : micro) {
+  for (size_t mi = 0; mi < micro.size(); ++mi) {
+    const Micro& m = micro[mi];
     const ClsBatch& b = m.batch;
     Tensor logits = classify_logits(model_, b, m.task);
     // sum over this micro-batch / the step's example count: the step's mean once accumulated
@@ -326,10 +330,27 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
                      : plasticity_loss(model_.gpt, b.mask, double(st.tokens), ps);
       loss = ops::add(loss, pl);
     }
+    Tensor extra;
+    if (plugin_) {
+      MethodMicroBatch mb;
+      mb.task = m.task;
+      mb.batch = &b;
+      mb.logits = &logits;
+      mb.data = m.data;
+      mb.step_examples = double(st.examples);
+      mb.phase_step = phase_steps_;
+      mb.micro_index = int(mi);
+      extra = plugin_->extra_loss(*this, mb);
+      if (extra.defined()) loss = ops::add(loss, extra);
+    }
     {
       NoGradGuard no_grad;  // the step's statistics, summed on the device
       out.ce = out.ce.defined() ? ops::add(out.ce, ce.detach()) : ce.detach();
       if (pl.defined()) out.plasticity = out.plasticity.defined() ? ops::add(out.plasticity, pl.detach()) : pl.detach();
+      if (extra.defined()) {
+        const Tensor e = extra.detach().to(DType::F64).reshape({1});
+        out.extra = out.extra.defined() ? ops::add(out.extra, e) : e;
+      }
       ops::count_correct_into(logits.detach(), b.labels, out.correct);
     }
     if (gated()) gates.accumulate(model_.gpt, b.mask, b.real_tokens);
@@ -354,6 +375,7 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
   }
   opt_->step_clipped(lr_mult, guard, train_.max_grad_norm);
   ++optimizer_steps_;
+  if (plugin_) plugin_->after_step(*this);
   st.step = optimizer_steps_;
   st.lr = train_.lr * lr_mult;
   return out;
@@ -372,6 +394,7 @@ void ContinualTrainer::read_pending(std::vector<PendingStep>& steps) {
     flat.push_back(f64(p.plasticity));
     flat.push_back(f64(p.correct));
     flat.push_back(f64(p.sumsq));
+    flat.push_back(f64(p.extra));
     for (int l = 0; l < p.gates.layers(); ++l) flat.push_back(f64(p.gates.sum(l)));
   }
   const std::vector<double> v = ops::concat(flat, 0).to_doubles();
@@ -382,9 +405,10 @@ void ContinualTrainer::read_pending(std::vector<PendingStep>& steps) {
     st.plasticity = v[k++];
     st.accuracy = v[k++] / double(st.examples);
     const double sumsq = v[k++];
+    st.method_loss = v[k++];
     st.grad_norm = std::sqrt(sumsq);
     for (int l = 0; l < p.gates.layers(); ++l) st.gate_means.push_back(v[k++] / p.gates.tokens());
-    st.loss = st.ce + st.plasticity + st.spc;
+    st.loss = st.ce + st.plasticity + st.spc + st.method_loss;
     if (!std::isfinite(st.grad_norm)) {
       try {
         grad_norm_from(Tensor::full({1}, sumsq, DType::F64, Device::cpu()), trained_parameters());
@@ -402,8 +426,10 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
              model_.tasks.size(), ")");
   ARIA_CHECK(model_.tasks[size_t(id)].name == task.name, "consolidate_task: task ", id, " is '",
              model_.tasks[size_t(id)].name, "', the data given is '", task.name, "'");
+  if (plugin_) plugin_->on_consolidate(*this, id, task);
   if (!method_.spc) {
-    if (options_.verbose) log() << "consolidate '" << task.name << "': method " << method_.name << " has no consolidation\n";
+    if (options_.verbose && !plugin_)
+      log() << "consolidate '" << task.name << "': method " << method_.name << " has no consolidation\n";
     return;
   }
   const std::vector<ClsBatch> batches = fixed_batches(task.train, train_.batch_size, model_.device(),

@@ -48,6 +48,7 @@
 #include "train/adamw.h"
 #include "train/aria_config.h"
 #include "train/cls_data.h"
+#include "train/continual_method.h"
 #include "train/fisher.h"
 #include "train/plasticity.h"
 #include "train/schedule.h"
@@ -68,6 +69,7 @@ struct MethodSpec {
   bool joint = false;          // multitask: trained with train_joint()
   bool scope_from_settings = false;  // Fisher scope from AriaSettings::fisher_scope (aria)
   FisherScope fisher_scope = FisherScope::Slow;
+  bool plugin = false;  // a registered ContinualMethod (train/continual_method.h) adds its hooks
 };
 
 // Whether `t.precision` means bfloat16 training for a model on `device`: "bf16" (on CUDA only: the
@@ -75,7 +77,8 @@ struct MethodSpec {
 // bf16 on CUDA once the bf16 trainer's GPU tests have passed on a GPU).
 bool bf16_precision(const TrainSettings& t, Device device);
 
-// "aria", "finetune", "ewc", "adapters", "multitask"; anything else throws, listing them.
+// "aria", "finetune", "ewc", "adapters", "multitask", the plug-ins "replay" and "lwf", and any method
+// registered with register_method (its base's flags, plugin = true); anything else throws, listing them.
 MethodSpec method_spec(const std::string& name);
 const std::vector<std::string>& method_names();
 
@@ -84,8 +87,9 @@ const std::vector<std::string>& method_names();
 // train/train_steps call) reads them in one transfer, so the steps in between never wait for the GPU.
 struct StepStats {
   int64_t step = 0;          // optimizer steps done over the whole run, this one included
-  double loss = 0;           // ce + plasticity + spc
+  double loss = 0;           // ce + plasticity + spc + method_loss
   double ce = 0, plasticity = 0, spc = 0;  // spc: read at report points only (0 otherwise)
+  double method_loss = 0;    // a plug-in method's extra loss (summed over the step's micro-batches)
   double accuracy = 0;       // on the step's training examples
   double grad_norm = 0;      // before clipping
   double lr = 0;             // base lr times the schedule's multiplier
@@ -166,6 +170,8 @@ class ContinualTrainer {
   const std::vector<int>& trained_tasks() const { return trained_; }
   const StepStats& last_step() const { return last_; }
   const AdamW* optimizer() const { return opt_.get(); }
+  // The plug-in of a plug-in method (nullptr for the built-in five).
+  ContinualMethod* plugin() const { return plugin_.get(); }
   const SpcState& spc() const { return spc_; }
   const std::vector<std::vector<double>>& history() const { return history_; }
   PlasticitySettings plasticity_settings() const;
@@ -177,6 +183,7 @@ class ContinualTrainer {
   struct Micro {
     int task;
     ClsBatch batch;
+    const ClsTaskData* data = nullptr;
   };
   std::ostream& log() const;
   bool gated() const;
@@ -186,6 +193,7 @@ class ContinualTrainer {
   struct PendingStep {
     StepStats stats;                 // the fields known on the host
     Tensor ce, plasticity, correct;  // device scalars: summed over the step's micro-batches
+    Tensor extra;                    // a plug-in's extra loss, summed likewise (undefined: none)
     Tensor sumsq;                    // the clipping norm's square (undefined: no gradient)
     GateStats gates;                 // gated models: per-layer gate sums over the step's real tokens
   };
@@ -202,6 +210,7 @@ class ContinualTrainer {
   TrainerOptions options_;
   bool bf16_ = false;
   std::unique_ptr<AdamW> opt_;
+  std::shared_ptr<ContinualMethod> plugin_;  // plug-in methods only
   SpcState spc_;
   Rng rng_, fisher_rng_;
   std::vector<int> trained_;           // tasks whose heads the optimizer trains
