@@ -397,17 +397,17 @@ ExperimentConfig resolve_config(const Args& args) {
   // --resume DIR: the run folder's config.json (written resolved by the run being resumed).
   ExperimentConfig c = load_experiment_config(
       args.given("resume") ? (fs::path(args.str("resume")) / "config.json").string() : args.str("config"));
+  apply_experiment_flags(args, c, "aria continual");  // --set, --seed, --num-seeds, --text-field, --label-field
   if (args.given("methods")) c.methods = split_list(args.str("methods"));
-  if (args.given("seeds")) c.seeds = int(args.integer("seeds", 1, 1000));
   if (args.given("device")) c.device = args.str("device");
   if (args.given("model")) c.model = args.str("model");
-  ARIA_CHECK(!(args.on("bf16") && args.on("fp32")), "aria continual: --bf16 and --fp32 are two precisions: choose one");
+  ARIA_USAGE_CHECK(!(args.on("bf16") && args.on("fp32")), "aria continual: --bf16 and --fp32 are two precisions: choose one");
   if (args.on("bf16")) c.train.precision = "bf16";
   if (args.on("fp32")) c.train.precision = "fp32";
   try {
     validate_experiment_config(c);
   } catch (const Error& e) {
-    ARIA_FAIL("aria continual: with the command line's overrides: ", e.what());
+    throw UsageError(std::string("aria continual: with the command line's overrides: ") + e.what());
   }
   if (c.model.rfind("cache:", 0) == 0)
     ARIA_FAIL("'model' = \"", c.model, "\": ", c.model == "cache:default" ? "cache:default is" : "cached models are",
@@ -417,9 +417,8 @@ ExperimentConfig resolve_config(const Args& args) {
   // Cheap checks before the run folder is claimed (a typo must not leave a folder that needs --overwrite).
   ARIA_CHECK(fs::exists(fs::path(c.model) / "config.json"), "aria continual: model '", c.model,
              "' is not a Hugging Face GPT-2 directory (no config.json)");
-  for (const std::string& t : c.tasks)
-    ARIA_CHECK(fs::is_directory(fs::path(c.data_dir) / t), "aria continual: task directory '",
-               (fs::path(c.data_dir) / t).string(), "' does not exist (docs/data.md describes the format)");
+  // Every task read and checked (no tokenizing), so a data error never leaves a run folder behind.
+  check_cls_tasks(c.data_dir, c.tasks, cls_data_options(c.data), "aria continual");
   return c;
 }
 
@@ -440,6 +439,9 @@ ojson settings_json(const Experiment& e) {
   for (const ClsTaskData& d : e.tasks)
     tasks.push_back({{"name", d.name},
                      {"labels", d.label_names},
+                     {"labels_source", d.labels_source},
+                     {"validation_source", d.validation_source},
+                     {"files", d.files},
                      {"train", d.train.size()},
                      {"validation", d.validation.size()},
                      {"test", d.test.size()}});
@@ -504,11 +506,13 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
       << e.cfg.train.precision << "\")\n";
   for (const std::string& name : e.cfg.tasks) {
     e.tasks.push_back(load_cls_task((fs::path(e.cfg.data_dir) / name).string(), tok, e.cfg.train.max_seq_len,
-                                    e.cfg.train.max_train_examples, e.cfg.train.max_eval_examples));
+                                    e.cfg.train.max_train_examples, e.cfg.train.max_eval_examples,
+                                    cls_data_options(e.cfg.data)));
     const ClsTaskData& d = e.tasks.back();
     e.names.push_back(d.name);
     log << "task " << d.name << ": " << d.num_labels() << " labels, " << d.train.size() << " train / "
         << d.validation.size() << " validation / " << d.test.size() << " test\n";
+    log << "  labels: " << d.labels_source << "; validation: " << d.validation_source << "\n";
     // Checked before the first step, not found after hours of training:
     // the tokenizer's ids must be rows of the model's embedding,
     const int32_t top = max_token_id(d);
@@ -628,23 +632,25 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
       .option("model", "Hugging Face GPT-2 directory (overrides the config's 'model')", "")
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
-      .option("seeds", "repeats with seeds seed, seed+1, ... (overrides 'seeds')", "")
       .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only)")
       .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default)")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
+  add_experiment_flags(args);
   if (!args.parse(argc, argv)) return 0;
   const bool resume = args.given("resume");
   if (resume) {
     // The experiment is the run folder's: a flag that would change it is refused, not silently ignored.
-    for (const char* f : {"config", "out", "model", "device", "methods", "seeds", "overwrite"})
-      ARIA_CHECK(!args.given(f) && !(std::string(f) == "overwrite" && args.on(f)), "aria continual: --resume continues "
+    std::vector<std::string> refused = {"config", "out", "model", "device", "methods", "overwrite"};
+    for (const std::string& f : experiment_flag_names()) refused.push_back(f);
+    for (const std::string& f : refused)
+      ARIA_USAGE_CHECK(!args.given(f) && !(f == "overwrite" && args.on(f)), "aria continual: --resume continues "
                  "the run folder's experiment (its config.json); --", f, " cannot be combined with it");
-    ARIA_CHECK(!args.str("resume").empty(), "aria continual: --resume needs a run folder");
-    ARIA_CHECK(!args.on("bf16") && !args.on("fp32"), "aria continual: --resume continues the run folder's "
+    ARIA_USAGE_CHECK(!args.str("resume").empty(), "aria continual: --resume needs a run folder");
+    ARIA_USAGE_CHECK(!args.on("bf16") && !args.on("fp32"), "aria continual: --resume continues the run folder's "
                "experiment (its config.json); --bf16 / --fp32 cannot be combined with it");
   } else {
-    ARIA_CHECK(args.given("config") && !args.str("config").empty(), "aria continual: --config is required (or --resume DIR)");
-    ARIA_CHECK(args.given("out") && !args.str("out").empty(), "aria continual: --out is required (or --resume DIR)");
+    ARIA_USAGE_CHECK(args.given("config") && !args.str("config").empty(), "aria continual: --config is required (or --resume DIR)");
+    ARIA_USAGE_CHECK(args.given("out") && !args.str("out").empty(), "aria continual: --out is required (or --resume DIR)");
   }
   const int64_t checkpoint_every = args.integer("checkpoint-every", 0, int64_t(1) << 40);
   const fs::path out(resume ? args.str("resume") : args.str("out"));
