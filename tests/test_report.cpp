@@ -53,10 +53,14 @@ ClReport two_task_report(int seeds) {
 
 TEST_CASE("one seed: the issue's shape, metrics recomputed from the matrix, nulls for joint training") {
   ojson j = report_to_json(two_task_report(1));
-  // Top level: exactly settings, tasks, methods, in that order.
+  // Top level: exactly these, in this order (scenario, chance and statistics: issue 15).
   std::vector<std::string> keys;
   for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
-  CHECK(keys == std::vector<std::string>{"settings", "tasks", "methods"});
+  CHECK(keys == std::vector<std::string>{"settings", "scenario", "chance", "statistics", "tasks", "methods"});
+  CHECK(j["scenario"] == "task-incremental (task id given at test time)");
+  CHECK(j["chance"].is_null());  // no label counts given
+  CHECK(j["statistics"]["over_test_examples"] == false);
+  CHECK(j["statistics"]["resamples"] == kBootstrapResamples);
   CHECK(j["settings"]["device"] == "cpu");
   CHECK(j["tasks"] == ojson({"weather", "animal"}));
   REQUIRE(j["methods"].contains("aria"));
@@ -71,6 +75,9 @@ TEST_CASE("one seed: the issue's shape, metrics recomputed from the matrix, null
   CHECK(a["info"]["fisher_estimator"] == "exact");
   CHECK_FALSE(a.contains("std"));
   CHECK_FALSE(a.contains("per_seed"));
+  CHECK(a["ci95"]["acc"].is_null());  // one seed: no interval
+  CHECK(a["acc_above_chance"].is_null());
+  CHECK_FALSE(a.contains("vs_finetune"));  // finetune did not run
 
   const ojson& m = j["methods"]["multitask"];
   CHECK(m["joint"] == true);
@@ -150,4 +157,60 @@ TEST_CASE("tables: one accuracy matrix per method and the metrics table") {
   print_report(two_task_report(3), three);
   CHECK(three.str().find("mean over 3 seeds") != std::string::npos);
   CHECK(three.str().find("75.0 ± 5.0") != std::string::npos);
+}
+
+TEST_CASE("statistics: chance, ACC above chance, 95% intervals over seeds, paired comparison with finetune") {
+  ClReport r = two_task_report(3);
+  r.num_labels = {2, 4};  // chance 0.5 and 0.25: mean 0.375
+  MethodResult ft{"finetune", {}};
+  for (int s = 0; s < 3; ++s) {
+    MethodRun run = seq_run(uint64_t(7 + s), 0.0);  // a[1][0] = 0.60 every seed: ACC 0.70, forgetting 0.30
+    run.matrix[1][0] = s == 2 ? 0.85 : 0.60;       // seed 9: ACC 0.825, forgetting 0.05
+    ft.runs.push_back(run);
+  }
+  r.methods.push_back(ft);
+  const ojson j = report_to_json(r);
+  CHECK(j["chance"]["per_task"] == ojson({0.5, 0.25}));
+  CHECK(j["chance"]["mean"].get<double>() == doctest::Approx(0.375));
+  const ojson& a = j["methods"]["aria"];
+  CHECK(a["acc_above_chance"].get<double>() == doctest::Approx(0.75 - 0.375));
+  // aria's ACC over seeds: 0.70, 0.75, 0.80: the interval lies within [0.70, 0.80] around 0.75.
+  REQUIRE(a["ci95"]["acc"].is_array());
+  CHECK(a["ci95"]["acc"][0].get<double>() >= 0.70 - 1e-12);
+  CHECK(a["ci95"]["acc"][0].get<double>() < 0.75);
+  CHECK(a["ci95"]["acc"][1].get<double>() <= 0.80 + 1e-12);
+  CHECK(a["ci95"]["acc"][1].get<double>() > 0.75);
+  CHECK(a["ci95"]["fwt"][0].get<double>() == doctest::Approx(0.05));  // the same FWT every seed
+  CHECK(a["ci95"]["fwt"][1].get<double>() == doctest::Approx(0.05));
+  // Paired with finetune by seed: ACC differences 0, +0.05, -0.025 -> mean 0.025/3; 1 win, 1 tie, 1 loss.
+  const ojson& v = a["vs_finetune"];
+  CHECK(v["pairs"] == 3);
+  CHECK(v["acc"]["diff"].get<double>() == doctest::Approx(0.025 / 3));
+  CHECK(v["acc"]["wins"] == 1);
+  CHECK(v["acc"]["ties"] == 1);
+  CHECK(v["acc"]["losses"] == 1);
+  REQUIRE(v["acc"]["ci95"].is_array());
+  // Forgetting 0.30, 0.20, 0.10 against 0.30, 0.30, 0.05: differences 0, -0.10, +0.05: 1 win (less), 1 loss.
+  CHECK(v["forgetting"]["diff"].get<double>() == doctest::Approx(-0.05 / 3));
+  CHECK(v["forgetting"]["wins"] == 1);
+  CHECK(v["forgetting"]["losses"] == 1);
+  // Joint training has no forgetting: compared on ACC only.
+  const ojson& m = j["methods"]["multitask"];
+  CHECK(m["vs_finetune"]["acc"]["wins"] == 3);
+  CHECK(m["vs_finetune"]["forgetting"].is_null());
+  CHECK(m["ci95"]["bwt"].is_null());
+  CHECK_FALSE(j["methods"]["finetune"].contains("vs_finetune"));
+
+  std::ostringstream out;
+  print_report(r, out);
+  const std::string s = out.str();
+  CAPTURE(s);
+  CHECK(s.find("scenario: task-incremental (task id given at test time)") != std::string::npos);
+  CHECK(s.find("ACC above chance (mean chance 37.5 %)") != std::string::npos);
+  CHECK(s.find("95% intervals (percentile bootstrap over seeds") != std::string::npos);
+  CHECK(s.find("paired with finetune") != std::string::npos);
+  CHECK(s.find("1/3 wins") != std::string::npos);
+
+  r.num_labels = {2};
+  CHECK_THROWS_WITH_AS(report_to_json(r), doctest::Contains("1 label counts for 2 tasks"), Error);
 }

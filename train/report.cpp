@@ -74,7 +74,53 @@ std::string pad(const std::string& s, size_t w, bool right) {
   return right ? std::string(w - cols, ' ') + s : s + std::string(w - cols, ' ');
 }
 
+ojson interval_json(const Interval& i) { return i.has ? ojson::array({i.lo, i.hi}) : ojson(nullptr); }
+
+// Metric k of every run of a method (NaN where not defined), in run order.
+std::vector<double> metric_values(const MethodResult& mr, int k) {
+  std::vector<double> v;
+  for (const MethodRun& run : mr.runs) {
+    MetricVals x = vals(run_metrics(run));
+    v.push_back(x.has[k] ? x.v[k] : ClMetrics::kNaN);
+  }
+  return v;
+}
+
+const MethodResult* find_method(const ClReport& r, const std::string& name) {
+  for (const MethodResult& mr : r.methods)
+    if (mr.method == name) return &mr;
+  return nullptr;
+}
+
+// Metric k of `mr` and of `base` for the seeds both ran, paired by seed.
+PairedComparison compare_by_seed(const MethodResult& mr, const MethodResult& base, int k, bool higher_is_better) {
+  std::vector<double> a, b;
+  const std::vector<double> va = metric_values(mr, k), vb = metric_values(base, k);
+  for (size_t i = 0; i < mr.runs.size(); ++i)
+    for (size_t j = 0; j < base.runs.size(); ++j)
+      if (mr.runs[i].seed == base.runs[j].seed) {
+        a.push_back(va[i]);
+        b.push_back(vb[j]);
+      }
+  return paired_compare(a, b, higher_is_better);
+}
+
+ojson paired_json(const PairedComparison& p) {
+  if (p.pairs == 0) return nullptr;
+  return ojson{{"diff", num_or_null(true, p.mean_diff)}, {"ci95", interval_json(p.interval)}, {"wins", p.wins},
+               {"ties", p.ties}, {"losses", p.losses}};
+}
+
+const char* kBaseline = "finetune";
+
 }  // namespace
+
+double mean_chance(const ClReport& r) {
+  if (r.num_labels.empty()) return ClMetrics::kNaN;
+  double s = 0;
+  for (int n : r.num_labels) s += 1.0 / double(n);
+  return s / double(r.num_labels.size());
+}
 
 ClMetrics run_metrics(const MethodRun& r) {
   if (r.joint) {
@@ -87,6 +133,9 @@ ClMetrics run_metrics(const MethodRun& r) {
 void check_report(const ClReport& r) {
   const size_t T = r.tasks.size();
   ARIA_CHECK(T >= 1, "report: no tasks");
+  ARIA_CHECK(r.num_labels.empty() || r.num_labels.size() == T, "report: ", r.num_labels.size(),
+             " label counts for ", T, " tasks");
+  for (int n : r.num_labels) ARIA_CHECK(n >= 1, "report: a task with ", n, " labels");
   for (const MethodResult& mr : r.methods) {
     ARIA_CHECK(!mr.runs.empty(), "report: method '", mr.method, "' has no runs");
     for (const MethodRun& run : mr.runs) {
@@ -148,10 +197,41 @@ ojson report_to_json(const ClReport& r) {
       m["per_seed"] = per;
     }
     if (first.joint) m["note"] = kJointNote;
+    // Statistics: intervals over seeds, ACC above chance, the paired comparison with finetune.
+    ojson ci;
+    for (int k = 0; k < 4; ++k) ci[kMetricNames[k]] = interval_json(bootstrap_mean_interval(metric_values(mr, k)));
+    m["ci95"] = ci;
+    const Spread acc = metric_spread(mr, 0);
+    m["acc_above_chance"] = num_or_null(acc.count > 0 && !r.num_labels.empty(), acc.mean - mean_chance(r));
+    if (const MethodResult* base = find_method(r, kBaseline); base && mr.method != kBaseline) {
+      const PairedComparison pa = compare_by_seed(mr, *base, 0, true);
+      const PairedComparison pf = compare_by_seed(mr, *base, 2, false);
+      m["vs_finetune"] = {{"pairs", pa.pairs}, {"acc", paired_json(pa)}, {"forgetting", paired_json(pf)}};
+    }
     methods[mr.method] = m;
   }
   ojson out;
   out["settings"] = r.settings;
+  out["scenario"] = r.scenario;
+  if (r.num_labels.empty()) {
+    out["chance"] = nullptr;
+  } else {
+    std::vector<double> per;
+    for (int n : r.num_labels) per.push_back(1.0 / double(n));
+    out["chance"] = {{"per_task", per}, {"mean", mean_chance(r)}};
+  }
+  out["statistics"] = {
+      {"interval", "95% percentile bootstrap of the mean over seeds"},
+      {"resamples", kBootstrapResamples},
+      {"seed", kBootstrapSeed},
+      {"over", "seeds"},
+      {"over_test_examples", false},
+      {"paired_baseline", kBaseline},
+      {"note",
+       "intervals and paired differences are over seeds only (null with fewer than 2 seeds): per-example "
+       "correctness is not recorded, so there is no bootstrap over test examples; with 3 seeds an interval "
+       "cannot be wider than the seeds' range. vs_finetune pairs runs by seed; acc wins = higher ACC, "
+       "forgetting wins = less forgetting"}};
   out["tasks"] = r.tasks;
   out["methods"] = methods;
   return out;
@@ -216,6 +296,55 @@ void print_report(const ClReport& r, std::ostream& out) {
   }
   if (r.methods.size() > 0 && r.methods[0].runs.size() > 1)
     out << "(mean ± sample standard deviation over " << r.methods[0].runs.size() << " seeds)\n";
+
+  out << "\nscenario: " << r.scenario << "\n";
+  const double chance = mean_chance(r);
+  if (std::isfinite(chance)) {
+    out << "ACC above chance (mean chance " << fmt("%.1f", 100 * chance) << " %):";
+    for (const MethodResult& mr : r.methods) {
+      const Spread s = metric_spread(mr, 0);
+      if (s.count > 0) out << "  " << mr.method << " " << fmt("%+.1f", 100 * (s.mean - chance));
+    }
+    out << "\n";
+  }
+  const size_t seeds = r.methods.empty() ? 0 : r.methods[0].runs.size();
+  if (seeds < 2) {
+    out << "(95% intervals and paired comparisons need at least 2 seeds)\n";
+    return;
+  }
+  out << "95% intervals (percentile bootstrap over seeds, " << kBootstrapResamples << " resamples; not over test "
+         "examples)\n"
+      << pad("method", mcol, false);
+  for (const char* h : heads) out << pad(h, vcol, true);
+  out << "\n";
+  for (const MethodResult& mr : r.methods) {
+    out << pad(mr.method, mcol, false);
+    for (int k = 0; k < 4; ++k) {
+      const Interval i = bootstrap_mean_interval(metric_values(mr, k));
+      out << pad(i.has ? "[" + fmt("%.1f", 100 * i.lo) + ", " + fmt("%.1f", 100 * i.hi) + "]" : "n/a", vcol, true);
+    }
+    out << "\n";
+  }
+  const MethodResult* base = find_method(r, kBaseline);
+  if (!base) return;
+  out << "paired with " << kBaseline << " (same seed): ACC difference [95% interval], wins; forgetting difference "
+         "[95% interval], wins (less forgetting)\n";
+  for (const MethodResult& mr : r.methods) {
+    if (mr.method == kBaseline) continue;
+    out << pad(mr.method, mcol, false);
+    for (int k : {0, 2}) {
+      const PairedComparison p = compare_by_seed(mr, *base, k, k == 0);
+      if (p.pairs == 0) {
+        out << "   n/a";
+        continue;
+      }
+      out << "   " << fmt("%+.1f", 100 * p.mean_diff) << " "
+          << (p.interval.has ? "[" + fmt("%+.1f", 100 * p.interval.lo) + ", " + fmt("%+.1f", 100 * p.interval.hi) + "]"
+                             : std::string("[n/a]"))
+          << ", " << p.wins << "/" << p.pairs << " wins";
+    }
+    out << "\n";
+  }
 }
 
 }  // namespace aria

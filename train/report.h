@@ -21,6 +21,19 @@
 // With several seeds the top-level "matrix" and "before" are element-wise means over the seeds and
 // "acc"... equal "mean" (means of the per-seed metrics: forgetting's max makes it differ from the
 // forgetting of the mean matrix). Accuracies are fractions in [0, 1]; the tables print percent.
+//
+// Statistics (issue 15), always present:
+//   top level: "scenario": "task-incremental (task id given at test time)",
+//              "chance": {"per_task": [1/num_labels...], "mean": x} (null when the label counts are unknown),
+//              "statistics": {"interval": "95% percentile bootstrap ...", "resamples": 10000, "seed": 20181,
+//                             "over": "seeds", "over_test_examples": false, "note": "..."}
+//   per method: "ci95": {"acc": [lo, hi] | null, "bwt": .., "forgetting": .., "fwt": ..}  (null with < 2 seeds)
+//               "acc_above_chance": ACC - mean chance (null without chance)
+//               "vs_finetune" (every method but finetune, when finetune ran): paired by seed,
+//                 {"pairs": n, "acc": {"diff", "ci95", "wins", "ties", "losses"},
+//                  "forgetting": {...} (wins = less forgetting; null for joint methods)}
+// The intervals are over seeds only: per-example correctness is not recorded (the evaluation counts
+// correct answers on the device), so there is no bootstrap over test examples.
 #pragma once
 #include <cstdint>
 #include <ostream>
@@ -52,7 +65,12 @@ struct ClReport {
   nlohmann::ordered_json settings = nlohmann::ordered_json::object();
   std::vector<std::string> tasks;
   std::vector<MethodResult> methods;
+  std::vector<int> num_labels;  // per task, for chance = 1/num_labels; empty = unknown (chance null)
+  std::string scenario = "task-incremental (task id given at test time)";
 };
+
+// Mean chance accuracy over the tasks (mean of 1/num_labels); NaN when num_labels is empty.
+double mean_chance(const ClReport& r);
 
 // ACC, BWT, forgetting, FWT of one run (compute_cl_metrics, or compute_joint_metrics when joint).
 ClMetrics run_metrics(const MethodRun& r);
@@ -64,7 +82,8 @@ nlohmann::ordered_json report_to_json(const ClReport& r);
 void write_report_json(const ClReport& r, const std::string& path);
 
 // One accuracy matrix per method (rows "before training", "after <task>"; columns tasks) and the
-// metrics table (method, ACC, BWT, forgetting, FWT in percent, "± std" with several seeds).
+// metrics table (method, ACC, BWT, forgetting, FWT in percent, "± std" with several seeds), then the
+// scenario, ACC above chance, the 95% bootstrap intervals and the paired comparison with finetune.
 void print_report(const ClReport& r, std::ostream& out);
 
 }  // namespace aria
