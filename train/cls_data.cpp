@@ -327,6 +327,39 @@ ClsTaskData check_cls_task(const std::string& dir, const ClsDataOptions& opt) {
   return read_task(dir, opt, nullptr, 1, 0, 0);
 }
 
+ClsDataOptions cls_data_options(const DataSettings& d) {
+  ClsDataOptions o;
+  o.text_field = d.text_field;
+  o.label_field = d.label_field;
+  o.validation_fraction = d.validation_fraction;
+  o.split_seed = d.split_seed;
+  return o;
+}
+
+void check_cls_tasks(const std::string& data_dir, const std::vector<std::string>& tasks, const ClsDataOptions& opt,
+                     const std::string& who) {
+  for (const std::string& t : tasks) {
+    const fs::path dir = fs::path(data_dir) / t;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::directory_iterator(data_dir, ec))
+        if (fs::is_regular_file(e.path() / "train.jsonl", ec) || fs::is_regular_file(e.path() / "train.csv", ec))
+          found.push_back(e.path().filename().string());
+      std::sort(found.begin(), found.end());
+      std::string have;
+      for (const auto& f : found) have += (have.empty() ? "" : ", ") + f;
+      ARIA_FAIL(who, ": no task '", t, "' in ", data_dir, " (no folder ", dir.string(), "); tasks there: ",
+                have.empty() ? "none" : have, " (docs/data.md describes the format)");
+    }
+    try {
+      check_cls_task(dir.string(), opt);
+    } catch (const Error& e) {
+      ARIA_FAIL(who, ": task '", t, "': ", e.what());
+    }
+  }
+}
+
 std::vector<CsvRecord> parse_csv(const std::string& in, const std::string& where) {
   const std::string text = in.rfind("\xEF\xBB\xBF", 0) == 0 ? in.substr(3) : in;
   std::vector<CsvRecord> out;

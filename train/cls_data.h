@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "model/continual_model.h"
 #include "model/tokenizer.h"
+#include "train/aria_config.h"
 
 namespace aria {
 
@@ -51,6 +52,15 @@ ClsTaskData load_cls_task(const std::string& dir, const Gpt2Tokenizer& tok, int 
 // examples are kept with empty ids. For checking every task before a model is loaded or a run
 // folder created.
 ClsTaskData check_cls_task(const std::string& dir, const ClsDataOptions& opt = {});
+
+// The options of an experiment config's "data" object.
+ClsDataOptions cls_data_options(const DataSettings& d);
+
+// Checks every task of an experiment (check_cls_task on data_dir/<task>) before a model is loaded
+// or a run folder created. A missing task folder lists the task folders data_dir holds. `who`
+// prefixes the messages ("aria run").
+void check_cls_tasks(const std::string& data_dir, const std::vector<std::string>& tasks, const ClsDataOptions& opt,
+                     const std::string& who);
 
 // Parses RFC 4180 CSV (comma-separated; quoted fields may hold commas, "" and newlines; CRLF or LF
 // record ends; a UTF-8 BOM skipped). Returns the records with the line each one starts on;

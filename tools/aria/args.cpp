@@ -4,7 +4,10 @@
 #include <cstdio>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "train/aria_config.h"
 
 namespace aria::cli {
 
@@ -20,6 +23,19 @@ Args& Args::toggle(const std::string& name, const std::string& help) {
   return *this;
 }
 
+Args& Args::repeated(const std::string& name, const std::string& help) {
+  order_.push_back(name);
+  Flag f{help, "", false, false};
+  f.is_repeated = true;
+  flags_[name] = f;
+  return *this;
+}
+
+Args& Args::alias(const std::string& name, const std::string& target) {
+  aliases_[name] = target;
+  return *this;
+}
+
 bool Args::parse(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -27,7 +43,7 @@ bool Args::parse(int argc, char** argv) {
       std::fputs(usage().c_str(), stdout);
       return false;
     }
-    ARIA_CHECK(a.rfind("--", 0) == 0, "aria ", command_, ": unexpected argument '", a, "' (see --help)");
+    ARIA_USAGE_CHECK(a.rfind("--", 0) == 0, "aria ", command_, ": unexpected argument '", a, "' (see --help)");
     std::string name = a.substr(2), value;
     bool has_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {
@@ -35,10 +51,15 @@ bool Args::parse(int argc, char** argv) {
       name = name.substr(0, eq);
       has_value = true;
     }
+    if (auto al = aliases_.find(name); al != aliases_.end()) {
+      ARIA_USAGE_CHECK(!values_.count(al->second), "aria ", command_, ": --", name, " is another name for --",
+                       al->second, ": give one of them");
+      name = al->second;
+    }
     auto it = flags_.find(name);
-    ARIA_CHECK(it != flags_.end(), "aria ", command_, ": unknown flag --", name, " (see --help)");
+    ARIA_USAGE_CHECK(it != flags_.end(), "aria ", command_, ": unknown flag --", name, " (see --help)");
     if (it->second.is_toggle) {
-      ARIA_CHECK(!has_value, "aria ", command_, ": --", name, " takes no value");
+      ARIA_USAGE_CHECK(!has_value, "aria ", command_, ": --", name, " takes no value");
       values_[name] = "1";
       continue;
     }
@@ -46,16 +67,21 @@ bool Args::parse(int argc, char** argv) {
       // A word starting with "--" is the next flag, never this one's value (`--out --quick` must not
       // make a folder named "--quick"); a value that really starts with "--" goes after '='.
       const bool next_is_flag = i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0;
-      ARIA_CHECK(i + 1 < argc && !next_is_flag, "aria ", command_, ": flag --", name, " needs a value",
+      ARIA_USAGE_CHECK(i + 1 < argc && !next_is_flag, "aria ", command_, ": flag --", name, " needs a value",
                  next_is_flag ? std::string(" (got the flag '") + argv[i + 1] + "'; write --" + name +
                                     "=VALUE for a value that starts with --)"
                               : std::string());
       value = argv[++i];
     }
-    values_[name] = value;
+    if (it->second.is_repeated) {
+      repeated_values_[name].push_back(value);
+      values_[name] = value;
+      continue;
+    }
+    values_[name] = value;  // a flag given twice: the last one counts
   }
   for (auto& [name, f] : flags_)
-    ARIA_CHECK(!f.required || values_.count(name), "aria ", command_, ": --", name, " is required (see --help)");
+    ARIA_USAGE_CHECK(!f.required || values_.count(name), "aria ", command_, ": --", name, " is required (see --help)");
   return true;
 }
 
@@ -70,6 +96,11 @@ std::string Args::str(const std::string& name) const {
 bool Args::given(const std::string& name) const { return values_.count(name) > 0; }
 bool Args::on(const std::string& name) const { return values_.count(name) > 0; }
 
+std::vector<std::string> Args::values(const std::string& name) const {
+  auto v = repeated_values_.find(name);
+  return v == repeated_values_.end() ? std::vector<std::string>{} : v->second;
+}
+
 int64_t Args::integer(const std::string& name, int64_t min_value, int64_t max_value) const {
   std::string s = str(name);
   size_t used = 0;
@@ -79,8 +110,8 @@ int64_t Args::integer(const std::string& name, int64_t min_value, int64_t max_va
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_CHECK(used == s.size() && !s.empty(), "aria ", command_, ": --", name, " must be an integer, got '", s, "'");
-  ARIA_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty(), "aria ", command_, ": --", name, " must be an integer, got '", s, "'");
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }
@@ -94,9 +125,9 @@ double Args::number(const std::string& name, double min_value, double max_value)
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_CHECK(used == s.size() && !s.empty() && std::isfinite(v), "aria ", command_, ": --", name,
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && std::isfinite(v), "aria ", command_, ": --", name,
              " must be a number, got '", s, "'");
-  ARIA_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }
@@ -106,12 +137,81 @@ std::string Args::usage() const {
   os << "usage: aria " << command_ << " [flags]\n\n" << summary_ << "\n\nflags:\n";
   for (const auto& name : order_) {
     const Flag& f = flags_.at(name);
-    os << "  --" << name << (f.is_toggle ? "" : " VALUE") << "\n      " << f.help;
+    os << "  --" << name << (f.is_toggle ? "" : " VALUE") << (f.is_repeated ? " (repeatable)" : "");
+    for (const auto& [al, target] : aliases_)
+      if (target == name) os << ", --" << al;
+    os << "\n      " << f.help;
     if (f.required) os << " (required)";
     else if (!f.default_value.empty()) os << " (default: " << f.default_value << ")";
     os << "\n";
   }
   return os.str();
+}
+
+void add_experiment_flags(Args& a) {
+  a.option("seed", "base seed (train.seed): repeat r uses seed + r", "")
+      .option("num-seeds", "repeats with seeds seed, seed+1, ...: mean and spread reported (config 'seeds')", "")
+      .alias("seeds", "num-seeds")
+      .option("text-field", "the JSON key / CSV column holding the text (data.text_field; default text)", "")
+      .option("label-field", "the JSON key / CSV column holding the label (data.label_field; default label)", "")
+      .repeated("set", "KEY=VALUE: set any config key, dotted (train.lr=1e-4, aria.spc_lambda=50, "
+                       "data.validation_fraction=0.2, tasks='[\"a\",\"b\"]'); VALUE is JSON, else a string");
+}
+
+void apply_experiment_flags(const Args& a, ExperimentConfig& c, const std::string& who) {
+  c = apply_config_sets(c, a.values("set"), who);
+  if (a.given("seed")) c.train.seed = uint64_t(a.integer("seed", 0, int64_t(1) << 53));
+  if (a.given("num-seeds")) c.seeds = int(a.integer("num-seeds", 1, 1000));
+  if (a.given("text-field")) c.data.text_field = a.str("text-field");
+  if (a.given("label-field")) c.data.label_field = a.str("label-field");
+}
+
+const std::vector<std::string>& experiment_flag_names() {
+  static const std::vector<std::string> names = {"seed", "num-seeds", "text-field", "label-field", "set"};
+  return names;
+}
+
+ExperimentConfig apply_config_sets(const ExperimentConfig& c, const std::vector<std::string>& sets,
+                                   const std::string& who) {
+  if (sets.empty()) return c;
+  using json = nlohmann::json;
+  json j = experiment_config_to_json(c);
+  for (const std::string& s : sets) {
+    const size_t eq = s.find('=');
+    ARIA_USAGE_CHECK(eq != std::string::npos && eq > 0, who, ": --set '", s, "' must be KEY=VALUE (a dotted config key "
+                     "such as train.lr=1e-4; see --print-config for the keys)");
+    const std::string key = s.substr(0, eq), text = s.substr(eq + 1);
+    json value;
+    try {
+      value = json::parse(text);
+    } catch (const json::exception&) {
+      value = text;  // not JSON: a string (cuda:0, a path)
+    }
+    json* node = &j;
+    std::string path;
+    for (size_t start = 0;;) {
+      const size_t dot = key.find('.', start);
+      const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      ARIA_USAGE_CHECK(!part.empty(), who, ": --set '", s, "': the key '", key, "' has an empty part");
+      path += (path.empty() ? "" : ".") + part;
+      if (dot == std::string::npos) {
+        ARIA_USAGE_CHECK(node->contains(part), who, ": --set '", s, "': unknown config key '", path, "'");
+        (*node)[part] = value;
+        break;
+      }
+      ARIA_USAGE_CHECK(node->contains(part) && (*node)[part].is_object(), who, ": --set '", s,
+                       "': unknown config section '", path, "'");
+      node = &(*node)[part];
+      start = dot + 1;
+    }
+  }
+  try {
+    return parse_experiment_config(j, "--set");
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(who + ": " + e.what());
+  }
 }
 
 }  // namespace aria::cli

@@ -65,39 +65,27 @@ double since(std::chrono::steady_clock::time_point t0) {
 ExperimentConfig resolve_config(const Args& a) {
   ExperimentConfig c = a.given("config") ? load_experiment_config(a.str("config")) : default_experiment();
   if (a.on("quick")) make_quick(c);
+  apply_experiment_flags(a, c, "aria run");  // --set, --seed, --num-seeds, --text-field, --label-field
   if (a.given("model")) c.model = a.str("model");
   if (a.given("data")) c.data_dir = a.str("data");
   if (a.given("tasks")) c.tasks = split_list(a.str("tasks"));
   if (a.given("methods")) c.methods = split_list(a.str("methods"));
-  if (a.given("seeds")) c.seeds = int(a.integer("seeds", 1, 1000));
   if (a.given("device")) c.device = a.str("device");
   if (a.given("steps-per-task")) c.train.steps_per_task = a.integer("steps-per-task", 1, int64_t(1) << 40);
-  ARIA_CHECK(!(a.on("bf16") && a.on("fp32")), "aria run: --bf16 and --fp32 are two precisions: choose one");
+  ARIA_USAGE_CHECK(!(a.on("bf16") && a.on("fp32")), "aria run: --bf16 and --fp32 are two precisions: choose one");
   if (a.on("bf16")) c.train.precision = "bf16";
   if (a.on("fp32")) c.train.precision = "fp32";
   try {
     validate_experiment_config(c);
   } catch (const Error& e) {
-    ARIA_FAIL("aria run: ", e.what());
+    throw UsageError(std::string("aria run: ") + e.what());
   }
   return c;
 }
 
-// Every task folder must exist before a model is pretrained for them.
-void check_tasks(const ExperimentConfig& c) {
-  for (const std::string& t : c.tasks) {
-    if (fs::is_regular_file(fs::path(c.data_dir) / t / "train.jsonl")) continue;
-    std::vector<std::string> found;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(c.data_dir, ec))
-      if (fs::is_regular_file(e.path() / "train.jsonl")) found.push_back(e.path().filename().string());
-    std::sort(found.begin(), found.end());
-    std::string have;
-    for (const auto& f : found) have += (have.empty() ? "" : ", ") + f;
-    ARIA_FAIL("aria run: no task '", t, "' in ", c.data_dir, " (no ", t, "/train.jsonl); tasks there: ",
-              have.empty() ? "none" : have);
-  }
-}
+// Every task is read and checked (train/cls_data.h check_cls_tasks) before a model is pretrained
+// for them or the run folder is claimed.
+void check_tasks(const ExperimentConfig& c) { check_cls_tasks(c.data_dir, c.tasks, cls_data_options(c.data), "aria run"); }
 
 void check_model_dir(const ExperimentConfig& c) {
   if (c.model.rfind("cache:", 0) == 0) return;
@@ -210,7 +198,6 @@ int cmd_run(int argc, char** argv) {
       .option("model", "Hugging Face GPT-2 directory (gpt2, distilgpt2, ...) or cache:default", "")
       .option("tasks", "comma-separated task folders under the data directory, in training order", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask", "")
-      .option("seeds", "repeats with seeds seed, seed+1, ...: mean and spread reported", "")
       .option("device", "cpu, cuda, cuda:N or auto", "")
       .option("steps-per-task", "optimizer steps per task (every method)", "")
       .toggle("bf16", "train in bfloat16 with float32 masters (CUDA only)")
@@ -228,19 +215,22 @@ int cmd_run(int argc, char** argv) {
                                   "boundaries (0: task boundaries only)", "200")
       .option("render", "only (re)write DIR/report.html from DIR/report.json and DIR/gates.json (any run folder, "
                         "aria continual's too)", "");
+  add_experiment_flags(args);
   if (!args.parse(argc, argv)) return 0;
   if (args.given("render")) return render_only(args.str("render"));
   const auto t0 = std::chrono::steady_clock::now();
   const bool resume = args.given("resume");
   if (resume) {
     // The experiment is the run folder's: a flag that would change it is refused, not silently ignored.
-    for (const char* f : {"out", "model", "tasks", "methods", "seeds", "device", "steps-per-task", "data", "config"})
-      ARIA_CHECK(!args.given(f), "aria run: --resume continues the run folder's experiment (its config.json); --", f,
+    std::vector<std::string> refused = {"out", "model", "tasks", "methods", "device", "steps-per-task", "data", "config"};
+    for (const std::string& f : experiment_flag_names()) refused.push_back(f);
+    for (const std::string& f : refused)
+      ARIA_USAGE_CHECK(!args.given(f), "aria run: --resume continues the run folder's experiment (its config.json); --", f,
                  " cannot be combined with it");
     for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite", "bf16", "fp32"})
-      ARIA_CHECK(!args.on(f), "aria run: --resume continues the run folder's experiment; --", f,
+      ARIA_USAGE_CHECK(!args.on(f), "aria run: --resume continues the run folder's experiment; --", f,
                  " cannot be combined with it");
-    ARIA_CHECK(!args.str("resume").empty(), "aria run: --resume needs a run folder");
+    ARIA_USAGE_CHECK(!args.str("resume").empty(), "aria run: --resume needs a run folder");
   }
   ExperimentConfig cfg;
   fs::path out;

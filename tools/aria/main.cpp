@@ -1,5 +1,7 @@
 // aria command-line entry point: one subcommand per file in tools/aria/ (cmd_<name>.cpp).
-// Every failure the user can cause ends as "aria: error: <message>" and exit code 1.
+// Every failure the user can cause ends as "aria: error: <message>": exit code 2 for a usage error
+// (cli::UsageError: unknown flag, missing or malformed value, bad combination of flags; an unknown
+// command), 1 for a runtime error (aria::Error), 3 for an internal error.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/run_state.h"
 
@@ -70,6 +73,9 @@ int main(int argc, char** argv) {
         return 1;
       }
       return rc;
+    } catch (const aria::cli::UsageError& e) {
+      std::fprintf(stderr, "aria: error: %s\n", e.what());
+      return 2;
     } catch (const aria::Error& e) {
       std::fprintf(stderr, "aria: error: %s\n", e.what());
       return 1;
@@ -86,6 +92,6 @@ int main(int argc, char** argv) {
       return 3;
     }
   }
-  std::fprintf(stderr, "aria: unknown command '%s' (aria --help lists them)\n", argv[1]);
+  std::fprintf(stderr, "aria: error: unknown command '%s' (aria --help lists them)\n", argv[1]);
   return 2;
 }
