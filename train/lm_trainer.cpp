@@ -27,7 +27,12 @@ void check_config(const LmTrainConfig& c, const Gpt2Config& mc) {
 }
 
 void check_tokens(const TokenDataset& d, int vocab_size, const char* which) {
-  ARIA_CHECK(!d.tokens.empty(), which, " corpus is empty (0 tokens)");
+  ARIA_CHECK(!d.empty(), which, " corpus is empty (0 tokens)");
+  if (d.shards) {  // ids < the shards' vocabulary were checked when they were opened
+    ARIA_CHECK(int64_t(d.shards->vocab_size) <= vocab_size, which, " shards hold token ids of a vocabulary of ",
+               d.shards->vocab_size, ", larger than the model's ", vocab_size);
+    return;
+  }
   auto [lo, hi] = std::minmax_element(d.tokens.begin(), d.tokens.end());
   ARIA_CHECK(*lo >= 0 && *hi < vocab_size, which, " corpus holds token ids in [", *lo, ", ", *hi,
              "], outside the model's vocabulary [0, ", vocab_size, ")");
@@ -77,7 +82,8 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
 
   if (cfg.verbose) {
     log << "train_lm: " << model.num_parameters() << " parameters on " << model.device().str() << ", "
-        << train.tokens.size() << " training tokens" << (val ? ", " + std::to_string(val->tokens.size()) + " validation" : "")
+        << train.size() << " training tokens" << (train.shards ? " (shards)" : "")
+        << (val ? ", " + std::to_string(val->size()) + " validation" : "")
         << "\n  " << cfg.steps << " steps x " << tokens_per_step << " tokens (batch " << cfg.batch_size << " x seq "
         << cfg.seq_len << " x accum " << cfg.grad_accum << "), lr " << cfg.lr << " warmup " << cfg.warmup_steps
         << " min_lr_ratio " << cfg.min_lr_ratio << ", clip " << cfg.max_grad_norm << "\n"
@@ -147,6 +153,7 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     }
   }
   r.train_seconds = train_seconds;
+  r.sampler_state = batcher.state();
   r.tokens_per_second = cfg.steps ? double(tokens_per_step) * cfg.steps / std::max(train_seconds, 1e-9) : 0.0;
   if (cfg.verbose)
     log << "train_lm: done in " << format_duration(progress.elapsed_seconds()) << ", " << fmt("%.0f", r.tokens_per_second)

@@ -45,6 +45,7 @@ struct LmTrainResult {
   double final_val_loss = std::numeric_limits<double>::quiet_NaN();  // NaN without val
   double tokens_per_second = 0;    // training tokens / training time (evaluation excluded)
   double train_seconds = 0;
+  RngState sampler_state;          // the training batcher's state after the last step (seed, windows drawn)
 };
 
 // Trains every parameter of `model` (sets requires_grad on all of them). Throws aria::Error for a

@@ -1,5 +1,6 @@
 // aria pretrain: train a GPT-2 language model (from scratch or from a checkpoint) on a text
 // corpus and save it as a Hugging Face directory (config.json, model.safetensors, vocab files).
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "model/gpt2.h"
 #include "model/tokenizer.h"
 #include "train/lm_trainer.h"
+#include "train/token_shards.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/run_folder.h"
@@ -19,10 +21,13 @@ namespace fs = std::filesystem;
 
 int cmd_pretrain(int argc, char** argv) {
   Args args("pretrain",
-            "Trains a GPT-2 on a UTF-8 text corpus (random windows of --seq tokens) with AdamW, warmup +\n"
+            "Trains a GPT-2 on a UTF-8 text corpus (--corpus) or on token shards (--shards DIR, written by\n"
+            "`aria tokenize --shards`; validation from DIR's validation shards) on random windows of --seq\n"
+            "tokens (a seeded sampler) with AdamW, warmup +\n"
             "cosine schedule and gradient clipping, then writes --out as a Hugging Face GPT-2 directory\n"
             "that transformers' GPT2LMHeadModel.from_pretrained loads.");
-  args.option("corpus", "UTF-8 training text", "", true)
+  args.option("corpus", "UTF-8 training text (or --shards)", "")
+      .option("shards", "directory of token shards (train_*.bin, validation_*.bin) instead of --corpus", "")
       .option("out", "output directory", "", true)
       .option("model", "start from this Hugging Face GPT-2 directory (default: random init of --preset)", "")
       .option("preset", "architecture when starting from scratch: tiny, small-cpu, d12, d24, d36, d48", "small-cpu")
@@ -39,6 +44,11 @@ int cmd_pretrain(int argc, char** argv) {
       .toggle("bf16", "mixed precision on CUDA: bfloat16 weights/activations/gradients, float32 master weights "
                       "(the saved checkpoint holds the float32 masters)");
   if (!args.parse(argc, argv)) return 0;
+  const std::string shard_dir = args.str("shards");
+  ARIA_CHECK(args.str("corpus").empty() != shard_dir.empty(),
+             "aria pretrain: give exactly one of --corpus FILE and --shards DIR");
+  ARIA_CHECK(shard_dir.empty() || args.str("val").empty(),
+             "aria pretrain: --val cannot be combined with --shards (validation comes from DIR's validation_*.bin)");
   ARIA_CHECK(args.str("steps") != "0", "aria pretrain: --steps 0 trains nothing (no loss, an untrained model); "
              "give --steps >= 1");
   // Every flag is checked before anything is loaded or created.
@@ -61,21 +71,34 @@ int cmd_pretrain(int argc, char** argv) {
   std::string vdir = find_vocab_dir(args.str("model"));
   Gpt2Tokenizer tok = Gpt2Tokenizer::load(vdir + "/vocab.json", vdir + "/merges.txt");
   auto tokenize = [&](const std::string& s) { return tok.encode(s); };
-  TokenDataset train = load_token_dataset(args.str("corpus"), tokenize);
-  TokenDataset val;
-  if (!args.str("val").empty()) val = load_token_dataset(args.str("val"), tokenize);
+  TokenDataset train, val;
+  if (!shard_dir.empty()) {
+    const uint32_t vocab = uint32_t(tok.vocab_size());
+    train = load_shard_dataset(shard_dir, "train", vocab);
+    if (!list_shards(shard_dir, "validation").empty()) val = load_shard_dataset(shard_dir, "validation", vocab);
+  } else {
+    train = load_token_dataset(args.str("corpus"), tokenize);
+    if (!args.str("val").empty()) val = load_token_dataset(args.str("val"), tokenize);
+  }
 
   cfg.seq_len = int(args.integer("seq", 1, model.config.n_positions));
   std::printf("aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
-              (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, train.tokens.size(),
+              (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, size_t(train.size()),
               dev.str().c_str());
-  LmTrainResult r = train_lm(model, train, val.tokens.empty() ? nullptr : &val, cfg, std::cout);
+  LmTrainResult r = train_lm(model, train, val.empty() ? nullptr : &val, cfg, std::cout);
   gpt2_save(model, args.str("out"));
   // Ship the vocabulary with the model so the directory is self-contained.
   for (const char* f : {"vocab.json", "merges.txt"})
     io::write_file_atomic((fs::path(args.str("out")) / f).string(),
                           io::read_file((fs::path(vdir) / f).string(), "vocabulary file"));
   ARIA_CHECK(!r.losses.empty(), "aria pretrain: training ran no step");
+  // The sampler's state (seed, windows drawn): a later run can continue the same window sequence.
+  io::write_file_atomic((fs::path(args.str("out")) / "pretrain_state.json").string(),
+                        "{\"data\": \"" + std::string(shard_dir.empty() ? "corpus" : "shards") +
+                            "\", \"steps\": " + std::to_string(r.losses.size()) + ", \"sampler\": {\"seed\": " +
+                            std::to_string(r.sampler_state.seed) + ", \"counter\": " +
+                            std::to_string(r.sampler_state.counter) + "}, \"final_val_loss\": " +
+                            (std::isfinite(r.final_val_loss) ? std::to_string(r.final_val_loss) : "null") + "}\n");
   std::printf("saved %s  (final train loss %.4f, %.0f tokens/s)\n", args.str("out").c_str(), r.losses.back(),
               r.tokens_per_second);
   return 0;
