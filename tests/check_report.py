@@ -7,7 +7,10 @@
                                                 (then once more with two seeds of finetune and multitask),
                                                 validate the run folders and the CLI's error paths
 
-Validation: report.json has exactly {"settings", "tasks", "methods"}; every method's matrix is T x T
+Validation: report.json has exactly {"settings", "scenario", "chance", "statistics", "tasks", "methods"}
+(issue 15: the scenario named, chance = 1/num_labels per task, 95% bootstrap intervals over seeds
+"ci95", ACC above chance, and every method's paired comparison with finetune "vs_finetune", whose
+differences, wins, ties and losses are recomputed from the per-seed values); every method's matrix is T x T
 (1 x T for joint training) of accuracies in [0, 1], "before" has T of them; ACC, BWT, forgetting and
 FWT equal the spec's formulas recomputed from the matrix (null where not defined); with several
 seeds the mean matrix, mean and std and the per-seed values agree with each other. With
@@ -48,7 +51,8 @@ def metrics(a, b, joint):
     if joint or T == 1:
         return {"acc": acc, "bwt": None, "forgetting": None, "fwt": None}
     bwt = sum(last[j] - a[j][j] for j in range(T - 1)) / (T - 1)
-    forgetting = sum(max(a[i][j] for i in range(T - 1)) - last[j] for j in range(T - 1)) / (T - 1)
+    # Only rows after task j was learned (i >= j): the updated spec (Chaudhry et al. 2018).
+    forgetting = sum(max(a[i][j] for i in range(j, T - 1)) - last[j] for j in range(T - 1)) / (T - 1)
     fwt = sum(a[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
     return {"acc": acc, "bwt": bwt, "forgetting": forgetting, "fwt": fwt}
 
@@ -92,9 +96,86 @@ def mean_std(vals):
     return mu, sd
 
 
+TOP_KEYS = ["settings", "scenario", "chance", "statistics", "tasks", "methods"]
+METRICS = ("acc", "bwt", "forgetting", "fwt")
+
+
+def check_interval(iv, vals, where):
+    """A 95% bootstrap interval of the mean of vals (None values dropped): null below 2 values, else
+    [lo, hi] inside the values' range and around their mean."""
+    vals = [v for v in vals if v is not None]
+    if len(vals) < 2:
+        need(iv is None, f"{where}: an interval needs 2 seeds, expected null, got {iv!r}")
+        return
+    need(isinstance(iv, list) and len(iv) == 2 and all(isinstance(x, (int, float)) for x in iv),
+         f"{where}: must be [lo, hi], got {iv!r}")
+    lo, hi = iv
+    mu = sum(vals) / len(vals)
+    need(min(vals) - TOL <= lo <= mu + TOL and mu - TOL <= hi <= max(vals) + TOL,
+         f"{where}: {iv!r} does not lie within the values' range {min(vals)}..{max(vals)} around the mean {mu}")
+
+
+def per_seed_metrics(m):
+    """{seed: {metric: value}} of a method, one seed or several."""
+    if "per_seed" in m:
+        return {r["seed"]: {k: r[k] for k in METRICS} for r in m["per_seed"]}
+    return {None: {k: m[k] for k in METRICS}}
+
+
+def check_statistics(rep):
+    need(rep["scenario"] == "task-incremental (task id given at test time)",
+         f"scenario must name the task-incremental protocol, got {rep['scenario']!r}")
+    st = rep["statistics"]
+    need(isinstance(st, dict) and isinstance(st.get("resamples"), int) and st["resamples"] >= 1000
+         and isinstance(st.get("seed"), int) and st.get("over") == "seeds" and st.get("over_test_examples") is False
+         and isinstance(st.get("note"), str) and "test examples" in st["note"],
+         f"statistics must give the resample count, the seed, what is resampled and why not test examples: {st!r}")
+    T = len(rep["tasks"])
+    chance = rep["chance"]
+    mean_chance = None
+    if chance is not None:
+        per = chance.get("per_task")
+        need(isinstance(per, list) and len(per) == T and all(isinstance(x, (int, float)) and 0 < x <= 0.5 for x in per),
+             f"chance.per_task must hold 1/num_labels for each of the {T} tasks, got {per!r}")
+        need(all(abs(1 / x - round(1 / x)) < 1e-6 for x in per), f"chance.per_task {per!r} is not 1/num_labels")
+        mean_chance = sum(per) / T
+        same(chance.get("mean"), mean_chance, "chance.mean")
+    methods = rep["methods"]
+    base = per_seed_metrics(methods["finetune"]) if "finetune" in methods else None
+    for name, m in methods.items():
+        where = f"methods.{name}"
+        ps = per_seed_metrics(m)
+        need(isinstance(m.get("ci95"), dict) and list(m["ci95"]) == list(METRICS), f"{where}.ci95 must give {METRICS}")
+        for k in METRICS:
+            check_interval(m["ci95"][k], [v[k] for v in ps.values()] if "per_seed" in m else [], f"{where}.ci95.{k}")
+        same(m.get("acc_above_chance"), None if mean_chance is None else m["acc"] - mean_chance,
+             f"{where}.acc_above_chance")
+        if base is None or name == "finetune":
+            need("vs_finetune" not in m, f"{where}: vs_finetune without finetune, or against itself")
+            continue
+        v = m.get("vs_finetune")
+        need(isinstance(v, dict), f"{where}.vs_finetune missing")
+        seeds = [s for s in ps if s in base]
+        need(v.get("pairs") == len(seeds), f"{where}.vs_finetune.pairs = {v.get('pairs')!r}, {len(seeds)} common seeds")
+        for k, higher in (("acc", True), ("forgetting", False)):
+            d = [ps[s][k] - base[s][k] for s in seeds if ps[s][k] is not None and base[s][k] is not None]
+            c = v.get(k)
+            if not d:
+                need(c is None, f"{where}.vs_finetune.{k}: no defined pairs, expected null")
+                continue
+            need(isinstance(c, dict), f"{where}.vs_finetune.{k} missing")
+            same(c.get("diff"), sum(d) / len(d), f"{where}.vs_finetune.{k}.diff")
+            wins = sum(1 for x in d if (x > 0 if higher else x < 0))
+            ties = sum(1 for x in d if x == 0)
+            need((c.get("wins"), c.get("ties"), c.get("losses")) == (wins, ties, len(d) - wins - ties),
+                 f"{where}.vs_finetune.{k}: wins/ties/losses {c.get('wins')}/{c.get('ties')}/{c.get('losses')}, "
+                 f"the per-seed values give {wins}/{ties}/{len(d) - wins - ties}")
+            check_interval(c.get("ci95"), d, f"{where}.vs_finetune.{k}.ci95")
+
+
 def check_report(rep):
-    need(isinstance(rep, dict) and list(rep.keys()) == ["settings", "tasks", "methods"],
-         f"report.json must hold exactly settings, tasks, methods (in that order), got {list(rep)}")
+    need(isinstance(rep, dict) and [k for k in rep if k not in ("partial", "stopped_at")] == TOP_KEYS,
+         f"report.json must hold exactly {', '.join(TOP_KEYS)} (in that order), got {list(rep)}")
     need(isinstance(rep["settings"], dict), "settings must be an object")
     tasks = rep["tasks"]
     need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), "tasks must be names")
@@ -127,6 +208,7 @@ def check_report(rep):
             same(m["mean"][k], mu, f"{where}.mean.{k}")
             same(m["std"][k], sd, f"{where}.std.{k}")
         out[name] = {k: m[k] for k in ("acc", "bwt", "forgetting", "fwt")}
+    check_statistics(rep)
     return out
 
 
@@ -202,9 +284,10 @@ def run(cmd):
     return p.returncode, p.stdout
 
 
-def expect_failure(cmd, want):
+def expect_failure(cmd, want, code=1):
+    """code: 1 for a runtime error, 2 for a usage error (a bad flag, value or combination of flags)."""
     rc, out = run(cmd)
-    need(rc == 1, f"expected exit code 1, got {rc}:\n{out}")
+    need(rc == code, f"expected exit code {code}, got {rc}:\n{out}")
     need(want in out, f"expected the message to contain {want!r}, got:\n{out}")
 
 
@@ -225,14 +308,14 @@ def end_to_end(args):
                 print(f"ok {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} null" for k, v in m.items()))
         need(all("per_seed" in m for m in rep["methods"].values()), "the two-seed run lacks per_seed values")
 
-        # Error paths: clear message, exit code 1.
+        # Error paths: clear message, exit code 2 for usage errors and 1 for runtime errors.
         expect_failure([args.aria, "continual", "--config", args.config, "--out", out, "--bogus", "1"],
-                       "unknown flag --bogus")
-        expect_failure([args.aria, "continual", "--out", out], "--config is required")
+                       "unknown flag --bogus", code=2)
+        expect_failure([args.aria, "continual", "--out", out], "--config is required", code=2)
         expect_failure([args.aria, "continual", "--config", args.config, "--out", os.path.join(tmp, "c")],
                        "cache:default is created by `aria run`; pass an HF directory")
         expect_failure([args.aria, "continual", "--config", args.config, "--model", model, "--out", out,
-                        "--methods", "aria,sgd"], "sgd")
+                        "--methods", "aria,sgd"], "sgd", code=2)
         bad = os.path.join(tmp, "bad.json")
         with open(args.config, encoding="utf-8") as f:
             cfg = json.load(f)

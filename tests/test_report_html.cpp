@@ -57,6 +57,7 @@ ojson hand_made_report() {
   m.before = {0.5, 0.45, 0.25};
   multi.runs.push_back(m);
   r.methods = {aria, fine, multi};
+  r.num_labels = {2, 3, 4};
   return report_to_json(r);
 }
 
@@ -213,4 +214,28 @@ TEST_CASE("collect_gate_histograms: every layer, real tokens only, each task thr
   // A cap on the examples per task.
   CHECK(collect_gate_histograms(g, tasks, "test", 1, 2).layers[0].tokens == 3 + 2);
   CHECK(r.data.find("5 examples") != std::string::npos);
+}
+
+TEST_CASE("report.html: the scenario, chance, 95% intervals and the paired comparison with finetune") {
+  const std::string html = report_html(hand_made_report(), {});
+  CHECK(html.find("Scenario: task-incremental (task id given at test time)") != std::string::npos);
+  CHECK(html.find("id=\"statistics\"") != std::string::npos);
+  CHECK(html.find("href=\"#statistics\"") != std::string::npos);
+  // Chance: (1/2 + 1/3 + 1/4) / 3 = 36.1 %; finetune's ACC 60.7 is 24.6 above it.
+  CHECK(html.find("Chance (1/labels per task, averaged): 36.1 %") != std::string::npos);
+  CHECK(html.find(">+24.6<") != std::string::npos);
+  CHECK(html.find("not recorded") != std::string::npos);  // why the intervals are over seeds only
+  // aria against finetune, paired on seed 1234 (the seed both ran): ACC (0.70 + 0.88 + 0.667) / 3 =
+  // 74.9 against 60.7: +14.2, one pair, so no interval.
+  CHECK(html.find("+14.2 n/a, 1 wins / 0 ties / 0 losses") != std::string::npos);
+  // aria's two seeds give an ACC interval: ACC 74.9 and 75.6 -> within [74.9, 75.6].
+  CHECK(html.find("[74.9, 75.6]") != std::string::npos);
+  // A report written before the statistics existed still renders, without the section.
+  ojson old = hand_made_report();
+  old.erase("statistics");
+  old.erase("scenario");
+  old.erase("chance");
+  const std::string plain = report_html(old, {});
+  CHECK(plain.find("id=\"statistics\"") == std::string::npos);
+  CHECK(plain.find("Scenario:") == std::string::npos);
 }

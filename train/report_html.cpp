@@ -331,7 +331,8 @@ std::string metrics_section(const ojson& methods, int seeds) {
   std::string s =
       "<h2 id=\"metrics\">Metrics</h2>\n<p class=\"note\">Percent. ACC: mean final accuracy over the tasks. BWT: "
       "change on earlier tasks since they were trained (negative = forgetting). Forgetting: drop from the best "
-      "earlier accuracy. FWT: accuracy on a task before training it, minus before any training.";
+      "accuracy after the task was learned. FWT: accuracy on a task before training it, minus before any training "
+      "(an untrained task is evaluated through a fixed probe head per task and seed).";
   if (seeds > 1) s += " Mean ± sample standard deviation over " + std::to_string(seeds) + " seeds.";
   s += "</p>\n<table class=\"metrics\">\n<tr><th>method</th><th>ACC</th><th>BWT</th><th>forgetting</th><th>FWT</th>"
        "<th>time</th></tr>\n";
@@ -346,6 +347,51 @@ std::string metrics_section(const ojson& methods, int seeds) {
          "</td></tr>\n";
   }
   return s + "</table>\n" + acc_bars(methods);
+}
+
+std::string interval_text(const ojson& iv, bool sign) {
+  if (!iv.is_array() || iv.size() != 2 || !is_num(iv[0]) || !is_num(iv[1])) return "n/a";
+  const char* f = sign ? "%+.1f" : "%.1f";
+  return "[" + fmt(f, 100 * iv[0].get<double>()) + ", " + fmt(f, 100 * iv[1].get<double>()) + "]";
+}
+
+std::string paired_text(const ojson& c) {
+  if (!c.is_object() || !is_num(c.value("diff", ojson()))) return "n/a";
+  return fmt("%+.1f", 100 * c.at("diff").get<double>()) + " " + interval_text(c.value("ci95", ojson()), true) + ", " +
+         std::to_string(c.value("wins", 0)) + " wins / " + std::to_string(c.value("ties", 0)) + " ties / " +
+         std::to_string(c.value("losses", 0)) + " losses";
+}
+
+// Issue 15's statistics: ACC above chance, 95% bootstrap intervals over seeds, the paired comparison
+// with finetune. Empty for a report written before they existed (no "statistics").
+std::string statistics_section(const ojson& report) {
+  if (!report.contains("statistics") || !report.at("statistics").is_object()) return "";
+  const ojson& st = report.at("statistics");
+  const ojson& methods = report.at("methods");
+  const ojson chance = report.value("chance", ojson());
+  const bool has_chance = chance.is_object() && is_num(chance.value("mean", ojson()));
+  std::string s = "<h2 id=\"statistics\">Statistics</h2>\n<p class=\"note\">";
+  if (has_chance) s += "Chance (1/labels per task, averaged): " + pct(chance.at("mean").get<double>()) + " %. ";
+  s += "95% intervals: " + html_escape(st.value("interval", std::string("bootstrap"))) + ", " +
+       std::to_string(st.value("resamples", 0)) + " resamples (seed " + std::to_string(st.value("seed", 0)) + "). " +
+       html_escape(st.value("note", std::string())) + ".</p>\n";
+  s += "<table class=\"metrics\">\n<tr><th>method</th><th>ACC</th><th>ACC − chance</th><th>ACC 95%</th><th>BWT 95%</th>"
+       "<th>forgetting 95%</th><th>FWT 95%</th><th>vs finetune: ACC diff [95%], wins</th>"
+       "<th>vs finetune: forgetting diff [95%], wins (less)</th></tr>\n";
+  for (auto it = methods.begin(); it != methods.end(); ++it) {
+    const ojson& m = it.value();
+    const ojson ci = m.value("ci95", ojson::object());
+    const ojson v = m.value("vs_finetune", ojson());
+    auto civ = [&](const char* k, bool sign) { return ci.is_object() ? interval_text(ci.value(k, ojson()), sign) : "n/a"; };
+    s += "<tr><td>" + html_escape(it.key()) + "</td><td>" + html_escape(metric_cell(m, "acc", false)) + "</td><td>" +
+         (is_num(m.value("acc_above_chance", ojson())) ? fmt("%+.1f", 100 * m.at("acc_above_chance").get<double>())
+                                                        : std::string("n/a")) +
+         "</td><td>" + civ("acc", false) + "</td><td>" + civ("bwt", true) + "</td><td>" + civ("forgetting", true) +
+         "</td><td>" + civ("fwt", true) + "</td><td>" +
+         (v.is_object() ? html_escape(paired_text(v.value("acc", ojson()))) : std::string("")) + "</td><td>" +
+         (v.is_object() ? html_escape(paired_text(v.value("forgetting", ojson()))) : std::string("")) + "</td></tr>\n";
+  }
+  return s + "</table>\n";
 }
 
 std::string method_section(const std::string& name, const ojson& m, const std::vector<std::string>& tasks) {
@@ -546,12 +592,17 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
   if (!opt.subtitle.empty()) s += "<p class=\"sub\">" + html_escape(opt.subtitle) + "</p>\n";
   s += "<p class=\"sub\">Tasks in training order: ";
   for (size_t j = 0; j < tasks.size(); ++j) s += (j ? " → " : "") + html_escape(tasks[j]);
-  s += "</p>\n<nav><a href=\"#metrics\">metrics</a>";
+  s += "</p>\n";
+  if (report.contains("scenario") && report.at("scenario").is_string())
+    s += "<p class=\"sub\">Scenario: " + html_escape(report.at("scenario").get<std::string>()) + "</p>\n";
+  s += "<nav><a href=\"#metrics\">metrics</a>";
+  if (report.contains("statistics")) s += "<a href=\"#statistics\">statistics</a>";
   for (auto it = methods.begin(); it != methods.end(); ++it)
     s += "<a href=\"#method-" + html_escape(it.key()) + "\">" + html_escape(it.key()) + "</a>";
   for (const GateReport& g : opt.gates) s += "<a href=\"#gates-" + html_escape(g.method) + "\">gates</a>";
   s += "<a href=\"#settings\">settings</a></nav>\n";
   s += metrics_section(methods, seeds);
+  s += statistics_section(report);
   for (auto it = methods.begin(); it != methods.end(); ++it) s += method_section(it.key(), it.value(), tasks);
   for (const GateReport& g : opt.gates) s += gates_section(g);
   if (report.contains("settings") && report.at("settings").is_object()) s += settings_section(report.at("settings"));

@@ -2,6 +2,8 @@
 // no network) that a browser renders offline. From report.json (train/report.h) and, for ARIA,
 // the gate histograms it can draw:
 //   - the metrics table (ACC, BWT, forgetting, FWT; "± std" over seeds) and a bar chart of ACC,
+//   - the scenario, and the statistics table (issue 15): ACC above chance, 95% bootstrap intervals
+//     over seeds, the paired comparison with finetune (when report.json carries "statistics"),
 //   - per method: the accuracy matrix as a heat map with the numbers in the cells, and the
 //     accuracy of each task over the sequence (a line chart, one line per task),
 //   - per layer: a histogram of the gate pi over the real tokens of an evaluation set,

@@ -466,8 +466,10 @@ ojson settings_json(const Experiment& e) {
   s["fisher_scope"] = e.cfg.aria.fisher_scope;
   s["metrics"] = {{"acc", "mean_j a[T-1][j]"},
                   {"bwt", "mean_{j<T-1} (a[T-1][j] - a[j][j])"},
-                  {"forgetting", "mean_{j<T-1} (max_{i<T-1} a[i][j] - a[T-1][j])"},
-                  {"fwt", "mean_{j>0} (a[j-1][j] - b[j]), b = accuracies before any training"}};
+                  {"forgetting", "mean_{j<T-1} (max_{j<=i<T-1} a[i][j] - a[T-1][j])"},
+                  {"fwt", "mean_{j>0} (a[j-1][j] - b[j]), b = accuracies before any training"},
+                  {"untrained_tasks", "evaluated through one fixed probe head per (task, seed): N(0, 0.02) "
+                                      "seeded by the task name and train.seed, identity adapter, current trunk"}};
   return s;
 }
 
@@ -553,6 +555,8 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
     r.settings["version"] = aria_version();
     r.settings["git_hash"] = aria_git_hash();
     r.settings["command_line"] = command_line;
+    r.num_labels.clear();  // chance = 1/num_labels per task (report.json "chance")
+    for (const ClsTaskData& d : e.tasks) r.num_labels.push_back(d.num_labels());
   };
   try {
     for (int s = 0; s < e.cfg.seeds; ++s)
