@@ -100,7 +100,7 @@ TEST_CASE("a task not added yet is evaluated through its fixed probe head, deter
   CHECK(before == again);  // deterministic, no state change
   CHECK(tr.model().tasks.size() == 1);
   // (add_task copies task 0's head for training; evaluation before that uses the probe head, which
-  // tests/test_cl_probe.cpp checks.)
+  // tests/test_continual_probe.cpp checks.)
   CHECK_THROWS_AS(tr.evaluate_tasks({&t1}, "dev"), Error);
 }
 
