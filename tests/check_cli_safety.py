@@ -43,9 +43,10 @@ def run(cmd, shell_prefix=None, split=False):
     return p.returncode, p.stdout
 
 
-def expect_error(cmd, *wants, shell_prefix=None, absent=()):
+def expect_error(cmd, *wants, shell_prefix=None, absent=(), code=1):
+    """code: 1 for a runtime error, 2 for a usage error (a bad flag, value or combination of flags)."""
     rc, out = run(cmd, shell_prefix)
-    need(rc == 1, f"expected exit code 1, got {rc}:\n{out}")
+    need(rc == code, f"expected exit code {code}, got {rc}:\n{out}")
     need("aria: error:" in out, f"expected 'aria: error:', got:\n{out}")
     for w in wants:
         need(w in out, f"expected the message to contain {w!r}, got:\n{out}")
@@ -111,11 +112,11 @@ def main():
                     "--steps-per-task", "2", "--methods", "finetune", "--no-checkpoints"]
 
         print("== a flag is never a flag's value")
-        expect_error([aria, "run", "--out", "--quick"], "flag --out needs a value")
+        expect_error([aria, "run", "--out", "--quick"], "flag --out needs a value", code=2)
         need(not os.path.exists("--quick"), "a folder named --quick was created")
-        expect_error(cont + ["--out", "--overwrite"], "flag --out needs a value")
+        expect_error(cont + ["--out", "--overwrite"], "flag --out needs a value", code=2)
         expect_error([aria, "pretrain", "--corpus", cfg, "--out", j("p"), "--steps", "--bf16"],
-                     "flag --steps needs a value")
+                     "flag --steps needs a value", code=2)
 
         print("== an existing run folder is refused without --overwrite")
         out = j("run")
@@ -200,7 +201,7 @@ def main():
         other = j("other")
         shutil.copytree(os.path.join(TASKS, "weather"), os.path.join(other, "weather"))
         expect_error(run_tiny + ["--tasks", "weather," + os.path.join(other, "weather"), "--out", j("dup")],
-                     "same task name", "weather")
+                     "same task name", "weather", code=2)  # --tasks on the command line: a usage error
         need(not os.path.exists(j("dup")), "a refused run created its folder")
         dup_cfg = write_config(j("dup.json"), model, tasks=("weather", os.path.join(other, "weather")))
         o = expect_error([aria, "continual", "--config", dup_cfg, "--out", j("dup2")], "same task name")

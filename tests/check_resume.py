@@ -123,8 +123,8 @@ def main():
         n_evals = len(evals(ref))
         # 5 methods, 2 tasks: before + 2 rows each, multitask before + 1
         need(n_evals == 4 * 3 + 2, f"metrics.jsonl has {n_evals} evaluation lines, expected 14")
-        run(base + ["--out", ref, "--resume", ref], want_rc=1)  # flags that change the experiment are refused
-        out = run([a.aria, "continual", "--resume", ref, "--methods", "aria"], want_rc=1)
+        run(base + ["--out", ref, "--resume", ref], want_rc=2)  # flags that change the experiment are refused
+        out = run([a.aria, "continual", "--resume", ref, "--methods", "aria"], want_rc=2)
         need("cannot be combined" in out, f"--resume --methods: unclear error: {out}")
         out = run([a.aria, "continual", "--resume", ref])
         need("nothing to resume" in out, f"--resume of a finished run: {out}")
@@ -134,7 +134,7 @@ def main():
         out = run([a.aria, "continual", "--resume", empty], want_rc=1)
         need("not a resumable run folder" in out, f"--resume of a folder without a run: {out}")
         run([a.aria, "continual", "--resume", os.path.join(tmp, "missing")], want_rc=1)
-        run(base + ["--out", os.path.join(tmp, "bad"), "--checkpoint-every", "-1"], want_rc=1)
+        run(base + ["--out", os.path.join(tmp, "bad"), "--checkpoint-every", "-1"], want_rc=2)
 
         def same_as_ref(d, what):
             got = load(os.path.join(d, "report.json"))
@@ -194,7 +194,7 @@ def main():
         need(load(os.path.join(d, "report.json")).get("partial") is True, "aria run SIGINT: report.json not partial")
         out = run([a.aria, "continual", "--resume", d], want_rc=1)
         need("aria run --resume" in out, f"aria continual --resume of an aria run folder: {out}")
-        run([a.aria, "run", "--resume", d, "--methods", "aria"], want_rc=1)
+        run([a.aria, "run", "--resume", d, "--methods", "aria"], want_rc=2)
         run([a.aria, "run", "--resume", d])
         got, want = load(os.path.join(d, "report.json")), load(os.path.join(rref, "report.json"))
         need(strip(got) == strip(want), "aria run --resume: the report differs from the uninterrupted run's")

@@ -124,14 +124,16 @@ def main():
         need(rep2["settings"]["model"]["source"].get("built_now") is False, "the second run did not reuse the cache")
         need("pretraining cache:quick" not in text, "the second run pretrained again")
 
-        # Bad input: a clear message and exit code 1.
-        for extra, want in ((["--tasks", "no_such_task"], "no_such_task"),
-                            (["--methods", "aria,sgd"], "sgd"),
-                            (["--model", os.path.join(tmp, "nowhere")], "nowhere"),
-                            (["--seeds", "0"], "--seeds")):
+        # Bad input: a clear message; exit code 1 for a runtime error, 2 for a usage error.
+        for extra, want, code in ((["--tasks", "no_such_task"], "no_such_task", 1),
+                                  (["--methods", "aria,sgd"], "sgd", 2),
+                                  (["--model", os.path.join(tmp, "nowhere")], "nowhere", 1),
+                                  (["--seeds", "0"], "--seeds", 2),
+                                  (["--num-seeds", "0"], "--num-seeds", 2),
+                                  (["--set", "train.lrr=1"], "train.lrr", 2)):
             rc, text = run([args.aria, "run", "--quick", "--device", "cpu", "--data", args.data,
                             "--out", os.path.join(tmp, "bad")] + extra, env)
-            need(rc == 1 and want in text, f"expected exit code 1 mentioning {want!r}, got {rc}:\n{text}")
+            need(rc == code and want in text, f"expected exit code {code} mentioning {want!r}, got {rc}:\n{text}")
         print("check_run: all checks passed")
     except CheckError as e:
         print(f"check_run: FAILED: {e}", file=sys.stderr)

@@ -54,6 +54,7 @@ bool Args::parse(int argc, char** argv) {
     if (auto al = aliases_.find(name); al != aliases_.end()) {
       ARIA_USAGE_CHECK(!values_.count(al->second), "aria ", command_, ": --", name, " is another name for --",
                        al->second, ": give one of them");
+      typed_[al->second] = name;
       name = al->second;
     }
     auto it = flags_.find(name);
@@ -103,6 +104,7 @@ std::vector<std::string> Args::values(const std::string& name) const {
 
 int64_t Args::integer(const std::string& name, int64_t min_value, int64_t max_value) const {
   std::string s = str(name);
+  const std::string shown = typed_.count(name) ? typed_.at(name) : name;
   size_t used = 0;
   long long v = 0;
   try {
@@ -110,14 +112,15 @@ int64_t Args::integer(const std::string& name, int64_t min_value, int64_t max_va
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_USAGE_CHECK(used == s.size() && !s.empty(), "aria ", command_, ": --", name, " must be an integer, got '", s, "'");
-  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty(), "aria ", command_, ": --", shown, " must be an integer, got '", s, "'");
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", shown, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }
 
 double Args::number(const std::string& name, double min_value, double max_value) const {
   std::string s = str(name);
+  const std::string shown = typed_.count(name) ? typed_.at(name) : name;
   size_t used = 0;
   double v = 0;
   try {
@@ -125,9 +128,9 @@ double Args::number(const std::string& name, double min_value, double max_value)
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && std::isfinite(v), "aria ", command_, ": --", name,
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && std::isfinite(v), "aria ", command_, ": --", shown,
              " must be a number, got '", s, "'");
-  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", name, " must be in [", min_value, ", ",
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", shown, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }

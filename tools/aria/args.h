@@ -79,6 +79,7 @@ class Args {
   std::map<std::string, std::string> values_;
   std::map<std::string, std::vector<std::string>> repeated_values_;
   std::map<std::string, std::string> aliases_;  // alias -> target
+  std::map<std::string, std::string> typed_;    // target -> the alias typed, for messages
 };
 
 }  // namespace aria::cli
