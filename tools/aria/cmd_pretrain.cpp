@@ -45,9 +45,9 @@ int cmd_pretrain(int argc, char** argv) {
                       "(the saved checkpoint holds the float32 masters)");
   if (!args.parse(argc, argv)) return 0;
   const std::string shard_dir = args.str("shards");
-  ARIA_CHECK(args.str("corpus").empty() != shard_dir.empty(),
+  ARIA_USAGE_CHECK(args.str("corpus").empty() != shard_dir.empty(),
              "aria pretrain: give exactly one of --corpus FILE and --shards DIR");
-  ARIA_CHECK(shard_dir.empty() || args.str("val").empty(),
+  ARIA_USAGE_CHECK(shard_dir.empty() || args.str("val").empty(),
              "aria pretrain: --val cannot be combined with --shards (validation comes from DIR's validation_*.bin)");
   ARIA_CHECK(args.str("steps") != "0", "aria pretrain: --steps 0 trains nothing (no loss, an untrained model); "
              "give --steps >= 1");

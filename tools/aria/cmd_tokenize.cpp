@@ -30,13 +30,13 @@ int cmd_tokenize(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   const std::string shard_dir = args.str("shards");
   if (shard_dir.empty()) {
-    ARIA_CHECK(args.str("split") == "train" && args.str("threads") == "0" && args.str("shard-tokens") == "50000000",
+    ARIA_USAGE_CHECK(args.str("split") == "train" && args.str("threads") == "0" && args.str("shard-tokens") == "50000000",
                "aria tokenize: --split, --threads and --shard-tokens need --shards DIR");
   }
   if (!shard_dir.empty()) {
-    ARIA_CHECK(!args.on("decode"), "aria tokenize: --decode cannot be combined with --shards");
+    ARIA_USAGE_CHECK(!args.on("decode"), "aria tokenize: --decode cannot be combined with --shards");
     const std::string split = args.str("split");
-    ARIA_CHECK(split == "train" || split == "validation", "aria tokenize: --split must be train or validation, got '",
+    ARIA_USAGE_CHECK(split == "train" || split == "validation", "aria tokenize: --split must be train or validation, got '",
                split, "'");
     int threads = int(args.integer("threads", 0, 1024));
     if (threads == 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));

@@ -26,7 +26,7 @@ class _Html(HTMLParser):
     SKIP = {"pre", "script", "style", "code-block", "nav", "head", "textarea", "svg", "math"}
     PROSE = {"p", "dd", "li", "blockquote"}
     BOILER = re.compile(r"sphinxsidebar|related|footer|navheader|navfooter|toc|breadcrumb|"
-                        r"highlight|literal-block|doc-links|header|menu", re.I)
+                        r"highlight|literal-block|doc-links|menu", re.I)
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
