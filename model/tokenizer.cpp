@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <vector>
 #include <queue>
 #include <string_view>
 #include <unordered_map>
@@ -221,8 +222,6 @@ void Gpt2Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t
 }
 
 Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::string& merges_txt) {
-  auto impl = std::make_shared<Impl>();
-  // ---- vocab.json: {"token": id, ...}
   nlohmann::json vocab;
   try {
     // io::read_file refuses a directory or a FIFO (which would block open() forever) first.
@@ -230,6 +229,86 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::stri
   } catch (const nlohmann::json::exception& e) {
     ARIA_FAIL("vocab file '", vocab_json, "' is not valid JSON: ", e.what());
   }
+  return build(vocab, io::read_file(merges_txt, "merges file"), vocab_json, merges_txt);
+}
+
+Gpt2Tokenizer Gpt2Tokenizer::load_hf_json(const std::string& tokenizer_json) {
+  const std::string& f = tokenizer_json;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file(f, "tokenizer file"));
+  } catch (const nlohmann::json::exception& e) {
+    ARIA_FAIL("tokenizer file '", f, "' is not valid JSON: ", e.what());
+  }
+  const std::string unsupported = ": aria reads GPT-2-style byte-level BPE only (model.type \"BPE\" with a "
+                                  "ByteLevel pre-tokenizer; vocab and merges in the file)";
+  ARIA_CHECK(j.is_object(), "tokenizer file '", f, "' must be a JSON object, got ", j.type_name());
+  ARIA_CHECK(j.contains("model") && j["model"].is_object(), "tokenizer file '", f, "' has no \"model\" object");
+  const nlohmann::json& m = j["model"];
+  const std::string type = m.contains("type") && m["type"].is_string() ? m["type"].get<std::string>() : "";
+  ARIA_CHECK(type == "BPE", "tokenizer file '", f, "': model.type is ",
+             type.empty() ? std::string("missing") : "\"" + type + "\"", unsupported);
+  // The pre-tokenizer must be GPT-2's ByteLevel (alone or inside a Sequence); other splitting rules
+  // (Metaspace, Whitespace, a Split regex of another model) would give different ids.
+  const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
+  auto byte_level = [](const nlohmann::json& p) { return p.is_object() && p.value("type", "") == "ByteLevel"; };
+  bool ok = byte_level(pre);
+  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
+      pre["pretokenizers"].is_array() && pre["pretokenizers"].size() == 1)
+    ok = byte_level(pre["pretokenizers"][0]);
+  ARIA_CHECK(ok, "tokenizer file '", f, "': pre_tokenizer is ",
+             pre.is_null() ? std::string("missing") : pre.is_object() ? "\"" + pre.value("type", std::string("?")) + "\""
+                                                                      : pre.dump(),
+             unsupported);
+  const nlohmann::json& bl = byte_level(pre) ? pre : pre["pretokenizers"][0];
+  ARIA_CHECK(!bl.value("add_prefix_space", false), "tokenizer file '", f,
+             "': the ByteLevel pre-tokenizer has add_prefix_space = true, which GPT-2 does not use (unsupported)");
+  ARIA_CHECK(bl.value("use_regex", true), "tokenizer file '", f,
+             "': the ByteLevel pre-tokenizer has use_regex = false (unsupported: aria splits with GPT-2's regex)");
+  const nlohmann::json dec = j.value("decoder", nlohmann::json());
+  ARIA_CHECK(dec.is_null() || byte_level(dec), "tokenizer file '", f, "': decoder is \"",
+             dec.is_object() ? dec.value("type", std::string("?")) : dec.dump(), "\"", unsupported);
+  const nlohmann::json norm = j.value("normalizer", nlohmann::json());
+  ARIA_CHECK(norm.is_null(), "tokenizer file '", f, "': a normalizer (\"",
+             norm.is_object() ? norm.value("type", std::string("?")) : norm.dump(), "\") is not supported",
+             unsupported);
+  for (const char* k : {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
+    ARIA_CHECK(!m.contains(k) || m[k].is_null() || (m[k].is_string() && m[k].get<std::string>().empty()),
+               "tokenizer file '", f, "': model.", k, " = ", m.contains(k) ? m[k].dump() : "", " is not supported",
+               unsupported);
+  ARIA_CHECK(m.contains("vocab") && m["vocab"].is_object(), "tokenizer file '", f,
+             "' has no model.vocab object (token -> id)");
+  ARIA_CHECK(m.contains("merges") && m["merges"].is_array(), "tokenizer file '", f,
+             "' has no model.merges array");
+  // Merges as "left right" strings (tokenizers < 0.20) or ["left", "right"] pairs: one merges.txt line each.
+  std::string merges;
+  const nlohmann::json& ms = m["merges"];
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const nlohmann::json& e = ms[i];
+    if (e.is_string()) {
+      merges += e.get<std::string>();
+    } else {
+      ARIA_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), "tokenizer file '", f,
+                 "': model.merges[", i, "] must be \"left right\" or [\"left\", \"right\"], got ", e.dump());
+      merges += e[0].get<std::string>() + " " + e[1].get<std::string>();
+    }
+    merges += '\n';
+  }
+  // Added tokens must already be in the vocabulary with their ids (GPT-2's <|endoftext|>).
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto& t : j["added_tokens"]) {
+      if (!t.is_object() || !t.contains("content") || !t.contains("id")) continue;
+      const std::string c = t["content"].is_string() ? t["content"].get<std::string>() : "";
+      ARIA_CHECK(m["vocab"].contains(c) && m["vocab"][c] == t["id"], "tokenizer file '", f, "': added token ",
+                 t["content"].dump(), " (id ", t["id"].dump(), ") is not in model.vocab with that id (unsupported)");
+    }
+  return build(m["vocab"], merges, f + " (model.vocab)", f + " (model.merges, entry = line)");
+}
+
+Gpt2Tokenizer Gpt2Tokenizer::build(const nlohmann::json& vocab, const std::string& text,
+                                   const std::string& vocab_json, const std::string& merges_txt) {
+  auto impl = std::make_shared<Impl>();
+  // ---- vocab: {"token": id, ...}
   ARIA_CHECK(vocab.is_object(), "vocab file '", vocab_json, "' must be a JSON object of token -> id, got ",
              vocab.type_name());
   ARIA_CHECK(!vocab.empty(), "vocab file '", vocab_json, "' is empty (no tokens)");
@@ -266,7 +345,6 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::stri
   impl->eot = eot->second;
 
   // ---- merges.txt: "#version: ..." then "left right" per line, best (lowest) rank first.
-  const std::string text = io::read_file(merges_txt, "merges file");
   int32_t rank = 0;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {
@@ -332,6 +410,16 @@ std::string Gpt2Tokenizer::decode(const std::vector<int32_t>& ids) const {
 int32_t Gpt2Tokenizer::eot_id() const { return impl_->eot; }
 size_t Gpt2Tokenizer::vocab_size() const { return impl_->bytes.size(); }
 
+std::vector<std::string> roots_near_binary() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || exe.empty()) return {};
+  const fs::path bin = exe.parent_path();
+  // A build folder inside the checkout (build/aria), an install prefix (bin/aria, share/aria).
+  return {bin.string(), bin.parent_path().string(), (bin.parent_path() / "share" / "aria").string()};
+}
+
 std::string find_vocab_dir(const std::string& model_dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> tried;
@@ -350,6 +438,9 @@ std::string find_vocab_dir(const std::string& model_dir) {
     if (has_vocab(dir / sub)) return (dir / sub).string();
     if (dir == dir.parent_path()) break;
   }
+  if (const char* home = std::getenv("ARIA_HOME"); !home || !*home)
+    for (const std::string& root : roots_near_binary())
+      if (has_vocab(fs::path(root) / sub)) return (fs::path(root) / sub).string();
   std::string where;
   for (const auto& t : tried) where += (where.empty() ? "" : ", ") + t;
   ARIA_FAIL("no GPT-2 vocabulary (vocab.json + merges.txt) found; looked in: ", where,
@@ -357,9 +448,33 @@ std::string find_vocab_dir(const std::string& model_dir) {
             ". Run tools/setup.sh to fetch third_party/gpt2-vocab, or pass a model directory that has them.");
 }
 
+std::string tokenizer_source(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!model_dir.empty() && fs::is_directory(model_dir, ec)) {
+    const fs::path d(model_dir);
+    const bool v = fs::exists(d / "vocab.json", ec), m = fs::exists(d / "merges.txt", ec),
+               t = fs::exists(d / "tokenizer.json", ec);
+    if (v && m) return model_dir;
+    if (t) return (d / "tokenizer.json").string();
+    // Files of a tokenizer aria does not read: an error, never the bundled vocabulary in its place.
+    ARIA_CHECK(!v, "model directory '", model_dir, "' has vocab.json but no merges.txt (and no tokenizer.json): "
+               "its tokenizer is incomplete");
+    ARIA_CHECK(!m, "model directory '", model_dir, "' has merges.txt but no vocab.json (and no tokenizer.json): "
+               "its tokenizer is incomplete");
+    for (const char* other : {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt"})
+      ARIA_CHECK(!fs::exists(d / other, ec), "model directory '", model_dir, "' has a ", other,
+                 " tokenizer, which aria does not read (it reads GPT-2-style byte-level BPE: vocab.json + merges.txt, "
+                 "or tokenizer.json)");
+  }
+  return find_vocab_dir("");
+}
+
 Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir) {
-  const std::string dir = find_vocab_dir(model_dir);
-  return Gpt2Tokenizer::load(dir + "/vocab.json", dir + "/merges.txt");
+  const std::string src = tokenizer_source(model_dir);
+  if (src.size() >= 15 && src.compare(src.size() - 15, 15, "/tokenizer.json") == 0)
+    return Gpt2Tokenizer::load_hf_json(src);
+  return Gpt2Tokenizer::load(src + "/vocab.json", src + "/merges.txt");
 }
 
 }  // namespace aria

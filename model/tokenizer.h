@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace aria {
 
 class Gpt2Tokenizer {
@@ -29,6 +31,12 @@ class Gpt2Tokenizer {
   // merges.txt ("#version" line, then one "left right" pair per line, best rank first).
   // Throws aria::Error naming the file (and line, for merges) on any defect.
   static Gpt2Tokenizer load(const std::string& vocab_json, const std::string& merges_txt);
+  // Reads a Hugging Face tokenizer.json of GPT-2-style byte-level BPE: model.type "BPE" with
+  // model.vocab and model.merges ("a b" strings or ["a", "b"] pairs), a ByteLevel pre-tokenizer
+  // (add_prefix_space false, GPT-2's regex; alone or as the only member of a Sequence), a ByteLevel
+  // decoder or none, no normalizer, no dropout/subword prefix/suffix. Anything else is an error
+  // naming what is unsupported or missing. Gives the same ids as vocab.json + merges.txt.
+  static Gpt2Tokenizer load_hf_json(const std::string& tokenizer_json);
 
   std::vector<int32_t> encode(const std::string& utf8) const;
   // Throws aria::Error for an id that is not in the vocabulary.
@@ -40,15 +48,32 @@ class Gpt2Tokenizer {
  private:
   struct Impl;
   explicit Gpt2Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  // vocab: the token -> id object; merges_text: merges.txt's text; the names are for messages.
+  static Gpt2Tokenizer build(const nlohmann::json& vocab, const std::string& merges_text,
+                             const std::string& vocab_name, const std::string& merges_name);
   std::shared_ptr<Impl> impl_;
 };
 
 // Directory holding vocab.json and merges.txt: model_dir itself when it has both, else the
 // third_party/gpt2-vocab folder that tools/setup.sh fetches, searched under $ARIA_HOME, then the
-// current directory and its parents. Throws aria::Error listing every place looked at.
+// current directory and its parents, then (when ARIA_HOME is unset) next to the running binary:
+// its folder, its parent (a build folder inside the checkout) and <prefix>/share/aria (an install
+// in <prefix>/bin). Throws aria::Error listing every place looked at.
 std::string find_vocab_dir(const std::string& model_dir);
 
-// The tokenizer of find_vocab_dir(model_dir): DIR/vocab.json + DIR/merges.txt.
+// The folders near the running binary (/proc/self/exe) where aria looks for third_party/ when
+// ARIA_HOME is unset: the binary's folder, its parent, and ../share/aria.
+std::vector<std::string> roots_near_binary();
+
+// Where the tokenizer of a model directory comes from (docs/data.md "Model folders and
+// vocabularies"): model_dir itself when it has vocab.json + merges.txt; else model_dir/tokenizer.json;
+// else, when model_dir holds no tokenizer files at all (aria's own pretrained models), the bundled
+// GPT-2 vocabulary (find_vocab_dir("")). A folder with an incomplete or unsupported tokenizer
+// (vocab.json without merges.txt, tokenizer.model, vocab.txt) is an error naming what is missing
+// or unsupported, never the bundled vocabulary in its place. Returns a folder or a tokenizer.json path.
+std::string tokenizer_source(const std::string& model_dir);
+
+// The tokenizer of tokenizer_source(model_dir).
 Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir);
 
 }  // namespace aria
