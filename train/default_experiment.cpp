@@ -1,5 +1,7 @@
 #include "train/default_experiment.h"
 
+#include "model/tokenizer.h"  // roots_near_binary
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -124,6 +126,10 @@ std::string find_data_dir(const std::string& data_dir) {
       if (ok(dir / d)) return (dir / d).lexically_normal().string();
       if (dir == dir.parent_path()) break;
     }
+    // Next to the running binary (a build folder in the checkout, or <prefix>/bin with share/aria).
+    if (const char* home = std::getenv("ARIA_HOME"); !home || !*home)
+      for (const std::string& root : roots_near_binary())
+        if (ok(fs::path(root) / d)) return (fs::path(root) / d).lexically_normal().string();
   }
   std::string where;
   for (const auto& t : tried) where += (where.empty() ? "" : ", ") + t;

@@ -11,6 +11,7 @@
 #include "core/file_io.h"
 #include "kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
+#include "tools/aria/args.h"  // cli::UsageError: exit code 2, as in aria
 #ifdef ARIA_WITH_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -61,7 +62,8 @@ options:
                    torch.compile, same shapes) and print both systems side by side
   --help           this text
 
-Exit codes: 0 ok, 1 error, 2 no CUDA GPU (or a feature not implemented yet).
+Exit codes: 0 ok, 1 runtime error, 2 usage error (unknown option, missing or bad value, bad
+combination: the same convention as aria) or no CUDA GPU (or a feature not implemented yet).
 )";
 
 int parse_int(const std::string& flag, const char* v) {
@@ -71,7 +73,7 @@ int parse_int(const std::string& flag, const char* v) {
     ARIA_CHECK(used == std::string(v).size() && x > 0, "");
     return x;
   } catch (...) {
-    ARIA_FAIL(flag, " needs a positive integer, got '", v, "'");
+    throw aria::cli::UsageError(aria::detail::concat(flag, " needs a positive integer, got '", v, "'"));
   }
 }
 
@@ -226,7 +228,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&]() -> const char* {
-        ARIA_CHECK(i + 1 < argc, a, " needs a value");
+        ARIA_USAGE_CHECK(i + 1 < argc, a, " needs a value");
         return argv[++i];
       };
       if (a == "--help" || a == "-h") {
@@ -269,14 +271,14 @@ int main(int argc, char** argv) {
       } else if (a == "--compare-torch") {
         compare_torch = true;
       } else {
-        ARIA_FAIL("unknown option '", a, "' (see --help)");
+        throw aria::cli::UsageError("unknown option '" + a + "' (see --help)");
       }
     }
-    ARIA_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
-    ARIA_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
-    ARIA_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0 && !cfg.continual) || !cfg.model.empty(),
+    ARIA_USAGE_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
+    ARIA_USAGE_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
+    ARIA_USAGE_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0 && !cfg.continual) || !cfg.model.empty(),
                "--graph, --autotune, --lm-chunk-mib and --continual need --model");
-    ARIA_CHECK(!cfg.continual || (!compare_torch && !cfg.tf32 && !cfg.gated && !cfg.graph),
+    ARIA_USAGE_CHECK(!cfg.continual || (!compare_torch && !cfg.tf32 && !cfg.gated && !cfg.graph),
                "--continual times the aria method as the trainer runs it: --compare-torch (no PyTorch twin "
                "yet), --tf32, --gated and --graph do not apply");
     if (cuda::device_count() == 0) {
@@ -302,6 +304,9 @@ int main(int argc, char** argv) {
       f << to_json(cfg, c, rs).dump(2) << "\n";
       std::printf("\nwrote %s\n", json_path.c_str());
     }
+  } catch (const aria::cli::UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
