@@ -146,6 +146,8 @@ TEST_CASE("train/ readers refuse FIFOs and folders before opening them") {
   CHECK_THROWS_WITH_AS(load_token_dataset(t.dir.string(), bytes), doctest::Contains("is a directory"), Error);
   const fs::path task = t.dir / "task";
   fs::create_directories(task);
+  for (const char* split : {"train.jsonl", "validation.jsonl", "test.jsonl"})  // valid splits: labels.json is reached
+    io::write_file_atomic((task / split).string(), "{\"text\": \"a b c\", \"label\": 0}\n");
   REQUIRE(::mkfifo((task / "labels.json").c_str(), 0644) == 0);
   const std::string vd = find_vocab_dir("");
   const Gpt2Tokenizer tok = Gpt2Tokenizer::load(vd + "/vocab.json", vd + "/merges.txt");
