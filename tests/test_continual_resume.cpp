@@ -65,31 +65,6 @@ struct SavePoint {
 
 // One continual run as a list of actions (the same for every method but multitask, which trains its
 // phase jointly), so that a checkpoint can be taken between any two of them.
-struct Run {
-  ClsTaskData t0 = synthetic_task("range", 20, 12, 1), t1 = synthetic_task("parity", 20, 12, 2);
-  ClsTaskData t2 = synthetic_task("three", 20, 12, 3);
-  std::vector<const ClsTaskData*> all = {&t0, &t1, &t2};
-
-  std::vector<std::function<void(ContinualTrainer&)>> actions(const std::string& method) {
-    std::vector<std::function<void(ContinualTrainer&)>> a;
-    a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
-    if (method == "multitask") {
-      a.push_back([this](ContinualTrainer& tr) { tr.train_joint_steps(all, 4); });
-      a.push_back([this](ContinualTrainer& tr) { tr.train_joint(all); });  // the rest of the joint phase
-      a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
-      return a;
-    }
-    for (const ClsTaskData* t : all) {
-      a.push_back([t](ContinualTrainer& tr) { tr.add_task(t->name, t->num_labels()); });
-      a.push_back([t](ContinualTrainer& tr) { tr.train_steps(*t, 3); });
-      a.push_back([t](ContinualTrainer& tr) { tr.train(*t); });
-      a.push_back([t](ContinualTrainer& tr) { tr.consolidate_task(tr.task_id(t->name), *t); });
-      a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
-    }
-    return a;
-  }
-};
-
 TrainSettings resume_settings() {
   TrainSettings s = small_train_settings(5);
   s.grad_accum = 2;

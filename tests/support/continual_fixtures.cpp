@@ -87,4 +87,23 @@ void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b) {
 }
 
 
+std::vector<std::function<void(ContinualTrainer&)>> Run::actions(const std::string& method) {
+  std::vector<std::function<void(ContinualTrainer&)>> a;
+  a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+  if (method == "multitask") {
+    a.push_back([this](ContinualTrainer& tr) { tr.train_joint_steps(all, 4); });
+    a.push_back([this](ContinualTrainer& tr) { tr.train_joint(all); });  // the rest of the joint phase
+    a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+    return a;
+  }
+  for (const ClsTaskData* t : all) {
+    a.push_back([t](ContinualTrainer& tr) { tr.add_task(t->name, t->num_labels()); });
+    a.push_back([t](ContinualTrainer& tr) { tr.train_steps(*t, 3); });
+    a.push_back([t](ContinualTrainer& tr) { tr.train(*t); });
+    a.push_back([t](ContinualTrainer& tr) { tr.consolidate_task(tr.task_id(t->name), *t); });
+    a.push_back([this](ContinualTrainer& tr) { tr.evaluate_all_tasks(all); });
+  }
+  return a;
+}
+
 }  // namespace aria::testing

@@ -3,7 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "train/continual_trainer.h"
 
@@ -20,6 +22,16 @@ TrainSettings small_train_settings(int64_t steps);
 TrainerOptions quiet();
 // A temp path for a checkpoint, removed if present and not created.
 std::filesystem::path checkpoint_temp_dir(const std::string& tag);
+// One continual run as a list of actions (evaluate, then per task: add_task, 3 steps, the rest of the
+// task, consolidate, evaluate; multitask: 4 joint steps, the rest, evaluate), so that a test can take a
+// checkpoint between any two of them and resume.
+struct Run {
+  ClsTaskData t0 = synthetic_task("range", 20, 12, 1), t1 = synthetic_task("parity", 20, 12, 2);
+  ClsTaskData t2 = synthetic_task("three", 20, 12, 3);
+  std::vector<const ClsTaskData*> all = {&t0, &t1, &t2};
+  std::vector<std::function<void(ContinualTrainer&)>> actions(const std::string& method);
+};
+
 // Bitwise equality of every parameter (names, shapes, dtypes and bytes), as doctest CHECKs.
 void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b);
 
