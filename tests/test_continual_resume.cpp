@@ -73,35 +73,6 @@ TrainSettings resume_settings() {
   return s;
 }
 
-// b was resumed from a checkpoint and has trained since when `b_stepped` (a step's statistics are not
-// part of a checkpoint).
-void check_same_state(const ContinualTrainer& a, const ContinualTrainer& b, bool b_stepped) {
-  CHECK(a.optimizer_steps() == b.optimizer_steps());
-  check_bitwise_equal(a.model(), b.model());
-  CHECK(a.history() == b.history());
-  if (b_stepped) {
-    CHECK(a.last_step().loss == b.last_step().loss);
-    CHECK(a.last_step().grad_norm == b.last_step().grad_norm);
-  }
-  REQUIRE((a.optimizer() == nullptr) == (b.optimizer() == nullptr));
-  if (a.optimizer()) {
-    auto sa = a.optimizer()->state_tensors(), sb = b.optimizer()->state_tensors();
-    REQUIRE(sa.size() == sb.size());
-    for (size_t i = 0; i < sa.size(); ++i) {
-      INFO(sa[i].first);
-      CHECK(sa[i].first == sb[i].first);
-      CHECK(std::memcmp(sa[i].second.raw_data(), sb[i].second.raw_data(), sa[i].second.nbytes()) == 0);
-    }
-  }
-  auto pa = a.spc().state_tensors(), pb = b.spc().state_tensors();
-  REQUIRE(pa.size() == pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    INFO(pa[i].first);
-    CHECK(std::memcmp(pa[i].second.contiguous().raw_data(), pb[i].second.contiguous().raw_data(),
-                      pa[i].second.nbytes()) == 0);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("every method resumes bit for bit, mid-task and between tasks") {

@@ -106,4 +106,39 @@ std::vector<std::function<void(ContinualTrainer&)>> Run::actions(const std::stri
   return a;
 }
 
+void check_same_state(const ContinualTrainer& a, const ContinualTrainer& b, bool b_stepped) {
+  CHECK(a.optimizer_steps() == b.optimizer_steps());
+  CHECK(a.bf16() == b.bf16());
+  auto ma = a.model().named_parameters(), mb = b.model().named_parameters();
+  REQUIRE(ma.size() == mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) {
+    INFO(ma[i].first);
+    CHECK(ma[i].first == mb[i].first);
+    CHECK(ma[i].second.shape() == mb[i].second.shape());
+    CHECK(bit_equal(ma[i].second, mb[i].second));  // dtype, count and bytes
+  }
+  CHECK(a.history() == b.history());
+  if (b_stepped) {
+    CHECK(a.last_step().loss == b.last_step().loss);
+    CHECK(a.last_step().grad_norm == b.last_step().grad_norm);
+  }
+  REQUIRE((a.optimizer() == nullptr) == (b.optimizer() == nullptr));
+  if (a.optimizer()) {
+    auto sa = a.optimizer()->state_tensors(), sb = b.optimizer()->state_tensors();
+    REQUIRE(sa.size() == sb.size());
+    for (size_t i = 0; i < sa.size(); ++i) {
+      INFO(sa[i].first);
+      CHECK(sa[i].first == sb[i].first);
+      CHECK(bit_equal(sa[i].second, sb[i].second));
+    }
+  }
+  auto pa = a.spc().state_tensors(), pb = b.spc().state_tensors();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    INFO(pa[i].first);
+    CHECK(pa[i].first == pb[i].first);
+    CHECK(bit_equal(pa[i].second, pb[i].second));
+  }
+}
+
 }  // namespace aria::testing

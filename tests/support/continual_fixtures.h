@@ -35,4 +35,9 @@ struct Run {
 // Bitwise equality of every parameter (names, shapes, dtypes and bytes), as doctest CHECKs.
 void check_bitwise_equal(const ContinualModel& a, const ContinualModel& b);
 
+// Bitwise comparison of two trainers' states (counters, precision, model, history, optimizer and SPC
+// state), wherever their tensors live. b was resumed from a checkpoint and has trained since when
+// `b_stepped` (a step's statistics are not part of a checkpoint).
+void check_same_state(const ContinualTrainer& a, const ContinualTrainer& b, bool b_stepped);
+
 }  // namespace aria::testing
