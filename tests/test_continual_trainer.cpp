@@ -269,10 +269,10 @@ TEST_CASE("a NaN gradient with a finite loss stops training with the named error
   }
 }
 
-TEST_CASE("precision: auto is float32 (for now also on CUDA), bf16 on the CPU is refused naming the device, the checkpoint records it") {
+TEST_CASE("precision: auto is float32 on the CPU and bf16 on CUDA, bf16 on the CPU is refused naming the device, the checkpoint records it") {
   TrainSettings s = train_settings(2);
   CHECK_FALSE(bf16_precision(s, Device::cpu()));
-  CHECK_FALSE(bf16_precision(s, Device::cuda(0)));  // float32 until the bf16 trainer has passed its GPU tests
+  CHECK(bf16_precision(s, Device::cuda(0)));
   s.precision = "fp32";
   CHECK_FALSE(bf16_precision(s, Device::cuda(0)));
   s.precision = "bf16";

@@ -4,6 +4,7 @@
 // name the key (train/aria_config.cpp).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,7 @@ struct AriaSettings {
   double head_lr_mult = 5.0;           // head + adapter group lr = lr * head_lr_mult
   bool gradient_dampening = true;      // slow grads *= (1 - mean pi_l), once per optimizer step
   int64_t consolidation_steps_per_task = 0;  // batches used for the Fisher; 0 = the task's whole training set
-  std::string fisher_estimator = "exact";    // exact | empirical | batched
+  std::string fisher_estimator = "exact";    // exact | empirical | batched | uniform (F = 1: L2 to the anchors)
   std::string fisher_scope = "slow";         // slow | all_but_fast
   double gate_init_std = 0.02;
   // The plug-in baselines (train/cl_methods.cpp; docs/continual_trainer.md):
@@ -44,8 +45,8 @@ struct TrainSettings {
   double max_grad_norm = 1.0;
   uint64_t seed = 1234;
   std::string eval_split = "test";  // test | validation
-  // auto: float32 for now (bfloat16 on CUDA once the bf16 trainer has passed its GPU tests; see
-  // bf16_precision in train/continual_trainer.h); bf16 (CUDA only: refused on the
+  // auto: bfloat16 on CUDA, float32 on the CPU (bf16_precision in train/continual_trainer.h);
+  // bf16 (CUDA only: refused on the
   // CPU); fp32: the model's own float dtype. bfloat16 trains bf16 weights, activations and gradients
   // with float32 AdamW masters and moments (train/continual_trainer.h).
   std::string precision = "auto";
@@ -66,6 +67,13 @@ struct ExperimentConfig {
   std::vector<std::string> methods = {"aria", "finetune", "ewc", "adapters", "multitask"};  // also: replay, lwf
   std::string device = "auto";
   int seeds = 1;                        // repeats with seed, seed+1, ...; mean and spread reported
+  // Task orders per seed: order 0 is `tasks` as listed, orders 1.. seeded random permutations
+  // (train/task_orders.h); 0 = auto: 3 on CUDA (the research protocol), 1 on the CPU (the 2-core budget).
+  int orders = 0;
+  // Per-method values of a few settings (train.lr, aria.spc_lambda, aria.plasticity_lambda,
+  // aria.slow_lr_ratio, aria.lwf_lambda), e.g. {"ewc": {"aria.spc_lambda": 1000}}: what `aria run --tune`
+  // chooses on the validation split. Every other setting is shared by all methods.
+  std::map<std::string, std::map<std::string, double>> method_settings;
   DataSettings data;                    // how the task folders are read ("data" object)
   AriaSettings aria;
   TrainSettings train;
@@ -77,5 +85,9 @@ ExperimentConfig load_experiment_config(const std::string& path);
 nlohmann::json experiment_config_to_json(const ExperimentConfig& c);
 // Throws aria::Error naming the first out-of-range setting.
 void validate_experiment_config(const ExperimentConfig& c);
+// The number of task orders a run uses: c.orders, or for 0 (auto) 3 on CUDA and 1 on the CPU.
+int resolved_orders(const ExperimentConfig& c, bool cuda);
+// c with method_settings[method] applied (c itself when it has none).
+ExperimentConfig config_for_method(const ExperimentConfig& c, const std::string& method);
 
 }  // namespace aria

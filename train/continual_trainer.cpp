@@ -39,15 +39,38 @@ Tensor probe_head(const std::string& name, int num_labels, uint64_t seed, int64_
   return w.to(dev).to(dt);
 }
 
-// Accuracy of task `id` of m on data, under NoGradGuard with fixed batches.
-double model_accuracy(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
+// Which examples of `data` task `id` of m classifies correctly: one character per example, '1' or
+// '0', in data's order, under NoGradGuard with fixed batches. The argmax is std::max_element's (the
+// first index of the maximum), as count_correct's. The logits of every batch stay on the device until
+// the split is done and are then read back (a few floats per example), so an evaluation waits for
+// the device once per split, not once per batch; the per-example record is what the report's
+// bootstrap over test examples resamples (train/cl_bootstrap.h).
+std::string model_correct(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
   ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
   NoGradGuard no_grad;
-  // Counted on the device and read once for the whole split.
-  const Tensor correct = Tensor::zeros({1}, DType::F64, m.device());
+  std::vector<Tensor> logits;
   for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size)))
-    ops::count_correct_into(classify_logits(m, b, id), b.labels, correct);
-  return correct.item() / double(data.size());
+    logits.push_back(classify_logits(m, b, id));
+  std::string out;
+  out.reserve(data.size());
+  size_t n = 0;
+  for (const Tensor& l : logits) {
+    const std::vector<float> v = l.to_floats();
+    const int64_t B = l.size(0), C = l.size(1);
+    for (int64_t r = 0; r < B; ++r, ++n) {
+      const float* row = v.data() + r * C;
+      const int32_t label = data[n].label;
+      ARIA_CHECK(label >= 0 && label < C, "accuracy: label ", label, " of example ", n, " of task '",
+                 m.tasks[size_t(id)].name, "' is outside [0, ", C, ")");
+      out += (std::max_element(row, row + C) - row) == label ? '1' : '0';
+    }
+  }
+  ARIA_CHECK(n == data.size(), "accuracy: ", n, " logits rows for ", data.size(), " examples");
+  return out;
+}
+
+double fraction_correct(const std::string& c) {
+  return double(std::count(c.begin(), c.end(), '1')) / double(c.size());
 }
 
 const std::vector<ClsExample>& split_of(const ClsTaskData& t, const std::string& split) {
@@ -67,9 +90,8 @@ bool bf16_precision(const TrainSettings& t, Device device) {
     return true;
   }
   ARIA_CHECK(t.precision == "auto", "train.precision must be one of auto, bf16, fp32, got \"", t.precision, "\"");
-  // auto is float32 everywhere until the bf16 continual trainer has passed its GPU tests
-  // (tests/test_cuda_continual_bf16.cpp, not yet run on a GPU); then it becomes bf16 on CUDA.
-  return false;
+  // auto: bfloat16 where it is fast and supported (CUDA), the model's float32 on the CPU.
+  return device.is_cuda();
 }
 
 namespace {
@@ -113,6 +135,19 @@ MethodSpec method_spec(const std::string& name) {
     m.adapters = m.freeze_trunk = true;
   } else if (name == "multitask") {
     m.joint = true;
+  } else if (name == "aria-no-gates") {
+    // Plain MLPs (no gate, so no plasticity loss, dampening or slow group); adapters; SPC on the MLP
+    // weights, the ones aria's slow pathway holds.
+    m.adapters = m.spc = true;
+    m.fisher_scope = FisherScope::Mlp;
+  } else if (name == "aria-no-spc" || name == "aria-no-adapters" || name == "aria-no-dampening") {
+    m = method_spec("aria");
+    m.name = name;
+    if (name == "aria-no-spc") m.spc = false;
+    if (name == "aria-no-adapters") m.adapters = false;
+    if (name == "aria-no-dampening") m.dampening = false;
+  } else if (name == "finetune-adapters") {
+    m.adapters = true;  // finetune with a task adapter before each head (trunk trained, no protection)
   } else {
     std::string known;
     for (const auto& n : method_names()) known += (known.empty() ? "" : ", ") + n;
@@ -269,6 +304,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
     for (int k = 0; k < ga; ++k) {
       const int i = int((phase_steps_ * ga + k) % n);
       micro.push_back({trained_[size_t(i)], batchers[size_t(i)].next(model_.device(), pad), tasks[size_t(i)]});
+      if (options_.on_micro_batch) options_.on_micro_batch(micro.back().task, micro.back().batch);
     }
     // A report point (every log_every steps and the phase's last one) reads what the steps since the
     // last one left on the device; other steps read nothing.
@@ -438,6 +474,7 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
   const FisherScope scope = method_.scope_from_settings ? parse_fisher_scope(aria_.fisher_scope) : method_.fisher_scope;
   const auto t0 = std::chrono::steady_clock::now();
   FisherResult r = estimate_fisher(model_, id, batches, parse_fisher_estimator(aria_.fisher_estimator), scope, fisher_rng_);
+  if (options_.on_fisher) options_.on_fisher(id, r);
   spc_.consolidate(r, model_, aria_.spc_gamma);
   for (const auto& np : model_.named_parameters()) np.second.zero_grad();  // the Fisher pass's leftovers
   if (options_.verbose)
@@ -448,20 +485,27 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
 
 double ContinualTrainer::accuracy(int id, const std::vector<ClsExample>& data) const {
   ARIA_CHECK(id >= 0 && id < int(model_.tasks.size()), "accuracy: task id ", id, " outside [0, ", model_.tasks.size(), ")");
-  return model_accuracy(model_, id, data, train_.batch_size);
+  return fraction_correct(model_correct(model_, id, data, train_.batch_size));
 }
 
 std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const ClsTaskData*>& tasks,
                                                      const std::string& split) const {
-  const std::string sp = split.empty() ? train_.eval_split : split;
   std::vector<double> row;
+  for (const std::string& c : evaluate_tasks_correct(tasks, split)) row.push_back(fraction_correct(c));
+  return row;
+}
+
+std::vector<std::string> ContinualTrainer::evaluate_tasks_correct(const std::vector<const ClsTaskData*>& tasks,
+                                                                  const std::string& split) const {
+  const std::string sp = split.empty() ? train_.eval_split : split;
+  std::vector<std::string> row;
   for (const ClsTaskData* t : tasks) {
     const std::vector<ClsExample>& data = split_of(*t, sp);
     const int id = task_id(t->name);
     ARIA_CHECK(id < 0 || model_.tasks[size_t(id)].num_labels == t->num_labels(), "evaluate: task '", t->name, "' has ",
                t->num_labels(), " labels, registered with ", model_.tasks[size_t(std::max(id, 0))].num_labels);
     if (id >= 0) {
-      row.push_back(accuracy(id, data));
+      row.push_back(model_correct(model_, id, data, train_.batch_size));
       continue;
     }
     // A task not trained yet (../shared/aria-spec.md "Metrics"): one fixed probe head per (task, seed),
@@ -479,14 +523,18 @@ std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const Cls
       slot.adapter = {Tensor::zeros({C, A}, dt, model_.device()), Tensor::zeros({A}, dt, model_.device()),
                       Tensor::zeros({A, C}, dt, model_.device()), Tensor::zeros({C}, dt, model_.device())};
     probe.tasks.push_back(std::move(slot));
-    row.push_back(model_accuracy(probe, int(probe.tasks.size()) - 1, data, train_.batch_size));
+    row.push_back(model_correct(probe, int(probe.tasks.size()) - 1, data, train_.batch_size));
   }
   return row;
 }
 
 std::vector<std::vector<double>> ContinualTrainer::evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,
                                                                       const std::string& split) {
-  history_.push_back(evaluate_tasks(tasks, split));
+  std::vector<std::string> c = evaluate_tasks_correct(tasks, split);
+  std::vector<double> row;
+  for (const std::string& x : c) row.push_back(fraction_correct(x));
+  history_.push_back(std::move(row));
+  correct_history_.push_back(std::move(c));
   return history_;
 }
 

@@ -37,6 +37,7 @@
 #include "train/fisher.h"
 #include "train/progress.h"
 #include "train/report.h"
+#include "train/task_orders.h"
 
 namespace aria::cli {
 
@@ -154,6 +155,7 @@ struct Experiment {
   Gpt2Model base;  // the loaded GPT-2; every (method, seed) starts from a copy
   std::vector<ClsTaskData> tasks;
   std::vector<std::string> names;
+  std::vector<std::vector<int>> orders;  // task orders (train/task_orders.h); orders[0] is as listed
 };
 
 // Work in "training-step equivalents", so the ETA covers evaluation and Fisher passes too: an
@@ -180,10 +182,13 @@ WorkModel estimate_work(const Experiment& e) {
   w.fisher_per_task = 3.0 * fisher_examples / per_step_examples;
   const double T = double(e.tasks.size());
   double per_seed = 0;
+  const double orders = double(e.orders.size());
   for (const std::string& m : e.cfg.methods) {
     const MethodSpec spec = method_spec(m);
-    per_seed += T * double(t.steps_per_task) + w.eval_all * (spec.joint ? 2 : T + 1);
-    if (spec.spc) per_seed += w.fisher_per_task * T;
+    // A joint method has no order: it runs once per seed.
+    double run = T * double(t.steps_per_task) + w.eval_all * (spec.joint ? 2 : T + 1);
+    if (spec.spc) run += w.fisher_per_task * T;
+    per_seed += spec.joint ? run : run * orders;
   }
   w.total = std::max<int64_t>(1, int64_t(std::ceil(per_seed * e.cfg.seeds)));
   return w;
@@ -202,15 +207,22 @@ struct Tracker {
   }
 };
 
-std::vector<const ClsTaskData*> task_ptrs(const Experiment& e) {
+// The tasks in training order `order` (an index into e.orders).
+std::vector<const ClsTaskData*> task_ptrs(const Experiment& e, int order) {
   std::vector<const ClsTaskData*> v;
-  for (const ClsTaskData& d : e.tasks) v.push_back(&d);
+  for (int i : e.orders[size_t(order)]) v.push_back(&e.tasks[size_t(i)]);
+  return v;
+}
+
+std::vector<std::string> ordered_names(const Experiment& e, int order) {
+  std::vector<std::string> v;
+  for (int i : e.orders[size_t(order)]) v.push_back(e.names[size_t(i)]);
   return v;
 }
 
 ojson method_spec_json(const MethodSpec& s, const AriaSettings& a) {
   return {{"gated_mlp", s.gated_mlp},       {"adapters", s.adapters},
-          {"consolidation", s.spc ? (s.name == "aria" ? "spc" : "ewc") : "none"},
+          {"consolidation", s.spc ? (s.name.rfind("aria", 0) == 0 ? "spc" : "ewc") : "none"},
           {"plasticity_loss", s.plasticity}, {"gradient_dampening", s.dampening && a.gradient_dampening},
           {"asymmetric_lr", s.asymmetric_lr}, {"freeze_trunk", s.freeze_trunk},
           {"joint", s.joint}};
@@ -235,19 +247,21 @@ std::string step_fields(const ContinualTrainer& t) {
 }
 
 // One method, one seed: the accuracy matrix and the before-training accuracies.
-MethodRun run_method(const Experiment& e, const std::string& method, uint64_t seed, Tracker& tr, std::ostream& log,
-                     const ContinualHooks& hooks) {
+MethodRun run_method(const Experiment& e, const std::string& method, uint64_t seed, int order, Tracker& tr,
+                     std::ostream& log, const ContinualHooks& hooks) {
   const MethodSpec spec = method_spec(method);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string who = method + " seed " + std::to_string(seed);
+  const std::string who = method + " seed " + std::to_string(seed) + (order > 0 ? " order " + std::to_string(order) : "");
   Durable& d = *e.durable;
-  const std::string ckpt_rel = "resume/" + method + "-seed" + std::to_string(seed);
+  const std::string ckpt_rel = "resume/" + run_folder_name(method, seed, order);
   const std::string ckpt = (d.out / ckpt_rel).string();
   // This run was in progress when the previous process stopped: it continues from its checkpoint.
   std::optional<RunState::InProgress> resumed;
-  if (d.state.in_progress && d.state.in_progress->method == method && d.state.in_progress->seed == seed)
+  if (d.state.in_progress && d.state.in_progress->method == method && d.state.in_progress->seed == seed &&
+      d.state.in_progress->order_index == order)
     resumed = d.state.in_progress;
-  TrainSettings train = e.cfg.train;
+  const ExperimentConfig mcfg = config_for_method(e.cfg, method);  // the method's own settings (tuned)
+  TrainSettings train = mcfg.train;
   train.seed = seed;
   TrainerOptions opt;
   opt.verbose = false;  // the run's own progress line reports at the trainer's report points
@@ -271,11 +285,12 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     if (spec.gated_mlp) inject_gated_mlp(model.gpt, seed, e.cfg.aria.gate_init_std);
     model.use_adapters = spec.adapters;
     model.adapter_dim = e.cfg.aria.adapter_dim;
-    holder.emplace(std::move(model), e.cfg.aria, train, spec, opt);
+    holder.emplace(std::move(model), mcfg.aria, train, spec, opt);
   }
   ContinualTrainer& trainer = *holder;
   self = &trainer;
-  const std::vector<const ClsTaskData*> all = task_ptrs(e);
+  const std::vector<const ClsTaskData*> all = task_ptrs(e, order);
+  const std::vector<std::string> names = ordered_names(e, order);
   const double seconds_before = resumed ? resumed->seconds : 0.0;
   std::vector<double> last_gates = resumed ? resumed->last_gate_means : std::vector<double>{};
 
@@ -286,6 +301,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     RunState::InProgress p;
     p.method = method;
     p.seed = seed;
+    p.order_index = order;
     p.checkpoint = ckpt_rel;
     p.task = task;
     p.phase = where;
@@ -316,6 +332,8 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
 
   MethodRun run;
   run.seed = seed;
+  run.order_index = order;
+  if (order > 0) run.order = e.orders[size_t(order)];
   run.joint = spec.joint;
   if (resumed) {
     // The accuracy history is inside the checkpoint: row 0 before training, then one per finished task.
@@ -328,9 +346,9 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
                         " optimizer steps done)");
   } else {
     run.before = trainer.evaluate_all_tasks(all).back();
-    d.metrics->eval(method, seed, "before training", trainer.optimizer_steps(), e.names, run.before);
+    d.metrics->eval(method, seed, "before training", trainer.optimizer_steps(), names, run.before);
     tr.add(tr.work.eval_all, who + " | evaluated before training");
-    tr.progress.message(who + " before training: " + accuracies_line(e.names, run.before));
+    tr.progress.message(who + " before training: " + accuracies_line(names, run.before));
     stop_if_requested(0, "evaluated", "before training");
   }
   if (spec.joint) {
@@ -339,13 +357,13 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
       train_phase(0, [&](int64_t n) { return trainer.train_joint_steps(all, n); },
                   e.cfg.train.steps_per_task * int64_t(all.size()));
       run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
-      d.metrics->eval(method, seed, phase, trainer.optimizer_steps(), e.names, run.matrix.back());
+      d.metrics->eval(method, seed, phase, trainer.optimizer_steps(), names, run.matrix.back());
       tr.add(tr.work.eval_all, who + " | evaluated");
-      tr.progress.message(who + " after joint training: " + accuracies_line(e.names, run.matrix.back()));
+      tr.progress.message(who + " after joint training: " + accuracies_line(names, run.matrix.back()));
     }
   } else {
-    for (size_t i = run.matrix.size(); i < e.tasks.size(); ++i) {
-      const ClsTaskData& task = e.tasks[i];
+    for (size_t i = run.matrix.size(); i < all.size(); ++i) {
+      const ClsTaskData& task = *all[i];
       // A resumed checkpoint taken inside this task's steps has it registered already.
       const bool registered = trainer.task_id(task.name) >= 0;
       const int id = registered ? trainer.task_id(task.name) : trainer.add_task(task.name, task.num_labels());
@@ -359,16 +377,20 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
         tr.add(tr.work.fisher_per_task, who + " | consolidated " + task.name);
       }
       run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
-      d.metrics->eval(method, seed, "after " + task.name, trainer.optimizer_steps(), e.names, run.matrix.back());
+      d.metrics->eval(method, seed, "after " + task.name, trainer.optimizer_steps(), names, run.matrix.back());
       tr.add(tr.work.eval_all, who + " | evaluated after " + task.name);
-      tr.progress.message(who + " after " + task.name + ": " + accuracies_line(e.names, run.matrix.back()));
-      if (i + 1 < e.tasks.size()) {  // a task boundary (the last one ends the run: its result is recorded)
+      tr.progress.message(who + " after " + task.name + ": " + accuracies_line(names, run.matrix.back()));
+      if (hooks.after_task) hooks.after_task(method, seed, order, int(i), trainer, all, tr.progress);
+      if (i + 1 < all.size()) {  // a task boundary (the last one ends the run: its result is recorded)
         checkpoint(int(i), "evaluated");
         stop_if_requested(int(i), "evaluated", "after " + task.name);
       }
     }
   }
   if (trainer.last_step().step > 0) last_gates = trainer.last_step().gate_means;
+  // Per-example correctness of every row (before, then each task): the report's bootstrap over test
+  // examples. A run resumed from a checkpoint written before it was recorded has none.
+  if (trainer.correct_history().size() == trainer.history().size()) run.correct = trainer.correct_history();
   run.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.info = method_spec_json(spec, e.cfg.aria);
   run.info["optimizer_steps"] = trainer.optimizer_steps();
@@ -379,7 +401,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   }
   if (!last_gates.empty()) run.info["final_gate_means"] = last_gates;
   run.info["seconds"] = run.seconds;
-  if (hooks.after_run) hooks.after_run(method, seed, trainer, all, tr.progress);
+  if (hooks.after_run) hooks.after_run(method, seed, order, trainer, all, tr.progress);
   return run;
 }
 
@@ -446,6 +468,15 @@ ojson settings_json(const Experiment& e) {
                      {"validation", d.validation.size()},
                      {"test", d.test.size()}});
   s["task_data"] = tasks;
+  ojson orders = ojson::array();
+  for (const std::vector<int>& o : e.orders) {
+    std::vector<std::string> v;
+    for (int i : o) v.push_back(e.names[size_t(i)]);
+    orders.push_back(v);
+  }
+  s["task_orders"] = orders;
+  if (!e.cfg.method_settings.empty())
+    s["method_settings"] = ojson::parse(nlohmann::json(e.cfg.method_settings).dump());
   ojson methods;
   for (const std::string& m : e.cfg.methods) methods[m] = method_spec_json(method_spec(m), e.cfg.aria);
   s["method_specs"] = methods;
@@ -484,6 +515,7 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   e.cfg = resolved;
   e.device = parse_device(resolved.device);
   e.cfg.device = e.device.str();
+  e.cfg.orders = resolved_orders(e.cfg, e.device.is_cuda());  // config.json records the number that ran
   if (!resume) {
     write_json(out / "config.json", ojson::parse(experiment_config_to_json(e.cfg).dump()));
     save_state(out.string(), durable.state);  // resumable from here on (a kill now restarts every run)
@@ -534,9 +566,12 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
     for (size_t p = 0; p < i; ++p)
       ARIA_CHECK(e.names[p] != e.names[i], "tasks '", e.cfg.tasks[p], "' and '", e.cfg.tasks[i],
                  "' have the same task name '", e.names[i], "' (a task is named by its folder): rename one");
+  e.orders = task_orders(int(e.tasks.size()), e.cfg.orders, e.cfg.train.seed);
   log << "methods: ";
   for (size_t i = 0; i < e.cfg.methods.size(); ++i) log << (i ? ", " : "") << e.cfg.methods[i];
-  log << "; " << e.cfg.seeds << " seed(s) from " << e.cfg.train.seed << "; " << e.cfg.train.steps_per_task
+  log << "; " << e.cfg.seeds << " seed(s) from " << e.cfg.train.seed << "; " << e.orders.size() << " task order(s)";
+  for (size_t o = 1; o < e.orders.size(); ++o) log << (o == 1 ? " (" : "; ") << o << ": " << order_text(e.orders[o], e.names);
+  log << (e.orders.size() > 1 ? ")" : "") << "; " << e.cfg.train.steps_per_task
       << " steps per task; evaluation on the " << e.cfg.train.eval_split << " split\n";
   for (const std::string& m : e.cfg.methods)
     if (method_spec(m).spc) log << m << " consolidation: " << fisher_line(e, method_spec(m)) << "\n";
@@ -559,25 +594,30 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
     for (const ClsTaskData& d : e.tasks) r.num_labels.push_back(d.num_labels());
   };
   try {
+    size_t total_runs = 0;
+    for (const std::string& m : e.cfg.methods) total_runs += size_t(e.cfg.seeds) * (method_spec(m).joint ? 1 : e.orders.size());
     for (int s = 0; s < e.cfg.seeds; ++s)
-      for (size_t m = 0; m < e.cfg.methods.size(); ++m) {
-        const std::string& method = e.cfg.methods[m];
-        const uint64_t seed = e.cfg.train.seed + uint64_t(s);
-        if (const RunState::Done* done = durable.state.find(method, seed)) {  // finished before a resume
-          report.methods[m].runs.push_back(done->run);
-          progress.message(method + " seed " + std::to_string(seed) + ": finished before the resume (run-state file)");
-          continue;
+      for (int o = 0; o < int(e.orders.size()); ++o)
+        for (size_t m = 0; m < e.cfg.methods.size(); ++m) {
+          const std::string& method = e.cfg.methods[m];
+          if (o > 0 && method_spec(method).joint) continue;  // joint training has no task order
+          const uint64_t seed = e.cfg.train.seed + uint64_t(s);
+          const std::string who = method + " seed " + std::to_string(seed) + (o > 0 ? " order " + std::to_string(o) : "");
+          if (const RunState::Done* done = durable.state.find(method, seed, o)) {  // finished before a resume
+            report.methods[m].runs.push_back(done->run);
+            progress.message(who + ": finished before the resume (run-state file)");
+            continue;
+          }
+          report.methods[m].runs.push_back(run_method(e, method, seed, o, tracker, log, hooks));
+          durable.state.done.push_back({method, seed, report.methods[m].runs.back()});
+          durable.state.in_progress.reset();
+          durable.state.metrics_bytes = durable.metrics->bytes();
+          save_state(out.string(), durable.state);
+          std::error_code ec;
+          fs::remove_all(out / "resume" / run_folder_name(method, seed, o), ec);  // its resume checkpoint
+          if (StopSignals::requested() && durable.state.done.size() < total_runs)
+            throw StopHere{"after " + who + " finished"};
         }
-        report.methods[m].runs.push_back(run_method(e, method, seed, tracker, log, hooks));
-        durable.state.done.push_back({method, seed, report.methods[m].runs.back()});
-        durable.state.in_progress.reset();
-        durable.state.metrics_bytes = durable.metrics->bytes();
-        save_state(out.string(), durable.state);
-        std::error_code ec;
-        fs::remove_all(out / "resume" / (method + "-seed" + std::to_string(seed)), ec);  // its resume checkpoint
-        if (StopSignals::requested() && durable.state.done.size() < e.cfg.methods.size() * size_t(e.cfg.seeds))
-          throw StopHere{"after " + method + " seed " + std::to_string(seed) + " finished"};
-      }
   } catch (const StopHere& stop) {
     // A partial report of the finished runs, the run-state file saying where it stopped, and the exit code.
     progress.finish();
@@ -636,8 +676,8 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
       .option("model", "Hugging Face GPT-2 directory (overrides the config's 'model')", "")
       .option("device", "cpu, cuda, cuda:N or auto (overrides the config's 'device')", "")
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask (overrides 'methods')", "")
-      .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only)")
-      .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default)")
+      .toggle("bf16", "train in bfloat16 with float32 masters (train.precision \"bf16\"; CUDA only; the default there)")
+      .toggle("fp32", "train in float32 (train.precision \"fp32\"; the default on the CPU)")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints)");
   add_experiment_flags(args);
   if (!args.parse(argc, argv)) return 0;

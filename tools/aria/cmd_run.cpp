@@ -152,14 +152,14 @@ struct RunExtras {
   int64_t gate_examples = 0;
   std::vector<GateReport> gates;  // the first seed's aria run
 
-  void after_run(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
+  void after_run(const std::string& method, uint64_t seed, int order, ContinualTrainer& trainer,
                  const std::vector<const ClsTaskData*>& tasks, Progress& progress) {
     if (checkpoints) {
-      const fs::path ckpt = out / "checkpoints" / (method + "-seed" + std::to_string(seed));
+      const fs::path ckpt = out / "checkpoints" / run_folder_name(method, seed, order);
       trainer.save(ckpt.string());
       progress.message(method + " seed " + std::to_string(seed) + ": checkpoint " + ckpt.string());
     }
-    if (method != "aria" || !gates.empty()) return;
+    if (method != "aria" || order != 0 || !gates.empty()) return;
     GateReport g = collect_gate_histograms(trainer.model(), tasks, eval_split, gate_examples, batch_size);
     g.method = method;
     g.when = "after the last task (" + tasks.back()->name + "), seed " + std::to_string(seed);
@@ -200,8 +200,8 @@ int cmd_run(int argc, char** argv) {
       .option("methods", "comma-separated subset of aria,finetune,ewc,adapters,multitask", "")
       .option("device", "cpu, cuda, cuda:N or auto", "")
       .option("steps-per-task", "optimizer steps per task (every method)", "")
-      .toggle("bf16", "train in bfloat16 with float32 masters (CUDA only)")
-      .toggle("fp32", "train in float32 (the default)")
+      .toggle("bf16", "train in bfloat16 with float32 masters (CUDA only; the default there)")
+      .toggle("fp32", "train in float32 (the default on the CPU)")
       .option("data", "data directory (default: third_party/data, found from the current directory up)", "")
       .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
@@ -301,8 +301,8 @@ int cmd_run(int argc, char** argv) {
   std::string cmd = "aria run";
   for (int i = 0; i < argc; ++i) cmd += std::string(" ") + argv[i];
   hooks.command_line = cmd;
-  hooks.after_run = [&](const std::string& m, uint64_t s, ContinualTrainer& t, const std::vector<const ClsTaskData*>& d,
-                        Progress& p) { extras.after_run(m, s, t, d, p); };
+  hooks.after_run = [&](const std::string& m, uint64_t s, int o, ContinualTrainer& t,
+                        const std::vector<const ClsTaskData*>& d, Progress& p) { extras.after_run(m, s, o, t, d, p); };
   const std::string in_s = input.string(), out_s = out.string();
   std::vector<std::string> sub = resume ? std::vector<std::string>{"--resume", out_s}
                                         : std::vector<std::string>{"--config", in_s, "--out", out_s};
