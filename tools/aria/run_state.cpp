@@ -7,11 +7,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "aria/version.h"
 #include "core/error.h"
 
-#ifndef ARIA_VERSION
-#define ARIA_VERSION "unknown"
-#endif
+// Set by tools/CMakeLists.txt for this file only: the git commit at configure time.
 #ifndef ARIA_GIT_HASH
 #define ARIA_GIT_HASH ""
 #endif
@@ -21,7 +20,7 @@ namespace aria::cli {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-std::string aria_version() { return ARIA_VERSION; }
+std::string aria_version() { return ARIA_VERSION_STRING; }
 std::string aria_git_hash() { return ARIA_GIT_HASH; }
 std::string aria_version_line() {
   const std::string h = aria_git_hash();

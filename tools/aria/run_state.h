@@ -24,7 +24,7 @@
 
 namespace aria::cli {
 
-// "0.7.0", the git hash at configure time ("" when unknown), and both in one line.
+// The version of CMake's project(aria VERSION ...) (<aria/version.h>), the git hash at configure time ("" when unknown), and both in one line.
 std::string aria_version();
 std::string aria_git_hash();
 std::string aria_version_line();
