@@ -33,6 +33,7 @@ install(FILES ${PROJECT_BINARY_DIR}/ariaConfig.cmake ${PROJECT_BINARY_DIR}/ariaC
 # pkg-config: paths relative to the .pc file (${pcfiledir}), so the package works from any prefix
 # given to `cmake --install --prefix`.
 file(RELATIVE_PATH ARIA_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+string(REGEX REPLACE "/$" "" ARIA_PC_TO_PREFIX "${ARIA_PC_TO_PREFIX}")
 set(ARIA_PC_CFLAGS "-fopenmp")
 set(ARIA_PC_LIBS "-fopenmp -pthread")
 if(ARIA_HAVE_CUDA)

@@ -12,6 +12,8 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # ---- 1. Debian packages ---------------------------------------------------------------------
 pkgs=(cmake ninja-build ccache g++ make libeigen3-dev nlohmann-json3-dev doctest-dev python3 nodejs npm ca-certificates)
+# pkg-config: ctest consumer_pkg_config builds against the installed aria.pc (aria as a library, issue 16).
+pkgs+=(pkgconf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,6 @@
+// The consumer project's own core/device.h: a research repository with core/ and model/ folders of its own.
+// aria's headers are included as <aria/...> and must never pick this file up in place of aria's.
+#pragma once
+namespace app {
+inline const char* core_device_h() { return "app's core/device.h"; }
+}  // namespace app
