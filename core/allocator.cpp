@@ -95,6 +95,7 @@ Allocator& cpu_allocator() {
 
 Allocator& allocator_for(Device d) {
   if (d.is_cpu()) return cpu_allocator();
+  cuda::use_device(d.index);  // cuda:N binds the process to GPU N, or is refused (one GPU per process)
   return cuda::device_allocator();
 }
 

@@ -8,7 +8,7 @@ bool cuda_available() { return cuda::device_count() > 0; }
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu();
-  if (name == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
+  if (name == "auto") return cuda_available() ? parse_device("cuda") : Device::cpu();
   if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
     int index = 0;
     if (name.size() > 5) {
@@ -29,6 +29,7 @@ Device parse_device(const std::string& name) {
 #endif
                "); use --device cpu");
     ARIA_CHECK(index < n, "device '", name, "' requested but only ", n, " GPU(s) are visible");
+    cuda::use_device(index);
     return Device::cuda(index);
   }
   ARIA_FAIL("unknown device '", name, "': expected cpu, cuda, cuda:N or auto");

@@ -1,4 +1,6 @@
-// Where a tensor lives. One GPU index is carried for later multi-GPU work; today only index 0 is used.
+// Where a tensor lives: the CPU or GPU N (cuda:N). A process runs on one GPU: the first tensor on
+// cuda:N (or parse_device("cuda:N")) binds it to GPU N, and a tensor on another GPU is refused with an
+// error (kernels/kernels.h, cuda::use_device).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,7 +27,9 @@ struct Device {
 // True when this build has the CUDA backend and a GPU is visible at run time.
 bool cuda_available();
 
-// Parses "cpu", "cuda", "cuda:0"; "auto" picks cuda when available. Throws aria::Error otherwise.
+// Parses "cpu", "cuda" (= cuda:0), "cuda:N"; "auto" picks cuda when available. A CUDA device also
+// selects that GPU for this process (cuda::use_device). Throws aria::Error for anything else, an index
+// with no GPU, or a GPU other than the one this process already uses.
 Device parse_device(const std::string& name);
 
 }  // namespace aria

@@ -15,6 +15,8 @@ namespace aria::cuda {
 
 Allocator& device_allocator() { no_cuda("device_allocator"); }
 int device_count() { return 0; }
+void use_device(int) { no_cuda("use_device"); }
+int bound_device() { return -1; }
 void synchronize() {}
 void profiler_range(bool) {}
 uint64_t blocking_copies() { return 0; }

@@ -40,6 +40,12 @@ namespace cuda {
 #include "kernels/kernel_list.h"
 Allocator& device_allocator();  // caching allocator (kernels/cuda/allocator.cu)
 int device_count();             // 0 when no GPU or no CUDA build
+// The GPU of this process. The backend drives one GPU per process (one stream, one set of cuBLAS
+// handles, one memory cache): the first of use_device(N), a tensor on cuda:N or any other CUDA work
+// (which means cuda:0) binds the process to that GPU, and every host thread then works on it. A later
+// request for another index throws, as does an index with no GPU (kernels/cuda/runtime.cu).
+void use_device(int index);
+int bound_device();  // -1 until bound
 void synchronize();
 // Brackets work for an external profiler started with --profile-from-start off (ncu, nsys).
 void profiler_range(bool start);

@@ -4,8 +4,10 @@
 
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "tests/support/test_util.h"
@@ -25,7 +27,57 @@ TEST_CASE("device_count never throws and cuda_available agrees with it") {
   CHECK_NOTHROW(cuda::synchronize());
 }
 
+TEST_CASE("parse_device refuses malformed names and GPUs that are not there") {
+  CHECK(parse_device("cpu") == Device::cpu());
+  CHECK_THROWS_WITH(parse_device("gpu"), doctest::Contains("expected cpu, cuda, cuda:N or auto"));
+  CHECK_THROWS_WITH(parse_device("cuda:x"), doctest::Contains("bad device 'cuda:x'"));
+  CHECK_THROWS_WITH(parse_device("cuda:-1"), doctest::Contains("bad device 'cuda:-1'"));
+  CHECK_THROWS_WITH(parse_device("cuda:1x"), doctest::Contains("bad device 'cuda:1x'"));
+  // One past the last GPU (cuda:0 without any): refused by name, as is a tensor there.
+  const int n = cuda::device_count();
+  const std::string past = "cuda:" + std::to_string(n);
+  CHECK_THROWS_WITH(parse_device(past), doctest::Contains(("device '" + past + "' requested").c_str()));
+  CHECK_THROWS_AS(Tensor::zeros({4}, DType::F32, Device::cuda(n)), Error);
+}
+
 #ifdef ARIA_WITH_CUDA
+
+TEST_CASE("cuda:N binds the process to GPU N, every thread works there, another GPU is refused") {
+  if (!gpu_or_skip("cuda:N device selection")) return;
+  const int n = cuda::device_count();
+  const int want = n >= 2 ? 1 : 0;  // the second GPU when there is one
+  if (cuda::bound_device() >= 0 && cuda::bound_device() != want) {
+    // Earlier cases of this process used cuda:0 (the whole binary run at once); ctest runs each alone.
+    testing::skip_case("process already bound", "cuda:N selection needs a process of its own (ctest runs one)");
+    return;
+  }
+  const Device d = parse_device("cuda:" + std::to_string(want));
+  CHECK(d == Device::cuda(want));
+  CHECK(cuda::bound_device() == want);
+  Tensor t = Tensor::full({256}, 2.0, DType::F32, d);
+  cudaPointerAttributes attr{};
+  REQUIRE(cudaPointerGetAttributes(&attr, t.raw_data()) == cudaSuccess);
+  CHECK(attr.device == want);
+  CHECK(ops::sum(t).item() == 512.0);
+  int current = -1, in_thread = -1;
+  double thread_sum = 0;
+  std::thread worker([&] {  // a fresh host thread: cudaSetDevice is per thread
+    Tensor u = Tensor::full({8}, 1.0, DType::F32, d);
+    thread_sum = ops::sum(u).item();
+    (void)cudaGetDevice(&in_thread);
+  });
+  worker.join();
+  REQUIRE(cudaGetDevice(&current) == cudaSuccess);
+  CHECK(current == want);
+  CHECK(in_thread == want);
+  CHECK(thread_sum == 8.0);
+  if (n >= 2) {
+    const int other = 1 - want;
+    CHECK_THROWS_WITH(Tensor::zeros({4}, DType::F32, Device::cuda(other)),
+                      doctest::Contains(("already runs on cuda:" + std::to_string(want)).c_str()));
+    CHECK_THROWS_WITH(parse_device("cuda:" + std::to_string(other)), doctest::Contains("one GPU per process"));
+  }
+}
 
 TEST_CASE("ARIA_CUDA_CHECK and ARIA_CUBLAS_CHECK report the call, the error and file:line") {
   // Needs no GPU: the error strings come from the runtime library alone.

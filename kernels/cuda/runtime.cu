@@ -27,6 +27,54 @@ int device_count() {
   return count;
 }
 
+// ---- the process's GPU --------------------------------------------------------------------------
+// cudaSetDevice is per host thread: the bound index is process-wide, and each thread that issues CUDA
+// work makes it current once (enter_device, called by stream() and the lazily created resources).
+namespace {
+std::atomic<int> g_device{-1};
+std::mutex g_device_mu;
+thread_local int t_device = -1;
+
+void bind_device(int index) {
+  const int n = device_count();
+  ARIA_CHECK(n > 0, "device cuda:", index, " requested but no CUDA GPU is visible; use --device cpu");
+  ARIA_CHECK(index >= 0 && index < n, "device cuda:", index, " requested but only ", n,
+             " GPU(s) are visible (cuda:0 to cuda:", n - 1, ")");
+  std::lock_guard<std::mutex> lock(g_device_mu);
+  const int bound = g_device.load();
+  ARIA_CHECK(bound < 0 || bound == index, "device cuda:", index, " requested, but this process already runs on cuda:",
+             bound, ": aria's CUDA backend drives one GPU per process (one stream, one set of cuBLAS handles, one "
+             "memory cache); run one process per GPU");
+  if (bound < 0) {
+    ARIA_CUDA_CHECK(cudaSetDevice(index));
+    t_device = index;
+    g_device.store(index);
+  }
+}
+
+// Makes the bound GPU (cuda:0 when none was chosen) current on the calling thread.
+void enter_device() {
+  int d = g_device.load(std::memory_order_acquire);
+  if (d >= 0 && t_device == d) return;  // the common case: one thread-local compare
+  if (d < 0) {
+    bind_device(0);
+    d = g_device.load();
+  }
+  if (t_device != d) {
+    ARIA_CUDA_CHECK(cudaSetDevice(d));
+    t_device = d;
+  }
+}
+}  // namespace
+
+void use_device(int index) {
+  if (index == g_device.load(std::memory_order_acquire) && t_device == index) return;
+  bind_device(index);
+  enter_device();
+}
+
+int bound_device() { return g_device.load(); }
+
 void synchronize() {
   if (device_count() == 0) return;
   ARIA_CUDA_CHECK(cudaStreamSynchronize(stream()));
@@ -39,8 +87,9 @@ void profiler_range(bool start) {
 }
 
 cudaStream_t stream() {
+  ARIA_CHECK(device_count() > 0, "CUDA backend used but no CUDA GPU is visible");
+  enter_device();
   static cudaStream_t s = [] {
-    ARIA_CHECK(device_count() > 0, "CUDA backend used but no CUDA GPU is visible");
     cudaStream_t st = nullptr;
     ARIA_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamDefault));
     return st;
@@ -50,6 +99,7 @@ cudaStream_t stream() {
 
 const cudaDeviceProp& device_props() {
   static cudaDeviceProp props = [] {
+    enter_device();
     cudaDeviceProp p;
     int dev = 0;
     ARIA_CUDA_CHECK(cudaGetDevice(&dev));
@@ -193,6 +243,7 @@ void replay_graph(const CapturedGraph& g) { ARIA_CUDA_CHECK(cudaGraphLaunch(g.ex
 
 cublasLtHandle_t lt_handle() {
   static cublasLtHandle_t h = [] {
+    enter_device();
     cublasLtHandle_t x = nullptr;
     ARIA_CUBLAS_CHECK(cublasLtCreate(&x));
     return x;
@@ -204,6 +255,7 @@ size_t lt_workspace_size() { return size_t(32) << 20; }  // 32 MiB: NVIDIA's adv
 
 void* lt_workspace() {
   static void* w = [] {
+    enter_device();
     void* p = nullptr;
     ARIA_CUDA_CHECK(cudaMalloc(&p, lt_workspace_size()));
     return p;
@@ -213,6 +265,7 @@ void* lt_workspace() {
 
 cublasHandle_t blas_handle() {
   static cublasHandle_t h = [] {
+    enter_device();
     cublasHandle_t x = nullptr;
     ARIA_CUBLAS_CHECK(cublasCreate(&x));
     ARIA_CUBLAS_CHECK(cublasSetStream(x, stream()));
