@@ -237,6 +237,30 @@ TEST_CASE("estimating the Fisher leaves grads, requires_grad, gates and the tape
   }
 }
 
+TEST_CASE("uniform Fisher is one for every parameter in scope and reads no data") {
+  ContinualModel m = tiny_model(DType::F64);
+  const auto ex = examples(4, 64, 10, 5);
+  const auto batches = batches_of(ex, {4});
+  Rng r(3);
+  const RngState before = r.state();
+  const FisherResult f = estimate_fisher(m, 1, batches, FisherEstimator::Uniform, FisherScope::AllButFast, r);
+  CHECK(r.state().counter == before.counter);  // no label was drawn
+  CHECK(f.description == "uniform Fisher (F = 1: the penalty is L2 to the anchors), scope all_but_fast, 0 samples");
+  std::set<std::string> want;
+  for (const auto& [name, p] : m.named_parameters())
+    if (in_fisher_scope(name, FisherScope::AllButFast)) want.insert(name);
+  std::set<std::string> got;
+  for (const auto& [name, F] : f.fisher) {
+    CAPTURE(name);
+    got.insert(name);
+    CHECK(F.dtype() == DType::F64);
+    for (double v : F.to_doubles()) CHECK(v == 1.0);
+  }
+  CHECK(got == want);
+  CHECK(parse_fisher_estimator("uniform") == FisherEstimator::Uniform);
+  CHECK(std::string(fisher_estimator_name(FisherEstimator::Uniform)) == "uniform");
+}
+
 TEST_CASE("Fisher errors: empty scope, pending tape, bad task id") {
   ContinualModel plain = tiny_model(DType::F32, false);
   const auto ex = examples(3, 64, 5, 1);

@@ -25,7 +25,7 @@ using json = nlohmann::json;
 // The methods a config can name: the built-in five and the plug-ins replay and lwf. (A method
 // registered at run time with register_method is used through the C++ API.)
 const std::vector<std::string> kMethods = {"aria", "finetune", "ewc", "adapters", "multitask", "replay", "lwf"};
-const std::vector<std::string> kEstimators = {"exact", "empirical", "batched"};
+const std::vector<std::string> kEstimators = {"exact", "empirical", "batched", "uniform"};
 const std::vector<std::string> kScopes = {"slow", "all_but_fast"};
 const std::vector<std::string> kSplits = {"test", "validation"};
 

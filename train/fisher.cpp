@@ -18,7 +18,8 @@ FisherEstimator parse_fisher_estimator(const std::string& s) {
   if (s == "exact") return FisherEstimator::Exact;
   if (s == "empirical") return FisherEstimator::Empirical;
   if (s == "batched") return FisherEstimator::Batched;
-  ARIA_FAIL("unknown Fisher estimator '", s, "': expected one of exact, empirical, batched");
+  if (s == "uniform") return FisherEstimator::Uniform;
+  ARIA_FAIL("unknown Fisher estimator '", s, "': expected one of exact, empirical, batched, uniform");
 }
 
 FisherScope parse_fisher_scope(const std::string& s) {
@@ -33,6 +34,7 @@ const char* fisher_estimator_name(FisherEstimator e) {
     case FisherEstimator::Exact: return "exact";
     case FisherEstimator::Empirical: return "empirical";
     case FisherEstimator::Batched: return "batched";
+    case FisherEstimator::Uniform: return "uniform";
   }
   return "?";
 }
@@ -232,6 +234,14 @@ std::vector<std::vector<int32_t>> fisher_labels(const ContinualModel& m, int tas
 FisherResult estimate_fisher(const ContinualModel& m, int task_id, const std::vector<ClsBatch>& batches,
                              FisherEstimator estimator, FisherScope scope, Rng& rng) {
   if (estimator == FisherEstimator::Batched) return batched_fisher(m, task_id, batches, scope);
+  if (estimator == FisherEstimator::Uniform) {
+    EstimateGuard guard(m, task_id, batches, scope, "estimate_fisher");
+    FisherResult r;
+    for (const auto& [name, p] : guard.scope())
+      r.fisher.emplace_back(name, Tensor::full(p.shape(), 1.0, fisher_dtype(p.dtype()), p.device()));
+    r.description = describe("uniform Fisher (F = 1: the penalty is L2 to the anchors)", scope, 0);
+    return r;
+  }
   const bool exact = estimator == FisherEstimator::Exact;
   FisherResult r = per_sample_fisher(
       m, task_id, batches, scope,

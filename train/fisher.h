@@ -6,6 +6,8 @@
 //   empirical:        the same with the true labels y_i (the "empirical Fisher")
 //   batched:          mean over mini-batches of (d mean_batch loss / d theta)^2 with the true labels:
 //                     one backward per batch, cheap, biased (it squares averages, not samples)
+//   uniform:          F = 1 for every parameter in scope, no pass over the data: the penalty becomes
+//                     L2 to the anchors (the reference a method written in Python is checked against)
 //
 // Per-sample estimators run one forward and one backward per batch (train/per_sample_grad.h), not
 // one backward per sample; estimate_fisher_reference() is the slow, obviously correct definition
@@ -28,10 +30,10 @@
 
 namespace aria {
 
-enum class FisherEstimator { Exact, Empirical, Batched };
+enum class FisherEstimator { Exact, Empirical, Batched, Uniform };
 enum class FisherScope { Slow, AllButFast, All };
 
-FisherEstimator parse_fisher_estimator(const std::string& s);  // "exact" | "empirical" | "batched"
+FisherEstimator parse_fisher_estimator(const std::string& s);  // "exact" | "empirical" | "batched" | "uniform"
 FisherScope parse_fisher_scope(const std::string& s);          // "slow" | "all_but_fast" | "all"
 const char* fisher_estimator_name(FisherEstimator e);
 const char* fisher_scope_name(FisherScope s);
