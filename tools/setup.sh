@@ -12,6 +12,8 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # ---- 1. Debian packages ---------------------------------------------------------------------
 pkgs=(cmake ninja-build ccache g++ make libeigen3-dev nlohmann-json3-dev doctest-dev python3 nodejs npm ca-certificates)
+# The Python module (python/, issue 17): Python's headers and pybind11; numpy and pytest for its tests.
+pkgs+=(python3-dev pybind11-dev python3-numpy python3-pytest)
 # pkg-config: ctest consumer_pkg_config builds against the installed aria.pc (aria as a library, issue 16).
 pkgs+=(pkgconf)
 missing=()

@@ -7,28 +7,12 @@
 #include "core/autograd.h"
 #include "core/rng.h"
 #include "model/gpt2.h"
+#include "model/sampling.h"
 #include "model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 
 namespace aria::cli {
-
-// Draws one token from logits with temperature and top-k; temperature 0 is greedy.
-static int32_t sample_token(std::vector<float> logits, double temperature, int64_t top_k, Rng& rng) {
-  std::vector<int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
-  if (temperature <= 0) return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  size_t k = top_k > 0 ? std::min(size_t(top_k), logits.size()) : logits.size();
-  std::partial_sort(order.begin(), order.begin() + long(k), order.end(),
-                    [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
-  double mx = logits[size_t(order[0])], total = 0;
-  std::vector<double> p(k);
-  for (size_t i = 0; i < k; ++i) total += p[i] = std::exp((logits[size_t(order[i])] - mx) / temperature);
-  double r = rng.uniform() * total;
-  for (size_t i = 0; i < k; ++i)
-    if ((r -= p[i]) <= 0) return order[i];
-  return order[k - 1];
-}
 
 int cmd_generate(int argc, char** argv) {
   Args args("generate", "Samples a continuation of --prompt from a GPT-2 checkpoint and prints prompt + continuation.");

@@ -1,0 +1,71 @@
+"""GPT-2 from Python: load/save round trip, tokenizer, score and generate equal to the CLI's, pretrain."""
+import json
+
+import numpy as np
+import pytest
+
+import aria
+from conftest import HF_TINY, run_cli
+
+TEXT = ("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times; "
+        "numbers 12345 and symbols $%& too.\n") * 3
+
+
+def test_load_and_named_parameters():
+    model = aria.load_gpt2(str(HF_TINY))
+    cfg = model.config
+    assert (cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"]) == (2, 32, 512)
+    params = model.named_parameters()
+    assert params["wte.weight"].shape == (512, 32)
+    assert sum(p.numel for p in params.values()) == model.num_parameters
+    assert model.source == str(HF_TINY)
+    w = params["h.0.attn.c_attn.weight"].numpy()         # the live weight: a view, no copy
+    w[0, 0] = 123.0
+    assert model.named_parameters()["h.0.attn.c_attn.weight"].numpy()[0, 0] == 123.0
+
+
+def test_save_load_round_trip_gives_the_same_logits(tiny_model, tmp_path, tokenizer):
+    tiny_model.save(str(tmp_path / "m"))
+    again = aria.load_gpt2(str(tmp_path / "m"))
+    ids = tokenizer.encode("Hello world, hello aria")
+    np.testing.assert_array_equal(again.logits(ids).numpy(), tiny_model.logits(ids).numpy())
+    for name, p in again.named_parameters().items():
+        np.testing.assert_array_equal(p.numpy(), tiny_model.named_parameters()[name].numpy())
+
+
+def test_tokenizer_round_trip(tokenizer):
+    s = "Hello world, hello aria! <|endoftext|> ünïcödé 😀"
+    ids = tokenizer.encode(s)
+    assert tokenizer.eot_id in ids and tokenizer.vocab_size == 50257
+    assert tokenizer.decode(ids) == s
+    assert tokenizer.decode_bytes(ids) == s.encode()
+    assert tokenizer.encode("Hello world") == [15496, 995]   # GPT-2's ids
+
+
+@pytest.mark.parametrize("long_text", [False, True])
+def test_score_equals_the_cli(tiny_model, tiny_dir, tmp_path, aria_cli, long_text):
+    text = TEXT * 8 if long_text else TEXT      # the long one spans several windows of n_positions tokens
+    f = tmp_path / "text.txt"
+    f.write_text(text)
+    cli = json.loads(run_cli(aria_cli, "score", "--model", tiny_dir, "--text", f, "--device", "cpu").stdout)
+    py = aria.score(tiny_model, text)
+    assert py["tokens"] == cli["tokens"]
+    assert py["loss"] == pytest.approx(cli["loss"], rel=1e-8)   # the CLI prints 9 significant digits
+    assert aria.score(tiny_model, ids=aria.Tokenizer.for_model(str(tiny_dir)).encode(text)) == py
+
+
+def test_generate_equals_the_cli(tiny_model, tiny_dir, aria_cli):
+    args = dict(max_new_tokens=12, temperature=0.9, top_k=20, seed=5)
+    cli = run_cli(aria_cli, "generate", "--model", tiny_dir, "--prompt", "Once upon a time", "--device", "cpu",
+                  "--max-new-tokens", 12, "--temperature", 0.9, "--top-k", 20, "--seed", 5, text=False).stdout
+    py = aria.generate(tiny_model, "Once upon a time", **args)
+    assert cli.decode("utf-8", "replace") == py + "\n"   # the CLI writes the raw bytes
+    assert py != aria.generate(tiny_model, "Once upon a time", **{**args, "seed": 6})
+
+
+def test_pretrain_lowers_the_loss():
+    text = "the cat sat on the mat. the dog sat on the log. " * 40
+    model, r = aria.pretrain(text=text, preset="tiny", steps=30, batch=4, seq=16, lr=3e-3, warmup=2, seed=3)
+    assert len(r["losses"]) == 30 and r["final_val_loss"] is None
+    assert np.mean(r["losses"][-5:]) < r["losses"][0] - 1.0
+    assert aria.score(model, ids=aria.Tokenizer.for_model("").encode(text))["loss"] < r["losses"][0]
