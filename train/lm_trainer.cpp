@@ -8,6 +8,7 @@
 #include "core/autograd.h"
 #include "train/adamw.h"
 #include "train/grad_clip.h"
+#include "train/lm_checkpoint.h"
 #include "train/progress.h"
 
 namespace aria {
@@ -24,6 +25,9 @@ void check_config(const LmTrainConfig& c, const Gpt2Config& mc) {
   ARIA_CHECK(c.eval_every >= 0, "train: eval_every must be >= 0, got ", c.eval_every);
   ARIA_CHECK(c.eval_batches >= 1, "train: eval_batches must be >= 1, got ", c.eval_batches);
   ARIA_CHECK(std::isfinite(c.lr) && c.lr >= 0, "train: lr must be >= 0, got ", c.lr);
+  ARIA_CHECK(c.checkpoint_every >= 0, "train: checkpoint_every must be >= 0, got ", c.checkpoint_every);
+  ARIA_CHECK(!c.checkpoint_dir.empty() || (c.checkpoint_every == 0 && !c.resume),
+             "train: checkpoint_every and resume need a checkpoint_dir");
 }
 
 void check_tokens(const TokenDataset& d, int vocab_size, const char* which) {
@@ -45,6 +49,22 @@ std::string fmt(const char* f, double x) {
 }
 
 }  // namespace
+
+nlohmann::ordered_json lm_run_identity(const LmTrainConfig& c, const Gpt2Config& m, uint64_t train_tokens,
+                                       uint64_t val_tokens) {
+  return {{"batch_size", c.batch_size},     {"seq_len", c.seq_len},
+          {"steps", c.steps},               {"grad_accum", c.grad_accum},
+          {"warmup_steps", c.warmup_steps}, {"eval_every", c.eval_every},
+          {"eval_batches", c.eval_batches}, {"lr", c.lr},
+          {"min_lr_ratio", c.min_lr_ratio}, {"weight_decay", c.weight_decay},
+          {"max_grad_norm", c.max_grad_norm}, {"beta1", c.beta1},
+          {"beta2", c.beta2},               {"schedule", c.schedule == ScheduleConfig::Kind::Cosine ? "cosine" : "constant"},
+          {"seed", c.seed},                 {"bf16", c.bf16},
+          {"train_tokens", train_tokens},   {"validation_tokens", val_tokens},
+          {"n_layer", m.n_layer},           {"n_embd", m.n_embd},
+          {"n_head", m.n_head},             {"n_positions", m.n_positions},
+          {"vocab_size", m.vocab_size}};
+}
 
 double evaluate_lm(const Gpt2Model& model, const TokenDataset& data, int batch_size, int seq_len, int batches,
                    uint64_t seed) {
@@ -91,15 +111,36 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
   }
 
   LmTrainResult r;
-  Progress progress(log, cfg.steps, "step", cfg.log_every);
+  r.tokens_per_step = tokens_per_step;
   double train_seconds = 0;
+  int start = 0;
+  const auto run_identity = lm_run_identity(cfg, model.config, train.size(), val ? val->size() : 0);
+  if (cfg.resume) {
+    LmCheckpointState st = load_lm_checkpoint(cfg.checkpoint_dir, model, opt, run_identity);
+    ARIA_CHECK(st.steps_done <= cfg.steps, cfg.checkpoint_dir, ": the checkpoint is at step ", st.steps_done,
+               ", past this run's ", cfg.steps, " steps");
+    start = r.resumed_from = st.steps_done;
+    batcher.set_state(st.sampler);
+    r.losses = std::move(st.losses), r.grad_norms = std::move(st.grad_norms), r.lrs = std::move(st.lrs);
+    r.val_losses = std::move(st.val_losses);
+    train_seconds = st.train_seconds;
+    if (cfg.verbose) log << "train_lm: resumed from " << cfg.checkpoint_dir << " at step " << start << "\n";
+  }
+  auto checkpoint = [&](int done) {
+    LmCheckpointState st;
+    st.steps_done = done, st.adam_steps = opt.steps(), st.sampler = batcher.state();
+    st.losses = r.losses, st.grad_norms = r.grad_norms, st.lrs = r.lrs, st.val_losses = r.val_losses;
+    st.train_seconds = train_seconds, st.run = run_identity;
+    save_lm_checkpoint(cfg.checkpoint_dir, model, opt, st);
+  };
+  Progress progress(log, cfg.steps, "step", cfg.log_every);
   auto evaluate = [&](int done) {
     const double vl = evaluate_lm(model, *val, cfg.batch_size, cfg.seq_len, cfg.eval_batches, val_seed);
     r.val_losses.emplace_back(done, vl);
     if (cfg.verbose) progress.message("step " + std::to_string(done) + " | val loss " + fmt("%.4f", vl));
   };
 
-  for (int step = 0; step < cfg.steps; ++step) {
+  for (int step = start; step < cfg.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     opt.zero_grad();
     double loss_sum = 0;
@@ -138,6 +179,19 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
       progress.update(step + 1, "loss " + fmt("%.4f", loss) + " | lr " + fmt("%.2e", cfg.lr * mult) + " | norm " +
                                     fmt("%.3f", norm) + " | " + fmt("%.0f", tps) + " tok/s");
     if (val && cfg.eval_every > 0 && (step + 1) % cfg.eval_every == 0 && step + 1 < cfg.steps) evaluate(step + 1);
+    const bool stop = cfg.stop_requested && cfg.stop_requested() && step + 1 < cfg.steps;
+    if (!cfg.checkpoint_dir.empty() && step + 1 < cfg.steps &&
+        (stop || (cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0))) {
+      checkpoint(step + 1);
+      if (cfg.verbose) progress.message("step " + std::to_string(step + 1) + " | checkpoint " + cfg.checkpoint_dir);
+    }
+    if (stop) {
+      if (cfg.verbose) progress.finish();
+      r.stopped = true;
+      r.train_seconds = train_seconds;
+      r.sampler_state = batcher.state();
+      return r;
+    }
   }
   if (val) {
     evaluate(cfg.steps);

@@ -4,10 +4,14 @@
 // folded into AdamW's grad_scale, one AdamW step (default_decay_groups) at the scheduled lr.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <string>
 #include <ostream>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "model/gpt2.h"
 #include "train/lm_data.h"
@@ -35,6 +39,18 @@ struct LmTrainConfig {
   // Mixed precision (CUDA only): a bfloat16 copy of the model is trained with float32 master
   // weights and moments; the masters are written back into the model at the end.
   bool bf16 = false;
+  // Checkpoints (train/lm_checkpoint.h): after every checkpoint_every optimizer steps (0: never)
+  // the model, optimizer, sampler and history go to checkpoint_dir. With resume, training starts
+  // from checkpoint_dir's state instead of step 0 (the model's current weights are replaced), and
+  // ends with the same weights and losses, bit for bit, as a run that was never interrupted (on the
+  // same device and thread count: the kernels are deterministic, the reduction orders are not
+  // portable across them).
+  int checkpoint_every = 0;
+  std::string checkpoint_dir;
+  bool resume = false;
+  // Asked after every optimizer step; true writes a checkpoint (when checkpoint_dir is set) and
+  // returns with LmTrainResult::stopped (SIGINT/SIGTERM in the CLI). The model is then left as it is.
+  std::function<bool()> stop_requested;
 };
 
 struct LmTrainResult {
@@ -46,7 +62,14 @@ struct LmTrainResult {
   double tokens_per_second = 0;    // training tokens / training time (evaluation excluded)
   double train_seconds = 0;
   RngState sampler_state;          // the training batcher's state after the last step (seed, windows drawn)
+  int64_t tokens_per_step = 0;     // batch x seq x grad_accum (the curve's x axis is step x this)
+  int resumed_from = 0;            // steps taken from a checkpoint (0: a fresh run)
+  bool stopped = false;            // stop_requested ended the run early (after losses.size() steps)
 };
+
+// The settings a checkpoint must share with the run that resumes it (lm_checkpoint.h "run").
+nlohmann::ordered_json lm_run_identity(const LmTrainConfig& cfg, const Gpt2Config& model, uint64_t train_tokens,
+                                       uint64_t val_tokens);
 
 // Trains every parameter of `model` (sets requires_grad on all of them). Throws aria::Error for a
 // bad config, token ids outside the vocabulary, a corpus shorter than seq_len + 1 tokens, or a
