@@ -12,6 +12,7 @@
 #include "model/gpt2.h"
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
+#include "train/token_shards.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -173,4 +174,131 @@ TEST_CASE("the embedded default experiment and the recipes") {
   validate_experiment_config(q);
   CHECK_THROWS_WITH_AS(pretrain_recipe("huge"), doctest::Contains("cache:default"), Error);
   CHECK_THROWS_WITH_AS(find_data_dir("no/such/data/dir"), doctest::Contains("tools/setup.sh"), Error);
+}
+
+namespace {
+
+// A recipe trained on token shards written into <t>/shards (train and validation).
+ModelCacheRequest shard_request(const TempDir& t) {
+  ModelCacheRequest req = tiny_request(t);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 600; ++i) ids.push_back((i * 37 + 11) % 500);
+  write_split_shards((t.dir / "shards").string(), "train", ids, 50257, 256);
+  ids.resize(200);
+  write_split_shards((t.dir / "shards").string(), "validation", ids, 50257, 256);
+  req.corpus.clear();
+  req.shards = (t.dir / "shards").string();
+  req.recipe.uses_shards = true;
+  req.recipe.train.eval_every = 1;
+  return req;
+}
+
+}  // namespace
+
+TEST_CASE("a cached model on token shards: built once, reused, keyed by the shard headers, with its curve") {
+  REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
+  TempDir t("aria_model_cache_");
+  const ModelCacheRequest req = shard_request(t);
+  std::ostringstream log;
+  const CachedModel a = ensure_cached_model(req, Device::cpu(), log);
+  CHECK(a.built);
+  CHECK(a.marker["training_tokens"] == 600);
+  CHECK(a.marker["validation_tokens"] == 200);
+  CHECK(a.marker["recipe"]["data"] == "shards");
+  CHECK(log.str().find("mapped 600 training tokens") != std::string::npos);
+  // The learning curve: every step's loss and a validation loss after every step (eval_every 1).
+  const auto curve = nlohmann::json::parse(read(fs::path(a.dir) / "curve.json"));
+  CHECK(curve["train"]["loss"].size() == 2);
+  CHECK(curve["validation"]["loss"].size() == 2);
+  CHECK(read(fs::path(a.dir) / "curve.svg").find("<svg") == 0);
+
+  std::ostringstream log2;
+  const CachedModel b = ensure_cached_model(req, Device::cpu(), log2);
+  CHECK_FALSE(b.built);
+  CHECK(b.dir == a.dir);
+
+  // The key comes from the headers: a payload byte flipped behind the header's back keeps the key
+  // (nothing re-reads 50 MB of tokens to find an entry), and a build that opens the shard refuses it.
+  const fs::path shard = t.dir / "shards" / "validation_000000.bin";
+  const std::string good = read(shard);
+  std::string bad = good;
+  bad[100] ^= 0x01;
+  write(shard, bad);
+  CHECK(model_cache_key(req) == a.key);
+  fs::remove_all(a.dir);
+  CHECK_THROWS_WITH_AS(ensure_cached_model(req, Device::cpu(), log2), doctest::Contains("corrupted"), Error);
+  write(shard, good);
+
+  // New validation tokens (a rebuilt corpus): another key, another entry.
+  std::vector<int32_t> ids(200, 7);
+  write_split_shards((t.dir / "shards").string(), "validation", ids, 50257, 256);
+  const std::string k2 = model_cache_key(req);
+  CHECK(k2 != a.key);
+  // One train shard fewer: another key; no train shard at all: an error naming the split.
+  fs::remove(t.dir / "shards" / "train_000002.bin");
+  CHECK(model_cache_key(req) != k2);
+  fs::remove(t.dir / "shards" / "train_000001.bin");
+  fs::remove(t.dir / "shards" / "train_000000.bin");
+  CHECK_THROWS_WITH_AS(model_cache_key(req), doctest::Contains("no train shards"), Error);
+}
+
+TEST_CASE("a stopped build continues from its checkpoint and equals an uninterrupted one") {
+  REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
+  TempDir t("aria_model_cache_");
+  ModelCacheRequest req = shard_request(t);
+  req.recipe.train.steps = 6;
+  req.recipe.train.checkpoint_every = 2;
+  std::ostringstream log;
+  ModelCacheRequest whole = req;
+  whole.root = (t.dir / "cache-whole").string();
+  const CachedModel w = ensure_cached_model(whole, Device::cpu(), log);
+  REQUIRE(w.built);
+
+  int steps = 0;
+  req.recipe.train.stop_requested = [&] { return ++steps == 3; };
+  const CachedModel s = ensure_cached_model(req, Device::cpu(), log);
+  CHECK(s.stopped);
+  CHECK_FALSE(fs::exists(s.dir));
+  CHECK(fs::exists(model_cache_partial_dir(s.dir)));
+  req.recipe.train.stop_requested = nullptr;
+  std::ostringstream log2;
+  const CachedModel r = ensure_cached_model(req, Device::cpu(), log2);
+  CHECK(r.built);
+  CHECK(log2.str().find("continuing from the checkpoint") != std::string::npos);
+  CHECK(r.marker["resumed_from_step"] == 3);
+  CHECK_FALSE(fs::exists(model_cache_partial_dir(r.dir)));
+  CHECK(r.key == w.key);
+  CHECK(read(fs::path(r.dir) / "model.safetensors") == read(fs::path(w.dir) / "model.safetensors"));
+  CHECK(read(fs::path(r.dir) / "curve.json") == read(fs::path(w.dir) / "curve.json"));
+}
+
+TEST_CASE("cache:base124m: its recipe, a CPU build refused, and missing shards named with the commands that make them") {
+  const PretrainRecipe r = pretrain_recipe("base124m");
+  CHECK(r.arch.n_layer == 12);
+  CHECK(r.arch.n_embd == 768);
+  CHECK(r.arch.n_positions == 1024);
+  CHECK(r.train.bf16);
+  CHECK(r.needs_cuda);
+  CHECK(r.uses_shards);
+  const int64_t tokens = int64_t(r.train.batch_size) * r.train.seq_len * r.train.grad_accum * r.train.steps;
+  // 12-15 minutes at ~500K tokens/s (docs/base_model.md).
+  CHECK(tokens >= 360'000'000);
+  CHECK(tokens <= 450'000'000);
+  CHECK(r.train.warmup_steps > 0);
+  CHECK(r.train.schedule == ScheduleConfig::Kind::Cosine);
+  CHECK(r.train.checkpoint_every > 0);
+
+  TempDir t("aria_model_cache_");
+  fs::create_directories(t.dir / "empty");
+  CHECK_THROWS_WITH_AS(cached_model_request("base124m", "third_party/data", (t.dir / "empty").string()),
+                       doctest::Contains("tools/fetch_corpus.sh"), Error);
+  CHECK_THROWS_WITH_AS(cached_model_request("base124m", "third_party/data", (t.dir / "nowhere").string()),
+                       doctest::Contains("aria tokenize --text third_party/corpus/train.txt --shards"), Error);
+
+  // A recipe that needs CUDA is not built on the CPU (it would take days).
+  ModelCacheRequest req = shard_request(t);
+  req.recipe.needs_cuda = true;
+  std::ostringstream log;
+  CHECK_THROWS_WITH_AS(ensure_cached_model(req, Device::cpu(), log), doctest::Contains("would take days"), Error);
+  CHECK_FALSE(fs::exists(model_cache_dir(req)));
 }

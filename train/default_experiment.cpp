@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
+#include "model/gpt2_config.h"
+#include "train/token_shards.h"
 
 namespace aria {
 
@@ -102,10 +105,67 @@ PretrainRecipe pretrain_recipe(const std::string& name) {
     t.steps = 8, t.batch_size = 4, t.seq_len = 32, t.warmup_steps = 2, t.lr = 3e-3, t.seed = 1337;
     t.eval_batches = 2;
     r.max_corpus_bytes = 200'000;
+  } else if (name == "base124m") {
+    // GPT-2 124M pretrained in bfloat16 on one GPU from the large corpus's token shards
+    // (docs/base_model.md explains the numbers). 16 x 1024 x 16 = 262,144 tokens per step, 1400 steps:
+    // 367M tokens, about 12 minutes at the measured ~500K tokens/s of the bf16 d12 step on an H100;
+    // 3 tokens per parameter and about 15 epochs of the ~25M-token corpus (the time budget binds,
+    // not the data, so the corpus repeats). Warmup 100 steps, cosine to 10 % at the end. Validation
+    // every 100 steps on 16 fixed batches (262K tokens), checkpoints every 200 steps (a stopped build
+    // continues there).
+    r.arch = gpt2_preset("d12");
+    r.uses_shards = true, r.needs_cuda = true;
+    t.bf16 = true;
+    t.batch_size = 16, t.seq_len = 1024, t.grad_accum = 16;
+    t.steps = 1400, t.warmup_steps = 100, t.lr = 6e-4, t.min_lr_ratio = 0.1, t.seed = 1337;
+    t.eval_every = 100, t.eval_batches = 16, t.log_every = 20, t.checkpoint_every = 200;
   } else {
-    ARIA_FAIL("unknown cached model 'cache:", name, "' (aria knows cache:default and cache:quick)");
+    ARIA_FAIL("unknown cached model 'cache:", name, "' (aria knows cache:default, cache:quick and cache:base124m)");
   }
   return r;
+}
+
+std::string find_shard_dir(const std::string& shard_dir) {
+  namespace fs = std::filesystem;
+  std::string dir, looked;
+  try {
+    dir = find_data_dir(shard_dir);
+  } catch (const Error&) {
+    looked = " (not found next to the current folder, $ARIA_HOME or the aria binary)";
+  }
+  if (!dir.empty() && (list_shards(dir, "train").empty() || list_shards(dir, "validation").empty())) {
+    looked = " ('" + dir + "' lacks train_*.bin or validation_*.bin)";
+    dir.clear();
+  }
+  ARIA_CHECK(!dir.empty(), "token shards '", shard_dir, "' of the large corpus are missing", looked,
+             ". Build them (once; docs/base_model.md): tools/fetch_corpus.sh, then build/aria tokenize --text "
+             "third_party/corpus/train.txt --shards third_party/shards and build/aria tokenize --text "
+             "third_party/corpus/validation.txt --shards third_party/shards --split validation");
+  return dir;
+}
+
+ModelCacheRequest cached_model_request(const std::string& name, const std::string& data_dir,
+                                       const std::string& shard_dir) {
+  namespace fs = std::filesystem;
+  ModelCacheRequest req;
+  req.recipe = pretrain_recipe(name);
+  if (req.recipe.uses_shards) {
+    req.shards = find_shard_dir(shard_dir.empty() ? "third_party/shards" : shard_dir);  // first: the likelier miss
+    req.vocab_dir = find_vocab_dir("");
+    return req;
+  }
+  req.vocab_dir = find_vocab_dir("");
+  req.corpus = (fs::path(data_dir) / "corpus" / "train.txt").string();
+  const fs::path val = fs::path(data_dir) / "corpus" / "validation.txt";
+  std::error_code ec;
+  if (fs::exists(val, ec)) {
+    io::require_regular_file(val.string(), "validation text");  // never a FIFO (open() would block)
+    req.validation = val.string();
+  }
+  ARIA_CHECK(fs::exists(req.corpus, ec), "cache:", name, " is pretrained on '", req.corpus,
+             "', which does not exist; run tools/setup.sh (or pass --model DIR)");
+  io::require_regular_file(req.corpus, "corpus");
+  return req;
 }
 
 std::string find_data_dir(const std::string& data_dir) {

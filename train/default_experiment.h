@@ -20,8 +20,20 @@ ExperimentConfig default_experiment();
 // of any config (the tasks, methods and seeds stay).
 void make_quick(ExperimentConfig& c);
 
-// The recipe of cache:<name> ("default" or "quick"); throws aria::Error for any other name.
+// The recipe of cache:<name> ("default", "quick" or "base124m"); throws aria::Error for any other name.
 PretrainRecipe pretrain_recipe(const std::string& name);
+
+// The token shard folder (train_*.bin and validation_*.bin) of a relative path such as
+// "third_party/shards", found as find_data_dir finds data. Throws aria::Error naming
+// tools/fetch_corpus.sh and the `aria tokenize --shards` commands that make it when it is missing.
+std::string find_shard_dir(const std::string& shard_dir);
+
+// What `aria run --model cache:<name>` builds or reuses: the recipe, the vocabulary, and the data:
+// <data_dir>/corpus/{train,validation}.txt, or for a recipe trained on shards the shard folder
+// (shard_dir; "" = third_party/shards, found by find_shard_dir). Throws aria::Error when the data
+// is missing, saying how to make it.
+ModelCacheRequest cached_model_request(const std::string& name, const std::string& data_dir,
+                                       const std::string& shard_dir = "");
 
 // Resolves a relative data directory such as "third_party/data": as given when it exists, else
 // under $ARIA_HOME, then under the current directory's parents. Throws aria::Error listing the

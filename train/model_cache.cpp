@@ -9,12 +9,16 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "model/gpt2.h"
 #include "model/tokenizer.h"
+#include "train/lm_checkpoint.h"
+#include "train/lm_curve.h"
 #include "train/progress.h"
+#include "train/token_shards.h"
 
 namespace aria {
 
@@ -83,26 +87,50 @@ std::string now_utc() {
 
 void write_text(const fs::path& p, const std::string& text) { io::write_file_atomic(p.string(), text); }
 
+// The training (and validation) tokens of a request: its corpus text tokenized, or its shards mapped.
+void load_data(const ModelCacheRequest& req, TokenDataset& train, TokenDataset& val, std::ostream& log) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (req.recipe.uses_shards) {
+    ARIA_CHECK(!req.shards.empty(), "model cache: cache:", req.recipe.name, " trains on token shards, and none were given");
+    train = load_shard_dataset(req.shards, "train", uint32_t(req.recipe.arch.vocab_size));
+    if (!list_shards(req.shards, "validation").empty())
+      val = load_shard_dataset(req.shards, "validation", uint32_t(req.recipe.arch.vocab_size));
+  } else {
+    const Gpt2Tokenizer tok = Gpt2Tokenizer::load(req.vocab_dir + "/vocab.json", req.vocab_dir + "/merges.txt");
+    train.tokens = tok.encode(corpus_text(req.corpus, req.recipe.max_corpus_bytes));
+    ARIA_CHECK(!train.tokens.empty(), "model cache: corpus '", req.corpus, "' gives no tokens");
+    if (!req.validation.empty()) val.tokens = tok.encode(read_file(req.validation, "validation text"));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log << "model cache: " << (req.recipe.uses_shards ? "mapped " : "tokenized ") << train.size() << " training tokens"
+      << (val.empty() ? "" : " and " + std::to_string(val.size()) + " validation tokens") << " in "
+      << format_duration(seconds) << "\n";
+}
+
 // Pretrains the recipe's model into `dir` (which exists and is empty) and writes the marker last.
-ojson build_into(const ModelCacheRequest& req, const std::string& key, const fs::path& dir, Device device,
-                 std::ostream& log) {
+// Returns nothing when the recipe's stop_requested ended the build (checkpointed into `partial`
+// when the recipe checkpoints).
+std::optional<ojson> build_into(const ModelCacheRequest& req, const std::string& key, const fs::path& dir,
+                                const fs::path& partial, Device device, std::ostream& log) {
   const PretrainRecipe& r = req.recipe;
   const auto t0 = std::chrono::steady_clock::now();
-  const Gpt2Tokenizer tok = Gpt2Tokenizer::load(req.vocab_dir + "/vocab.json", req.vocab_dir + "/merges.txt");
-  TokenDataset train{tok.encode(corpus_text(req.corpus, r.max_corpus_bytes))};
-  ARIA_CHECK(!train.tokens.empty(), "model cache: corpus '", req.corpus, "' gives no tokens");
-  TokenDataset val;
-  if (!req.validation.empty()) val.tokens = tok.encode(read_file(req.validation, "validation text"));
-  const double tokenize_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log << "model cache: tokenized " << train.tokens.size() << " training tokens"
-      << (val.tokens.empty() ? "" : " and " + std::to_string(val.tokens.size()) + " validation tokens") << " in "
-      << format_duration(tokenize_seconds) << "\n";
+  TokenDataset train, val;
+  load_data(req, train, val, log);
 
   Gpt2Model model = gpt2_random(r.arch, r.init_seed, device);
-  const LmTrainResult res = train_lm(model, train, val.tokens.empty() ? nullptr : &val, r.train, log);
+  LmTrainConfig tc = r.train;
+  if (tc.checkpoint_every > 0) {
+    tc.checkpoint_dir = partial.string();
+    tc.resume = is_lm_checkpoint(tc.checkpoint_dir);
+  }
+  const LmTrainResult res = train_lm(model, train, val.empty() ? nullptr : &val, tc, log);
+  if (res.stopped) return std::nullopt;
   gpt2_save(model, dir.string());
   for (const char* f : {"vocab.json", "merges.txt"})
     write_text(dir / f, read_file((fs::path(req.vocab_dir) / f).string(), "vocabulary file"));
+  const ojson curve = lm_curve_json(res, "cache:" + r.name);
+  write_text(dir / "curve.json", curve.dump(1) + "\n");
+  write_text(dir / "curve.svg", lm_curve_svg(curve));
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ojson m;
@@ -110,15 +138,22 @@ ojson build_into(const ModelCacheRequest& req, const std::string& key, const fs:
   m["key"] = key;
   m["name"] = r.name;
   m["recipe"] = pretrain_recipe_to_json(r);
-  m["corpus"] = fs::absolute(req.corpus).string();
-  m["validation"] = req.validation.empty() ? "" : fs::absolute(req.validation).string();
-  m["training_tokens"] = train.tokens.size();
+  if (r.uses_shards) {
+    m["shards"] = fs::absolute(req.shards).string();
+  } else {
+    m["corpus"] = fs::absolute(req.corpus).string();
+    m["validation"] = req.validation.empty() ? "" : fs::absolute(req.validation).string();
+  }
+  m["training_tokens"] = train.size();
+  m["validation_tokens"] = val.size();
   m["parameters"] = model.num_parameters();
   m["device"] = device.str();
   m["final_train_loss"] = res.losses.empty() ? 0.0 : res.losses.back();
   m["final_val_loss"] = std::isfinite(res.final_val_loss) ? ojson(res.final_val_loss) : ojson(nullptr);
   m["tokens_per_second"] = res.tokens_per_second;
-  m["build_seconds"] = seconds;
+  m["resumed_from_step"] = res.resumed_from;
+  m["build_seconds"] = seconds;  // this process's part when the build was resumed
+  m["train_seconds"] = res.train_seconds;  // every part's training time
   m["created"] = now_utc();
   write_text(dir / kMarker, m.dump(2) + "\n");  // last: its presence means the entry is complete
   return m;
@@ -143,6 +178,10 @@ ojson pretrain_recipe_to_json(const PretrainRecipe& r) {
                 {"min_lr_ratio", t.min_lr_ratio}, {"weight_decay", t.weight_decay}, {"max_grad_norm", t.max_grad_norm},
                 {"beta1", t.beta1},             {"beta2", t.beta2},             {"schedule", int(t.schedule)},
                 {"seed", t.seed},               {"eval_batches", t.eval_batches}};
+  // Written only when set, so that the keys of recipes from before these fields stay the same.
+  if (t.eval_every > 0) j["train"]["eval_every"] = t.eval_every;
+  if (t.bf16) j["train"]["bf16"] = true;
+  if (r.uses_shards) j["data"] = "shards";
   j["init_seed"] = r.init_seed;
   j["max_corpus_bytes"] = r.max_corpus_bytes;
   return j;
@@ -160,14 +199,31 @@ std::string model_cache_key(const ModelCacheRequest& req) {
   Fnv h;
   h.add(kFormat);
   h.add(pretrain_recipe_to_json(req.recipe).dump());
-  h.add(corpus_text(req.corpus, req.recipe.max_corpus_bytes));
-  h.add(req.validation.empty() ? std::string() : read_file(req.validation, "validation text"));
+  if (req.recipe.uses_shards) {
+    // The headers' counts and checksums stand for the tokens (read_shard_header checks each file's size).
+    ARIA_CHECK(!req.shards.empty(), "model cache: cache:", req.recipe.name, " trains on token shards, and none were given");
+    for (const char* split : {"train", "validation"}) {
+      const std::vector<std::string> files = list_shards(req.shards, split);
+      ARIA_CHECK(!files.empty() || std::string(split) == "validation", "model cache: no ", split, " shards (",
+                 split, "_*.bin) in '", req.shards, "'");
+      for (const std::string& f : files) {
+        const ShardHeader sh = read_shard_header(f);
+        h.add(fs::path(f).filename().string() + " " + std::to_string(sh.vocab_size) + " " + std::to_string(sh.tokens) +
+              " " + std::to_string(sh.checksum));
+      }
+    }
+  } else {
+    h.add(corpus_text(req.corpus, req.recipe.max_corpus_bytes));
+    h.add(req.validation.empty() ? std::string() : read_file(req.validation, "validation text"));
+  }
   h.add(read_file(req.vocab_dir + "/vocab.json", "vocabulary"));
   h.add(read_file(req.vocab_dir + "/merges.txt", "merges"));
   return h.hex();
 }
 
 std::string model_cache_dir(const ModelCacheRequest& req) { return entry_dir(req, model_cache_key(req)); }
+
+std::string model_cache_partial_dir(const std::string& entry) { return entry + ".partial"; }
 
 bool model_cache_complete(const std::string& dir, const std::string& key) {
   std::error_code ec;
@@ -191,6 +247,10 @@ CachedModel ensure_cached_model(const ModelCacheRequest& req, Device device, std
     c.build_seconds = c.marker.value("build_seconds", 0.0);
     return c;
   }
+  ARIA_CHECK(!req.recipe.needs_cuda || device.is_cuda(), "cache:", req.recipe.name,
+             " is pretrained on a CUDA GPU (sized for about 13 minutes on one H100; on ", device.str(),
+             " it would take days) and is not built yet (", c.dir, "): run with --device cuda on a GPU machine "
+             "(tools/gpu_base124m.sh), copy a built entry into the cache, or pass --model DIR");
   std::error_code ec;
   if (fs::exists(final_dir, ec)) {
     log << "model cache: " << c.dir << " is incomplete (an interrupted or damaged build): rebuilding it\n";
@@ -206,14 +266,25 @@ CachedModel ensure_cached_model(const ModelCacheRequest& req, Device device, std
   fs::create_directories(tmp, ec);
   ARIA_CHECK(!ec, "model cache: cannot create '", tmp.string(), "': ", ec.message());
 
+  const fs::path partial = model_cache_partial_dir(c.dir);
   log << "model cache: pretraining cache:" << req.recipe.name << " (first use) on " << device.str() << " into "
-      << c.dir << "\n";
+      << c.dir << (is_lm_checkpoint(partial.string()) ? ", continuing from the checkpoint in " + partial.string() : "")
+      << "\n";
+  std::optional<ojson> marker;
   try {
-    c.marker = build_into(req, c.key, tmp, device, log);
+    marker = build_into(req, c.key, tmp, partial, device, log);
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    fs::remove_all(tmp, ec);  // the checkpoint (if any) stays: the next call continues from it
     throw;
   }
+  if (!marker) {
+    fs::remove_all(tmp, ec);
+    c.stopped = true;
+    log << "model cache: cache:" << req.recipe.name << " stopped before it was complete"
+        << (is_lm_checkpoint(partial.string()) ? "; the next use continues from " + partial.string() : "") << "\n";
+    return c;
+  }
+  c.marker = std::move(*marker);
   fs::rename(tmp, final_dir, ec);
   if (ec) {
     // Another process finished the same entry first: use it.
@@ -221,6 +292,7 @@ CachedModel ensure_cached_model(const ModelCacheRequest& req, Device device, std
     ARIA_CHECK(model_cache_complete(c.dir, c.key), "model cache: cannot move the new model to '", c.dir, "'");
     c.marker = nlohmann::json::parse(read_file((final_dir / kMarker).string(), "marker"));
   }
+  fs::remove_all(partial, ec);
   c.built = true;
   c.build_seconds = c.marker.value("build_seconds", 0.0);
   log << "model cache: cache:" << req.recipe.name << " ready in " << format_duration(c.build_seconds) << " ("

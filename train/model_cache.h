@@ -3,9 +3,18 @@
 //
 // Layout: <root>/models/<name>-<key>/ holds a Hugging Face GPT-2 directory (config.json,
 // model.safetensors, written by gpt2_save), the vocabulary it was trained with (vocab.json,
-// merges.txt) and aria-cache.json, the marker: recipe, corpus, losses and timing. <key> is a hash of
-// the recipe, the corpus bytes and the vocabulary bytes, so a changed corpus or recipe builds a new
-// model instead of silently reusing an old one.
+// merges.txt), aria-cache.json, the marker: recipe, corpus, losses and timing, and the learning
+// curve (curve.json, curve.svg: train and validation loss against tokens, train/lm_curve.h).
+// <key> is a hash of the recipe, the training data and the vocabulary bytes, so a changed corpus
+// or recipe builds a new model instead of silently reusing an old one. The data is the corpus
+// text's bytes, or for a recipe trained on token shards (train/token_shards.h) every shard's name,
+// token count and payload checksum as its header states them (the 50 MB of tokens are not read
+// to compute the key; they are validated when a build opens them).
+//
+// Resumable builds: a recipe with train.checkpoint_every > 0 checkpoints its pretraining into
+// <root>/models/<name>-<key>.partial/ (train/lm_checkpoint.h); a build that was stopped (a signal,
+// a time limit, a crash) continues from there on the next call, and the folder is removed once the
+// entry is complete.
 //
 // Crash safety: a model is built in <root>/models/<name>-<key>.tmp.<pid>/, the marker is written
 // last, and only then is the folder renamed to its final name. A folder without a valid marker (or
@@ -34,6 +43,11 @@ struct PretrainRecipe {
   LmTrainConfig train;
   uint64_t init_seed = 1337;
   int64_t max_corpus_bytes = 0;  // read at most this many bytes of the corpus (whole lines); 0 = all
+  // Trained on token shards (ModelCacheRequest::shards) instead of the corpus text.
+  bool uses_shards = false;
+  // Refuse to build on the CPU (the recipe is sized for a GPU; on a CPU it would take days). A
+  // complete entry is still used on any device.
+  bool needs_cuda = false;
 };
 
 nlohmann::ordered_json pretrain_recipe_to_json(const PretrainRecipe& r);
@@ -42,6 +56,7 @@ struct ModelCacheRequest {
   PretrainRecipe recipe;
   std::string corpus;      // training text
   std::string validation;  // validation text ("" = none)
+  std::string shards;      // token shard folder (train_*.bin, validation_*.bin when present) instead of corpus
   std::string vocab_dir;   // vocab.json + merges.txt
   std::string root;        // "" = model_cache_root()
 };
@@ -50,6 +65,8 @@ struct CachedModel {
   std::string dir;           // the Hugging Face directory to load
   std::string key;           // 16 hex digits
   bool built = false;        // true when this call pretrained it
+  bool stopped = false;      // recipe.train.stop_requested ended the build early: no entry (dir does not
+                             // exist yet); with checkpoints, the next call continues it
   double build_seconds = 0;  // time of the build (this call's, or the stored one when reused)
   nlohmann::json marker;     // aria-cache.json
 };
@@ -61,6 +78,9 @@ std::string model_cache_key(const ModelCacheRequest& req);
 std::string model_cache_dir(const ModelCacheRequest& req);
 // True when `dir` is a complete entry: a marker that parses and names this key, and the model files.
 bool model_cache_complete(const std::string& dir, const std::string& key);
+
+// Where a build of this entry keeps its checkpoints (<entry>.partial).
+std::string model_cache_partial_dir(const std::string& entry_dir);
 
 // Returns the cached model, pretraining it on `device` first when there is no complete entry.
 // Progress of a build goes to `log`. Throws aria::Error for missing inputs or a failed build (the

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/error.h"
@@ -129,6 +130,29 @@ std::shared_ptr<TokenShard> TokenShard::open(const std::string& path, uint32_t e
   ARIA_CHECK(hi < s->vocab_, "token shard '", path, "' holds token id ", hi, " outside its vocabulary of ",
              s->vocab_);
   return s;
+}
+
+ShardHeader read_shard_header(const std::string& path) {
+  std::error_code ec;
+  ARIA_CHECK(fs::is_regular_file(path, ec), "token shard '", path, "': not a regular file");
+  const uint64_t bytes = fs::file_size(path, ec);
+  ARIA_CHECK(!ec && bytes >= kShardHeaderBytes, "token shard '", path, "' is truncated: ", bytes,
+             " bytes, shorter than the ", kShardHeaderBytes, "-byte header");
+  std::string head(kShardHeaderBytes, '\0');
+  std::ifstream f(path, std::ios::binary);
+  ARIA_CHECK(f.read(head.data(), std::streamsize(head.size())), "token shard '", path, "': cannot read its header");
+  const auto* p = reinterpret_cast<const unsigned char*>(head.data());
+  ARIA_CHECK(head.size() == kShardHeaderBytes && std::memcmp(p, kShardMagic, 8) == 0, "token shard '", path,
+             "' is not a token shard (bad magic; written by `aria tokenize --shards`?)");
+  ARIA_CHECK(get<uint32_t>(p + 8) == kShardVersion, "token shard '", path, "' has format version ",
+             get<uint32_t>(p + 8), "; this aria reads version ", kShardVersion);
+  ShardHeader h{get<uint32_t>(p + 12), get<uint64_t>(p + 16), get<uint64_t>(p + 24)};
+  ARIA_CHECK(h.vocab_size >= 1 && h.vocab_size <= 65536, "token shard '", path,
+             "' has an invalid vocabulary size ", h.vocab_size);
+  ARIA_CHECK(h.tokens <= (bytes - kShardHeaderBytes) / 2 && bytes == kShardHeaderBytes + 2 * h.tokens,
+             "token shard '", path, "' is truncated or has trailing bytes: the header says ", h.tokens, " tokens (",
+             kShardHeaderBytes + 2 * h.tokens, " bytes), the file has ", bytes, " bytes");
+  return h;
 }
 
 TokenShard::~TokenShard() {

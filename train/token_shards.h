@@ -52,6 +52,17 @@ class TokenShard {
   uint32_t vocab_ = 0;
 };
 
+// A shard's header, read without mapping or checksumming the payload: what identifies its content
+// cheaply (the model cache keys a recipe by these instead of re-reading the tokens). Validates the
+// magic, version, vocabulary size and that the file's size matches the token count; the checksum
+// itself is checked only when the shard is opened.
+struct ShardHeader {
+  uint32_t vocab_size = 0;
+  uint64_t tokens = 0;
+  uint64_t checksum = 0;
+};
+ShardHeader read_shard_header(const std::string& path);
+
 // The shards of one split of a directory, in file order, as one logical token stream (a window
 // never crosses a shard boundary).
 struct TokenShardSet {

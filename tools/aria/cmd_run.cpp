@@ -107,19 +107,8 @@ ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
     r.info = {{"source", "directory"}, {"path", r.dir}};
     return r;
   }
-  ModelCacheRequest req;
-  req.recipe = pretrain_recipe(c.model.substr(6));
-  req.corpus = (fs::path(c.data_dir) / "corpus" / "train.txt").string();
-  const fs::path val = fs::path(c.data_dir) / "corpus" / "validation.txt";
-  std::error_code ec;
-  if (fs::exists(val, ec)) {
-    io::require_regular_file(val.string(), "validation text");  // never a FIFO (open() would block)
-    req.validation = val.string();
-  }
-  ARIA_CHECK(fs::exists(req.corpus, ec), "aria run: ", c.model, " is pretrained on '", req.corpus,
-             "', which does not exist; run tools/setup.sh (or pass --model DIR)");
-  io::require_regular_file(req.corpus, "corpus");
-  req.vocab_dir = find_vocab_dir("");
+  // The recipe and its data (the corpus under data_dir, or the token shards of the large corpus).
+  const ModelCacheRequest req = cached_model_request(c.model.substr(6), c.data_dir);
   const CachedModel cm = ensure_cached_model(req, dev, std::cout);
   if (!cm.built)
     std::cout << "model " << c.model << ": cached " << cm.dir << " (pretrained in "
