@@ -111,6 +111,11 @@ struct TrainerOptions {
   // Asked after every step (cheap: no GPU work); true ends train/train_steps/train_joint after that
   // step, which becomes a report point. A caller that stops on SIGINT saves a checkpoint then.
   std::function<bool()> stop_requested;
+  // Observers for checking the trainer against an independent implementation (the PyTorch twin,
+  // tools/hf_reference/continual_twin.py; tests/test_continual_twin.cpp): every training micro-batch
+  // as it is drawn (its task id and the batch, in step order), and the Fisher of every consolidation.
+  std::function<void(int task, const ClsBatch& batch)> on_micro_batch;
+  std::function<void(int task, const FisherResult& fisher)> on_fisher;
 };
 
 class ContinualTrainer {
@@ -146,7 +151,13 @@ class ContinualTrainer {
   // and for b[j], never a copy of a trained head) with the identity adapter on the current trunk
   // (../shared/aria-spec.md "Metrics"). Changes no state.
   std::vector<double> evaluate_tasks(const std::vector<const ClsTaskData*>& tasks, const std::string& split = "") const;
-  // evaluate_tasks, appended as a row to the accuracy history, which is returned whole.
+  // Per-example correctness behind evaluate_tasks: per task a string with one character per example
+  // of the split, '1' (classified correctly) or '0', in the split's order. Its fraction of '1's is
+  // exactly evaluate_tasks' accuracy.
+  std::vector<std::string> evaluate_tasks_correct(const std::vector<const ClsTaskData*>& tasks,
+                                                  const std::string& split = "") const;
+  // evaluate_tasks, appended as a row to the accuracy history, which is returned whole; its
+  // per-example correctness is appended to correct_history().
   std::vector<std::vector<double>> evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,
                                                       const std::string& split = "");
   double accuracy(int id, const std::vector<ClsExample>& data) const;
@@ -174,6 +185,9 @@ class ContinualTrainer {
   ContinualMethod* plugin() const { return plugin_.get(); }
   const SpcState& spc() const { return spc_; }
   const std::vector<std::vector<double>>& history() const { return history_; }
+  // Row r, task j: evaluate_tasks_correct's string of history()[r][j] (saved in checkpoints; a
+  // checkpoint written before it existed loads with it empty).
+  const std::vector<std::vector<std::string>>& correct_history() const { return correct_history_; }
   PlasticitySettings plasticity_settings() const;
   // The parameters the current phase trains (the optimizer's groups, in order); the clipping norm is
   // theirs.
@@ -218,6 +232,7 @@ class ContinualTrainer {
   int64_t phase_steps_ = 0;            // steps done in the current phase
   std::map<std::string, ClsBatcher::State> batchers_;  // by task name
   std::vector<std::vector<double>> history_;
+  std::vector<std::vector<std::string>> correct_history_;
   StepStats last_;
 };
 
