@@ -222,6 +222,48 @@ TEST_CASE("SPC errors") {
   CHECK(spc.tasks_consolidated() == 0);  // failed loads change nothing
 }
 
+// float32, on `dev`: one consolidated task, the parameters at its anchor: lambda (A theta - B) must be
+// exactly 0 (B holds the rounded products F theta*; a fused multiply-add would leave their rounding
+// residue, which AdamW's per-element normalisation turns into lr-sized steps: the PyTorch twin found it,
+// docs/twin.md).
+static void check_zero_grad_at_anchor(Device dev) {
+  ContinualModel m = tiny_model();
+  m.gpt = m.gpt.to(DType::F32).to(dev);
+  m.tasks.clear();
+  Rng rng(8);
+  move_params(m, rng, 0.2);
+  FisherResult f = fake_fisher(m, FisherScope::All, rng);
+  for (auto& [name, F] : f.fisher) F = F.to(DType::F32).to(dev);
+  SpcState spc;
+  spc.consolidate(f, m, 1.0);
+  m.gpt.set_requires_grad(true);
+  for (const auto& np : m.named_parameters()) np.second.zero_grad();
+  spc.add_penalty_grad(m, 50.0);
+  int64_t nonzero = 0, n = 0;
+  for (const auto& [name, p] : m.named_parameters()) {
+    REQUIRE(p.grad().defined());
+    for (double g : p.grad().to_doubles()) nonzero += g != 0.0, ++n;
+  }
+  CHECK(n > 1000);
+  CHECK(nonzero == 0);
+  move_params(m, rng, 1e-3);  // away from the anchor the gradient is there
+  for (const auto& np : m.named_parameters()) np.second.zero_grad();
+  spc.add_penalty_grad(m, 50.0);
+  nonzero = 0;
+  for (const auto& [name, p] : m.named_parameters())
+    for (double g : p.grad().to_doubles()) nonzero += g != 0.0;
+  CHECK(nonzero == n);
+}
+
+TEST_CASE("SPC penalty gradient is exactly 0 at a single task's anchor in float32") {
+  check_zero_grad_at_anchor(Device::cpu());
+}
+
+TEST_CASE("CUDA: SPC penalty gradient is exactly 0 at a single task's anchor in float32") {
+  if (!testing::gpu_or_skip("CUDA SPC gradient at the anchor")) return;
+  check_zero_grad_at_anchor(Device::cuda(0));
+}
+
 TEST_CASE("CUDA: SPC buffers, penalty and gradient on the GPU match the CPU (float32)") {
   if (!testing::gpu_or_skip("CUDA SPC")) return;
   ContinualModel cpu = tiny_model();

@@ -153,6 +153,22 @@ void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, 
   });
 }
 
+namespace {
+
+// a * b rounded on its own, never fused with the subtraction that follows into a multiply-add: B holds
+// the rounded products F theta*, so where one consolidated task alone constrains a parameter (A = F_t,
+// B = F_t theta*_t) and the parameter sits at its anchor, A p - B is exactly 0, as the penalty's true
+// gradient is. A fused a * p - b leaves B's rounding residue instead, and AdamW's per-element
+// normalisation turns that residue into an lr-sized step on a parameter that has no gradient of its own
+// (found by the PyTorch twin, docs/twin.md).
+template <typename T>
+inline T rounded_product(T a, T b) {
+  volatile T p = a * b;
+  return p;
+}
+
+}  // namespace
+
 void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
                       const std::vector<Tensor>& Bs, double lambda) {
   const char* what = "spc_penalty_grad";
@@ -166,7 +182,7 @@ void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor
       const T *a = As[k].data<T>(), *x = ps[k].data<T>(), *b = Bs[k].data<T>();
       const int64_t n = grads[k].numel();
 #pragma omp parallel for if (n >= kParallelMin)
-      for (int64_t i = 0; i < n; ++i) g[i] += l * (a[i] * x[i] - b[i]);
+      for (int64_t i = 0; i < n; ++i) g[i] += l * (rounded_product(a[i], x[i]) - b[i]);
     }
   });
 }

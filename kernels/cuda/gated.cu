@@ -281,6 +281,12 @@ struct SpcDev {
   int vec;  // all four operands 16-byte aligned: the chunk moves in packs
 };
 
+// a * b rounded on its own (never contracted into a multiply-add with the subtraction that follows):
+// B holds the rounded products F theta*, so at an anchor that one consolidated task alone constrains,
+// A p - B is exactly 0, as on the CPU (kernels/cpu/gated.cpp says why it matters).
+__device__ __forceinline__ float rounded_mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double rounded_mul(double a, double b) { return __dmul_rn(a, b); }
+
 // grad[i] += lambda * (a[i] * x[i] - b[i]) for i in [start, end), by the block, VW elements at a time
 // (start and end - start multiples of VW), kUnroll packs per operand loaded before any is used.
 // S: the dtype of a and b (T's, or float for bfloat16 T: the float32 SPC buffers).
@@ -306,7 +312,7 @@ __device__ __forceinline__ void spc_range(T* __restrict__ g, const S* __restrict
       const int64_t i = i0 + u * kStride;
       if (i >= end) continue;
 #pragma unroll
-      for (int k = 0; k < VW; ++k) gv[u][k] += lambda * (av[u][k] * xv[u][k] - bv[u][k]);
+      for (int k = 0; k < VW; ++k) gv[u][k] += lambda * (rounded_mul(av[u][k], xv[u][k]) - bv[u][k]);
       store_pack<T, VW>(g + i, gv[u]);
     }
   }
