@@ -140,7 +140,7 @@ def main():
         os.makedirs(os.path.join(out, "checkpoints", "old-seed1"))
         expect_ok(cont + ["--out", out, "--overwrite", "--methods", "adapters"])
         left = sorted(os.listdir(out))
-        need(left == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume"],
+        need(left == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume", "tables"],
              f"files of the old run were kept: {left}")
         need(os.listdir(os.path.join(out, "resume")) == ["state.json"], "a finished run left a resume checkpoint")
         rep = json.loads(read(os.path.join(out, "report.json")))
@@ -165,7 +165,8 @@ def main():
             expect_error(run_tiny + ["--out", out, "--overwrite"], "in use by another aria process (pid 4242)")
             expect_error([aria, "run", "--render", out], "in use by another aria process")
             expect_error([aria, "continual", "--resume", out], "in use by another aria process")  # --resume locks too
-            need(sorted(os.listdir(out)) == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume"],
+            need(sorted(os.listdir(out)) == [".lock", "config.json", "log.txt", "metrics.jsonl", "report.json", "resume",
+                                             "tables"],
                  "a refused run touched the locked folder")
         expect_ok([aria, "run", "--render", out])  # the lock is free again
         # two real runs at once into a fresh folder: exactly one of them may run
@@ -241,7 +242,7 @@ def main():
             os.makedirs(ro)
             os.chmod(ro, 0o555)
             expect_error(pre + ["--out", os.path.join(ro, "m"), "--steps", "10000000"], ro, "Permission denied")
-        expect_error(pre + ["--out", j("p0"), "--steps", "0"], "--steps 0")
+        expect_error(pre + ["--out", j("p0"), "--steps", "0"], "--steps 0", code=2)  # a usage error
         o = expect_ok(pre + ["--out", j("p1"), "--steps", "1"])
         need("final train loss" in o and "final train loss 0.0000" not in o, f"no real loss printed:\n{o}")
 

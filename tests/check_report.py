@@ -231,6 +231,12 @@ def check_run_dir(d):
         log = f.read()
     need("ACC" in log and "forgetting" in log, "log.txt lacks the metrics table")
     need("\r" not in log, "log.txt holds terminal redraws")
+    # tables/*.csv hold report.json's numbers; report.html (aria run) has the charts (tests/check_tables.py)
+    from check_tables import check_charts, check_tables  # imported here: check_tables imports this module
+    steps = check_tables(d, rep)
+    if os.path.isfile(os.path.join(d, "report.html")):
+        with open(os.path.join(d, "report.html"), encoding="utf-8") as f:
+            check_charts(f.read(), rep, steps)
     return rep, ms
 
 

@@ -65,7 +65,9 @@ def check_html(path, rep, layers):
         need(bad not in html, f"report.html contains {bad!r}: it must render offline")
     for m in rep["methods"]:
         need(html.count(f'id="method-{m}"') == 1, f"report.html lacks the section of {m}")
-    want = 1 + 2 * len(rep["methods"]) + layers
+    # ACC bars and BWT/forgetting bars; per method the heat map, the accuracy lines and the training loss;
+    # one gate histogram per layer
+    want = 2 + 3 * len(rep["methods"]) + layers
     need(html.count("<svg") == want and html.count("</svg>") == want,
          f"report.html has {html.count('<svg')} charts, expected {want}")
     need('id="gates-aria"' in html, "report.html lacks the gate histograms")

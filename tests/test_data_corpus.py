@@ -66,6 +66,28 @@ class RstTest(unittest.TestCase):
         self.assertTrue(paras[0].startswith("Memory that a driver allocates"))
 
 
+class VimHelpTest(unittest.TestCase):
+    HELP = ("*usr_05.txt*\tFor Vim version 9.0.  Last change: 2019 May 23\n\n"
+            "|05.1|\tThe vimrc file\n\n"
+            "==============================================================================\n"
+            "*05.1*\tThe vimrc file\t\t\t\t\t*vimrc-intro*\n\n"
+            "You probably got tired of typing commands that you use very often.  See\n"
+            "|vimrc| to find out where it lives, and edit it this way: >\n\n"
+            "\t:edit $MYVIMRC\n\tset nocompatible\n<\n"
+            "The vimrc file can contain all the commands that you type after a colon.\n\n"
+            "'autoindent' 'ai'\tboolean\t(default off)\n\t\t\tlocal to buffer\n"
+            "\tCopy indent from the current line when starting a new line.\n\n"
+            "COMMAND\t\tMEANING ~\n")
+
+    def test_examples_tags_and_tables_dropped_links_kept(self):
+        paras = prose.vimhelp_paragraphs(self.HELP)
+        self.assertEqual(paras, [
+            "You probably got tired of typing commands that you use very often. See vimrc to find out where "
+            "it lives, and edit it this way:",
+            "The vimrc file can contain all the commands that you type after a colon.",
+            "Copy indent from the current line when starting a new line."])
+
+
 class PodTest(unittest.TestCase):
     def test_pod_of_a_module(self):
         paras = prose.pod_paragraphs((SAMPLES / "pkg-pod/lib/Thing.pm").read_text())

@@ -101,8 +101,9 @@ TEST_CASE("report.html: a self-contained page with every section") {
   CHECK(html.find("id=\"gates-aria\"") != std::string::npos);
   CHECK(html.find("id=\"metrics\"") != std::string::npos);
   CHECK(html.find("id=\"settings\"") != std::string::npos);
-  // SVGs: the ACC bar chart, a heat map and a line chart per method, a histogram per gate layer.
-  CHECK(count(html, "<svg") == 1 + 2 * 3 + 2);
+  // SVGs: the ACC bar chart, the BWT/forgetting bars, a heat map and a line chart per method, a histogram
+  // per gate layer (no loss curves: no metrics.jsonl points given).
+  CHECK(count(html, "<svg") == 1 + 1 + 2 * 3 + 2);
   CHECK(count(html, "</svg>") == count(html, "<svg"));
   CHECK(count(html, "<section") == count(html, "</section>"));
   CHECK(count(html, "<table") == count(html, "</table>"));

@@ -3,7 +3,7 @@
 #
 #   tools/fetch_corpus.sh [--force] [--offline] [-- BUILD_ARGS...]
 #
-# NOT run by tools/setup.sh or CI: it downloads about 570 MB of packages and takes a few minutes.
+# NOT run by tools/setup.sh or CI: it downloads about 585 MB of packages and takes a few minutes.
 # Each package is fetched with `apt-get download NAME=VERSION` (never installed) into
 # third_party/raw/corpus/archives and unpacked with `dpkg-deb -x` into third_party/raw/corpus/x/NAME
 # (of linux-source only Documentation/ is extracted). Then tools/data/build_corpus.py converts them to
@@ -42,6 +42,9 @@ DEB_PKGS=(
   "python-scipy-doc=1.10.1-2"
   "gimp-help-en=2.10.34-2"
   "libboost1.81-doc=1.81.0-5+deb12u1"
+  "lilypond-doc-html=2.24.1-2"
+  "octave-doc=7.3.0-2"
+  "vim-runtime=2:9.0.1378-2+deb12u2"
   "sqlite3-doc=3.40.1-2+deb12u2"
   "nodejs-doc=18.20.4+dfsg-1~deb12u3"
   "git-doc=1:2.39.5-0+deb12u3"

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 #include "core/autograd.h"
@@ -115,11 +116,18 @@ void check_report_values(const ojson& methods) {
   }
 }
 
-// Per-cell sample standard deviation over per_seed matrices (empty without per_seed).
-std::vector<std::vector<double>> matrix_std(const ojson& m, const std::string& where) {
-  if (!m.contains("per_seed") || !m.at("per_seed").is_array() || m.at("per_seed").size() < 2) return {};
+// Per-cell sample standard deviation over per_seed matrices (empty without per_seed), of "matrix" or,
+// as one row, of "before". Runs in another task order (order_index > 0) have other tasks in their
+// columns and are left out, as in the mean matrix.
+std::vector<std::vector<double>> matrix_std(const ojson& m, const std::string& where, const char* key = "matrix") {
+  if (!m.contains("per_seed") || !m.at("per_seed").is_array()) return {};
   std::vector<std::vector<std::vector<double>>> all;
-  for (const ojson& r : m.at("per_seed")) all.push_back(matrix_of(r.at("matrix"), where + ".per_seed.matrix"));
+  for (const ojson& r : m.at("per_seed")) {
+    if (r.value("order_index", 0) != 0) continue;
+    const ojson& v = r.at(key);
+    all.push_back(matrix_of(std::string(key) == "matrix" ? v : ojson::array({v}), where + ".per_seed." + key));
+  }
+  if (all.size() < 2) return {};
   auto sd = all[0];
   for (size_t i = 0; i < sd.size(); ++i)
     for (size_t j = 0; j < sd[i].size(); ++j) {
@@ -190,56 +198,8 @@ std::string heat_map(const std::vector<std::string>& tasks, const std::vector<st
   return s + "</svg>\n";
 }
 
-// y axis 0..100 % with grid lines; returns the svg text for the frame.
-std::string percent_axis(double left, double top, double pw, double ph) {
-  std::string s;
-  for (int k = 0; k <= 4; ++k) {
-    const double y = top + ph - ph * k / 4.0;
-    s += "<line x1=\"" + px(left) + "\" y1=\"" + px(y) + "\" x2=\"" + px(left + pw) + "\" y2=\"" + px(y) +
-         "\" class=\"grid\"/>\n";
-    s += text(left - 6, y + 4, std::to_string(25 * k), "text-anchor=\"end\" class=\"axis\"");
-  }
-  return s;
-}
-
-// "before" and "after joint" stay; a task name becomes "after <task>".
-std::string stage(const std::string& x) {
-  return x.rfind("before", 0) == 0 || x.rfind("after", 0) == 0 ? x : "after " + x;
-}
-
-// Accuracy of each task (one line each) at each point of the sequence.
-std::string line_chart(const std::vector<std::string>& tasks, const std::vector<std::string>& xs,
-                       const std::vector<std::vector<double>>& points, const std::string& label) {
-  const double left = 40, top = 12, pw = std::max(260.0, 84.0 * double(xs.size())), ph = 200, legend = 130;
-  const double w = left + pw + legend, h = top + ph + 44;
-  std::string s = svg_open(w, h, label) + percent_axis(left, top, pw, ph);
-  auto X = [&](size_t i) { return left + (xs.size() == 1 ? pw / 2 : pw * double(i) / double(xs.size() - 1)); };
-  auto Y = [&](double v) { return top + ph - ph * std::clamp(v, 0.0, 1.0); };
-  for (size_t i = 0; i < xs.size(); ++i)
-    s += text(X(i), top + ph + 18, xs[i], "text-anchor=\"middle\" class=\"axis\"");
-  s += text(left - 34, top + ph / 2, "acc %", "class=\"axis\" transform=\"rotate(-90 " + px(left - 30) + " " +
-                                                   px(top + ph / 2) + ")\"");
-  for (size_t j = 0; j < tasks.size(); ++j) {
-    const std::string color = kPalette[j % 10];
-    std::string pts;
-    for (size_t i = 0; i < points.size(); ++i) pts += px(X(i)) + "," + px(Y(points[i][j])) + " ";
-    s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"2\"/>\n";
-    for (size_t i = 0; i < points.size(); ++i) {
-      // The point right after the task itself was trained is drawn larger.
-      const bool own = points.size() == tasks.size() + 1 && i == j + 1;
-      s += "<circle cx=\"" + px(X(i)) + "\" cy=\"" + px(Y(points[i][j])) + "\" r=\"" + (own ? "5" : "3") +
-           "\" fill=\"" + color + "\"><title>" + html_escape(tasks[j] + ", " + stage(xs[i]) + ": " + pct(points[i][j]) + " %") +
-           "</title></circle>\n";
-    }
-    const double ly = top + 10 + 18 * double(j);
-    s += "<rect x=\"" + px(left + pw + 16) + "\" y=\"" + px(ly - 8) + "\" width=\"12\" height=\"12\" fill=\"" + color +
-         "\"/>\n" + text(left + pw + 34, ly + 2, tasks[j], "class=\"axis\"");
-  }
-  return s + "</svg>\n";
-}
-
-// Final ACC per method, with error bars over seeds.
-std::string acc_bars(const ojson& methods) {
+// Final ACC per method, with error bars over seeds and a dashed line at the mean chance level (NaN: none).
+std::string acc_bars(const ojson& methods, double chance) {
   size_t longest = 0;
   for (auto it = methods.begin(); it != methods.end(); ++it) longest = std::max(longest, it.key().size());
   const double left = 7.5 * double(longest) + 16, bw = 360, bh = 22, top = 8;
@@ -269,6 +229,12 @@ std::string acc_bars(const ojson& methods) {
       end = std::max(end, x1);
     }
     s += text(end + 6, y + bh / 2 + 4, metric_cell(m, "acc", false) + " %", "class=\"axis\"");
+  }
+  if (std::isfinite(chance)) {
+    const double x = left + bw * std::clamp(chance, 0.0, 1.0);
+    s += "<line class=\"chance\" x1=\"" + px(x) + "\" y1=\"" + px(top - 4) + "\" x2=\"" + px(x) + "\" y2=\"" +
+         px(h - 22) + "\" stroke=\"#777\" stroke-dasharray=\"5 4\"><title>chance (mean over the tasks): " + pct(chance) +
+         " %</title></line>\n";
   }
   return s + "</svg>\n";
 }
@@ -327,7 +293,7 @@ std::string settings_section(const ojson& settings) {
   return s;
 }
 
-std::string metrics_section(const ojson& methods, int seeds) {
+std::string metrics_section(const ojson& methods, int seeds, double chance) {
   std::string s =
       "<h2 id=\"metrics\">Metrics</h2>\n<p class=\"note\">Percent. ACC: mean final accuracy over the tasks. BWT: "
       "change on earlier tasks since they were trained (negative = forgetting). Forgetting: drop from the best "
@@ -346,7 +312,7 @@ std::string metrics_section(const ojson& methods, int seeds) {
     s += "<td>" + (is_num(m.value("seconds", ojson())) ? fmt("%.0f s", m.at("seconds").get<double>()) : "") +
          "</td></tr>\n";
   }
-  return s + "</table>\n" + acc_bars(methods);
+  return s + "</table>\n" + acc_bars(methods, chance);
 }
 
 std::string interval_text(const ojson& iv, bool sign) {
@@ -394,7 +360,8 @@ std::string statistics_section(const ojson& report) {
   return s + "</table>\n";
 }
 
-std::string method_section(const std::string& name, const ojson& m, const std::vector<std::string>& tasks) {
+std::string method_section(const std::string& name, const ojson& m, const std::vector<std::string>& tasks,
+                           const std::vector<double>& chance) {
   const std::string where = "methods." + name;
   const bool joint = m.value("joint", false);
   const auto matrix = matrix_of(m.at("matrix"), where + ".matrix");
@@ -426,8 +393,16 @@ std::string method_section(const std::string& name, const ojson& m, const std::v
        "<figcaption>Accuracy (%) on each task (columns) before training and after each training stage (rows)" +
        std::string(joint ? "" : "; outlined: the task just trained") + (seeds > 1 ? "; mean ± std over seeds" : "") +
        ".</figcaption></figure>\n";
-  s += "<figure>" + line_chart(tasks, xs, rows, name + ": accuracy of each task over the sequence") +
+  std::vector<std::vector<double>> band;  // ± sd over seeds at every point, "before" included
+  if (!sd.empty()) {
+    band = matrix_std(m, where, "before");
+    band.insert(band.end(), sd.begin(), sd.end());
+  }
+  s += "<figure>" +
+       accuracy_lines_svg(tasks, xs, rows, band, chance, name + ": accuracy of each task over the sequence") +
        "<figcaption>Accuracy of each task over the sequence (x: before training, then after training each task)" +
+       std::string(band.empty() ? "" : "; bands: ± one standard deviation over seeds") +
+       std::string(chance.empty() ? "" : "; dashed: chance (1 / labels)") +
        std::string(joint ? "" : "; the large dot: right after the task was trained") + ".</figcaption></figure></div>\n";
   if (m.contains("info") && m.at("info").is_object() && !m.at("info").empty())
     s += "<details><summary>" + html_escape(name) + ": method details</summary><pre>" +
@@ -595,15 +570,28 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
   s += "</p>\n";
   if (report.contains("scenario") && report.at("scenario").is_string())
     s += "<p class=\"sub\">Scenario: " + html_escape(report.at("scenario").get<std::string>()) + "</p>\n";
-  s += "<nav><a href=\"#metrics\">metrics</a>";
+  if (report.contains("settings")) {
+    const std::string facts = run_facts_line(report.at("settings"));  // version, commit, device, command line
+    if (!facts.empty()) s += "<p class=\"sub\">" + html_escape(facts) + "</p>\n";
+  }
+  s += "<nav><a href=\"#metrics\">metrics</a><a href=\"#forgetting\">forgetting</a>";
+  if (!opt.loss.empty()) s += "<a href=\"#loss\">training loss</a>";
   if (report.contains("statistics")) s += "<a href=\"#statistics\">statistics</a>";
   for (auto it = methods.begin(); it != methods.end(); ++it)
     s += "<a href=\"#method-" + html_escape(it.key()) + "\">" + html_escape(it.key()) + "</a>";
   for (const GateReport& g : opt.gates) s += "<a href=\"#gates-" + html_escape(g.method) + "\">gates</a>";
   s += "<a href=\"#settings\">settings</a></nav>\n";
-  s += metrics_section(methods, seeds);
+  const std::vector<double> chance = chance_per_task(report);
+  double chance_mean = std::numeric_limits<double>::quiet_NaN();
+  if (!chance.empty()) {
+    chance_mean = 0;
+    for (double c : chance) chance_mean += c / double(chance.size());
+  }
+  s += metrics_section(methods, seeds, chance_mean);
+  s += forgetting_section_html(methods);
+  s += loss_section_html(methods, opt.loss);
   s += statistics_section(report);
-  for (auto it = methods.begin(); it != methods.end(); ++it) s += method_section(it.key(), it.value(), tasks);
+  for (auto it = methods.begin(); it != methods.end(); ++it) s += method_section(it.key(), it.value(), tasks, chance);
   for (const GateReport& g : opt.gates) s += gates_section(g);
   if (report.contains("settings") && report.at("settings").is_object()) s += settings_section(report.at("settings"));
   s += "</body>\n</html>\n";

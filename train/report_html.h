@@ -4,8 +4,11 @@
 //   - the metrics table (ACC, BWT, forgetting, FWT; "± std" over seeds) and a bar chart of ACC,
 //   - the scenario, and the statistics table (issue 15): ACC above chance, 95% bootstrap intervals
 //     over seeds, the paired comparison with finetune (when report.json carries "statistics"),
+//   - BWT and forgetting per method as bars with 95% intervals, the training-loss curves per task
+//     (from metrics.jsonl) and the run's version, commit, device and command line (report_charts.h),
 //   - per method: the accuracy matrix as a heat map with the numbers in the cells, and the
-//     accuracy of each task over the sequence (a line chart, one line per task),
+//     accuracy of each task over the sequence (a line chart, one line per task, ± sd bands over seeds,
+//     dashed chance lines),
 //   - per layer: a histogram of the gate pi over the real tokens of an evaluation set,
 //   - the settings the comparison ran under (the main ones in a table, all of them as JSON).
 #pragma once
@@ -14,6 +17,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "train/report_charts.h"
 
 namespace aria {
 
@@ -52,6 +57,7 @@ struct HtmlReportOptions {
   std::string title = "aria: continual learning report";
   std::string subtitle;  // a line under the title (command, date, wall time)
   std::vector<GateReport> gates;
+  std::vector<LossPoint> loss;  // metrics.jsonl's report points (read_loss_curves): the training-loss curves
 };
 
 // The page for a report as report_to_json writes it (throws aria::Error on a malformed report).

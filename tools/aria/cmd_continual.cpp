@@ -37,6 +37,7 @@
 #include "train/fisher.h"
 #include "train/progress.h"
 #include "train/report.h"
+#include "train/report_csv.h"
 #include "train/task_orders.h"
 
 namespace aria::cli {
@@ -48,8 +49,9 @@ using ojson = nlohmann::ordered_json;
 
 // ---- output: the screen and log.txt ------------------------------------------------------------
 
-// Copies everything to the screen and to log.txt. The log receives whole lines only: a line that
-// a terminal progress bar redraws with '\r' is logged in its last state, without escape codes.
+// Copies a stream to the screen (stderr for progress, stdout for results) and to log.txt. Two TeeBufs
+// may share one log: it receives whole lines only, so their lines never mix. A line that a terminal
+// progress bar redraws with '\r' is logged in its last state, without escape codes.
 // Every write to log.txt is checked: the first failure (a full disk, a file size limit) is kept, the
 // log is not written to after it, and check() throws it at the run's next check point, naming log.txt
 // and the OS's reason. A run never ends "successfully" with a truncated log.
@@ -69,6 +71,11 @@ class TeeBuf : public std::streambuf {
   bool failed() const { return !error_.empty(); }
   // A line for log.txt only (a warning already printed on stderr).
   void log_only(const std::string& line) { write_log(line + "\n"); }
+  // Writes what is pending to log.txt without closing it (a TeeBuf that shares another one's log).
+  void flush_lines() {
+    flush_pending();
+    check();
+  }
   // Writes what is pending, then closes log.txt (checked).
   void close() {
     flush_pending();
@@ -508,8 +515,8 @@ void write_json(const fs::path& p, const ojson& j) { io::write_file_atomic(p.str
 
 // Loads model, tokenizer and tasks, runs every (seed, method), writes the report and prints it.
 void run_experiment(const ExperimentConfig& resolved, const std::string& config_path, const fs::path& out,
-                    std::ostream& log, TeeBuf& tee, const ContinualHooks& hooks, Durable& durable, bool resume,
-                    const std::string& command_line) {
+                    std::ostream& log, TeeBuf& tee, std::ostream& results, const ContinualHooks& hooks,
+                    Durable& durable, bool resume, const std::string& command_line) {
   Experiment e;
   e.durable = &durable;
   e.cfg = resolved;
@@ -579,7 +586,7 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   tee.check();
 
   const WorkModel work = estimate_work(e);
-  Progress progress(log, work.total, "run", std::max<int64_t>(1, work.total / 100), is_terminal(std::cout));
+  Progress progress(log, work.total, "run", std::max<int64_t>(1, work.total / 100), is_terminal(std::cerr));
   Tracker tracker{progress, work, tee};
   ClReport report;
   report.tasks = e.names;
@@ -645,14 +652,19 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
 
   add_run_facts(report);
   tee.check();
-  write_report_json(report, (out / "report.json").string());
+  const ojson final_json = report_to_json(report);
+  write_json(out / "report.json", final_json);
+  // Every table as CSV next to it, for paper figures (train/report_csv.h), the loss curves from metrics.jsonl.
+  write_report_tables(final_json, read_loss_curves((out / "metrics.jsonl").string()), (out / "tables").string());
   durable.state.finished = true;
   durable.state.stopped.clear();
   durable.state.metrics_bytes = durable.metrics->bytes();
   save_state(out.string(), durable.state);
-  print_report(report, log);
-  log << "\nwrote " << (out / "report.json").string() << ", " << (out / "config.json").string() << ", "
-      << (out / "log.txt").string() << " (" << format_duration(progress.elapsed_seconds()) << ")\n"
+  // The result: the tables on stdout (and in log.txt), after the progress on stderr.
+  log << std::flush;
+  print_report(report, results);
+  results << "\nwrote " << (out / "report.json").string() << ", " << (out / "tables").string() << "/*.csv, "
+      << (out / "config.json").string() << ", " << (out / "log.txt").string() << " (" << format_duration(progress.elapsed_seconds()) << ")\n"
       << std::flush;
   tee.check();
 }
@@ -725,8 +737,13 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
   // has claimed it already.
   if (!hooks.folder_claimed && !resume) folder.emplace(out.string(), args.on("overwrite"), "aria continual");
   io::FileWriter log_file((out / "log.txt").string(), /*append=*/resume);
-  TeeBuf tee_buf(std::cout.rdbuf(), &log_file);
+  // What the run says while it works (progress, evaluations, warnings) goes to stderr; its result (the
+  // tables, the files written) to stdout, so `aria continual ... > results.txt` holds only the result.
+  // log.txt gets both, in order.
+  TeeBuf tee_buf(std::cerr.rdbuf(), &log_file);
   std::ostream log(&tee_buf);
+  TeeBuf result_buf(std::cout.rdbuf(), &log_file);
+  std::ostream results(&result_buf);
   MetricsLog metrics(out.string(), resume, durable.state.metrics_bytes);
   durable.metrics = &metrics;
   std::string command_line = hooks.command_line;
@@ -737,14 +754,17 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
 
   try {
     const StopSignals signals;  // SIGINT/SIGTERM: stop after the current step (a checkpoint, a partial report)
-    run_experiment(resolved, resume ? "" : args.str("config"), out, log, tee_buf, hooks, durable, resume,
+    run_experiment(resolved, resume ? "" : args.str("config"), out, log, tee_buf, results, hooks, durable, resume,
                    command_line);
     log.flush();
+    results.flush();
     metrics.close();
+    result_buf.flush_lines();
     tee_buf.close();
   } catch (const Interrupted& stop) {
     log.flush();
     metrics.close();
+    result_buf.flush_lines();
     tee_buf.close();
     return stop.exit_code;
   } catch (const Error& err) {

@@ -27,7 +27,7 @@ int cmd_generate(int argc, char** argv) {
               "load a checkpoint even if it holds NaN/Inf weights (non-finite logits stay an error)");
   if (!args.parse(argc, argv)) return 0;
   Device dev = parse_device(args.str("device"));
-  const int64_t n_new = args.integer("max-new-tokens", 0, 100000);
+  const int64_t n_new = args.integer("max-new-tokens", 1, 100000);  // 0 would print the prompt back: a usage error
   const double temperature = args.number("temperature", 0, 100);
   const int64_t top_k = args.integer("top-k", 0, 1 << 30);
   Rng rng(uint64_t(args.integer("seed", 0, INT64_MAX)));

@@ -124,14 +124,15 @@ int cmd_pretrain(int argc, char** argv) {
              "aria pretrain: give exactly one of --corpus FILE and --shards DIR");
   ARIA_USAGE_CHECK(shard_dir.empty() || args.str("val").empty(),
              "aria pretrain: --val cannot be combined with --shards (validation comes from DIR's validation_*.bin)");
-  ARIA_CHECK(args.str("steps") != "0", "aria pretrain: --steps 0 trains nothing (no loss, an untrained model); "
-             "give --steps >= 1");
+  ARIA_USAGE_CHECK(args.integer("steps", 0, 10000000) != 0, "aria pretrain: --steps 0 trains nothing (no loss, an "
+                   "untrained model); give --steps >= 1");
   // Every flag is checked before anything is loaded or created.
   LmTrainConfig cfg;
   cfg.steps = int(args.integer("steps", 1, 10000000));
   cfg.batch_size = int(args.integer("batch", 1, 100000));
   cfg.grad_accum = int(args.integer("grad-accum", 1, 100000));
   cfg.lr = args.number("lr", 0, 10);
+  ARIA_USAGE_CHECK(cfg.lr > 0, "aria pretrain: --lr 0 trains nothing; give a learning rate > 0");
   cfg.warmup_steps = int(args.integer("warmup", 0, 10000000));
   cfg.weight_decay = args.number("weight-decay", 0, 10);
   cfg.bf16 = args.on("bf16");
@@ -165,7 +166,8 @@ int cmd_pretrain(int argc, char** argv) {
   }
 
   cfg.seq_len = int(args.integer("seq", 1, model.config.n_positions));
-  std::printf("aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
+  // Progress (this line, the training log) on stderr; the result ("saved ...") on stdout.
+  std::fprintf(stderr, "aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, size_t(train.size()),
               dev.str().c_str());
   // With checkpoints, SIGINT/SIGTERM stop after the current step with a checkpoint (exit 130/143).
@@ -174,7 +176,7 @@ int cmd_pretrain(int argc, char** argv) {
     signals.emplace();
     cfg.stop_requested = [] { return StopSignals::requested(); };
   }
-  LmTrainResult r = train_lm(model, train, val.empty() ? nullptr : &val, cfg, std::cout);
+  LmTrainResult r = train_lm(model, train, val.empty() ? nullptr : &val, cfg, std::cerr);
   if (r.stopped) {
     std::fprintf(stderr, "aria pretrain: stopped by %s after step %zu; checkpoint in %s; continue with the same "
                  "flags and --resume %s\n", StopSignals::signal_name().c_str(), r.losses.size(),

@@ -27,6 +27,7 @@
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
 #include "train/progress.h"
+#include "train/report_csv.h"
 #include "train/report_html.h"
 
 namespace aria::cli {
@@ -109,9 +110,9 @@ ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
   }
   // The recipe and its data (the corpus under data_dir, or the token shards of the large corpus).
   const ModelCacheRequest req = cached_model_request(c.model.substr(6), c.data_dir);
-  const CachedModel cm = ensure_cached_model(req, dev, std::cout);
+  const CachedModel cm = ensure_cached_model(req, dev, std::cerr);
   if (!cm.built)
-    std::cout << "model " << c.model << ": cached " << cm.dir << " (pretrained in "
+    std::cerr << "model " << c.model << ": cached " << cm.dir << " (pretrained in "
               << format_duration(cm.build_seconds) << " on first use)\n";
   r.dir = cm.dir;
   r.info = {{"source", c.model},
@@ -169,8 +170,13 @@ int render_only(const std::string& dir) {
   std::error_code ec;
   if (fs::exists(gates, ec)) opt.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(gates).dump())));
   opt.subtitle = "run folder " + dir;
-  write_report_html(read_json(fs::path(dir) / "report.json"), opt, (fs::path(dir) / "report.html").string());
-  std::cout << "wrote " << (fs::path(dir) / "report.html").string() << "\n";
+  opt.loss = read_loss_curves((fs::path(dir) / "metrics.jsonl").string());
+  const ojson report = read_json(fs::path(dir) / "report.json");
+  write_report_html(report, opt, (fs::path(dir) / "report.html").string());
+  // The CSV tables too (a report that the page refuses gets none).
+  const std::vector<std::string> tables = write_report_tables(report, opt.loss, (fs::path(dir) / "tables").string());
+  std::cout << "wrote " << (fs::path(dir) / "report.html").string() << "\n"
+            << "wrote " << tables.size() << " tables in " << (fs::path(dir) / "tables").string() << "\n";
   return 0;
 }
 
@@ -242,7 +248,7 @@ int cmd_run(int argc, char** argv) {
     } catch (const nlohmann::json::exception& e) {
       ARIA_FAIL("'", info.string(), "' is malformed: ", e.what());
     }
-    std::cout << "aria run: resuming " << out.string() << "\n";
+    std::cerr << "aria run: resuming " << out.string() << "\n";
   } else {
     cfg = resolve_config(args);
     if (args.on("print-config")) {
@@ -258,7 +264,7 @@ int cmd_run(int argc, char** argv) {
   if (!resume) {
     // Claimed before any work (pretraining included): locked, empty or cleared with --overwrite, writable.
     folder.emplace(out.string(), args.on("overwrite"), "aria run");
-    std::cout << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
+    std::cerr << "aria run: " << (args.given("config") ? args.str("config") : "the default experiment")
               << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
     model = resolve_model(cfg, dev);
     run_info = {{"model", cfg.model}, {"model_info", model.info}, {"checkpoints", !args.on("no-checkpoints")}};
@@ -320,7 +326,9 @@ int cmd_run(int argc, char** argv) {
   opt.subtitle = aria_version_line() + " · " + cmd + " · " + timestamp() + " · device " + dev.str() + " · experiment " +
                  format_duration(experiment_seconds) +
                  (model.info.value("built_now", false) ? " (+ " + format_duration(model_seconds) + " pretraining)" : "");
+  opt.loss = read_loss_curves((out / "metrics.jsonl").string());  // the training-loss curves
   write_report_html(report, opt, (out / "report.html").string());
+  write_report_tables(report, opt.loss, (out / "tables").string());  // of the final report.json
 
   std::ostringstream tail;
   tail << "aria run: model " << cfg.model << " (" << model.dir << ")";
@@ -335,7 +343,7 @@ int cmd_run(int argc, char** argv) {
   tail << "; experiment " << format_duration(experiment_seconds) << "; total " << format_duration(since(t0)) << "\n"
        << "aria run: wrote " << (out / "report.html").string() << " (open it in a browser)"
        << (extras.checkpoints ? ", checkpoints in " + (out / "checkpoints").string() : "") << "\n";
-  std::cout << tail.str() << std::flush;
+  std::cout << tail.str() << std::flush;  // the result's last lines: stdout
   io::FileWriter log_tail((out / "log.txt").string(), /*append=*/true);
   log_tail.write(tail.str());
   log_tail.close();

@@ -27,7 +27,7 @@ constexpr const char* kProbe = ".aria-write-probe.";
 // What a run of aria writes into its folder (and the temporaries of those writes).
 bool written_by_aria(const std::string& name) {
   for (const char* f : {"report.json", "report.html", "config.json", "log.txt", "gates.json", "checkpoints", "metrics.jsonl",
-                        "resume"}) {
+                        "resume", "tables"}) {
     const std::string s = f;
     if (name == s || name.rfind(s + ".tmp", 0) == 0) return true;
   }

@@ -78,6 +78,11 @@ SOURCES = [
     ("gimp-help-en", "html", "usr/share/gimp/2.0/help/en", ["**/*.html"], [], "GFDL-1.2 (per the GIMP help project; not re-checked)"),
     ("libboost1.81-doc", "html", "usr/share/doc/libboost1.81-doc", ["**/*.html", "**/*.htm"], ["/index.htm", "reference"],
      "BSL-1.0"),
+    ("lilypond-doc-html", "html", "usr/share/doc/lilypond/html", ["**/*.html"], [],
+     "GFDL-1.3+ (LilyPond Documentation/; debian/copyright)"),
+    ("octave-doc", "html", "usr/share/doc/octave", ["**/*.html"], [], "GPL-3+ (debian/copyright)"),
+    ("vim-runtime", "vimhelp", "usr/share/vim/vim90/doc", ["*.txt"], [],
+     "Vim licence (charityware, GPL-compatible; doc/uganda.txt)"),
     ("bash-doc", "info", "usr/share/info", ["*.info*"], [], "GFDL-1.3+"),
     ("autoconf-doc", "info", "usr/share/info", ["*.info*"], [], "GFDL-1.3+"),
     ("gnu-standards", "info", "usr/share/info", ["*.info*"], [], "GFDL-1.3+"),
@@ -104,6 +109,8 @@ def convert(fmt: str, text: str, name: str) -> list[tuple[str, list[str]]]:
         return [(name, prose.rst_paragraphs(text))]
     if fmt == "pod":
         return [(name, prose.pod_paragraphs(text))]
+    if fmt == "vimhelp":
+        return [(name, prose.vimhelp_paragraphs(text))]
     if fmt == "info":
         return [(f"{name}#{node}", ps) for node, ps in prose.info_documents(text)]
     raise DataError(f"unknown format {fmt}")

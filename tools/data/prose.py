@@ -219,6 +219,53 @@ def info_documents(text: str) -> list[tuple[str, list[str]]]:
 
 
 # ---- filter ---------------------------------------------------------------------------------------
+# ---- Vim help (vim-runtime's doc/*.txt) ------------------------------------------------------------
+_VIM_TAG = re.compile(r"\*[^*\s]+\*")
+_VIM_LINK = re.compile(r"\|([^|\s]+)\|")
+_VIM_SEP = re.compile(r"^\s*[=-]{10,}\s*$")
+
+
+def vimhelp_paragraphs(text: str) -> list[str]:
+    """Paragraphs of a Vim help file. Examples (after a line ending in '>', up to a line starting with
+    '<' or the next unindented line), section rules, tag lines, column headings (ending in ' ~'), table
+    rows (a tab inside the line) and lines indented twice (an option's scope and defaults under its
+    name) are dropped; |links| keep their text and *tags* go."""
+    out: list[str] = []
+    para: list[str] = []
+    in_example = False
+
+    def flush():
+        if para:
+            out.append(clean(_VIM_LINK.sub(r"\1", _VIM_TAG.sub("", " ".join(para)))))
+            para.clear()
+
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        if in_example:
+            if raw.startswith("<") or (raw.strip() and not raw[:1].isspace()):
+                in_example = False
+                raw = raw[1:] if raw.startswith("<") else raw
+            else:
+                continue
+        line = raw.strip()
+        if not line or _VIM_SEP.match(raw):
+            flush()
+            continue
+        if raw.endswith(">") and (len(line) == 1 or raw[-2:-1].isspace()):
+            in_example = True
+            line = line[:-1].rstrip()
+            if line:
+                para.append(line)
+            flush()
+            continue
+        deep = raw.startswith("\t\t") or raw.startswith(" " * 16)  # an option's scope, defaults, features
+        if deep or "\t" in line or line.endswith(" ~") or (line.startswith("*") and _VIM_TAG.fullmatch(line.split()[0])):
+            flush()  # a table row, a column heading, a tag line or a header's continuation ends the paragraph
+            continue
+        para.append(line)
+    flush()
+    return [p for p in out if p]
+
+
 _WORDS = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _CODEY = re.compile(r"[{};=<>$\\|]|->|::|\(\)|/\*")
 
