@@ -1,6 +1,7 @@
 // aria-bench: CUDA kernel timings next to the card's measured ceilings. See bench.h.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -21,60 +22,57 @@ using namespace aria::bench;
 
 namespace {
 
-const char* kUsage = R"(usage: aria-bench [options]
-
-Times every CUDA kernel of aria at GPT-2 124M training shapes (C=768, 12 heads, vocabulary 50257,
+// The description --help prints above the flags (the flags' own help comes from cli::Args).
+const char* kSummary = R"(Times every CUDA kernel of aria at GPT-2 124M training shapes (C=768, 12 heads, vocabulary 50257,
 GEMMs of one block and the lm head padded to 50304, AdamW over 124M parameters): the median of
 --reps runs timed with CUDA events, L2 flushed before each run, inputs rotated among copies.
 Prints time, bytes moved (the minimum: inputs read once, outputs written once), achieved GB/s or
 TFLOP/s, and the percentage of the ceilings measured at start: a 1 GiB device-to-device copy
 (bytes read + written) and an 8192^3 float32 GEMM (exact fp32 and TF32).
 
-options:
-  --batch B        batch size (default 8)
-  --seq T          sequence length (default 1024)
-  --reps N         timed runs per kernel (default 20)
-  --only NAME      only kernels whose name contains NAME
-  --json FILE      also write the results as JSON
-  --model d12      time a whole GPT-2 training step instead (d12 = 124M; also d24, tiny): forward,
-                   backward, grad-norm clipping, AdamW; tokens/s, TFLOP/s (6N + attention per token),
-                   % of the measured GEMM ceiling of the precision used, peak GPU memory
-  --gated          with --model: ARIA's PlasticityGatedMLP in every block (+ plasticity loss)
-  --tf32           with --model: float32 GEMMs on TF32 tensor cores (default: exact fp32)
-  --bf16           with --model: mixed precision: bfloat16 weights, activations and gradients,
-                   float32 master weights and AdamW moments, fp32 accumulation in every kernel
-  --spc            with --gated: SPC active (penalty gradient over every non-fast parameter each step)
-  --recompute      with --model: recompute each MLP's GELU output in backward instead of keeping it
-  --graph          with --model: record one step as a CUDA graph after warm-up and time its replays
-                   (same kernels and bytes; AdamW's bias corrections stay those of the recorded step)
-  --autotune       with --model: GEMM autotuning on (each GEMM shape times cuBLASLt's top 8
-                   candidates on its first call and keeps the fastest; off by default because the
-                   choice, and so the rounding, may then differ between processes)
-  --lm-chunk-mib N with --model: at most N MiB of logits per classifier chunk (default 512)
-  --steps N        with --model: timed steps (default 10, median reported; 3 warm-up steps first)
-  --continual      with --model (d12, d24, d36, d48): the continual trainer's step with the aria method
-                   (gated MLP, plasticity loss, dampening, SPC penalty after one consolidated task,
-                   adapter and head, clipping, AdamW groups) on synthetic examples of --seq tokens
-                   (default batch 16, seq 512), its mean time over --steps steps, and the exact
-                   per-sample Fisher over --fisher-batches batches against a training pass over them
-  --fisher-batches N  with --continual: batches of the timed Fisher pass (default 8)
-  --compare-torch  with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and
-                   torch.compile, same shapes) and print both systems side by side
-  --help           this text
+Exit codes: 0 ok, 1 runtime error, 2 usage error (unknown flag, missing, repeated or bad value, bad
+combination: the same parser and convention as aria) or no CUDA GPU (or a feature not implemented yet).)";
 
-Exit codes: 0 ok, 1 runtime error, 2 usage error (unknown option, missing or bad value, bad
-combination: the same convention as aria) or no CUDA GPU (or a feature not implemented yet).
-)";
+// aria-bench's flags, declared on the parser aria's subcommands use (tools/aria/args.h).
+aria::cli::Args bench_flags() {
+  aria::cli::Args a("bench", kSummary);
+  a.program("aria-bench")
+      .option("batch", "batch size", "8")
+      .option("seq", "sequence length", "1024")
+      .option("reps", "timed runs per kernel", "20")
+      .option("only", "only kernels whose name contains NAME", "")
+      .option("json", "also write the results as JSON to this file", "")
+      .option("model", "time a whole GPT-2 training step instead (d12 = 124M; also d24, tiny): forward, backward, "
+                       "grad-norm clipping, AdamW; tokens/s, TFLOP/s (6N + attention per token), % of the measured "
+                       "GEMM ceiling of the precision used, peak GPU memory", "")
+      .toggle("gated", "with --model: ARIA's PlasticityGatedMLP in every block (+ plasticity loss)")
+      .toggle("tf32", "with --model: float32 GEMMs on TF32 tensor cores (default: exact fp32)")
+      .toggle("bf16", "with --model: mixed precision: bfloat16 weights, activations and gradients, float32 master "
+                      "weights and AdamW moments, fp32 accumulation in every kernel")
+      .toggle("spc", "with --gated: SPC active (penalty gradient over every non-fast parameter each step)")
+      .toggle("recompute", "with --model: recompute each MLP's GELU output in backward instead of keeping it")
+      .toggle("graph", "with --model: record one step as a CUDA graph after warm-up and time its replays (same "
+                       "kernels and bytes; AdamW's bias corrections stay those of the recorded step)")
+      .toggle("autotune", "with --model: GEMM autotuning on (each GEMM shape times cuBLASLt's top 8 candidates on "
+                          "its first call and keeps the fastest; off by default because the choice, and so the "
+                          "rounding, may then differ between processes)")
+      .option("lm-chunk-mib", "with --model: at most N MiB of logits per classifier chunk (default 512)", "")
+      .option("steps", "with --model: timed steps (median reported; 3 warm-up steps first)", "10")
+      .toggle("continual", "with --model (d12, d24, d36, d48): the continual trainer's step with the aria method "
+                           "(gated MLP, plasticity loss, dampening, SPC penalty after one consolidated task, adapter "
+                           "and head, clipping, AdamW groups) on synthetic examples of --seq tokens (default batch "
+                           "16, seq 512), its mean time over --steps steps, and the exact per-sample Fisher over "
+                           "--fisher-batches batches against a training pass over them")
+      .option("fisher-batches", "with --continual: batches of the timed Fisher pass", "8")
+      .toggle("compare-torch", "with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and "
+                               "torch.compile, same shapes) and print both systems side by side");
+  return a;
+}
 
-int parse_int(const std::string& flag, const char* v) {
-  try {
-    size_t used = 0;
-    int x = std::stoi(v, &used);
-    ARIA_CHECK(used == std::string(v).size() && x > 0, "");
-    return x;
-  } catch (...) {
-    throw aria::cli::UsageError(aria::detail::concat(flag, " needs a positive integer, got '", v, "'"));
-  }
+// A message from cli::Args starts with "aria-bench: "; the error line names the program once.
+const char* without_program(const char* msg) {
+  const char* prefix = "aria-bench: ";
+  return std::strncmp(msg, prefix, std::strlen(prefix)) == 0 ? msg + std::strlen(prefix) : msg;
 }
 
 void print_table(const Ceilings& c, const std::vector<Result>& rs) {
@@ -225,55 +223,28 @@ int main(int argc, char** argv) {
   std::string json_path;
   bool compare_torch = false;
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> const char* {
-        ARIA_USAGE_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "--help" || a == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (a == "--batch") {
-        cfg.batch = parse_int(a, value());
-      } else if (a == "--seq") {
-        cfg.seq = parse_int(a, value());
-      } else if (a == "--reps") {
-        cfg.reps = parse_int(a, value());
-      } else if (a == "--only") {
-        cfg.only = value();
-      } else if (a == "--json") {
-        json_path = value();
-      } else if (a == "--model") {
-        cfg.model = value();
-      } else if (a == "--gated") {
-        cfg.gated = true;
-      } else if (a == "--tf32") {
-        cfg.tf32 = true;
-      } else if (a == "--bf16") {
-        cfg.bf16 = true;
-      } else if (a == "--spc") {
-        cfg.spc = true;
-      } else if (a == "--recompute") {
-        cfg.recompute = true;
-      } else if (a == "--graph") {
-        cfg.graph = true;
-      } else if (a == "--autotune") {
-        cfg.autotune = true;
-      } else if (a == "--lm-chunk-mib") {
-        cfg.lm_chunk_mib = parse_int(a, value());
-      } else if (a == "--steps") {
-        cfg.steps = parse_int(a, value());
-      } else if (a == "--continual") {
-        cfg.continual = true;
-      } else if (a == "--fisher-batches") {
-        cfg.fisher_batches = parse_int(a, value());
-      } else if (a == "--compare-torch") {
-        compare_torch = true;
-      } else {
-        throw aria::cli::UsageError("unknown option '" + a + "' (see --help)");
-      }
-    }
+    aria::cli::Args args = bench_flags();
+    if (!args.parse(argc - 1, argv + 1)) return 0;  // --help
+    const int kMax = 1 << 30;
+    cfg.batch = int(args.integer("batch", 1, kMax));
+    cfg.seq = int(args.integer("seq", 1, kMax));
+    cfg.reps = int(args.integer("reps", 1, kMax));
+    cfg.only = args.str("only");
+    json_path = args.str("json");
+    cfg.model = args.str("model");
+    cfg.gated = args.on("gated");
+    cfg.tf32 = args.on("tf32");
+    cfg.bf16 = args.on("bf16");
+    cfg.spc = args.on("spc");
+    cfg.recompute = args.on("recompute");
+    cfg.graph = args.on("graph");
+    cfg.autotune = args.on("autotune");
+    if (args.given("lm-chunk-mib")) cfg.lm_chunk_mib = int(args.integer("lm-chunk-mib", 1, kMax));
+    cfg.steps = int(args.integer("steps", 1, kMax));
+    cfg.continual = args.on("continual");
+    cfg.fisher_batches = int(args.integer("fisher-batches", 1, kMax));
+    compare_torch = args.on("compare-torch");
+    ARIA_USAGE_CHECK(!args.given("json") || !json_path.empty(), "aria-bench: --json needs a file name");
     ARIA_USAGE_CHECK(!(cfg.bf16 && cfg.tf32), "--bf16 and --tf32 are two precisions: choose one");
     ARIA_USAGE_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
     ARIA_USAGE_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0 && !cfg.continual) || !cfg.model.empty(),
@@ -282,7 +253,7 @@ int main(int argc, char** argv) {
                "--continual times the aria method as the trainer runs it: --compare-torch (no PyTorch twin "
                "yet), --tf32, --gated and --graph do not apply");
     if (cuda::device_count() == 0) {
-      std::fprintf(stderr, "error: aria-bench needs a CUDA GPU, and %s\n",
+      std::fprintf(stderr, "aria-bench: error: needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
                    "none is visible to the driver"
 #else
@@ -305,10 +276,10 @@ int main(int argc, char** argv) {
       std::printf("\nwrote %s\n", json_path.c_str());
     }
   } catch (const aria::cli::UsageError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "aria-bench: error: %s\n", without_program(e.what()));
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "aria-bench: error: %s\n", without_program(e.what()));
     return 1;
   }
   return 0;

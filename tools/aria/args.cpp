@@ -1,5 +1,6 @@
 #include "tools/aria/args.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -43,7 +44,7 @@ bool Args::parse(int argc, char** argv) {
       std::fputs(usage().c_str(), stdout);
       return false;
     }
-    ARIA_USAGE_CHECK(a.rfind("--", 0) == 0, "aria ", command_, ": unexpected argument '", a, "' (see --help)");
+    ARIA_USAGE_CHECK(a.rfind("--", 0) == 0, program_, ": unexpected argument '", a, "' (see --help)");
     std::string name = a.substr(2), value;
     bool has_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {
@@ -51,16 +52,23 @@ bool Args::parse(int argc, char** argv) {
       name = name.substr(0, eq);
       has_value = true;
     }
-    if (auto al = aliases_.find(name); al != aliases_.end()) {
-      ARIA_USAGE_CHECK(!values_.count(al->second), "aria ", command_, ": --", name, " is another name for --",
-                       al->second, ": give one of them");
-      typed_[al->second] = name;
-      name = al->second;
-    }
+    const std::string typed = name;
+    if (auto al = aliases_.find(name); al != aliases_.end()) name = al->second;
     auto it = flags_.find(name);
-    ARIA_USAGE_CHECK(it != flags_.end(), "aria ", command_, ": unknown flag --", name, " (see --help)");
+    ARIA_USAGE_CHECK(it != flags_.end(), program_, ": unknown flag --", name, " (see --help)");
+    // Given twice: refused, naming the flag as typed, unless it is one that repeats (--set). An alias and
+    // its target (--seeds, --num-seeds) are one flag.
+    if (!it->second.is_repeated && values_.count(name)) {
+      const std::string before = typed_.count(name) ? typed_.at(name) : name;
+      ARIA_USAGE_CHECK(before != typed, program_, ": --", typed, " is given twice; give it once",
+                       it->second.is_toggle ? "" : " (with the value you mean)");
+      throw UsageError(detail::concat(program_, ": --", typed, " and --", before, " are the same flag (--",
+                                      before == name ? typed : before, " is another name for --", name,
+                                      "): give one of them"));
+    }
+    if (typed != name) typed_[name] = typed;
     if (it->second.is_toggle) {
-      ARIA_USAGE_CHECK(!has_value, "aria ", command_, ": --", name, " takes no value");
+      ARIA_USAGE_CHECK(!has_value, program_, ": --", name, " takes no value");
       values_[name] = "1";
       continue;
     }
@@ -68,7 +76,7 @@ bool Args::parse(int argc, char** argv) {
       // A word starting with "--" is the next flag, never this one's value (`--out --quick` must not
       // make a folder named "--quick"); a value that really starts with "--" goes after '='.
       const bool next_is_flag = i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0;
-      ARIA_USAGE_CHECK(i + 1 < argc && !next_is_flag, "aria ", command_, ": flag --", name, " needs a value",
+      ARIA_USAGE_CHECK(i + 1 < argc && !next_is_flag, program_, ": flag --", name, " needs a value",
                  next_is_flag ? std::string(" (got the flag '") + argv[i + 1] + "'; write --" + name +
                                     "=VALUE for a value that starts with --)"
                               : std::string());
@@ -79,10 +87,10 @@ bool Args::parse(int argc, char** argv) {
       values_[name] = value;
       continue;
     }
-    values_[name] = value;  // a flag given twice: the last one counts
+    values_[name] = value;
   }
   for (auto& [name, f] : flags_)
-    ARIA_USAGE_CHECK(!f.required || values_.count(name), "aria ", command_, ": --", name, " is required (see --help)");
+    ARIA_USAGE_CHECK(!f.required || values_.count(name), program_, ": --", name, " is required (see --help)");
   return true;
 }
 
@@ -112,8 +120,10 @@ int64_t Args::integer(const std::string& name, int64_t min_value, int64_t max_va
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_USAGE_CHECK(used == s.size() && !s.empty(), "aria ", command_, ": --", shown, " must be an integer, got '", s, "'");
-  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", shown, " must be in [", min_value, ", ",
+  // std::stoll skips leading blanks: " 5" is refused here like "5x".
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && !std::isspace((unsigned char)s[0]), program_, ": --", shown,
+                   " must be an integer, got '", s, "'");
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, program_, ": --", shown, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }
@@ -128,16 +138,16 @@ double Args::number(const std::string& name, double min_value, double max_value)
   } catch (const std::logic_error&) {
     used = 0;
   }
-  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && std::isfinite(v), "aria ", command_, ": --", shown,
+  ARIA_USAGE_CHECK(used == s.size() && !s.empty() && !std::isspace((unsigned char)s[0]) && std::isfinite(v), program_, ": --", shown,
              " must be a number, got '", s, "'");
-  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, "aria ", command_, ": --", shown, " must be in [", min_value, ", ",
+  ARIA_USAGE_CHECK(v >= min_value && v <= max_value, program_, ": --", shown, " must be in [", min_value, ", ",
              max_value, "], got ", v);
   return v;
 }
 
 std::string Args::usage() const {
   std::ostringstream os;
-  os << "usage: aria " << command_ << " [flags]\n\n" << summary_ << "\n\nflags:\n";
+  os << "usage: " << program_ << " [flags]\n\n" << summary_ << "\n\nflags:\n";
   for (const auto& name : order_) {
     const Flag& f = flags_.at(name);
     os << "  --" << name << (f.is_toggle ? "" : " VALUE") << (f.is_repeated ? " (repeatable)" : "");
@@ -155,6 +165,8 @@ void add_experiment_flags(Args& a) {
   a.option("seed", "base seed (train.seed): repeat r uses seed + r", "")
       .option("num-seeds", "repeats with seeds seed, seed+1, ...: mean and spread reported (config 'seeds')", "")
       .alias("seeds", "num-seeds")
+      .option("orders", "task orders per seed: the listed order, then seeded random permutations; 0 = auto (3 on "
+                        "CUDA, 1 on the CPU) (config 'orders')", "")
       .option("text-field", "the JSON key / CSV column holding the text (data.text_field; default text)", "")
       .option("label-field", "the JSON key / CSV column holding the label (data.label_field; default label)", "")
       .repeated("set", "KEY=VALUE: set any config key, dotted (train.lr=1e-4, aria.spc_lambda=50, "
@@ -165,12 +177,13 @@ void apply_experiment_flags(const Args& a, ExperimentConfig& c, const std::strin
   c = apply_config_sets(c, a.values("set"), who);
   if (a.given("seed")) c.train.seed = uint64_t(a.integer("seed", 0, int64_t(1) << 53));
   if (a.given("num-seeds")) c.seeds = int(a.integer("num-seeds", 1, 1000));
+  if (a.given("orders")) c.orders = int(a.integer("orders", 0, 100));
   if (a.given("text-field")) c.data.text_field = a.str("text-field");
   if (a.given("label-field")) c.data.label_field = a.str("label-field");
 }
 
 const std::vector<std::string>& experiment_flag_names() {
-  static const std::vector<std::string> names = {"seed", "num-seeds", "text-field", "label-field", "set"};
+  static const std::vector<std::string> names = {"seed", "num-seeds", "orders", "text-field", "label-field", "set"};
   return names;
 }
 

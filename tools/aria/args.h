@@ -1,5 +1,7 @@
 // A small command-line flag parser shared by every aria subcommand and aria-bench: declared flags
-// only (unknown ones are errors), --flag value or --flag=value, --help prints the usage.
+// only (unknown ones are errors), --flag value or --flag=value, --help prints the usage. A flag given
+// twice is a usage error naming it (only repeated() flags such as --set may repeat): the second value
+// silently winning hides typos in long command lines and scripts.
 //
 // Exit codes (every subcommand, aria-bench too): 0 success, 1 a runtime error (aria::Error: a bad
 // file, a failed write, a bad model), 2 a usage error (cli::UsageError: an unknown flag, a missing
@@ -48,7 +50,13 @@ const std::vector<std::string>& experiment_flag_names();
 
 class Args {
  public:
-  Args(std::string command, std::string summary) : command_(std::move(command)), summary_(std::move(summary)) {}
+  Args(std::string command, std::string summary)
+      : command_(std::move(command)), summary_(std::move(summary)), program_("aria " + command_) {}
+  // The name messages and the usage line start with ("aria run" by default; "aria-bench").
+  Args& program(const std::string& name) {
+    program_ = name;
+    return *this;
+  }
   // A flag taking a value; an empty default with required=true makes it mandatory.
   Args& option(const std::string& name, const std::string& help, const std::string& default_value = "",
                bool required = false);
@@ -73,7 +81,7 @@ class Args {
     std::string help, default_value;
     bool required = false, is_toggle = false, is_repeated = false;
   };
-  std::string command_, summary_;
+  std::string command_, summary_, program_;
   std::vector<std::string> order_;
   std::map<std::string, Flag> flags_;
   std::map<std::string, std::string> values_;
