@@ -88,8 +88,18 @@ TEST_CASE("every key is read") {
               {"max_grad_norm", 0.5},
               {"seed", 99},
               {"eval_split", "validation"},
-              {"precision", "bf16"}}}};
+              {"precision", "bf16"},
+              {"head_probe_steps", 5}}},
+            {"orders", 3},
+            {"method_settings", {{"ewc", {{"aria.spc_lambda", 1000}}}, {"aria", {{"train.lr", 5e-4}}}}}};
   ExperimentConfig c = parse_experiment_config(j, "cfg.json");
+  CHECK(c.orders == 3);
+  CHECK(c.train.head_probe_steps == 5);
+  CHECK(c.method_settings.at("ewc").at("aria.spc_lambda") == 1000);
+  CHECK(config_for_method(c, "ewc").aria.spc_lambda == 1000);
+  CHECK(config_for_method(c, "aria").train.lr == 5e-4);
+  CHECK(config_for_method(c, "aria").aria.spc_lambda == 12.5);
+  CHECK(resolved_orders(c, false) == 3);
   CHECK(c.model == "/m");
   CHECK(c.data_dir == "/d");
   CHECK(c.methods == std::vector<std::string>{"ewc", "aria"});
@@ -146,9 +156,12 @@ TEST_CASE("to_json of the defaults round-trips and names every key") {
   ExperimentConfig c = parse_experiment_config(kMinimal, "cfg.json");
   json j = experiment_config_to_json(c);
   CHECK(j["aria"].size() == 17);
-  CHECK(j["train"].size() == 12);
+  CHECK(j["train"].size() == 13);
   CHECK(j["train"]["precision"] == "auto");
-  CHECK(j.size() == 9);
+  CHECK(j.size() == 11);
+  CHECK(j["orders"] == 0);  // auto: 3 on CUDA, 1 on the CPU
+  CHECK(resolved_orders(c, true) == 3);
+  CHECK(resolved_orders(c, false) == 1);
   CHECK(experiment_config_to_json(parse_experiment_config(j, "x")) == j);
 }
 
@@ -202,6 +215,14 @@ TEST_CASE("out-of-range values and bad choices name the key") {
       {with({{"device", "gpu"}}), "'device' = \"gpu\""},
       {with({{"device", "cuda:x"}}), "'device' = \"cuda:x\""},
       {with({{"seeds", 0}}), "'seeds' = 0 is out of range"},
+      {with({{"orders", 101}}), "'orders' = 101 is out of range"},
+      {with({{"orders", -1}}), "'orders' = -1 is out of range"},
+      {with({{"train", {{"head_probe_steps", -1}}}}), "'train.head_probe_steps' = -1 is out of range"},
+      {with({{"method_settings", {{"sgd", {{"train.lr", 1}}}}}}), "'method_settings.sgd': \"sgd\" is not one of"},
+      {with({{"method_settings", {{"ewc", {{"train.batch_size", 4}}}}}}), "a method may set only train.lr"},
+      {with({{"method_settings", {{"ewc", {{"train.lr", 0}}}}}}), "'method_settings.ewc.train.lr' = 0 is out of range"},
+      {with({{"method_settings", {{"ewc", 3}}}}), "'method_settings.ewc' must be a JSON object"},
+      {with({{"method_settings", {{"ewc", {{"train.lr", "x"}}}}}}), "'method_settings.ewc.train.lr' must be a number"},
       {with({{"train", {{"precision", "fp16"}}}}), "'train.precision' = \"fp16\" is not one of: auto, bf16, fp32"},
       {with({{"aria", {{"plasticity_lambda", -1}}}}), "'aria.plasticity_lambda' = -1 is out of range"},
       {with({{"aria", {{"warmup_steps", -1}}}}), "'aria.warmup_steps' = -1 is out of range"},

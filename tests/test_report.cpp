@@ -207,7 +207,7 @@ TEST_CASE("statistics: chance, ACC above chance, 95% intervals over seeds, paire
   CAPTURE(s);
   CHECK(s.find("scenario: task-incremental (task id given at test time)") != std::string::npos);
   CHECK(s.find("ACC above chance (mean chance 37.5 %)") != std::string::npos);
-  CHECK(s.find("95% intervals (percentile bootstrap over seeds") != std::string::npos);
+  CHECK(s.find("95% intervals (percentile bootstrap over runs (seed x task order), 10000") != std::string::npos);
   CHECK(s.find("paired with finetune") != std::string::npos);
   CHECK(s.find("1/3 wins") != std::string::npos);
 

@@ -24,7 +24,14 @@ using json = nlohmann::json;
 
 // The methods a config can name: the built-in five and the plug-ins replay and lwf. (A method
 // registered at run time with register_method is used through the C++ API.)
-const std::vector<std::string> kMethods = {"aria", "finetune", "ewc", "adapters", "multitask", "replay", "lwf"};
+const std::vector<std::string> kMethods = {"aria",        "finetune",         "ewc",
+                                           "adapters",    "multitask",        "replay",
+                                           "lwf",         "aria-no-gates",    "aria-no-spc",
+                                           "aria-no-adapters", "aria-no-dampening", "finetune-adapters"};
+// The settings a method may have of its own ("method_settings"; what `aria run --tune` chooses).
+const std::vector<std::string> kMethodSettingKeys = {"train.lr", "aria.spc_lambda", "aria.plasticity_lambda",
+                                                     "aria.slow_lr_ratio", "aria.lwf_lambda"};
+constexpr int kMaxOrders = 100;
 const std::vector<std::string> kEstimators = {"exact", "empirical", "batched", "uniform"};
 const std::vector<std::string> kScopes = {"slow", "all_but_fast"};
 const std::vector<std::string> kSplits = {"test", "validation"};
@@ -160,6 +167,7 @@ void parse_train(const json& j, const std::string& ctx, TrainSettings& t) {
   r.integer("seed", t.seed);
   r.string("eval_split", t.eval_split);
   r.string("precision", t.precision);
+  r.integer("head_probe_steps", t.head_probe_steps);
   r.finish();
 }
 
@@ -235,6 +243,17 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   }
   ARIA_CHECK(valid_device_name(c.device), ctx, "'device' = \"", c.device, "\" is not one of: auto, cpu, cuda, cuda:N");
   k.count("seeds", c.seeds, 1, kMaxSeeds);
+  k.count("orders", c.orders, 0, kMaxOrders);
+  for (const auto& [method, values] : c.method_settings) {
+    ARIA_CHECK(one_of(method, kMethods), ctx, "'method_settings.", method, "': \"", method, "\" is not one of: ",
+               join(kMethods));
+    for (const auto& [key, v] : values) {
+      ARIA_CHECK(one_of(key, kMethodSettingKeys), ctx, "'method_settings.", method, ".", key,
+                 "': a method may set only ", join(kMethodSettingKeys));
+      ARIA_CHECK(std::isfinite(v) && v >= 0 && (v > 0 || key != "train.lr"), ctx, "'method_settings.", method, ".",
+                 key, "' = ", v, " is out of range");
+    }
+  }
 
   const AriaSettings& a = c.aria;
   k.real("aria.plasticity_lambda", a.plasticity_lambda, 0, false, inf, true);
@@ -266,6 +285,7 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   ARIA_CHECK(t.seed <= uint64_t(INT64_MAX) - uint64_t(kMaxSeeds), ctx, "'train.seed' = ", t.seed, " is too large");
   k.choice("train.eval_split", t.eval_split, kSplits);
   k.choice("train.precision", t.precision, {"auto", "bf16", "fp32"});
+  k.count("train.head_probe_steps", t.head_probe_steps, 0, 1 << 20);
   ARIA_CHECK(!c.data.text_field.empty(), ctx, "'data.text_field' must not be empty");
   ARIA_CHECK(!c.data.label_field.empty(), ctx, "'data.label_field' must not be empty");
   ARIA_CHECK(c.data.text_field != c.data.label_field, ctx, "'data.text_field' and 'data.label_field' are both \"",
@@ -285,6 +305,17 @@ ExperimentConfig parse_experiment_config(const json& j, const std::string& where
   r.strings("methods", c.methods);
   r.string("device", c.device);
   r.integer("seeds", c.seeds);
+  r.integer("orders", c.orders);
+  if (const json* m = r.object("method_settings")) {
+    for (auto it = m->begin(); it != m->end(); ++it) {
+      ARIA_CHECK(it->is_object(), ctx, "'method_settings.", it.key(), "' must be a JSON object, got ", it->dump());
+      for (auto kv = it->begin(); kv != it->end(); ++kv) {
+        ARIA_CHECK(kv->is_number(), ctx, "'method_settings.", it.key(), ".", kv.key(), "' must be a number, got ",
+                   kv->dump());
+        c.method_settings[it.key()][kv.key()] = kv->get<double>();
+      }
+    }
+  }
   if (const json* a = r.object("aria")) parse_aria(*a, ctx, c.aria);
   if (const json* t = r.object("train")) parse_train(*t, ctx, c.train);
   if (const json* d = r.object("data")) parse_data(*d, ctx, c.data);
@@ -336,9 +367,12 @@ json experiment_config_to_json(const ExperimentConfig& c) {
                 {"max_grad_norm", t.max_grad_norm},
                 {"seed", t.seed},
                 {"eval_split", t.eval_split},
-                {"precision", t.precision}};
+                {"precision", t.precision},
+                {"head_probe_steps", t.head_probe_steps}};
   return json{{"model", c.model},   {"data_dir", c.data_dir}, {"tasks", c.tasks}, {"methods", c.methods},
-              {"device", c.device}, {"seeds", c.seeds},       {"aria", aria},     {"train", train},
+              {"device", c.device}, {"seeds", c.seeds},       {"orders", c.orders},
+              {"method_settings", c.method_settings.empty() ? json::object() : json(c.method_settings)},
+              {"aria", aria},     {"train", train},
               {"data", json{{"text_field", c.data.text_field},
                             {"label_field", c.data.label_field},
                             {"validation_fraction", c.data.validation_fraction},
@@ -346,5 +380,22 @@ json experiment_config_to_json(const ExperimentConfig& c) {
 }
 
 void validate_experiment_config(const ExperimentConfig& c) { check_config(c, "experiment config: "); }
+
+int resolved_orders(const ExperimentConfig& c, bool cuda) { return c.orders > 0 ? c.orders : (cuda ? 3 : 1); }
+
+ExperimentConfig config_for_method(const ExperimentConfig& c, const std::string& method) {
+  ExperimentConfig m = c;
+  const auto it = c.method_settings.find(method);
+  if (it == c.method_settings.end()) return m;
+  for (const auto& [key, v] : it->second) {
+    if (key == "train.lr") m.train.lr = v;
+    else if (key == "aria.spc_lambda") m.aria.spc_lambda = v;
+    else if (key == "aria.plasticity_lambda") m.aria.plasticity_lambda = v;
+    else if (key == "aria.slow_lr_ratio") m.aria.slow_lr_ratio = v;
+    else if (key == "aria.lwf_lambda") m.aria.lwf_lambda = v;
+    else ARIA_FAIL("method_settings.", method, ".", key, ": not a per-method setting");
+  }
+  return m;
+}
 
 }  // namespace aria

@@ -50,6 +50,9 @@ struct TrainSettings {
   // CPU); fp32: the model's own float dtype. bfloat16 trains bf16 weights, activations and gradients
   // with float32 AdamW masters and moments (train/continual_trainer.h).
   std::string precision = "auto";
+  // The head-only transfer measure (train/head_probe.h): steps of training only a new task's head on
+  // the current trunk and on the initial one; 0 = not measured.
+  int64_t head_probe_steps = 0;
 };
 
 // How task folders are read (train/cls_data.h ClsDataOptions; docs/data.md).

@@ -163,7 +163,8 @@ void ContinualTrainer::save(const std::string& dir) const {
             {"fisher_rng", rng_state_to_json(fisher_rng_.state())},
             {"batchers", batchers},
             {"spc_tasks", spc_.tasks_consolidated()},
-            {"history", history_}};
+            {"history", history_},
+            {"correct_history", correct_history_}};
   if (plugin_) j["method_state"] = plugin_->state_json();
   io::write_file_atomic(out.file(kCheckpointTrainerFile), j.dump(2) + "\n");
   out.commit();
@@ -247,6 +248,8 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
       t.batchers_[name] = ClsBatcher::State{rng_state_from_json(s.at("rng"), where), s.at("epoch").get<int64_t>(),
                                             s.at("cursor").get<int64_t>()};
     t.history_ = j.at("history").get<std::vector<std::vector<double>>>();
+    if (j.contains("correct_history"))  // absent in checkpoints written before it was recorded
+      t.correct_history_ = j.at("correct_history").get<std::vector<std::vector<std::string>>>();
     if (t.plugin_)
       t.plugin_->load_state(t, load_prefixed(file, "method."), j.value("method_state", json::object()));
     return t;

@@ -14,7 +14,11 @@ struct Plugin {
 };
 
 struct Registry {
-  std::vector<std::string> names = {"aria", "finetune", "ewc", "adapters", "multitask"};
+  // The built-in five, then the ablations (issue 15): aria without one mechanism, finetune with adapters.
+  std::vector<std::string> names = {"aria",          "finetune",         "ewc",
+                                    "adapters",      "multitask",        "aria-no-gates",
+                                    "aria-no-spc",   "aria-no-adapters", "aria-no-dampening",
+                                    "finetune-adapters"};
   std::map<std::string, Plugin> plugins;
   Registry() {
     add("replay", make_replay_method, "finetune");

@@ -19,9 +19,12 @@ namespace aria {
 namespace {
 
 // The budget (docs/run.md): per method 5 tasks x steps_per_task optimizer steps of batch_size
-// examples cut at max_seq_len tokens, an evaluation of every task (max_eval_examples of its test
-// split) before training and after every task, and a Fisher pass of consolidation_steps_per_task
-// batches after every task for aria and ewc. multitask trains 5 x steps_per_task steps jointly.
+// examples cut at max_seq_len tokens, an evaluation of every task (its whole test split:
+// max_eval_examples 0) before training and after every task, and a Fisher pass of
+// consolidation_steps_per_task batches after every task for aria and ewc. multitask trains
+// 5 x steps_per_task steps jointly. "orders": 0 is auto: 3 task orders on CUDA, 1 on the CPU (what
+// fits the 2-core budget of 15 minutes; docs/run.md "Measured times"). head_probe_steps: the head-only
+// transfer probe (train/head_probe.h).
 // warmup_steps counts optimizer steps over the whole sequence: the plasticity loss switches on
 // after the first task.
 const char* kDefaultJson = R"json({
@@ -31,6 +34,7 @@ const char* kDefaultJson = R"json({
   "methods": ["aria", "finetune", "ewc", "adapters", "multitask"],
   "device": "auto",
   "seeds": 1,
+  "orders": 0,
   "aria": {
     "plasticity_lambda": 0.01,
     "warmup_steps": 40,
@@ -53,10 +57,11 @@ const char* kDefaultJson = R"json({
     "steps_per_task": 80,
     "max_seq_len": 48,
     "max_train_examples": 0,
-    "max_eval_examples": 150,
+    "max_eval_examples": 0,
     "max_grad_norm": 1.0,
     "seed": 1234,
-    "eval_split": "test"
+    "eval_split": "test",
+    "head_probe_steps": 10
   }
 }
 )json";

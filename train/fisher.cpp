@@ -26,7 +26,8 @@ FisherScope parse_fisher_scope(const std::string& s) {
   if (s == "slow") return FisherScope::Slow;
   if (s == "all_but_fast") return FisherScope::AllButFast;
   if (s == "all") return FisherScope::All;
-  ARIA_FAIL("unknown Fisher scope '", s, "': expected one of slow, all_but_fast, all");
+  if (s == "mlp") return FisherScope::Mlp;
+  ARIA_FAIL("unknown Fisher scope '", s, "': expected one of slow, all_but_fast, all, mlp");
 }
 
 const char* fisher_estimator_name(FisherEstimator e) {
@@ -44,6 +45,7 @@ const char* fisher_scope_name(FisherScope s) {
     case FisherScope::Slow: return "slow";
     case FisherScope::AllButFast: return "all_but_fast";
     case FisherScope::All: return "all";
+    case FisherScope::Mlp: return "mlp";
   }
   return "?";
 }
@@ -56,6 +58,7 @@ bool in_fisher_scope(const std::string& name, FisherScope scope) {
     case FisherScope::Slow: return name.find(".mlp.slow.") != std::string::npos;
     case FisherScope::AllButFast: return name.find(".mlp.fast.") == std::string::npos;
     case FisherScope::All: return true;
+    case FisherScope::Mlp: return name.find(".mlp.") != std::string::npos;
   }
   return false;
 }

@@ -31,15 +31,17 @@
 namespace aria {
 
 enum class FisherEstimator { Exact, Empirical, Batched, Uniform };
-enum class FisherScope { Slow, AllButFast, All };
+enum class FisherScope { Slow, AllButFast, All, Mlp };
 
 FisherEstimator parse_fisher_estimator(const std::string& s);  // "exact" | "empirical" | "batched" | "uniform"
-FisherScope parse_fisher_scope(const std::string& s);          // "slow" | "all_but_fast" | "all"
+FisherScope parse_fisher_scope(const std::string& s);          // "slow" | "all_but_fast" | "all" | "mlp"
 const char* fisher_estimator_name(FisherEstimator e);
 const char* fisher_scope_name(FisherScope s);
 
 // slow: names containing ".mlp.slow."; all_but_fast: trunk parameters not containing ".mlp.fast."
-// (gates, attention, layernorms, embeddings, slow pathway); all: every trunk parameter. Task heads
+// (gates, attention, layernorms, embeddings, slow pathway); all: every trunk parameter; mlp: names
+// containing ".mlp." (a plain GPT-2's MLPs: what the slow pathway replaces, for the aria-no-gates
+// ablation, which consolidates the same weights as aria would without gates). Task heads
 // and adapters ("task.*") are never in scope.
 bool in_fisher_scope(const std::string& param_name, FisherScope scope);
 

@@ -1,11 +1,13 @@
 #include "train/report.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "train/cl_bootstrap.h"
 
 namespace aria {
 
@@ -44,20 +46,44 @@ Spread metric_spread(const MethodResult& mr, int k) {
   return spread_of(v);
 }
 
-AccMatrix mean_matrix(const MethodResult& mr) {
-  AccMatrix m = mr.runs[0].matrix;
-  for (auto& row : m) std::fill(row.begin(), row.end(), 0.0);
+// The runs in the configured task order (order_index 0): the mean matrix and "before" average over
+// these only, since another order puts other tasks in the columns.
+std::vector<const MethodRun*> first_order_runs(const MethodResult& mr) {
+  std::vector<const MethodRun*> v;
   for (const MethodRun& run : mr.runs)
+    if (run.order_index == 0) v.push_back(&run);
+  if (v.empty()) v.push_back(&mr.runs[0]);
+  return v;
+}
+
+AccMatrix mean_matrix(const MethodResult& mr) {
+  const std::vector<const MethodRun*> runs = first_order_runs(mr);
+  AccMatrix m = runs[0]->matrix;
+  for (auto& row : m) std::fill(row.begin(), row.end(), 0.0);
+  for (const MethodRun* run : runs)
     for (size_t i = 0; i < m.size(); ++i)
-      for (size_t j = 0; j < m[i].size(); ++j) m[i][j] += run.matrix[i][j] / double(mr.runs.size());
+      for (size_t j = 0; j < m[i].size(); ++j) m[i][j] += run->matrix[i][j] / double(runs.size());
   return m;
 }
 
 std::vector<double> mean_before(const MethodResult& mr) {
-  std::vector<double> b(mr.runs[0].before.size(), 0.0);
-  for (const MethodRun& run : mr.runs)
-    for (size_t j = 0; j < b.size(); ++j) b[j] += run.before[j] / double(mr.runs.size());
+  const std::vector<const MethodRun*> runs = first_order_runs(mr);
+  std::vector<double> b(runs[0]->before.size(), 0.0);
+  for (const MethodRun* run : runs)
+    for (size_t j = 0; j < b.size(); ++j) b[j] += run->before[j] / double(runs.size());
   return b;
+}
+
+// A run's head-only accuracies and their transfer (when measured).
+void put_head_transfer(ojson& o, const MethodRun& run) {
+  if (run.head_initial.empty()) return;
+  auto vals = [](const std::vector<double>& v) {
+    ojson a = ojson::array();
+    for (double x : v) a.push_back(num_or_null(true, x));
+    return a;
+  };
+  o["head_only"] = {{"initial_trunk", vals(run.head_initial)}, {"current_trunk", vals(run.head_trained)}};
+  o["head_transfer"] = num_or_null(true, head_transfer(run));
 }
 
 std::string fmt(const char* f, double v) {
@@ -92,17 +118,88 @@ const MethodResult* find_method(const ClReport& r, const std::string& name) {
   return nullptr;
 }
 
-// Metric k of `mr` and of `base` for the seeds both ran, paired by seed.
-PairedComparison compare_by_seed(const MethodResult& mr, const MethodResult& base, int k, bool higher_is_better) {
-  std::vector<double> a, b;
-  const std::vector<double> va = metric_values(mr, k), vb = metric_values(base, k);
-  for (size_t i = 0; i < mr.runs.size(); ++i)
-    for (size_t j = 0; j < base.runs.size(); ++j)
-      if (mr.runs[i].seed == base.runs[j].seed) {
-        a.push_back(va[i]);
-        b.push_back(vb[j]);
+// The runs of `mr` and of `base` with the same seed and task order, in mr's run order.
+std::pair<std::vector<const MethodRun*>, std::vector<const MethodRun*>> pair_runs(const MethodResult& mr,
+                                                                                 const MethodResult& base) {
+  std::pair<std::vector<const MethodRun*>, std::vector<const MethodRun*>> p;
+  for (const MethodRun& a : mr.runs)
+    for (const MethodRun& b : base.runs)
+      if (a.seed == b.seed && a.order_index == b.order_index) {
+        p.first.push_back(&a);
+        p.second.push_back(&b);
       }
-  return paired_compare(a, b, higher_is_better);
+  return p;
+}
+
+// Metric k of `mr` against `base`, paired by (seed, task order). The interval resamples the pairs
+// and the test examples together when every run recorded its examples (train/cl_bootstrap.h), else
+// the pairs only.
+PairedComparison compare_by_seed(const MethodResult& mr, const MethodResult& base, int k, bool higher_is_better) {
+  const auto [ra, rb] = pair_runs(mr, base);
+  std::vector<double> a, b;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    MetricVals x = vals(run_metrics(*ra[i])), y = vals(run_metrics(*rb[i]));
+    a.push_back(x.has[k] ? x.v[k] : ClMetrics::kNaN);
+    b.push_back(y.has[k] ? y.v[k] : ClMetrics::kNaN);
+  }
+  PairedComparison p = paired_compare(a, b, higher_is_better);
+  std::vector<const MethodRun*> both = ra;
+  both.insert(both.end(), rb.begin(), rb.end());
+  if (p.pairs > 0 && has_example_records(both)) p.interval = paired_bootstrap_runs_and_examples(ra, rb, k);
+  return p;
+}
+
+std::vector<const MethodRun*> all_runs(const MethodResult& mr) {
+  std::vector<const MethodRun*> v;
+  for (const MethodRun& run : mr.runs) v.push_back(&run);
+  return v;
+}
+
+bool every_run_has_examples(const ClReport& r) {
+  for (const MethodResult& mr : r.methods)
+    if (!has_example_records(all_runs(mr))) return false;
+  return !r.methods.empty();
+}
+
+// The 95% intervals of a method's four metrics: over runs and test examples when recorded, else over runs.
+std::array<Interval, 4> method_intervals(const MethodResult& mr) {
+  if (has_example_records(all_runs(mr))) return bootstrap_runs_and_examples(all_runs(mr));
+  std::array<Interval, 4> out;
+  for (int k = 0; k < 4; ++k) out[size_t(k)] = bootstrap_mean_interval(metric_values(mr, k));
+  return out;
+}
+
+int num_orders(const MethodResult& mr) {
+  int n = 0;
+  for (const MethodRun& run : mr.runs) n = std::max(n, run.order_index + 1);
+  return n;
+}
+
+std::vector<std::string> order_names(const ClReport& r, const MethodRun& run) {
+  std::vector<std::string> v;
+  for (size_t i = 0; i < r.tasks.size(); ++i) v.push_back(r.tasks[run.order.empty() ? i : size_t(run.order[i])]);
+  return v;
+}
+
+// Per task order: the runs in it and the mean of each metric over them.
+ojson per_order_json(const ClReport& r, const MethodResult& mr) {
+  ojson out = ojson::array();
+  for (int o = 0; o < num_orders(mr); ++o) {
+    MethodResult sub{mr.method, {}};
+    for (const MethodRun& run : mr.runs)
+      if (run.order_index == o) sub.runs.push_back(run);
+    if (sub.runs.empty()) continue;
+    ojson e;
+    e["order_index"] = o;
+    e["order"] = order_names(r, sub.runs[0]);
+    e["runs"] = sub.runs.size();
+    for (int k = 0; k < 4; ++k) {
+      const Spread sp = metric_spread(sub, k);
+      e[kMetricNames[k]] = num_or_null(sp.count > 0, sp.mean);
+    }
+    out.push_back(e);
+  }
+  return out;
 }
 
 ojson paired_json(const PairedComparison& p) {
@@ -120,6 +217,13 @@ double mean_chance(const ClReport& r) {
   double s = 0;
   for (int n : r.num_labels) s += 1.0 / double(n);
   return s / double(r.num_labels.size());
+}
+
+double head_transfer(const MethodRun& r) {
+  if (r.head_initial.size() < 2 || r.head_trained.size() != r.head_initial.size()) return ClMetrics::kNaN;
+  double s = 0;
+  for (size_t j = 1; j < r.head_initial.size(); ++j) s += r.head_trained[j] - r.head_initial[j];
+  return s / double(r.head_initial.size() - 1);
 }
 
 ClMetrics run_metrics(const MethodRun& r) {
@@ -169,6 +273,8 @@ ojson report_to_json(const ClReport& r) {
       put_metrics(m, run_metrics(first));
       m["seconds"] = first.seconds;
       m["info"] = first.info;
+      if (!first.correct.empty()) m["correct"] = first.correct;
+      put_head_transfer(m, first);
     } else {
       ojson mean, sd;
       double seconds = 0;
@@ -180,27 +286,43 @@ ojson report_to_json(const ClReport& r) {
       for (const MethodRun& run : mr.runs) seconds += run.seconds;
       m["seconds"] = seconds;
       m["info"] = first.info;
-      m["num_seeds"] = mr.runs.size();
+      m["num_seeds"] = mr.runs.size();  // runs: seeds x task orders
+      if (num_orders(mr) > 1) m["per_order"] = per_order_json(r, mr);
       m["mean"] = mean;
       m["std"] = sd;
       ojson per = ojson::array();
       for (const MethodRun& run : mr.runs) {
         ojson p;
         p["seed"] = run.seed;
+        p["order_index"] = run.order_index;
+        p["order"] = order_names(r, run);
         p["matrix"] = run.matrix;
         p["before"] = run.before;
         put_metrics(p, run_metrics(run));
         p["seconds"] = run.seconds;
         p["info"] = run.info;
+        if (!run.correct.empty()) p["correct"] = run.correct;
+        put_head_transfer(p, run);
         per.push_back(p);
       }
       m["per_seed"] = per;
     }
     if (first.joint) m["note"] = kJointNote;
     // Statistics: intervals over seeds, ACC above chance, the paired comparison with finetune.
-    ojson ci;
-    for (int k = 0; k < 4; ++k) ci[kMetricNames[k]] = interval_json(bootstrap_mean_interval(metric_values(mr, k)));
+    ojson ci, ci_runs;
+    const std::array<Interval, 4> iv = method_intervals(mr);
+    for (int k = 0; k < 4; ++k) {
+      ci[kMetricNames[k]] = interval_json(iv[size_t(k)]);
+      ci_runs[kMetricNames[k]] = interval_json(bootstrap_mean_interval(metric_values(mr, k)));
+    }
     m["ci95"] = ci;
+    m["ci95_runs"] = ci_runs;
+    {
+      std::vector<double> ht;
+      for (const MethodRun& run : mr.runs) ht.push_back(head_transfer(run));
+      const Spread sp = spread_of(ht);
+      m["head_transfer"] = num_or_null(sp.count > 0, sp.mean);
+    }
     const Spread acc = metric_spread(mr, 0);
     m["acc_above_chance"] = num_or_null(acc.count > 0 && !r.num_labels.empty(), acc.mean - mean_chance(r));
     if (const MethodResult* base = find_method(r, kBaseline); base && mr.method != kBaseline) {
@@ -220,18 +342,24 @@ ojson report_to_json(const ClReport& r) {
     for (int n : r.num_labels) per.push_back(1.0 / double(n));
     out["chance"] = {{"per_task", per}, {"mean", mean_chance(r)}};
   }
+  const bool examples = every_run_has_examples(r);
   out["statistics"] = {
-      {"interval", "95% percentile bootstrap of the mean over seeds"},
-      {"resamples", kBootstrapResamples},
+      {"interval", examples ? "95% percentile bootstrap of the mean over runs (seed x task order) and test examples"
+                            : "95% percentile bootstrap of the mean over runs (seed x task order)"},
+      {"resamples", examples ? kExampleBootstrapResamples : kBootstrapResamples},
       {"seed", kBootstrapSeed},
-      {"over", "seeds"},
-      {"over_test_examples", false},
+      {"over", examples ? "runs and test examples" : "runs"},
+      {"over_test_examples", examples},
       {"paired_baseline", kBaseline},
       {"note",
-       "intervals and paired differences are over seeds only (null with fewer than 2 seeds): per-example "
-       "correctness is not recorded, so there is no bootstrap over test examples; with 3 seeds an interval "
-       "cannot be wider than the seeds' range. vs_finetune pairs runs by seed; acc wins = higher ACC, "
-       "forgetting wins = less forgetting"}};
+       std::string(examples ? "ci95: each resample draws the runs with replacement and one set of test examples per "
+                              "task (with replacement, shared by every run, since every run saw the same test split), "
+                              "then averages the metric over the drawn runs; with one run only the examples vary. "
+                            : "ci95: per-example correctness was not recorded, so the intervals resample runs only "
+                              "(null with fewer than 2 runs). ") +
+           "ci95_runs resamples the runs only (" + std::to_string(kBootstrapResamples) +
+           " resamples; with 3 runs it cannot be wider than their range). vs_finetune pairs runs by seed and task "
+           "order (same test examples); acc wins = higher ACC, forgetting wins = less forgetting"}};
   out["tasks"] = r.tasks;
   out["methods"] = methods;
   return out;
@@ -307,27 +435,41 @@ void print_report(const ClReport& r, std::ostream& out) {
     }
     out << "\n";
   }
+  // Per task order (several orders): the mean of each metric over that order's runs.
+  for (const MethodResult& mr : r.methods) {
+    if (num_orders(mr) < 2) continue;
+    out << mr.method << " per task order:";
+    for (const ojson& o : per_order_json(r, mr)) {
+      out << "  [" << o["order_index"].get<int>() << "] ACC " << fmt("%.1f", 100 * o["acc"].get<double>());
+      if (!o["forgetting"].is_null()) out << ", forgetting " << fmt("%+.1f", 100 * o["forgetting"].get<double>());
+    }
+    out << "\n";
+  }
+  const bool examples = every_run_has_examples(r);
   const size_t seeds = r.methods.empty() ? 0 : r.methods[0].runs.size();
-  if (seeds < 2) {
-    out << "(95% intervals and paired comparisons need at least 2 seeds)\n";
+  if (seeds < 2 && !examples) {
+    out << "(95% intervals and paired comparisons need at least 2 runs, or per-example records)\n";
     return;
   }
-  out << "95% intervals (percentile bootstrap over seeds, " << kBootstrapResamples << " resamples; not over test "
-         "examples)\n"
+  out << "95% intervals (percentile bootstrap over "
+      << (examples ? "runs (seed x task order) and test examples, " + std::to_string(kExampleBootstrapResamples)
+                   : "runs (seed x task order), " + std::to_string(kBootstrapResamples))
+      << " resamples)\n"
       << pad("method", mcol, false);
   for (const char* h : heads) out << pad(h, vcol, true);
   out << "\n";
   for (const MethodResult& mr : r.methods) {
     out << pad(mr.method, mcol, false);
+    const std::array<Interval, 4> iv = method_intervals(mr);
     for (int k = 0; k < 4; ++k) {
-      const Interval i = bootstrap_mean_interval(metric_values(mr, k));
+      const Interval& i = iv[size_t(k)];
       out << pad(i.has ? "[" + fmt("%.1f", 100 * i.lo) + ", " + fmt("%.1f", 100 * i.hi) + "]" : "n/a", vcol, true);
     }
     out << "\n";
   }
   const MethodResult* base = find_method(r, kBaseline);
   if (!base) return;
-  out << "paired with " << kBaseline << " (same seed): ACC difference [95% interval], wins; forgetting difference "
+  out << "paired with " << kBaseline << " (same seed and task order): ACC difference [95% interval], wins; forgetting difference "
          "[95% interval], wins (less forgetting)\n";
   for (const MethodResult& mr : r.methods) {
     if (mr.method == kBaseline) continue;

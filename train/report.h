@@ -49,9 +49,18 @@ namespace aria {
 // One method trained with one seed.
 struct MethodRun {
   uint64_t seed = 0;
+  int order_index = 0;           // which of the run's task orders (0: the configured order)
+  std::vector<int> order;        // order[i]: index into ClReport::tasks of the task trained i-th; empty = as listed
   bool joint = false;            // trained on all tasks at once: matrix holds one row
-  AccMatrix matrix;              // T x T, or 1 x T when joint
-  std::vector<double> before;    // b[j], length T
+  AccMatrix matrix;              // T x T, or 1 x T when joint; columns in this run's training order
+  std::vector<double> before;    // b[j], length T, in this run's training order
+  // Per-example correctness behind before and matrix (ContinualTrainer::correct_history): row 0 is
+  // "before", row i + 1 is matrix row i; per column a string with '1'/'0' per test example of that
+  // task. Empty when not recorded (older run-state files): the intervals are then over runs only.
+  std::vector<std::vector<std::string>> correct;
+  // The head-only transfer measure (train/head_probe.h), per training position (NaN at 0); empty when
+  // not measured (train.head_probe_steps 0, joint runs).
+  std::vector<double> head_initial, head_trained;
   double seconds = 0;            // wall time of training and evaluation
   nlohmann::ordered_json info = nlohmann::ordered_json::object();
 };
@@ -71,6 +80,9 @@ struct ClReport {
 
 // Mean chance accuracy over the tasks (mean of 1/num_labels); NaN when num_labels is empty.
 double mean_chance(const ClReport& r);
+
+// Mean over positions j > 0 of head_trained[j] - head_initial[j]; NaN when not measured.
+double head_transfer(const MethodRun& r);
 
 // ACC, BWT, forgetting, FWT of one run (compute_cl_metrics, or compute_joint_metrics when joint).
 ClMetrics run_metrics(const MethodRun& r);
