@@ -8,9 +8,12 @@
                                                 validate the run folders and the CLI's error paths
 
 Validation: report.json has exactly {"settings", "scenario", "chance", "statistics", "tasks", "methods"}
-(issue 15: the scenario named, chance = 1/num_labels per task, 95% bootstrap intervals over seeds
-"ci95", ACC above chance, and every method's paired comparison with finetune "vs_finetune", whose
-differences, wins, ties and losses are recomputed from the per-seed values); every method's matrix is T x T
+(and "gates" from aria run) (issue 15: the scenario named, chance = 1/num_labels per task, 95% bootstrap
+intervals "ci95" (over runs and test examples when every run recorded its per-example correctness
+"correct", whose fractions must equal the matrix) and "ci95_runs" (over runs), ACC above chance, per
+task order "per_order", and every method's paired comparison with finetune "vs_finetune" (pairs:
+same seed and task order), whose differences, wins, ties and losses are recomputed from the per-run
+values); every method's matrix is T x T
 (1 x T for joint training) of accuracies in [0, 1], "before" has T of them; ACC, BWT, forgetting and
 FWT equal the spec's formulas recomputed from the matrix (null where not defined); with several
 seeds the mean matrix, mean and std and the per-seed values agree with each other. With
@@ -83,6 +86,17 @@ def check_run(run, T, joint, where):
     for k, v in m.items():
         need(k in run, f"{where}: missing '{k}'")
         same(run[k], v, f"{where}.{k}")
+    if "correct" in run:  # per-example correctness: row 0 before, then the matrix rows
+        c = run["correct"]
+        need(isinstance(c, list) and len(c) == rows + 1, f"{where}: 'correct' must have {rows + 1} rows")
+        for i, row in enumerate(c):
+            need(isinstance(row, list) and len(row) == T, f"{where}: correct[{i}] must have {T} entries")
+            for j, bits in enumerate(row):
+                need(isinstance(bits, str) and bits and set(bits) <= {"0", "1"},
+                     f"{where}: correct[{i}][{j}] must be a string of 0/1")
+                want = b[j] if i == 0 else a[i - 1][j]
+                need(abs(bits.count("1") / len(bits) - want) <= TOL,
+                     f"{where}: correct[{i}][{j}] gives {bits.count('1')}/{len(bits)}, the matrix {want}")
     return m
 
 
@@ -97,7 +111,20 @@ def mean_std(vals):
 
 
 TOP_KEYS = ["settings", "scenario", "chance", "statistics", "tasks", "methods"]
+OPTIONAL_KEYS = ("partial", "stopped_at", "gates")
 METRICS = ("acc", "bwt", "forgetting", "fwt")
+
+
+def check_example_interval(iv, point, where, contains):
+    """A 95% interval over runs and test examples: [lo, hi] with lo <= hi; for a mean (ACC, a paired
+    difference) it lies around the point estimate."""
+    if point is None:
+        need(iv is None, f"{where}: undefined metric, expected null, got {iv!r}")
+        return
+    need(isinstance(iv, list) and len(iv) == 2 and all(isinstance(x, (int, float)) for x in iv) and iv[0] <= iv[1],
+         f"{where}: must be [lo, hi] with lo <= hi, got {iv!r}")
+    if contains:
+        need(iv[0] - TOL <= point <= iv[1] + TOL, f"{where}: {iv!r} does not contain the estimate {point}")
 
 
 def check_interval(iv, vals, where):
@@ -116,10 +143,10 @@ def check_interval(iv, vals, where):
 
 
 def per_seed_metrics(m):
-    """{seed: {metric: value}} of a method, one seed or several."""
+    """{(seed, order): {metric: value}} of a method, one run or several."""
     if "per_seed" in m:
-        return {r["seed"]: {k: r[k] for k in METRICS} for r in m["per_seed"]}
-    return {None: {k: m[k] for k in METRICS}}
+        return {(r["seed"], r.get("order_index", 0)): {k: r[k] for k in METRICS} for r in m["per_seed"]}
+    return {(None, 0): {k: m[k] for k in METRICS}}
 
 
 def check_statistics(rep):
@@ -127,9 +154,11 @@ def check_statistics(rep):
          f"scenario must name the task-incremental protocol, got {rep['scenario']!r}")
     st = rep["statistics"]
     need(isinstance(st, dict) and isinstance(st.get("resamples"), int) and st["resamples"] >= 1000
-         and isinstance(st.get("seed"), int) and st.get("over") == "seeds" and st.get("over_test_examples") is False
+         and isinstance(st.get("seed"), int) and st.get("over") in ("runs", "runs and test examples")
+         and st.get("over_test_examples") is (st.get("over") == "runs and test examples")
          and isinstance(st.get("note"), str) and "test examples" in st["note"],
-         f"statistics must give the resample count, the seed, what is resampled and why not test examples: {st!r}")
+         f"statistics must give the resample count, the seed, what is resampled and how: {st!r}")
+    examples = st["over_test_examples"]
     T = len(rep["tasks"])
     chance = rep["chance"]
     mean_chance = None
@@ -146,8 +175,21 @@ def check_statistics(rep):
         where = f"methods.{name}"
         ps = per_seed_metrics(m)
         need(isinstance(m.get("ci95"), dict) and list(m["ci95"]) == list(METRICS), f"{where}.ci95 must give {METRICS}")
+        need(isinstance(m.get("ci95_runs"), dict) and list(m["ci95_runs"]) == list(METRICS),
+             f"{where}.ci95_runs must give {METRICS}")
         for k in METRICS:
-            check_interval(m["ci95"][k], [v[k] for v in ps.values()] if "per_seed" in m else [], f"{where}.ci95.{k}")
+            vals = [v[k] for v in ps.values()] if "per_seed" in m else []
+            check_interval(m["ci95_runs"][k], vals, f"{where}.ci95_runs.{k}")
+            if examples:
+                check_example_interval(m["ci95"][k], m[k], f"{where}.ci95.{k}", k == "acc")
+            else:
+                check_interval(m["ci95"][k], vals, f"{where}.ci95.{k}")
+        if "per_order" in m:
+            for o in m["per_order"]:
+                runs = [v for (s, oi), v in ps.items() if oi == o["order_index"]]
+                need(o["runs"] == len(runs) and len(o["order"]) == T and sorted(o["order"]) == sorted(rep["tasks"]),
+                     f"{where}.per_order[{o['order_index']}]: runs or order wrong")
+                same(o["acc"], sum(r["acc"] for r in runs) / len(runs), f"{where}.per_order.acc")
         same(m.get("acc_above_chance"), None if mean_chance is None else m["acc"] - mean_chance,
              f"{where}.acc_above_chance")
         if base is None or name == "finetune":
@@ -156,7 +198,7 @@ def check_statistics(rep):
         v = m.get("vs_finetune")
         need(isinstance(v, dict), f"{where}.vs_finetune missing")
         seeds = [s for s in ps if s in base]
-        need(v.get("pairs") == len(seeds), f"{where}.vs_finetune.pairs = {v.get('pairs')!r}, {len(seeds)} common seeds")
+        need(v.get("pairs") == len(seeds), f"{where}.vs_finetune.pairs = {v.get('pairs')!r}, {len(seeds)} common runs")
         for k, higher in (("acc", True), ("forgetting", False)):
             d = [ps[s][k] - base[s][k] for s in seeds if ps[s][k] is not None and base[s][k] is not None]
             c = v.get(k)
@@ -170,11 +212,14 @@ def check_statistics(rep):
             need((c.get("wins"), c.get("ties"), c.get("losses")) == (wins, ties, len(d) - wins - ties),
                  f"{where}.vs_finetune.{k}: wins/ties/losses {c.get('wins')}/{c.get('ties')}/{c.get('losses')}, "
                  f"the per-seed values give {wins}/{ties}/{len(d) - wins - ties}")
-            check_interval(c.get("ci95"), d, f"{where}.vs_finetune.{k}.ci95")
+            if examples:
+                check_example_interval(c.get("ci95"), sum(d) / len(d), f"{where}.vs_finetune.{k}.ci95", k == "acc")
+            else:
+                check_interval(c.get("ci95"), d, f"{where}.vs_finetune.{k}.ci95")
 
 
 def check_report(rep):
-    need(isinstance(rep, dict) and [k for k in rep if k not in ("partial", "stopped_at")] == TOP_KEYS,
+    need(isinstance(rep, dict) and [k for k in rep if k not in OPTIONAL_KEYS] == TOP_KEYS,
          f"report.json must hold exactly {', '.join(TOP_KEYS)} (in that order), got {list(rep)}")
     need(isinstance(rep["settings"], dict), "settings must be an object")
     tasks = rep["tasks"]
@@ -196,12 +241,14 @@ def check_report(rep):
         need(isinstance(per, list) and len(per) >= 2 and m.get("num_seeds") == len(per),
              f"{where}: per_seed must list num_seeds >= 2 runs")
         ms = [check_run(r, T, joint, f"{where}.per_seed[{k}]") for k, r in enumerate(per)]
-        need(len({r.get("seed") for r in per}) == len(per), f"{where}: seeds must differ")
+        need(len({(r.get("seed"), r.get("order_index", 0)) for r in per}) == len(per),
+             f"{where}: (seed, task order) must differ between runs")
         rows = 1 if joint else T
+        first = [r for r in per if r.get("order_index", 0) == 0]  # the mean matrix: the listed order's runs
         for i in range(rows):
             for j in range(T):
-                mu = sum(r["matrix"][i][j] for r in per) / len(per)
-                same(m["matrix"][i][j], mu, f"{where}.matrix[{i}][{j}] (mean over seeds)")
+                mu = sum(r["matrix"][i][j] for r in first) / len(first)
+                same(m["matrix"][i][j], mu, f"{where}.matrix[{i}][{j}] (mean over the listed order's runs)")
         for k in ("acc", "bwt", "forgetting", "fwt"):
             mu, sd = mean_std([x[k] for x in ms])
             same(m[k], mu, f"{where}.{k}")

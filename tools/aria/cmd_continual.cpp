@@ -35,6 +35,7 @@
 #include "train/cls_data.h"
 #include "train/continual_trainer.h"
 #include "train/fisher.h"
+#include "train/head_probe.h"
 #include "train/progress.h"
 #include "train/report.h"
 #include "train/report_csv.h"
@@ -300,6 +301,17 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   const std::vector<std::string> names = ordered_names(e, order);
   const double seconds_before = resumed ? resumed->seconds : 0.0;
   std::vector<double> last_gates = resumed ? resumed->last_gate_means : std::vector<double>{};
+  // The head-only transfer probe (train/head_probe.h): per position, on the initial trunk (before any
+  // training) and on the trunk after the earlier tasks.
+  const bool probe = mcfg.train.head_probe_steps > 0 && !spec.joint && all.size() > 1;
+  std::vector<double> head_initial = resumed ? resumed->head_initial : std::vector<double>{};
+  std::vector<double> head_trained = resumed ? resumed->head_trained : std::vector<double>{};
+  auto head_accuracy = [&](size_t j) {
+    const ClsTaskData& t = *all[j];
+    const HeadProbeSettings hs{mcfg.train.head_probe_steps, train.batch_size, train.lr * mcfg.aria.head_lr_mult, seed};
+    return head_only_accuracy(trainer.model(), t.name, t.num_labels(), t.train,
+                              train.eval_split == "test" ? t.test : t.validation, hs);
+  };
 
   // A checkpoint of this run (atomic) and the run-state file naming it; then, on a stop request, stop.
   auto checkpoint = [&](int task, const std::string& where) {
@@ -315,6 +327,8 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     p.phase_steps = trainer.phase_steps();
     p.optimizer_steps = trainer.optimizer_steps();
     p.last_gate_means = last_gates;
+    p.head_initial = head_initial;
+    p.head_trained = head_trained;
     p.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     d.state.in_progress = p;
     d.state.metrics_bytes = d.metrics->bytes();
@@ -356,6 +370,15 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     d.metrics->eval(method, seed, "before training", trainer.optimizer_steps(), names, run.before);
     tr.add(tr.work.eval_all, who + " | evaluated before training");
     tr.progress.message(who + " before training: " + accuracies_line(names, run.before));
+    if (probe) {
+      head_initial.assign(all.size(), std::nan(""));
+      head_trained.assign(all.size(), std::nan(""));
+      for (size_t j = 1; j < all.size(); ++j) head_initial[j] = head_accuracy(j);
+      tr.progress.message(who + ": head-only probe (" + std::to_string(mcfg.train.head_probe_steps) +
+                          " steps) on the initial trunk: " +
+                          accuracies_line(std::vector<std::string>(names.begin() + 1, names.end()),
+                                          std::vector<double>(head_initial.begin() + 1, head_initial.end())));
+    }
     stop_if_requested(0, "evaluated", "before training");
   }
   if (spec.joint) {
@@ -388,6 +411,11 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
       tr.add(tr.work.eval_all, who + " | evaluated after " + task.name);
       tr.progress.message(who + " after " + task.name + ": " + accuracies_line(names, run.matrix.back()));
       if (hooks.after_task) hooks.after_task(method, seed, order, int(i), trainer, all, tr.progress);
+      if (probe && i + 1 < all.size()) {
+        head_trained[i + 1] = head_accuracy(i + 1);
+        tr.progress.message(who + ": head-only probe of " + all[i + 1]->name + " after " + task.name + ": " +
+                            pct(head_trained[i + 1]) + " (initial trunk " + pct(head_initial[i + 1]) + ")");
+      }
       if (i + 1 < all.size()) {  // a task boundary (the last one ends the run: its result is recorded)
         checkpoint(int(i), "evaluated");
         stop_if_requested(int(i), "evaluated", "after " + task.name);
@@ -398,6 +426,10 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   // Per-example correctness of every row (before, then each task): the report's bootstrap over test
   // examples. A run resumed from a checkpoint written before it was recorded has none.
   if (trainer.correct_history().size() == trainer.history().size()) run.correct = trainer.correct_history();
+  if (probe) {
+    run.head_initial = head_initial;
+    run.head_trained = head_trained;
+  }
   run.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.info = method_spec_json(spec, e.cfg.aria);
   run.info["optimizer_steps"] = trainer.optimizer_steps();
@@ -407,6 +439,8 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     run.info["fisher_scope"] = fisher_scope_name(fisher_scope_of(e, spec));
   }
   if (!last_gates.empty()) run.info["final_gate_means"] = last_gates;
+  if (const auto it = e.cfg.method_settings.find(method); it != e.cfg.method_settings.end())
+    run.info["method_settings"] = ojson::parse(nlohmann::json(it->second).dump());
   run.info["seconds"] = run.seconds;
   if (hooks.after_run) hooks.after_run(method, seed, order, trainer, all, tr.progress);
   return run;

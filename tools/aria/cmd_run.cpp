@@ -27,8 +27,10 @@
 #include "train/default_experiment.h"
 #include "train/model_cache.h"
 #include "train/progress.h"
+#include "train/gate_diagnostics.h"
 #include "train/report_csv.h"
 #include "train/report_html.h"
+#include "train/tuning.h"
 
 namespace aria::cli {
 
@@ -110,6 +112,7 @@ ResolvedModel resolve_model(const ExperimentConfig& c, Device dev) {
   }
   // The recipe and its data (the corpus under data_dir, or the token shards of the large corpus).
   const ModelCacheRequest req = cached_model_request(c.model.substr(6), c.data_dir);
+  // Pretraining on first use is progress: stderr (stdout is for the run's result).
   const CachedModel cm = ensure_cached_model(req, dev, std::cerr);
   if (!cm.built)
     std::cerr << "model " << c.model << ": cached " << cm.dir << " (pretrained in "
@@ -133,14 +136,95 @@ ojson read_json(const fs::path& p) {
   }
 }
 
-// What aria run does after each (method, seed) of the experiment.
+// The gates of a gated method (aria and its gated ablations) after one task: first seed, listed order.
+struct TaskGates {
+  std::string method, task;
+  int task_index = 0;
+  GateReport report;
+  GateDiagnosis diagnosis;
+};
+
+ojson task_gates_to_json(const TaskGates& t) {
+  return {{"method", t.method},
+          {"task", t.task},
+          {"task_index", t.task_index},
+          {"histograms", gate_report_to_json(t.report)},
+          {"diagnosis", gate_diagnosis_to_json(t.diagnosis)}};
+}
+
+TaskGates task_gates_from_json(const ojson& j) {
+  TaskGates t;
+  try {
+    t.method = j.at("method").get<std::string>();
+    t.task = j.at("task").get<std::string>();
+    t.task_index = j.at("task_index").get<int>();
+  } catch (const nlohmann::json::exception& e) {
+    ARIA_FAIL("gates.json: malformed per_task entry: ", e.what());
+  }
+  t.report = gate_report_from_json(nlohmann::json::parse(j.at("histograms").dump()));
+  t.diagnosis = diagnose_gates(t.report);
+  return t;
+}
+
+// What aria run does after each task and each (method, seed) of the experiment.
 struct RunExtras {
   fs::path out;
   bool checkpoints = true;
   std::string eval_split;
   int batch_size = 16;
   int64_t gate_examples = 0;
+  uint64_t first_seed = 0;
   std::vector<GateReport> gates;  // the first seed's aria run
+  std::vector<TaskGates> per_task;  // every gated method's gates after each task (first seed, listed order)
+
+  // gates.json: aria's histograms after the last task (the page's and older readers' format), and the
+  // per-task histograms with their collapse diagnosis (train/gate_diagnostics.h).
+  void write_gates() const {
+    if (gates.empty() && per_task.empty()) return;
+    ojson j = gate_report_to_json(gates.empty() ? per_task.back().report : gates[0]);
+    ojson pt = ojson::array();
+    for (const TaskGates& t : per_task) pt.push_back(task_gates_to_json(t));
+    j["per_task"] = pt;
+    write_json(out / "gates.json", j);
+  }
+
+  // report.json "gates": per gated method, the diagnosis after each task.
+  ojson report_gates() const {
+    ojson g = ojson::object();
+    for (const TaskGates& t : per_task) {
+      ojson d = gate_diagnosis_to_json(t.diagnosis);
+      d["task"] = t.task;
+      d["when"] = t.report.when;
+      g[t.method]["per_task"].push_back(d);
+      g[t.method]["collapsed_after_last_task"] = t.diagnosis.collapsed;
+    }
+    return g;
+  }
+
+  void after_task(const std::string& method, uint64_t seed, int order, int task, ContinualTrainer& trainer,
+                  const std::vector<const ClsTaskData*>& tasks, Progress& progress) {
+    if (!trainer.method().gated_mlp || seed != first_seed || order != 0) return;
+    const std::vector<const ClsTaskData*> trained(tasks.begin(), tasks.begin() + task + 1);
+    TaskGates t;
+    t.method = method;
+    t.task = tasks[size_t(task)]->name;
+    t.task_index = task;
+    // Every trained task's evaluation split, at most 128 examples each when the evaluation takes all.
+    t.report = collect_gate_histograms(trainer.model(), trained, eval_split, gate_examples > 0 ? gate_examples : 128,
+                                       batch_size);
+    t.report.method = method;
+    t.report.when = "after " + t.task + " (task " + std::to_string(task + 1) + " of " + std::to_string(tasks.size()) +
+                    "), seed " + std::to_string(seed);
+    t.diagnosis = diagnose_gates(t.report);
+    std::string means;
+    for (const GateLayerDiagnosis& l : t.diagnosis.layers)
+      means += (means.empty() ? "" : ", ") + std::to_string(l.mean).substr(0, 5) +
+               (l.collapsed.empty() ? "" : " (" + l.collapsed + ")");
+    progress.message(method + " gates after " + t.task + ": mean pi per layer " + means +
+                     (t.diagnosis.collapsed ? "; collapsed" : ""));
+    per_task.push_back(std::move(t));
+    write_gates();  // now: a resumed run reads it back
+  }
 
   void after_run(const std::string& method, uint64_t seed, int order, ContinualTrainer& trainer,
                  const std::vector<const ClsTaskData*>& tasks, Progress& progress) {
@@ -156,11 +240,50 @@ struct RunExtras {
     std::string means;
     for (const GateHistogram& h : g.layers) means += (means.empty() ? "" : ", ") + std::to_string(h.mean).substr(0, 5);
     progress.message("aria seed " + std::to_string(seed) + ": mean gate per layer " + means);
-    // Written now: a resumed run that skips this (method, seed) reads it back.
-    write_json(out / "gates.json", gate_report_to_json(g));
     gates.push_back(std::move(g));
+    write_gates();  // now: a resumed run that skips this (method, seed) reads it back
   }
 };
+
+// --tune: each method's settings chosen on the validation split (train/tuning.h) before the
+// experiment; tuning.json records every trial. The test splits are not read here: tune_methods drops
+// them before any training.
+ExperimentConfig tune(const ExperimentConfig& cfg, const std::string& model_dir, Device dev, const fs::path& out) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Gpt2Model base = gpt2_load(model_dir, dev);
+  const Gpt2Tokenizer tok = load_tokenizer_for(model_dir);
+  std::vector<ClsTaskData> tasks;
+  for (const std::string& name : cfg.tasks)
+    tasks.push_back(load_cls_task((fs::path(cfg.data_dir) / name).string(), tok, cfg.train.max_seq_len,
+                                  cfg.train.max_train_examples, cfg.train.max_eval_examples, cls_data_options(cfg.data)));
+  size_t trials = 0;
+  for (const std::string& m : cfg.methods) {
+    size_t n = 1;
+    for (const TuningAxis& ax : tuning_grid(cfg, m)) n += ax.values.size() - 1;
+    trials += n;
+  }
+  std::cout << "aria run --tune: up to " << trials << " trials (one seed, the listed order, validation split)\n"
+            << std::flush;
+  const std::vector<MethodTuning> result =
+      tune_methods(base, tasks, cfg, dev, [&](const std::string& m, const TuningTrial& t) {
+        std::string s;
+        for (const auto& [k, v] : t.settings) s += (s.empty() ? "" : ", ") + k + "=" + fmt3(v);
+        std::cout << "  tune " << m << ": " << s << ": validation ACC " << fmt3(t.validation.acc) << " ("
+                  << format_duration(t.seconds) << ")\n" << std::flush;
+      });
+  const ExperimentConfig tuned = apply_tuning(cfg, result);
+  ojson j = tuning_to_json(result, cfg);
+  j["seconds"] = since(t0);
+  write_json(out / "tuning.json", j);
+  for (const MethodTuning& m : result) {
+    std::string s;
+    for (const auto& [k, v] : m.chosen) s += (s.empty() ? "" : ", ") + k + "=" + fmt3(v);
+    std::cout << "aria run --tune: " << m.method << ": " << s << "\n";
+  }
+  std::cout << "aria run --tune: " << (out / "tuning.json").string() << " (" << format_duration(since(t0)) << ")\n"
+            << std::flush;
+  return tuned;
+}
 
 // --render DIR: the page of an existing run folder.
 int render_only(const std::string& dir) {
@@ -200,6 +323,9 @@ int cmd_run(int argc, char** argv) {
       .option("data", "data directory (default: third_party/data, found from the current directory up)", "")
       .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
+      .toggle("tune", "before the experiment, choose each method's lr (and EWC/SPC lambda, plasticity lambda, "
+                      "slow_lr_ratio, LwF lambda) from a small grid on the validation split (train/tuning.h); the "
+                      "choice goes to config.json's method_settings, tuning.json and report.json")
       .toggle("no-checkpoints", "do not save each method's final trainer checkpoint (about 100 MB each by default)")
       .toggle("print-config", "print the resolved experiment config as JSON and exit")
       .toggle("overwrite", "replace the previous run in --out (its report, config, log, checkpoints); without it "
@@ -222,7 +348,7 @@ int cmd_run(int argc, char** argv) {
     for (const std::string& f : refused)
       ARIA_USAGE_CHECK(!args.given(f), "aria run: --resume continues the run folder's experiment (its config.json); --", f,
                  " cannot be combined with it");
-    for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite", "bf16", "fp32"})
+    for (const char* f : {"quick", "no-checkpoints", "print-config", "overwrite", "bf16", "fp32", "tune"})
       ARIA_USAGE_CHECK(!args.on(f), "aria run: --resume continues the run folder's experiment; --", f,
                  " cannot be combined with it");
     ARIA_USAGE_CHECK(!args.str("resume").empty(), "aria run: --resume needs a run folder");
@@ -268,6 +394,10 @@ int cmd_run(int argc, char** argv) {
               << (args.on("quick") ? " (--quick)" : "") << " -> " << out.string() << "\n";
     model = resolve_model(cfg, dev);
     run_info = {{"model", cfg.model}, {"model_info", model.info}, {"checkpoints", !args.on("no-checkpoints")}};
+    if (args.on("tune")) {
+      cfg = tune(cfg, model.dir, dev, out);
+      run_info["tuned"] = true;
+    }
   }
   const double model_seconds = since(t0);
 
@@ -286,18 +416,31 @@ int cmd_run(int argc, char** argv) {
   extras.out = out;
   extras.checkpoints = run_info.value("checkpoints", true);
   std::error_code gates_ec;
-  if (resume && fs::exists(out / "gates.json", gates_ec))  // aria's first seed finished before the resume
-    extras.gates.push_back(gate_report_from_json(nlohmann::json::parse(read_json(out / "gates.json").dump())));
+  if (resume && fs::exists(out / "gates.json", gates_ec)) {  // gates collected before the resume
+    const ojson g = read_json(out / "gates.json");
+    for (const ojson& t : g.value("per_task", ojson::array())) extras.per_task.push_back(task_gates_from_json(t));
+    if (g.contains("layers") && run_info.value("aria_gates", false))  // aria's first seed had finished
+      extras.gates.push_back(gate_report_from_json(nlohmann::json::parse(g.dump())));
+  }
   extras.eval_split = cfg.train.eval_split;
   extras.batch_size = cfg.train.batch_size;
   extras.gate_examples = cfg.train.max_eval_examples;
+  extras.first_seed = cfg.train.seed;
   ContinualHooks hooks;
   hooks.folder_claimed = true;
   std::string cmd = "aria run";
   for (int i = 0; i < argc; ++i) cmd += std::string(" ") + argv[i];
   hooks.command_line = cmd;
   hooks.after_run = [&](const std::string& m, uint64_t s, int o, ContinualTrainer& t,
-                        const std::vector<const ClsTaskData*>& d, Progress& p) { extras.after_run(m, s, o, t, d, p); };
+                        const std::vector<const ClsTaskData*>& d, Progress& p) {
+    extras.after_run(m, s, o, t, d, p);
+    if (!extras.gates.empty() && !run_info.value("aria_gates", false)) {
+      run_info["aria_gates"] = true;  // gates.json's top level is aria's final histograms from now on
+      write_json(out / "resume" / "run.json", run_info);
+    }
+  };
+  hooks.after_task = [&](const std::string& m, uint64_t s, int o, int i, ContinualTrainer& t,
+                         const std::vector<const ClsTaskData*>& d, Progress& p) { extras.after_task(m, s, o, i, t, d, p); };
   const std::string in_s = input.string(), out_s = out.string();
   std::vector<std::string> sub = resume ? std::vector<std::string>{"--resume", out_s}
                                         : std::vector<std::string>{"--config", in_s, "--out", out_s};
@@ -319,10 +462,18 @@ int cmd_run(int argc, char** argv) {
                                   {"experiment_seconds", experiment_seconds},
                                   {"total_seconds", since(t0)},
                                   {"pretrained_now", model.info.value("built_now", false)}};
+  if (!extras.per_task.empty()) report["gates"] = extras.report_gates();
+  if (fs::exists(out / "tuning.json", gates_ec)) report["settings"]["tuning"] = read_json(out / "tuning.json");
   write_json(out / "report.json", report);
   HtmlReportOptions opt;
   opt.gates = extras.gates;
-  if (!extras.gates.empty()) write_json(out / "gates.json", gate_report_to_json(extras.gates[0]));
+  for (const TaskGates& t : extras.per_task)
+    if (t.method == "aria") {  // aria's gates after each task, for the page
+      GateReport g = t.report;
+      g.method = "aria-after-" + t.task;
+      opt.gates.push_back(g);
+    }
+  extras.write_gates();
   opt.subtitle = aria_version_line() + " · " + cmd + " · " + timestamp() + " · device " + dev.str() + " · experiment " +
                  format_duration(experiment_seconds) +
                  (model.info.value("built_now", false) ? " (+ " + format_duration(model_seconds) + " pretraining)" : "");

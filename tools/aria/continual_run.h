@@ -19,9 +19,15 @@ namespace aria::cli {
 
 struct ContinualHooks {
   // The trained trainer of one (method, seed) and the tasks in order; print with progress.message().
-  std::function<void(const std::string& method, uint64_t seed, ContinualTrainer& trainer,
+  // `order` is the task order's index (0: as listed); `tasks` are in that order.
+  std::function<void(const std::string& method, uint64_t seed, int order, ContinualTrainer& trainer,
                      const std::vector<const ClsTaskData*>& tasks, Progress& progress)>
       after_run;
+  // After task `task` (its index in `tasks`, the training order) was trained, consolidated and
+  // evaluated: aria run's gate diagnostics per task.
+  std::function<void(const std::string& method, uint64_t seed, int order, int task, ContinualTrainer& trainer,
+                     const std::vector<const ClsTaskData*>& tasks, Progress& progress)>
+      after_task;
   // The caller (aria run) has claimed --out already (tools/aria/run_folder.h: locked, checked, writable).
   bool folder_claimed = false;
   // The command line report.json records ("" : aria continual's own).

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -75,14 +76,38 @@ std::string StopSignals::signal_name() {
 
 // ---- the run-state file -------------------------------------------------------------------------
 
+std::string run_folder_name(const std::string& method, uint64_t seed, int order) {
+  return method + "-seed" + std::to_string(seed) + (order > 0 ? "-order" + std::to_string(order) : "");
+}
+
+static ojson nan_to_null(const std::vector<double>& v) {
+  ojson a = ojson::array();
+  for (double x : v) a.push_back(std::isfinite(x) ? ojson(x) : ojson(nullptr));
+  return a;
+}
+
+static std::vector<double> null_to_nan(const ojson& a) {
+  std::vector<double> v;
+  for (const ojson& x : a) v.push_back(x.is_null() ? std::nan("") : x.get<double>());
+  return v;
+}
+
 ojson method_run_to_json(const MethodRun& r) {
-  return {{"seed", r.seed}, {"joint", r.joint}, {"matrix", r.matrix}, {"before", r.before},
-          {"seconds", r.seconds}, {"info", r.info}};
+  return {{"seed", r.seed},     {"order_index", r.order_index}, {"order", r.order},     {"joint", r.joint},
+          {"matrix", r.matrix}, {"before", r.before},           {"correct", r.correct}, {"seconds", r.seconds},
+          {"info", r.info},     {"head_initial", nan_to_null(r.head_initial)},
+          {"head_trained", nan_to_null(r.head_trained)}};
 }
 
 MethodRun method_run_from_json(const ojson& j) {
   MethodRun r;
   r.seed = j.at("seed").get<uint64_t>();
+  // Absent in run-state files written before task orders and per-example records existed.
+  r.order_index = j.value("order_index", 0);
+  if (j.contains("order")) r.order = j.at("order").get<std::vector<int>>();
+  if (j.contains("correct")) r.correct = j.at("correct").get<std::vector<std::vector<std::string>>>();
+  if (j.contains("head_initial")) r.head_initial = null_to_nan(j.at("head_initial"));
+  if (j.contains("head_trained")) r.head_trained = null_to_nan(j.at("head_trained"));
   r.joint = j.at("joint").get<bool>();
   r.matrix = j.at("matrix").get<AccMatrix>();
   r.before = j.at("before").get<std::vector<double>>();
@@ -91,9 +116,9 @@ MethodRun method_run_from_json(const ojson& j) {
   return r;
 }
 
-const RunState::Done* RunState::find(const std::string& method, uint64_t seed) const {
+const RunState::Done* RunState::find(const std::string& method, uint64_t seed, int order) const {
   for (const Done& d : done)
-    if (d.method == method && d.seed == seed) return &d;
+    if (d.method == method && d.seed == seed && d.run.order_index == order) return &d;
   return nullptr;
 }
 
@@ -112,12 +137,15 @@ ojson RunState::to_json() const {
     const InProgress& p = *in_progress;
     j["in_progress"] = {{"method", p.method},
                         {"seed", p.seed},
+                        {"order_index", p.order_index},
                         {"checkpoint", p.checkpoint},
                         {"task", p.task},
                         {"phase", p.phase},
                         {"phase_steps", p.phase_steps},
                         {"optimizer_steps", p.optimizer_steps},
                         {"last_gate_means", p.last_gate_means},
+                        {"head_initial", nan_to_null(p.head_initial)},
+                        {"head_trained", nan_to_null(p.head_trained)},
                         {"seconds", p.seconds}};
   } else {
     j["in_progress"] = nullptr;
@@ -142,6 +170,7 @@ RunState RunState::from_json(const ojson& j, const std::string& where) {
       InProgress q;
       q.method = p.at("method").get<std::string>();
       q.seed = p.at("seed").get<uint64_t>();
+      q.order_index = p.value("order_index", 0);
       q.checkpoint = p.at("checkpoint").get<std::string>();
       q.task = p.at("task").get<int>();
       q.phase = p.at("phase").get<std::string>();
@@ -149,6 +178,8 @@ RunState RunState::from_json(const ojson& j, const std::string& where) {
       q.phase_steps = p.at("phase_steps").get<int64_t>();
       q.optimizer_steps = p.at("optimizer_steps").get<int64_t>();
       q.last_gate_means = p.at("last_gate_means").get<std::vector<double>>();
+      if (p.contains("head_initial")) q.head_initial = null_to_nan(p.at("head_initial"));
+      if (p.contains("head_trained")) q.head_trained = null_to_nan(p.at("head_trained"));
       q.seconds = p.at("seconds").get<double>();
       s.in_progress = q;
     }

@@ -51,6 +51,8 @@ struct Interrupted {
 // ---- the run-state file -------------------------------------------------------------------------
 
 nlohmann::ordered_json method_run_to_json(const MethodRun& r);
+// The folder name of one run's checkpoints: "<method>-seed<N>", with "-order<K>" for task order K > 0.
+std::string run_folder_name(const std::string& method, uint64_t seed, int order);
 MethodRun method_run_from_json(const nlohmann::ordered_json& j);
 
 struct RunState {
@@ -62,11 +64,13 @@ struct RunState {
   struct InProgress {
     std::string method;
     uint64_t seed = 0;
+    int order_index = 0;     // which task order (MethodRun::order_index)
     std::string checkpoint;  // relative to the run folder: resume/<method>-seed<N>
     int task = 0;            // index of the task being trained (joint: 0)
     std::string phase;       // "train" (inside the task's steps) or "evaluated" (the task is done)
     int64_t phase_steps = 0, optimizer_steps = 0;
     std::vector<double> last_gate_means;  // the last step's (a loaded trainer has taken none yet)
+    std::vector<double> head_initial, head_trained;  // the head-only probe so far (MethodRun's)
     double seconds = 0;                   // wall time spent on this run before the checkpoint
   };
   std::string command;    // "continual" or "run"
@@ -77,7 +81,8 @@ struct RunState {
   bool finished = false;       // report.json is final
   std::string stopped;         // where an interrupted run stopped ("" while running)
 
-  const Done* find(const std::string& method, uint64_t seed) const;
+  // The finished run of (method, seed, task order), or nullptr.
+  const Done* find(const std::string& method, uint64_t seed, int order = 0) const;
   nlohmann::ordered_json to_json() const;
   static RunState from_json(const nlohmann::ordered_json& j, const std::string& where);
 };
