@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+import twin_model
 from twin_model import hidden, pooled, task_logits
 
 try:
@@ -71,10 +72,14 @@ def _vmap(tw, tid, batches, labels, names):
         return F.cross_entropy(logits.float(), label.reshape(1), reduction="sum")
 
     per_sample = vmap(func_grad(loss_one), in_dims=(None, 0, 0, 0))
-    for b, y in zip(batches, labels):
-        g = per_sample(scope, b.ids, b.lengths, torch.tensor(y, device=b.ids.device))
-        for n in names:
-            acc[n] += g[n].double().pow(2).sum(0)
+    twin_model.SDPA = False  # the explicit attention under vmap (fused attention may lack a batching rule)
+    try:
+        for b, y in zip(batches, labels):
+            g = per_sample(scope, b.ids, b.lengths, torch.tensor(y, device=b.ids.device))
+            for n in names:
+                acc[n] += g[n].double().pow(2).sum(0)
+    finally:
+        twin_model.SDPA = True
     return acc
 
 
