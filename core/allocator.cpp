@@ -1,11 +1,11 @@
-#include "core/allocator.h"
+#include "aria/core/allocator.h"
 
 #include <map>
 #include <cstdlib>
 #include <mutex>
 #include <new>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

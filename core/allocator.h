@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "core/device.h"
+#include "aria/core/device.h"
 
 namespace aria {
 

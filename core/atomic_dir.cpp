@@ -1,4 +1,4 @@
-#include "core/atomic_dir.h"
+#include "aria/core/atomic_dir.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria::io {
 

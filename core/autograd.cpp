@@ -1,8 +1,8 @@
-#include "core/autograd.h"
+#include "aria/core/autograd.h"
 
 #include <unordered_map>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

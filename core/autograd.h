@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

@@ -1,6 +1,6 @@
-#include "core/device.h"
+#include "aria/core/device.h"
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

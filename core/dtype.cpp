@@ -1,4 +1,4 @@
-#include "core/dtype.h"
+#include "aria/core/dtype.h"
 
 #include <cmath>
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "core/file_io.h"
+#include "aria/core/file_io.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria::io {
 

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria::ops {
 

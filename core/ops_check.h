@@ -1,6 +1,6 @@
 // Input checks shared by core/ops_*.cpp (internal to the op layer).
 #pragma once
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria::ops::detail {
 

@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <memory>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_check.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/ops_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::ops {
 

@@ -5,8 +5,8 @@
 #include <tuple>
 #include <utility>
 
-#include "core/ops.h"
-#include "kernels/kernels.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::ops::detail {
 

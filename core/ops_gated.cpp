@@ -8,11 +8,11 @@
 #include <array>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_check.h"
-#include "core/ops_fused.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/ops_check.h"
+#include "aria/core/ops_fused.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::ops {
 

@@ -3,10 +3,10 @@
 // calls the matching backward kernel (kernels/cpu/<op>.cpp, kernels/cuda/<op>.cu).
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_check.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/ops_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::ops {
 

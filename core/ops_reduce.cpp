@@ -1,10 +1,10 @@
 // Reductions: sum / mean over everything or one dim, and sum_to_shape (the backward of
 // broadcasting). All of them run the sum_to kernel on a same-rank view of the output with extent 1
 // on every reduced dim; their backward is broadcast_to.
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_check.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/ops_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::ops {
 

@@ -1,7 +1,7 @@
 // Shape ops: concat (one copy into the output, backward hands out slices of the gradient) and split
 // (slice views of the input, each differentiable through Tensor::slice).
-#include "core/autograd.h"
-#include "core/ops.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
 
 namespace aria::ops {
 

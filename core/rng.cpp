@@ -1,4 +1,4 @@
-#include "core/rng.h"
+#include "aria/core/rng.h"
 
 #include <cmath>
 #include <vector>

@@ -1,11 +1,11 @@
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 #include <algorithm>
 #include <limits>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

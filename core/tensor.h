@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/allocator.h"
-#include "core/dtype.h"
+#include "aria/core/allocator.h"
+#include "aria/core/dtype.h"
 
 namespace aria {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 #ifndef ARIA_HOST_DEVICE
 #ifdef __CUDACC__

@@ -1,5 +1,5 @@
 // Built only when the CUDA backend is off: every CUDA entry point fails with one clear message.
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cuda {
 
@@ -10,7 +10,7 @@ namespace aria::cuda {
 
 #define ARIA_KERNEL(name, params, args) \
   void name params { no_cuda(#name); }
-#include "kernels/kernel_list.h"
+#include "aria/kernels/kernel_list.h"
 #undef ARIA_KERNEL
 
 Allocator& device_allocator() { no_cuda("device_allocator"); }

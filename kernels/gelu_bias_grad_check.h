@@ -4,8 +4,8 @@
 #pragma once
 #include <cstdint>
 
-#include "core/error.h"
-#include "core/tensor.h"
+#include "aria/core/error.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

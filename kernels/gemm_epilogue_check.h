@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "core/tensor.h"
-#include "kernels/kernels.h"
+#include "aria/core/tensor.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 
@@ -34,10 +34,10 @@ struct AdamWItem {
 
 #define ARIA_KERNEL(name, params, args) void name params;
 namespace cpu {
-#include "kernels/kernel_list.h"
+#include "aria/kernels/kernel_list.h"
 }
 namespace cuda {
-#include "kernels/kernel_list.h"
+#include "aria/kernels/kernel_list.h"
 Allocator& device_allocator();  // caching allocator (kernels/cuda/allocator.cu)
 int device_count();             // 0 when no GPU or no CUDA build
 // The GPU of this process. The backend drives one GPU per process (one stream, one set of cuBLAS

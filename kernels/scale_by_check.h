@@ -1,7 +1,7 @@
 // Argument check of the scale_by row, shared by both backends.
 #pragma once
-#include "core/error.h"
-#include "core/tensor.h"
+#include "aria/core/error.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

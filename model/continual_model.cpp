@@ -1,7 +1,7 @@
 // ContinualModel: task registry (adapters + heads as model state) and the classification forward.
-#include "model/continual_model.h"
+#include "aria/model/continual_model.h"
 
-#include "core/ops.h"
+#include "aria/core/ops.h"
 
 namespace aria {
 

@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
-#include "model/gpt2.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
 
 namespace aria {
 

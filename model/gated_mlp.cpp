@@ -1,7 +1,7 @@
-#include "model/gated_mlp.h"
+#include "aria/model/gated_mlp.h"
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
 
 namespace aria {
 

@@ -6,7 +6,7 @@
 #pragma once
 #include <string>
 
-#include "model/gpt2.h"
+#include "aria/model/gpt2.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "model/gpt2.h"
+#include "aria/model/gpt2.h"
 
 #include <cmath>
 #include <cstdio>
@@ -9,11 +9,11 @@
 #include <optional>
 #include <tuple>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "model/gated_mlp.h"
-#include "model/safetensors.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/safetensors.h"
 
 namespace aria {
 

@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
-#include "model/gpt2_config.h"
+#include "aria/core/tensor.h"
+#include "aria/model/gpt2_config.h"
 
 namespace aria {
 

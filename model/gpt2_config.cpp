@@ -1,4 +1,4 @@
-#include "model/gpt2_config.h"
+#include "aria/model/gpt2_config.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

@@ -1,9 +1,9 @@
-#include "model/lm_score.h"
+#include "aria/model/lm_score.h"
 
 #include <algorithm>
 
-#include "core/autograd.h"
-#include "core/error.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

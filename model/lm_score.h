@@ -13,7 +13,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/gpt2.h"
+#include "aria/model/gpt2.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "model/safetensors.h"
+#include "aria/model/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/file_io.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/tensor.h"
+#include "aria/core/dtype.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

@@ -1,5 +1,5 @@
 // Token sampling (model/sampling.h).
-#include "model/sampling.h"
+#include "aria/model/sampling.h"
 
 #include <algorithm>
 #include <cmath>

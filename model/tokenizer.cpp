@@ -1,7 +1,7 @@
 // GPT-2 byte-level BPE; see tokenizer.h for the contract. Internally every token is held as its
 // raw bytes (vocab.json spells bytes through GPT-2's byte-to-unicode table, which we undo once at
 // load), so BPE runs on byte strings and token ids and never touches the unicode spelling again.
-#include "model/tokenizer.h"
+#include "aria/model/tokenizer.h"
 
 #include <array>
 #include <cstdlib>
@@ -15,9 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/unicode_tables.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/unicode_tables.h"
 
 namespace aria {
 namespace {

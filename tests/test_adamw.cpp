@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "model/gpt2.h"
-#include "train/adamw.h"
-#include "train/grad_clip.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/adamw.h"
+#include "aria/train/grad_clip.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

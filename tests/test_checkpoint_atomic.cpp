@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_dir.h"
-#include "core/error.h"
-#include "core/file_io.h"
-#include "train/checkpoint.h"
-#include "train/continual_trainer.h"
+#include "aria/core/atomic_dir.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/train/checkpoint.h"
+#include "aria/train/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -9,13 +9,13 @@
 #include <set>
 #include <string>
 
-#include "core/error.h"
-#include "train/cl_bootstrap.h"
-#include "train/continual_trainer.h"
-#include "train/gate_diagnostics.h"
-#include "train/head_probe.h"
-#include "train/report.h"
-#include "train/task_orders.h"
+#include "aria/core/error.h"
+#include "aria/train/cl_bootstrap.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/gate_diagnostics.h"
+#include "aria/train/head_probe.h"
+#include "aria/train/report.h"
+#include "aria/train/task_orders.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "core/error.h"
-#include "train/cl_metrics.h"
+#include "aria/core/error.h"
+#include "aria/train/cl_metrics.h"
 
 using namespace aria;
 

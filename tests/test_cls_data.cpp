@@ -10,8 +10,8 @@
 #include <set>
 #include <string>
 
-#include "core/error.h"
-#include "train/cls_data.h"
+#include "aria/core/error.h"
+#include "aria/train/cls_data.h"
 
 using namespace aria;
 namespace fs = std::filesystem;

@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <set>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "train/continual_method.h"
-#include "train/continual_trainer.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/train/continual_method.h"
+#include "aria/train/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

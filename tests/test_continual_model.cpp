@@ -5,12 +5,12 @@
 #include <cmath>
 #include <set>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "model/continual_model.h"
-#include "model/gated_mlp.h"
-#include "train/cls_data.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/ops.h"
+#include "aria/model/continual_model.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/cls_data.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

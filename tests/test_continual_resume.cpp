@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <functional>
 
-#include "train/checkpoint.h"
-#include "train/continual_trainer.h"
-#include "train/grad_clip.h"
+#include "aria/train/checkpoint.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/grad_clip.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -10,10 +10,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/atomic_dir.h"
-#include "core/error.h"
-#include "train/checkpoint.h"
-#include "train/continual_trainer.h"
+#include "aria/core/atomic_dir.h"
+#include "aria/core/error.h"
+#include "aria/train/checkpoint.h"
+#include "aria/train/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

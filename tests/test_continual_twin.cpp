@@ -22,8 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/safetensors.h"
-#include "train/continual_trainer.h"
+#include "aria/model/safetensors.h"
+#include "aria/train/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

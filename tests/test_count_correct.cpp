@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "kernels/kernels.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/attention_bf16.h"
+#include "aria/kernels/cuda/attention_bf16.h"
 #endif
 #include "tests/support/test_util.h"
 

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "kernels/kernels.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

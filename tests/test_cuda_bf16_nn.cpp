@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
-#include "kernels/kernels.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

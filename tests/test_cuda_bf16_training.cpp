@@ -8,14 +8,14 @@
 #include <cstdio>
 #include <sstream>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "model/gated_mlp.h"
-#include "model/gpt2.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/gpt2.h"
 #include "tests/support/test_util.h"
-#include "train/adamw.h"
-#include "train/grad_clip.h"
-#include "train/lm_trainer.h"
+#include "aria/train/adamw.h"
+#include "aria/train/grad_clip.h"
+#include "aria/train/lm_trainer.h"
 
 using namespace aria;
 using testing::gpu_or_skip;

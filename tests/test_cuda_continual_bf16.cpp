@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "kernels/kernels.h"
-#include "model/gated_mlp.h"
-#include "train/checkpoint.h"
-#include "train/continual_trainer.h"
-#include "train/fisher.h"
+#include "aria/core/autograd.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/checkpoint.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/fisher.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

@@ -4,11 +4,11 @@
 // gives the same answers (counts, errors) as reading the values back.
 #include <doctest/doctest.h>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "model/gated_mlp.h"
-#include "model/gpt2.h"
-#include "train/continual_trainer.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

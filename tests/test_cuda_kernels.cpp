@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -7,13 +7,13 @@
 #include <thread>
 #include <vector>
 
-#include "core/ops.h"
-#include "core/tensor.h"
-#include "kernels/kernels.h"
+#include "aria/core/ops.h"
+#include "aria/core/tensor.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
 #endif
 
 using namespace aria;

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "core/autograd.h"
+#include "aria/core/autograd.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 

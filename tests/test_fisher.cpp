@@ -10,13 +10,13 @@
 #include <map>
 #include <set>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "kernels/kernels.h"
-#include "model/gated_mlp.h"
-#include "train/cls_data.h"
-#include "train/fisher.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/fisher.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -2,10 +2,10 @@
 // CPU (to rounding), including the GPT-2 loss through the fused path vs the plain path.
 #include <doctest/doctest.h>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "model/gpt2.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
 #include "tests/support/op_cases.h"
 
 using namespace aria;

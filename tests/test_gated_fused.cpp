@@ -26,17 +26,17 @@
 #include <utility>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "kernels/kernels.h"
-#include "model/gated_mlp.h"
-#include "train/plasticity.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/plasticity.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
 #endif
 
 using namespace aria;

@@ -18,11 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
 namespace aria::cuda {
 uint64_t gemm_epilogue_fallbacks();  // kernels/cuda/matmul.cu: calls that took the unfused path
 }

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "model/gated_mlp.h"
-#include "model/gpt2.h"
-#include "model/safetensors.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/safetensors.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 

@@ -9,8 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "model/gpt2_config.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2_config.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

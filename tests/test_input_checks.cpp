@@ -12,13 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "train/aria_config.h"
-#include "train/cls_data.h"
-#include "train/lm_data.h"
-#include "train/report.h"
-#include "train/report_html.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/train/aria_config.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/lm_data.h"
+#include "aria/train/report.h"
+#include "aria/train/report_html.h"
 
 using namespace aria;
 namespace fs = std::filesystem;

@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <sstream>
 
-#include "core/error.h"
-#include "model/gpt2.h"
-#include "train/lm_checkpoint.h"
-#include "train/lm_curve.h"
-#include "train/lm_trainer.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/lm_checkpoint.h"
+#include "aria/train/lm_curve.h"
+#include "aria/train/lm_trainer.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "model/gpt2.h"
-#include "model/lm_score.h"
+#include "aria/core/autograd.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/lm_score.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

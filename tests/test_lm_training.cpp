@@ -9,10 +9,10 @@
 #include <random>
 #include <sstream>
 
-#include "core/error.h"
-#include "model/gpt2.h"
-#include "train/lm_data.h"
-#include "train/lm_trainer.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/lm_data.h"
+#include "aria/train/lm_trainer.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

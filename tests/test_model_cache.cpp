@@ -8,11 +8,11 @@
 #include <functional>
 #include <sstream>
 
-#include "core/error.h"
-#include "model/gpt2.h"
-#include "train/default_experiment.h"
-#include "train/model_cache.h"
-#include "train/token_shards.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/default_experiment.h"
+#include "aria/train/model_cache.h"
+#include "aria/train/token_shards.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
 
 using namespace aria;
 

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <string>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
 #include "tests/support/op_cases.h"
 
 using namespace aria;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

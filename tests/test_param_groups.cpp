@@ -5,10 +5,10 @@
 #include <cmath>
 #include <map>
 
-#include "core/ops.h"
-#include "model/gated_mlp.h"
-#include "train/cls_data.h"
-#include "train/param_groups.h"
+#include "aria/core/ops.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/param_groups.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

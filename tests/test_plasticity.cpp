@@ -6,10 +6,10 @@
 #include <cmath>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "train/continual_trainer.h"
-#include "train/plasticity.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/plasticity.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "train/report.h"
+#include "aria/core/error.h"
+#include "aria/train/report.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

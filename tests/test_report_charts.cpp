@@ -10,10 +10,10 @@
 #include <fstream>
 #include <limits>
 
-#include "core/error.h"
-#include "train/report.h"
-#include "train/report_csv.h"
-#include "train/report_html.h"
+#include "aria/core/error.h"
+#include "aria/train/report.h"
+#include "aria/train/report_csv.h"
+#include "aria/train/report_html.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

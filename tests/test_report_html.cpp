@@ -8,13 +8,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/rng.h"
-#include "model/continual_model.h"
-#include "model/gated_mlp.h"
-#include "train/cls_data.h"
-#include "train/report.h"
-#include "train/report_html.h"
+#include "aria/core/error.h"
+#include "aria/core/rng.h"
+#include "aria/model/continual_model.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/report.h"
+#include "aria/train/report_html.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

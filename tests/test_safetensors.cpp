@@ -9,7 +9,7 @@
 
 #include <sys/stat.h>
 
-#include "model/safetensors.h"
+#include "aria/model/safetensors.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

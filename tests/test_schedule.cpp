@@ -5,10 +5,10 @@
 #include <limits>
 #include <sstream>
 
-#include "core/error.h"
-#include "train/grad_clip.h"
-#include "train/progress.h"
-#include "train/schedule.h"
+#include "aria/core/error.h"
+#include "aria/train/grad_clip.h"
+#include "aria/train/progress.h"
+#include "aria/train/schedule.h"
 
 using namespace aria;
 

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <map>
 
-#include "core/device.h"
-#include "core/error.h"
-#include "model/gated_mlp.h"
-#include "train/spc.h"
+#include "aria/core/device.h"
+#include "aria/core/error.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/spc.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

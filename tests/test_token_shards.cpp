@@ -10,12 +10,12 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "model/gpt2.h"
-#include "model/tokenizer.h"
-#include "train/lm_data.h"
-#include "train/lm_trainer.h"
-#include "train/token_shards.h"
+#include "aria/core/error.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/tokenizer.h"
+#include "aria/train/lm_data.h"
+#include "aria/train/lm_trainer.h"
+#include "aria/train/token_shards.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "model/tokenizer.h"
+#include "aria/core/error.h"
+#include "aria/model/tokenizer.h"
 
 namespace fs = std::filesystem;
 using aria::Gpt2Tokenizer;

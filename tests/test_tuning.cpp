@@ -3,9 +3,9 @@
 // evaluation on them throw, and tuning still succeeds.
 #include <doctest/doctest.h>
 
-#include "core/error.h"
-#include "train/continual_trainer.h"
-#include "train/tuning.h"
+#include "aria/core/error.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/tuning.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -1,4 +1,4 @@
-#include "train/adamw.h"
+#include "aria/train/adamw.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

@@ -2,7 +2,7 @@
 // apply), typed and range-checked; an unknown key at any level is an error naming its full path
 // ("aria.spc_lamda"), since a misspelt setting silently left at its default would make a run
 // measure something other than what its author meant.
-#include "train/aria_config.h"
+#include "aria/train/aria_config.h"
 
 #include <cmath>
 #include <filesystem>
@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

@@ -1,16 +1,16 @@
 // ContinualTrainer::save / ::load (train/checkpoint.h describes the layout).
-#include "train/checkpoint.h"
+#include "aria/train/checkpoint.h"
 
 #include <filesystem>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_dir.h"
-#include "core/file_io.h"
-#include "model/gated_mlp.h"
-#include "model/safetensors.h"
-#include "train/continual_trainer.h"
+#include "aria/core/atomic_dir.h"
+#include "aria/core/file_io.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/safetensors.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria {
 

@@ -26,7 +26,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "core/rng.h"
+#include "aria/core/rng.h"
 
 namespace aria {
 

@@ -1,11 +1,11 @@
-#include "train/cl_bootstrap.h"
+#include "aria/train/cl_bootstrap.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
-#include "core/error.h"
-#include "train/report.h"
+#include "aria/core/error.h"
+#include "aria/train/report.h"
 
 namespace aria {
 

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "train/cl_metrics.h"
+#include "aria/train/cl_metrics.h"
 
 namespace aria {
 

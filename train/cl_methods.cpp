@@ -2,12 +2,12 @@
 // what they do and why). Both are task-incremental: every example goes through its own task's head.
 #include <cstdint>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "train/checkpoint.h"
-#include "train/continual_method.h"
-#include "train/continual_trainer.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/ops.h"
+#include "aria/train/checkpoint.h"
+#include "aria/train/continual_method.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria {
 

@@ -1,9 +1,9 @@
-#include "train/cl_metrics.h"
+#include "aria/train/cl_metrics.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

@@ -13,7 +13,7 @@
 // set_state() recomputes epoch e's permutation and continues at `cursor` within it, yielding exactly
 // the batches the original would have yielded. Batches are full (min(batch_size, N) examples): a
 // batch that reaches the end of an epoch continues with the next epoch's order.
-#include "train/cls_data.h"
+#include "aria/train/cls_data.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,8 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "model/continual_model.h"
-#include "model/tokenizer.h"
-#include "train/aria_config.h"
+#include "aria/core/rng.h"
+#include "aria/model/continual_model.h"
+#include "aria/model/tokenizer.h"
+#include "aria/train/aria_config.h"
 
 namespace aria {
 

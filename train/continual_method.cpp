@@ -1,8 +1,8 @@
 // The method registry (train/continual_method.h) and method_names().
-#include "train/continual_method.h"
+#include "aria/train/continual_method.h"
 
-#include "core/error.h"
-#include "train/continual_trainer.h"
+#include "aria/core/error.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria {
 

@@ -25,8 +25,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/continual_model.h"
-#include "train/cls_data.h"
+#include "aria/model/continual_model.h"
+#include "aria/train/cls_data.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/continual_trainer.h"
+#include "aria/train/continual_trainer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <iostream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "model/gated_mlp.h"
-#include "train/grad_clip.h"
-#include "train/param_groups.h"
-#include "train/progress.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/grad_clip.h"
+#include "aria/train/param_groups.h"
+#include "aria/train/progress.h"
 
 namespace aria {
 

@@ -44,15 +44,15 @@
 #include <string>
 #include <vector>
 
-#include "model/continual_model.h"
-#include "train/adamw.h"
-#include "train/aria_config.h"
-#include "train/cls_data.h"
-#include "train/continual_method.h"
-#include "train/fisher.h"
-#include "train/plasticity.h"
-#include "train/schedule.h"
-#include "train/spc.h"
+#include "aria/model/continual_model.h"
+#include "aria/train/adamw.h"
+#include "aria/train/aria_config.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/continual_method.h"
+#include "aria/train/fisher.h"
+#include "aria/train/plasticity.h"
+#include "aria/train/schedule.h"
+#include "aria/train/spc.h"
 
 namespace aria {
 

@@ -1,6 +1,6 @@
-#include "train/default_experiment.h"
+#include "aria/train/default_experiment.h"
 
-#include "model/tokenizer.h"  // roots_near_binary
+#include "aria/model/tokenizer.h"  // roots_near_binary
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,10 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/gpt2_config.h"
-#include "train/token_shards.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/gpt2_config.h"
+#include "aria/train/token_shards.h"
 
 namespace aria {
 

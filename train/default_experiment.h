@@ -6,8 +6,8 @@
 #pragma once
 #include <string>
 
-#include "train/aria_config.h"
-#include "train/model_cache.h"
+#include "aria/train/aria_config.h"
+#include "aria/train/model_cache.h"
 
 namespace aria {
 

@@ -1,16 +1,16 @@
 // Diagonal Fisher estimators (see train/fisher.h).
-#include "train/fisher.h"
+#include "aria/train/fisher.h"
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "kernels/kernels.h"
-#include "model/gated_mlp.h"
-#include "train/per_sample_grad.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/per_sample_grad.h"
 
 namespace aria {
 

@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
-#include "model/continual_model.h"
+#include "aria/core/rng.h"
+#include "aria/model/continual_model.h"
 
 namespace aria {
 

@@ -1,6 +1,6 @@
-#include "train/gate_diagnostics.h"
+#include "aria/train/gate_diagnostics.h"
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

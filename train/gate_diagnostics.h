@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/report_html.h"
+#include "aria/train/report_html.h"
 
 namespace aria {
 

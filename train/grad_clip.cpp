@@ -1,9 +1,9 @@
-#include "train/grad_clip.h"
+#include "aria/train/grad_clip.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

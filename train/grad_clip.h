@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria {
 

@@ -1,13 +1,13 @@
-#include "train/head_probe.h"
+#include "aria/train/head_probe.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "model/gpt2.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
 
 namespace aria {
 

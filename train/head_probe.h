@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "model/continual_model.h"
-#include "train/cls_data.h"
+#include "aria/model/continual_model.h"
+#include "aria/train/cls_data.h"
 
 namespace aria {
 

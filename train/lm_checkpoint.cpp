@@ -1,14 +1,14 @@
-#include "train/lm_checkpoint.h"
+#include "aria/train/lm_checkpoint.h"
 
 #include <filesystem>
 #include <map>
 
-#include "core/atomic_dir.h"
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/safetensors.h"
-#include "train/checkpoint.h"  // rng_state_to_json / rng_state_from_json
+#include "aria/core/atomic_dir.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/safetensors.h"
+#include "aria/train/checkpoint.h"  // rng_state_to_json / rng_state_from_json
 
 namespace aria {
 

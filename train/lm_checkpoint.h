@@ -20,9 +20,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/rng.h"
-#include "model/gpt2.h"
-#include "train/adamw.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/adamw.h"
 
 namespace aria {
 

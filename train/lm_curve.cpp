@@ -1,11 +1,11 @@
-#include "train/lm_curve.h"
+#include "aria/train/lm_curve.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

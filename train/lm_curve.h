@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/lm_trainer.h"
+#include "aria/train/lm_trainer.h"
 
 namespace aria {
 

@@ -1,9 +1,9 @@
-#include "train/lm_data.h"
+#include "aria/train/lm_data.h"
 
 #include <algorithm>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "core/tensor.h"
-#include "train/token_shards.h"
+#include "aria/core/rng.h"
+#include "aria/core/tensor.h"
+#include "aria/train/token_shards.h"
 
 namespace aria {
 

@@ -1,15 +1,15 @@
-#include "train/lm_trainer.h"
+#include "aria/train/lm_trainer.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
-#include "core/autograd.h"
-#include "train/adamw.h"
-#include "train/grad_clip.h"
-#include "train/lm_checkpoint.h"
-#include "train/progress.h"
+#include "aria/core/autograd.h"
+#include "aria/train/adamw.h"
+#include "aria/train/grad_clip.h"
+#include "aria/train/lm_checkpoint.h"
+#include "aria/train/progress.h"
 
 namespace aria {
 

@@ -13,9 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/gpt2.h"
-#include "train/lm_data.h"
-#include "train/schedule.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/lm_data.h"
+#include "aria/train/schedule.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/model_cache.h"
+#include "aria/train/model_cache.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -11,14 +11,14 @@
 #include <filesystem>
 #include <optional>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/gpt2.h"
-#include "model/tokenizer.h"
-#include "train/lm_checkpoint.h"
-#include "train/lm_curve.h"
-#include "train/progress.h"
-#include "train/token_shards.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/tokenizer.h"
+#include "aria/train/lm_checkpoint.h"
+#include "aria/train/lm_curve.h"
+#include "aria/train/progress.h"
+#include "aria/train/token_shards.h"
 
 namespace aria {
 

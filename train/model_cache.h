@@ -30,9 +30,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/device.h"
-#include "model/gpt2_config.h"
-#include "train/lm_trainer.h"
+#include "aria/core/device.h"
+#include "aria/model/gpt2_config.h"
+#include "aria/train/lm_trainer.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/param_groups.h"
+#include "aria/train/param_groups.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "model/continual_model.h"
-#include "train/adamw.h"
+#include "aria/model/continual_model.h"
+#include "aria/train/adamw.h"
 
 namespace aria {
 

@@ -1,11 +1,11 @@
 // Per-sample squared gradients through the op observer (see train/per_sample_grad.h).
-#include "train/per_sample_grad.h"
+#include "aria/train/per_sample_grad.h"
 
 #include <algorithm>
 #include <unordered_map>
 
-#include "core/autograd.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

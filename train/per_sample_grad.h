@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/ops.h"
+#include "aria/core/ops.h"
 
 namespace aria {
 

@@ -1,11 +1,11 @@
-#include "train/plasticity.h"
+#include "aria/train/plasticity.h"
 
 #include <cmath>
 #include <limits>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

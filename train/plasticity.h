@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/gated_mlp.h"
+#include "aria/model/gated_mlp.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/progress.h"
+#include "aria/train/progress.h"
 
 #include <unistd.h>
 

@@ -1,13 +1,13 @@
-#include "train/report.h"
+#include "aria/train/report.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "train/cl_bootstrap.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/train/cl_bootstrap.h"
 
 namespace aria {
 

@@ -42,7 +42,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/cl_metrics.h"
+#include "aria/train/cl_metrics.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/report_charts.h"
+#include "aria/train/report_charts.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,9 +8,9 @@
 #include <map>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "train/report_html.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/train/report_html.h"
 
 namespace aria {
 

@@ -1,12 +1,12 @@
-#include "train/report_csv.h"
+#include "aria/train/report_csv.h"
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <set>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria {
 

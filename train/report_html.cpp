@@ -1,4 +1,4 @@
-#include "train/report_html.h"
+#include "aria/train/report_html.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,12 +6,12 @@
 #include <limits>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/continual_model.h"
-#include "model/gated_mlp.h"
-#include "train/cls_data.h"
+#include "aria/core/autograd.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/continual_model.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/cls_data.h"
 
 namespace aria {
 

@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/report_charts.h"
+#include "aria/train/report_charts.h"
 
 namespace aria {
 

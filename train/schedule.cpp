@@ -1,9 +1,9 @@
-#include "train/schedule.h"
+#include "aria/train/schedule.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

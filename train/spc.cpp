@@ -1,12 +1,12 @@
 // SPC buffers, penalty and its gradient (see train/spc.h).
-#include "train/spc.h"
+#include "aria/train/spc.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "kernels/kernels.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria {
 

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "model/continual_model.h"
-#include "train/fisher.h"
+#include "aria/model/continual_model.h"
+#include "aria/train/fisher.h"
 
 namespace aria {
 

@@ -1,9 +1,9 @@
-#include "train/task_orders.h"
+#include "aria/train/task_orders.h"
 
 #include <algorithm>
 #include <numeric>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 

@@ -1,4 +1,4 @@
-#include "train/token_shards.h"
+#include "aria/train/token_shards.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,9 +12,9 @@
 #include <fstream>
 #include <thread>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/tokenizer.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/tokenizer.h"
 
 namespace aria {
 

@@ -1,11 +1,11 @@
-#include "train/tuning.h"
+#include "aria/train/tuning.h"
 
 #include <chrono>
 
-#include "core/error.h"
-#include "model/continual_model.h"
-#include "model/gated_mlp.h"
-#include "train/continual_trainer.h"
+#include "aria/core/error.h"
+#include "aria/model/continual_model.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria {
 

@@ -23,10 +23,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/gpt2.h"
-#include "train/aria_config.h"
-#include "train/cl_metrics.h"
-#include "train/cls_data.h"
+#include "aria/model/gpt2.h"
+#include "aria/train/aria_config.h"
+#include "aria/train/cl_metrics.h"
+#include "aria/train/cls_data.h"
 
 namespace aria {
 

@@ -1,8 +1,8 @@
 // CPU data movement: strided copy with dtype conversion, fill, axpy.
 #include <cstring>
 
-#include "kernels/cpu/strided.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/cpu/strided.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

@@ -2,9 +2,9 @@
 // std::max_element's argmax (the first index of the maximum; see kernels/kernel_list.h).
 #include <algorithm>
 
-#include "kernels/count_correct_check.h"
-#include "kernels/cpu/cpu_common.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/count_correct_check.h"
+#include "aria/kernels/cpu/cpu_common.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

@@ -2,8 +2,8 @@
 #pragma once
 #include <cstdint>
 
-#include "core/dtype.h"
-#include "core/error.h"
+#include "aria/core/dtype.h"
+#include "aria/core/error.h"
 
 namespace aria::cpu {
 

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/cpu_common.h"
-#include "kernels/cpu/gelu.h"
-#include "kernels/gelu_bias_grad_check.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/cpu/cpu_common.h"
+#include "aria/kernels/cpu/gelu.h"
+#include "aria/kernels/gelu_bias_grad_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

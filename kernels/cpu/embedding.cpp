@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <utility>
 
-#include "kernels/cpu/cpu_common.h"
-#include "kernels/gated_check.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/cpu/cpu_common.h"
+#include "aria/kernels/gated_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

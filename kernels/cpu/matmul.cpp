@@ -5,8 +5,8 @@
 #include <Eigen/Core>
 #include <omp.h>
 
-#include "kernels/gemm_epilogue_check.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/gemm_epilogue_check.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

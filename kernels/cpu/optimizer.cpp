@@ -4,9 +4,9 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/adamw_clip.h"
-#include "kernels/cpu/cpu_common.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/adamw_clip.h"
+#include "aria/kernels/cpu/cpu_common.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

@@ -1,7 +1,7 @@
 // out = x * s[0] on the CPU (see kernels/kernel_list.h).
-#include "kernels/cpu/cpu_common.h"
-#include "kernels/kernels.h"
-#include "kernels/scale_by_check.h"
+#include "aria/kernels/cpu/cpu_common.h"
+#include "aria/kernels/kernels.h"
+#include "aria/kernels/scale_by_check.h"
 
 namespace aria::cpu {
 

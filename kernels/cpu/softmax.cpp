@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 

@@ -17,8 +17,8 @@
 // (b, h, query tile) accumulates dQ over key tiles 0..qt. Every dqkv element is written once.
 #include <cmath>
 
-#include "kernels/cuda/attention_bf16.h"
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/attention_bf16.h"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

@@ -26,13 +26,13 @@
 //
 // Head dims 64 (every GPT-2) and 128 are compiled; any other head dim (or unaligned tensors) runs the
 // float32 kernel on float32 copies.
-#include "kernels/cuda/attention_bf16.h"
+#include "aria/kernels/cuda/attention_bf16.h"
 
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

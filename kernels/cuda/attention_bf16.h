@@ -3,7 +3,7 @@
 // BF16 qkv here. Head dims 64 and 128 run on tensor cores (kernels/cuda/attention_bf16.cu); any other
 // head dim runs the float32 kernel on float32 copies.
 #pragma once
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria::cuda {
 

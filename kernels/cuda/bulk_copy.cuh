@@ -7,7 +7,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

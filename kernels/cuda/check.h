@@ -7,7 +7,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria::cuda {
 

@@ -20,8 +20,8 @@
 // argmax, so such a row counts as wrong; only labels[n] for n < N and logits inside the row are read.
 #include <climits>
 
-#include "kernels/count_correct_check.h"
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/count_correct_check.h"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

@@ -14,8 +14,8 @@
 // Targets outside [0, V) other than ignore_index give a NaN loss (the caller checks them on the host).
 #include <type_traits>
 
-#include "kernels/cuda/bulk_copy.cuh"
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/bulk_copy.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

@@ -12,9 +12,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "kernels/cuda/common.cuh"
-#include "kernels/cuda/gelu.cuh"
-#include "kernels/gelu_bias_grad_check.h"
+#include "aria/kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/gelu.cuh"
+#include "aria/kernels/gelu_bias_grad_check.h"
 
 namespace aria::cuda {
 

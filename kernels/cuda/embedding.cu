@@ -6,7 +6,7 @@
 // summation order is fixed: bit-identical results run to run.
 #include <cub/device/device_radix_sort.cuh>
 
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

@@ -18,8 +18,8 @@
 // optimizer.cu: an uploaded array of per-tensor descriptors, blocks mapped to (tensor, chunk) by
 // binary search), each block a flat map over its chunk in 16-byte packs when the tensor's four
 // operands are aligned (a per-tensor flag), element by element otherwise.
-#include "kernels/cuda/common.cuh"
-#include "kernels/gated_check.h"
+#include "aria/kernels/cuda/common.cuh"
+#include "aria/kernels/gated_check.h"
 
 namespace aria::cuda {
 

@@ -2,7 +2,7 @@
 // the one definition behind the unary / unary_backward rows and gelu_backward_bias_grad
 // (kernels/cuda/elementwise.cu), so that the fused row's derivative is the unfused one bit for bit.
 #pragma once
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

@@ -16,7 +16,7 @@
 // blocks add their warps' accumulators in warp order into per-block partial rows, and a last kernel
 // adds those in block order into dw/db: deterministic, and dw/db are rounded once when they are bf16.
 // Rows too wide for the shared accumulators fall back to a separate column reduction kernel.
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

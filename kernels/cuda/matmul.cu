@@ -28,8 +28,8 @@
 #include <map>
 #include <mutex>
 
-#include "kernels/cuda/common.cuh"
-#include "kernels/gemm_epilogue_check.h"
+#include "aria/kernels/cuda/common.cuh"
+#include "aria/kernels/gemm_epilogue_check.h"
 
 namespace aria::cuda {
 

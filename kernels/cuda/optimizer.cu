@@ -13,8 +13,8 @@
 // atomics: deterministic), and adds the total to out.
 #include <vector>
 
-#include "kernels/adamw_clip.h"
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/adamw_clip.h"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

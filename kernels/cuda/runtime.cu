@@ -7,9 +7,9 @@
 
 #include <cuda_profiler_api.h>
 
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::cuda {
 

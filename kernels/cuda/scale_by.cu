@@ -1,7 +1,7 @@
 // out = x * s[0] with s read on the device (see kernels/kernel_list.h): 16-byte packs when both
 // pointers allow, fp32 math for bfloat16.
-#include "kernels/cuda/common.cuh"
-#include "kernels/scale_by_check.h"
+#include "aria/kernels/cuda/common.cuh"
+#include "aria/kernels/scale_by_check.h"
 
 namespace aria::cuda {
 

@@ -4,7 +4,7 @@
 // one online (max, sum) pass and one writing pass; backward dx = y * (dy - sum(y * dy)).
 #include <type_traits>
 
-#include "kernels/cuda/common.cuh"
+#include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
 

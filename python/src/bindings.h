@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/device.h"
-#include "core/error.h"
+#include "aria/core/device.h"
+#include "aria/core/error.h"
 
 namespace aria {
 class ContinualTrainer;

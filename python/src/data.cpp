@@ -7,8 +7,8 @@
 #include <set>
 
 #include "bindings.h"
-#include "model/tokenizer.h"
-#include "train/cls_data.h"
+#include "aria/model/tokenizer.h"
+#include "aria/train/cls_data.h"
 
 namespace aria::python {
 

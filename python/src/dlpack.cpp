@@ -13,7 +13,7 @@
 #include "bindings.h"
 #include "dlpack_abi.h"
 #include "foreign_storage.h"
-#include "kernels/kernels.h"
+#include "aria/kernels/kernels.h"
 
 namespace aria::python {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "bindings.h"
-#include "core/device.h"
+#include "aria/core/device.h"
 
 namespace aria::python {
 

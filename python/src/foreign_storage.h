@@ -4,7 +4,7 @@
 #include <functional>
 #include <memory>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria::python {
 

@@ -18,8 +18,8 @@
 #include <memory>
 
 #include "bindings.h"
-#include "train/continual_method.h"
-#include "train/continual_trainer.h"
+#include "aria/train/continual_method.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria::python {
 

@@ -8,12 +8,12 @@
 
 #include "bindings.h"
 #include "foreign_storage.h"
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "model/gpt2.h"
-#include "model/lm_score.h"
-#include "model/sampling.h"
-#include "model/tokenizer.h"
+#include "aria/core/autograd.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/lm_score.h"
+#include "aria/model/sampling.h"
+#include "aria/model/tokenizer.h"
 
 namespace aria::python {
 

@@ -5,9 +5,9 @@
 #include <sstream>
 
 #include "bindings.h"
-#include "model/gpt2.h"
-#include "model/tokenizer.h"
-#include "train/lm_trainer.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/tokenizer.h"
+#include "aria/train/lm_trainer.h"
 
 namespace aria::python {
 

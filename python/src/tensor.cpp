@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "bindings.h"
-#include "core/autograd.h"
-#include "core/ops.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
 #include "foreign_storage.h"
 
 namespace aria::python {

@@ -13,12 +13,12 @@
 #include <optional>
 
 #include "bindings.h"
-#include "core/autograd.h"
-#include "model/gated_mlp.h"
-#include "train/aria_config.h"
-#include "train/cl_metrics.h"
-#include "train/cls_data.h"
-#include "train/continual_trainer.h"
+#include "aria/core/autograd.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/train/aria_config.h"
+#include "aria/train/cl_metrics.h"
+#include "aria/train/cls_data.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria::python {
 

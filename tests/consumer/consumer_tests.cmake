@@ -35,8 +35,7 @@ if(ARIA_PKG_CONFIG)
   add_test(NAME consumer_pkg_config
            COMMAND sh -c "set -e; export PKG_CONFIG_PATH='${consumer_prefix}/${CMAKE_INSTALL_LIBDIR}/pkgconfig'
                           test \"$(${ARIA_PKG_CONFIG} --modversion aria)\" = '${PROJECT_VERSION}'
-                          ${CMAKE_CXX_COMPILER} -DARIA_EXPECTED_VERSION='\"${PROJECT_VERSION}\"' -I'${consumer_src}'
-                            '${consumer_src}/app.cpp' -o '${consumer_bin}/app_pkg_config' $(${ARIA_PKG_CONFIG} --cflags --libs aria)
+                          ${CMAKE_CXX_COMPILER} -DARIA_EXPECTED_VERSION='\"${PROJECT_VERSION}\"' -I'${consumer_src}' '${consumer_src}/app.cpp' -o '${consumer_bin}/app_pkg_config' $(${ARIA_PKG_CONFIG} --cflags --libs aria)
                           '${consumer_bin}/app_pkg_config'")
   set_tests_properties(consumer_pkg_config PROPERTIES FIXTURES_REQUIRED aria_installed TIMEOUT 600)
 endif()

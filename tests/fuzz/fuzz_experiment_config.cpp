@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/fuzz/fuzz_util.h"
-#include "train/aria_config.h"
+#include "aria/train/aria_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace aria;

@@ -1,7 +1,7 @@
 // libFuzzer harness: Hugging Face config.json for GPT-2 (model/gpt2_config.cpp). An accepted config
 // must pass validate_gpt2_config, count its parameters without overflow, and read back unchanged
 // after save_gpt2_config.
-#include "model/gpt2_config.h"
+#include "aria/model/gpt2_config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

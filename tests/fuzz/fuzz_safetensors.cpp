@@ -4,7 +4,7 @@
 // same names, dtypes, shapes and bytes.
 #include <cstring>
 
-#include "model/safetensors.h"
+#include "aria/model/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -9,7 +9,7 @@
 
 #include "tests/fuzz/fuzz_util.h"
 #include "tests/fuzz/fuzz_vocab.h"
-#include "train/cls_data.h"
+#include "aria/train/cls_data.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // libFuzzer harness: Hugging Face tokenizer.json (Gpt2Tokenizer::load_hf_json, model/tokenizer.cpp).
 // The input is tokenizer.json, a NUL byte, then a text. A tokenizer that loads must encode the text to
 // ids in its vocabulary that decode back to the text's exact bytes.
-#include "model/tokenizer.h"
+#include "aria/model/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria::fuzz {
 

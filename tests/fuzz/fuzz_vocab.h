@@ -4,7 +4,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
-#include "model/tokenizer.h"
+#include "aria/model/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace aria::fuzz {

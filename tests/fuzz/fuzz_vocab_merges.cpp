@@ -1,7 +1,7 @@
 // libFuzzer harness: GPT-2's vocab.json + merges.txt (Gpt2Tokenizer::load, model/tokenizer.cpp).
 // The input is vocab.json, a NUL byte, merges.txt, a NUL byte, then a text. A tokenizer that loads
 // must encode the text to ids in its vocabulary that decode back to the text's exact bytes.
-#include "model/tokenizer.h"
+#include "aria/model/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

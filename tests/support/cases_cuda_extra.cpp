@@ -2,7 +2,7 @@
 // attention tiles, softmax rows past the warp-per-row limit, long cross-entropy rows, embedding
 // wider than one block, both sum_to layouts), kept small enough for the float64 finite differences
 // of tests/test_gradcheck.cpp. Larger shapes (V = 50257, GPT-2 widths) are in tests/test_cuda_kernels.cpp.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 

@@ -1,6 +1,6 @@
 // Op-case rows for the elementwise, reduction and shape ops (core/ops_elementwise.cpp,
 // core/ops_reduce.cpp, core/ops_shape.cpp): small, awkward shapes, broadcasting, strided inputs.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 
 namespace aria::testing {

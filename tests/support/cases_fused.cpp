@@ -1,7 +1,7 @@
 // Op-case rows for the fused ops (core/ops_fused.cpp): GPT-2's MLP with GEMM epilogues, residual add +
 // layernorm (both outputs used, or only the normalised one), and the fused classifier. Awkward,
 // small shapes; gradients checked in float64 and CUDA vs CPU like every other row.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 

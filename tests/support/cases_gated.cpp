@@ -3,7 +3,7 @@
 // skips outputs and, without pi's gradient, does not read slow/fast); the fused gated_mlp op with
 // both outputs or out only, and with some inputs constant. Gradients are checked in float64 and CUDA
 // vs CPU (float32 and bfloat16) like every other row.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 
 namespace aria::testing {

@@ -1,6 +1,6 @@
 // Op-case rows for the matrix products (core/ops_matmul.cpp): plain, batched, shared 2-D b, every
 // transpose flag, transposed views, linear with and without bias, bias_add.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 
 namespace aria::testing {

@@ -1,5 +1,5 @@
 // Op-case rows for the neural-network ops (core/ops_nn.cpp): small, awkward shapes.
-#include "core/ops.h"
+#include "aria/core/ops.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/rng.h"
+#include "aria/core/autograd.h"
+#include "aria/core/rng.h"
 
 namespace aria::testing {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "aria/core/tensor.h"
 
 namespace aria::testing {
 

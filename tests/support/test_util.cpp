@@ -16,12 +16,12 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
+#include "aria/core/rng.h"
 #ifdef ARIA_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
 #endif
 
 namespace aria::testing {

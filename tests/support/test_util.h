@@ -6,9 +6,9 @@
 #include <functional>
 #include <string>
 
-#include "core/tensor.h"
-#include "kernels/kernels.h"
-#include "model/gpt2_config.h"
+#include "aria/core/tensor.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gpt2_config.h"
 #include "tests/support/op_cases.h"
 
 namespace aria::testing {

@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/rng.h"
-#include "kernels/kernels.h"
-#include "model/gpt2.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"
-#include "train/continual_trainer.h"
+#include "aria/train/continual_trainer.h"
 
 namespace aria::bench {
 

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "kernels/kernels.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/check.h"
+#include "aria/kernels/cuda/runtime.h"
 #endif
 
 namespace aria::bench {

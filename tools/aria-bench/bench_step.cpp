@@ -7,16 +7,16 @@
 #include <cstdlib>
 #include <functional>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "kernels/kernels.h"
-#include "model/gated_mlp.h"
-#include "model/gpt2.h"
+#include "aria/core/autograd.h"
+#include "aria/core/ops.h"
+#include "aria/core/rng.h"
+#include "aria/kernels/kernels.h"
+#include "aria/model/gated_mlp.h"
+#include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"
-#include "train/adamw.h"
-#include "train/grad_clip.h"
-#include "train/spc.h"
+#include "aria/train/adamw.h"
+#include "aria/train/grad_clip.h"
+#include "aria/train/spc.h"
 
 namespace aria::bench {
 

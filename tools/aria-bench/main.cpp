@@ -8,13 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "kernels/kernels.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
 #include "tools/aria/args.h"  // cli::UsageError: exit code 2, as in aria
 #ifdef ARIA_WITH_CUDA
-#include "kernels/cuda/runtime.h"
+#include "aria/kernels/cuda/runtime.h"
 #endif
 
 using namespace aria;

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "train/aria_config.h"
+#include "aria/core/error.h"
+#include "aria/train/aria_config.h"
 
 namespace aria::cli {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 
 namespace aria {
 struct ExperimentConfig;

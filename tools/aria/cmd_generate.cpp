@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <numeric>
 
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "model/gpt2.h"
-#include "model/sampling.h"
-#include "model/tokenizer.h"
+#include "aria/core/autograd.h"
+#include "aria/core/rng.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/sampling.h"
+#include "aria/model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 

@@ -15,22 +15,22 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/file_io.h"
-#include "model/tokenizer.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
+#include "aria/model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/continual_run.h"
 #include "tools/aria/run_folder.h"
 #include "tools/aria/run_state.h"
-#include "train/continual_trainer.h"
-#include "train/default_experiment.h"
-#include "train/model_cache.h"
-#include "train/progress.h"
-#include "train/gate_diagnostics.h"
-#include "train/report_csv.h"
-#include "train/report_html.h"
-#include "train/tuning.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/default_experiment.h"
+#include "aria/train/model_cache.h"
+#include "aria/train/progress.h"
+#include "aria/train/gate_diagnostics.h"
+#include "aria/train/report_csv.h"
+#include "aria/train/report_html.h"
+#include "aria/train/tuning.h"
 
 namespace aria::cli {
 

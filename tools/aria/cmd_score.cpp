@@ -5,13 +5,13 @@
 #include <iostream>
 #include <memory>
 
-#include "model/gpt2.h"
-#include "model/lm_score.h"
-#include "model/tokenizer.h"
+#include "aria/model/gpt2.h"
+#include "aria/model/lm_score.h"
+#include "aria/model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/text_file.h"
-#include "train/progress.h"
+#include "aria/train/progress.h"
 
 namespace aria::cli {
 

@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <thread>
 
-#include "model/tokenizer.h"
+#include "aria/model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/text_file.h"
-#include "train/token_shards.h"
+#include "aria/train/token_shards.h"
 
 namespace aria::cli {
 

@@ -10,7 +10,7 @@
 #include <iostream>
 #include <string>
 
-#include "core/error.h"
+#include "aria/core/error.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/run_state.h"

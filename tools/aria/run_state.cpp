@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "aria/version.h"
-#include "core/error.h"
+#include "aria/core/error.h"
 
 // Set by tools/CMakeLists.txt for this file only: the git commit at configure time.
 #ifndef ARIA_GIT_HASH

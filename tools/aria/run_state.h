@@ -18,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/file_io.h"
-#include "train/continual_trainer.h"
-#include "train/report.h"
+#include "aria/core/file_io.h"
+#include "aria/train/continual_trainer.h"
+#include "aria/train/report.h"
 
 namespace aria::cli {
 

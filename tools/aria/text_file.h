@@ -3,8 +3,8 @@
 #pragma once
 #include <string>
 
-#include "core/error.h"
-#include "core/file_io.h"
+#include "aria/core/error.h"
+#include "aria/core/file_io.h"
 
 namespace aria::cli {
 
