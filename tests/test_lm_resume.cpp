@@ -4,6 +4,7 @@
 // damaged one is refused. And the learning curve written from a run (train/lm_curve.h).
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -36,6 +37,12 @@ TokenDataset tokens(size_t n, uint64_t salt) {
   return d;
 }
 
+// Bit for bit needs one fixed CPU team for every step of both runs. A training loop may choose its
+// team by timing its first steps (core/cpu_threads.h), so a resumed run could choose another team
+// than the run it continues; OMP_NUM_THREADS, when set, fixes the team (and is kept when the caller
+// set it).
+void fix_cpu_team() { ::setenv("OMP_NUM_THREADS", "1", 0); }
+
 LmTrainConfig config() {
   LmTrainConfig c;
   c.batch_size = 2, c.seq_len = 12, c.grad_accum = 2, c.steps = 9, c.warmup_steps = 2, c.lr = 3e-3;
@@ -58,6 +65,7 @@ void check_same_weights(const Gpt2Model& a, const Gpt2Model& b) {
 }  // namespace
 
 TEST_CASE("pretraining stopped at step 5 and resumed equals the uninterrupted run bit for bit") {
+  fix_cpu_team();
   const TokenDataset train = tokens(900, 1), val = tokens(300, 2);
   std::ostringstream log;
   Gpt2Model a = gpt2_random(tiny_arch(), 5);

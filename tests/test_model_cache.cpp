@@ -243,6 +243,7 @@ TEST_CASE("a cached model on token shards: built once, reused, keyed by the shar
 }
 
 TEST_CASE("a stopped build continues from its checkpoint and equals an uninterrupted one") {
+  ::setenv("OMP_NUM_THREADS", "1", 0);  // one fixed CPU team for both builds (see test_lm_resume.cpp)
   REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
   TempDir t("aria_model_cache_");
   ModelCacheRequest req = shard_request(t);
