@@ -116,6 +116,11 @@ std::vector<RawRow> read_jsonl(const std::string& path, const ClsDataOptions& o)
     r.at = at;
     r.text = t.get<std::string>();
     if (l.is_number_integer()) {
+      // Integer labels are read as int64 later (label_index, the collected names): one beyond that
+      // range is refused here (18446744073709551615 ended in an uncaught std::out_of_range, "internal
+      // error"; tests/test_fuzz_regressions.cpp).
+      ARIA_CHECK(!l.is_number_unsigned() || l.get<uint64_t>() <= uint64_t(INT64_MAX), at, "label ", l.dump(),
+                 " is out of range (an integer label is an index into labels.json or a class number)");
       r.label = l.dump();
       r.label_is_int = true;
     } else {
