@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "aria/core/autograd.h"
+#include "aria/core/cpu_threads.h"
 #include "aria/train/adamw.h"
 #include "aria/train/grad_clip.h"
 #include "aria/train/lm_checkpoint.h"
@@ -140,7 +141,12 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     if (cfg.verbose) progress.message("step " + std::to_string(done) + " | val loss " + fmt("%.4f", vl));
   };
 
+  // On the CPU, the team size is chosen by timing the first steps (core/cpu_threads.h: more threads
+  // can be slower than one on a shared machine).
+  cpu_threads::TeamSizeTuner tuner =
+      model.device().is_cuda() ? cpu_threads::TeamSizeTuner(1, false) : cpu_threads::TeamSizeTuner::for_cpu_training();
   for (int step = start; step < cfg.steps; ++step) {
+    if (!tuner.decided()) cpu_threads::set_team_size(tuner.threads());
     const auto t0 = std::chrono::steady_clock::now();
     opt.zero_grad();
     double loss_sum = 0;
@@ -169,7 +175,12 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     } catch (const Error& e) {
       ARIA_FAIL("step ", step + 1, ": ", e.what());
     }
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    train_seconds += step_seconds;
+    if (const std::string chosen = tuner.record(step_seconds); !chosen.empty()) {
+      cpu_threads::set_team_size(tuner.threads());
+      if (cfg.verbose) progress.message(chosen);
+    }
 
     r.losses.push_back(loss);
     r.grad_norms.push_back(norm);

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <optional>
 
+#include "aria/core/cpu_threads.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/model/gpt2.h"
@@ -170,6 +171,7 @@ int cmd_pretrain(int argc, char** argv) {
   std::fprintf(stderr, "aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, size_t(train.size()),
               dev.str().c_str());
+  if (!dev.is_cuda()) std::fprintf(stderr, "aria pretrain: CPU %s\n", cpu_threads::describe().c_str());
   // With checkpoints, SIGINT/SIGTERM stop after the current step with a checkpoint (exit 130/143).
   std::optional<StopSignals> signals;
   if (!cfg.checkpoint_dir.empty()) {

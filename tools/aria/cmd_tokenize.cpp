@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "aria/core/cpu_threads.h"
 #include "aria/model/tokenizer.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
@@ -25,7 +26,7 @@ int cmd_tokenize(int argc, char** argv) {
       .toggle("decode", "also print the text decoded back from the ids, on a second line")
       .option("shards", "write token shards into this directory instead of printing the ids", "")
       .option("split", "with --shards: the split the text is (train or validation)", "train")
-      .option("threads", "with --shards: tokenizer threads (0: all cores)", "0")
+      .option("threads", "with --shards: tokenizer threads (0: the CPUs this process may use)", "0")
       .option("shard-tokens", "with --shards: tokens per shard file", "50000000");
   if (!args.parse(argc, argv)) return 0;
   const std::string shard_dir = args.str("shards");
@@ -39,7 +40,7 @@ int cmd_tokenize(int argc, char** argv) {
     ARIA_USAGE_CHECK(split == "train" || split == "validation", "aria tokenize: --split must be train or validation, got '",
                split, "'");
     int threads = int(args.integer("threads", 0, 1024));
-    if (threads == 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    if (threads == 0) threads = cpu_threads::usable_cpus();  // affinity and cgroup quota, not the core count
     const size_t per_shard = size_t(args.integer("shard-tokens", 1024, int64_t(1) << 40));
     Gpt2Tokenizer tok = load_tokenizer_for(args.str("vocab"));
     const auto t0 = std::chrono::steady_clock::now();

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <string>
 
+#include "aria/core/cpu_threads.h"
 #include "aria/core/error.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
@@ -44,6 +45,9 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any OpenMP region: the team size from the CPUs this process may use, passive waits
+  // (may re-execute the program once to set libgomp's wait policy; core/cpu_threads.h).
+  aria::cpu_threads::init_cpu_threads(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;
