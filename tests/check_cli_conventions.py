@@ -65,7 +65,7 @@ def check_streams(aria, tmp, model):
     # stdout: the accuracy matrix, the metrics table and the files written; nothing of the progress
     for w in ("finetune: accuracy (%) on each task", "metrics (percent", "wrote " + os.path.join(out, "report.json")):
         need(w in so, f"stdout lacks {w!r}:\n{so}")
-    for w in ("before training:", "step 3/3", "run "):
+    for w in ("before training:", "step 3/3", "evaluated before training"):
         need(w not in so, f"progress {w!r} on stdout:\n{so}")
     # stderr: the progress (steps, evaluations, the model line); none of the tables
     for w in ("finetune seed", "before training:", "after weather:", "step 3/3", "model "):

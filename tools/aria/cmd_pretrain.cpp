@@ -136,6 +136,9 @@ int cmd_pretrain(int argc, char** argv) {
   ARIA_USAGE_CHECK(cfg.lr > 0, "aria pretrain: --lr 0 trains nothing; give a learning rate > 0");
   cfg.warmup_steps = int(args.integer("warmup", 0, 10000000));
   cfg.weight_decay = args.number("weight-decay", 0, 10);
+  // --seq is bounded by the model's n_positions (checked once it is loaded); 0 or a non-number is a
+  // usage error now, before the output folder is created.
+  (void)args.integer("seq", 1, 1 << 30);
   cfg.bf16 = args.on("bf16");
   cfg.eval_every = int(args.integer("eval-every", 0, 10000000));
   cfg.eval_batches = int(args.integer("eval-batches", 1, 100000));

@@ -338,6 +338,8 @@ int cmd_run(int argc, char** argv) {
                         "aria continual's too)", "");
   add_experiment_flags(args);
   if (!args.parse(argc, argv)) return 0;
+  // aria continual parses it once the run folder is claimed: a bad value must be refused before that.
+  (void)args.integer("checkpoint-every", 0, int64_t(1) << 40);
   if (args.given("render")) return render_only(args.str("render"));
   const auto t0 = std::chrono::steady_clock::now();
   const bool resume = args.given("resume");
