@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace aria::bench {
 
 struct Config {
@@ -34,6 +36,9 @@ struct ContinualResult {
   double fisher_vs_training = 0;    // fisher_ms / (training steps over the same examples)
 };
 ContinualResult bench_continual(const Config& cfg);
+// --continual --compare-torch: runs the PyTorch twin at the same shapes, prints its rows next to aria's and
+// returns its JSON (with the ratios added). twin_compare.cpp.
+nlohmann::json compare_continual_with_twin(const Config& cfg, const ContinualResult& aria);
 
 struct StepResult {
   double step_ms = 0, host_ms = 0, tokens_per_s = 0, tflops = 0, peak_gib = 0, flops_per_token = 0;

@@ -65,7 +65,8 @@ aria::cli::Args bench_flags() {
                            "--fisher-batches batches against a training pass over them")
       .option("fisher-batches", "with --continual: batches of the timed Fisher pass", "8")
       .toggle("compare-torch", "with --model: also run tools/hf_reference/torch_gpt2_bench.py (PyTorch eager and "
-                               "torch.compile, same shapes) and print both systems side by side");
+                               "torch.compile, same shapes) and print both systems side by side; with --continual "
+                               "the PyTorch twin (tools/hf_reference/continual_twin.py --bench)");
   return a;
 }
 
@@ -194,7 +195,7 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
 }
 
 // --continual: the continual trainer's step and Fisher pass, as a table + JSON.
-int run_continual_mode(Config cfg, const std::string& json_path) {
+int run_continual_mode(Config cfg, const std::string& json_path, bool compare_torch) {
   if (cfg.batch == 8 && cfg.seq == 1024) cfg.batch = 16, cfg.seq = 512;  // the reference shape unless given
   std::printf("aria-bench on %s: continual trainer, aria method, GPT-2 %s, B=%d T=%d, %s; mean of %d steps\n",
               device_name().c_str(), cfg.model.c_str(), cfg.batch, cfg.seq, cfg.bf16 ? "bf16" : "fp32", cfg.steps);
@@ -204,6 +205,8 @@ int run_continual_mode(Config cfg, const std::string& json_path) {
   std::printf("%-10s %12lld %9.1f %12.0f %10.2f | %6lld examples %21s %10.1f %13.2fx\n", r.precision.c_str(),
               static_cast<long long>(r.params), r.step_ms, r.tokens_per_s, r.peak_gib,
               static_cast<long long>(r.fisher_examples), "", r.fisher_ms, r.fisher_vs_training);
+  nlohmann::json twin;
+  if (compare_torch) twin = compare_continual_with_twin(cfg, r);
   if (!json_path.empty()) {
     nlohmann::json j = {{"device", device_name()},
                         {"continual",
@@ -211,6 +214,7 @@ int run_continual_mode(Config cfg, const std::string& json_path) {
                           {"params", r.params}, {"step_ms", r.step_ms}, {"tokens_per_s", r.tokens_per_s},
                           {"peak_mem_gib", r.peak_gib}, {"fisher_examples", r.fisher_examples},
                           {"fisher_ms", r.fisher_ms}, {"fisher_vs_training", r.fisher_vs_training}}}};
+    if (compare_torch) j["twin"] = twin;
     io::write_file_atomic(json_path, j.dump(2) + "\n");
   }
   return 0;
@@ -249,9 +253,8 @@ int main(int argc, char** argv) {
     ARIA_USAGE_CHECK(!cfg.spc || cfg.gated, "--spc needs --gated (SPC consolidates the gated model's slow pathway)");
     ARIA_USAGE_CHECK((!cfg.graph && !cfg.autotune && cfg.lm_chunk_mib == 0 && !cfg.continual) || !cfg.model.empty(),
                "--graph, --autotune, --lm-chunk-mib and --continual need --model");
-    ARIA_USAGE_CHECK(!cfg.continual || (!compare_torch && !cfg.tf32 && !cfg.gated && !cfg.graph),
-               "--continual times the aria method as the trainer runs it: --compare-torch (no PyTorch twin "
-               "yet), --tf32, --gated and --graph do not apply");
+    ARIA_USAGE_CHECK(!cfg.continual || (!cfg.tf32 && !cfg.gated && !cfg.graph),
+               "--continual times the aria method as the trainer runs it: --tf32, --gated and --graph do not apply");
     if (cuda::device_count() == 0) {
       std::fprintf(stderr, "aria-bench: error: needs a CUDA GPU, and %s\n",
 #ifdef ARIA_WITH_CUDA
@@ -262,7 +265,7 @@ int main(int argc, char** argv) {
       );
       return 2;
     }
-    if (cfg.continual) return run_continual_mode(cfg, json_path);
+    if (cfg.continual) return run_continual_mode(cfg, json_path, compare_torch);
     if (!cfg.model.empty()) return run_step_mode(cfg, json_path, compare_torch);
     std::printf("aria-bench on %s: B=%d T=%d, %d timed runs per kernel (median)\n", device_name().c_str(), cfg.batch,
                 cfg.seq, cfg.reps);
