@@ -25,8 +25,8 @@ mkdir -p /tmp/head "$out" && tar -xf "$root/build-snap/head.tar" -C /tmp/head &&
   { echo "cannot unpack build-snap/head.tar (run --pack here first)"; exit 1; }
 cd /tmp/head
 export ARIA_HOME=/tmp/head
-OUT="$out" bash tools/gpu_quick.sh test_cuda_host_syncs:-s test_count_correct test_cuda_continual_bf16:-s \
-  "test_gated_fused:-tc=*spc*" test_cuda_runtime test_spc test_fisher test_adamw \
+OUT="$out" bash tools/gpu_quick.sh test_continual_twin:-s test_cuda_continual_bf16:-s test_spc "test_gated_fused:-tc=*spc*" \
+  test_cuda_runtime test_cuda_host_syncs test_count_correct test_fisher test_adamw \
   -c "nvidia-smi --query-gpu=name --format=csv,noheader"
 status=$?
 [ "${1:-}" = "quick" ] && exit $status
