@@ -66,8 +66,17 @@ def check_html(path, rep, layers):
     for m in rep["methods"]:
         need(html.count(f'id="method-{m}"') == 1, f"report.html lacks the section of {m}")
     # ACC bars and BWT/forgetting bars; per method the heat map, the accuracy lines and the training loss;
-    # one gate histogram per layer
-    want = 2 + 3 * len(rep["methods"]) + layers
+    # one gate histogram per layer after the last task, and again after each task (gates.json per_task)
+    with open(os.path.join(os.path.dirname(path), "gates.json"), encoding="utf-8") as f:
+        per_task = [t for t in json.load(f).get("per_task", []) if t["method"] == "aria"]
+    need(len(per_task) == len(rep["tasks"]), f"gates.json: {len(per_task)} per-task entries for aria, "
+         f"expected one per task ({len(rep['tasks'])})")
+    for t in per_task:
+        d = t["diagnosis"]
+        need(isinstance(d["collapsed"], bool) and len(d["layers"]) == layers, f"gates.json: diagnosis of {t['task']}")
+        need(rep["gates"]["aria"]["per_task"][t["task_index"]]["collapsed"] == d["collapsed"],
+             "report.json gates disagree with gates.json")
+    want = 2 + 3 * len(rep["methods"]) + layers * (1 + len(per_task))
     need(html.count("<svg") == want and html.count("</svg>") == want,
          f"report.html has {html.count('<svg')} charts, expected {want}")
     need('id="gates-aria"' in html, "report.html lacks the gate histograms")

@@ -48,9 +48,11 @@ TEST_CASE("method table") {
     CHECK((s.plugin && s.name == p && !(s.gated_mlp || s.adapters || s.spc || s.freeze_trunk || s.joint)));
   }
   CHECK_FALSE(method_spec("ewc").plugin);
-  CHECK_THROWS_WITH_AS(method_spec("si"), doctest::Contains("aria, finetune, ewc, adapters, multitask, replay, lwf"),
+  CHECK_THROWS_WITH_AS(method_spec("si"), doctest::Contains("aria, finetune, ewc, adapters, multitask, aria-no-gates, "
+                                                            "aria-no-spc, aria-no-adapters, aria-no-dampening, "
+                                                            "finetune-adapters, replay, lwf"),
                        Error);
-  CHECK(method_names().size() == 7);
+  CHECK(method_names().size() == 12);  // the five, the five ablations (issue 15), replay and lwf
 }
 
 TEST_CASE("aria on two synthetic tasks: learns, consolidates, keeps the full accuracy history") {
