@@ -42,9 +42,10 @@ Tensor probe_head(const std::string& name, int num_labels, uint64_t seed, int64_
 // Which examples of `data` task `id` of m classifies correctly: one character per example, '1' or
 // '0', in data's order, under NoGradGuard with fixed batches. The argmax is std::max_element's (the
 // first index of the maximum), as count_correct's. The logits of every batch stay on the device until
-// the split is done and are then read back (a few floats per example), so an evaluation waits for
-// the device once per split, not once per batch; the per-example record is what the report's
-// bootstrap over test examples resamples (train/cl_bootstrap.h).
+// the split is done, are joined there and then read back in one copy (a few floats per example), so
+// an evaluation waits for the device once per split, not once per batch (tests/test_cuda_host_syncs);
+// the per-example record is what the report's bootstrap over test examples resamples
+// (train/cl_bootstrap.h).
 std::string model_correct(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
   ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
   NoGradGuard no_grad;
@@ -54,7 +55,8 @@ std::string model_correct(const ContinualModel& m, int id, const std::vector<Cls
   std::string out;
   out.reserve(data.size());
   size_t n = 0;
-  for (const Tensor& l : logits) {
+  {
+    const Tensor l = logits.size() == 1 ? logits[0] : ops::concat(logits, 0);  // one device-to-host copy
     const std::vector<float> v = l.to_floats();
     const int64_t B = l.size(0), C = l.size(1);
     for (int64_t r = 0; r < B; ++r, ++n) {

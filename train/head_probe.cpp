@@ -31,10 +31,10 @@ std::vector<std::vector<float>> pooled_features(const ContinualModel& m, const s
     pooled.push_back(ops::embedding(gpt2_hidden(m.gpt, b.ids).reshape({B * T, C}), b.last_index));
   }
   std::vector<std::vector<float>> out;
-  for (const Tensor& p : pooled) {  // read back once the device has queued every batch
-    const std::vector<float> v = p.to_floats();
-    for (size_t r = 0; r * size_t(C) < v.size(); ++r) out.emplace_back(v.begin() + r * C, v.begin() + (r + 1) * C);
-  }
+  if (pooled.empty()) return out;
+  // Joined on the device and read back in one copy.
+  const std::vector<float> v = (pooled.size() == 1 ? pooled[0] : ops::concat(pooled, 0)).to_floats();
+  for (size_t r = 0; r * size_t(C) < v.size(); ++r) out.emplace_back(v.begin() + r * C, v.begin() + (r + 1) * C);
   ARIA_CHECK(out.size() == data.size(), "pooled features: ", out.size(), " rows for ", data.size(), " examples");
   return out;
 }
