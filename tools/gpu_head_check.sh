@@ -8,7 +8,7 @@
 #
 # On the device it unpacks HEAD into /tmp/head, builds build-gpu/ there (tools/gpu_quick.sh), runs the
 # GPU tests of the newest work verbosely, then the whole ctest suite, then the continual trainer's
-# bench at GPT-2 124M (seq 512, batch 16) in bf16 and fp32. "quick" stops after the GPU tests.
+# bench at GPT-2 124M (seq 512, batch 16) in bf16 next to the PyTorch twin, and in fp32. "quick" stops after the GPU tests.
 # Logs land in $OUT.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +32,8 @@ status=$?
 [ "${1:-}" = "quick" ] && exit $status
 (cd build-gpu && timeout 200 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
 grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed" "$out/ctest.log" | head -30
-for p in --bf16 ""; do  # bf16, then float32 (aria-bench's default precision)
-  timeout 90 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 $p 2>&1 | tail -3
-done
+# The continual step next to the PyTorch twin (eager and torch.compile) in bf16, then float32 alone.
+timeout 200 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 --bf16 \
+  --compare-torch --json "$out/continual_d12.json" 2>&1 | tail -8
+timeout 60 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 2>&1 | tail -2
 exit $status
