@@ -405,6 +405,8 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
         tr.progress.message(who + ": consolidating " + task.name + ": " + fisher_line(e, spec));
         trainer.consolidate_task(id, task);
         tr.add(tr.work.fisher_per_task, who + " | consolidated " + task.name);
+      } else {
+        trainer.consolidate_task(id, task);  // a plug-in method's on_consolidate hook (a no-op for the others)
       }
       run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
       d.metrics->eval(method, seed, "after " + task.name, trainer.optimizer_steps(), names, run.matrix.back());
