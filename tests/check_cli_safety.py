@@ -90,6 +90,12 @@ def write_config(path, model, tasks=("weather", "animal"), data=TASKS, methods=(
     return path
 
 
+def with_flag(cmd, flag, value):
+    """cmd with flag's value replaced (a flag given twice is a usage error, so overrides replace)."""
+    i = cmd.index(flag)
+    return cmd[:i + 1] + [value] + cmd[i + 2:]
+
+
 def read(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
@@ -131,7 +137,7 @@ def main():
 
         # a typo found by the cheap checks leaves no folder behind (it would need --overwrite next time)
         expect_error(cont + ["--out", j("typo"), "--model", j("no_such_model")], "no_such_model")
-        expect_error(run_tiny + ["--out", j("typo"), "--model", j("no_such_model")], "no_such_model")
+        expect_error(with_flag(run_tiny, "--model", j("no_such_model")) + ["--out", j("typo")], "no_such_model")
         need(not os.path.exists(j("typo")), "a run refused for a typo created its folder")
 
         print("== --overwrite removes every file of the previous run")
@@ -201,7 +207,7 @@ def main():
         print("== duplicate task names are refused before the first step")
         other = j("other")
         shutil.copytree(os.path.join(TASKS, "weather"), os.path.join(other, "weather"))
-        expect_error(run_tiny + ["--tasks", "weather," + os.path.join(other, "weather"), "--out", j("dup")],
+        expect_error(with_flag(run_tiny, "--tasks", "weather," + os.path.join(other, "weather")) + ["--out", j("dup")],
                      "same task name", "weather", code=2)  # --tasks on the command line: a usage error
         need(not os.path.exists(j("dup")), "a refused run created its folder")
         dup_cfg = write_config(j("dup.json"), model, tasks=("weather", os.path.join(other, "weather")))
@@ -267,7 +273,7 @@ def main():
         os.mkfifo(fifo)
         expect_error([aria, "continual", "--config", fifo, "--out", j("f1")], "FIFO")
         expect_error([aria, "run", "--config", fifo, "--out", j("f2")], "FIFO")
-        expect_error(pre + ["--out", j("f3"), "--corpus", fifo], "FIFO")
+        expect_error(with_flag(pre, "--corpus", fifo) + ["--out", j("f3")], "FIFO")
         expect_error(pre + ["--out", j("f4"), "--val", fifo], "FIFO")
         ft = j("fifo_tasks")
         shutil.copytree(TASKS, ft)
