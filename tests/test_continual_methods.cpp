@@ -242,3 +242,40 @@ TEST_CASE("replay and lwf forget less than finetune on range then parity") {
   CHECK(kept["replay"] >= kept["finetune"]);
   CHECK(kept["lwf"] >= kept["finetune"]);
 }
+
+namespace {
+
+// On the aria method: its extra loss runs a forward of its own (on other token ids, as replay or a
+// teacher would) and adds it with weight 0, so the update must equal plain aria's.
+class SecondForward : public ContinualMethod {
+ public:
+  Tensor extra_loss(const ContinualTrainer& t, const MethodMicroBatch& mb) override {
+    const ClsTaskData other = synthetic_task("parity", 8, 8, 99);
+    std::vector<const ClsExample*> rows;
+    for (const auto& e : other.train) rows.push_back(&e);
+    const ClsBatch b = make_cls_batch(rows, t.model().device(), /*pad_id=*/0);
+    return ops::scale(ops::sum(classify_logits(t.model(), b, mb.task)), 0.0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a plug-in's own forward in extra_loss leaves the gate statistics and dampening of the step's batch") {
+  static const bool registered = [] {
+    register_method("test_second_forward", [](const ContinualTrainer&) { return std::make_unique<SecondForward>(); },
+                    "aria");
+    return true;
+  }();
+  CHECK(registered);
+  const ClsTaskData t0 = synthetic_task("range", 16, 8, 1);
+  auto run = [&](const std::string& method) {
+    ContinualTrainer tr(plain_model(), small_aria_settings(), small_train_settings(3), method_spec(method), quiet());
+    tr.add_task(t0.name, 2);
+    tr.train(t0);
+    return tr;
+  };
+  const ContinualTrainer plain = run("aria"), plugin = run("test_second_forward");
+  REQUIRE(!plain.last_step().gate_means.empty());
+  CHECK(plugin.last_step().gate_means == plain.last_step().gate_means);
+  check_bitwise_equal(plugin.model(), plain.model());  // dampening used the same gate values
+}

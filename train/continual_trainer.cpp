@@ -358,6 +358,9 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
     const Micro& m = micro[mi];
     const ClsBatch& b = m.batch;
     Tensor logits = classify_logits(model_, b, m.task);
+    // The gate values of this forward, read before a plug-in's extra_loss can run a forward of its own
+    // (a replay batch, a teacher) that would replace them.
+    if (gated()) gates.accumulate(model_.gpt, b.mask, b.real_tokens);
     // sum over this micro-batch / the step's example count: the step's mean once accumulated
     Tensor ce = ops::scale(ops::sum(ops::cross_entropy_rows(logits, b.labels)), 1.0 / double(st.examples));
     Tensor loss = ce;
@@ -391,7 +394,6 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
       }
       ops::count_correct_into(logits.detach(), b.labels, out.correct);
     }
-    if (gated()) gates.accumulate(model_.gpt, b.mask, b.real_tokens);
     loss.backward();
   }
   // The SPC/EWC penalty's value is read at report points only (its gradient never needs it).
