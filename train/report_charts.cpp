@@ -10,6 +10,7 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/train/report_format.h"
 #include "aria/train/report_html.h"
 
 namespace aria {
@@ -19,18 +20,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The same colours as the rest of the page (report_html.cpp): task j is kPalette[j % 10] everywhere.
-const char* kPalette[10] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-std::string px(double v) { return fmt("%.1f", v); }
-std::string pct(double v) { return fmt("%.1f", 100 * v); }
-bool finite_num(const ojson& j) { return j.is_number() && std::isfinite(j.get<double>()); }
+using namespace report_format;  // kPalette, fmt, px, pct, finite_num: shared with report_html.cpp
 
 std::string svg_open(double w, double h, const std::string& label) {
   return "<svg class=\"chart\" width=\"" + px(w) + "\" height=\"" + px(h) + "\" viewBox=\"0 0 " + px(w) + " " +

@@ -12,6 +12,7 @@
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/train/cls_data.h"
+#include "aria/train/report_format.h"
 
 namespace aria {
 
@@ -19,25 +20,14 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-const char* kPalette[10] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-std::string px(double v) { return fmt("%.1f", v); }
-std::string pct(double v) { return fmt("%.1f", 100 * v); }
-
-bool is_num(const ojson& j) { return j.is_number() && std::isfinite(j.get<double>()); }
+using namespace report_format;  // kPalette, fmt, px, pct, finite_num: shared with report_charts.cpp
 
 // A metric cell: percent with sign (except ACC), "± std" with several seeds, "n/a" for null.
 std::string metric_cell(const ojson& m, const char* key, bool sign) {
   const ojson& v = m.contains(key) ? m.at(key) : ojson();
-  if (!is_num(v)) return "n/a";
+  if (!finite_num(v)) return "n/a";
   std::string s = fmt(sign ? "%+.1f" : "%.1f", 100 * v.get<double>());
-  if (m.contains("std") && m.at("std").contains(key) && is_num(m.at("std").at(key)))
+  if (m.contains("std") && m.at("std").contains(key) && finite_num(m.at("std").at(key)))
     s += " ± " + pct(m.at("std").at(key).get<double>());
   return s;
 }
@@ -49,7 +39,7 @@ std::vector<std::vector<double>> matrix_of(const ojson& j, const std::string& wh
     ARIA_CHECK(row.is_array(), "report.html: ", where, " rows must be arrays");
     std::vector<double> r;
     for (const ojson& x : row) {
-      ARIA_CHECK(is_num(x), "report.html: ", where, " holds a non-number: ", x.dump());
+      ARIA_CHECK(finite_num(x), "report.html: ", where, " holds a non-number: ", x.dump());
       r.push_back(x.get<double>());
     }
     m.push_back(r);
@@ -215,13 +205,13 @@ std::string acc_bars(const ojson& methods, double chance) {
     const ojson& m = it.value();
     const double y = top + (bh + 8) * double(i);
     s += text(left - 8, y + bh / 2 + 4, it.key(), "text-anchor=\"end\" class=\"axis\"");
-    if (!is_num(m.value("acc", ojson()))) continue;
+    if (!finite_num(m.value("acc", ojson()))) continue;
     const double acc = m.at("acc").get<double>();
     s += "<rect x=\"" + px(left) + "\" y=\"" + px(y) + "\" width=\"" + px(bw * std::clamp(acc, 0.0, 1.0)) +
          "\" height=\"" + px(bh) + "\" fill=\"" + kPalette[i % 10] + "\"><title>" +
          html_escape(it.key() + ": ACC " + metric_cell(m, "acc", false) + " %") + "</title></rect>\n";
     double end = left + bw * std::clamp(acc, 0.0, 1.0);
-    if (m.contains("std") && is_num(m.at("std").value("acc", ojson()))) {
+    if (m.contains("std") && finite_num(m.at("std").value("acc", ojson()))) {
       const double sd = m.at("std").at("acc").get<double>();
       const double x0 = left + bw * std::clamp(acc - sd, 0.0, 1.0), x1 = left + bw * std::clamp(acc + sd, 0.0, 1.0);
       s += "<line x1=\"" + px(x0) + "\" y1=\"" + px(y + bh / 2) + "\" x2=\"" + px(x1) + "\" y2=\"" + px(y + bh / 2) +
@@ -309,20 +299,20 @@ std::string metrics_section(const ojson& methods, int seeds, double chance) {
     s += "<td>" + html_escape(metric_cell(m, "acc", false)) + "</td><td>" + html_escape(metric_cell(m, "bwt", true)) +
          "</td><td>" + html_escape(metric_cell(m, "forgetting", true)) + "</td><td>" +
          html_escape(metric_cell(m, "fwt", true)) + "</td>";
-    s += "<td>" + (is_num(m.value("seconds", ojson())) ? fmt("%.0f s", m.at("seconds").get<double>()) : "") +
+    s += "<td>" + (finite_num(m.value("seconds", ojson())) ? fmt("%.0f s", m.at("seconds").get<double>()) : "") +
          "</td></tr>\n";
   }
   return s + "</table>\n" + acc_bars(methods, chance);
 }
 
 std::string interval_text(const ojson& iv, bool sign) {
-  if (!iv.is_array() || iv.size() != 2 || !is_num(iv[0]) || !is_num(iv[1])) return "n/a";
+  if (!iv.is_array() || iv.size() != 2 || !finite_num(iv[0]) || !finite_num(iv[1])) return "n/a";
   const char* f = sign ? "%+.1f" : "%.1f";
   return "[" + fmt(f, 100 * iv[0].get<double>()) + ", " + fmt(f, 100 * iv[1].get<double>()) + "]";
 }
 
 std::string paired_text(const ojson& c) {
-  if (!c.is_object() || !is_num(c.value("diff", ojson()))) return "n/a";
+  if (!c.is_object() || !finite_num(c.value("diff", ojson()))) return "n/a";
   return fmt("%+.1f", 100 * c.at("diff").get<double>()) + " " + interval_text(c.value("ci95", ojson()), true) + ", " +
          std::to_string(c.value("wins", 0)) + " wins / " + std::to_string(c.value("ties", 0)) + " ties / " +
          std::to_string(c.value("losses", 0)) + " losses";
@@ -335,7 +325,7 @@ std::string statistics_section(const ojson& report) {
   const ojson& st = report.at("statistics");
   const ojson& methods = report.at("methods");
   const ojson chance = report.value("chance", ojson());
-  const bool has_chance = chance.is_object() && is_num(chance.value("mean", ojson()));
+  const bool has_chance = chance.is_object() && finite_num(chance.value("mean", ojson()));
   std::string s = "<h2 id=\"statistics\">Statistics</h2>\n<p class=\"note\">";
   if (has_chance) s += "Chance (1/labels per task, averaged): " + pct(chance.at("mean").get<double>()) + " %. ";
   s += "95% intervals: " + html_escape(st.value("interval", std::string("bootstrap"))) + ", " +
@@ -350,7 +340,7 @@ std::string statistics_section(const ojson& report) {
     const ojson v = m.value("vs_finetune", ojson());
     auto civ = [&](const char* k, bool sign) { return ci.is_object() ? interval_text(ci.value(k, ojson()), sign) : "n/a"; };
     s += "<tr><td>" + html_escape(it.key()) + "</td><td>" + html_escape(metric_cell(m, "acc", false)) + "</td><td>" +
-         (is_num(m.value("acc_above_chance", ojson())) ? fmt("%+.1f", 100 * m.at("acc_above_chance").get<double>())
+         (finite_num(m.value("acc_above_chance", ojson())) ? fmt("%+.1f", 100 * m.at("acc_above_chance").get<double>())
                                                         : std::string("n/a")) +
          "</td><td>" + civ("acc", false) + "</td><td>" + civ("bwt", true) + "</td><td>" + civ("forgetting", true) +
          "</td><td>" + civ("fwt", true) + "</td><td>" +
