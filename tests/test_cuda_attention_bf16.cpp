@@ -1,4 +1,4 @@
-// The bfloat16 path of attention_forward / attention_backward (kernels/cuda/attention_bf16.cu:
+// The bfloat16 path of attention_forward / attention_backward (kernels/cuda/attention_bf16_*.cu:
 // tensor cores for head dims 64 and 128, the float32 kernel on float32 copies otherwise) against the
 // float32 CUDA kernel (itself checked against the CPU in test_cuda_kernels.cpp) on the same inputs:
 // N(0, 1) values rounded to bf16, fed to the float32 kernel as float32. Outputs are NaN-poisoned first

@@ -1,7 +1,7 @@
 // The bfloat16 path of the attention_forward / attention_backward rows (kernels/kernel_list.h):
 // qkv, out, dout, dqkv bfloat16, lse float32. cuda::attention_forward/backward (attention.cu) route
-// BF16 qkv here. Head dims 64 and 128 run on tensor cores (kernels/cuda/attention_bf16.cu); any other
-// head dim runs the float32 kernel on float32 copies.
+// BF16 qkv here. Head dims 64 and 128 run on tensor cores (kernels/cuda/attention_bf16_forward.cu and
+// attention_bf16_backward.cu); any other head dim runs the float32 kernel on float32 copies.
 #pragma once
 #include "aria/core/tensor.h"
 

@@ -28,6 +28,10 @@ inline unsigned grid_for(int64_t n, int block) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// for (i in [0, n)) over every thread of a grid_for() launch, one stride of the whole grid per step.
+#define ARIA_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
 // Splits a reduction of length R into chunks for grid.y: enough blocks (bx per chunk) to fill the GPU,
 // each chunk at least min_len long, at most 4096 chunks. Returns the chunk length (the last may be short).
 inline int64_t reduction_chunk_len(int64_t R, int64_t bx, int64_t min_len) {

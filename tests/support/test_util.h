@@ -86,7 +86,7 @@ Tensor poisoned(const Shape& shape, DType dtype, Device device = Device::cuda(0)
 Tensor misaligned_gpu(const Tensor& t);
 Tensor misaligned_gpu(const Tensor& t, DType dtype);
 
-// Shapes for sum_to's column-sum path ([R, C] -> [1, C], kernels/cuda/elementwise.cu), each with
+// Shapes for sum_to's column-sum path ([R, C] -> [1, C], kernels/cuda/elementwise_reduce.cu), each with
 // what it exercises; the float32/float64 and the bfloat16 suites both run them.
 struct ColumnSumCase {
   Shape from, to;

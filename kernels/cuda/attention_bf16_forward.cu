@@ -1,0 +1,188 @@
+// Causal multi-head attention on tensor cores, forward: the bfloat16 path of attention_forward
+// (kernels/kernel_list.h). One CTA per (query tile, b, h): S = Q K^T, online softmax in fp32
+// registers, O += P V. The design, layouts and shared helpers: attention_bf16.cuh.
+#include "aria/kernels/cuda/attention_bf16.h"
+
+#include "aria/kernels/cuda/attention_bf16.cuh"
+
+namespace aria::cuda {
+
+namespace {
+
+using namespace attn_bf16;
+
+// Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. A warp owns MT blocks of
+// 16 query rows (the CTA's tile: 64 MT rows); smem: the Q tile, then two stages of (K tile, V tile).
+template <int HD, int MT>
+__global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
+    attn_bf16_forward_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ out, float* __restrict__ lse, Dims s) {
+  constexpr int TE = tile_elems<HD>(), kRows = kTileQ * MT, kWarpRows = 16 * MT;
+  bf16* sQ = smem_base();  // MT tiles of 64 rows, one pitch: row r at sQ + r ld
+  bf16* sKV = sQ + MT * TE;  // stage st: K at sKV + 2 st TE, V right after
+  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD, kRows>(qkv, s, true);
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
+  const int q0 = qt * kRows, wq0 = q0 + warp * kWarpRows;  // block i's rows: wq0 + 16 i + g and + 8
+  const int nkt = visible_key_tiles<kRows>(qt, s.T);
+
+#pragma unroll
+  for (int i = 0; i < MT; ++i) load_tile<HD>(sQ + i * TE, base, rs, q0 + i * kTileQ, s.T);
+  load_tile<HD>(sKV, base + C, rs, 0, s.T);
+  load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
+  cp_async_commit();
+
+  uint32_t qf[MT][HD / 16][4];
+  float o[MT][HD / 8][4] = {};
+  float m[MT][2], l[MT][2];  // running max of the raw scores, running sum of exp2 (this thread's columns)
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      m[i][r] = -INFINITY;
+      l[i][r] = 0.f;
+    }
+
+  for (int kt = 0; kt < nkt; ++kt) {
+    cp_async_wait<0>();  // tile kt (the only group in flight) has landed ...
+    __syncthreads();     // ... for every thread, and every warp is done with the other stage
+    if (kt == 0) {
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[i][kk], sQ, warp * kWarpRows + 16 * i, kk * 16, lane);
+    }
+    if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
+    const bf16* sK = sKV + 2 * (kt & 1) * TE;
+    const bf16* sV = sK + TE;
+    const int k0 = kt * kTileK;
+    if (k0 > wq0 + kWarpRows - 1) continue;  // every key of the tile is after every row of this warp
+
+    float sc[MT][kTileK / 8][4] = {};
+    mma_a_tileT_mt<HD, kTileK / 8, MT>(sc, qf, sK, 0, lane);
+    uint32_t pf[MT][kTileK / 16][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      const int bq0 = wq0 + 16 * i;
+      const int row[2] = {bq0 + g, bq0 + g + 8};
+      // A block whose rows all precede the tile has every score masked: its max, sum and output pass
+      // through unchanged (alpha = 1, every p = 0).
+      if (k0 + kTileK - 1 > bq0) {  // the tile straddles (or passes) this block's diagonal
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (k0 + j * 8 + 2 * t + (e & 1) > row[e >> 1]) sc[i][j][e] = -INFINITY;
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = m[i][r];
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j) mx = fmaxf(mx, fmaxf(sc[i][j][2 * r], sc[i][j][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));  // the 4 lanes of a quad share the row
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        // A row with no visible key yet keeps max -inf: offset 0 then gives exp2(-inf) = 0, not NaN.
+        const float off = mx == -INFINITY ? 0.f : mx * s.scale_log2;
+        const float alpha = exp2f(m[i][r] * s.scale_log2 - off);
+        m[i][r] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+          for (int e = 2 * r; e < 2 * r + 2; ++e) {
+            const float p = exp2f(fmaf(sc[i][j][e], s.scale_log2, -off));
+            sc[i][j][e] = p;
+            sum += p;
+          }
+        l[i][r] = l[i][r] * alpha + sum;
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+          o[i][j][2 * r] *= alpha;
+          o[i][j][2 * r + 1] *= alpha;
+        }
+      }
+      c_to_a<kTileK / 16>(pf[i], sc[i]);
+    }
+    mma_p_tile_mt<HD, kTileK / 16, MT>(o, pf, sV, 0, lane);
+  }
+
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      l[i][r] += __shfl_xor_sync(kFull, l[i][r], 1);
+      l[i][r] += __shfl_xor_sync(kFull, l[i][r], 2);
+      inv[r] = 1.f / l[i][r];  // >= 1: the row maximum contributes exp2(0)
+    }
+    const int bq0 = wq0 + 16 * i;
+    // The warp's own rows of sQ (only this warp ever read them) stage the output.
+    store_rows<HD>(o[i], inv, sQ + (warp * kWarpRows + 16 * i) * ld<HD>(),
+                   out + int64_t(b) * s.T * C + int64_t(h) * HD, C, bq0, s.T, lane);
+    if (t == 0) {
+      const int row[2] = {bq0 + g, bq0 + g + 8};
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        if (row[r] < s.T)
+          lse[(int64_t(b) * s.H + h) * s.T + row[r]] = (m[i][r] * s.scale_log2 + log2f(l[i][r])) * kLn2;
+    }
+  }
+}
+
+template <int HD, int MT>
+constexpr size_t fwd_smem() {
+  return sizeof(bf16) * (MT + 4) * tile_elems<HD>();
+}
+
+template <int HD, int MT>
+void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
+  static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT>, fwd_smem<HD, MT>()), true);
+  (void)init;
+  const unsigned blocks = unsigned(int64_t(d.B) * d.H * ceil_div(d.T, kTileQ * MT));
+  attn_bf16_forward_kernel<HD, MT><<<blocks, kThreads, fwd_smem<HD, MT>(), stream()>>>(
+      static_cast<const bf16*>(qkv.raw_data()), static_cast<bf16*>(out.raw_data()), lse.data<float>(), d);
+  ARIA_CUDA_LAUNCH_CHECK();
+}
+
+// The hd-64 forward configurations (ARIA_ATTN_FWD_VARIANT picks one at run time; entry 0 is the
+// default): query rows per warp, which set the ldmatrix traffic per product and the registers.
+using ForwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const Tensor&);
+struct FwdVariant {
+  const char* name;
+  ForwardLaunch launch;
+};
+const FwdVariant kFwdVariants[] = {
+    // The default: each K / V fragment read from shared memory feeds two mma. H200, B16 T1024 H12:
+    // 0.111 ms vs 0.114 for row 1 (docs/perf.md, session 6).
+    {"32 rows per warp, 128-row tiles, 2 CTAs/SM", forward_launch<64, 2>},
+    {"16 rows per warp, 64-row tiles, 4 CTAs/SM", forward_launch<64, 1>},
+};
+constexpr int kNumFwdVariants = int(sizeof(kFwdVariants) / sizeof(kFwdVariants[0]));
+
+}  // namespace
+
+int attention_forward_bf16_variants() { return kNumFwdVariants; }
+
+const char* attention_forward_bf16_variant_name(int variant) {
+  ARIA_CHECK(variant >= 0 && variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
+  return kFwdVariants[variant].name;
+}
+
+void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int variant) {
+  const Problem p = check_qkv(qkv, n_head, "attention_forward");
+  check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_forward", "out");
+  check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_forward", "lse");
+  if (p.B == 0 || p.T == 0 || p.hd == 0) return;
+  if (!native(p, {&qkv, &out})) {  // the float32 kernel on float32 copies
+    Tensor out32 = Tensor::empty(out.shape(), DType::F32, out.device());
+    attention_forward(f32_copy(qkv), out32, lse, n_head);
+    copy_cast(out32, out);
+    return;
+  }
+  static const int env = env_variant("ARIA_ATTN_FWD_VARIANT", kNumFwdVariants);
+  if (variant < 0) variant = env;
+  ARIA_CHECK(variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
+  const Dims d = dims(p);
+  if (p.hd == 64) kFwdVariants[variant].launch(d, qkv, out, lse);
+  else forward_launch<128, 1>(d, qkv, out, lse);  // hd 128: no variants
+}
+
+}  // namespace aria::cuda
