@@ -13,7 +13,7 @@ namespace {
 
 // Aligned host memory with a cache of freed blocks by rounded size. Training allocates the same
 // activation sizes every step; returning them to the OS and faulting fresh pages back in cost more
-// than the kernels themselves on small machines (~40 ms per 12 MB first touch measured here).
+// than the kernels themselves on small machines (docs/perf.md).
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t nbytes) override {

@@ -62,7 +62,7 @@ void set_team_size(int n);
 // Chooses the team size of a training run by timing it. On a machine shared with other CPU-bound
 // processes, more threads can be slower than one, whatever the wait policy: every parallel region
 // ends at a barrier that waits for its slowest thread, and a thread the scheduler has parked behind
-// another process holds up all the others (measured in docs/perf.md: 2 threads 5x slower than 1).
+// another process holds up all the others (docs/perf.md, "CPU threads").
 // The tuner skips the first step (allocations, caches), times `probe_steps` steps with each candidate
 // team size (the full team, then 1; also half of it when that is 2 or more) and keeps the fastest on
 // mean step time for the rest of the run. One decision per run, never revised: the team size changes

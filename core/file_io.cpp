@@ -67,8 +67,8 @@ std::string read_file(const std::string& path, const std::string& what, uint64_t
     ::close(fd);
     ARIA_FAIL(what, " '", path, "' is ", st.st_size, " bytes, more than the ", max_bytes, " this reader accepts");
   }
-  // The buffer fits the file (a config.json of 200 bytes must not cost a zero-filled megabyte, which
-  // the fuzzers measured as most of its read time), at most 1 MiB per read() for large files.
+  // The buffer fits the file (a config.json of 200 bytes must not cost a zero-filled megabyte), at
+  // most 1 MiB per read() for large files.
   const uint64_t want = sized ? std::max<uint64_t>(uint64_t(st.st_size) + 1, 4096) : uint64_t(1) << 20;
   std::vector<char> buf(size_t(std::min<uint64_t>(want, uint64_t(1) << 20)));
   for (;;) {

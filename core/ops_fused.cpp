@@ -99,10 +99,8 @@ GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, co
   std::tie(d.w2, d.b2) = linear_param_grads(h, g2, s.gw2, s.gb2);
   if (!dx.defined() && !s.gw1 && !s.gb1) return d;
   // d(pre) = (g W2^T) * gelu'(pre) as a plain GEMM and one elementwise pass that also sums db1 (so
-  // dpre is not read again for it): on the H100 cuBLASLt's DGELU_BGRAD epilogue ran 4x slower than the plain GEMM (0.47 vs 0.115 ms at
-  // [16384, 768] x [768, 3072], docs/perf.md). The DGELU epilogue alone plus a column sum for db1 was
-  // 0.1 ms per step faster on the H200 but moved the gated bf16 loss curve past its test's allowance
-  // (docs/perf.md, session 6), so this form stays.
+  // dpre is not read again for it): cuBLASLt's DGELU_BGRAD epilogue is slower, and its DGELU epilogue
+  // alone moved the gated bf16 loss curve past its test's allowance (docs/perf.md).
   Tensor dpre = Tensor::empty({N, H}, dt, dev);
   mm_into(g2, s.w2, dpre, false, true, false);
   if (s.gb1) {

@@ -10,7 +10,7 @@ constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kGeluA = 0.044715;
 
 // gelu(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): one exp
-// instead of tanh (3-4x faster than glibc's tanhf) and no cancellation in 1 + tanh(u).
+// instead of tanh (faster than glibc's tanhf; docs/perf.md) and no cancellation in 1 + tanh(u).
 // gelu_s(x) is that sigmoid(2u).
 template <typename T>
 inline T gelu_s(T v) {

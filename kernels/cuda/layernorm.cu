@@ -2,10 +2,9 @@
 // Acc<T> (float32, float64 for float64 data). Math in Acc<T>; bf16 stores round to nearest even.
 // Forward (also fused with the residual add): one warp per row. Rows of at most 32 * 4 packs with
 // 16-byte access are register-resident: a lane issues the loads of all its packs at once, then the
-// mean, the variance around it and the output come from registers (the sweep kernel, which issued one
-// pack's load at a time, was latency-bound: 31 us vs a 24 us floor at [16384, 768] with the residual
-// add on an H200). Other rows take three sweeps (mean, variance, output); only the first comes from
-// DRAM, the others hit L1.
+// mean, the variance around it and the output come from registers (a sweep issuing one pack's load at
+// a time is latency-bound; docs/perf.md). Other rows take three sweeps (mean, variance, output);
+// only the first comes from DRAM, the others hit L1.
 // Backward: one warp per row computes dx (plus an optional residual gradient) and the dw/db column
 // sums of dy * xhat and dy, each lane always owning the same columns. Rows of at most 32 * 4 packs
 // (C <= 1024 in bf16) with 16-byte access take the register-resident kernel: a lane holds its packs of
@@ -271,8 +270,7 @@ __device__ __forceinline__ float widen(const Pack<__nv_bfloat16, VW>& p, int k) 
 // it < IT (those at or past C are skipped): it reads its packs of x, dy (and dres) once per row, w
 // once for all rows, and keeps its column sums in registers until the warp has walked its rows.
 // Up to IT = 3 it fits 128 registers (two blocks of 8 warps per SM). IT = 4 needs about 165: held to
-// 128 it spilled and ran slower (H100, bf16 [16384, 1024] with dres: 64.5 us) than at one block per
-// SM without spills (57.3 us; the two-sweep kernel: 80.3 us).
+// 128 it spills and runs slower than at one block per SM without spills (docs/perf.md).
 template <typename T, int VW, int IT>
 __global__ void __launch_bounds__(32 * kRowsPerBlock, IT < 4 ? 2 : 1)
     layernorm_backward_regs_kernel(const T* __restrict__ x, const T* __restrict__ w,
