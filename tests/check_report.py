@@ -266,6 +266,30 @@ def check_learning(rep):
         need(sum(trained) > sum(b), f"methods.{name}: no learning: accuracies after training {trained} vs before {b}")
 
 
+def check_time_split(rep, log):
+    """Every run's time_split (train, fisher, eval, host seconds) adds up to its seconds; the method's
+    is the sum over its runs; training takes time; log.txt prints the table."""
+    parts = ("train_seconds", "fisher_seconds", "eval_seconds", "host_seconds")
+    for name, m in rep["methods"].items():
+        where = f"methods.{name}.time_split"
+        runs = m.get("per_seed", [m])
+        total = {p: 0.0 for p in parts}
+        for r in runs:
+            t = r.get("time_split")
+            need(isinstance(t, dict) and sorted(t) == sorted(parts), f"{where}: must hold {parts}, got {t!r}")
+            need(all(isinstance(t[p], (int, float)) and t[p] >= 0 for p in parts), f"{where}: negative or not numbers: {t}")
+            need(abs(sum(t.values()) - r["seconds"]) <= 1e-6 * max(1.0, r["seconds"]),
+                 f"{where}: parts sum to {sum(t.values())}, the run took {r['seconds']} s")
+            need(t["train_seconds"] > 0 and t["eval_seconds"] > 0, f"{where}: no training or evaluation time: {t}")
+            for p in parts:
+                total[p] += t[p]
+        for p in parts:
+            same(m["time_split"][p], total[p], f"{where}.{p} (the sum over runs)")
+        if "fisher_estimator" in m.get("info", {}):  # consolidation computes a Fisher
+            need(m["time_split"]["fisher_seconds"] > 0, f"{where}: a consolidating method with no Fisher time")
+    need("time (seconds" in log and "Fisher" in log, "log.txt lacks the time table")
+
+
 def check_run_dir(d):
     with open(os.path.join(d, "report.json"), encoding="utf-8") as f:
         rep = json.load(f)
@@ -278,6 +302,7 @@ def check_run_dir(d):
         log = f.read()
     need("ACC" in log and "forgetting" in log, "log.txt lacks the metrics table")
     need("\r" not in log, "log.txt holds terminal redraws")
+    check_time_split(rep, log)
     # tables/*.csv hold report.json's numbers; report.html (aria run) has the charts (tests/check_tables.py)
     from check_tables import check_charts, check_tables  # imported here: check_tables imports this module
     steps = check_tables(d, rep)

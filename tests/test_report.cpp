@@ -112,6 +112,29 @@ TEST_CASE("several seeds: mean matrix, per-metric mean and std, per-seed values"
   CHECK(m["mean"]["fwt"].is_null());
 }
 
+TEST_CASE("time split: per run, summed per method, printed with each part's share") {
+  ClReport r = two_task_report(2);
+  r.methods[0].runs[0].time = TimeSplit{1.0, 0.5, 0.25, 0.25};
+  r.methods[0].runs[0].seconds = 2.0;
+  r.methods[0].runs[1].time = TimeSplit{3.0, 0.5, 0.25, 0.25};
+  r.methods[0].runs[1].seconds = 4.0;
+  const ojson j = report_to_json(r);
+  const ojson& a = j["methods"]["aria"];
+  CHECK(a["time_split"]["train_seconds"].get<double>() == doctest::Approx(4.0));
+  CHECK(a["time_split"]["fisher_seconds"].get<double>() == doctest::Approx(1.0));
+  CHECK(a["time_split"]["eval_seconds"].get<double>() == doctest::Approx(0.5));
+  CHECK(a["time_split"]["host_seconds"].get<double>() == doctest::Approx(0.5));
+  CHECK(a["per_seed"][1]["time_split"]["train_seconds"].get<double>() == doctest::Approx(3.0));
+  CHECK(j["methods"]["multitask"]["time_split"]["train_seconds"].get<double>() == doctest::Approx(0.0));
+  std::ostringstream out;
+  print_report(r, out);
+  const std::string s = out.str();
+  CAPTURE(s);
+  CHECK(s.find("time (seconds") != std::string::npos);
+  CHECK(s.find("4.0 (67%)") != std::string::npos);  // aria's train: 4 of 6 seconds
+  CHECK(s.find("1.0 (17%)") != std::string::npos);  // aria's Fisher
+}
+
 TEST_CASE("malformed runs are rejected naming the method and seed") {
   ClReport r = two_task_report(1);
   r.methods[0].runs[0].matrix.pop_back();

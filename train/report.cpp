@@ -259,6 +259,20 @@ void check_report(const ClReport& r) {
   }
 }
 
+namespace {
+
+ojson time_split_json(const TimeSplit& t) {
+  return {{"train_seconds", t.train}, {"fisher_seconds", t.fisher}, {"eval_seconds", t.eval}, {"host_seconds", t.host}};
+}
+
+TimeSplit method_time(const MethodResult& mr) {
+  TimeSplit t;
+  for (const MethodRun& run : mr.runs) t += run.time;
+  return t;
+}
+
+}  // namespace
+
 ojson report_to_json(const ClReport& r) {
   check_report(r);
   ojson methods = ojson::object();
@@ -272,6 +286,7 @@ ojson report_to_json(const ClReport& r) {
     if (!several) {
       put_metrics(m, run_metrics(first));
       m["seconds"] = first.seconds;
+      m["time_split"] = time_split_json(first.time);
       m["info"] = first.info;
       if (!first.correct.empty()) m["correct"] = first.correct;
       put_head_transfer(m, first);
@@ -285,6 +300,7 @@ ojson report_to_json(const ClReport& r) {
       }
       for (const MethodRun& run : mr.runs) seconds += run.seconds;
       m["seconds"] = seconds;
+      m["time_split"] = time_split_json(method_time(mr));
       m["info"] = first.info;
       m["num_seeds"] = mr.runs.size();  // runs: seeds x task orders
       if (num_orders(mr) > 1) m["per_order"] = per_order_json(r, mr);
@@ -300,6 +316,7 @@ ojson report_to_json(const ClReport& r) {
         p["before"] = run.before;
         put_metrics(p, run_metrics(run));
         p["seconds"] = run.seconds;
+        p["time_split"] = time_split_json(run.time);
         p["info"] = run.info;
         if (!run.correct.empty()) p["correct"] = run.correct;
         put_head_transfer(p, run);
@@ -424,6 +441,21 @@ void print_report(const ClReport& r, std::ostream& out) {
   }
   if (r.methods.size() > 0 && r.methods[0].runs.size() > 1)
     out << "(mean ± sample standard deviation over " << r.methods[0].runs.size() << " seeds)\n";
+
+  // Where the time went: a GPU run should spend it in train (host small), and Fisher should stay a
+  // small multiple of a training pass.
+  out << "\ntime (seconds, all runs of the method; % of its wall time)\n" << pad("method", mcol, false);
+  for (const char* h : {"train", "Fisher", "eval", "host", "total"}) out << pad(h, vcol, true);
+  out << "\n";
+  for (const MethodResult& mr : r.methods) {
+    const TimeSplit t = method_time(mr);
+    double total = 0;
+    for (const MethodRun& run : mr.runs) total += run.seconds;
+    out << pad(mr.method, mcol, false);
+    for (double part : {t.train, t.fisher, t.eval, t.host})
+      out << pad(fmt("%.1f", part) + (total > 0 ? " (" + fmt("%.0f", 100 * part / total) + "%)" : ""), vcol, true);
+    out << pad(fmt("%.1f", total), vcol, true) << "\n";
+  }
 
   out << "\nscenario: " << r.scenario << "\n";
   const double chance = mean_chance(r);

@@ -11,12 +11,14 @@
 //        "before": [...],                     b[j]: task j before any training
 //        "acc": x, "bwt": x, "forgetting": x, "fwt": x,   null where not defined
 //        "seconds": s, "info": {...},         method-specific facts (estimator, parameters, ...)
+//        "time_split": {"train_seconds", "fisher_seconds", "eval_seconds", "host_seconds"}
+//                                             where "seconds" went (TimeSplit; summed over runs)
 //        "note": "..."                        joint methods only: why bwt/forgetting/fwt are null
 //        -- with more than one seed, additionally:
 //        "num_seeds": n,
 //        "mean": {"acc": .., "bwt": .., "forgetting": .., "fwt": ..},
 //        "std":  {...},                       sample standard deviation (n - 1)
-//        "per_seed": [{"seed": s, "matrix": .., "before": .., "acc": .., ..., "seconds": .., "info": ..}]
+//        "per_seed": [{"seed": s, "matrix": .., "before": .., "acc": .., ..., "seconds": .., "time_split": .., "info": ..}]
 //      }, "finetune": {...}, ...}}
 // With several seeds the top-level "matrix" and "before" are element-wise means over the seeds and
 // "acc"... equal "mean" (means of the per-seed metrics: forgetting's max makes it differ from the
@@ -46,6 +48,17 @@
 
 namespace aria {
 
+// Where a run's wall time went (seconds). train: the optimizer steps (the device drained at the end
+// of each slice); fisher: consolidation (the per-sample Fisher, SPC/EWC anchors); eval: accuracy of
+// every task and the head-only probe; host: the rest (data, checkpoints, logging, reports).
+struct TimeSplit {
+  double train = 0, fisher = 0, eval = 0, host = 0;
+  TimeSplit& operator+=(const TimeSplit& o) {
+    train += o.train, fisher += o.fisher, eval += o.eval, host += o.host;
+    return *this;
+  }
+};
+
 // One method trained with one seed.
 struct MethodRun {
   uint64_t seed = 0;
@@ -62,6 +75,7 @@ struct MethodRun {
   // not measured (train.head_probe_steps 0, joint runs).
   std::vector<double> head_initial, head_trained;
   double seconds = 0;            // wall time of training and evaluation
+  TimeSplit time;                // seconds, split (train + fisher + eval + host = seconds)
   nlohmann::ordered_json info = nlohmann::ordered_json::object();
 };
 

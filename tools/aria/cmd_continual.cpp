@@ -17,11 +17,13 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/kernels/kernels.h"
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
@@ -300,6 +302,25 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   const std::vector<const ClsTaskData*> all = task_ptrs(e, order);
   const std::vector<std::string> names = ordered_names(e, order);
   const double seconds_before = resumed ? resumed->seconds : 0.0;
+  // Where the time goes (report.json "time_split", the log's time table). Each part drains the
+  // device's queue at its end, so asynchronous GPU work is charged to the part that queued it: one
+  // wait per part (a slice of steps, a consolidation, an evaluation), never inside a step.
+  TimeSplit time = resumed ? resumed->time : TimeSplit{};
+  auto charge = [&](double& part, const auto& work) {
+    const auto start = std::chrono::steady_clock::now();
+    auto drained = [&] {
+      if (e.device.is_cuda()) cuda::synchronize();
+      part += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    if constexpr (std::is_void_v<decltype(work())>) {
+      work();
+      drained();
+    } else {
+      auto result = work();
+      drained();
+      return result;
+    }
+  };
   std::vector<double> last_gates = resumed ? resumed->last_gate_means : std::vector<double>{};
   // The head-only transfer probe (train/head_probe.h): per position, on the initial trunk (before any
   // training) and on the trunk after the earlier tasks.
@@ -309,8 +330,10 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   auto head_accuracy = [&](size_t j) {
     const ClsTaskData& t = *all[j];
     const HeadProbeSettings hs{mcfg.train.head_probe_steps, train.batch_size, train.lr * mcfg.aria.head_lr_mult, seed};
-    return head_only_accuracy(trainer.model(), t.name, t.num_labels(), t.train,
-                              train.eval_split == "test" ? t.test : t.validation, hs);
+    return charge(time.eval, [&] {
+      return head_only_accuracy(trainer.model(), t.name, t.num_labels(), t.train,
+                                train.eval_split == "test" ? t.test : t.validation, hs);
+    });
   };
 
   // A checkpoint of this run (atomic) and the run-state file naming it; then, on a stop request, stop.
@@ -330,6 +353,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     p.head_initial = head_initial;
     p.head_trained = head_trained;
     p.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    p.time = time;
     d.state.in_progress = p;
     d.state.metrics_bytes = d.metrics->bytes();
     save_state(d.out.string(), d.state);
@@ -343,7 +367,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
   auto train_phase = [&](int task, const std::function<int64_t(int64_t)>& steps, int64_t total) {
     const int64_t every = d.checkpoint_every > 0 ? d.checkpoint_every : total;
     while (trainer.phase_steps() < total) {
-      const int64_t ran = steps(every - trainer.phase_steps() % every);
+      const int64_t ran = charge(time.train, [&] { return steps(every - trainer.phase_steps() % every); });
       stop_if_requested(task, "train", phase + " step " + std::to_string(trainer.phase_steps()) + "/" +
                                            std::to_string(total));
       if (ran == 0) break;
@@ -366,7 +390,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     tr.progress.message(who + ": resumed from " + ckpt + " (" + std::to_string(trainer.optimizer_steps()) +
                         " optimizer steps done)");
   } else {
-    run.before = trainer.evaluate_all_tasks(all).back();
+    run.before = charge(time.eval, [&] { return trainer.evaluate_all_tasks(all).back(); });
     d.metrics->eval(method, seed, "before training", trainer.optimizer_steps(), names, run.before);
     tr.add(tr.work.eval_all, who + " | evaluated before training");
     tr.progress.message(who + " before training: " + accuracies_line(names, run.before));
@@ -386,7 +410,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     if (run.matrix.empty()) {
       train_phase(0, [&](int64_t n) { return trainer.train_joint_steps(all, n); },
                   e.cfg.train.steps_per_task * int64_t(all.size()));
-      run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+      run.matrix.push_back(charge(time.eval, [&] { return trainer.evaluate_all_tasks(all).back(); }));
       d.metrics->eval(method, seed, phase, trainer.optimizer_steps(), names, run.matrix.back());
       tr.add(tr.work.eval_all, who + " | evaluated");
       tr.progress.message(who + " after joint training: " + accuracies_line(names, run.matrix.back()));
@@ -403,16 +427,18 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
       resumed.reset();
       if (spec.spc) {
         tr.progress.message(who + ": consolidating " + task.name + ": " + fisher_line(e, spec));
-        trainer.consolidate_task(id, task);
+        charge(time.fisher, [&] { trainer.consolidate_task(id, task); });
         tr.add(tr.work.fisher_per_task, who + " | consolidated " + task.name);
       } else {
-        trainer.consolidate_task(id, task);  // a plug-in method's on_consolidate hook (a no-op for the others)
+        // A plug-in method's on_consolidate hook (a no-op for the others).
+        charge(time.fisher, [&] { trainer.consolidate_task(id, task); });
       }
-      run.matrix.push_back(trainer.evaluate_all_tasks(all).back());
+      run.matrix.push_back(charge(time.eval, [&] { return trainer.evaluate_all_tasks(all).back(); }));
       d.metrics->eval(method, seed, "after " + task.name, trainer.optimizer_steps(), names, run.matrix.back());
       tr.add(tr.work.eval_all, who + " | evaluated after " + task.name);
       tr.progress.message(who + " after " + task.name + ": " + accuracies_line(names, run.matrix.back()));
-      if (hooks.after_task) hooks.after_task(method, seed, order, int(i), trainer, all, tr.progress);
+      if (hooks.after_task)  // aria run's gate histograms: forwards over the evaluation sets
+        charge(time.eval, [&] { hooks.after_task(method, seed, order, int(i), trainer, all, tr.progress); });
       if (probe && i + 1 < all.size()) {
         head_trained[i + 1] = head_accuracy(i + 1);
         tr.progress.message(who + ": head-only probe of " + all[i + 1]->name + " after " + task.name + ": " +
@@ -433,6 +459,8 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     run.head_trained = head_trained;
   }
   run.seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.time = time;
+  run.time.host = std::max(0.0, run.seconds - time.train - time.fisher - time.eval);
   run.info = method_spec_json(spec, e.cfg.aria);
   run.info["optimizer_steps"] = trainer.optimizer_steps();
   run.info["parameters"] = trainer.model().num_parameters();

@@ -92,11 +92,19 @@ static std::vector<double> null_to_nan(const ojson& a) {
   return v;
 }
 
+static ojson time_to_json(const TimeSplit& t) { return {t.train, t.fisher, t.eval, t.host}; }
+
+static TimeSplit time_from_json(const ojson& j) {
+  const std::vector<double> v = j.get<std::vector<double>>();
+  ARIA_CHECK(v.size() == 4, "'time' must hold 4 numbers (train, fisher, eval, host seconds), not ", v.size());
+  return {v[0], v[1], v[2], v[3]};
+}
+
 ojson method_run_to_json(const MethodRun& r) {
   return {{"seed", r.seed},     {"order_index", r.order_index}, {"order", r.order},     {"joint", r.joint},
           {"matrix", r.matrix}, {"before", r.before},           {"correct", r.correct}, {"seconds", r.seconds},
           {"info", r.info},     {"head_initial", nan_to_null(r.head_initial)},
-          {"head_trained", nan_to_null(r.head_trained)}};
+          {"head_trained", nan_to_null(r.head_trained)}, {"time", time_to_json(r.time)}};
 }
 
 MethodRun method_run_from_json(const ojson& j) {
@@ -112,6 +120,7 @@ MethodRun method_run_from_json(const ojson& j) {
   r.matrix = j.at("matrix").get<AccMatrix>();
   r.before = j.at("before").get<std::vector<double>>();
   r.seconds = j.at("seconds").get<double>();
+  if (j.contains("time")) r.time = time_from_json(j.at("time"));  // absent in older run-state files
   r.info = j.at("info");
   return r;
 }
@@ -146,7 +155,8 @@ ojson RunState::to_json() const {
                         {"last_gate_means", p.last_gate_means},
                         {"head_initial", nan_to_null(p.head_initial)},
                         {"head_trained", nan_to_null(p.head_trained)},
-                        {"seconds", p.seconds}};
+                        {"seconds", p.seconds},
+                        {"time", time_to_json(p.time)}};
   } else {
     j["in_progress"] = nullptr;
   }
@@ -181,6 +191,7 @@ RunState RunState::from_json(const ojson& j, const std::string& where) {
       if (p.contains("head_initial")) q.head_initial = null_to_nan(p.at("head_initial"));
       if (p.contains("head_trained")) q.head_trained = null_to_nan(p.at("head_trained"));
       q.seconds = p.at("seconds").get<double>();
+      if (p.contains("time")) q.time = time_from_json(p.at("time"));
       s.in_progress = q;
     }
     s.metrics_bytes = j.at("metrics_bytes").get<uint64_t>();

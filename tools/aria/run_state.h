@@ -72,6 +72,7 @@ struct RunState {
     std::vector<double> last_gate_means;  // the last step's (a loaded trainer has taken none yet)
     std::vector<double> head_initial, head_trained;  // the head-only probe so far (MethodRun's)
     double seconds = 0;                   // wall time spent on this run before the checkpoint
+    TimeSplit time;                       // and where it went (host: the rest, set at the run's end)
   };
   std::string command;    // "continual" or "run"
   int64_t checkpoint_every = 0;
