@@ -282,9 +282,10 @@ TEST_CASE("cache:base124m: its recipe, a CPU build refused, and missing shards n
   CHECK(r.needs_cuda);
   CHECK(r.uses_shards);
   const int64_t tokens = int64_t(r.train.batch_size) * r.train.seq_len * r.train.grad_accum * r.train.steps;
-  // 12-15 minutes at ~500K tokens/s (docs/base_model.md).
-  CHECK(tokens >= 360'000'000);
-  CHECK(tokens <= 450'000'000);
+  // About 6 minutes at ~500K tokens/s (docs/base_model.md): the base and the protocol's GPU run
+  // share one 30-minute lease.
+  CHECK(tokens >= 150'000'000);
+  CHECK(tokens <= 250'000'000);
   CHECK(r.train.warmup_steps > 0);
   CHECK(r.train.schedule == ScheduleConfig::Kind::Cosine);
   CHECK(r.train.checkpoint_every > 0);

@@ -16,9 +16,12 @@
 #   SIGTERM before the call's end (it checkpoints and exits 143) and the next call continues it, bit
 #   for bit. When it is complete: 3 `aria generate` samples and the score of a held-out validation
 #   paragraph in aria (cpu, cuda) and in transformers.
+# Then the continual protocol's time on this GPU (docs/run.md): `aria run --model cache:base124m
+# --device cuda`, the default experiment's protocol on the 124M base (GPU_BASE_RUNS=0 skips it).
 # Into $OUT (at most 8 files, each < 16 MiB): log.txt, curve.json, curve.svg, aria-cache.json,
-# samples.txt, score_check.json, heldout.txt. Exit 0 when everything is done, 3 when pretraining
-# must continue in another call, 1 on a failure.
+# samples.txt, score_check.json, runs.tar.gz (heldout.txt, build.log, the run's report.json, log.txt,
+# report.html, tables/). Exit 0 when everything is done, 3 when pretraining must continue in another
+# call, 1 on a failure.
 # GPU_BASE_BUDGET (seconds, default 540) is the time this call may use before it stops pretraining.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +42,9 @@ fi
 [ $# -eq 0 ] || { echo "gpu_base124m.sh: error: unknown argument '$1' (--pack, or nothing)" >&2; exit 2; }
 
 out="${OUT:-$root/build-gpu/base124m}"
-mkdir -p "$out"
+mkdir -p "$out" "$root/build-gpu/extra"
 log="$out/log.txt"
+extra="$root/build-gpu/extra"  # what comes back packed in runs.tar.gz
 budget=${GPU_BASE_BUDGET:-540}
 say() { echo "$*" | tee -a "$log"; }
 die() { say "gpu_base124m.sh: error: $*"; exit 1; }
@@ -52,8 +56,8 @@ prefix=()
 [ -d build-deps/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$root/build-deps/usr")
 t=$SECONDS
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DARIA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-         "${prefix[@]}" && ninja -C build-gpu -j16 aria; } >> "$out/build.log" 2>&1; then
-  tail -n 30 "$out/build.log" >> "$log"
+         "${prefix[@]}" && ninja -C build-gpu -j16 aria; } >> "$extra/build.log" 2>&1; then
+  tail -n 30 "$extra/build.log" >> "$log"
   die "build failed (the tail of build.log is above)"
 fi
 say "build: $((SECONDS - t)) s"
@@ -109,19 +113,32 @@ done
 say "samples: samples.txt"
 
 # 5. A held-out paragraph (validation split, 600-2500 characters) scored by aria and transformers.
-python3 - third_party/corpus/validation.txt "$out/heldout.txt" <<'PY'
+python3 - third_party/corpus/validation.txt "$extra/heldout.txt" <<'PY'
 import sys
 paras = [p.strip() for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n")]
 pick = next(p for p in paras if 600 <= len(p) <= 2500)
 open(sys.argv[2], "w", encoding="utf-8").write(pick + "\n")
 PY
-if python3 tools/hf_reference/score_saved_model.py --aria "$aria" --model "$dir" --text "$out/heldout.txt" \
+status=0
+if python3 tools/hf_reference/score_saved_model.py --aria "$aria" --model "$dir" --text "$extra/heldout.txt" \
      > "$out/score_check.json" 2>> "$log"; then
   say "score check: aria equals transformers (score_check.json)"
 else
   say "score check FAILED or could not run (score_check.json, log.txt)"
   cat "$out/score_check.json" >> "$log"
-  exit 1
+  status=1
 fi
 cat "$out/score_check.json"
-exit 0
+
+# 6. The default experiment's protocol on the 124M base (bf16, the CUDA default): its time split.
+if [ "${GPU_BASE_RUNS:-1}" = 1 ]; then
+  t=$SECONDS
+  timeout -k 10 $((budget - SECONDS + 40)) "$aria" run --model cache:base124m --device cuda --no-checkpoints \
+    --out "$extra/run124m" --overwrite > "$extra/run124m.out" 2>&1
+  rc=$?
+  say "aria run --model cache:base124m --device cuda: rc=$rc in $((SECONDS - t)) s"
+  grep -A7 "^time (seconds" "$extra/run124m/log.txt" | tee -a "$log"
+  [ $rc -eq 0 ] || { tail -n 20 "$extra/run124m.out" >> "$log"; status=1; }
+fi
+tar -C "$extra" -czf "$out/runs.tar.gz" . || status=1
+exit $status

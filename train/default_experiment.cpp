@@ -112,18 +112,18 @@ PretrainRecipe pretrain_recipe(const std::string& name) {
     r.max_corpus_bytes = 200'000;
   } else if (name == "base124m") {
     // GPT-2 124M pretrained in bfloat16 on one GPU from the large corpus's token shards
-    // (docs/base_model.md explains the numbers). 16 x 1024 x 16 = 262,144 tokens per step, 1400 steps:
-    // 367M tokens, about 12 minutes at the measured ~500K tokens/s of the bf16 d12 step on an H100;
-    // 3 tokens per parameter and about 15 epochs of the ~25M-token corpus (the time budget binds,
-    // not the data, so the corpus repeats). Warmup 100 steps, cosine to 10 % at the end. Validation
-    // every 100 steps on 16 fixed batches (262K tokens), checkpoints every 200 steps (a stopped build
-    // continues there).
+    // (docs/base_model.md explains the numbers). 16 x 1024 x 16 = 262,144 tokens per step, 700 steps:
+    // 183M tokens, about 6 minutes of the bf16 d12 step on an H100, so that the base and the
+    // continual protocol's GPU run fit one 30-minute GPU lease together. About 7 epochs of the
+    // ~25M-token corpus. Peak lr 1.2e-3 (2x GPT-3 small's: short runs at this size train stably at
+    // 2-3x), warmup 70 steps, cosine to 10 % at the end. Validation every 50 steps on 16 fixed
+    // batches (262K tokens); checkpoints every 100 steps (a stopped build continues there).
     r.arch = gpt2_preset("d12");
     r.uses_shards = true, r.needs_cuda = true;
     t.bf16 = true;
     t.batch_size = 16, t.seq_len = 1024, t.grad_accum = 16;
-    t.steps = 1400, t.warmup_steps = 100, t.lr = 6e-4, t.min_lr_ratio = 0.1, t.seed = 1337;
-    t.eval_every = 100, t.eval_batches = 16, t.log_every = 20, t.checkpoint_every = 200;
+    t.steps = 700, t.warmup_steps = 70, t.lr = 1.2e-3, t.min_lr_ratio = 0.1, t.seed = 1337;
+    t.eval_every = 50, t.eval_batches = 16, t.log_every = 20, t.checkpoint_every = 100;
   } else {
     ARIA_FAIL("unknown cached model 'cache:", name, "' (aria knows cache:default, cache:quick and cache:base124m)");
   }
