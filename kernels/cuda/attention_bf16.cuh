@@ -14,11 +14,9 @@
 //                                   dS^T = P^T (dP^T - D), dK += dS^T Q
 //   dQ       (CTA per query tile):  S = Q K^T -> P, dP = dO V^T, dS = P (dP - D), dQ += dS K
 // with D = rowsum(dO * O) from a small pre-kernel. dQ is a second pass instead of float atomics, so
-// every dqkv element is written once, deterministically. Two forms of that pass: it recomputes P and
-// dS (3 products per tile, as the float32 kernel does), or, in the stored-dS variants, the dK/dV
-// kernel also writes the bf16 dS^T tiles it computes anyway (~210 MB at GPT-2 124M, B16 T1024,
-// transient) and the pass reads them back: 1 product per tile, yet slower on the H200 (the bytes
-// cost more than the products saved; docs/perf.md), so the default recomputes.
+// every dqkv element is written once, deterministically. The pass recomputes P and dS (3 products per
+// tile, as the float32 kernel does): storing dS^T from the dK/dV kernel instead costs more in bytes
+// than it saves in products (docs/perf.md, "attention variants").
 // Causal masking: tiles (and 16/32-wide chunks of them) that no row of a warp can see are skipped;
 // the mask is applied only where a chunk straddles the diagonal. Scores are kept in the log2
 // domain (exp2 with log2(e)/sqrt(hd) folded into the scale). P and dS are rounded to bf16 only as
@@ -33,7 +31,6 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <initializer_list>
 
 #include "aria/kernels/cuda/common.cuh"
@@ -102,7 +99,7 @@ constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFull = 0xffffffffu;
 // Resident CTAs per SM the hd-64 forward is compiled for (register cap 128 with no meaningful
 // spills): more warps in flight hide the latency of the short mma chains of 64-wide tiles. hd 128
-// keeps every register it wants. The backward kernels take theirs as template parameters (kBwdVariants).
+// keeps every register it wants. The backward kernels take theirs as template parameters.
 template <int HD>
 constexpr int min_ctas(int hd64) {
   return HD == 64 ? hd64 : 1;
@@ -145,12 +142,6 @@ template <int HD>
 __device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16* tile, int r0, int c0, int lane) {
   ldmatrix_x4(a, tile + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld<HD>() + c0 + (lane >> 4) * 8);
 }
-// A fragment of rows m0..m0+15, columns k0..k0+15 of the transpose of a smem tile stored [k][m]
-// (ld<HD>() row pitch): A[m][k] = tile[k][m]. Matrix i of the ldmatrix is (m +8 (i & 1), k +8 (i >> 1)).
-template <int HD>
-__device__ __forceinline__ void ldsm_a_trans(uint32_t (&a)[4], const bf16* tile, int k0, int m0, int lane) {
-  ldmatrix_x4_trans(a, tile + (k0 + (lane & 7) + (lane >> 4) * 8) * ld<HD>() + m0 + ((lane >> 3) & 1) * 8);
-}
 // B fragments of two n-tiles when B[k][n] = tile[n][k] (the tile's rows are the n dimension, e.g. K
 // in S = Q K^T): b[0], b[1] for n = n0..n0+7, b[2], b[3] for n0+8..n0+15; k = c0..c0+15.
 template <int HD>
@@ -167,7 +158,7 @@ __device__ __forceinline__ void ldsm_b_rows_k(uint32_t (&b)[4], const bf16* tile
 // acc (16MT x 8NT) += A (16MT x HD: MT row blocks of fragments a) . tile[n0 .. n0 + 8NT)^T    (rows of
 // the tile as columns). A warp owning MT blocks of 16 rows feeds every B fragment it reads from shared
 // memory to MT mma, so it issues 1/MT of the ldmatrix traffic per product: on Hopper that traffic is
-// what bounds the one-block form (docs/perf.md, session 6).
+// what bounds the one-block form (docs/perf.md).
 template <int HD, int NT, int MT>
 __device__ __forceinline__ void mma_a_tileT_mt(float (&acc)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
                                                const bf16* tile, int n0, int lane) {
@@ -358,16 +349,6 @@ inline Tensor f32_copy(const Tensor& t) {
   Tensor r = Tensor::empty(t.shape(), DType::F32, t.device());
   copy_cast(t, r);
   return r;
-}
-
-// The environment variable `name` as an index in [0, count), read by the caller once; unset means 0.
-inline int env_variant(const char* name, int count) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return 0;
-  char* end = nullptr;
-  const long i = std::strtol(e, &end, 10);
-  ARIA_CHECK(*end == '\0' && i >= 0 && i < count, name, "=", e, " must be an integer in [0, ", count, ")");
-  return int(i);
 }
 
 }  // namespace aria::cuda::attn_bf16

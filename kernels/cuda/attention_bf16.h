@@ -7,17 +7,8 @@
 
 namespace aria::cuda {
 
-// variant: which compiled hd-64 forward configuration runs (0 .. attention_forward_bf16_variants() - 1,
-// 0 the default); -1 takes ARIA_ATTN_FWD_VARIANT from the environment (read once; unset = 0).
-void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int variant = -1);
-int attention_forward_bf16_variants();
-const char* attention_forward_bf16_variant_name(int variant);
-// variant: which compiled hd-64 backward configuration runs (0 .. attention_backward_bf16_variants() - 1,
-// 0 the default); -1 takes ARIA_ATTN_BWD_VARIANT from the environment (read once; unset = 0). Head
-// dim 128 has one configuration and ignores it.
+void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head);
 void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                             const Tensor& dqkv, int n_head, int variant = -1);
-int attention_backward_bf16_variants();
-const char* attention_backward_bf16_variant_name(int variant);
+                             const Tensor& dqkv, int n_head);
 
 }  // namespace aria::cuda

@@ -41,27 +41,14 @@ __global__ void attn_bf16_rowdot_kernel(const bf16* __restrict__ dout, const bf1
   }
 }
 
-// Stored dS^T tiles (kTileK == kTileQ: key tile kt is seen by query tiles kt .. nqt - 1): per (b, h)
-// the tiles (kt, qt >= kt) in row-major order, 64 x 64 bf16 each; ds_tiles_per_bh of them.
-static_assert(kTileK == kTileQ, "the stored-dS layout pairs key and query tiles of one size");
-__host__ __device__ __forceinline__ int64_t ds_tiles_per_bh(int nqt) {
-  return int64_t(nqt) * nqt - int64_t(nqt) * (nqt - 1) / 2;
-}
-__device__ __forceinline__ int64_t ds_tile(int bh, int kt, int qt, int nqt) {
-  const int64_t idx = int64_t(kt) * nqt - int64_t(kt) * (kt - 1) / 2 + (qt - kt);
-  return (int64_t(bh) * ds_tiles_per_bh(nqt) + idx) * (kTileK * kTileQ);
-}
-
 // dK, dV: one CTA per (key tile, b, h), early (heavy) key tiles first; loops over the query tiles
 // that can see the key tile. smem: K, V tiles, then two stages of (Q tile, dO tile), then two stages
 // of (lse, D) for the 64 query rows. QC: queries per inner step; MINB: resident CTAs per SM the
-// registers are capped for (backward variants: see kBwdVariants). kStoreDS: also write every dS^T
-// tile (64 keys x 64 queries, bf16, rows of 64) to dsT at ds_tile(): chunks skipped under the causal
-// mask as zeros, so that every entry a query row < T reads is written.
-template <int HD, int QC, int MINB, bool kStoreDS>
+// registers are capped for: 65536 / (128 MINB) registers, at most 255 (4 -> 128, 3 -> 168, 2 -> 255).
+template <int HD, int QC, int MINB>
 __global__ void __launch_bounds__(kThreads, MINB)
     attn_bf16_dkdv_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dout, const float* __restrict__ lse,
-                          const float* __restrict__ D, bf16* __restrict__ dqkv, bf16* __restrict__ dsT, Dims s) {
+                          const float* __restrict__ D, bf16* __restrict__ dqkv, Dims s) {
   constexpr int TE = tile_elems<HD>();
   // hd 64: the warp's K and V fragments live in registers; hd 128 would spill, so they are re-read
   // from smem, and queries go 16 at a time instead of 32.
@@ -121,21 +108,10 @@ __global__ void __launch_bounds__(kThreads, MINB)
     const float* sL = sStat + 2 * st * kTileQ;
     const float* sD = sL + kTileQ;
     const int q0 = qt * kTileQ;
-    // This warp's 16 rows of the stored dS^T tile (key tile kt, query tile qt).
-    bf16* ds_rows = kStoreDS ? dsT + ds_tile(bh, kt, qt, nqt) + warp * 16 * kTileQ : nullptr;
 #pragma unroll 1
     for (int c0 = 0; c0 < kTileQ; c0 += QC) {
       if (q0 + c0 >= s.T) break;                 // only padding rows from here on
-      if (q0 + c0 + QC - 1 < wk0) {              // every query of the chunk is before every key of the warp
-        if constexpr (kStoreDS) {
-#pragma unroll
-          for (int j = 0; j < QC / 8; ++j) {
-            *reinterpret_cast<uint32_t*>(ds_rows + g * kTileQ + c0 + j * 8 + 2 * t) = 0u;
-            *reinterpret_cast<uint32_t*>(ds_rows + (g + 8) * kTileQ + c0 + j * 8 + 2 * t) = 0u;
-          }
-        }
-        continue;
-      }
+      if (q0 + c0 + QC - 1 < wk0) continue;  // every query of the chunk is before every key of the warp
       float sT[QC / 8][4] = {}, dpT[QC / 8][4] = {};  // S^T, dP^T: [key g / g+8][query]
       if constexpr (!kRegKV) {
 #pragma unroll
@@ -161,16 +137,6 @@ __global__ void __launch_bounds__(kThreads, MINB)
       uint32_t pf[QC / 16][4], dsf[QC / 16][4];
       c_to_a<QC / 16>(pf, sT);
       c_to_a<QC / 16>(dsf, dpT);
-      if constexpr (kStoreDS) {  // the A fragments' halves are exactly the tile's bf16 pairs
-#pragma unroll
-        for (int kk = 0; kk < QC / 16; ++kk) {
-          bf16* p0 = ds_rows + g * kTileQ + c0 + kk * 16 + 2 * t;
-          *reinterpret_cast<uint32_t*>(p0) = dsf[kk][0];
-          *reinterpret_cast<uint32_t*>(p0 + 8 * kTileQ) = dsf[kk][1];
-          *reinterpret_cast<uint32_t*>(p0 + 8) = dsf[kk][2];
-          *reinterpret_cast<uint32_t*>(p0 + 8 * kTileQ + 8) = dsf[kk][3];
-        }
-      }
       mma_p_tile<HD, QC / 16>(dv, pf, sdO, c0, lane);   // dV += P^T dO
       mma_p_tile<HD, QC / 16>(dk, dsf, sQ, c0, lane);   // dK += dS^T Q   (times scale below)
     }
@@ -270,48 +236,6 @@ __global__ void __launch_bounds__(kThreads, MINB)
                    dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0 + 16 * i, s.T, lane);
 }
 
-// dQ from the stored dS^T tiles: one CTA per (query tile, b, h), late (heavy) query tiles first;
-// dQ = scale * sum over visible key tiles of dS K, with dS read as transposed A fragments of the
-// stored [key][query] tile. smem: two stages of (K tile, dS^T tile), both padded as ld<64>() rows.
-template <int HD, int MINB>
-__global__ void __launch_bounds__(kThreads, MINB)
-    attn_bf16_dq_from_ds_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ dsT, bf16* __restrict__ dqkv,
-                                Dims s) {
-  constexpr int TE = tile_elems<HD>(), DSE = tile_elems<kTileQ>();
-  bf16* sbuf = smem_base();  // stage st: K at sbuf + st (TE + DSE), dS^T right after
-  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD>(qkv, s, true);
-  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int q0 = qt * kTileQ, wq0 = q0 + warp * 16;
-  const int nkt = visible_key_tiles(qt, s.T);
-  auto issue = [&](int kt, int st) {  // K tile kt and the dS^T tile (kt, qt) into stage st
-    bf16* dst = sbuf + st * (TE + DSE);
-    load_tile<HD>(dst, base + C, rs, kt * kTileK, s.T);
-    load_tile<kTileQ>(dst + TE, dsT + ds_tile(bh, kt, qt, nqt), kTileQ, 0, kTileK);  // whole tile is allocated
-    cp_async_commit();
-  };
-  issue(0, 0);
-  float dq[HD / 8][4] = {};
-  for (int kt = 0; kt < nkt; ++kt) {
-    cp_async_wait<0>();
-    __syncthreads();
-    if (kt + 1 < nkt) issue(kt + 1, (kt + 1) & 1);
-    const bf16* sK = sbuf + (kt & 1) * (TE + DSE);
-    const bf16* sDS = sK + TE;
-    const int k0 = kt * kTileK;
-#pragma unroll
-    for (int c0 = 0; c0 < kTileK; c0 += 16) {
-      if (k0 + c0 > wq0 + 15) break;  // keys after every row of the warp: dS = 0
-      uint32_t a[1][4];
-      ldsm_a_trans<kTileQ>(a[0], sDS, c0, warp * 16, lane);
-      mma_p_tile<HD, 1>(dq, a, sK, c0, lane);  // dQ += dS K   (times scale below)
-    }
-  }
-  __syncthreads();  // every warp is done with both stages: stage 0 stages the output
-  const float mq[2] = {s.scale, s.scale};
-  store_rows<HD>(dq, mq, sbuf + warp * 16 * ld<HD>(), dqkv + int64_t(b) * s.T * rs + int64_t(h) * HD, rs, wq0, s.T,
-                 lane);
-}
-
 template <int HD>
 constexpr size_t dkdv_smem() {
   return sizeof(bf16) * 6 * tile_elems<HD>() + sizeof(float) * 4 * kTileQ;
@@ -320,22 +244,15 @@ template <int HD, int MT>
 constexpr size_t dq_smem() {
   return sizeof(bf16) * (2 * MT + 4) * tile_elems<HD>();
 }
-template <int HD>
-constexpr size_t dq_from_ds_smem() {
-  return sizeof(bf16) * 2 * (tile_elems<HD>() + tile_elems<kTileQ>());
-}
 
-// One configuration of the two backward kernels (their register caps and inner chunk widths; with
-// STORE_DS the dQ pass reads the stored dS^T tiles and DQ_KC is unused).
-template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, bool STORE_DS = false, int DQ_MT = 1>
+// One configuration of the two backward kernels: dK/dV queries per inner step and CTAs per SM, dQ
+// keys per inner step, CTAs per SM and 16-row blocks per warp.
+template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, int DQ_MT>
 void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                      const Tensor& dqkv) {
-  constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB, STORE_DS>;
+  constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB>;
   constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB, DQ_MT>;
-  constexpr auto dq_ds_kernel = attn_bf16_dq_from_ds_kernel<HD, DQ_MINB>;
-  static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()),
-                      STORE_DS ? allow_smem(dq_ds_kernel, dq_from_ds_smem<HD>()) : allow_smem(dq_kernel, dq_smem<HD, DQ_MT>()),
-                      true);
+  static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()), allow_smem(dq_kernel, dq_smem<HD, DQ_MT>()), true);
   (void)init;
   const auto* q = static_cast<const bf16*>(qkv.raw_data());
   const auto* o = static_cast<const bf16*>(out.raw_data());
@@ -348,81 +265,17 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   ARIA_CUDA_LAUNCH_CHECK();
   const int64_t bh = int64_t(d.B) * d.H;
   const unsigned kblocks = unsigned(bh * ceil_div(d.T, kTileK));
-  const unsigned qblocks = unsigned(bh * ceil_div(d.T, kTileQ));  // stored-dS pass
   const unsigned dq_blocks = unsigned(bh * ceil_div(d.T, kTileQ * DQ_MT));
-  Tensor ds;  // the stored dS^T tiles (STORE_DS), freed when this returns: stream order keeps it for the dQ pass
-  if constexpr (STORE_DS)
-    ds = Tensor::empty({bh * ds_tiles_per_bh(int((d.T + kTileQ - 1) / kTileQ)) * kTileK * kTileQ}, DType::BF16,
-                       qkv.device());
-  bf16* dsT = STORE_DS ? static_cast<bf16*>(ds.raw_data()) : nullptr;
-  dkdv_kernel<<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, dsT,
-                                                                 d);
+  dkdv_kernel<<<kblocks, kThreads, dkdv_smem<HD>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
   ARIA_CUDA_LAUNCH_CHECK();
-  if constexpr (STORE_DS) {
-    dq_ds_kernel<<<qblocks, kThreads, dq_from_ds_smem<HD>(), stream()>>>(q, dsT, dq, d);
-  } else {
-    dq_kernel<<<dq_blocks, kThreads, dq_smem<HD, DQ_MT>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
-  }
+  dq_kernel<<<dq_blocks, kThreads, dq_smem<HD, DQ_MT>(), stream()>>>(q, dO, lse.data<float>(), D.data<float>(), dq, d);
   ARIA_CUDA_LAUNCH_CHECK();
 }
-
-using BackwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                const Tensor&);
-
-// The hd-64 backward configurations (the tuning sweep of the ARIA_ATTN_BENCH test times them all;
-// ARIA_ATTN_BWD_VARIANT picks one at run time); entry 0 is the default. Rows 5, 6 and 1 each change
-// one kernel of the first configuration (row 2), so the sweep also times each kernel's options alone.
-// Fields: dK/dV queries per inner step and CTAs per SM, dQ keys per inner step and
-// CTAs per SM; MINB caps registers at 65536 / (128 MINB), at most 255: 4 -> 128, 3 -> 168, 2 -> 255.
-struct BwdVariant {
-  const char* name;
-  BackwardLaunch launch;
-};
-#define ARIA_ATTN_BWD_VARIANT(a, b, c, e) \
-  BwdVariant { "dkdv qc" #a " min" #b " | dq kc" #c " min" #e, backward_launch<64, a, b, c, e> }
-#define ARIA_ATTN_BWD_DS_VARIANT(a, b, e) \
-  BwdVariant { "dkdv qc" #a " min" #b " + stored dS | dq from dS min" #e, backward_launch<64, a, b, 16, e, true> }
-#define ARIA_ATTN_BWD_DQ32_VARIANT(a, b, c, e)                                              \
-  BwdVariant {                                                                               \
-    "dkdv qc" #a " min" #b " | dq 32 rows/warp kc" #c " min" #e, backward_launch<64, a, b, c, e, false, 2> \
-  }
-const BwdVariant kBwdVariants[] = {
-    // The default (session 6, H200, B16 T1024 H12): row 1's dK/dV kernel and a dQ pass with two 16-row
-    // blocks per warp (128-row tiles), whose K / V fragments each feed two mma: 0.353 ms vs 0.368.
-    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 32, 2),
-    // The default until session 5, from the H100 sweep: dK/dV with 64-wide query chunks at 2 CTAs/SM,
-    // dQ as first written. 0.375 ms vs 0.380 for the first configuration (row 2). On the H200 rows 1-4
-    // and 6 are within 1.5% of each other, row 5 15% slower: the structure, not these knobs, sets the speed.
-    ARIA_ATTN_BWD_VARIANT(64, 2, 32, 4),
-    ARIA_ATTN_BWD_VARIANT(32, 3, 32, 4),  // the first configuration: 128 / 168 / 128 register caps
-    ARIA_ATTN_BWD_VARIANT(32, 2, 32, 3),  // looser register caps, fewer CTAs in flight
-    ARIA_ATTN_BWD_VARIANT(64, 2, 64, 3),  // wider chunks: longer independent mma chains
-    ARIA_ATTN_BWD_VARIANT(16, 4, 32, 4),  // dK/dV only: narrower chunks, 4 CTAs per SM (112 B spill)
-    ARIA_ATTN_BWD_VARIANT(32, 3, 64, 3),  // dQ only: wider key chunks
-    // Stored dS: the dQ pass multiplies the dS^T tiles the dK/dV kernel wrote instead of recomputing
-    // them. Slower on the H200 (0.387 vs 0.367 ms): writing and re-reading ~210 MB costs more than the
-    // two products it saves (docs/perf.md, session 5); kept for the sweep on other GPUs.
-    ARIA_ATTN_BWD_DS_VARIANT(64, 2, 4),
-    // The two-block dQ pass with narrower key chunks (0.361 ms), and at 3 CTAs/SM (spills: 0.470 ms).
-    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 16, 2),
-    ARIA_ATTN_BWD_DQ32_VARIANT(64, 2, 16, 3),
-};
-#undef ARIA_ATTN_BWD_VARIANT
-#undef ARIA_ATTN_BWD_DS_VARIANT
-#undef ARIA_ATTN_BWD_DQ32_VARIANT
-constexpr int kNumBwdVariants = int(sizeof(kBwdVariants) / sizeof(kBwdVariants[0]));
 
 }  // namespace
 
-int attention_backward_bf16_variants() { return kNumBwdVariants; }
-
-const char* attention_backward_bf16_variant_name(int variant) {
-  ARIA_CHECK(variant >= 0 && variant < kNumBwdVariants, "attention backward variant ", variant, " out of range");
-  return kBwdVariants[variant].name;
-}
-
 void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                             const Tensor& dqkv, int n_head, int variant) {
+                             const Tensor& dqkv, int n_head) {
   const Problem p = check_qkv(qkv, n_head, "attention_backward");
   const int64_t n = p.B * p.T * p.H * p.hd;
   check_tensor(out, DType::BF16, n, "attention_backward", "out");
@@ -436,12 +289,12 @@ void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor&
     copy_cast(dqkv32, dqkv);
     return;
   }
-  static const int env = env_variant("ARIA_ATTN_BWD_VARIANT", kNumBwdVariants);
-  if (variant < 0) variant = env;
-  ARIA_CHECK(variant < kNumBwdVariants, "attention backward variant ", variant, " out of range");
   const Dims d = dims(p);
-  if (p.hd == 64) kBwdVariants[variant].launch(d, qkv, out, lse, dout, dqkv);
-  else backward_launch<128, 16, 1, 32, 1>(d, qkv, out, lse, dout, dqkv);  // hd 128: no variants
+  // hd 64: dK/dV with 64-query chunks and a dQ pass with two 16-row blocks per warp (each K / V
+  // fragment feeds two mma), both at 2 CTAs per SM (docs/perf.md, "attention variants"). hd 128 keeps
+  // its registers: one CTA per SM, 16-query chunks, one block per warp.
+  if (p.hd == 64) backward_launch<64, 64, 2, 32, 2, 2>(d, qkv, out, lse, dout, dqkv);
+  else backward_launch<128, 16, 1, 32, 1, 1>(d, qkv, out, lse, dout, dqkv);
 }
 
 }  // namespace aria::cuda

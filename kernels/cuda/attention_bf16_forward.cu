@@ -142,31 +142,9 @@ void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const T
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-// The hd-64 forward configurations (ARIA_ATTN_FWD_VARIANT picks one at run time; entry 0 is the
-// default): query rows per warp, which set the ldmatrix traffic per product and the registers.
-using ForwardLaunch = void (*)(const Dims&, const Tensor&, const Tensor&, const Tensor&);
-struct FwdVariant {
-  const char* name;
-  ForwardLaunch launch;
-};
-const FwdVariant kFwdVariants[] = {
-    // The default: each K / V fragment read from shared memory feeds two mma. H200, B16 T1024 H12:
-    // 0.111 ms vs 0.114 for row 1 (docs/perf.md, session 6).
-    {"32 rows per warp, 128-row tiles, 2 CTAs/SM", forward_launch<64, 2>},
-    {"16 rows per warp, 64-row tiles, 4 CTAs/SM", forward_launch<64, 1>},
-};
-constexpr int kNumFwdVariants = int(sizeof(kFwdVariants) / sizeof(kFwdVariants[0]));
-
 }  // namespace
 
-int attention_forward_bf16_variants() { return kNumFwdVariants; }
-
-const char* attention_forward_bf16_variant_name(int variant) {
-  ARIA_CHECK(variant >= 0 && variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
-  return kFwdVariants[variant].name;
-}
-
-void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int variant) {
+void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
   const Problem p = check_qkv(qkv, n_head, "attention_forward");
   check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_forward", "out");
   check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_forward", "lse");
@@ -177,12 +155,11 @@ void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& 
     copy_cast(out32, out);
     return;
   }
-  static const int env = env_variant("ARIA_ATTN_FWD_VARIANT", kNumFwdVariants);
-  if (variant < 0) variant = env;
-  ARIA_CHECK(variant < kNumFwdVariants, "attention forward variant ", variant, " out of range");
   const Dims d = dims(p);
-  if (p.hd == 64) kFwdVariants[variant].launch(d, qkv, out, lse);
-  else forward_launch<128, 1>(d, qkv, out, lse);  // hd 128: no variants
+  // hd 64: two 16-row blocks per warp, so each K / V fragment read from shared memory feeds two mma
+  // (docs/perf.md, "attention variants"); hd 128 keeps one block per warp for its registers.
+  if (p.hd == 64) forward_launch<64, 2>(d, qkv, out, lse);
+  else forward_launch<128, 1>(d, qkv, out, lse);
 }
 
 }  // namespace aria::cuda
