@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "aria/core/adamw_item.h"
 #include "aria/core/tensor.h"
 
 namespace aria {
@@ -13,24 +14,7 @@ enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 enum class GemmEpilogue : int { None = 0, Bias = 1, Gelu = 2, DGelu = 3, BGrad = 4 };
 enum class UnaryOp : int { Affine = 0, Gelu = 1, Sigmoid = 2, Relu = 3, Exp = 4, Log = 5, Tanh = 6, Square = 7 };
 
-// One parameter tensor's AdamW step. p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p),
-// with g = grad * grad_scale, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, m_hat = m / bc1, v_hat = v / bc2.
-// Mixed precision: when `master` is defined (float32, param's shape) the step updates master and
-// writes param = bfloat16(master) (param BF16); grad may be BF16 or float32; m, v are float32.
-// Clipping on the device: when `clip_sumsq` is defined (float64 [1] on the item's device, the sum of
-// squares of ALL gradients as sum_squares writes it; one tensor shared by every item of the call) the
-// kernel reads norm = sqrt(clip_sumsq) itself (no host read) and uses the gradient multiplier
-// float(grad_scale * (clip_max_norm > 0 && norm > clip_max_norm ? clip_max_norm / norm : 1)), computed
-// in double (kernels/adamw_clip.h). A non-finite norm skips the whole call: no param, master or moment
-// of any item changes (the caller reads the norm afterwards and reports it).
-struct AdamWItem {
-  Tensor param, grad, m, v;
-  Tensor master;
-  float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
-  float bias_correction1 = 1, bias_correction2 = 1, grad_scale = 1;
-  Tensor clip_sumsq;
-  float clip_max_norm = 0;
-};
+// AdamWItem (one parameter's AdamW step, the adamw_update row's argument): core/adamw_item.h.
 
 #define ARIA_KERNEL(name, params, args) void name params;
 namespace cpu {

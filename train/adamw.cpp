@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 
 namespace aria {
 
@@ -93,7 +93,7 @@ void AdamW::update(double lr_multiplier, double grad_scale, const Tensor& clip_s
       dev->second.push_back(std::move(it));
     }
   }
-  for (auto& [device, items] : by_device) ARIA_DISPATCH(device, adamw_update, items);
+  for (auto& [device, items] : by_device) ops::adamw_update_(items);
 }
 
 // Moments (and the master copy of a bfloat16 parameter) are float32 unless the parameter is float64.

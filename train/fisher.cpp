@@ -8,7 +8,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/train/per_sample_grad.h"
 
@@ -192,7 +192,7 @@ FisherResult batched_fisher(const ContinualModel& m, int task_id, const std::vec
     loss.backward();
     for (size_t k = 0; k < r.fisher.size(); ++k) {
       const Tensor g = guard.scope()[k].second.grad();
-      if (g.defined()) ARIA_DISPATCH(g.device(), square_accumulate, r.fisher[k].second, g, alpha);
+      if (g.defined()) ops::add_squares_(r.fisher[k].second, g, alpha);
     }
     guard.clear_grads();
   }

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 
 namespace aria {
 
@@ -33,7 +33,7 @@ std::vector<std::pair<Device, std::vector<Tensor>>> grads_by_device(const std::v
 // One device's sum of squares: a float64 [1] tensor there (one kernel call, no read-back).
 Tensor device_sum_squares(Device device, const std::vector<Tensor>& grads) {
   Tensor out = Tensor::zeros({1}, DType::F64, device);
-  ARIA_DISPATCH(device, sum_squares, grads, out);
+  ops::add_sum_squares_(grads, out);
   return out;
 }
 

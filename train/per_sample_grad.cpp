@@ -5,7 +5,7 @@
 #include <unordered_map>
 
 #include "aria/core/autograd.h"
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 
 namespace aria {
 
@@ -13,8 +13,6 @@ namespace {
 
 // Largest per-sample weight-gradient block [n, in, out] materialised at once (elements).
 constexpr int64_t kMaxChunkElements = int64_t(1) << 26;
-
-DType stat_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
 
 // The accumulators' dtype: float32 for bfloat16 parameters (squares summed in float32), else the
 // parameter's own.
@@ -156,7 +154,7 @@ void PerSampleSquaredGrads::accumulate(int64_t samples, const std::function<Tens
     throw;
   }
   for (Target& t : targets_) {
-    if (t.pending.defined()) ARIA_DISPATCH(t.acc.device(), square_accumulate, t.acc, t.pending, alpha_);
+    if (t.pending.defined()) ops::add_squares_(t.acc, t.pending, alpha_);
     t.pending = Tensor();
   }
 }
@@ -174,7 +172,7 @@ void PerSampleSquaredGrads::contribute(Target& t, const Tensor& g, int64_t s0) {
   const Tensor gs = g.reshape(s);
   const Device dev = t.acc.device();
   if (t.uses == 1) {
-    ARIA_DISPATCH(dev, square_accumulate, t.acc, gs, alpha_);
+    ops::add_squares_(t.acc, gs, alpha_);
     return;
   }
   // Used several times: the per-sample gradient is the sum of the uses' contributions; squared
@@ -184,7 +182,7 @@ void PerSampleSquaredGrads::contribute(Target& t, const Tensor& g, int64_t s0) {
     full.insert(full.begin(), samples_);
     t.pending = Tensor::zeros(full, t.acc.dtype(), dev);  // the uses summed in the accumulators' dtype
   }
-  ARIA_DISPATCH(dev, axpy, t.pending.slice(0, s0, s0 + g.size(0)), as_dtype(gs, t.acc.dtype()), 1.0);
+  ops::add_scaled_(t.pending.slice(0, s0, s0 + g.size(0)), as_dtype(gs, t.acc.dtype()), 1.0);
 }
 
 void PerSampleSquaredGrads::linear_grads(Target* w, Target* b, const Tensor& x, const Tensor& dy) {
@@ -196,13 +194,13 @@ void PerSampleSquaredGrads::linear_grads(Target* w, Target* b, const Tensor& x, 
     for (int64_t s0 = 0; s0 < S; s0 += chunk) {
       const int64_t n = std::min(chunk, S - s0);
       Tensor G = Tensor::empty({n, in, out}, x.dtype(), dev);  // G_n = X_n^T dY_n
-      ARIA_DISPATCH(dev, matmul, X.slice(0, s0, s0 + n), D.slice(0, s0, s0 + n), G, true, false, 1.0, 0.0);
+      ops::matmul_into(X.slice(0, s0, s0 + n), D.slice(0, s0, s0 + n), G, true, false);
       contribute(*w, G, s0);
     }
   }
   if (b) {
     Tensor G = Tensor::empty({S, 1, out}, x.dtype(), dev);
-    ARIA_DISPATCH(dev, sum_to, D, G);
+    ops::sum_to_into(D, G);
     contribute(*b, G, 0);
   }
 }
@@ -213,19 +211,18 @@ void PerSampleSquaredGrads::layernorm_grads(Target* w, Target* b, const Tensor& 
   const Tensor D = dy.contiguous().detach().reshape({S, R, C});
   if (w) {
     // xhat = layernorm(x) with unit weight and zero bias: the op's own normalisation, recomputed.
-    Tensor xhat = Tensor::empty({N, C}, x.dtype(), dev);
-    Tensor mean = Tensor::empty({N}, stat_dtype(x.dtype()), dev), rstd = Tensor::empty({N}, stat_dtype(x.dtype()), dev);
-    ARIA_DISPATCH(dev, layernorm_forward, x.reshape({N, C}), Tensor::full({C}, 1.0, x.dtype(), dev),
-                  Tensor::zeros({C}, x.dtype(), dev), xhat, mean, rstd, eps);
+    // (x is detached and the unit weight and zero bias need no gradient: nothing is recorded.)
+    const Tensor xhat = ops::layernorm(x.reshape({N, C}), Tensor::full({C}, 1.0, x.dtype(), dev),
+                                       Tensor::zeros({C}, x.dtype(), dev), eps);
     Tensor prod = Tensor::empty({S, R, C}, x.dtype(), dev);
-    ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), D, xhat.reshape({S, R, C}), prod);
+    ops::mul_into(D, xhat.reshape({S, R, C}), prod);
     Tensor G = Tensor::empty({S, 1, C}, x.dtype(), dev);
-    ARIA_DISPATCH(dev, sum_to, prod, G);
+    ops::sum_to_into(prod, G);
     contribute(*w, G, 0);
   }
   if (b) {
     Tensor G = Tensor::empty({S, 1, C}, x.dtype(), dev);
-    ARIA_DISPATCH(dev, sum_to, D, G);
+    ops::sum_to_into(D, G);
     contribute(*b, G, 0);
   }
 }
@@ -252,11 +249,11 @@ void PerSampleSquaredGrads::embedding_grads(Target& w, const std::vector<int32_t
   // In the accumulator's dtype (a bfloat16 dy is summed and squared in float32).
   const DType dt = w.acc.dtype();
   Tensor compact = Tensor::zeros({U, Dm}, dt, dev);
-  ARIA_DISPATCH(dev, embedding_backward, Tensor::from_ints(local, {total}, dev),
-                as_dtype(dy.contiguous().detach().reshape({total, Dm}), dt), compact);
+  ops::index_add_rows_(compact, Tensor::from_ints(local, {total}, dev),
+                       as_dtype(dy.contiguous().detach().reshape({total, Dm}), dt));
   Tensor squared = Tensor::zeros({U, Dm}, dt, dev);
-  ARIA_DISPATCH(dev, square_accumulate, squared, compact, alpha_);
-  ARIA_DISPATCH(dev, embedding_backward, Tensor::from_ints(rows, {U}, dev), squared, w.acc);
+  ops::add_squares_(squared, compact, alpha_);
+  ops::index_add_rows_(w.acc, Tensor::from_ints(rows, {U}, dev), squared);
 }
 
 }  // namespace aria

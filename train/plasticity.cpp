@@ -5,7 +5,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 
 namespace aria {
 
@@ -99,7 +99,7 @@ std::vector<double> GateStats::means() const {
 void scale_grad(const Tensor& p, double f) {
   const Tensor g = p.grad();
   if (!g.defined() || f == 1.0) return;
-  ARIA_DISPATCH(g.device(), axpy, g, g, f - 1.0);
+  ops::add_scaled_(g, g, f - 1.0);
 }
 
 void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats) {
@@ -115,7 +115,7 @@ void dampen_slow_grads(const Gpt2Model& m, const GateStats& stats) {
       const Tensor g = t->grad();
       if (!g.defined()) continue;
       ARIA_CHECK(g.is_contiguous(), "dampen_slow_grads: the gradient of layer ", l, "'s slow pathway is a view");
-      ARIA_DISPATCH(g.device(), scale_by, g, f, g);
+      ops::scale_by_(g, f);
     }
   }
 }

@@ -6,7 +6,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/core/ops_inplace.h"
 
 namespace aria {
 
@@ -70,9 +70,8 @@ class ProductSum {
 };
 
 Tensor scaled(const Tensor& x, double s) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  ARIA_DISPATCH(x.device(), unary, int(UnaryOp::Affine), x, y, s, 0.0);
-  return y;
+  NoGradGuard no_grad;
+  return ops::affine(x, s, 0.0);
 }
 
 Tensor converted(const Tensor& x, DType dtype, Device device) {
@@ -124,11 +123,11 @@ void SpcState::consolidate(const FisherResult& f, const ContinualModel& m, doubl
     const Device dev = theta.device();
     Tensor A = Fc.clone();
     Tensor B = Tensor::empty(theta.shape(), theta.dtype(), dev);
-    ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), Fc, theta, B);
+    ops::mul_into(Fc, theta, B);
     if (auto it = buf_.find(name); it != buf_.end()) {
       const Buffers& old = on_device(name, theta);
-      ARIA_DISPATCH(dev, axpy, A, old.A, 1.0);
-      ARIA_DISPATCH(dev, axpy, B, old.B, 1.0);
+      ops::add_scaled_(A, old.A, 1.0);
+      ops::add_scaled_(B, old.B, 1.0);
     }
     buf_[name] = Buffers{A, B};
     ProductSum c(params.at(name).dtype() == DType::BF16);
@@ -175,9 +174,9 @@ void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
       // A gradient the fused row cannot take (another dtype or device, a strided view): A p - B
       // first, then added in g's own dtype.
       Tensor d = Tensor::empty(p.shape(), b.A.dtype(), dev);
-      ARIA_DISPATCH(dev, binary, int(BinaryOp::Mul), b.A, converted(pc, b.A), d);
-      ARIA_DISPATCH(dev, axpy, d, b.B, -1.0);
-      ARIA_DISPATCH(g.device(), axpy, g, converted(d, g), lambda);
+      ops::mul_into(b.A, converted(pc, b.A), d);
+      ops::add_scaled_(d, b.B, -1.0);
+      ops::add_scaled_(g, converted(d, g), lambda);
       continue;
     }
     if (!g.defined()) {
@@ -194,7 +193,7 @@ void SpcState::add_penalty_grad(const ContinualModel& m, double lambda) const {
     grp->ps.push_back(pc);
     grp->Bs.push_back(b.B.contiguous());
   }
-  for (const Group& grp : groups) ARIA_DISPATCH(grp.device, spc_penalty_grad, grp.grads, grp.As, grp.ps, grp.Bs, lambda);
+  for (const Group& grp : groups) ops::add_spc_penalty_grad_(grp.grads, grp.As, grp.ps, grp.Bs, lambda);
 }
 
 std::vector<std::pair<std::string, Tensor>> SpcState::state_tensors() const {

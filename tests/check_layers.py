@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Layering rules of issue 16 that the compiler cannot see, checked on the sources.
+
+train/ reaches the kernels only through ops (core/ops*.h): no train/ file includes a kernels/
+header or dispatches a kernel (ARIA_DISPATCH, aria::cpu:: / aria::cuda:: kernel calls). A rule is
+(folder, description, regex); a line matching the regex in a C++ source under the folder fails.
+--self-test writes a small tree that breaks every rule and checks that each break is reported."""
+import argparse
+import pathlib
+import re
+import sys
+import tempfile
+
+SUFFIXES = {".h", ".hpp", ".cpp", ".cc", ".cu", ".cuh"}
+RULES = [
+    ("train", "includes a kernels/ header (reach kernels through core/ops*.h)",
+     re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/')),
+    ("train", "dispatches a kernel (add an op in core/ and call it)", re.compile(r"\bARIA_DISPATCH\b")),
+    ("train", "calls a backend's kernel directly (add an op in core/ and call it)",
+     re.compile(r"\b(?:aria::)?(?:cpu|cuda)::[a-z_]+\s*\(")),
+]
+
+
+def violations(root):
+    out = []
+    for folder, why, pattern in RULES:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for p in sorted(base.rglob("*")):
+            if p.suffix not in SUFFIXES or not p.is_file():
+                continue
+            for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    out.append(f"{p.relative_to(root).as_posix()}:{n}: {why}: {line.strip()}")
+    return out
+
+
+def self_test():
+    bad = {
+        "train/a.cpp": '#include "aria/kernels/kernels.h"\n',
+        "train/sub/b.h": '  #include "kernels/kernel_list.h"\n',
+        "train/c.cpp": "void f() { ARIA_DISPATCH(d, axpy, y, x, 1.0); }\n",
+        "train/d.cpp": "void f() { aria::cuda::axpy(y, x, 1.0); cpu::fill(y, 0); }\n",
+        "train/ok.cpp": '#include "aria/core/ops_inplace.h"\n// ARIA_DISPATCHER is another word\n',
+        "model/e.cpp": '#include "aria/kernels/kernels.h"\n',  # no rule for model/ here
+    }
+    with tempfile.TemporaryDirectory() as d:
+        root = pathlib.Path(d)
+        for rel, text in bad.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        found = violations(root)
+    files = sorted({v.split(":")[0] for v in found})
+    want = ["train/a.cpp", "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
+    if files != want or len(found) != 4:
+        print("self-test failed: reported", found, file=sys.stderr)
+        return 1
+    print("self-test: every planted violation reported, nothing else")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root")
+    ap.add_argument("--self-test", action="store_true")
+    args = ap.parse_args()
+    if args.self_test:
+        return self_test()
+    if not args.root:
+        ap.error("--root is required (or --self-test)")
+    found = violations(pathlib.Path(args.root))
+    for v in found:
+        print("error: " + v, file=sys.stderr)
+    if not found:
+        print("layers: train/ includes no kernels/ header and dispatches no kernel")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
