@@ -11,6 +11,7 @@
 #include "aria/train/grad_clip.h"
 #include "aria/train/lm_checkpoint.h"
 #include "aria/train/progress.h"
+#include "aria/train/report_format.h"
 
 namespace aria {
 
@@ -43,11 +44,7 @@ void check_tokens(const TokenDataset& d, int vocab_size, const char* which) {
              "], outside the model's vocabulary [0, ", vocab_size, ")");
 }
 
-std::string fmt(const char* f, double x) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, x);
-  return buf;
-}
+using report_format::fmt;
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/train/cl_bootstrap.h"
+#include "aria/train/report_format.h"
 
 namespace aria {
 
@@ -86,11 +87,7 @@ void put_head_transfer(ojson& o, const MethodRun& run) {
   o["head_transfer"] = num_or_null(true, head_transfer(run));
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+using report_format::fmt;
 
 std::string pad(const std::string& s, size_t w, bool right) {
   // Width in code points, so "±" counts as one column.
