@@ -1,23 +1,25 @@
-// GPT-2 byte-level BPE; see tokenizer.h for the contract. Internally every token is held as its
-// raw bytes (vocab.json spells bytes through GPT-2's byte-to-unicode table, which we undo once at
-// load), so BPE runs on byte strings and token ids and never touches the unicode spelling again.
+// The BPE model of aria::Tokenizer (tokenizer.h), GPT-2's vocab.json + merges.txt reader, and where
+// a model folder's tokenizer comes from. The pipeline around the model (added tokens, normalizers,
+// pre-tokenizers, templates, decoders) is in tokenizer_pipeline.cpp, the tokenizer.json reader in
+// tokenizer_json.cpp. A byte-level tokenizer holds every token as its raw bytes (GPT-2's
+// byte-to-unicode spelling is undone once at load), so BPE runs on byte strings.
 #include "aria/model/tokenizer.h"
 
 #include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
-#include <mutex>
-#include <vector>
 #include <queue>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/model/tokenizer_impl.h"
 #include "aria/model/unicode_tables.h"
+#include "aria/model/utf8.h"
 
 namespace aria {
 namespace {
@@ -25,71 +27,29 @@ namespace {
 using unicode::CharClass;
 
 constexpr std::string_view kEndOfText = "<|endoftext|>";
-constexpr uint32_t kInvalid = 0xFFFFFFFF;     // marks a byte that starts no valid UTF-8 sequence
 constexpr size_t kMaxCachedWordBytes = 256;   // longer words are rare; don't let them fill memory
 constexpr size_t kMaxCacheEntries = 1 << 20;  // the cache is dropped when it grows past this
 
-// Decodes one UTF-8 character at s[0..n) strictly (no overlongs, surrogates or > U+10FFFF).
-// Returns its length; on an invalid sequence returns 1 and sets cp = kInvalid, so a bad byte is
-// one character on its own and the next byte gets its own chance to start a character.
-size_t utf8_next(const unsigned char* s, size_t n, uint32_t& cp) {
-  const unsigned char b = s[0];
-  if (b < 0x80) return cp = b, 1;
-  size_t len;
-  uint32_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b >= 0xC2 && b <= 0xDF) len = 2, cp = b & 0x1F;
-  else if (b >= 0xE0 && b <= 0xEF) len = 3, cp = b & 0x0F, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
-  else if (b >= 0xF0 && b <= 0xF4) len = 4, cp = b & 0x07, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
-  else return cp = kInvalid, 1;
-  if (n < len) return cp = kInvalid, 1;
-  for (size_t i = 1; i < len; ++i) {
-    const unsigned char c = s[i];
-    if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xBF)) return cp = kInvalid, 1;
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  return len;
-}
-
 // GPT-2's byte-to-unicode table: printable Latin-1 bytes stand for themselves, the other 68
 // bytes are renamed to U+0100.. in byte order, so every token is spelled in visible characters.
-std::array<uint32_t, 256> byte_to_unicode() {
-  std::array<uint32_t, 256> t{};
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    t[b] = printable ? b : next++;
-  }
-  return t;
-}
-
-// Undoes byte_to_unicode on a vocab/merges token. Empty result = not a byte-level token.
-std::string unicode_to_bytes(const std::string& tok) {
+const std::array<uint32_t, 256>& byte_to_unicode() {
   static const auto table = [] {
-    std::array<int, 324> inv;  // byte_to_unicode's image lies below U+0144 = 324
-    inv.fill(-1);
-    const auto fwd = byte_to_unicode();
-    for (int b = 0; b < 256; ++b) inv[fwd[b]] = b;
-    return inv;
+    std::array<uint32_t, 256> t{};
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+      t[b] = printable ? b : next++;
+    }
+    return t;
   }();
-  std::string out;
-  const auto* s = reinterpret_cast<const unsigned char*>(tok.data());
-  for (size_t i = 0; i < tok.size();) {
-    uint32_t cp;
-    i += utf8_next(s + i, tok.size() - i, cp);
-    if (cp >= table.size() || table[cp] < 0) return {};
-    out.push_back(static_cast<char>(table[cp]));
-  }
-  return out;
+  return table;
 }
-
-// Pair of token ids packed into one key: the merge table is hashed on (left, right) pairs.
-uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
 // The GPT-2 pre-tokenizer regex, by hand. Calls emit(piece) for each match, in order; the
 // pieces cover the text exactly. Regex alternatives are tried in order at each position.
 // Characters are decoded on the fly (each a bounded number of times), so memory stays flat.
-template <typename Emit>
-void split_words(std::string_view text, Emit&& emit) {
+
+void split_words(std::string_view text, const std::function<void(std::string_view)>& emit) {
   static const auto kAscii = [] {  // most text is ASCII: skip the binary search for it
     std::array<CharClass, 128> t;
     for (uint32_t c = 0; c < 128; ++c) t[c] = unicode::char_class(c);
@@ -101,8 +61,8 @@ void split_words(std::string_view text, Emit&& emit) {
   // letter, number nor space, so it joins [^\s\p{L}\p{N}]+ runs like a symbol.
   auto char_at = [&](size_t p, size_t& len) {
     uint32_t cp;
-    len = utf8_next(s + p, n - p, cp);
-    return cp == kInvalid ? CharClass::kOther : cp < 128 ? kAscii[cp] : unicode::char_class(cp);
+    len = utf8::next(s + p, n - p, cp);
+    return cp == utf8::kInvalid ? CharClass::kOther : cp < 128 ? kAscii[cp] : unicode::char_class(cp);
   };
   auto run_end = [&](size_t p, CharClass c) {
     for (size_t len; p < n && char_at(p, len) == c;) p += len;
@@ -140,70 +100,139 @@ void split_words(std::string_view text, Emit&& emit) {
 
 }  // namespace
 
-struct Gpt2Tokenizer::Impl {
-  struct Merge {
-    int32_t rank, id;
-  };
-  std::unordered_map<std::string, int32_t> ids;  // raw token bytes -> id
-  std::vector<std::string> bytes;                // id -> raw token bytes
-  std::vector<bool> present;                     // id -> used by the vocabulary
-  std::array<int32_t, 256> byte_id{};            // id of each single-byte token
-  std::unordered_map<uint64_t, Merge> merges;    // pair_key(left, right) -> rank, merged id
-  int32_t eot = -1;
-  mutable std::mutex mu;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+namespace tok {
 
-  void bpe(std::string_view word, std::vector<int32_t>& out) const;
-  void encode_word(std::string_view word, std::vector<int32_t>& out) const;
-};
+void split_gpt2_words(std::string_view text, const std::function<void(std::string_view)>& emit) {
+  split_words(text, emit);
+}
 
-// Applies merges in the order GPT-2's encoder.py does: repeatedly take the lowest-ranked pair
-// present and merge all its occurrences left to right, then look again. A doubly linked list and
-// a heap of (rank, position) candidates make that O(n log n), so a long unbroken run (a megabyte
-// of base64, say) is as safe as an ordinary word.
-void Gpt2Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
+std::string bytes_to_spelling(std::string_view raw) {
+  std::string out;
+  for (unsigned char b : raw) utf8::append(out, byte_to_unicode()[b]);
+  return out;
+}
+
+std::string spelling_to_bytes(std::string_view s) {
+  static const auto table = [] {
+    std::array<int, 324> inv;  // byte_to_unicode's image lies below U+0144 = 324
+    inv.fill(-1);
+    for (int b = 0; b < 256; ++b) inv[byte_to_unicode()[b]] = b;
+    return inv;
+  }();
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    uint32_t cp;
+    i += utf8::next(s, i, cp);
+    if (cp >= table.size() || table[cp] < 0) return {};
+    out.push_back(static_cast<char>(table[cp]));
+  }
+  return out;
+}
+
+}  // namespace tok
+
+void Tokenizer::Impl::add_token(int32_t id, const std::string& spelling_hf, bool is_special) {
+  if (size_t(id) >= spelling.size()) {
+    spelling.resize(size_t(id) + 1);
+    present.resize(size_t(id) + 1);
+    special.resize(size_t(id) + 1);
+  }
+  spelling[id] = spelling_hf;
+  present[id] = true;
+  special[id] = special[id] || is_special;
+}
+
+int32_t Tokenizer::Impl::token_to_id(const std::string& spelling_hf) const {
+  for (const tok::AddedToken& t : added)
+    if (t.content == spelling_hf) return t.id;
+  const std::string key = byte_level ? tok::spelling_to_bytes(spelling_hf) : spelling_hf;
+  const auto it = key.empty() ? ids.end() : ids.find(key);
+  return it == ids.end() ? -1 : it->second;
+}
+
+// Hugging Face's BPE on one word (models/bpe in `tokenizers`): the word's symbols are its bytes
+// (byte-level) or characters; a character missing from the vocabulary becomes its <0xNN> byte tokens
+// (byte_fallback), else the unknown token (consecutive ones fused when fuse_unk), else nothing. Then
+// merges are applied from a heap ordered by (rank, position): always the best-ranked pair present,
+// the leftmost of equals, so a long unbroken run (a megabyte of base64) takes O(n log n).
+void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   struct Node {
     int32_t id, prev, next;  // id -1: merged into its left neighbour
   };
   struct Cand {
-    int32_t rank, pos, left, right;
+    int32_t rank, pos, id;
     bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   ARIA_CHECK(word.size() < (size_t(1) << 31), "encode: one word of ", word.size(), " bytes is too long for BPE");
-  const int32_t n = int32_t(word.size());
-  std::vector<Node> nodes(n);
-  for (int32_t i = 0; i < n; ++i) nodes[i] = {byte_id[uint8_t(word[i])], i - 1, i + 1 < n ? i + 1 : -1};
+  std::vector<Node> nodes;
+  nodes.reserve(word.size());
+  auto push_symbol = [&](int32_t id) {
+    const int32_t n = int32_t(nodes.size());
+    if (n > 0) nodes.back().next = n;
+    nodes.push_back({id, n - 1, -1});
+  };
+  bool pending_unk = false;
+  for (size_t i = 0; i < word.size();) {
+    uint32_t cp;
+    const size_t len = byte_level ? 1 : utf8::next(word, i, cp);
+    const std::string_view unit = word.substr(i, len);
+    i += len;
+    if (byte_level && byte_id[uint8_t(unit[0])] >= 0) {
+      if (pending_unk) push_symbol(unk), pending_unk = false;
+      push_symbol(byte_id[uint8_t(unit[0])]);
+      continue;
+    }
+    if (auto it = byte_level ? ids.end() : ids.find(std::string(unit)); it != ids.end()) {
+      if (pending_unk) push_symbol(unk), pending_unk = false;
+      push_symbol(it->second);
+      continue;
+    }
+    bool all_bytes = true;
+    for (unsigned char b : unit) all_bytes = all_bytes && byte_fallback[b] >= 0;
+    if (all_bytes) {
+      if (pending_unk) push_symbol(unk), pending_unk = false;  // as HF: an unknown run ends here
+      for (unsigned char b : unit) push_symbol(byte_fallback[b]);
+      continue;
+    }
+    if (unk < 0) continue;  // no unknown token: Hugging Face drops the character
+    if (pending_unk && !fuse_unk) push_symbol(unk);
+    pending_unk = true;
+  }
+  if (pending_unk) push_symbol(unk);
+
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int32_t p) {
     if (p < 0 || nodes[p].next < 0) return;
-    const int32_t l = nodes[p].id, r = nodes[nodes[p].next].id;
-    if (auto it = merges.find(pair_key(l, r)); it != merges.end()) heap.push({it->second.rank, p, l, r});
+    if (auto it = merges.find(tok::pair_key(nodes[p].id, nodes[nodes[p].next].id)); it != merges.end())
+      heap.push({it->second.rank, p, it->second.id});
   };
-  for (int32_t i = 0; i + 1 < n; ++i) push(i);
-  std::vector<Cand> round;
+  for (int32_t i = 0; i + 1 < int32_t(nodes.size()); ++i) push(i);
   while (!heap.empty()) {
-    // One pass of encoder.py: every candidate of the best rank, popped in position order. Pairs
-    // created by this pass wait for the next one, even if their rank is lower.
-    round.clear();
-    const int32_t rank = heap.top().rank;
-    while (!heap.empty() && heap.top().rank == rank) round.push_back(heap.top()), heap.pop();
-    for (const Cand& c : round) {
-      Node& a = nodes[c.pos];
-      if (a.id != c.left || a.next < 0 || nodes[a.next].id != c.right) continue;  // stale
-      const int32_t r = a.next;
-      a.id = merges.at(pair_key(c.left, c.right)).id;
-      a.next = nodes[r].next;
-      if (a.next >= 0) nodes[a.next].prev = c.pos;
-      nodes[r].id = -1;
-      push(a.prev);
-      push(c.pos);
-    }
+    const Cand c = heap.top();
+    heap.pop();
+    Node& a = nodes[c.pos];
+    if (a.id < 0 || a.next < 0) continue;
+    // A stale entry: the pair here now merges into another token (or none).
+    const auto it = merges.find(tok::pair_key(a.id, nodes[a.next].id));
+    if (it == merges.end() || it->second.id != c.id) continue;
+    const int32_t r = a.next;
+    a.id = c.id;
+    a.next = nodes[r].next;
+    if (a.next >= 0) nodes[a.next].prev = c.pos;
+    nodes[r].id = -1;
+    push(a.prev);
+    push(c.pos);
   }
-  for (int32_t i = 0; i >= 0 && n > 0; i = nodes[i].next) out.push_back(nodes[i].id);
+  for (int32_t i = 0; i >= 0 && !nodes.empty(); i = nodes[i].next) out.push_back(nodes[i].id);
 }
 
-void Gpt2Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
-  if (word.size() == 1) return out.push_back(byte_id[uint8_t(word[0])]);
+void Tokenizer::Impl::tokenize_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (word.size() == 1 && byte_level && byte_id[uint8_t(word[0])] >= 0) return out.push_back(byte_id[uint8_t(word[0])]);
+  if (ignore_merges) {
+    // ignore_merges: a word that is a token is that token, whatever the merges would give.
+    if (auto it = ids.find(std::string(word)); it != ids.end()) return out.push_back(it->second);
+  }
   if (word.size() > kMaxCachedWordBytes) return bpe(word, out);
   const std::string key(word);
   {
@@ -213,15 +242,38 @@ void Gpt2Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t
       return;
     }
   }
-  std::vector<int32_t> ids;
-  bpe(word, ids);
-  out.insert(out.end(), ids.begin(), ids.end());
+  std::vector<int32_t> got;
+  bpe(word, got);
+  out.insert(out.end(), got.begin(), got.end());
   std::lock_guard<std::mutex> lock(mu);
   if (cache.size() >= kMaxCacheEntries) cache.clear();
-  cache.emplace(key, std::move(ids));
+  cache.emplace(key, std::move(got));
 }
 
-Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::string& merges_txt) {
+namespace tok {
+
+std::string add_merge(Tokenizer::Impl& impl, const std::string& left, const std::string& right, int32_t rank) {
+  int32_t part[2];
+  std::string joined;
+  for (int k = 0; k < 2; ++k) {
+    const std::string& t = k == 0 ? left : right;
+    const std::string key = impl.byte_level ? tok::spelling_to_bytes(t) : t;
+    const auto it = key.empty() ? impl.ids.end() : impl.ids.find(key);
+    if (it == impl.ids.end()) return "token \"" + t + "\" is not in the vocabulary";
+    part[k] = it->second;
+    joined += key;
+  }
+  const auto merged = impl.ids.find(joined);
+  if (merged == impl.ids.end()) return "merged token \"" + left + right + "\" is not in the vocabulary";
+  // A repeated pair takes its later rank, as both HF implementations do (dict/map overwrite).
+  impl.merges.insert_or_assign(tok::pair_key(part[0], part[1]), Tokenizer::Impl::Merge{rank, merged->second});
+  return {};
+}
+
+}  // namespace tok
+
+// ---- GPT-2's vocab.json + merges.txt -----------------------------------------------------------
+Tokenizer Tokenizer::load(const std::string& vocab_json, const std::string& merges_txt) {
   nlohmann::json vocab;
   try {
     // io::read_file refuses a directory or a FIFO (which would block open() forever) first.
@@ -229,94 +281,20 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_json, const std::stri
   } catch (const nlohmann::json::exception& e) {
     ARIA_FAIL("vocab file '", vocab_json, "' is not valid JSON: ", e.what());
   }
-  return build(vocab, io::read_file(merges_txt, "merges file"), vocab_json, merges_txt);
-}
-
-Gpt2Tokenizer Gpt2Tokenizer::load_hf_json(const std::string& tokenizer_json) {
-  const std::string& f = tokenizer_json;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(io::read_file(f, "tokenizer file"));
-  } catch (const nlohmann::json::exception& e) {
-    ARIA_FAIL("tokenizer file '", f, "' is not valid JSON: ", e.what());
-  }
-  const std::string unsupported = ": aria reads GPT-2-style byte-level BPE only (model.type \"BPE\" with a "
-                                  "ByteLevel pre-tokenizer; vocab and merges in the file)";
-  ARIA_CHECK(j.is_object(), "tokenizer file '", f, "' must be a JSON object, got ", j.type_name());
-  ARIA_CHECK(j.contains("model") && j["model"].is_object(), "tokenizer file '", f, "' has no \"model\" object");
-  const nlohmann::json& m = j["model"];
-  const std::string type = m.contains("type") && m["type"].is_string() ? m["type"].get<std::string>() : "";
-  ARIA_CHECK(type == "BPE", "tokenizer file '", f, "': model.type is ",
-             type.empty() ? std::string("missing") : "\"" + type + "\"", unsupported);
-  // The pre-tokenizer must be GPT-2's ByteLevel (alone or inside a Sequence); other splitting rules
-  // (Metaspace, Whitespace, a Split regex of another model) would give different ids.
-  const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
-  auto byte_level = [](const nlohmann::json& p) { return p.is_object() && p.value("type", "") == "ByteLevel"; };
-  bool ok = byte_level(pre);
-  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
-      pre["pretokenizers"].is_array() && pre["pretokenizers"].size() == 1)
-    ok = byte_level(pre["pretokenizers"][0]);
-  ARIA_CHECK(ok, "tokenizer file '", f, "': pre_tokenizer is ",
-             pre.is_null() ? std::string("missing") : pre.is_object() ? "\"" + pre.value("type", std::string("?")) + "\""
-                                                                      : pre.dump(),
-             unsupported);
-  const nlohmann::json& bl = byte_level(pre) ? pre : pre["pretokenizers"][0];
-  ARIA_CHECK(!bl.value("add_prefix_space", false), "tokenizer file '", f,
-             "': the ByteLevel pre-tokenizer has add_prefix_space = true, which GPT-2 does not use (unsupported)");
-  ARIA_CHECK(bl.value("use_regex", true), "tokenizer file '", f,
-             "': the ByteLevel pre-tokenizer has use_regex = false (unsupported: aria splits with GPT-2's regex)");
-  const nlohmann::json dec = j.value("decoder", nlohmann::json());
-  ARIA_CHECK(dec.is_null() || byte_level(dec), "tokenizer file '", f, "': decoder is \"",
-             dec.is_object() ? dec.value("type", std::string("?")) : dec.dump(), "\"", unsupported);
-  const nlohmann::json norm = j.value("normalizer", nlohmann::json());
-  ARIA_CHECK(norm.is_null(), "tokenizer file '", f, "': a normalizer (\"",
-             norm.is_object() ? norm.value("type", std::string("?")) : norm.dump(), "\") is not supported",
-             unsupported);
-  for (const char* k : {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
-    ARIA_CHECK(!m.contains(k) || m[k].is_null() || (m[k].is_string() && m[k].get<std::string>().empty()),
-               "tokenizer file '", f, "': model.", k, " = ", m.contains(k) ? m[k].dump() : "", " is not supported",
-               unsupported);
-  ARIA_CHECK(m.contains("vocab") && m["vocab"].is_object(), "tokenizer file '", f,
-             "' has no model.vocab object (token -> id)");
-  ARIA_CHECK(m.contains("merges") && m["merges"].is_array(), "tokenizer file '", f,
-             "' has no model.merges array");
-  // Merges as "left right" strings (tokenizers < 0.20) or ["left", "right"] pairs: one merges.txt line each.
-  std::string merges;
-  const nlohmann::json& ms = m["merges"];
-  for (size_t i = 0; i < ms.size(); ++i) {
-    const nlohmann::json& e = ms[i];
-    if (e.is_string()) {
-      merges += e.get<std::string>();
-    } else {
-      ARIA_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), "tokenizer file '", f,
-                 "': model.merges[", i, "] must be \"left right\" or [\"left\", \"right\"], got ", e.dump());
-      merges += e[0].get<std::string>() + " " + e[1].get<std::string>();
-    }
-    merges += '\n';
-  }
-  // Added tokens must already be in the vocabulary with their ids (GPT-2's <|endoftext|>).
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (const auto& t : j["added_tokens"]) {
-      if (!t.is_object() || !t.contains("content") || !t.contains("id")) continue;
-      const std::string c = t["content"].is_string() ? t["content"].get<std::string>() : "";
-      ARIA_CHECK(m["vocab"].contains(c) && m["vocab"][c] == t["id"], "tokenizer file '", f, "': added token ",
-                 t["content"].dump(), " (id ", t["id"].dump(), ") is not in model.vocab with that id (unsupported)");
-    }
-  return build(m["vocab"], merges, f + " (model.vocab)", f + " (model.merges, entry = line)");
-}
-
-Gpt2Tokenizer Gpt2Tokenizer::build(const nlohmann::json& vocab, const std::string& text,
-                                   const std::string& vocab_json, const std::string& merges_txt) {
+  const std::string text = io::read_file(merges_txt, "merges file");
   auto impl = std::make_shared<Impl>();
-  // ---- vocab: {"token": id, ...}
+  impl->byte_level = true;
+  impl->lossless = true;
+  impl->byte_fallback.fill(-1);
   ARIA_CHECK(vocab.is_object(), "vocab file '", vocab_json, "' must be a JSON object of token -> id, got ",
              vocab.type_name());
   ARIA_CHECK(!vocab.empty(), "vocab file '", vocab_json, "' is empty (no tokens)");
   // Ids are a permutation of 0..entries-1 (distinct, checked below, and below the number of
   // entries): the id -> token tables are sized by the file, so a 5 KB file cannot ask for gigabytes.
   const int64_t entries = int64_t(vocab.size());
-  impl->bytes.resize(size_t(entries));
+  impl->spelling.resize(size_t(entries));
   impl->present.resize(size_t(entries));
+  impl->special.resize(size_t(entries));
   for (const auto& [tok, val] : vocab.items()) {
     ARIA_CHECK(val.is_number_integer(), "vocab file '", vocab_json, "': id of token \"", tok,
                "\" is not an integer: ", val.dump());
@@ -326,25 +304,19 @@ Gpt2Tokenizer Gpt2Tokenizer::build(const nlohmann::json& vocab, const std::strin
     const int64_t id = val.get<int64_t>();
     ARIA_CHECK(id >= 0 && id < entries, "vocab file '", vocab_json, "': id of token \"", tok, "\" is out of range: ",
                id, " (ids must be below the number of entries, ", entries, ")");
-    std::string raw = unicode_to_bytes(tok);
-    ARIA_CHECK(!raw.empty(), "vocab file '", vocab_json, "': token \"", tok,
-               "\" is not in GPT-2's byte-level spelling");
+    std::string raw = tok::spelling_to_bytes(tok);
+    ARIA_CHECK(!raw.empty(), "vocab file '", vocab_json, "': token \"", tok, "\" is not in GPT-2's byte-level spelling");
     ARIA_CHECK(!impl->present[id], "vocab file '", vocab_json, "': id ", id, " is used by two tokens");
-    impl->present[id] = true;
-    impl->bytes[id] = raw;
+    impl->add_token(int32_t(id), tok, false);
     impl->ids.emplace(std::move(raw), int32_t(id));
   }
-  for (int b = 0; b < 256; ++b) {
-    auto it = impl->ids.find(std::string(1, char(b)));
-    ARIA_CHECK(it != impl->ids.end(), "vocab file '", vocab_json, "' has no token for byte ", b,
+  for (int b = 0; b < 256; ++b)
+    ARIA_CHECK(impl->ids.count(std::string(1, char(b))), "vocab file '", vocab_json, "' has no token for byte ", b,
                ": not a byte-level BPE vocabulary");
-    impl->byte_id[b] = it->second;
-  }
-  auto eot = impl->ids.find(std::string(kEndOfText));
+  const auto eot = impl->ids.find(std::string(kEndOfText));
   ARIA_CHECK(eot != impl->ids.end(), "vocab file '", vocab_json, "' has no \"", kEndOfText, "\" token");
-  impl->eot = eot->second;
 
-  // ---- merges.txt: "#version: ..." then "left right" per line, best (lowest) rank first.
+  // merges.txt: "#version: ..." then "left right" per line, best (lowest) rank first.
   int32_t rank = 0;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {
@@ -360,56 +332,39 @@ Gpt2Tokenizer Gpt2Tokenizer::build(const nlohmann::json& vocab, const std::strin
                      line.find(' ', sp + 1) == std::string_view::npos;
     ARIA_CHECK(two, "merges file '", merges_txt, "' line ", line_no, ": expected two tokens separated by one space, got \"",
                line, "\"");
-    int32_t part[2];
-    std::string joined;
-    for (int k = 0; k < 2; ++k) {
-      const std::string tok(k == 0 ? line.substr(0, sp) : line.substr(sp + 1));
-      const std::string raw = unicode_to_bytes(tok);
-      auto it = raw.empty() ? impl->ids.end() : impl->ids.find(raw);
-      ARIA_CHECK(it != impl->ids.end(), "merges file '", merges_txt, "' line ", line_no, ": token \"", tok,
-                 "\" is not in the vocabulary");
-      part[k] = it->second;
-      joined += raw;
-    }
-    auto merged = impl->ids.find(joined);
-    ARIA_CHECK(merged != impl->ids.end(), "merges file '", merges_txt, "' line ", line_no, ": merged token \"",
-               line.substr(0, sp), line.substr(sp + 1), "\" is not in the vocabulary");
-    // A repeated pair takes its later rank, as both HF implementations do (dict/map overwrite).
-    impl->merges.insert_or_assign(pair_key(part[0], part[1]), Impl::Merge{rank++, merged->second});
+    const std::string err = tok::add_merge(*impl, std::string(line.substr(0, sp)), std::string(line.substr(sp + 1)), rank++);
+    ARIA_CHECK(err.empty(), "merges file '", merges_txt, "' line ", line_no, ": ", err);
   }
   ARIA_CHECK(rank > 0, "merges file '", merges_txt, "' has no merges");
-  return Gpt2Tokenizer(std::move(impl));
+
+  // The pipeline of GPT2TokenizerFast: <|endoftext|> cut out, GPT-2's regex, bytes, ByteLevel decoding.
+  impl->added.push_back({std::string(kEndOfText), eot->second, true, false, false, false, false});
+  impl->special[eot->second] = true;
+  tok::PreTokenizerStep byte_level_step{tok::PreTokenizerStep::kByteLevel};
+  impl->pre_tokenizers.push_back(byte_level_step);
+  impl->has_decoder = true;
+  impl->decoders.push_back({tok::DecoderStep::kByteLevel});
+  impl->finish_added();
+  return Tokenizer(std::move(impl));
 }
 
-std::vector<int32_t> Gpt2Tokenizer::encode(const std::string& utf8) const {
+// ---- the public face ----------------------------------------------------------------------------
+std::vector<int32_t> Tokenizer::encode(const std::string& utf8) const { return encode(utf8, false); }
+
+std::vector<int32_t> Tokenizer::encode(const std::string& utf8, bool add_special_tokens) const {
   std::vector<int32_t> out;
   out.reserve(utf8.size() / 3);
-  const std::string_view text(utf8);
-  // The special token is cut out first, so its text never reaches the regex or BPE.
-  for (size_t pos = 0;;) {
-    const size_t hit = text.find(kEndOfText, pos);
-    const size_t end = hit == std::string_view::npos ? text.size() : hit;
-    split_words(text.substr(pos, end - pos), [&](std::string_view w) { impl_->encode_word(w, out); });
-    if (hit == std::string_view::npos) break;
-    out.push_back(impl_->eot);
-    pos = hit + kEndOfText.size();
-  }
+  impl_->encode_into(utf8, add_special_tokens, out);
   return out;
 }
 
-std::string Gpt2Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string out;
-  for (int32_t id : ids) {
-    ARIA_CHECK(id >= 0 && size_t(id) < impl_->bytes.size() && impl_->present[id], "decode: token id ", id,
-               " is not in the vocabulary (size ", impl_->bytes.size(), ")");
-    out += impl_->bytes[id];
-  }
-  return out;
-}
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return impl_->decode(ids); }
+int32_t Tokenizer::eot_id() const { return impl_->eos; }
+size_t Tokenizer::vocab_size() const { return impl_->spelling.size(); }
+int32_t Tokenizer::token_to_id(const std::string& token) const { return impl_->token_to_id(token); }
+bool Tokenizer::lossless() const { return impl_->lossless; }
 
-int32_t Gpt2Tokenizer::eot_id() const { return impl_->eot; }
-size_t Gpt2Tokenizer::vocab_size() const { return impl_->bytes.size(); }
-
+// ---- where a model folder's tokenizer comes from ------------------------------------------------
 std::vector<std::string> roots_near_binary() {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -455,8 +410,8 @@ std::string tokenizer_source(const std::string& model_dir) {
     const fs::path d(model_dir);
     const bool v = fs::exists(d / "vocab.json", ec), m = fs::exists(d / "merges.txt", ec),
                t = fs::exists(d / "tokenizer.json", ec);
-    if (v && m) return model_dir;
     if (t) return (d / "tokenizer.json").string();
+    if (v && m) return model_dir;
     // Files of a tokenizer aria does not read: an error, never the bundled vocabulary in its place.
     ARIA_CHECK(!v, "model directory '", model_dir, "' has vocab.json but no merges.txt (and no tokenizer.json): "
                "its tokenizer is incomplete");
@@ -464,17 +419,17 @@ std::string tokenizer_source(const std::string& model_dir) {
                "its tokenizer is incomplete");
     for (const char* other : {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt"})
       ARIA_CHECK(!fs::exists(d / other, ec), "model directory '", model_dir, "' has a ", other,
-                 " tokenizer, which aria does not read (it reads GPT-2-style byte-level BPE: vocab.json + merges.txt, "
-                 "or tokenizer.json)");
+                 " tokenizer but no tokenizer.json: aria reads tokenizer.json (BPE, byte-level or SentencePiece-style) "
+                 "or GPT-2's vocab.json + merges.txt, not ", other, " itself (save the tokenizer with transformers' "
+                 "save_pretrained to get a tokenizer.json)");
   }
   return find_vocab_dir("");
 }
 
-Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir) {
+Tokenizer load_tokenizer_for(const std::string& model_dir) {
   const std::string src = tokenizer_source(model_dir);
-  if (src.size() >= 15 && src.compare(src.size() - 15, 15, "/tokenizer.json") == 0)
-    return Gpt2Tokenizer::load_hf_json(src);
-  return Gpt2Tokenizer::load(src + "/vocab.json", src + "/merges.txt");
+  if (src.size() >= 15 && src.compare(src.size() - 15, 15, "/tokenizer.json") == 0) return Tokenizer::load_hf_json(src);
+  return Tokenizer::load(src + "/vocab.json", src + "/merges.txt");
 }
 
 }  // namespace aria

@@ -1,17 +1,26 @@
-// GPT-2 byte-level BPE tokenizer that gives exactly the ids of Hugging Face's GPT2Tokenizer and
-// GPT2TokenizerFast (add_prefix_space=False) for the same vocab.json and merges.txt.
+// Byte-pair-encoding tokenizers that give exactly the ids of Hugging Face's `tokenizers` (and of
+// GPT2Tokenizer for vocab.json + merges.txt). Two sources:
+//   * GPT-2's vocab.json + merges.txt (Tokenizer::load);
+//   * a Hugging Face tokenizer.json (Tokenizer::load_hf_json) whose model is BPE, in either style:
+//     byte-level (GPT-2; Llama 3 / Qwen2 with a Split regex pre-tokenizer before ByteLevel and a
+//     TemplateProcessing post-processor adding the BOS token) or SentencePiece-style (Llama 2 /
+//     Mistral: the "▁" space marker from a Metaspace pre-tokenizer or a Prepend + Replace normalizer,
+//     <0xNN> byte fallback, an unknown token, ignore_merges). docs/tokenizers.md lists every component
+//     read; anything else (another model type, normalizer, pre-tokenizer, decoder or post-processor,
+//     or an option that changes the ids) is an aria::Error naming it, never a silent approximation.
 //
-// encode(text):
-//   1. "<|endoftext|>" anywhere in the text becomes the single special id (50256 for GPT-2), as
-//      HF splits added tokens out before pre-tokenization; the pieces between are encoded alone.
-//   2. Pre-tokenization by the GPT-2 regex
-//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-//      implemented by hand over Unicode classes from model/unicode_tables.h (\s = White_Space).
-//   3. Each pre-token's UTF-8 bytes are merged by BPE (lowest merge rank first), cached per word.
-// Input need not be valid UTF-8: a byte that does not start a valid sequence counts as one
-// "other" character (like a symbol) and is encoded as its byte token, so nothing is lost.
-// decode(ids) concatenates the tokens' bytes. Unlike HF (which replaces invalid UTF-8 with U+FFFD)
-// it returns the raw bytes, so decode(encode(s)) == s for every byte string s.
+// encode(text) follows Hugging Face's pipeline:
+//   1. added tokens (GPT-2's <|endoftext|>; tokenizer.json's added_tokens, special or not) are cut
+//      out first (leftmost-longest, lstrip/rstrip/single_word honoured) and never merged across;
+//   2. the normalizer, then the pre-tokenizers, split the rest into words;
+//   3. each word is merged by BPE (lowest merge rank first, leftmost first), cached per word;
+//   4. with add_special_tokens, the post-processor's single-sequence template (e.g. "<s> $A").
+// Input need not be valid UTF-8: a byte that starts no valid sequence is one character that is
+// neither letter, number nor space; a byte-level tokenizer encodes it as its byte token.
+// decode(ids) runs the tokenizer's decoder chain (ByteLevel, Metaspace, Replace, ByteFallback, Fuse,
+// Strip) on the tokens' spellings, as Hugging Face's decode(ids, skip_special_tokens=False) does,
+// except that ByteLevel returns the raw bytes rather than replacing invalid UTF-8 with U+FFFD: for
+// GPT-2's files decode(encode(s)) == s for every byte string s.
 //
 // A tokenizer is immutable after load except for its word cache, which is guarded by a mutex:
 // encode/decode may be called from several threads. Copies share the vocabulary and the cache.
@@ -25,34 +34,42 @@
 
 namespace aria {
 
-class Gpt2Tokenizer {
+class Tokenizer {
  public:
   // Reads vocab.json (an object token -> id, tokens in GPT-2's byte-to-unicode spelling) and
   // merges.txt ("#version" line, then one "left right" pair per line, best rank first).
   // Throws aria::Error naming the file (and line, for merges) on any defect.
-  static Gpt2Tokenizer load(const std::string& vocab_json, const std::string& merges_txt);
-  // Reads a Hugging Face tokenizer.json of GPT-2-style byte-level BPE: model.type "BPE" with
-  // model.vocab and model.merges ("a b" strings or ["a", "b"] pairs), a ByteLevel pre-tokenizer
-  // (add_prefix_space false, GPT-2's regex; alone or as the only member of a Sequence), a ByteLevel
-  // decoder or none, no normalizer, no dropout/subword prefix/suffix. Anything else is an error
-  // naming what is unsupported or missing. Gives the same ids as vocab.json + merges.txt.
-  static Gpt2Tokenizer load_hf_json(const std::string& tokenizer_json);
+  static Tokenizer load(const std::string& vocab_json, const std::string& merges_txt);
+  // Reads a Hugging Face tokenizer.json (see above). Throws aria::Error naming the file and the
+  // component that is unsupported, missing or malformed.
+  static Tokenizer load_hf_json(const std::string& tokenizer_json);
 
+  // The ids of `utf8` without special tokens (add_special_tokens=False in Hugging Face).
   std::vector<int32_t> encode(const std::string& utf8) const;
+  // With add_special_tokens, the post-processor's template is applied (Llama's BOS). GPT-2's has none.
+  std::vector<int32_t> encode(const std::string& utf8, bool add_special_tokens) const;
   // Throws aria::Error for an id that is not in the vocabulary.
   std::string decode(const std::vector<int32_t>& ids) const;
 
-  int32_t eot_id() const;     // id of "<|endoftext|>"
-  size_t vocab_size() const;  // number of entries = largest id + 1 (ids are 0..n-1; 50257 for GPT-2)
+  // Id of the end-of-text token: "<|endoftext|>" (GPT-2), else the first of "<|end_of_text|>",
+  // "</s>", "<|im_end|>", "<eos>" that the tokenizer has; -1 when it has none.
+  int32_t eot_id() const;
+  size_t vocab_size() const;  // largest id + 1 (50257 for GPT-2; added tokens included)
+  // Id of a token as Hugging Face spells it (an added token's content, "Ġthe", "▁the"); -1 if none.
+  int32_t token_to_id(const std::string& token) const;
+  // True when decode(encode(s)) == s for every byte string s (byte-level BPE with a ByteLevel
+  // decoder and no normalizer, such as GPT-2's).
+  bool lossless() const;
+
+  struct Impl;
 
  private:
-  struct Impl;
-  explicit Gpt2Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-  // vocab: the token -> id object; merges_text: merges.txt's text; the names are for messages.
-  static Gpt2Tokenizer build(const nlohmann::json& vocab, const std::string& merges_text,
-                             const std::string& vocab_name, const std::string& merges_name);
+  explicit Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
+
+// The name aria used when GPT-2 was the only tokenizer it read.
+using Gpt2Tokenizer = Tokenizer;
 
 // Directory holding vocab.json and merges.txt: model_dir itself when it has both, else the
 // third_party/gpt2-vocab folder that tools/setup.sh fetches, searched under $ARIA_HOME, then the
@@ -65,15 +82,16 @@ std::string find_vocab_dir(const std::string& model_dir);
 // ARIA_HOME is unset: the binary's folder, its parent, and ../share/aria.
 std::vector<std::string> roots_near_binary();
 
-// Where the tokenizer of a model directory comes from (docs/data.md "Model folders and
-// vocabularies"): model_dir itself when it has vocab.json + merges.txt; else model_dir/tokenizer.json;
-// else, when model_dir holds no tokenizer files at all (aria's own pretrained models), the bundled
-// GPT-2 vocabulary (find_vocab_dir("")). A folder with an incomplete or unsupported tokenizer
-// (vocab.json without merges.txt, tokenizer.model, vocab.txt) is an error naming what is missing
-// or unsupported, never the bundled vocabulary in its place. Returns a folder or a tokenizer.json path.
+// Where the tokenizer of a model directory comes from (docs/tokenizers.md "Which tokenizer a model
+// folder gets"): model_dir/tokenizer.json when it exists (what transformers' fast tokenizers read);
+// else model_dir's vocab.json + merges.txt; else, when model_dir holds no tokenizer files at all
+// (aria's own pretrained models), the bundled GPT-2 vocabulary (find_vocab_dir("")). A folder with
+// an incomplete or foreign tokenizer (vocab.json without merges.txt, tokenizer.model alone,
+// vocab.txt) is an error naming what is missing or unsupported, never the bundled vocabulary in its
+// place. Returns a folder or a tokenizer.json path.
 std::string tokenizer_source(const std::string& model_dir);
 
 // The tokenizer of tokenizer_source(model_dir).
-Gpt2Tokenizer load_tokenizer_for(const std::string& model_dir);
+Tokenizer load_tokenizer_for(const std::string& model_dir);
 
 }  // namespace aria

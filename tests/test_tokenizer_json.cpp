@@ -1,6 +1,7 @@
-// Hugging Face tokenizer.json (GPT-2-style byte-level BPE): the same ids as vocab.json + merges.txt
-// on the fixture strings, both merges spellings, and errors naming what is unsupported or missing;
+// Hugging Face tokenizer.json of GPT-2 (byte-level BPE): the same ids as vocab.json + merges.txt on
+// the fixture strings, both merges spellings, and errors naming what is unsupported or missing;
 // tokenizer_source / load_tokenizer_for pick a model folder's tokenizer and never fall back silently.
+// Llama-style and SentencePiece-style tokenizer.json: tests/test_tokenizer_hf.cpp.
 // The GPT-2 tests skip with a message when third_party/gpt2-vocab is absent (tools/setup.sh).
 #include <doctest/doctest.h>
 
@@ -163,11 +164,22 @@ TEST_CASE("tokenizer.json on a tiny vocabulary: merges, the special token, and t
   CHECK(t.encode("hel") == std::vector<int32_t>{257});
   CHECK(t.encode("hex<|endoftext|>") == std::vector<int32_t>{256, 'x', 258});
   CHECK(t.vocab_size() == 259);
-  // vocab.json + merges.txt next to it win (the folder's classic files).
+  CHECK(t.lossless());
+  // tokenizer.json wins over vocab.json + merges.txt next to it, as in transformers' fast tokenizers.
   d.write("m/vocab.json", tiny.vocab.dump());
   d.write("m/merges.txt", "#version: 0.2\nh e\n");
+  CHECK(aria::tokenizer_source((d.path / "m").string()) == path);
+  CHECK(aria::load_tokenizer_for((d.path / "m").string()).encode("hel") == std::vector<int32_t>{257});
+  fs::remove(path);
   CHECK(aria::tokenizer_source((d.path / "m").string()) == (d.path / "m").string());
   CHECK(aria::load_tokenizer_for((d.path / "m").string()).encode("hel") == std::vector<int32_t>{256, 'l'});
+  // ByteLevel's add_prefix_space: "hel" is read as " hel".
+  json spaced = hf_json(tiny.vocab, tiny.merges, false);
+  spaced["pre_tokenizer"]["add_prefix_space"] = true;
+  const std::string spaced_path = d.write("spaced/tokenizer.json", spaced.dump());
+  const Gpt2Tokenizer s = Gpt2Tokenizer::load_hf_json(spaced_path);
+  CHECK(s.encode("hel") == std::vector<int32_t>{' ', 257});
+  CHECK_FALSE(s.lossless());
 }
 
 TEST_CASE("tokenizer.json that aria cannot read: errors name what is missing or unsupported") {
@@ -179,21 +191,21 @@ TEST_CASE("tokenizer.json that aria cannot read: errors name what is missing or 
   };
   const std::vector<Case> cases = {
       {[](json& j) { j["model"]["type"] = "Unigram"; }, "model.type is \"Unigram\""},
-      {[](json& j) { j["model"]["type"] = "WordPiece"; }, "byte-level BPE only"},
-      {[](json& j) { j["model"].erase("type"); }, "model.type is missing"},
+      {[](json& j) { j["model"]["type"] = "WordPiece"; }, "BPE models only"},
+      {[](json& j) { j["model"].erase("type"), j["model"].erase("merges"); }, "model.type is missing"},
       {[](json& j) { j.erase("model"); }, "has no \"model\" object"},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "pre_tokenizer is \"Metaspace\""},
-      {[](json& j) { j["pre_tokenizer"] = nullptr; }, "pre_tokenizer is missing"},
-      {[](json& j) { j["pre_tokenizer"]["add_prefix_space"] = true; }, "add_prefix_space = true"},
-      {[](json& j) { j["decoder"] = {{"type", "Metaspace"}}; }, "decoder is \"Metaspace\""},
-      {[](json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "a normalizer (\"NFC\") is not supported"},
+      {[](json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }, "pre_tokenizer type \"Whitespace\" is not supported"},
+      {[](json& j) { j["pre_tokenizer"] = "ByteLevel"; }, "pre_tokenizer must be an object"},
+      {[](json& j) { j["pre_tokenizer"]["use_regex"] = 1; }, "pre_tokenizer.use_regex must be true or false"},
+      {[](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "decoder type \"WordPiece\" is not supported"},
+      {[](json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "normalizer type \"NFC\" is not supported"},
       {[](json& j) { j["model"]["dropout"] = 0.1; }, "model.dropout"},
       {[](json& j) { j["model"]["continuing_subword_prefix"] = "##"; }, "model.continuing_subword_prefix"},
       {[](json& j) { j["model"].erase("vocab"); }, "has no model.vocab"},
       {[](json& j) { j["model"].erase("merges"); }, "has no model.merges"},
       {[](json& j) { j["model"]["merges"] = json::array({json::array({"h"})}); }, "model.merges[0] must be"},
       {[](json& j) { j["model"]["merges"] = json::array({"h q"}); }, "merged token \"hq\" is not in the vocabulary"},
-      {[](json& j) { j["model"]["vocab"].erase("a"); }, "is out of range"},
+      {[](json& j) { j["model"]["vocab"]["a"] = 1000; }, "is out of range: 1000"},
       {[](json& j) { j["model"]["vocab"]["a"] = "x"; }, "is not an integer"},
       {[](json& j) { j["added_tokens"] = json::array({{{"id", 300}, {"content", "<pad>"}}}); }, "added token \"<pad>\""},
   };
@@ -217,7 +229,7 @@ TEST_CASE("a model folder whose tokenizer is incomplete or unsupported is an err
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"vocab.json"}, "has vocab.json but no merges.txt"},
       {{"merges.txt"}, "has merges.txt but no vocab.json"},
-      {{"tokenizer.model"}, "has a tokenizer.model tokenizer, which aria does not read"},
+      {{"tokenizer.model"}, "has a tokenizer.model tokenizer but no tokenizer.json"},
       {{"vocab.txt"}, "has a vocab.txt tokenizer"},
   };
   for (const auto& [files, want] : cases) {

@@ -16,7 +16,8 @@
 
 namespace aria {
 
-class Gpt2Tokenizer;
+class Tokenizer;
+using Gpt2Tokenizer = Tokenizer;
 
 inline constexpr char kShardMagic[8] = {'A', 'R', 'I', 'A', 'T', 'O', 'K', 'S'};
 inline constexpr uint32_t kShardVersion = 1;
