@@ -39,7 +39,9 @@ int cmd_score(int argc, char** argv) {
   Gpt2Tokenizer tok = load_tokenizer_for(args.str("model"));
   // Tokenizing takes seconds for tens of megabytes: say so before going quiet.
   if (text.size() >= (size_t(1) << 20)) std::cerr << "score: tokenizing " << text.size() / 1000000.0 << " MB\n";
-  std::vector<int32_t> ids = tok.encode(text);
+  // With the tokenizer's special tokens, as transformers' tokenizer(text) gives them: Llama's BOS
+  // (its TemplateProcessing post-processor); GPT-2's tokenizers add none.
+  std::vector<int32_t> ids = tok.encode(text, /*add_special_tokens=*/true);
   ARIA_CHECK(ids.size() >= 2, "text '", args.str("text"), "' has ", ids.size(), " token(s); at least 2 are needed");
 
   // Progress only for texts that take more than one forward: a short text prints its result alone.
