@@ -73,14 +73,14 @@ int64_t ContinualModel::num_parameters() const {
   return n;
 }
 
-Tensor classify_logits(const ContinualModel& m, const ClsBatch& batch, int task_id) {
+Tensor classify_logits(const ContinualModel& m, const ClsBatch& batch, int task_id, const ForwardOptions& options) {
   ARIA_CHECK(task_id >= 0 && task_id < int(m.tasks.size()), "classify_logits: task id ", task_id, " outside [0, ",
              m.tasks.size(), ")");
   ARIA_CHECK(batch.ids.defined() && batch.last_index.defined(), "classify_logits: batch has no ids / last_index");
   const int64_t B = batch.ids.size(0), T = batch.ids.size(1), C = m.gpt.config.n_embd;
   ARIA_CHECK(batch.last_index.numel() == B, "classify_logits: last_index has ", batch.last_index.numel(),
              " entries for a batch of ", B);
-  Tensor hidden = gpt2_hidden(m.gpt, batch.ids);                   // [B, T, C]
+  Tensor hidden = gpt2_hidden(m.gpt, batch.ids, options);          // [B, T, C]
   Tensor h = ops::embedding(hidden.reshape({B * T, C}), batch.last_index);  // [B, C], differentiable gather
   const TaskSlot& s = m.tasks[size_t(task_id)];
   if (m.use_adapters) {

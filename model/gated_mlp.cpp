@@ -12,22 +12,20 @@ bool& gated_mlp_fused() {
 
 static ops::GeluMlpWeights gelu_weights(const MlpWeights& w) { return {w.fc_w, w.fc_b, w.proj_w, w.proj_b}; }
 
-Tensor gated_mlp_forward(const GatedMlp& g, const Tensor& x) {
+std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x) {
   // The fused op unless a per-sample-gradient observer must see the plain linear calls (as the rest
   // of the model decides, model/gpt2.cpp); both branches compute the same function.
   if (gated_mlp_fused() && ops::op_observer() == nullptr) {
-    auto [out, pi] = ops::gated_mlp(x, {gelu_weights(g.fast), gelu_weights(g.slow), g.gate_w1, g.gate_b1,
-                                        g.gate_w2, g.gate_b2});
-    g.last_pi = pi;
-    return out;
+    return ops::gated_mlp(x, {gelu_weights(g.fast), gelu_weights(g.slow), g.gate_w1, g.gate_b1, g.gate_w2,
+                              g.gate_b2});
   }
   Tensor pi = ops::sigmoid(ops::linear(ops::relu(ops::linear(x, g.gate_w1, g.gate_b1)), g.gate_w2, g.gate_b2));
-  g.last_pi = pi;
   Tensor fast = mlp_forward(g.fast, x);
   Tensor slow = mlp_forward(g.slow, x);
   // pi * fast + (1 - pi) * slow = slow + pi * (fast - slow), one fused pass each way (and pi's row
   // sum in the backward's pass) instead of three elementwise ops and a reduction.
-  return ops::gate_mix(slow, fast, pi);
+  Tensor out = ops::gate_mix(slow, fast, pi);
+  return {out, pi};
 }
 
 static MlpWeights copy_weights(const MlpWeights& w) {

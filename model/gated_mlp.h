@@ -5,6 +5,7 @@
 // unchanged for any pi.
 #pragma once
 #include <string>
+#include <utility>
 
 #include "aria/model/gpt2.h"
 
@@ -14,9 +15,6 @@ struct GatedMlp {
   MlpWeights fast, slow;
   Tensor gate_w1, gate_b1;  // [C, d_ff/4], [d_ff/4]
   Tensor gate_w2, gate_b2;  // [d_ff/4, 1], [1]
-  // pi of the last forward, [B, T, 1], with autograd history while grad is enabled: the
-  // plasticity loss and the gradient dampening read it (model/gated_mlp.h is their only source).
-  mutable Tensor last_pi;
 };
 
 // Calls f(name, tensor&) for every parameter, names under `prefix` ("h.N.mlp."):
@@ -37,10 +35,12 @@ void visit_gated_mlp_parameters(G& g, const std::string& prefix, F&& f) {
   f(prefix + "gate.fc2.bias", g.gate_b2);
 }
 
-// x [B, T, C] -> y [B, T, C]; records pi in g.last_pi. One fused op (ops::gated_mlp) unless a
-// per-sample observer is installed (ops::op_observer) or gated_mlp_fused() is off; otherwise the
-// plain ops (linear, relu, sigmoid, the MLPs, gate_mix), which the observer sees.
-Tensor gated_mlp_forward(const GatedMlp& g, const Tensor& x);
+// x [B, T, C] -> {y [B, T, C], pi [B, T, 1]}: the output and the gate values (differentiable; a
+// forward hands them to its caller through ForwardOptions::gates, model/gpt2.h). One fused op
+// (ops::gated_mlp) unless a per-sample observer is installed (ops::op_observer) or
+// gated_mlp_fused() is off; otherwise the plain ops (linear, relu, sigmoid, the MLPs, gate_mix),
+// which the observer sees.
+std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x);
 
 // Whether gated_mlp_forward may use the fused op; on by default. Off forces the plain composition
 // (tests compare the two paths).

@@ -134,8 +134,12 @@ Tensor mlp_forward(const MlpWeights& w, const Tensor& x) {
   return ops::linear(ops::gelu(ops::linear(x, w.fc_w, w.fc_b)), w.proj_w, w.proj_b);
 }
 
-static Tensor block_mlp(const Gpt2Block& b, const Tensor& a) {
-  return b.gated ? gated_mlp_forward(*b.gated, a) : mlp_forward(b.mlp, a);
+// Block l's MLP; a gated one's gate values go to options.gates when the caller asked for them.
+static Tensor block_mlp(const Gpt2Block& b, size_t l, const Tensor& a, const ForwardOptions& options) {
+  if (!b.gated) return mlp_forward(b.mlp, a);
+  auto [out, pi] = gated_mlp_forward(*b.gated, a);
+  if (options.gates) options.gates->pi[l] = std::move(pi);
+  return out;
 }
 
 static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head) {
@@ -160,17 +164,19 @@ static Tensor position_ids(int64_t T, Device device) {
   return it->second;
 }
 
-Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids) {
+Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids, const ForwardOptions& options) {
   const auto& c = m.config;
   ARIA_CHECK(ids.dim() == 2 && ids.dtype() == DType::I32, "gpt2: ids must be int32 [B, T], got ", ids.str());
   const int64_t T = ids.size(1);
   ARIA_CHECK(T >= 1 && T <= c.n_positions, "gpt2: sequence length ", T, " outside [1, n_positions=", c.n_positions, "]");
+  if (options.gates) options.gates->pi.assign(m.blocks.size(), Tensor());
   Tensor x = ops::add(ops::embedding(m.wte, ids), ops::embedding(m.wpe, position_ids(T, m.device())));
   const double eps = c.layer_norm_epsilon;
   if (!use_fused_ops()) {
-    for (const Gpt2Block& b : m.blocks) {
+    for (size_t l = 0; l < m.blocks.size(); ++l) {
+      const Gpt2Block& b = m.blocks[l];
       x = ops::add(x, attention_branch(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps), c.n_head));
-      x = ops::add(x, block_mlp(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+      x = ops::add(x, block_mlp(b, l, ops::layernorm(x, b.ln2_w, b.ln2_b, eps), options));
     }
     return ops::layernorm(x, m.lnf_w, m.lnf_b, eps);
   }
@@ -183,17 +189,17 @@ Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids) {
     const bool last = l + 1 == m.blocks.size();
     const Tensor& nw = last ? m.lnf_w : m.blocks[l + 1].ln1_w;
     const Tensor& nb = last ? m.lnf_b : m.blocks[l + 1].ln1_b;
-    std::tie(x, a) = ops::add_layernorm(x, block_mlp(b, a), nw, nb, eps);
+    std::tie(x, a) = ops::add_layernorm(x, block_mlp(b, l, a, options), nw, nb, eps);
   }
   return a;
 }
 
 Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden) { return ops::matmul(hidden, m.wte, false, true); }
 
-Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets) {
+Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets, const ForwardOptions& options) {
   check_same_shape(ids, targets, "gpt2_lm_loss ids/targets");
-  if (use_fused_ops()) return ops::lm_head_cross_entropy(gpt2_hidden(m, ids), m.wte, targets, -100);
-  return ops::cross_entropy(gpt2_logits(m, gpt2_hidden(m, ids)), targets, -100);
+  if (use_fused_ops()) return ops::lm_head_cross_entropy(gpt2_hidden(m, ids, options), m.wte, targets, -100);
+  return ops::cross_entropy(gpt2_logits(m, gpt2_hidden(m, ids, options)), targets, -100);
 }
 
 Gpt2Model gpt2_random(const Gpt2Config& cfg, uint64_t seed, Device device) {

@@ -46,15 +46,27 @@ struct Gpt2Model {
   Gpt2Model to(DType t) const;   // deep copy in dtype t (float64 models serve the reference tests)
 };
 
-// GPT-2's MLP: linear(gelu(linear(x, fc)), proj); fused GEMM epilogues unless a per-sample
-// observer is installed (ops::op_observer).
+// What a forward hands back besides its result, when the caller asks for it (ForwardOptions).
+struct GateValues {
+  // One entry per block: the gate values pi [B, T, 1] of its gated MLP (model/gated_mlp.h), with
+  // autograd history while grad is enabled (the plasticity loss differentiates through them);
+  // undefined for a block with GPT-2's own MLP.
+  std::vector<Tensor> pi;
+};
+
+// Options of one forward: the caller asks for extra outputs by pointing at where they go.
+struct ForwardOptions {
+  GateValues* gates = nullptr;  // filled with every block's gate values (resized to the blocks)
+};
+
+// GPT-2's MLP: linear(gelu(linear(x, fc)), proj), with fused GEMM epilogues (ops::gelu_mlp).
 Tensor mlp_forward(const MlpWeights& w, const Tensor& x);
 // Hidden states after ln_f, [B, T, C], for ids int32 [B, T] with T <= n_positions.
-Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids);
+Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids, const ForwardOptions& options = {});
 // Logits over the vocabulary through the tied head: hidden [..., C] -> [..., V].
 Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden);
 // Mean next-token cross-entropy of ids [B, T] predicting targets [B, T] (ignore_index -100).
-Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets);
+Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets, const ForwardOptions& options = {});
 
 // Random initialisation as GPT-2's paper / HF: N(0, 0.02), residual projections scaled by
 // 1/sqrt(2 * n_layer), layernorm weights 1 and biases 0. The config is validated first

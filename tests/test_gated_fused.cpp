@@ -23,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -919,12 +920,13 @@ TEST_CASE("a tiny gated GPT-2: the fused gated MLP gives the plain path's loss, 
     for (auto& [name, t] : m.named_parameters()) t.zero_grad();
     tape().clear();
     // The language-model loss plus the plasticity loss: both out and pi of every layer feed it.
-    const Tensor lm = gpt2_lm_loss(m, ids, targets);  // first: it records the gates plasticity_loss reads
-    Tensor loss = ops::add(lm, plasticity_loss(m, mask, 18.0, ps));
+    GateValues gates;
+    const Tensor lm = gpt2_lm_loss(m, ids, targets, ForwardOptions{&gates});
+    Tensor loss = ops::add(lm, plasticity_loss(gates, mask, 18.0, ps));
     Result r;
     r.tape_nodes = tape().size();
     r.loss = loss.item();
-    for (const Gpt2Block& b : m.blocks) r.pis.push_back(b.gated->last_pi.detach().clone());
+    for (const Tensor& pi : gates.pi) r.pis.push_back(pi.detach().clone());
     loss.backward();
     for (auto& [name, t] : m.named_parameters()) r.grads.push_back(t.grad());
     return r;
@@ -960,18 +962,18 @@ TEST_CASE("with a per-sample observer installed the gated MLP runs the plain ops
   } seen;
   seen.gate_w1 = &g.gate_w1;
   const Tensor x = leaf(randn({2, 3, 16}, 9), true);
-  const Tensor fused = gated_mlp_forward(g, x).detach();
-  const Tensor fused_pi = g.last_pi.detach();
-  Tensor plain;
+  const auto [fused_out, fused_pi_out] = gated_mlp_forward(g, x);
+  const Tensor fused = fused_out.detach(), fused_pi = fused_pi_out.detach();
+  Tensor plain, plain_pi;
   {
     ObserverScope observe(&seen);
-    plain = gated_mlp_forward(g, x);
+    std::tie(plain, plain_pi) = gated_mlp_forward(g, x);
   }
   tape().clear();
   CHECK(seen.gate_linears == 1);
   CHECK(seen.linears == 6);  // the gate's two and each pathway's two
   CHECK(relative_l2(plain, fused) <= 1e-12);
-  CHECK(relative_l2(g.last_pi, fused_pi) <= 1e-12);
+  CHECK(relative_l2(plain_pi, fused_pi) <= 1e-12);
 }
 
 namespace {

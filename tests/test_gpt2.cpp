@@ -108,9 +108,15 @@ TEST_CASE("injecting the gated MLP leaves the output unchanged") {
   NoGradGuard ng;
   auto before = gpt2_hidden(m, ids).to_floats();
   inject_gated_mlp(m, 11, 0.5);  // a large gate init: pi far from 0.5 must not matter either
-  auto after = gpt2_hidden(m, ids);
+  GateValues gates;
+  auto after = gpt2_hidden(m, ids, ForwardOptions{&gates});
   CHECK(testing::relative_l2(after, Tensor::from_floats(before, after.shape())) <= 1e-6);
-  CHECK(m.blocks[0].gated->last_pi.shape() == Shape{2, 3, 1});
+  REQUIRE(gates.pi.size() == 2);
+  CHECK(gates.pi[0].shape() == Shape{2, 3, 1});
+  GateValues none;  // a plain GPT-2 hands back no gate values (one undefined entry per block)
+  gpt2_hidden(gpt2_random(tiny_config(), 3), ids, ForwardOptions{&none});
+  REQUIRE(none.pi.size() == 2);
+  CHECK_FALSE(none.pi[0].defined());
 }
 
 TEST_CASE("bad checkpoints give clear errors") {

@@ -73,8 +73,9 @@ TEST_CASE("the plasticity loss averages pi(1 - pi) over real tokens only") {
   s.legacy = false;
   auto loss_of = [&](std::vector<const ClsExample*> e) {
     ClsBatch b = make_cls_batch(e, Device::cpu(), 0);
-    gpt2_hidden(g, b.ids);
-    return plasticity_loss(g, b.mask, double(b.real_tokens), s).item();
+    GateValues gates;
+    gpt2_hidden(g, b.ids, ForwardOptions{&gates});
+    return plasticity_loss(gates, b.mask, double(b.real_tokens), s).item();
   };
   const double both = loss_of({&ex[0], &ex[1]}), first = loss_of({&ex[0]}), second = loss_of({&ex[1]});
   CHECK(both == doctest::Approx((3 * first + 9 * second) / 12).epsilon(1e-6));
@@ -114,14 +115,15 @@ TEST_CASE("gate statistics use real tokens, dampening scales slow gradients by 1
   g.set_requires_grad(true);
   std::vector<ClsExample> ex = {{{5, 6, 7}, 0}, {{1, 2, 3, 4, 5, 6, 7, 8, 9}, 1}};
   ClsBatch b = make_cls_batch({&ex[0], &ex[1]}, Device::cpu(), 0);
-  Tensor h = gpt2_hidden(g, b.ids);
+  GateValues gates;
+  Tensor h = gpt2_hidden(g, b.ids, ForwardOptions{&gates});
   GateStats st;
   st.reset(2);
-  st.accumulate(g, b.mask, b.real_tokens);
+  st.accumulate(gates, b.mask, b.real_tokens);
   CHECK(st.tokens() == 12);
   const auto mask = b.mask.to_doubles();
   for (int l = 0; l < 2; ++l) {
-    const auto pi = g.blocks[size_t(l)].gated->last_pi.to_doubles();
+    const auto pi = gates.pi[size_t(l)].to_doubles();
     double sum = 0;
     for (size_t i = 0; i < pi.size(); ++i) sum += pi[i] * mask[i];
     CHECK(st.mean(l) == doctest::Approx(sum / 12).epsilon(1e-6));

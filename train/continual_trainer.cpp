@@ -357,18 +357,19 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
   for (size_t mi = 0; mi < micro.size(); ++mi) {
     const Micro& m = micro[mi];
     const ClsBatch& b = m.batch;
-    Tensor logits = classify_logits(model_, b, m.task);
-    // The gate values of this forward, read before a plug-in's extra_loss can run a forward of its own
-    // (a replay batch, a teacher) that would replace them.
-    if (gated()) gates.accumulate(model_.gpt, b.mask, b.real_tokens);
+    // This forward's gate values (a plug-in's extra_loss may run forwards of its own: a replay batch,
+    // a teacher; they cannot replace these).
+    GateValues pis;
+    Tensor logits = classify_logits(model_, b, m.task, ForwardOptions{gated() ? &pis : nullptr});
+    if (gated()) gates.accumulate(pis, b.mask, b.real_tokens);
     // sum over this micro-batch / the step's example count: the step's mean once accumulated
     Tensor ce = ops::scale(ops::sum(ops::cross_entropy_rows(logits, b.labels)), 1.0 / double(st.examples));
     Tensor loss = ce;
     Tensor pl;
     if (st.plasticity_on) {
-      pl = ps.legacy ? ops::scale(plasticity_loss(model_.gpt, b.mask, double(b.real_tokens), ps),
+      pl = ps.legacy ? ops::scale(plasticity_loss(pis, b.mask, double(b.real_tokens), ps),
                                   double(b.ids.size(0)) / double(st.examples))
-                     : plasticity_loss(model_.gpt, b.mask, double(st.tokens), ps);
+                     : plasticity_loss(pis, b.mask, double(st.tokens), ps);
       loss = ops::add(loss, pl);
     }
     Tensor extra;

@@ -65,7 +65,7 @@ bool in_fisher_scope(const std::string& name, FisherScope scope) {
 
 namespace {
 
-// Saves every parameter's grad and requires_grad (and the gates' last_pi), makes exactly the
+// Saves every parameter's grad and requires_grad, makes exactly the
 // in-scope parameters require grad, and restores everything on destruction.
 class EstimateGuard {
  public:
@@ -88,8 +88,6 @@ class EstimateGuard {
       p.zero_grad();
       Tensor(p).set_requires_grad(in_fisher_scope(name, scope));
     }
-    for (const Gpt2Block& b : m.gpt.blocks)
-      if (b.gated) pis_.emplace_back(b.gated.get(), b.gated->last_pi);
   }
   ~EstimateGuard() {
     tape().clear();  // empty on entry; only an error can leave nodes behind
@@ -97,7 +95,6 @@ class EstimateGuard {
       Tensor(s.param).set_requires_grad(s.requires_grad);
       s.param.impl().grad = s.grad;
     }
-    for (auto& [g, pi] : pis_) g->last_pi = pi;
   }
   EstimateGuard(const EstimateGuard&) = delete;
   EstimateGuard& operator=(const EstimateGuard&) = delete;
@@ -115,7 +112,6 @@ class EstimateGuard {
   };
   std::vector<Saved> saved_;
   std::vector<std::pair<std::string, Tensor>> scope_;
-  std::vector<std::pair<GatedMlp*, Tensor>> pis_;
 };
 
 int64_t count_samples(const std::vector<ClsBatch>& batches) {

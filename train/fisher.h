@@ -14,7 +14,8 @@
 // (a backward of batch size 1 per sample) the tests compare it with.
 //
 // Side effects: none on the model. The Fisher forward advances no counter (the trainer's step
-// counters are not touched; each gated MLP's last_pi, the only state a forward writes, is restored).
+// counters are not touched) and a forward writes no state into the model (gate values are returned
+// to the caller that asks for them, model/gpt2.h ForwardOptions).
 // Every parameter's .grad and requires_grad are saved on entry and restored on exit (also on
 // error): during the estimate the in-scope parameters require grad and the others do not (so the
 // backward computes no gradient outside the scope), and grads are cleared after each batch, so

@@ -22,10 +22,9 @@ Tensor mask_like(const Tensor& mask, const Tensor& pi) {
   return m;
 }
 
-const Tensor& layer_pi(const Gpt2Block& b, size_t layer) {
-  ARIA_CHECK(b.gated, "plasticity: layer ", layer, " has no gated MLP");
-  ARIA_CHECK(b.gated->last_pi.defined(), "plasticity: layer ", layer, " has no gate values (no forward yet)");
-  return b.gated->last_pi;
+const Tensor& layer_pi(const GateValues& g, size_t layer) {
+  ARIA_CHECK(g.pi[layer].defined(), "plasticity: layer ", layer, " has no gate values (GPT-2's own MLP, not a gated one)");
+  return g.pi[layer];
 }
 
 }  // namespace
@@ -47,13 +46,13 @@ Tensor plasticity_layer_loss(const Tensor& pi_in, const Tensor& mask, double rea
                     s.lambda);
 }
 
-Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
+Tensor plasticity_loss(const GateValues& gates, const Tensor& mask, double real_tokens, const PlasticitySettings& s) {
   Tensor total;
-  for (size_t l = 0; l < m.blocks.size(); ++l) {
-    Tensor t = plasticity_layer_loss(layer_pi(m.blocks[l], l), mask, real_tokens, s);
+  for (size_t l = 0; l < gates.pi.size(); ++l) {
+    Tensor t = plasticity_layer_loss(layer_pi(gates, l), mask, real_tokens, s);
     total = total.defined() ? ops::add(total, t) : t;
   }
-  ARIA_CHECK(total.defined(), "plasticity: the model has no layers");
+  ARIA_CHECK(total.defined(), "plasticity: no gate values (an empty model, or a forward not asked for them)");
   return total;
 }
 
@@ -62,13 +61,13 @@ void GateStats::reset(int n_layers) {
   tokens_ = 0;
 }
 
-void GateStats::accumulate(const Gpt2Model& m, const Tensor& mask, int64_t real_tokens) {
+void GateStats::accumulate(const GateValues& gates, const Tensor& mask, int64_t real_tokens) {
   NoGradGuard no_grad;
-  ARIA_CHECK(sum_.size() == m.blocks.size(), "GateStats: reset for ", sum_.size(), " layers, model has ",
-             m.blocks.size());
+  ARIA_CHECK(sum_.size() == gates.pi.size(), "GateStats: reset for ", sum_.size(), " layers, the gate values have ",
+             gates.pi.size());
   ARIA_CHECK(real_tokens >= 0, "GateStats: real_tokens must be >= 0, got ", real_tokens);
-  for (size_t l = 0; l < m.blocks.size(); ++l) {
-    Tensor pi = layer_pi(m.blocks[l], l).detach();
+  for (size_t l = 0; l < gates.pi.size(); ++l) {
+    Tensor pi = layer_pi(gates, l).detach();
     if (pi.dtype() == DType::BF16) pi = pi.to(DType::F32);  // summed in float32, not rounded to bfloat16
     const Tensor s = ops::sum(ops::mul(pi, mask_like(mask, pi))).to(DType::F64);
     sum_[l] = sum_[l].defined() ? ops::add(sum_[l], s) : s;

@@ -1,5 +1,6 @@
 // ARIA's gate regularisation and gradient dampening (../shared/aria-spec.md), reading the per-token
-// gate values pi [B, T, 1] that each GatedMlp keeps from its last forward (GatedMlp::last_pi).
+// gate values pi [B, T, 1] of each gated layer that a forward hands back when asked
+// (ForwardOptions::gates, model/gpt2.h).
 //
 // Plasticity (bimodality) loss, per gated layer, over REAL tokens only (mask from ClsBatch):
 //   default: L_p = lambda * sum_tokens(pi (1 - pi) mask) / N        -> pushes pi toward 0 or 1
@@ -34,18 +35,18 @@ bool plasticity_active(const PlasticitySettings& s, int64_t optimizer_steps_done
 // float32 first: the loss is float32 and computed in float32 (gate sums, GateStats, likewise).
 Tensor plasticity_layer_loss(const Tensor& pi, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
 
-// Sum of plasticity_layer_loss over the gated layers of m's last forward. Throws when the model has
-// no gated MLP or a layer has no recorded pi.
-Tensor plasticity_loss(const Gpt2Model& m, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
+// Sum of plasticity_layer_loss over the layers of one forward's gate values. Throws when there are
+// no layers or a layer has no gate values (GPT-2's own MLP).
+Tensor plasticity_loss(const GateValues& gates, const Tensor& mask, double real_tokens, const PlasticitySettings& s);
 
 // Gate sums over the real tokens of one optimizer step, kept on the model's device: accumulating and
 // dampening read nothing back, so a training step never waits for the GPU. mean()/means() read.
 class GateStats {
  public:
   void reset(int n_layers);
-  // Adds sum(pi_l * mask) of every gated layer's last forward (under NoGradGuard, float64 on the
-  // device) and the batch's real-token count (known on the host: ClsBatch::real_tokens).
-  void accumulate(const Gpt2Model& m, const Tensor& mask, int64_t real_tokens);
+  // Adds sum(pi_l * mask) of every layer of one forward's gate values (under NoGradGuard, float64 on
+  // the device) and the batch's real-token count (known on the host: ClsBatch::real_tokens).
+  void accumulate(const GateValues& gates, const Tensor& mask, int64_t real_tokens);
   int layers() const { return int(sum_.size()); }
   double tokens() const { return tokens_; }
   const Tensor& sum(int layer) const;  // float64 [] on the device; undefined before any accumulate

@@ -482,10 +482,11 @@ GateReport collect_gate_histograms(const ContinualModel& m, const std::vector<co
     const std::vector<ClsExample> data(all.begin(), all.begin() + long(n));
     examples += int64_t(n);
     for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size))) {
-      classify_logits(m, b, int(t));
+      GateValues gates;
+      classify_logits(m, b, int(t), ForwardOptions{&gates});
       const std::vector<float> mask = b.mask.to_floats();
       for (size_t l = 0; l < L; ++l) {
-        const std::vector<float> pi = m.gpt.blocks[l].gated->last_pi.to_floats();
+        const std::vector<float> pi = gates.pi[l].to_floats();
         ARIA_CHECK(pi.size() == mask.size(), "gate histograms: pi has ", pi.size(), " values for ", mask.size(),
                    " token positions");
         for (size_t k = 0; k < pi.size(); ++k) {

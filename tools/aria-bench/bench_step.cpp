@@ -63,10 +63,10 @@ StepResult bench_step(const Config& cfg) {
   // mark(i) is called after phase i (0 forward, 1 backward, 2 grad norm + AdamW); the timed steps pass
   // a no-op, the breakdown step a synchronising stopwatch.
   auto step = [&](const std::function<void(int)>& mark) {
-    Tensor loss = gpt2_lm_loss(m, x, y);
+    GateValues gates;
+    Tensor loss = gpt2_lm_loss(m, x, y, ForwardOptions{cfg.gated ? &gates : nullptr});
     if (cfg.gated) {  // the plasticity loss the continual trainer adds: 0.01 * sum_l mean(pi (1 - pi))
-      for (const auto& b : m.blocks) {
-        const Tensor& pi = b.gated->last_pi;
+      for (const Tensor& pi : gates.pi) {
         loss = ops::add(loss, ops::scale(ops::mean(ops::mul(pi, ops::affine(pi, -1.0, 1.0))), 0.01));
       }
     }
