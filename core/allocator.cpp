@@ -5,7 +5,7 @@
 #include <mutex>
 #include <new>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria {
 

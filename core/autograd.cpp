@@ -2,7 +2,7 @@
 
 #include <unordered_map>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria {
 

@@ -1,6 +1,6 @@
 #include "aria/core/device.h"
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria {
 

@@ -1,6 +1,6 @@
 // Where a tensor lives: the CPU or GPU N (cuda:N). A process runs on one GPU: the first tensor on
 // cuda:N (or parse_device("cuda:N")) binds it to GPU N, and a tensor on another GPU is refused with an
-// error (kernels/kernels.h, cuda::use_device).
+// error (kernels/backend.h, cuda::use_device).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::ops::detail {
 

@@ -12,7 +12,7 @@
 #include "aria/core/ops.h"
 #include "aria/core/ops_check.h"
 #include "aria/core/ops_fused.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::ops {
 

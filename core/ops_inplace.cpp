@@ -1,7 +1,7 @@
 // Non-differentiable in-place ops (see core/ops_inplace.h): checks, then one kernel row each.
 #include "aria/core/ops_inplace.h"
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::ops {
 

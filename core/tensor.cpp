@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "aria/core/autograd.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria {
 

@@ -2,7 +2,10 @@
 """Layering rules of issue 16 that the compiler cannot see, checked on the sources.
 
 train/ reaches the kernels only through ops (core/ops*.h): no train/ file includes a kernels/
-header or dispatches a kernel (ARIA_DISPATCH, aria::cpu:: / aria::cuda:: kernel calls). A rule is
+header or dispatches a kernel (ARIA_DISPATCH, aria::cpu:: / aria::cuda:: kernel calls); model/
+includes no kernels/ header either. core/ includes one kernels/ header, the backend interface
+kernels/backend.h (runtime services and the kernel table), never kernels/kernels.h or a backend's
+own headers (kernels/cpu/, kernels/cuda/). A rule is
 (folder, description, regex); a line matching the regex in a C++ source under the folder fails.
 --self-test writes a small tree that breaks every rule and checks that each break is reported."""
 import argparse
@@ -18,6 +21,10 @@ RULES = [
     ("train", "dispatches a kernel (add an op in core/ and call it)", re.compile(r"\bARIA_DISPATCH\b")),
     ("train", "calls a backend's kernel directly (add an op in core/ and call it)",
      re.compile(r"\b(?:aria::)?(?:cpu|cuda)::[a-z_]+\s*\(")),
+    ("model", "includes a kernels/ header (reach kernels through core/ops*.h)",
+     re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/')),
+    ("core", "includes a kernels/ header other than the backend interface kernels/backend.h",
+     re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/(?!backend\.h")')),
 ]
 
 
@@ -43,7 +50,10 @@ def self_test():
         "train/c.cpp": "void f() { ARIA_DISPATCH(d, axpy, y, x, 1.0); }\n",
         "train/d.cpp": "void f() { aria::cuda::axpy(y, x, 1.0); cpu::fill(y, 0); }\n",
         "train/ok.cpp": '#include "aria/core/ops_inplace.h"\n// ARIA_DISPATCHER is another word\n',
-        "model/e.cpp": '#include "aria/kernels/kernels.h"\n',  # no rule for model/ here
+        "model/e.cpp": '#include "aria/kernels/kernels.h"\n',
+        "core/f.cpp": '#include "aria/kernels/backend.h"\n#include "aria/kernels/kernels.h"\n',
+        "core/g.h": '#include "kernels/cuda/runtime.h"\n',
+        "core/ok.cpp": '#include "aria/kernels/backend.h"\n// kernels/kernels.h is not included here\n',
     }
     with tempfile.TemporaryDirectory() as d:
         root = pathlib.Path(d)
@@ -52,8 +62,8 @@ def self_test():
             (root / rel).write_text(text)
         found = violations(root)
     files = sorted({v.split(":")[0] for v in found})
-    want = ["train/a.cpp", "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
-    if files != want or len(found) != 4:
+    want = ["core/f.cpp", "core/g.h", "model/e.cpp", "train/a.cpp", "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
+    if files != want or len(found) != 7:
         print("self-test failed: reported", found, file=sys.stderr)
         return 1
     print("self-test: every planted violation reported, nothing else")
@@ -73,7 +83,8 @@ def main():
     for v in found:
         print("error: " + v, file=sys.stderr)
     if not found:
-        print("layers: train/ includes no kernels/ header and dispatches no kernel")
+        print("layers: train/ and model/ include no kernels/ header, train/ dispatches no kernel, core/ includes"
+              " only kernels/backend.h")
     return 1 if found else 0
 
 
