@@ -121,6 +121,47 @@ def seeds_tokenizer_json():
     tj3 = json.loads(json.dumps(tj))
     tj3["normalizer"] = {"type": "NFC"}
     put("tokenizer_json", "normalizer", json.dumps(tj3))
+    # Llama 3 style: a Split regex before ByteLevel, ignore_merges, a BOS template.
+    bos = len(vocab)
+    tj4 = json.loads(json.dumps(tj))
+    tj4["added_tokens"].append({"id": bos, "content": "<|begin_of_text|>", "special": True})
+    tj4["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "behavior": "Isolated", "invert": False, "pattern": {"Regex":
+         r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"}},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
+    tj4["post_processor"] = {"type": "TemplateProcessing", "single": [
+        {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [bos], "tokens": ["<|begin_of_text|>"]}}}
+    tj4["model"]["ignore_merges"] = True
+    put("tokenizer_json", "llama3_split", json.dumps(tj4) + "\0" + "I'M 12345 the  thin\r\n\n<|begin_of_text|>x")
+    # SentencePiece style: <unk> <s> </s>, <0xNN>, the ▁ marker, byte fallback, decoder chain.
+    sp = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        sp["<0x%02X>" % b] = 3 + b
+    for piece in ["\u2581", "t", "h", "e", "\u2581t", "he", "\u2581the"]:
+        sp[piece] = len(sp)
+    tj5 = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": True, "normalized": False}
+                                              for c, i in [("<unk>", 0), ("<s>", 1), ("</s>", 2)]],
+           "normalizer": {"type": "Sequence", "normalizers": [
+               {"type": "Prepend", "prepend": "\u2581"},
+               {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+           "pre_tokenizer": None,
+           "post_processor": {"type": "TemplateProcessing", "single": [
+               {"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+               "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+           "decoder": {"type": "Sequence", "decoders": [
+               {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
+               {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+           "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+                     "vocab": sp, "merges": ["\u2581 t", "h e", "\u2581t he"]}}
+    put("tokenizer_json", "sp_legacy", json.dumps(tj5) + "\0" + "the héllo</s> the 😀")
+    tj6 = json.loads(json.dumps(tj5))
+    tj6["normalizer"] = None
+    tj6["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
+    tj6["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first"}
+    tj6["model"]["byte_fallback"] = False
+    tj6["model"]["ignore_merges"] = True
+    put("tokenizer_json", "sp_metaspace", json.dumps(tj6) + "\0" + "<s>the  the\tthe")
 
 
 def seeds_task_data():

@@ -15,14 +15,14 @@ namespace aria::cli {
 
 int cmd_tokenize(int argc, char** argv) {
   Args args("tokenize",
-            "Prints the GPT-2 token ids of a UTF-8 text file as a JSON array (no BOS added).\n"
+            "Prints the token ids of a UTF-8 text file as a JSON array (no special tokens added: no BOS).\n"
             "With --shards DIR: tokenizes the file with --threads threads and writes the ids as binary\n"
             "token shards DIR/<split>_NNNNNN.bin (uint16 ids, header with vocabulary size and checksum),\n"
             "replacing that split's old shards; `aria pretrain --shards DIR` trains on them. E.g.\n"
             "  aria tokenize --text third_party/corpus/train.txt --shards third_party/shards\n"
             "  aria tokenize --text third_party/corpus/validation.txt --shards third_party/shards --split validation");
   args.option("text", "UTF-8 text file", "", true)
-      .option("vocab", "directory with vocab.json + merges.txt (default: the model's or setup's vocabulary)", "")
+      .option("vocab", "model folder with tokenizer.json or vocab.json + merges.txt (default: setup's GPT-2 vocabulary)", "")
       .toggle("decode", "also print the text decoded back from the ids, on a second line")
       .option("shards", "write token shards into this directory instead of printing the ids", "")
       .option("split", "with --shards: the split the text is (train or validation)", "train")
