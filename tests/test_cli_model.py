@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""aria score / generate on hostile and long inputs (issue 19, items 2, 8, 9 and the --text directory).
+"""aria score / generate on hostile and long inputs (issue 19, items 2, 8, 9 and the --text directory),
+and a model folder's tokenizer.json (issues 18, 20).
 
 A copy of the tests/fixtures/hf_tiny checkpoint (vocabulary 512, 64 positions) with a byte-level
 vocabulary written here (every token id < 512), then:
@@ -65,6 +66,27 @@ def make_model(tmp, name):
     return d
 
 
+def write_tokenizer_json(d, bos):
+    """A byte-level tokenizer.json (the 256 byte tokens, "<|begin_of_text|>" 256, no merges), with
+    Llama 3's BOS template when `bos`."""
+    b2u = byte_to_unicode()
+    tj = {"version": "1.0",
+          "added_tokens": [{"id": 256, "content": "<|begin_of_text|>", "special": True, "normalized": False}],
+          "normalizer": None,
+          "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+          "post_processor": None,
+          "decoder": {"type": "ByteLevel"},
+          "model": {"type": "BPE", "vocab": {b2u[b]: b for b in range(256)}, "merges": []}}
+    if bos:
+        tj["post_processor"] = {"type": "TemplateProcessing",
+                                "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                           {"Sequence": {"id": "A", "type_id": 0}}],
+                                "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [256],
+                                                                         "tokens": ["<|begin_of_text|>"]}}}
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f)
+
+
 def poke_f32(path, tensor, index, value):
     """Overwrites one float32 element of a tensor in a safetensors file."""
     with open(path, "r+b") as f:
@@ -116,6 +138,37 @@ def main():
         r, _ = run(aria, "score", "--model", good, "--text", short_text, "--device", "cpu")
         check(r.returncode == 0 and r.stderr == "", f"a short text prints no progress (stderr: {r.stderr!r})")
         check(r.returncode == 0 and json.loads(r.stdout)["loss"] > 0, "a short text scores")
+
+        # ---- tokenizer.json (issues 18, 20): it wins over vocab.json + merges.txt; aria score adds the
+        # BOS of its template as transformers' tokenizer(text) does; an unreadable one is an error.
+        tok_text = os.path.join(tmp, "ab.txt")  # "ab" is one token in the folder's vocab.json, two bytes here
+        with open(tok_text, "w", encoding="utf-8") as f:
+            f.write("a cab, abab and a bab")
+        counts = {}
+        for bos in (False, True):
+            d = make_model(tmp, f"tokjson_{bos}")
+            write_tokenizer_json(d, bos)
+            r, _ = run(aria, "score", "--model", d, "--text", tok_text, "--device", "cpu")
+            check(r.returncode == 0, f"score with a tokenizer.json (bos={bos}) exits 0 (stderr: {r.stderr.strip()[-300:]})")
+            counts[bos] = json.loads(r.stdout)["tokens"] if r.returncode == 0 else -1
+        n_bytes = len(open(tok_text, "rb").read())
+        check(counts[False] == n_bytes, f"tokenizer.json, not the folder's vocab.json (one token per byte): {counts[False]}")
+        check(counts[True] == n_bytes + 1, f"score counts the BOS of the template: {counts[True]} == {n_bytes} + 1")
+        r, _ = run(aria, "tokenize", "--vocab", os.path.join(tmp, "tokjson_True"), "--text", tok_text)
+        check(r.returncode == 0 and json.loads(r.stdout) == list(open(tok_text, "rb").read()),
+              "aria tokenize --vocab DIR reads its tokenizer.json and adds no BOS")
+        with open(os.path.join(tmp, "tokjson_True", "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump({"model": {"type": "Unigram", "vocab": []}}, f)
+        r, _ = run(aria, "score", "--model", os.path.join(tmp, "tokjson_True"), "--text", short_text, "--device", "cpu")
+        check(r.returncode == 1 and 'model.type is "Unigram"' in r.stderr and r.stdout == "",
+              f"an unsupported tokenizer.json is an error naming it, exit 1 (got {r.returncode}: {r.stderr.strip()[:200]})")
+        sp = make_model(tmp, "sentencepiece_only")
+        for f in ("vocab.json", "merges.txt"):
+            os.remove(os.path.join(sp, f))
+        open(os.path.join(sp, "tokenizer.model"), "wb").close()
+        r, _ = run(aria, "score", "--model", sp, "--text", short_text, "--device", "cpu")
+        check(r.returncode == 1 and "tokenizer.model tokenizer but no tokenizer.json" in r.stderr,
+              f"a folder with only tokenizer.model is an error naming it (got {r.returncode}: {r.stderr.strip()[:200]})")
 
         # ---- item 2: non-finite weights ----
         nan = make_model(tmp, "nan")
