@@ -110,7 +110,7 @@ void bind_model(py::module_& m) {
         }, py::arg("preset") = "tiny", py::arg("seed") = 0, py::arg("device") = "cpu",
         "A randomly initialised GPT-2 of a preset: tiny, small-cpu, d12, d24, d36, d48");
 
-  py::class_<Gpt2Tokenizer>(m, "Tokenizer", "GPT-2's byte-level BPE (Hugging Face's ids)")
+  py::class_<Gpt2Tokenizer>(m, "Tokenizer", "BPE tokenizer with Hugging Face's ids (GPT-2 files or a tokenizer.json)")
       .def_static("for_model", [](const std::string& dir) { return as_input([&] { return load_tokenizer_for(dir); }); },
                   py::arg("model_dir"), "The tokenizer of a model folder (its files, else the bundled GPT-2 one)")
       .def_static("load", [](const std::string& vocab, const std::string& merges) {
@@ -119,7 +119,14 @@ void bind_model(py::module_& m) {
       .def_static("from_tokenizer_json", [](const std::string& path) {
                     return as_input([&] { return Gpt2Tokenizer::load_hf_json(path); });
                   }, py::arg("path"))
-      .def("encode", [](const Gpt2Tokenizer& t, const std::string& s) { return t.encode(s); }, py::arg("text"))
+      .def("encode", [](const Gpt2Tokenizer& t, const std::string& s, bool add_special_tokens) {
+             return t.encode(s, add_special_tokens);
+           }, py::arg("text"), py::arg("add_special_tokens") = false,
+           "Token ids; add_special_tokens applies the tokenizer.json post-processor's template (Llama's BOS)")
+      .def("token_to_id", [](const Gpt2Tokenizer& t, const std::string& token) -> std::optional<int32_t> {
+             const int32_t id = t.token_to_id(token);
+             return id < 0 ? std::nullopt : std::optional<int32_t>(id);
+           }, py::arg("token"), "Id of a token as Hugging Face spells it, or None")
       .def("decode_bytes", [](const Gpt2Tokenizer& t, const std::vector<int32_t>& ids) {
              return py::bytes(as_input([&] { return t.decode(ids); }));
            }, py::arg("ids"), "The tokens' raw bytes (decode_bytes(encode(s)) == s.encode())")
@@ -136,7 +143,7 @@ void bind_model(py::module_& m) {
           const Gpt2Model& g = model.cast<const Gpt2Model&>();
           if (text.has_value() == ids.has_value()) throw InputError("score: give exactly one of text= and ids=");
           if (batch < 1) throw InputError("score: batch must be >= 1, got " + std::to_string(batch));
-          std::vector<int32_t> tokens = ids ? *ids : tokenizer_for(model, tokenizer, "score").encode(*text);
+          std::vector<int32_t> tokens = ids ? *ids : tokenizer_for(model, tokenizer, "score").encode(*text, true);
           if (tokens.size() < 2)
             throw InputError("score: " + std::to_string(tokens.size()) + " token(s); at least 2 are needed");
           LmScoreOptions opt;

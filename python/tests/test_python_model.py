@@ -42,6 +42,29 @@ def test_tokenizer_round_trip(tokenizer):
     assert tokenizer.encode("Hello world") == [15496, 995]   # GPT-2's ids
 
 
+def test_tokenizer_json_special_tokens(tmp_path):
+    # A Llama-3-style tokenizer.json: byte tokens, an added BOS and its TemplateProcessing.
+    bos = "<|begin_of_text|>"
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    spell, n = {}, 0
+    for b in range(256):
+        spell[b] = chr(b) if b in printable else chr(256 + n)
+        n += b not in printable
+    tj = {"added_tokens": [{"id": 256, "content": bos, "special": True, "normalized": False}],
+          "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+          "post_processor": {"type": "TemplateProcessing",
+                             "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                             "special_tokens": {bos: {"id": bos, "ids": [256], "tokens": [bos]}}},
+          "decoder": {"type": "ByteLevel"},
+          "model": {"type": "BPE", "vocab": {spell[b]: b for b in range(256)}, "merges": []}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
+    tok = aria.Tokenizer.from_tokenizer_json(str(tmp_path / "tokenizer.json"))
+    assert tok.encode("hi") == [104, 105]
+    assert tok.encode("hi", add_special_tokens=True) == [256, 104, 105]
+    assert tok.token_to_id(bos) == 256 and tok.token_to_id("Ġ") == 32 and tok.token_to_id("nope") is None
+    assert tok.decode(tok.encode("hi", add_special_tokens=True)) == bos + "hi"
+
+
 @pytest.mark.parametrize("long_text", [False, True])
 def test_score_equals_the_cli(tiny_model, tiny_dir, tmp_path, aria_cli, long_text):
     text = TEXT * 8 if long_text else TEXT      # the long one spans several windows of n_positions tokens
