@@ -101,6 +101,52 @@ ARIA_KERNEL(layernorm_backward_residual,
             (const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
              const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db),
             (x, w, mean, rstd, dy, dres, dx, dw, db))
+// RMSNorm over the last dimension (Llama, Mistral, Qwen2): x, y [N, C], w [C], rstd [N] float32
+// (float64 for float64 x): rstd = 1 / sqrt(mean(x^2) + eps), y = (x * rstd) * w as Hugging Face's
+// LlamaRMSNorm computes it in float32 (no mean, no bias). Sums of squares in fp32 (double on the CPU).
+ARIA_KERNEL(rmsnorm_forward, (const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, double eps),
+            (x, w, y, rstd, eps))
+// Fused residual add + RMSNorm: sum = x + r (stored in x's dtype), y = rmsnorm(sum) as above.
+ARIA_KERNEL(add_rmsnorm_forward,
+            (const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y, const Tensor& rstd,
+             double eps),
+            (x, r, w, sum, y, rstd, eps))
+// Backward of both: dx = dres + rstd * (g - xhat * mean(g * xhat)) with g = dy * w, xhat = x * rstd
+// (x: the normalised input, i.e. the forward's sum when fused); dw += sum_n dy * xhat in a fixed order
+// (deterministic). dres may be undefined or alias dx; dx may be undefined (dw only, then no dres);
+// dw may be undefined. dw has x's dtype, or float32 for bfloat16 x.
+ARIA_KERNEL(rmsnorm_backward,
+            (const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dres,
+             const Tensor& dx, const Tensor& dw),
+            (x, w, rstd, dy, dres, dx, dw))
+// SwiGLU (the Llama MLP's activation): out = silu(gate) * up, silu(g) = g * sigmoid(g). gate, up, out:
+// [N, H] with unit column stride and any row stride (gate and up may be the two halves of one
+// [N, 2H] GEMM output). fp32 math for bfloat16.
+ARIA_KERNEL(swiglu_forward, (const Tensor& gate, const Tensor& up, const Tensor& out), (gate, up, out))
+// Its gradients in one pass, written: dgate = dout * up * silu'(gate), dup = dout * silu(gate), with
+// silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). Geometry as the forward; either output may be
+// undefined; dgate and dup may alias gate and up (every element is read before it is written).
+ARIA_KERNEL(swiglu_backward,
+            (const Tensor& gate, const Tensor& up, const Tensor& dout, const Tensor& dgate, const Tensor& dup),
+            (gate, up, dout, dgate, dup))
+// Rotary position embeddings, Hugging Face's rotate_half layout (the two halves of a head, not
+// interleaved pairs). x, y: contiguous [R, W] rows of heads of D = head_dim columns (D even); row r
+// uses table row r % P (R a multiple of P: P = T shares positions across a batch). The first
+// n_rot * D columns (heads 0 .. n_rot - 1, e.g. q and k of a packed q | k | v row) are rotated, for
+// j < D/2: y[j] = x[j] cos[j] - x[j + D/2] sin[j], y[j + D/2] = x[j + D/2] cos[j] + x[j] sin[j]; the
+// remaining columns are copied. inverse = true rotates by the negated angle (the backward: R^T).
+// cos, sin: [P, D/2] float32 (float64 for float64 x), as rope_table makes them. y may alias x.
+ARIA_KERNEL(rope_apply,
+            (const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& y, int n_rot, int head_dim,
+             bool inverse),
+            (x, cos, sin, y, n_rot, head_dim, inverse))
+// The rotation tables: cos[p, j], sin[p, j] of the angle float(positions[p]) * inv_freq[j]. For
+// float32 inv_freq the angle is that float32 product (rounded, as Hugging Face's float32 matmul makes
+// it) and its cos/sin are evaluated in double and rounded once; for float64 inv_freq everything is
+// double. positions int32 [P] (>= 0, checked on the CPU; the caller's on CUDA), inv_freq [D/2],
+// cos, sin [P, D/2] of inv_freq's dtype; one device.
+ARIA_KERNEL(rope_table, (const Tensor& positions, const Tensor& inv_freq, const Tensor& cos, const Tensor& sin),
+            (positions, inv_freq, cos, sin))
 // softmax over the last dimension of x viewed as [N, C]
 ARIA_KERNEL(softmax_forward, (const Tensor& x, const Tensor& y), (x, y))
 ARIA_KERNEL(softmax_backward, (const Tensor& y, const Tensor& dy, const Tensor& dx), (y, dy, dx))
@@ -114,6 +160,21 @@ ARIA_KERNEL(attention_forward, (const Tensor& qkv, const Tensor& out, const Tens
 ARIA_KERNEL(attention_backward,
             (const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dqkv, int n_head),
             (qkv, out, lse, dout, dqkv, n_head))
+// Grouped-query attention (Llama, Mistral, Qwen2), causal, optionally with a sliding window: qkv
+// [B, T, (H + 2 KV) hd] packs per row the H query heads, then KV key heads, then KV value heads
+// (H = n_head, KV = n_kv_head dividing H); query head h reads k/v head h / (H / KV) in place (no
+// repeated copies). window > 0 lets query i see keys i - window < j <= i (Mistral's sliding_window),
+// 0 all keys j <= i. out [B, T, H hd], lse [B, H, T] as attention_forward. KV == H with window 0 is
+// attention_forward exactly.
+ARIA_KERNEL(attention_gqa_forward,
+            (const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head, int window),
+            (qkv, out, lse, n_head, n_kv_head, window))
+// dqkv [B, T, (H + 2 KV) hd], written; a shared k/v head's gradient sums its query heads' in a fixed
+// order (deterministic).
+ARIA_KERNEL(attention_gqa_backward,
+            (const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dqkv,
+             int n_head, int n_kv_head, int window),
+            (qkv, out, lse, dout, dqkv, n_head, n_kv_head, window))
 // logits [N, V], targets int32 [N]; losses [N] = -log softmax(logits)[target] (0 where target ==
 // ignore_index); lse [N] float32 (float64 for float64 logits) log-sum-exp per row. Never stores the
 // softmax.
