@@ -78,4 +78,55 @@ std::pair<Tensor, Tensor> add_rmsnorm(const Tensor& x, const Tensor& r, const Te
   return {sum, y};
 }
 
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  const char* what = "swiglu";
+  check_float(gate, what, "gate");
+  check_float(up, what, "up");
+  check_pair(gate, up, what);
+  ARIA_CHECK(gate.shape() == up.shape(), what, ": gate ", gate.str(), " and up ", up.str(),
+             " must have the same shape");
+  ARIA_CHECK(gate.dim() >= 1, what, ": gate must have at least one dimension, got ", gate.str());
+  const int64_t H = gate.size(-1), N = H ? gate.numel() / H : 0;
+  const Tensor gc = gate.contiguous(), uc = up.contiguous();
+  const Device dev = gate.device();
+  Tensor out = Tensor::empty(gate.shape(), gate.dtype(), dev);
+  ARIA_DISPATCH(dev, swiglu_forward, flat_rows(gc, N, H), flat_rows(uc, N, H), flat_rows(out, N, H));
+  if (needs_grad({&gc, &uc})) {
+    const bool want_g = gc.requires_grad(), want_u = uc.requires_grad();
+    record_op(what, {gc, uc}, {out}, [=, gs = gc.detach(), us = uc.detach()](const std::vector<Tensor>& g) {
+      Tensor dg = want_g ? Tensor::empty(gs.shape(), gs.dtype(), dev) : Tensor();
+      Tensor du = want_u ? Tensor::empty(us.shape(), us.dtype(), dev) : Tensor();
+      ARIA_DISPATCH(dev, swiglu_backward, flat_rows(gs, N, H), flat_rows(us, N, H), flat_rows(g[0].contiguous(), N, H),
+                    want_g ? flat_rows(dg, N, H) : Tensor(), want_u ? flat_rows(du, N, H) : Tensor());
+      return std::vector<Tensor>{dg, du};
+    });
+  }
+  return out;
+}
+
+Tensor swiglu_packed(const Tensor& gate_up) {
+  const char* what = "swiglu_packed";
+  check_float(gate_up, what, "gate_up");
+  ARIA_CHECK(gate_up.dim() >= 1 && gate_up.size(-1) % 2 == 0, what,
+             ": gate_up must be [..., 2H] (an even last dimension), got ", gate_up.str());
+  const int64_t H2 = gate_up.size(-1), H = H2 / 2, N = H2 ? gate_up.numel() / H2 : 0;
+  const Tensor xc = gate_up.contiguous();
+  const Device dev = gate_up.device();
+  Shape out_shape = gate_up.shape();
+  out_shape.back() = H;
+  Tensor out = Tensor::empty(out_shape, gate_up.dtype(), dev);
+  const Tensor rows = flat_rows(xc, N, H2);
+  ARIA_DISPATCH(dev, swiglu_forward, rows.slice(1, 0, H), rows.slice(1, H, H2), flat_rows(out, N, H));
+  if (needs_grad({&xc})) {
+    record_op(what, {xc}, {out}, [=, shape = xc.shape(), dt = xc.dtype()](const std::vector<Tensor>& g) {
+      Tensor d = Tensor::empty(shape, dt, dev);
+      const Tensor drows = flat_rows(d, N, H2);
+      ARIA_DISPATCH(dev, swiglu_backward, rows.slice(1, 0, H), rows.slice(1, H, H2), flat_rows(g[0].contiguous(), N, H),
+                    drows.slice(1, 0, H), drows.slice(1, H, H2));
+      return std::vector<Tensor>{d};
+    });
+  }
+  return out;
+}
+
 }  // namespace aria::ops

@@ -19,4 +19,10 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps);
 // one pass forward and one backward (as add_layernorm for GPT-2).
 std::pair<Tensor, Tensor> add_rmsnorm(const Tensor& x, const Tensor& r, const Tensor& w, double eps);
 
+// SwiGLU: silu(gate) * up (gate, up same shape), forward and backward one pass each.
+Tensor swiglu(const Tensor& gate, const Tensor& up);
+// The same on one [..., 2H] tensor (gate | up: the output of one GEMM with the gate and up
+// projections side by side) -> [..., H]; the gradient is written into one [..., 2H] tensor.
+Tensor swiglu_packed(const Tensor& gate_up);
+
 }  // namespace aria::ops

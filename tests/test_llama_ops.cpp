@@ -149,3 +149,56 @@ TEST_CASE("rmsnorm ops and kernels refuse bad input with a clear error") {
   CHECK_THROWS_WITH_AS(cpu::rmsnorm_backward(x, w, rstd, Tensor::zeros({2, 3}), Tensor(), y, Tensor()),
                        doctest::Contains("dy must be"), Error);
 }
+
+// ---- SwiGLU ----
+
+TEST_CASE("swiglu equals gate * sigmoid(gate) * up, forward and gradients") {
+  Tensor g = randn64({3, 5, 11}, 11), u = randn64({3, 5, 11}, 12);
+  auto fused = value_and_grads([&] { return ops::swiglu(g, u); }, {g, u});
+  auto plain = value_and_grads([&] { return ops::mul(ops::mul(g, ops::sigmoid(g)), u); }, {g, u});
+  check_equal(fused, plain);
+}
+
+TEST_CASE("swiglu_packed equals swiglu of the two halves, gradient into one tensor") {
+  Tensor gu = randn64({4, 3, 18}, 13);
+  auto packed = value_and_grads([&] { return ops::swiglu_packed(gu); }, {gu});
+  auto halves = value_and_grads(
+      [&] {
+        auto parts = ops::split(gu, {9, 9}, -1);
+        return ops::swiglu(parts[0], parts[1]);
+      },
+      {gu});
+  check_equal(packed, halves);
+}
+
+TEST_CASE("swiglu kernels take strided rows and may write the gradients over their inputs") {
+  const int64_t N = 5, H = 7;
+  Tensor buf = randn64({N, 2 * H}, 14, false), dout = randn64({N, H}, 15, false);
+  Tensor gate = buf.slice(1, 0, H), up = buf.slice(1, H, 2 * H);
+  Tensor out = Tensor::empty({N, H}, DType::F64);
+  cpu::swiglu_forward(gate, up, out);
+  Tensor want = ops::swiglu(gate.contiguous(), up.contiguous());
+  CHECK(relative_l2(out, want) == 0.0);
+  Tensor dg = Tensor::empty({N, H}, DType::F64), du = Tensor::empty({N, H}, DType::F64);
+  cpu::swiglu_backward(gate, up, dout, dg, du);
+  Tensor inplace = buf.clone();
+  cpu::swiglu_backward(inplace.slice(1, 0, H), inplace.slice(1, H, 2 * H), dout, inplace.slice(1, 0, H),
+                       inplace.slice(1, H, 2 * H));
+  CHECK(relative_l2(inplace.slice(1, 0, H).contiguous(), dg) == 0.0);
+  CHECK(relative_l2(inplace.slice(1, H, 2 * H).contiguous(), du) == 0.0);
+}
+
+TEST_CASE("swiglu refuses bad input with a clear error") {
+  CHECK_THROWS_WITH_AS(ops::swiglu(Tensor::zeros({2, 4}), Tensor::zeros({2, 3})), doctest::Contains("same shape"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ops::swiglu(Tensor::zeros({2, 4}), Tensor::zeros({2, 4}, DType::F64)),
+                       doctest::Contains("dtypes differ"), Error);
+  CHECK_THROWS_WITH_AS(ops::swiglu_packed(Tensor::zeros({2, 5})), doctest::Contains("even last dimension"), Error);
+  CHECK_THROWS_WITH_AS(ops::swiglu(Tensor::zeros({2}, DType::I32), Tensor::zeros({2}, DType::I32)),
+                       doctest::Contains("must be float32 or float64"), Error);
+  Tensor buf = Tensor::zeros({4, 8});
+  CHECK_THROWS_WITH_AS(cpu::swiglu_forward(buf.slice(1, 0, 4), buf.slice(1, 4, 8), Tensor::zeros({4, 3})),
+                       doctest::Contains("out must be"), Error);
+  CHECK_THROWS_WITH_AS(cpu::swiglu_forward(buf.transpose(0, 1), buf.transpose(0, 1), Tensor::zeros({8, 4})),
+                       doctest::Contains("unit column stride"), Error);
+}

@@ -25,6 +25,12 @@ std::vector<OpCase> llama_cases() {
                }});
   c.push_back({"add_rmsnorm [4,24] y only", {{{4, 24}}, {{4, 24}}, {{24}}},
                [](const Ins& x) { return ops::add_rmsnorm(x[0], x[1], x[2], 1e-5).second; }});
+  c.push_back({"swiglu [2,3,7]", {{{2, 3, 7}}, {{2, 3, 7}}},
+               [](const Ins& x) { return ops::swiglu(x[0], x[1]); }});
+  c.push_back({"swiglu [5,16] gate only", {{{5, 16}}, {{5, 16}, InputSpec::Normal, 0, false, false}},
+               [](const Ins& x) { return ops::swiglu(x[0], x[1]); }});
+  c.push_back({"swiglu_packed [3,2,10]", {{{3, 2, 10}}}, [](const Ins& x) { return ops::swiglu_packed(x[0]); }});
+  c.push_back({"swiglu_packed [4,32]", {{{4, 32}}}, [](const Ins& x) { return ops::swiglu_packed(x[0]); }});
   return c;
 }
 
