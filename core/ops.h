@@ -109,21 +109,7 @@ struct GatedMlpWeights {
 // recompute_activations() like gelu_mlp.
 std::pair<Tensor, Tensor> gated_mlp(const Tensor& x, const GatedMlpWeights& w);
 
-// ---- per-sample gradient capture hook (used by train/per_sample_grad.h for the Fisher) ----
-// When an observer is installed on this thread, linear, layernorm and embedding call it after
-// recording their tape node (only when they record one) and return what it returns: the output
-// itself, or an alias of it that the observer recorded on the tape so that its backward receives
-// d(loss)/d(output). One thread-local pointer test per call when none is installed (the default).
-class OpObserver {
- public:
-  virtual ~OpObserver() = default;
-  virtual Tensor on_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) = 0;
-  virtual Tensor on_layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y) = 0;
-  virtual Tensor on_embedding(const Tensor& weight, const Tensor& ids, const Tensor& y) = 0;
-};
-inline OpObserver*& op_observer() {  // this thread's observer (nullptr: none)
-  thread_local OpObserver* observer = nullptr;
-  return observer;
-}
+// Per-sample captures (linear, layernorm, embedding and the fused ops given a CaptureSink, for the
+// Fisher): core/ops_capture.h.
 
 }  // namespace aria::ops

@@ -1,8 +1,8 @@
 // Fused ops for the training hot path: GPT-2's MLP with the bias and GELU folded into the GEMMs
 // (cuBLASLt epilogues on CUDA), residual add + layernorm in one pass, and the classifier (lm head
 // GEMM + cross-entropy forward and backward in one sweep over the logits). Each equals the
-// composition of the plain ops (tests/support/cases_fused.cpp checks gradients and equality); the
-// model uses them unless a per-sample-gradient observer must see the plain linear/layernorm calls.
+// composition of the plain ops (tests/support/cases_fused.cpp checks gradients and equality); given
+// a per-sample CaptureSink they run as that composition instead (core/ops_capture.h).
 #include <utility>
 #include <vector>
 

@@ -2,6 +2,7 @@
 #include "aria/model/continual_model.h"
 
 #include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 
 namespace aria {
 
@@ -81,13 +82,14 @@ Tensor classify_logits(const ContinualModel& m, const ClsBatch& batch, int task_
   ARIA_CHECK(batch.last_index.numel() == B, "classify_logits: last_index has ", batch.last_index.numel(),
              " entries for a batch of ", B);
   Tensor hidden = gpt2_hidden(m.gpt, batch.ids, options);          // [B, T, C]
-  Tensor h = ops::embedding(hidden.reshape({B * T, C}), batch.last_index);  // [B, C], differentiable gather
+  ops::CaptureSink* cap = options.capture;
+  Tensor h = ops::embedding(hidden.reshape({B * T, C}), batch.last_index, cap);  // [B, C], differentiable gather
   const TaskSlot& s = m.tasks[size_t(task_id)];
   if (m.use_adapters) {
     const TaskAdapter& a = s.adapter;
-    h = ops::add(h, ops::linear(ops::relu(ops::linear(h, a.down_w, a.down_b)), a.up_w, a.up_b));
+    h = ops::add(h, ops::linear(ops::relu(ops::linear(h, a.down_w, a.down_b, cap)), a.up_w, a.up_b, cap));
   }
-  return ops::linear(h, s.head_w, Tensor());
+  return ops::linear(h, s.head_w, Tensor(), cap);
 }
 
 }  // namespace aria

@@ -56,7 +56,8 @@ struct ClsBatch {
 
 // Logits [B, num_labels] of task `task_id`: ln_f hidden state of each sequence's last real token
 // -> that task's adapter (if the model uses adapters) -> that task's head. `options` as
-// gpt2_hidden's (the gate values of the trunk's gated MLPs).
+// gpt2_hidden's (the gate values of the trunk's gated MLPs; per-sample captures, which every op of
+// the adapter and head is given too).
 Tensor classify_logits(const ContinualModel& m, const ClsBatch& batch, int task_id, const ForwardOptions& options = {});
 
 }  // namespace aria

@@ -1,6 +1,7 @@
 #include "aria/model/gated_mlp.h"
 
 #include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
 
 namespace aria {
@@ -12,20 +13,10 @@ bool& gated_mlp_fused() {
 
 static ops::GeluMlpWeights gelu_weights(const MlpWeights& w) { return {w.fc_w, w.fc_b, w.proj_w, w.proj_b}; }
 
-std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x) {
-  // The fused op unless a per-sample-gradient observer must see the plain linear calls (as the rest
-  // of the model decides, model/gpt2.cpp); both branches compute the same function.
-  if (gated_mlp_fused() && ops::op_observer() == nullptr) {
-    return ops::gated_mlp(x, {gelu_weights(g.fast), gelu_weights(g.slow), g.gate_w1, g.gate_b1, g.gate_w2,
-                              g.gate_b2});
-  }
-  Tensor pi = ops::sigmoid(ops::linear(ops::relu(ops::linear(x, g.gate_w1, g.gate_b1)), g.gate_w2, g.gate_b2));
-  Tensor fast = mlp_forward(g.fast, x);
-  Tensor slow = mlp_forward(g.slow, x);
-  // pi * fast + (1 - pi) * slow = slow + pi * (fast - slow), one fused pass each way (and pi's row
-  // sum in the backward's pass) instead of three elementwise ops and a reduction.
-  Tensor out = ops::gate_mix(slow, fast, pi);
-  return {out, pi};
+std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x, ops::CaptureSink* capture) {
+  // Both compute the same function; ops::gated_mlp is itself the composition when given a sink.
+  const ops::GatedMlpWeights w{gelu_weights(g.fast), gelu_weights(g.slow), g.gate_w1, g.gate_b1, g.gate_w2, g.gate_b2};
+  return gated_mlp_fused() ? ops::gated_mlp(x, w, capture) : ops::gated_mlp_composed(x, w, capture);
 }
 
 static MlpWeights copy_weights(const MlpWeights& w) {

@@ -37,10 +37,9 @@ void visit_gated_mlp_parameters(G& g, const std::string& prefix, F&& f) {
 
 // x [B, T, C] -> {y [B, T, C], pi [B, T, 1]}: the output and the gate values (differentiable; a
 // forward hands them to its caller through ForwardOptions::gates, model/gpt2.h). One fused op
-// (ops::gated_mlp) unless a per-sample observer is installed (ops::op_observer) or
-// gated_mlp_fused() is off; otherwise the plain ops (linear, relu, sigmoid, the MLPs, gate_mix),
-// which the observer sees.
-std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x);
+// (ops::gated_mlp) unless gated_mlp_fused() is off or `capture` is set; then the plain ops
+// (ops::gated_mlp_composed: linear, relu, sigmoid, the MLPs, gate_mix), each given `capture`.
+std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x, ops::CaptureSink* capture = nullptr);
 
 // Whether gated_mlp_forward may use the fused op; on by default. Off forces the plain composition
 // (tests compare the two paths).

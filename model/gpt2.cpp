@@ -11,6 +11,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/model/safetensors.h"
@@ -125,25 +126,23 @@ static Gpt2Model copy_model(const Gpt2Model& m, Device d, DType t) {
 Gpt2Model Gpt2Model::to(Device d) const { return copy_model(*this, d, dtype()); }
 Gpt2Model Gpt2Model::to(DType t) const { return copy_model(*this, device(), t); }
 
-// The fused kernels (GEMM epilogues, residual add + layernorm, fused classifier) are used unless a
-// per-sample-gradient observer is installed: it must see the plain linear / layernorm calls.
-static bool use_fused_ops() { return ops::op_observer() == nullptr; }
-
-Tensor mlp_forward(const MlpWeights& w, const Tensor& x) {
-  if (use_fused_ops()) return ops::gelu_mlp(x, w.fc_w, w.fc_b, w.proj_w, w.proj_b);
-  return ops::linear(ops::gelu(ops::linear(x, w.fc_w, w.fc_b)), w.proj_w, w.proj_b);
+// One forward path: the fused ops (GEMM epilogues, residual add + layernorm, fused classifier) run as
+// their plain composition only when options.capture asks for per-sample captures (core/ops_capture.h).
+Tensor mlp_forward(const MlpWeights& w, const Tensor& x, ops::CaptureSink* capture) {
+  return ops::gelu_mlp(x, w.fc_w, w.fc_b, w.proj_w, w.proj_b, capture);
 }
 
 // Block l's MLP; a gated one's gate values go to options.gates when the caller asked for them.
 static Tensor block_mlp(const Gpt2Block& b, size_t l, const Tensor& a, const ForwardOptions& options) {
-  if (!b.gated) return mlp_forward(b.mlp, a);
-  auto [out, pi] = gated_mlp_forward(*b.gated, a);
+  if (!b.gated) return mlp_forward(b.mlp, a, options.capture);
+  auto [out, pi] = gated_mlp_forward(*b.gated, a, options.capture);
   if (options.gates) options.gates->pi[l] = std::move(pi);
   return out;
 }
 
-static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head) {
-  return ops::linear(ops::causal_attention(ops::linear(a, b.attn_w, b.attn_b), n_head), b.attn_proj_w, b.attn_proj_b);
+static Tensor attention_branch(const Gpt2Block& b, const Tensor& a, int n_head, ops::CaptureSink* capture) {
+  return ops::linear(ops::causal_attention(ops::linear(a, b.attn_w, b.attn_b, capture), n_head), b.attn_proj_w,
+                     b.attn_proj_b, capture);
 }
 
 // 0..T-1 on `device`. GPU copies are uploaded once per (device, T) and shared (never written):
@@ -170,26 +169,19 @@ Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids, const ForwardOptions& 
   const int64_t T = ids.size(1);
   ARIA_CHECK(T >= 1 && T <= c.n_positions, "gpt2: sequence length ", T, " outside [1, n_positions=", c.n_positions, "]");
   if (options.gates) options.gates->pi.assign(m.blocks.size(), Tensor());
-  Tensor x = ops::add(ops::embedding(m.wte, ids), ops::embedding(m.wpe, position_ids(T, m.device())));
+  ops::CaptureSink* cap = options.capture;
+  Tensor x = ops::add(ops::embedding(m.wte, ids, cap), ops::embedding(m.wpe, position_ids(T, m.device()), cap));
   const double eps = c.layer_norm_epsilon;
-  if (!use_fused_ops()) {
-    for (size_t l = 0; l < m.blocks.size(); ++l) {
-      const Gpt2Block& b = m.blocks[l];
-      x = ops::add(x, attention_branch(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps), c.n_head));
-      x = ops::add(x, block_mlp(b, l, ops::layernorm(x, b.ln2_w, b.ln2_b, eps), options));
-    }
-    return ops::layernorm(x, m.lnf_w, m.lnf_b, eps);
-  }
   // Every residual add feeds the next layernorm (ln_2, the next block's ln_1, or ln_f): one pass each.
-  Tensor a = m.blocks.empty() ? ops::layernorm(x, m.lnf_w, m.lnf_b, eps)
-                              : ops::layernorm(x, m.blocks[0].ln1_w, m.blocks[0].ln1_b, eps);
+  Tensor a = m.blocks.empty() ? ops::layernorm(x, m.lnf_w, m.lnf_b, eps, cap)
+                              : ops::layernorm(x, m.blocks[0].ln1_w, m.blocks[0].ln1_b, eps, cap);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const Gpt2Block& b = m.blocks[l];
-    std::tie(x, a) = ops::add_layernorm(x, attention_branch(b, a, c.n_head), b.ln2_w, b.ln2_b, eps);
+    std::tie(x, a) = ops::add_layernorm(x, attention_branch(b, a, c.n_head, cap), b.ln2_w, b.ln2_b, eps, cap);
     const bool last = l + 1 == m.blocks.size();
     const Tensor& nw = last ? m.lnf_w : m.blocks[l + 1].ln1_w;
     const Tensor& nb = last ? m.lnf_b : m.blocks[l + 1].ln1_b;
-    std::tie(x, a) = ops::add_layernorm(x, block_mlp(b, l, a, options), nw, nb, eps);
+    std::tie(x, a) = ops::add_layernorm(x, block_mlp(b, l, a, options), nw, nb, eps, cap);
   }
   return a;
 }
@@ -198,8 +190,7 @@ Tensor gpt2_logits(const Gpt2Model& m, const Tensor& hidden) { return ops::matmu
 
 Tensor gpt2_lm_loss(const Gpt2Model& m, const Tensor& ids, const Tensor& targets, const ForwardOptions& options) {
   check_same_shape(ids, targets, "gpt2_lm_loss ids/targets");
-  if (use_fused_ops()) return ops::lm_head_cross_entropy(gpt2_hidden(m, ids, options), m.wte, targets, -100);
-  return ops::cross_entropy(gpt2_logits(m, gpt2_hidden(m, ids, options)), targets, -100);
+  return ops::lm_head_cross_entropy(gpt2_hidden(m, ids, options), m.wte, targets, -100, options.capture);
 }
 
 Gpt2Model gpt2_random(const Gpt2Config& cfg, uint64_t seed, Device device) {

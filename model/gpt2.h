@@ -18,6 +18,9 @@ struct MlpWeights {
 };
 
 struct GatedMlp;  // model/gated_mlp.h
+namespace ops {
+class CaptureSink;  // core/ops_capture.h
+}
 
 struct Gpt2Block {
   Tensor ln1_w, ln1_b;
@@ -57,10 +60,14 @@ struct GateValues {
 // Options of one forward: the caller asks for extra outputs by pointing at where they go.
 struct ForwardOptions {
   GateValues* gates = nullptr;  // filled with every block's gate values (resized to the blocks)
+  // Per-sample captures (core/ops_capture.h): every linear, layernorm and embedding of the forward
+  // hands the sink its input and output; the fused ops then run as their plain composition.
+  ops::CaptureSink* capture = nullptr;
 };
 
-// GPT-2's MLP: linear(gelu(linear(x, fc)), proj), with fused GEMM epilogues (ops::gelu_mlp).
-Tensor mlp_forward(const MlpWeights& w, const Tensor& x);
+// GPT-2's MLP: linear(gelu(linear(x, fc)), proj), with fused GEMM epilogues (ops::gelu_mlp; the
+// plain ops when `capture` is set).
+Tensor mlp_forward(const MlpWeights& w, const Tensor& x, ops::CaptureSink* capture = nullptr);
 // Hidden states after ln_f, [B, T, C], for ids int32 [B, T] with T <= n_positions.
 Tensor gpt2_hidden(const Gpt2Model& m, const Tensor& ids, const ForwardOptions& options = {});
 // Logits over the vocabulary through the tied head: hidden [..., C] -> [..., V].

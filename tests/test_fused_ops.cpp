@@ -4,6 +4,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
 #include "aria/model/gpt2.h"
 #include "tests/support/op_cases.h"
@@ -114,9 +115,9 @@ TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gra
 }
 
 TEST_CASE("GPT-2 loss and gradients: fused path equals the plain path") {
-  // The plain path is what runs while a per-sample observer is installed; a pass-through observer
-  // selects it here.
-  struct PassThrough : ops::OpObserver {
+  // The plain path is what runs when a forward is given a per-sample capture sink; a pass-through
+  // sink selects it here.
+  struct PassThrough : ops::CaptureSink {
     Tensor on_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor& y) override { return y; }
     Tensor on_layernorm(const Tensor&, const Tensor&, const Tensor&, double, const Tensor& y) override { return y; }
     Tensor on_embedding(const Tensor&, const Tensor&, const Tensor& y) override { return y; }
@@ -132,9 +133,7 @@ TEST_CASE("GPT-2 loss and gradients: fused path equals the plain path") {
   const Tensor x = Tensor::from_ints(ids, {2, 9}), y = Tensor::from_ints(tg, {2, 9});
   auto run = [&](bool plain) {
     PassThrough obs;
-    if (plain) ops::op_observer() = &obs;
-    Tensor loss = gpt2_lm_loss(m, x, y);
-    ops::op_observer() = nullptr;
+    Tensor loss = gpt2_lm_loss(m, x, y, ForwardOptions{nullptr, plain ? &obs : nullptr});
     for (const auto& [name, p] : m.named_parameters()) p.zero_grad();
     loss.backward();
     std::vector<Tensor> r{loss.detach()};

@@ -4,7 +4,7 @@
 //   gated_mlp (the whole gated MLP as one op) == its plain composition: out, pi and every gradient in
 //   float64 (pi and/or out feeding the loss, frozen inputs, recomputation), one tape node, clear
 //   errors; its gate_head rows against hand loops; a tiny gated GPT-2's loss and gradients with the
-//   fused op == the plain path (gated_mlp_fused() off), and the plain ops under a per-sample observer;
+//   fused op == the plain path (gated_mlp_fused() off), and the plain ops given a per-sample capture sink;
 //   spc_penalty_grad == binary mul + axpy(-B) + axpy(lambda), the three kernels SPC used before, and
 //   over a list of awkward tensors (1 element, odd sizes, empty, a misaligned view) == the plain
 //   formula per element;
@@ -29,6 +29,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
 #include "aria/kernels/kernels.h"
 #include "aria/model/gated_mlp.h"
@@ -685,15 +686,6 @@ struct SwitchScope {
   SwitchScope& operator=(const SwitchScope&) = delete;
 };
 
-// Installs a per-sample observer for a scope.
-struct ObserverScope {
-  ops::OpObserver* saved = ops::op_observer();
-  explicit ObserverScope(ops::OpObserver* o) { ops::op_observer() = o; }
-  ~ObserverScope() { ops::op_observer() = saved; }
-  ObserverScope(const ObserverScope&) = delete;
-  ObserverScope& operator=(const ObserverScope&) = delete;
-};
-
 }  // namespace
 
 TEST_CASE("gated_mlp equals the plain composition: out, pi and every gradient (float64)") {
@@ -945,11 +937,11 @@ TEST_CASE("a tiny gated GPT-2: the fused gated MLP gives the plain path's loss, 
   }
 }
 
-TEST_CASE("with a per-sample observer installed the gated MLP runs the plain ops, which the observer sees") {
+TEST_CASE("given a capture sink the gated MLP runs the plain ops, which the sink sees") {
   Gpt2Model m = gpt2_random(testing::tiny_gpt2_config(), 7).to(DType::F64);
   inject_gated_mlp(m, 8, 0.5);
   const GatedMlp& g = *m.blocks[0].gated;
-  struct Seen : ops::OpObserver {
+  struct Seen : ops::CaptureSink {
     const Tensor* gate_w1 = nullptr;
     int gate_linears = 0, linears = 0;
     Tensor on_linear(const Tensor&, const Tensor& w, const Tensor&, const Tensor& y) override {
@@ -964,16 +956,44 @@ TEST_CASE("with a per-sample observer installed the gated MLP runs the plain ops
   const Tensor x = leaf(randn({2, 3, 16}, 9), true);
   const auto [fused_out, fused_pi_out] = gated_mlp_forward(g, x);
   const Tensor fused = fused_out.detach(), fused_pi = fused_pi_out.detach();
-  Tensor plain, plain_pi;
-  {
-    ObserverScope observe(&seen);
-    std::tie(plain, plain_pi) = gated_mlp_forward(g, x);
-  }
+  const auto [plain, plain_pi] = gated_mlp_forward(g, x, &seen);
   tape().clear();
   CHECK(seen.gate_linears == 1);
   CHECK(seen.linears == 6);  // the gate's two and each pathway's two
   CHECK(relative_l2(plain, fused) <= 1e-12);
   CHECK(relative_l2(plain_pi, fused_pi) <= 1e-12);
+}
+
+TEST_CASE("a capture sink given to the GPT-2 forward sees every linear, layernorm and embedding, and changes no value") {
+  Gpt2Model m = gpt2_random(testing::tiny_gpt2_config(), 7).to(DType::F64);
+  inject_gated_mlp(m, 8, 0.5);
+  m.set_requires_grad(true);
+  struct Count : ops::CaptureSink {
+    int linears = 0, layernorms = 0, embeddings = 0;
+    Tensor on_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor& y) override { return ++linears, y; }
+    Tensor on_layernorm(const Tensor&, const Tensor&, const Tensor&, double, const Tensor& y) override {
+      return ++layernorms, y;
+    }
+    Tensor on_embedding(const Tensor&, const Tensor&, const Tensor& y) override { return ++embeddings, y; }
+  } count;
+  const Tensor ids = testing::random_ids({2, 5}, 64, 3);
+  GateValues fused_gates, plain_gates;
+  const Tensor fused = gpt2_hidden(m, ids, ForwardOptions{&fused_gates}).detach();
+  const Tensor plain = gpt2_hidden(m, ids, ForwardOptions{&plain_gates, &count}).detach();
+  tape().clear();
+  const int L = m.config.n_layer;
+  CHECK(count.embeddings == 2);           // wte, wpe
+  CHECK(count.layernorms == 2 * L + 1);   // ln_1, ln_2 per block, ln_f
+  CHECK(count.linears == 8 * L);          // attention's two, the gate's two, each pathway's two
+  CHECK(relative_l2(plain, fused) <= 1e-12);
+  REQUIRE(plain_gates.pi.size() == size_t(L));
+  for (int l = 0; l < L; ++l) CHECK(relative_l2(plain_gates.pi[size_t(l)], fused_gates.pi[size_t(l)]) <= 1e-12);
+  {
+    NoGradGuard no_grad;  // nothing recorded: nothing to capture
+    Count none;
+    gpt2_hidden(m, ids, ForwardOptions{nullptr, &none});
+    CHECK(none.linears + none.layernorms + none.embeddings == 0);
+  }
 }
 
 namespace {

@@ -165,8 +165,8 @@ FisherResult per_sample_fisher(const ContinualModel& m, int task_id, const std::
   for (size_t i = 0; i < batches.size(); ++i) {
     const ClsBatch& b = batches[i];
     const int64_t B = b.ids.size(0);
-    squares.accumulate(B, [&] {
-      Tensor logits = classify_logits(m, b, task_id);
+    squares.accumulate(B, [&](ops::CaptureSink& capture) {
+      Tensor logits = classify_logits(m, b, task_id, ForwardOptions{nullptr, &capture});
       std::vector<int32_t> y = labels(i, logits);
       ARIA_CHECK(int64_t(y.size()) == B, what, ": batch ", i, " has ", B, " samples but ", y.size(), " labels");
       return ops::sum(ops::cross_entropy_rows(logits, Tensor::from_ints(y, {B}, logits.device())));

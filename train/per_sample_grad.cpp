@@ -1,4 +1,4 @@
-// Per-sample squared gradients through the op observer (see train/per_sample_grad.h).
+// Per-sample squared gradients through a capture sink (see train/per_sample_grad.h).
 #include "aria/train/per_sample_grad.h"
 
 #include <algorithm>
@@ -36,9 +36,9 @@ struct PerSampleSquaredGrads::Target {
   Tensor pending;   // [S, ...param]: per-sample sums while a parameter is used more than once
 };
 
-class PerSampleSquaredGrads::Observer : public ops::OpObserver {
+class PerSampleSquaredGrads::Sink : public ops::CaptureSink {
  public:
-  explicit Observer(PerSampleSquaredGrads& owner) : o_(owner) {}
+  explicit Sink(PerSampleSquaredGrads& owner) : o_(owner) {}
 
   Tensor on_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) override {
     Target* tw = o_.find(w);
@@ -95,7 +95,7 @@ class PerSampleSquaredGrads::Observer : public ops::OpObserver {
 };
 
 PerSampleSquaredGrads::PerSampleSquaredGrads(const std::vector<std::pair<std::string, Tensor>>& params, double alpha)
-    : alpha_(alpha), observer_(std::make_unique<Observer>(*this)) {
+    : alpha_(alpha), sink_(std::make_unique<Sink>(*this)) {
   targets_.reserve(params.size());
   for (const auto& [name, p] : params) {
     ARIA_CHECK(p.defined() && is_floating(p.dtype()), "per-sample gradients: parameter ", name, " is not a float tensor");
@@ -105,9 +105,7 @@ PerSampleSquaredGrads::PerSampleSquaredGrads(const std::vector<std::pair<std::st
   }
 }
 
-PerSampleSquaredGrads::~PerSampleSquaredGrads() {
-  if (ops::op_observer() == observer_.get()) ops::op_observer() = nullptr;
-}
+PerSampleSquaredGrads::~PerSampleSquaredGrads() = default;
 
 PerSampleSquaredGrads::Target* PerSampleSquaredGrads::find(const Tensor& t) {
   if (!t.defined()) return nullptr;
@@ -124,7 +122,7 @@ Tensor PerSampleSquaredGrads::tap(const Tensor& y, const char* name, std::functi
   return alias;
 }
 
-void PerSampleSquaredGrads::accumulate(int64_t samples, const std::function<Tensor()>& forward) {
+void PerSampleSquaredGrads::accumulate(int64_t samples, const std::function<Tensor(ops::CaptureSink&)>& forward) {
   ARIA_CHECK(samples >= 1, "per-sample gradients: a batch needs at least one sample");
   ARIA_CHECK(tape().size() == 0, "per-sample gradients: the autograd tape already holds ", tape().size(),
              " nodes of another computation (run its backward first)");
@@ -132,15 +130,7 @@ void PerSampleSquaredGrads::accumulate(int64_t samples, const std::function<Tens
   samples_ = samples;
   for (Target& t : targets_) t.uses = 0, t.pending = Tensor();
   try {
-    Tensor loss;
-    {
-      struct Install {
-        ops::OpObserver* prev;
-        explicit Install(ops::OpObserver* o) : prev(ops::op_observer()) { ops::op_observer() = o; }
-        ~Install() { ops::op_observer() = prev; }
-      } install(observer_.get());
-      loss = forward();
-    }
+    const Tensor loss = forward(*sink_);
     ARIA_CHECK(loss.defined() && loss.numel() == 1, "per-sample gradients: the forward must return a scalar loss");
     std::string unseen;
     for (const Target& t : targets_)

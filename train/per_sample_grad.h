@@ -14,13 +14,14 @@
 // G is squared and summed over n (square_accumulate) as soon as it is made, so the memory is one
 // layer's [S, in, out] at a time (chunked over samples beyond 2^26 elements).
 //
-// Capture mechanism: a thread-local observer (ops::OpObserver, core/ops.h) that ops::linear,
-// ops::layernorm and ops::embedding call after recording their tape node. For a watched parameter
+// Capture mechanism: a sink (ops::CaptureSink, core/ops_capture.h) that the caller's forward passes
+// to its ops, through the model's ForwardOptions::capture (model/gpt2.h); ops::linear,
+// ops::layernorm and ops::embedding call it after recording their tape node. For a watched parameter
 // it keeps the op's input and returns an alias of the output carried by one extra tape node; that
 // node's backward receives d(sum loss)/d(output), computes the per-sample gradients above and passes
-// the gradient through unchanged. Chosen over a capture op in the model code because the model
-// stays unaware of the Fisher (any forward built from these ops is covered: gated or plain MLPs,
-// EWC over every trunk parameter) and the hook costs one pointer test when unset.
+// the gradient through unchanged. The model needs no Fisher-specific code (any forward built from
+// these ops is covered: gated or plain MLPs, EWC over every trunk parameter), and a forward that
+// passes no sink runs exactly as in training.
 // Limits (checked, with errors naming the parameter): every watched parameter must be used by
 // linear / layernorm / embedding (not matmul), and an embedding at most once per forward; the
 // activations of watched ops must have the samples as their leading dimension.
@@ -33,7 +34,7 @@
 #include <utility>
 #include <vector>
 
-#include "aria/core/ops.h"
+#include "aria/core/ops_capture.h"
 
 namespace aria {
 
@@ -48,19 +49,20 @@ class PerSampleSquaredGrads {
   PerSampleSquaredGrads(const PerSampleSquaredGrads&) = delete;
   PerSampleSquaredGrads& operator=(const PerSampleSquaredGrads&) = delete;
 
-  // Runs forward() with the observer installed: it must build, from `samples` independent samples
-  // (the leading dimension of every activation), the scalar sum_n loss_n. Then runs its backward
+  // Runs forward(sink): it must build, from `samples` independent samples (the leading dimension of
+  // every activation), the scalar sum_n loss_n, passing `sink` to its ops (ForwardOptions::capture
+  // for the model's forward). Then runs its backward
   // and adds alpha * sum_n (d loss_n / d param)^2 into the accumulators. The autograd tape must be
   // empty on entry; the watched parameters must require grad (their .grad also receives the batch
   // gradient, as any backward: the caller clears it). On error the tape is cleared.
-  void accumulate(int64_t samples, const std::function<Tensor()>& forward);
+  void accumulate(int64_t samples, const std::function<Tensor(ops::CaptureSink& sink)>& forward);
 
   // (name, sum of squares) in the order of the constructor's params.
   std::vector<std::pair<std::string, Tensor>> result() const;
 
  private:
   struct Target;
-  class Observer;
+  class Sink;
   Target* find(const Tensor& t);
   void contribute(Target& t, const Tensor& g, int64_t s0);  // g: [n, ...param] for samples s0..s0+n
   void linear_grads(Target* w, Target* b, const Tensor& x, const Tensor& dy);
@@ -72,7 +74,7 @@ class PerSampleSquaredGrads {
   std::unordered_map<const TensorImpl*, size_t> index_;
   double alpha_;
   int64_t samples_ = 0;
-  std::unique_ptr<Observer> observer_;
+  std::unique_ptr<Sink> sink_;
 };
 
 }  // namespace aria
