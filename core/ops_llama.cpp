@@ -129,4 +129,103 @@ Tensor swiglu_packed(const Tensor& gate_up) {
   return out;
 }
 
+// ---- rotary position embeddings ----
+//
+// Hugging Face's inverse frequencies (transformers, modeling_rope_utils.py), for i = 0 .. D/2 - 1:
+//   default:  inv_freq[i] = 1 / theta^(2i / D)
+//   llama3 (factor s, low_freq_factor l, high_freq_factor h, original_max_position_embeddings L):
+//     the wavelength of frequency i is wavelen = 2 pi / inv_freq[i]; with low_freq_wavelen = L / l
+//     and high_freq_wavelen = L / h (so high_freq_wavelen <= low_freq_wavelen),
+//       wavelen <  high_freq_wavelen                    -> inv_freq[i]           (kept: fast rotations)
+//       wavelen >  low_freq_wavelen                     -> inv_freq[i] / s       (slow ones stretched by s)
+//       otherwise, with smooth = (L / wavelen - l) / (h - l) in [0, 1]
+//                                                       -> (1 - smooth) * inv_freq[i] / s + smooth * inv_freq[i]
+//     i.e. a linear blend in L / wavelen (the number of turns within the original context) between
+//     the stretched and the kept frequency. attention_factor is 1 for both types.
+// Transformers evaluates this in float32, one rounded operation at a time; the steps below mirror it
+// (a / tensor is tensor.reciprocal() * a in PyTorch), each stored through a volatile float so the
+// compiler fuses nothing. The one step that may differ is theta^(2i/D): evaluated here in double and
+// rounded once, where torch's float32 pow is within one ulp of that.
+std::vector<float> rope_inv_freq(int head_dim, double theta, const RopeScaling& scaling) {
+  const char* what = "rope_inv_freq";
+  ARIA_CHECK(head_dim > 0 && head_dim % 2 == 0, what, ": head_dim must be even and positive, got ", head_dim);
+  ARIA_CHECK(theta > 0 && std::isfinite(theta), what, ": rope_theta must be positive and finite, got ", theta);
+  const bool llama3 = scaling.type == "llama3";
+  ARIA_CHECK(llama3 || scaling.type == "default", what, ": rope_scaling type \"", scaling.type,
+             "\" is not supported (supported: default, llama3)");
+  std::vector<float> inv(size_t(head_dim / 2));
+  for (size_t i = 0; i < inv.size(); ++i) {
+    volatile float e = float(2 * i) / float(head_dim);
+    volatile float p = float(std::pow(double(float(theta)), double(e)));
+    inv[i] = 1.0f / p;
+  }
+  if (!llama3) return inv;
+  const double s = scaling.factor, l = scaling.low_freq_factor, h = scaling.high_freq_factor;
+  const double L = scaling.original_max_position_embeddings;
+  ARIA_CHECK(s > 0 && std::isfinite(s), what, ": llama3 rope_scaling factor must be positive, got ", s);
+  ARIA_CHECK(l > 0 && h > l && std::isfinite(h), what,
+             ": llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor, got ", l, " and ", h);
+  ARIA_CHECK(L > 0 && std::isfinite(L), what, ": llama3 original_max_position_embeddings must be positive, got ", L);
+  const float low_wavelen = float(L / l), high_wavelen = float(L / h);  // Python floats compared in float32
+  const float two_pi = float(2 * M_PI), fs = float(s), fl = float(l), fhl = float(h - l), fL = float(L);
+  for (float& f : inv) {
+    volatile float recip = 1.0f / f;
+    volatile float wavelen = recip * two_pi;
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      f = f / fs;
+      continue;
+    }
+    volatile float turns = (1.0f / wavelen) * fL;
+    volatile float smooth = (turns - fl) / fhl;
+    volatile float a = ((1.0f - smooth) * f) / fs;
+    volatile float b = smooth * f;
+    f = a + b;
+  }
+  return inv;
+}
+
+std::pair<Tensor, Tensor> rope_tables(const Tensor& positions, const Tensor& inv_freq) {
+  const char* what = "rope_tables";
+  check_ints(positions, what, "positions");
+  ARIA_CHECK(inv_freq.defined() && (inv_freq.dtype() == DType::F32 || inv_freq.dtype() == DType::F64), what,
+             ": inv_freq must be float32 or float64, got ", inv_freq.defined() ? inv_freq.str() : "undefined");
+  check_same_device(positions, inv_freq, what);
+  ARIA_CHECK(inv_freq.dim() == 1 && inv_freq.size(0) > 0, what, ": inv_freq must be [D/2], got ", inv_freq.str());
+  const Tensor pos = positions.contiguous().detach().reshape({positions.numel()});
+  if (pos.device().is_cuda()) check_ids_in_range(pos, INT32_MAX, what);  // the CPU kernel checks itself
+  const int64_t P = pos.numel(), half = inv_freq.size(0);
+  Tensor cos = Tensor::empty({P, half}, inv_freq.dtype(), inv_freq.device());
+  Tensor sin = Tensor::empty({P, half}, inv_freq.dtype(), inv_freq.device());
+  ARIA_DISPATCH(pos.device(), rope_table, pos, inv_freq.contiguous().detach(), cos, sin);
+  return {cos, sin};
+}
+
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int n_rot, int head_dim) {
+  const char* what = "rope";
+  check_float(x, what, "x");
+  ARIA_CHECK(x.dim() >= 1 && x.size(-1) > 0, what, ": x needs a non-empty last dimension, got ", x.str());
+  const DType tdt = stat_dtype(x.dtype());
+  ARIA_CHECK(cos.defined() && sin.defined() && cos.dtype() == tdt && sin.dtype() == tdt, what, ": cos and sin must be ",
+             dtype_name(tdt), " for x ", x.str(), " (as rope_tables makes them)");
+  check_same_device(x, cos, what);
+  check_same_device(x, sin, what);
+  ARIA_CHECK(cos.shape() == sin.shape() && cos.dim() == 2, what, ": cos ", cos.str(), " and sin ", sin.str(),
+             " must be one [P, D/2] shape");
+  const int64_t W = x.size(-1), R = x.numel() / W;
+  const Tensor xc = x.contiguous(), cc = cos.contiguous().detach(), sc = sin.contiguous().detach();
+  const Device dev = x.device();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  ARIA_DISPATCH(dev, rope_apply, flat_rows(xc, R, W), cc, sc, flat_rows(y, R, W), n_rot, head_dim, false);
+  if (needs_grad({&xc})) {
+    record_op(what, {xc}, {y}, [=, shape = xc.shape(), dt = xc.dtype()](const std::vector<Tensor>& g) {
+      Tensor dx = Tensor::empty(shape, dt, dev);
+      ARIA_DISPATCH(dev, rope_apply, flat_rows(g[0].contiguous(), R, W), cc, sc, flat_rows(dx, R, W), n_rot, head_dim,
+                    true);
+      return std::vector<Tensor>{dx};
+    });
+  }
+  return y;
+}
+
 }  // namespace aria::ops

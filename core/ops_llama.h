@@ -25,4 +25,25 @@ Tensor swiglu(const Tensor& gate, const Tensor& up);
 // projections side by side) -> [..., H]; the gradient is written into one [..., 2H] tensor.
 Tensor swiglu_packed(const Tensor& gate_up);
 
+// ---- rotary position embeddings ----
+// config.json's rope_scaling. type "default" (none) or "llama3"; any other type is refused by
+// rope_inv_freq naming it.
+struct RopeScaling {
+  std::string type = "default";
+  double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
+  double original_max_position_embeddings = 8192;
+};
+// The D/2 inverse frequencies, as Hugging Face's float32 computation gives them (the formula is
+// written down in core/ops_llama.cpp). head_dim even and positive, theta > 0.
+std::vector<float> rope_inv_freq(int head_dim, double theta, const RopeScaling& scaling = {});
+// {cos, sin} [P, D/2] for positions (int32 [P], >= 0) and inv_freq ([D/2] float32 or float64), both
+// on the device the tables are wanted on; the tables have inv_freq's dtype. Not differentiable.
+std::pair<Tensor, Tensor> rope_tables(const Tensor& positions, const Tensor& inv_freq);
+// x [..., W] (rows of W; the leading dims flatten to R rows, R a multiple of P, row r at position
+// row r % P: for x [B, T, W] and tables of T positions, row (b, t) at position t): the first n_rot
+// heads of head_dim columns rotated in the rotate_half layout, the other columns passed through
+// (for a packed qkv row: n_rot = n_head + n_kv_head). cos, sin from rope_tables: float32 for
+// float32/bfloat16 x, float64 for float64 x. Differentiable in x.
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int n_rot, int head_dim);
+
 }  // namespace aria::ops

@@ -202,3 +202,152 @@ TEST_CASE("swiglu refuses bad input with a clear error") {
   CHECK_THROWS_WITH_AS(cpu::swiglu_forward(buf.transpose(0, 1), buf.transpose(0, 1), Tensor::zeros({8, 4})),
                        doctest::Contains("unit column stride"), Error);
 }
+
+// ---- rotary embeddings ----
+
+namespace {
+
+// Hugging Face's formula in double, written independently of core/ops_llama.cpp: the default inverse
+// frequency 1 / theta^(2i/D), then llama3's piecewise map on the wavelength.
+std::vector<double> inv_freq_reference(int D, double theta, const ops::RopeScaling& s) {
+  std::vector<double> out;
+  for (int i = 0; i < D / 2; ++i) {
+    double f = 1.0 / std::pow(theta, 2.0 * i / D);
+    if (s.type == "llama3") {
+      const double wavelen = 2 * M_PI / f;
+      const double lo = s.original_max_position_embeddings / s.low_freq_factor;
+      const double hi = s.original_max_position_embeddings / s.high_freq_factor;
+      if (wavelen > lo) f /= s.factor;
+      else if (wavelen >= hi) {
+        const double t = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) /
+                         (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - t) * f / s.factor + t * f;
+      }
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+ops::RopeScaling llama31() {  // Llama 3.1 / 3.2's config.json rope_scaling
+  ops::RopeScaling s;
+  s.type = "llama3";
+  s.factor = 8;
+  s.low_freq_factor = 1;
+  s.high_freq_factor = 4;
+  s.original_max_position_embeddings = 8192;
+  return s;
+}
+
+// rotate_half with plain ops on x [R, n*D + rest]: the first n heads rotated, the rest passed.
+Tensor rope_plain(const Tensor& x, const Tensor& cos, const Tensor& sin, int n, int D) {
+  std::vector<Tensor> parts;
+  const Tensor c = ops::concat({cos, cos}, -1), s = ops::concat({sin, sin}, -1);
+  for (int h = 0; h < n; ++h) {
+    Tensor xh = x.slice(1, int64_t(h) * D, int64_t(h + 1) * D);
+    Tensor x1 = xh.slice(1, 0, D / 2), x2 = xh.slice(1, D / 2, D);
+    Tensor rot = ops::concat({ops::scale(x2, -1.0), x1}, -1);
+    parts.push_back(ops::add(ops::mul(xh, c), ops::mul(rot, s)));
+  }
+  if (x.size(1) > int64_t(n) * D) parts.push_back(x.slice(1, int64_t(n) * D, x.size(1)));
+  return ops::concat(parts, -1);
+}
+
+}  // namespace
+
+TEST_CASE("rope_inv_freq: default and llama3 frequencies follow Hugging Face's formula") {
+  for (int D : {64, 128}) {
+    CAPTURE(D);
+    auto def = ops::rope_inv_freq(D, 500000.0);
+    auto want = inv_freq_reference(D, 500000.0, {});
+    REQUIRE(def.size() == size_t(D / 2));
+    CHECK(def[0] == 1.0f);
+    for (size_t i = 0; i < def.size(); ++i) CHECK(def[i] == doctest::Approx(want[i]).epsilon(3e-7));
+    auto l3 = ops::rope_inv_freq(D, 500000.0, llama31());
+    auto want3 = inv_freq_reference(D, 500000.0, llama31());
+    int kept = 0, divided = 0, blended = 0;
+    for (size_t i = 0; i < l3.size(); ++i) {
+      CAPTURE(i);
+      CHECK(l3[i] == doctest::Approx(want3[i]).epsilon(1e-6));
+      if (l3[i] == def[i]) ++kept;
+      else if (l3[i] == def[i] / 8.0f) ++divided;
+      else {
+        ++blended;
+        CHECK(l3[i] < def[i]);
+        CHECK(l3[i] > def[i] / 8.0f);
+      }
+    }
+    CHECK(kept > 0);  // the three regimes all occur for Llama 3.1's head
+    CHECK(divided > 0);
+    CHECK(blended > 0);
+  }
+  // frequencies are monotone after scaling as before
+  auto l3 = ops::rope_inv_freq(128, 500000.0, llama31());
+  for (size_t i = 1; i < l3.size(); ++i) CHECK(l3[i] < l3[i - 1]);
+}
+
+TEST_CASE("rope_tables: cos and sin of the float32 angle, evaluated in double") {
+  const std::vector<int32_t> pos{0, 1, 7, 8191, 131071};
+  auto f = ops::rope_inv_freq(8, 10000.0);
+  Tensor inv = Tensor::from_floats(f, {4});
+  auto [cos, sin] = ops::rope_tables(Tensor::from_ints(pos, {5}), inv);
+  REQUIRE(cos.shape() == Shape{5, 4});
+  CHECK(cos.dtype() == DType::F32);
+  auto c = cos.to_floats(), s = sin.to_floats();
+  for (size_t p = 0; p < pos.size(); ++p)
+    for (size_t j = 0; j < 4; ++j) {
+      const float angle = float(pos[p]) * f[j];
+      CHECK(c[p * 4 + j] == float(std::cos(double(angle))));
+      CHECK(s[p * 4 + j] == float(std::sin(double(angle))));
+    }
+}
+
+TEST_CASE("rope equals the rotate_half composition, and its backward is the inverse rotation") {
+  const int D = 6, n = 3, W = n * D + 4;  // q (2 heads) and k (1 head) rotated, 4 columns of v passed
+  std::vector<double> f;
+  for (float v : ops::rope_inv_freq(D, 10000.0)) f.push_back(v);
+  auto [cos, sin] = ops::rope_tables(Tensor::from_ints({4, 0, 9}, {3}), Tensor::from_vector(f, {3}, DType::F64));
+  Tensor x = randn64({2, 3, W}, 21);
+  auto fused = value_and_grads([&] { return ops::rope(x, cos, sin, n, D); }, {x});
+  auto plain = value_and_grads(
+      [&] {
+        // row (b, t) at table row t: repeat the tables over the batch
+        Tensor c = ops::concat({cos, cos}, 0), s = ops::concat({sin, sin}, 0);
+        return rope_plain(x.reshape({6, W}), c, s, n, D).reshape({2, 3, W});
+      },
+      {x});
+  check_equal(fused, plain);
+  // a rotation preserves each pair's norm, and rotating back recovers x
+  Tensor y = ops::rope(x.detach(), cos, sin, n, D);
+  Tensor back = Tensor::empty({6, W}, DType::F64);
+  cpu::rope_apply(y.reshape({6, W}), cos, sin, back, n, D, true);
+  CHECK(relative_l2(back, x.detach().reshape({6, W})) <= 1e-15);
+  // in place
+  Tensor io = x.detach().clone().reshape({6, W});
+  cpu::rope_apply(io, cos, sin, io, n, D, false);
+  CHECK(relative_l2(io, y.reshape({6, W})) == 0.0);
+}
+
+TEST_CASE("rope refuses bad input with a clear error") {
+  auto [cos, sin] = ops::rope_tables(Tensor::from_ints({0, 1}, {2}), Tensor::from_floats({1.f, 0.1f}, {2}));
+  Tensor x = Tensor::zeros({2, 2, 8});
+  CHECK_THROWS_WITH_AS(ops::rope(x, cos, sin, 3, 4), doctest::Contains("do not fit rows of 8"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope(x, cos, sin, 1, 3), doctest::Contains("head_dim must be even"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope(x, cos, sin, 1, 8), doctest::Contains("cos must be [P, 4]"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope(Tensor::zeros({3, 8}), cos, sin, 2, 4), doctest::Contains("not a multiple"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope(Tensor::zeros({2, 8}, DType::F64), cos, sin, 2, 4),
+                       doctest::Contains("cos and sin must be float64"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope_tables(Tensor::from_ints({0, -3}, {2}), Tensor::from_floats({1.f}, {1})),
+                       doctest::Contains("negative"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope_tables(Tensor::from_ints({0}, {1}), Tensor::from_ints({1}, {1})),
+                       doctest::Contains("inv_freq must be float32 or float64"), Error);
+  ops::RopeScaling yarn;
+  yarn.type = "yarn";
+  CHECK_THROWS_WITH_AS(ops::rope_inv_freq(64, 10000.0, yarn), doctest::Contains("\"yarn\" is not supported"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope_inv_freq(63, 10000.0), doctest::Contains("head_dim must be even"), Error);
+  CHECK_THROWS_WITH_AS(ops::rope_inv_freq(64, 0.0), doctest::Contains("rope_theta must be positive"), Error);
+  ops::RopeScaling bad = llama31();
+  bad.high_freq_factor = 1;
+  CHECK_THROWS_WITH_AS(ops::rope_inv_freq(64, 10000.0, bad), doctest::Contains("low_freq_factor < high_freq_factor"),
+                       Error);
+}

@@ -11,6 +11,22 @@ namespace {
 
 using Ins = std::vector<Tensor>;
 
+// rope on x with tables for `positions` on x's device, inv_freq of a llama3-scaled head (float64
+// tables for float64 x, float32 otherwise).
+Tensor rope_case(const Tensor& x, const std::vector<int32_t>& positions, int n_rot, int head_dim) {
+  const Device dev = x.device();
+  ops::RopeScaling sc;
+  sc.type = "llama3";
+  sc.factor = 8;
+  sc.original_max_position_embeddings = 64;  // small, so that every regime occurs for short heads
+  std::vector<double> f;
+  for (float v : ops::rope_inv_freq(head_dim, 10000.0, sc)) f.push_back(v);
+  const DType tdt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  auto [cos, sin] = ops::rope_tables(Tensor::from_ints(positions, {int64_t(positions.size())}, dev),
+                                     Tensor::from_vector(f, {int64_t(f.size())}, tdt, dev));
+  return ops::rope(x, cos, sin, n_rot, head_dim);
+}
+
 std::vector<OpCase> llama_cases() {
   std::vector<OpCase> c;
   c.push_back({"rmsnorm [3,7]", {{{3, 7}}, {{7}}}, [](const Ins& x) { return ops::rmsnorm(x[0], x[1], 1e-5); }});
@@ -31,6 +47,12 @@ std::vector<OpCase> llama_cases() {
                [](const Ins& x) { return ops::swiglu(x[0], x[1]); }});
   c.push_back({"swiglu_packed [3,2,10]", {{{3, 2, 10}}}, [](const Ins& x) { return ops::swiglu_packed(x[0]); }});
   c.push_back({"swiglu_packed [4,32]", {{{4, 32}}}, [](const Ins& x) { return ops::swiglu_packed(x[0]); }});
+  c.push_back({"rope qkv [2,3,5*4] q3 k1 v1 hd4", {{{2, 3, 20}}},
+               [](const Ins& x) { return rope_case(x[0], {0, 1, 2}, 4, 4); }});
+  c.push_back({"rope [1,4,2*8] far positions hd8", {{{1, 4, 16}}},
+               [](const Ins& x) { return rope_case(x[0], {5, 0, 4096, 131071}, 2, 8); }});
+  c.push_back({"rope per-row positions [6,12] hd6 one head rotated", {{{6, 12}}},
+               [](const Ins& x) { return rope_case(x[0], {9, 3, 7, 1, 0, 2}, 1, 6); }});
   return c;
 }
 
