@@ -228,4 +228,32 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int n_rot, in
   return y;
 }
 
+Tensor gqa_attention(const Tensor& qkv, int n_head, int n_kv_head, int window) {
+  const char* what = "gqa_attention";
+  check_float(qkv, what, "qkv");
+  ARIA_CHECK(qkv.dim() == 3, what, ": qkv must be [B, T, (n_head + 2 n_kv_head) head_dim], got ", qkv.str());
+  ARIA_CHECK(n_head > 0 && n_kv_head > 0 && n_head % n_kv_head == 0, what, ": n_kv_head = ", n_kv_head,
+             " must divide n_head = ", n_head);
+  ARIA_CHECK(window >= 0, what, ": window must be >= 0 (0: none), got ", window);
+  const int64_t heads = n_head + 2 * int64_t(n_kv_head);
+  ARIA_CHECK(qkv.size(2) > 0 && qkv.size(2) % heads == 0, what, ": the last dimension ", qkv.size(2), " of ",
+             qkv.str(), " is not n_head + 2 n_kv_head = ", heads, " heads");
+  const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / heads;
+  const Tensor qc = qkv.contiguous();
+  const Device dev = qkv.device();
+  Tensor out = Tensor::empty({B, T, int64_t(n_head) * hd}, qkv.dtype(), dev);
+  Tensor lse = Tensor::empty({B, int64_t(n_head), T}, stat_dtype(qkv.dtype()), dev);
+  ARIA_DISPATCH(dev, attention_gqa_forward, qc.detach(), out, lse, n_head, n_kv_head, window);
+  if (needs_grad({&qc})) {
+    record_op(what, {qc}, {out},
+              [=, qs = qc.detach(), os = out.detach()](const std::vector<Tensor>& g) {
+                Tensor dqkv = Tensor::empty(qs.shape(), qs.dtype(), dev);
+                ARIA_DISPATCH(dev, attention_gqa_backward, qs, os, lse, g[0].contiguous(), dqkv, n_head, n_kv_head,
+                              window);
+                return std::vector<Tensor>{dqkv};
+              });
+  }
+  return out;
+}
+
 }  // namespace aria::ops

@@ -46,4 +46,12 @@ std::pair<Tensor, Tensor> rope_tables(const Tensor& positions, const Tensor& inv
 // float32/bfloat16 x, float64 for float64 x. Differentiable in x.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int n_rot, int head_dim);
 
+// ---- attention ----
+// Causal grouped-query attention: qkv [B, T, (n_head + 2 n_kv_head) hd] packs per row the query
+// heads, then the key heads, then the value heads; query head h uses k/v head h / (n_head /
+// n_kv_head), read in place. window > 0: query i sees keys i - window < j <= i (Mistral's
+// sliding_window); 0: all j <= i. -> [B, T, n_head hd]. With n_kv_head == n_head and window 0 it is
+// causal_attention.
+Tensor gqa_attention(const Tensor& qkv, int n_head, int n_kv_head, int window = 0);
+
 }  // namespace aria::ops

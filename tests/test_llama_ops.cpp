@@ -351,3 +351,73 @@ TEST_CASE("rope refuses bad input with a clear error") {
   CHECK_THROWS_WITH_AS(ops::rope_inv_freq(64, 10000.0, bad), doctest::Contains("low_freq_factor < high_freq_factor"),
                        Error);
 }
+
+// ---- grouped-query attention ----
+
+namespace {
+
+// Causal (optionally windowed) attention with plain ops on q [B, T, H, hd] and k/v heads repeated
+// explicitly to H: softmax(q k^T / sqrt(hd) + mask) v -> [B, T, H hd].
+Tensor gqa_plain(const Tensor& qkv, int H, int KV, int window) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / (H + 2 * KV), group = H / KV;
+  auto part = [&](int64_t first_head, int64_t n) {
+    return qkv.slice(2, first_head * hd, (first_head + n) * hd).reshape({B, T, n, hd});
+  };
+  Tensor q = part(0, H), k = part(H, KV), v = part(H + KV, KV);
+  auto repeat = [&](const Tensor& t) {
+    std::vector<Tensor> heads;
+    for (int h = 0; h < H; ++h) heads.push_back(t.slice(2, h / group, h / group + 1));
+    return ops::concat(heads, 2);
+  };
+  Tensor qh = q.transpose(1, 2), kh = repeat(k).transpose(1, 2), vh = repeat(v).transpose(1, 2);  // [B, H, T, hd]
+  std::vector<double> mask(size_t(T * T), 0.0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < T; ++j)
+      if (j > i || (window > 0 && j <= i - window)) mask[size_t(i * T + j)] = -1e300;
+  Tensor s = ops::add(ops::scale(ops::matmul(qh, kh, false, true), 1.0 / std::sqrt(double(hd))),
+                      Tensor::from_vector(mask, {T, T}, DType::F64));
+  Tensor o = ops::matmul(ops::softmax(s), vh);  // [B, H, T, hd]
+  return o.transpose(1, 2).contiguous().reshape({B, T, int64_t(H) * hd});
+}
+
+}  // namespace
+
+TEST_CASE("gqa_attention equals attention over explicitly repeated k/v heads, with and without a window") {
+  struct Case {
+    int B, T, H, KV, hd, window;
+  };
+  for (const Case c : {Case{2, 5, 4, 2, 3, 0}, Case{1, 7, 6, 1, 4, 0}, Case{2, 6, 4, 2, 2, 3}, Case{1, 8, 3, 3, 4, 2},
+                       Case{1, 4, 2, 1, 2, 1}, Case{1, 5, 2, 2, 4, 9}}) {
+    CAPTURE(c.H);
+    CAPTURE(c.KV);
+    CAPTURE(c.window);
+    CAPTURE(c.T);
+    Tensor qkv = randn64({c.B, c.T, int64_t(c.H + 2 * c.KV) * c.hd}, 31 + uint64_t(c.T));
+    auto fused = value_and_grads([&] { return ops::gqa_attention(qkv, c.H, c.KV, c.window); }, {qkv});
+    auto plain = value_and_grads([&] { return gqa_plain(qkv, c.H, c.KV, c.window); }, {qkv});
+    check_equal(fused, plain, 1e-11);
+  }
+}
+
+TEST_CASE("gqa_attention with n_kv_head == n_head and no window is causal_attention") {
+  Tensor qkv = randn64({2, 6, 3 * 8}, 41);
+  auto gqa = value_and_grads([&] { return ops::gqa_attention(qkv, 2, 2, 0); }, {qkv});
+  auto mha = value_and_grads([&] { return ops::causal_attention(qkv, 2); }, {qkv});
+  check_equal(gqa, mha, 1e-13);
+}
+
+TEST_CASE("gqa_attention refuses bad input with a clear error") {
+  Tensor qkv = Tensor::zeros({1, 3, 16});
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(qkv, 3, 2), doctest::Contains("must divide n_head"), Error);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(qkv, 4, 0), doctest::Contains("must divide n_head"), Error);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(qkv, 4, 2, -1), doctest::Contains("window must be >= 0"), Error);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(Tensor::zeros({1, 3, 14}), 4, 2), doctest::Contains("is not n_head + 2"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(Tensor::zeros({3, 16}), 2, 1), doctest::Contains("qkv must be [B, T"),
+                       Error);
+  Tensor out = Tensor::empty({1, 3, 6}), lse = Tensor::empty({1, 4, 3});
+  CHECK_THROWS_WITH_AS(cpu::attention_gqa_forward(qkv, out, lse, 4, 2, 0), doctest::Contains("out must be"), Error);
+  Tensor out2 = Tensor::empty({1, 3, 8});
+  CHECK_THROWS_WITH_AS(cpu::attention_gqa_forward(qkv, out2, Tensor::empty({1, 3, 3}), 2, 1, 0),
+                       doctest::Contains("lse must be"), Error);
+}

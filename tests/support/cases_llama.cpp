@@ -53,6 +53,14 @@ std::vector<OpCase> llama_cases() {
                [](const Ins& x) { return rope_case(x[0], {5, 0, 4096, 131071}, 2, 8); }});
   c.push_back({"rope per-row positions [6,12] hd6 one head rotated", {{{6, 12}}},
                [](const Ins& x) { return rope_case(x[0], {9, 3, 7, 1, 0, 2}, 1, 6); }});
+  c.push_back({"gqa_attention B2 T5 H4 KV2 hd3", {{{2, 5, 24}}},
+               [](const Ins& x) { return ops::gqa_attention(x[0], 4, 2); }});
+  c.push_back({"gqa_attention B1 T6 H4 KV1 hd4 window 2", {{{1, 6, 24}}},
+               [](const Ins& x) { return ops::gqa_attention(x[0], 4, 1, 2); }});
+  c.push_back({"gqa_attention B2 T7 H2 KV2 hd4 window 3 (MHA path with a window)", {{{2, 7, 24}}},
+               [](const Ins& x) { return ops::gqa_attention(x[0], 2, 2, 3); }});
+  c.push_back({"gqa_attention B1 T4 H2 KV2 hd6 (plain MHA)", {{{1, 4, 36}}},
+               [](const Ins& x) { return ops::gqa_attention(x[0], 2, 2); }});
   return c;
 }
 

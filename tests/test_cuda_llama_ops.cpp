@@ -1,0 +1,202 @@
+// The Llama-family kernels on CUDA against the CPU at model-like shapes (the generic op rows in
+// tests/support/cases_llama.cpp cover small awkward ones): RMSNorm (plain, fused residual, backward
+// with dres and dw, 16-byte and scalar paths), SwiGLU on packed [N, 2H] rows, RoPE tables and
+// rotation, grouped-query attention with and without a sliding window. float32 and float64 against
+// the CPU on the same values; bfloat16 against the CPU's float32 on the same bf16-rounded inputs.
+// Outputs are NaN-poisoned first. Every case skips without a GPU.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "aria/core/error.h"
+#include "aria/core/ops.h"
+#include "aria/core/ops_llama.h"
+#include "aria/kernels/kernels.h"
+#include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
+
+using namespace aria;
+using testing::expect_close;
+using testing::gpu_or_skip;
+using testing::max_abs_diff;
+using testing::misaligned_gpu;
+using testing::poisoned;
+using testing::randn;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+constexpr double kBf16Tol = 6e-3;  // relative L2 of bf16-rounded outputs
+
+// Inputs of dtype dt as the CPU sees them: float32 values rounded to bf16 for bf16 runs.
+Tensor host_input(const Shape& s, uint64_t seed, DType dt, double scale = 1.0) {
+  if (dt == DType::BF16) return testing::round_bf16(randn(s, seed, scale));
+  return randn(s, seed, scale, dt);
+}
+DType host_dtype(DType dt) { return dt == DType::BF16 ? DType::F32 : dt; }
+Tensor on_gpu(const Tensor& host, DType dt) { return host.to(dt).to(kGpu); }
+double tol_for(DType dt) { return dt == DType::BF16 ? kBf16Tol : dt == DType::F64 ? 1e-12 : 2e-5; }
+std::string tag_of(const char* what, DType dt, int64_t a, int64_t b) {
+  return std::string(what) + " " + dtype_name(dt) + " [" + std::to_string(a) + ", " + std::to_string(b) + "]";
+}
+
+}  // namespace
+
+TEST_CASE("CUDA rmsnorm forward, fused residual and backward match the CPU") {
+  if (!gpu_or_skip("rmsnorm kernels")) return;
+  for (DType dt : {DType::F32, DType::F64, DType::BF16})
+    for (auto [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 8}, {37, 4096}, {300, 768}, {5, 13}}) {
+      const std::string tag = tag_of("rmsnorm", dt, N, C);
+      CAPTURE(tag);
+      const DType ht = host_dtype(dt);
+      const uint64_t seed = uint64_t(N * 9000 + C);
+      Tensor x = host_input({N, C}, seed, dt, 2.0), r = host_input({N, C}, seed + 1, dt);
+      Tensor w = host_input({C}, seed + 2, dt), dy = host_input({N, C}, seed + 3, dt);
+      Tensor dres = host_input({N, C}, seed + 4, dt);
+      // reference: the residual sum as the GPU stores it (rounded to bf16 for bf16), then RMSNorm
+      Tensor sum = ops::add(x, r);
+      if (dt == DType::BF16) sum = testing::round_bf16(sum);
+      Tensor y = Tensor::empty({N, C}, ht), rstd = Tensor::empty({N}, ht);
+      cpu::rmsnorm_forward(sum, w, y, rstd, 1e-5);
+      const DType st = dt == DType::F64 ? DType::F64 : DType::F32;
+      Tensor gsum = poisoned({N, C}, dt), gy = poisoned({N, C}, dt), grstd = poisoned({N}, st);
+      cuda::add_rmsnorm_forward(on_gpu(x, dt), on_gpu(r, dt), on_gpu(w, dt), gsum, gy, grstd, 1e-5);
+      CHECK(max_abs_diff(gsum, sum) == 0.0);
+      expect_close(gy, y, tol_for(dt), tag + " add y");
+      expect_close(grstd, rstd, dt == DType::F64 ? 1e-12 : 2e-6, tag + " rstd");
+      // plain forward on the stored sum, also through the scalar path (misaligned)
+      Tensor gy2 = poisoned({N, C}, dt), grstd2 = poisoned({N}, st);
+      cuda::rmsnorm_forward(gsum, on_gpu(w, dt), gy2, grstd2, 1e-5);
+      CHECK(max_abs_diff(gy2, gy) == 0.0);
+      Tensor gy3 = misaligned_gpu(Tensor::zeros({N, C}), dt), grstd3 = poisoned({N}, st);
+      cuda::rmsnorm_forward(misaligned_gpu(sum, dt), on_gpu(w, dt), gy3, grstd3, 1e-5);
+      expect_close(gy3, y, tol_for(dt), tag + " scalar path y");
+      // backward: dx with dres, dw accumulated (float32 dw for bf16 data)
+      Tensor dx = Tensor::empty({N, C}, ht), dw = host_input({C}, seed + 5, ht);
+      cpu::rmsnorm_backward(sum, w, rstd, dy, dres, dx, dw);
+      const DType wdt = dt == DType::BF16 ? DType::F32 : dt;
+      Tensor gdx = poisoned({N, C}, dt), gdw = on_gpu(host_input({C}, seed + 5, ht), wdt);
+      cuda::rmsnorm_backward(gsum, on_gpu(w, dt), grstd, on_gpu(dy, dt), on_gpu(dres, dt), gdx, gdw);
+      expect_close(gdx, dx, tol_for(dt) * 2, tag + " dx");
+      expect_close(gdw, dw, tol_for(dt) * 2, tag + " dw");
+      // dres aliasing dx gives the same bits (and the same run twice: deterministic)
+      Tensor gio = on_gpu(dres, dt), gdw2 = on_gpu(host_input({C}, seed + 5, ht), wdt);
+      cuda::rmsnorm_backward(gsum, on_gpu(w, dt), grstd, on_gpu(dy, dt), gio, gio, gdw2);
+      CHECK(max_abs_diff(gio, gdx) == 0.0);
+      CHECK(max_abs_diff(gdw2, gdw) == 0.0);
+    }
+}
+
+TEST_CASE("CUDA swiglu on packed rows matches the CPU, forward and backward") {
+  if (!gpu_or_skip("swiglu kernels")) return;
+  for (DType dt : {DType::F32, DType::F64, DType::BF16})
+    for (auto [N, H] : std::vector<std::pair<int64_t, int64_t>>{{256, 1376}, {7, 5}, {1, 8}}) {
+      const std::string tag = tag_of("swiglu", dt, N, H);
+      CAPTURE(tag);
+      const DType ht = host_dtype(dt);
+      Tensor gu = host_input({N, 2 * H}, uint64_t(N + H), dt, 2.0), dout = host_input({N, H}, uint64_t(N + H + 1), dt);
+      Tensor out = Tensor::empty({N, H}, ht), dgu = Tensor::empty({N, 2 * H}, ht);
+      cpu::swiglu_forward(gu.slice(1, 0, H), gu.slice(1, H, 2 * H), out);
+      cpu::swiglu_backward(gu.slice(1, 0, H), gu.slice(1, H, 2 * H), dout, dgu.slice(1, 0, H), dgu.slice(1, H, 2 * H));
+      Tensor g = on_gpu(gu, dt), gout = poisoned({N, H}, dt), gd = poisoned({N, 2 * H}, dt);
+      cuda::swiglu_forward(g.slice(1, 0, H), g.slice(1, H, 2 * H), gout);
+      cuda::swiglu_backward(g.slice(1, 0, H), g.slice(1, H, 2 * H), on_gpu(dout, dt), gd.slice(1, 0, H),
+                            gd.slice(1, H, 2 * H));
+      expect_close(gout, out, tol_for(dt) + (dt == DType::F32 ? 1e-5 : 0), tag + " out");
+      expect_close(gd, dgu, tol_for(dt) + (dt == DType::F32 ? 1e-5 : 0), tag + " dgate|dup");
+      // gradients written over the inputs give the same values
+      cuda::swiglu_backward(g.slice(1, 0, H), g.slice(1, H, 2 * H), on_gpu(dout, dt), g.slice(1, 0, H),
+                            g.slice(1, H, 2 * H));
+      CHECK(max_abs_diff(g, gd) == 0.0);
+    }
+}
+
+TEST_CASE("CUDA rope tables and rotation match the CPU") {
+  if (!gpu_or_skip("rope kernels")) return;
+  ops::RopeScaling l3;
+  l3.type = "llama3";
+  l3.factor = 8;
+  l3.original_max_position_embeddings = 8192;
+  for (int hd : {64, 128}) {
+    std::vector<double> f;
+    for (float v : ops::rope_inv_freq(hd, 500000.0, l3)) f.push_back(v);
+    std::vector<int32_t> pos;
+    for (int t = 0; t < 300; ++t) pos.push_back(t * 437 % 131072);
+    const int64_t P = int64_t(pos.size()), half = hd / 2;
+    for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
+      const std::string tag = tag_of("rope", dt, P, hd);
+      CAPTURE(tag);
+      const DType tdt = dt == DType::F64 ? DType::F64 : DType::F32, ht = host_dtype(dt);
+      Tensor inv = Tensor::from_vector(f, {half}, tdt);
+      Tensor cos = Tensor::empty({P, half}, tdt), sin = Tensor::empty({P, half}, tdt);
+      cpu::rope_table(Tensor::from_ints(pos, {P}), inv, cos, sin);
+      Tensor gcos = poisoned({P, half}, tdt), gsin = poisoned({P, half}, tdt);
+      cuda::rope_table(Tensor::from_ints(pos, {P}, kGpu), inv.to(kGpu), gcos, gsin);
+      CHECK(max_abs_diff(gcos, cos) <= (tdt == DType::F64 ? 1e-15 : 6e-8));
+      CHECK(max_abs_diff(gsin, sin) <= (tdt == DType::F64 ? 1e-15 : 6e-8));
+      // q (8 heads) and k (2 heads) rotated, v (2 heads) copied; 2 sequences share the table
+      const int n_rot = 10, W = 12 * hd;
+      Tensor x = host_input({2 * P, W}, uint64_t(hd + P), dt), y = Tensor::empty({2 * P, W}, ht);
+      cpu::rope_apply(x, cos, sin, y, n_rot, hd, false);
+      Tensor gy = poisoned({2 * P, W}, dt);
+      cuda::rope_apply(on_gpu(x, dt), cos.to(kGpu), sin.to(kGpu), gy, n_rot, hd, false);
+      expect_close(gy, y, tol_for(dt) + (dt == DType::F32 ? 1e-6 : 0), tag + " y");
+      Tensor back = Tensor::empty({2 * P, W}, ht), gback = poisoned({2 * P, W}, dt);
+      cpu::rope_apply(y, cos, sin, back, n_rot, hd, true);
+      cuda::rope_apply(on_gpu(y, dt), cos.to(kGpu), sin.to(kGpu), gback, n_rot, hd, true);
+      expect_close(gback, back, tol_for(dt) + (dt == DType::F32 ? 1e-6 : 0), tag + " inverse");
+      Tensor io = on_gpu(x, dt);  // in place
+      cuda::rope_apply(io, cos.to(kGpu), sin.to(kGpu), io, n_rot, hd, false);
+      CHECK(max_abs_diff(io, gy) == 0.0);
+    }
+  }
+}
+
+TEST_CASE("CUDA grouped-query attention matches the CPU, with and without a sliding window") {
+  if (!gpu_or_skip("grouped-query attention")) return;
+  struct Case {
+    int B, T, H, KV, hd, window;
+  };
+  for (const Case c : {Case{2, 200, 8, 2, 64, 0}, Case{1, 130, 4, 1, 128, 0}, Case{2, 150, 8, 2, 64, 48},
+                       Case{1, 97, 4, 4, 64, 32}, Case{2, 70, 4, 4, 64, 0}, Case{1, 33, 6, 3, 40, 0}})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const std::string tag = std::string("gqa ") + dtype_name(dt) + " B" + std::to_string(c.B) + " T" +
+                              std::to_string(c.T) + " H" + std::to_string(c.H) + " KV" + std::to_string(c.KV) +
+                              " hd" + std::to_string(c.hd) + " window " + std::to_string(c.window);
+      CAPTURE(tag);
+      const int64_t W = int64_t(c.H + 2 * c.KV) * c.hd;
+      Tensor qkv = host_input({c.B, c.T, W}, uint64_t(c.T * 7 + c.hd), dt);
+      qkv.set_requires_grad(true);
+      Tensor g = on_gpu(qkv.detach(), dt);
+      g.set_requires_grad(true);
+      const testing::OpCase oc{"gqa", {}, [&](const std::vector<Tensor>& x) {
+                                 return ops::gqa_attention(x[0], c.H, c.KV, c.window);
+                               }};
+      testing::CaseRun a = testing::run_case(oc, {qkv}, 5), b = testing::run_case(oc, {g}, 5);
+      const double tol = dt == DType::BF16 ? 2e-2 : 1e-4;
+      expect_close(b.output, a.output, tol, tag + " out");
+      REQUIRE(b.grads[0].defined());
+      expect_close(b.grads[0], a.grads[0], tol, tag + " dqkv");
+    }
+}
+
+TEST_CASE("CUDA Llama-family kernels refuse tensors of the wrong device or shape") {
+  if (!gpu_or_skip("llama kernel checks")) return;
+  Tensor x = Tensor::zeros({2, 8}, DType::F32, kGpu), w = Tensor::zeros({8}, DType::F32, kGpu);
+  CHECK_THROWS_WITH_AS(cuda::rmsnorm_forward(x, Tensor::zeros({8}), Tensor::zeros({2, 8}, DType::F32, kGpu),
+                                             Tensor::zeros({2}, DType::F32, kGpu), 1e-5),
+                       doctest::Contains("w must be a contiguous float32 CUDA tensor"), Error);
+  CHECK_THROWS_WITH_AS(cuda::rmsnorm_backward(Tensor::zeros({2, 8}, DType::BF16, kGpu), Tensor::zeros({8}, DType::BF16, kGpu),
+                                              Tensor::zeros({2}, DType::F32, kGpu), Tensor::zeros({2, 8}, DType::BF16, kGpu),
+                                              Tensor(), Tensor(), Tensor::zeros({8}, DType::F64, kGpu)),
+                       doctest::Contains("dw must be bfloat16 or float32"), Error);
+  CHECK_THROWS_WITH_AS(cuda::swiglu_forward(x, x, Tensor::zeros({2, 8})), doctest::Contains("out must be"), Error);
+  CHECK_THROWS_WITH_AS(cuda::rope_apply(x, Tensor::zeros({2, 2}, DType::F32, kGpu), Tensor::zeros({2, 2}, DType::F32, kGpu),
+                                        x, 3, 4, false),
+                       doctest::Contains("do not fit rows of 8"), Error);
+  Tensor qkv = Tensor::zeros({1, 3, 16}, DType::F32, kGpu);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(qkv, 3, 2), doctest::Contains("must divide n_head"), Error);
+  CHECK_THROWS_WITH_AS(ops::gqa_attention(Tensor::zeros({1, 3, 6 * 300}, DType::F32, kGpu), 4, 1),
+                       doctest::Contains("head_dim 300 is above"), Error);
+}
