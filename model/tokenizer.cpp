@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/model/tokenizer_impl.h"
@@ -340,10 +341,9 @@ Tokenizer Tokenizer::load(const std::string& vocab_json, const std::string& merg
   // The pipeline of GPT2TokenizerFast: <|endoftext|> cut out, GPT-2's regex, bytes, ByteLevel decoding.
   impl->added.push_back({std::string(kEndOfText), eot->second, true, false, false, false, false});
   impl->special[eot->second] = true;
-  tok::PreTokenizerStep byte_level_step{tok::PreTokenizerStep::kByteLevel};
-  impl->pre_tokenizers.push_back(byte_level_step);
+  impl->pre_tokenizers.emplace_back().kind = tok::PreTokenizerStep::kByteLevel;
   impl->has_decoder = true;
-  impl->decoders.push_back({tok::DecoderStep::kByteLevel});
+  impl->decoders.emplace_back().kind = tok::DecoderStep::kByteLevel;
   impl->finish_added();
   return Tokenizer(std::move(impl));
 }
@@ -363,6 +363,35 @@ int32_t Tokenizer::eot_id() const { return impl_->eos; }
 size_t Tokenizer::vocab_size() const { return impl_->spelling.size(); }
 int32_t Tokenizer::token_to_id(const std::string& token) const { return impl_->token_to_id(token); }
 bool Tokenizer::lossless() const { return impl_->lossless; }
+
+// ---- streamed decoding ---------------------------------------------------------------------------
+DecodeStream::DecodeStream(Tokenizer tok, std::vector<int32_t> context)
+    : tok_(std::move(tok)), ids_(std::move(context)), mark_(ids_.size()), shown_(window_text()) {}
+
+std::string DecodeStream::window_text() const {
+  return tok_.decode(std::vector<int32_t>(ids_.begin() + long(win_), ids_.end()));
+}
+
+std::string DecodeStream::step(int32_t id) {
+  ids_.push_back(id);
+  const std::string now = window_text();
+  const bool held = now.size() >= 3 && now.compare(now.size() - 3, 3, "\xEF\xBF\xBD") == 0;
+  if (held || now.size() <= shown_.size() || now.compare(0, shown_.size(), shown_) != 0) return {};
+  std::string added = now.substr(shown_.size());
+  win_ = mark_;  // the next window starts at the tokens just printed, for their context
+  mark_ = ids_.size();
+  shown_ = window_text();
+  return added;
+}
+
+std::string DecodeStream::finish() {
+  const std::string now = window_text();
+  std::string rest = now.compare(0, shown_.size(), shown_) == 0 ? now.substr(shown_.size())
+                                                                : tok_.decode(std::vector<int32_t>(ids_.begin() + long(mark_), ids_.end()));
+  win_ = mark_ = ids_.size();
+  shown_.clear();
+  return rest;
+}
 
 // ---- where a model folder's tokenizer comes from ------------------------------------------------
 std::vector<std::string> roots_near_binary() {
@@ -385,21 +414,21 @@ std::string find_vocab_dir(const std::string& model_dir) {
   };
   if (!model_dir.empty() && has_vocab(model_dir)) return model_dir;
   const fs::path sub = fs::path("third_party") / "gpt2-vocab";
-  if (const char* home = std::getenv("ARIA_HOME"); home && *home && has_vocab(fs::path(home) / sub))
-    return (fs::path(home) / sub).string();
+  const std::string& home = context().home;
+  if (!home.empty() && has_vocab(fs::path(home) / sub)) return (fs::path(home) / sub).string();
   std::error_code ec;
   const fs::path cwd = fs::current_path(ec);
   for (fs::path dir = cwd; !ec && !dir.empty(); dir = dir.parent_path()) {
     if (has_vocab(dir / sub)) return (dir / sub).string();
     if (dir == dir.parent_path()) break;
   }
-  if (const char* home = std::getenv("ARIA_HOME"); !home || !*home)
+  if (home.empty())
     for (const std::string& root : roots_near_binary())
       if (has_vocab(fs::path(root) / sub)) return (fs::path(root) / sub).string();
   std::string where;
   for (const auto& t : tried) where += (where.empty() ? "" : ", ") + t;
   ARIA_FAIL("no GPT-2 vocabulary (vocab.json + merges.txt) found; looked in: ", where,
-            (std::getenv("ARIA_HOME") ? "" : " (ARIA_HOME is not set)"),
+            (home.empty() ? " (ARIA_HOME is not set)" : ""),
             ". Run tools/setup.sh to fetch third_party/gpt2-vocab, or pass a model directory that has them.");
 }
 

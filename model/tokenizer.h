@@ -71,15 +71,34 @@ class Tokenizer {
 // The name aria used when GPT-2 was the only tokenizer it read.
 using Gpt2Tokenizer = Tokenizer;
 
+// Decoding while generating, one new token at a time (as Hugging Face's DecodeStream): step(id)
+// returns the text that id adds, as the decoder gives it for a window of the recent tokens, not for
+// the token alone, so a SentencePiece decoder keeps the space that a "▁" stands for and a character
+// spread over <0xNN> tokens comes out whole ("" while it ends in U+FFFD). finish() returns what is
+// still held back. For GPT-2's byte-level files the steps concatenate to decode(generated).
+class DecodeStream {
+ public:
+  DecodeStream(Tokenizer tok, std::vector<int32_t> context);  // context: the prompt's ids (may be empty)
+  std::string step(int32_t id);
+  std::string finish();
+
+ private:
+  std::string window_text() const;
+  Tokenizer tok_;
+  std::vector<int32_t> ids_;
+  size_t win_ = 0, mark_ = 0;  // ids_[win_, mark_) decode to shown_; what follows mark_ is not printed yet
+  std::string shown_;
+};
+
 // Directory holding vocab.json and merges.txt: model_dir itself when it has both, else the
-// third_party/gpt2-vocab folder that tools/setup.sh fetches, searched under $ARIA_HOME, then the
-// current directory and its parents, then (when ARIA_HOME is unset) next to the running binary:
-// its folder, its parent (a build folder inside the checkout) and <prefix>/share/aria (an install
-// in <prefix>/bin). Throws aria::Error listing every place looked at.
+// third_party/gpt2-vocab folder that tools/setup.sh fetches, searched under Context::home (the
+// programs: $ARIA_HOME), then the current directory and its parents, then (when home is unset) next
+// to the running binary: its folder, its parent (a build folder inside the checkout) and
+// <prefix>/share/aria (an install in <prefix>/bin). Throws aria::Error listing every place looked at.
 std::string find_vocab_dir(const std::string& model_dir);
 
 // The folders near the running binary (/proc/self/exe) where aria looks for third_party/ when
-// ARIA_HOME is unset: the binary's folder, its parent, and ../share/aria.
+// Context::home is unset: the binary's folder, its parent, and ../share/aria.
 std::vector<std::string> roots_near_binary();
 
 // Where the tokenizer of a model directory comes from (docs/tokenizers.md "Which tokenizer a model

@@ -44,7 +44,7 @@ class AddedMatcher {
 };
 
 struct NormalizerStep {
-  enum Kind { kPrepend, kReplace, kStrip } kind;
+  enum Kind { kPrepend, kReplace, kStrip } kind = kPrepend;
   std::string text;                     // kPrepend: prepended; kReplace: the literal pattern
   std::string content;                  // kReplace: the replacement
   std::shared_ptr<PretokRegex> regex;   // kReplace with a Regex pattern
@@ -55,7 +55,7 @@ enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWith
 enum class Prepend { kAlways, kFirst, kNever };
 
 struct PreTokenizerStep {
-  enum Kind { kSplit, kMetaspace, kByteLevel, kDigits } kind;
+  enum Kind { kSplit, kMetaspace, kByteLevel, kDigits } kind = kSplit;
   std::shared_ptr<PretokRegex> regex;  // kSplit on a Regex (else on `literal`)
   std::string literal;
   SplitBehavior behavior = SplitBehavior::kIsolated;
@@ -69,7 +69,7 @@ struct PreTokenizerStep {
 };
 
 struct DecoderStep {
-  enum Kind { kByteLevel, kMetaspace, kReplace, kByteFallback, kFuse, kStrip } kind;
+  enum Kind { kByteLevel, kMetaspace, kReplace, kByteFallback, kFuse, kStrip } kind = kByteLevel;
   std::string pattern, content;        // kReplace (literal); kStrip: content is the stripped character
   std::shared_ptr<PretokRegex> regex;  // kReplace with a Regex pattern
   std::string replacement;             // kMetaspace

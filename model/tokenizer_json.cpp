@@ -86,7 +86,7 @@ struct Reader {
   void normalizer(const json& j, const std::string& where, std::vector<tok::NormalizerStep>& out) const {
     if (j.is_null()) return;
     const std::string t = type(j, where);
-    tok::NormalizerStep st{tok::NormalizerStep::kPrepend};
+    tok::NormalizerStep st;
     if (t == "Sequence") {
       const json& list = array(j, "normalizers", where);
       for (size_t i = 0; i < list.size(); ++i) normalizer(list[i], where + ".normalizers[" + std::to_string(i) + "]", out);
@@ -111,7 +111,7 @@ struct Reader {
   void pre_tokenizer(const json& j, const std::string& where, std::vector<tok::PreTokenizerStep>& out) const {
     if (j.is_null()) return;
     const std::string t = type(j, where);
-    tok::PreTokenizerStep st{tok::PreTokenizerStep::kSplit};
+    tok::PreTokenizerStep st;
     if (t == "Sequence") {
       const json& list = array(j, "pretokenizers", where);
       for (size_t i = 0; i < list.size(); ++i) pre_tokenizer(list[i], where + ".pretokenizers[" + std::to_string(i) + "]", out);
@@ -147,7 +147,7 @@ struct Reader {
 
   void decoder(const json& j, const std::string& where, std::vector<tok::DecoderStep>& out) const {
     const std::string t = type(j, where);
-    tok::DecoderStep st{tok::DecoderStep::kByteLevel};
+    tok::DecoderStep st;
     if (t == "Sequence") {
       const json& list = array(j, "decoders", where);
       for (size_t i = 0; i < list.size(); ++i) decoder(list[i], where + ".decoders[" + std::to_string(i) + "]", out);

@@ -259,6 +259,26 @@ TEST_CASE("SentencePiece style with Metaspace: prepend schemes, split, and its d
   CHECK(load(j).encode("he") == Ids{260, 261});
 }
 
+TEST_CASE("DecodeStream: streamed text keeps SentencePiece spaces and whole characters") {
+  const Tokenizer sp = load(llama2_style());
+  aria::DecodeStream ds(sp, sp.encode("he", true));  // <s> ▁he
+  CHECK(ds.step(271) == " w");  // ▁w: the space that decoding "▁w" alone would strip
+  CHECK(ds.step(263) == "o");
+  CHECK(ds.step(3 + 0xC3) == "");  // half of é: held back
+  CHECK(ds.step(3 + 0xA9) == "é");
+  CHECK(ds.step(3 + 0xC3) == "");
+  CHECK(ds.finish() == "\xEF\xBF\xBD");  // never completed: what the decoder gives for it
+  CHECK(sp.decode({271}) == "w");         // one token alone loses its space
+  // Byte-level: the steps are the tokens' bytes, so they concatenate to decode(generated).
+  const Tokenizer l3 = load(llama3_style());
+  aria::DecodeStream bl(l3, {});
+  std::string all;
+  const Ids gen = l3.encode("hello world é!");
+  for (int32_t id : gen) all += bl.step(id);
+  all += bl.finish();
+  CHECK(all == "hello world é!");
+}
+
 TEST_CASE("added tokens: special or not, longest match, lstrip/rstrip/single_word, normalized") {
   json j = llama3_style();
   j["added_tokens"].push_back(added(266, "<|end|>"));

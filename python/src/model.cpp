@@ -169,9 +169,10 @@ void bind_model(py::module_& m) {
           if (max_new_tokens < 0 || temperature < 0 || top_k < 0)
             throw InputError("generate: max_new_tokens, temperature and top_k must be >= 0");
           const Gpt2Tokenizer tok = tokenizer_for(model, tokenizer, "generate");
-          std::vector<int32_t> ids = tok.encode(prompt);
+          std::vector<int32_t> ids = tok.encode(prompt, /*add_special_tokens=*/true);  // as aria generate
           if (ids.empty()) throw InputError("generate: the prompt is empty");
           std::string out = prompt;
+          DecodeStream text(tok, ids);
           {
             py::gil_scoped_release nogil;
             NoGradGuard no_grad;
@@ -188,8 +189,9 @@ void bind_model(py::module_& m) {
                 if (!std::isfinite(v)) throw Error("generate: the model's logits are not finite at step " + std::to_string(i + 1));
               const int32_t next = sample_token(std::move(logits), temperature, top_k, rng);
               ids.push_back(next);
-              out += tok.decode({next});
+              out += text.step(next);
             }
+            out += text.finish();
           }
           return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(out.data(), py::ssize_t(out.size()), "replace"));
         }, py::arg("model"), py::arg("prompt"), py::kw_only(), py::arg("tokenizer") = py::none(),

@@ -35,10 +35,12 @@ int cmd_generate(int argc, char** argv) {
   load.allow_nonfinite = args.on("allow-nonfinite");
   Gpt2Model model = gpt2_load(args.str("model"), dev, load);
   Gpt2Tokenizer tok = load_tokenizer_for(args.str("model"));
-  std::vector<int32_t> ids = tok.encode(args.str("prompt"));
+  // The prompt with the tokenizer's special tokens (Llama's BOS), as transformers' tokenizer(prompt).
+  std::vector<int32_t> ids = tok.encode(args.str("prompt"), /*add_special_tokens=*/true);
   ARIA_CHECK(!ids.empty(), "--prompt is empty");
   NoGradGuard no_grad;
   std::fputs(args.str("prompt").c_str(), stdout);
+  DecodeStream text(tok, ids);
   for (int64_t i = 0; i < n_new; ++i) {
     // The context is the last n_positions tokens (no KV cache: generation here is for inspection).
     size_t start = ids.size() > size_t(model.config.n_positions) ? ids.size() - size_t(model.config.n_positions) : 0;
@@ -54,9 +56,10 @@ int cmd_generate(int argc, char** argv) {
                  load.allow_nonfinite ? " (--allow-nonfinite loaded a checkpoint that may hold NaN/Inf)" : "");
     int32_t next = sample_token(std::move(logits), temperature, top_k, rng);
     ids.push_back(next);
-    std::fputs(tok.decode({next}).c_str(), stdout);
+    std::fputs(text.step(next).c_str(), stdout);
     std::fflush(stdout);
   }
+  std::fputs(text.finish().c_str(), stdout);
   std::printf("\n");
   return 0;
 }
