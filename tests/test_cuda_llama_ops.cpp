@@ -1,7 +1,8 @@
 // The Llama-family kernels on CUDA against the CPU at model-like shapes (the generic op rows in
 // tests/support/cases_llama.cpp cover small awkward ones): RMSNorm (plain, fused residual, backward
 // with dres and dw, 16-byte and scalar paths), SwiGLU on packed [N, 2H] rows, RoPE tables and
-// rotation, grouped-query attention with and without a sliding window. float32 and float64 against
+// rotation, grouped-query attention with and without a sliding window (bf16 at hd 64/128: the
+// tensor-core forward's grouped-query form, windows that start the key loop on either stage). float32 and float64 against
 // the CPU on the same values; bfloat16 against the CPU's float32 on the same bf16-rounded inputs.
 // Outputs are NaN-poisoned first. Every case skips without a GPU.
 #include <doctest/doctest.h>
@@ -159,7 +160,8 @@ TEST_CASE("CUDA grouped-query attention matches the CPU, with and without a slid
     int B, T, H, KV, hd, window;
   };
   for (const Case c : {Case{2, 200, 8, 2, 64, 0}, Case{1, 130, 4, 1, 128, 0}, Case{2, 150, 8, 2, 64, 48},
-                       Case{1, 97, 4, 4, 64, 32}, Case{2, 70, 4, 4, 64, 0}, Case{1, 33, 6, 3, 40, 0}})
+                       Case{1, 97, 4, 4, 64, 32}, Case{2, 70, 4, 4, 64, 0}, Case{1, 33, 6, 3, 40, 0},
+                       Case{1, 300, 4, 2, 128, 130}, Case{1, 260, 4, 2, 64, 200}})
     for (DType dt : {DType::F32, DType::BF16}) {
       const std::string tag = std::string("gqa ") + dtype_name(dt) + " B" + std::to_string(c.B) + " T" +
                               std::to_string(c.T) + " H" + std::to_string(c.H) + " KV" + std::to_string(c.KV) +

@@ -120,6 +120,10 @@ struct Dims {
   int B, T, H;
   float scale_log2;  // log2(e) / sqrt(hd): scores in the exp2 domain
   float scale;       // 1 / sqrt(hd)
+  // Grouped-query form (the forward's kGqa instantiation only): KV k/v heads after the H query heads
+  // of each row ((H + 2 KV) hd columns), query head h reading k/v head h / (H / KV); window > 0: query
+  // i sees keys i - window < j <= i. dims() sets the plain form, KV = H and window 0.
+  int KV, window;
 };
 
 // Fragment layouts of mma.m16n8k16 (g = lane / 4, t = lane % 4), two bf16 per 32-bit register, the
@@ -342,6 +346,8 @@ inline Dims dims(const Problem& p) {
   d.H = int(p.H);
   d.scale_log2 = float(1.4426950408889634 / std::sqrt(double(p.hd)));
   d.scale = float(1.0 / std::sqrt(double(p.hd)));
+  d.KV = int(p.H);
+  d.window = 0;
   return d;
 }
 

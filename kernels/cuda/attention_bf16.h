@@ -8,6 +8,11 @@
 namespace aria::cuda {
 
 void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head);
+// The grouped-query form of the forward (attention_gqa_forward's row: packed (H + 2 KV) hd columns,
+// optional sliding window) on tensor cores when it applies (bfloat16, hd 64 or 128, 16-byte aligned):
+// returns false, having done nothing, when it does not.
+bool attention_forward_bf16_gqa(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
+                                int window);
 void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
                              const Tensor& dqkv, int n_head);
 

@@ -13,21 +13,35 @@ using namespace attn_bf16;
 
 // Forward: one CTA per (query tile, b, h), late (heavy) query tiles first. A warp owns MT blocks of
 // 16 query rows (the CTA's tile: 64 MT rows); smem: the Q tile, then two stages of (K tile, V tile).
-template <int HD, int MT>
+// kGqa: the grouped-query form with an optional sliding window (Dims::KV, Dims::window); false is
+// the plain form, whose code is unchanged by it.
+template <int HD, int MT, bool kGqa>
 __global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
     attn_bf16_forward_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ out, float* __restrict__ lse, Dims s) {
   constexpr int TE = tile_elems<HD>(), kRows = kTileQ * MT, kWarpRows = 16 * MT;
   bf16* sQ = smem_base();  // MT tiles of 64 rows, one pitch: row r at sQ + r ld
   bf16* sKV = sQ + MT * TE;  // stage st: K at sKV + 2 st TE, V right after
-  const auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD, kRows>(qkv, s, true);
+  auto [nqt, bh, qt, b, h, C, rs, base] = cta_tile<HD, kRows>(qkv, s, true);
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31, g = lane >> 2, t = lane & 3;
   const int q0 = qt * kRows, wq0 = q0 + warp * kWarpRows;  // block i's rows: wq0 + 16 i + g and + 8
   const int nkt = visible_key_tiles<kRows>(qt, s.T);
+  // k and v of this head: +C and +2C from the q part in the plain form
+  const bf16* kbase = base + C;
+  const bf16* vbase = base + 2 * C;
+  int kt0 = 0;  // the first key tile any row of the CTA sees
+  if constexpr (kGqa) {
+    rs = int64_t(s.H + 2 * s.KV) * HD;
+    const bf16* row0 = qkv + int64_t(b) * s.T * rs;
+    base = row0 + int64_t(h) * HD;
+    kbase = row0 + int64_t(s.H + h / (s.H / s.KV)) * HD;
+    vbase = kbase + int64_t(s.KV) * HD;
+    if (s.window > 0) kt0 = max(0, q0 - s.window + 1) / kTileK;
+  }
 
 #pragma unroll
   for (int i = 0; i < MT; ++i) load_tile<HD>(sQ + i * TE, base, rs, q0 + i * kTileQ, s.T);
-  load_tile<HD>(sKV, base + C, rs, 0, s.T);
-  load_tile<HD>(sKV + TE, base + 2 * C, rs, 0, s.T);
+  load_tile<HD>(sKV + 2 * (kt0 & 1) * TE, kbase, rs, kt0 * kTileK, s.T);
+  load_tile<HD>(sKV + 2 * (kt0 & 1) * TE + TE, vbase, rs, kt0 * kTileK, s.T);
   cp_async_commit();
 
   uint32_t qf[MT][HD / 16][4];
@@ -41,20 +55,31 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
       l[i][r] = 0.f;
     }
 
-  for (int kt = 0; kt < nkt; ++kt) {
+  for (int kt = kt0; kt < nkt; ++kt) {
     cp_async_wait<0>();  // tile kt (the only group in flight) has landed ...
     __syncthreads();     // ... for every thread, and every warp is done with the other stage
-    if (kt == 0) {
+    if (kt == kt0) {
 #pragma unroll
       for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk) ldsm_a<HD>(qf[i][kk], sQ, warp * kWarpRows + 16 * i, kk * 16, lane);
     }
-    if (kt + 1 < nkt) prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
+    if (kt + 1 < nkt) {
+      if constexpr (kGqa) {
+        bf16* dst = sKV + 2 * ((kt + 1) & 1) * TE;
+        load_tile<HD>(dst, kbase, rs, (kt + 1) * kTileK, s.T);
+        load_tile<HD>(dst + TE, vbase, rs, (kt + 1) * kTileK, s.T);
+        cp_async_commit();
+      } else {
+        prefetch_kv_tile<HD>(sKV, TE, base, C, rs, kt + 1, s.T);
+      }
+    }
     const bf16* sK = sKV + 2 * (kt & 1) * TE;
     const bf16* sV = sK + TE;
     const int k0 = kt * kTileK;
     if (k0 > wq0 + kWarpRows - 1) continue;  // every key of the tile is after every row of this warp
+    // every key of the tile is before the window of every row of this warp
+    if (kGqa && s.window > 0 && k0 + kTileK - 1 <= wq0 - s.window) continue;
 
     float sc[MT][kTileK / 8][4] = {};
     mma_a_tileT_mt<HD, kTileK / 8, MT>(sc, qf, sK, 0, lane);
@@ -71,6 +96,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas<HD>(MT == 1 ? 4 : 2))
 #pragma unroll
           for (int e = 0; e < 4; ++e)
             if (k0 + j * 8 + 2 * t + (e & 1) > row[e >> 1]) sc[i][j][e] = -INFINITY;
+      }
+      if (kGqa && s.window > 0 && k0 <= bq0 + 15 - s.window) {  // the tile reaches below some row's window
+#pragma unroll
+        for (int j = 0; j < kTileK / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (k0 + j * 8 + 2 * t + (e & 1) <= row[e >> 1] - s.window) sc[i][j][e] = -INFINITY;
       }
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -132,12 +164,12 @@ constexpr size_t fwd_smem() {
   return sizeof(bf16) * (MT + 4) * tile_elems<HD>();
 }
 
-template <int HD, int MT>
+template <int HD, int MT, bool kGqa = false>
 void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
-  static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT>, fwd_smem<HD, MT>()), true);
+  static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT, kGqa>, fwd_smem<HD, MT>()), true);
   (void)init;
   const unsigned blocks = unsigned(int64_t(d.B) * d.H * ceil_div(d.T, kTileQ * MT));
-  attn_bf16_forward_kernel<HD, MT><<<blocks, kThreads, fwd_smem<HD, MT>(), stream()>>>(
+  attn_bf16_forward_kernel<HD, MT, kGqa><<<blocks, kThreads, fwd_smem<HD, MT>(), stream()>>>(
       static_cast<const bf16*>(qkv.raw_data()), static_cast<bf16*>(out.raw_data()), lse.data<float>(), d);
   ARIA_CUDA_LAUNCH_CHECK();
 }
@@ -160,6 +192,22 @@ void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& 
   // (docs/perf.md, "attention variants"); hd 128 keeps one block per warp for its registers.
   if (p.hd == 64) forward_launch<64, 2>(d, qkv, out, lse);
   else forward_launch<128, 1>(d, qkv, out, lse);
+}
+
+bool attention_forward_bf16_gqa(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
+                                int window) {
+  const int64_t heads = n_head + 2 * int64_t(n_kv_head);
+  if (qkv.dtype() != DType::BF16 || qkv.dim() != 3 || qkv.size(2) % heads) return false;
+  const Problem p{qkv.size(0), qkv.size(1), n_head, qkv.size(2) / heads};
+  if (p.B == 0 || p.T == 0 || !native(p, {&qkv, &out})) return false;
+  check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_gqa_forward", "out");
+  check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_gqa_forward", "lse");
+  Dims d = dims(p);
+  d.KV = n_kv_head;
+  d.window = window;
+  if (p.hd == 64) forward_launch<64, 2, true>(d, qkv, out, lse);
+  else forward_launch<128, 1, true>(d, qkv, out, lse);
+  return true;
 }
 
 }  // namespace aria::cuda

@@ -1,9 +1,11 @@
 // Grouped-query causal attention on CUDA (float32, float64, bfloat16 storage; fp32 math for bf16),
 // optionally with a sliding window. KV == H without a window (float32/bfloat16, hd <= 128) goes to
-// attention_forward/backward (the tensor-core kernels for bfloat16). Otherwise this is the plain form: one warp per query row
-// (forward, dQ) or key row (dK, dV), dot products split over the lanes, scores never stored; a
-// shared k/v head's gradient walks its query heads and rows in order (deterministic, no atomics).
-// k/v heads are read in place (query head h reads k/v head h / (H / KV)): no repeated copies.
+// attention_forward/backward (tensor cores for bfloat16). The bfloat16 forward at hd 64/128 runs the
+// tensor-core kernel's grouped-query form (attention_bf16_forward.cu). Everything else is the plain
+// form here: one warp per query row (forward, dQ) or key row (dK, dV), dot products split over the
+// lanes, scores never stored; a shared k/v head's gradient walks its query heads and rows in order
+// (deterministic, no atomics). k/v heads are read in place (query head h reads k/v head h / (H / KV)).
+#include "aria/kernels/cuda/attention_bf16.h"
 #include "aria/kernels/cuda/common.cuh"
 
 namespace aria::cuda {
@@ -215,6 +217,7 @@ void attention_gqa_forward(const Tensor& qkv, const Tensor& out, const Tensor& l
   const Geo g = check_args(qkv, out, lse, n_head, n_kv_head, window, what);
   if (g.B * g.T == 0) return;
   if (plain_mha(g, qkv.dtype())) return attention_forward(qkv, out, lse, n_head);
+  if (attention_forward_bf16_gqa(qkv, out, lse, n_head, n_kv_head, window)) return;  // tensor cores
   dispatch_float(qkv.dtype(), what, [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
