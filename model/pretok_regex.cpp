@@ -198,8 +198,9 @@ class Parser {
     t.ranges.emplace_back(cp, cp);
   }
 
-  // \x, after the backslash; fills t (a class or a literal). In a set, a literal is returned in cp.
-  bool escape_into(CharTest& t, bool icase, uint32_t& cp) {
+  // An escape at the backslash: a class is added to t (returns false), a character is returned in
+  // cp (returns true) for the caller to add as a literal or a range end.
+  bool escape_into(CharTest& t, uint32_t& cp) {
     ++pos_;  // the backslash
     if (at_end()) fail("a trailing backslash");
     const char e = p_[pos_];
@@ -231,8 +232,7 @@ class Parser {
       default:
         if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
           fail(std::string("unsupported escape '\\") + e + "'");
-        cp = take_cp() ;  // escaped punctuation or any non-ASCII character stands for itself
-        (void)icase;
+        cp = take_cp();  // escaped punctuation or any non-ASCII character stands for itself
         return true;
     }
     ++pos_;
@@ -242,7 +242,7 @@ class Parser {
   CharTest escape(bool icase) {
     CharTest t;
     uint32_t cp;
-    if (escape_into(t, icase, cp)) literal(t, cp, icase);
+    if (escape_into(t, cp)) literal(t, cp, icase);
     return t;
   }
 
@@ -262,7 +262,7 @@ class Parser {
       first = false;
       uint32_t lo;
       if (c == '\\') {
-        if (!escape_into(t, icase, lo)) continue;  // a class: no range can follow
+        if (!escape_into(t, lo)) continue;  // a class: no range can follow
       } else {
         lo = take_cp();
       }
@@ -271,7 +271,7 @@ class Parser {
         ++pos_;
         if (peek() == '\\') {
           CharTest dummy;
-          if (!escape_into(dummy, icase, hi)) fail("a range ending in a class");
+          if (!escape_into(dummy, hi)) fail("a range ending in a class");
         } else {
           hi = take_cp();
         }
