@@ -81,6 +81,26 @@ TEST_CASE("the plasticity loss averages pi(1 - pi) over real tokens only") {
   CHECK(both == doctest::Approx((3 * first + 9 * second) / 12).epsilon(1e-6));
 }
 
+TEST_CASE("gate values that are missing or do not match the model are refused with clear errors") {
+  std::vector<ClsExample> ex = {{{5, 6, 7}, 0}};
+  ClsBatch b = make_cls_batch({&ex[0]}, Device::cpu(), 0);
+  const PlasticitySettings s{0.1, false, 0};
+  GateValues plain;  // a plain GPT-2's forward: one undefined entry per block
+  gpt2_hidden(gpt2_random(tiny_gpt2_config(), 3), b.ids, ForwardOptions{&plain});
+  CHECK_THROWS_WITH_AS(plasticity_loss(plain, b.mask, 3.0, s), doctest::Contains("layer 0 has no gate values"), Error);
+  CHECK_THROWS_WITH_AS(plasticity_loss(GateValues{}, b.mask, 3.0, s), doctest::Contains("plasticity: no gate values"),
+                       Error);
+  GateValues gates;
+  gpt2_hidden(tiny_gated(), b.ids, ForwardOptions{&gates});
+  GateStats st;
+  st.reset(3);
+  CHECK_THROWS_WITH_AS(st.accumulate(gates, b.mask, b.real_tokens),
+                       doctest::Contains("GateStats: reset for 3 layers, the gate values have 2"), Error);
+  st.reset(2);
+  CHECK_THROWS_WITH_AS(st.accumulate(plain, b.mask, b.real_tokens), doctest::Contains("layer 0 has no gate values"),
+                       Error);
+}
+
 TEST_CASE("the default loss pushes pi toward 0 or 1, the legacy one toward 0.5") {
   for (double p : {0.8, 0.2}) {
     CAPTURE(p);
