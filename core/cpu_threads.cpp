@@ -1,4 +1,4 @@
-// CPU thread count from affinity and cgroup quota; OpenMP wait policy set before libgomp starts.
+// CPU thread count from affinity and cgroup quota (the OpenMP wait policy: tools/aria/environment.cpp).
 #include "aria/core/cpu_threads.h"
 
 #include <sched.h>
@@ -15,6 +15,8 @@
 
 #include <Eigen/Core>
 #include <omp.h>
+
+#include "aria/core/context.h"
 
 namespace aria::cpu_threads {
 
@@ -57,8 +59,6 @@ std::vector<fs::path> levels(const fs::path& root, const std::string& cgroup_pat
 }
 
 }  // namespace
-
-const char* const kSpinCount = "10000";
 
 int affinity_cpus() {
   cpu_set_t set;
@@ -126,26 +126,11 @@ int usable_cpus() {
 }
 
 int chosen_threads() {
-  if (const char* env = std::getenv("OMP_NUM_THREADS"); env && *env) {
-    char* end = nullptr;
-    const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0 && n <= 4096) return int(n);
-  }
-  return usable_cpus();
+  const int n = context().cpu_threads;
+  return n > 0 ? n : usable_cpus();
 }
 
-void init_cpu_threads(char** argv) {
-  const bool user_policy = std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT");
-  if (!user_policy && !std::getenv("ARIA_CPU_THREADS_SET") && argv && argv[0]) {
-    setenv("GOMP_SPINCOUNT", kSpinCount, 1);
-    setenv("ARIA_CPU_THREADS_SET", "1", 1);
-    std::fflush(nullptr);
-    execv("/proc/self/exe", argv);
-    // Still here: no /proc (or no exec permission). Run with libgomp's default policy.
-    unsetenv("GOMP_SPINCOUNT");
-  }
-  set_team_size(chosen_threads());
-}
+void init_cpu_threads() { set_team_size(chosen_threads()); }
 
 void set_team_size(int n) {
   omp_set_num_threads(n);
@@ -162,8 +147,7 @@ TeamSizeTuner::TeamSizeTuner(int full_team, bool active, int probe_steps)
 }
 
 TeamSizeTuner TeamSizeTuner::for_cpu_training() {
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  return TeamSizeTuner(chosen_threads(), !(env && *env));
+  return TeamSizeTuner(chosen_threads(), context().cpu_threads <= 0);
 }
 
 std::string TeamSizeTuner::record(double step_seconds) {
@@ -200,14 +184,8 @@ std::string describe() {
   const double quota = cgroup_cpu_limit(text.str(), "/sys/fs/cgroup");
   char q[32] = "none";
   if (quota > 0) std::snprintf(q, sizeof q, "%.2f CPUs", quota);
-  const char* spin = std::getenv("GOMP_SPINCOUNT");
-  const char* policy = std::getenv("OMP_WAIT_POLICY");
-  std::string s = std::to_string(omp_get_max_threads()) + " threads (affinity " + std::to_string(affinity_cpus()) +
-                  " CPUs, cgroup quota " + q + (std::getenv("OMP_NUM_THREADS") ? ", OMP_NUM_THREADS set" : "") + ")";
-  if (policy) s += std::string(", OMP_WAIT_POLICY=") + policy;
-  if (spin) s += std::string(", GOMP_SPINCOUNT=") + spin;
-  if (!policy && !spin) s += ", libgomp's default wait policy";
-  return s;
+  return std::to_string(omp_get_max_threads()) + " threads (affinity " + std::to_string(affinity_cpus()) +
+         " CPUs, cgroup quota " + q + (context().cpu_threads > 0 ? ", fixed by the caller" : "") + ")";
 }
 
 }  // namespace aria::cpu_threads

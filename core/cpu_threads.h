@@ -38,22 +38,15 @@ int threads_for(int affinity, double quota);
 // threads_for(affinity_cpus(), cgroup_cpu_limit(/proc/self/cgroup, /sys/fs/cgroup)).
 int usable_cpus();
 
-// The thread count in use: OMP_NUM_THREADS when the user set it (a positive integer), else
-// usable_cpus().
+// The thread count in use: Context::cpu_threads when the caller set it (> 0), else usable_cpus().
 int chosen_threads();
 
-// The wait policy aria runs OpenMP with when the user set none (the value of GOMP_SPINCOUNT).
-extern const char* const kSpinCount;
+// Sets the team size to chosen_threads() (omp_set_num_threads, Eigen::setNbThreads). The programs call
+// it first thing in main(), after their environment (OMP_NUM_THREADS, OpenMP's wait policy) is
+// settled: tools/aria/environment.h.
+void init_cpu_threads();
 
-// First thing in main() of aria and aria-bench, before any OpenMP region runs:
-//  - libgomp reads OMP_WAIT_POLICY / GOMP_SPINCOUNT once, as it is loaded, before main(). When the user
-//    set neither, this sets GOMP_SPINCOUNT=kSpinCount and re-executes the program (/proc/self/exe,
-//    same arguments; ARIA_CPU_THREADS_SET marks the second start), so the spin-then-sleep policy is in
-//    force from the first region. If re-execution fails the program continues with libgomp's default.
-//  - sets the team size to chosen_threads() (omp_set_num_threads, Eigen::setNbThreads).
-void init_cpu_threads(char** argv);
-
-// One line for logs: "2 threads (affinity 2 CPUs, cgroup quota none), GOMP_SPINCOUNT=10000".
+// One line for logs: "2 threads (affinity 2 CPUs, cgroup quota none)".
 std::string describe();
 
 // Sets the team size of the next parallel regions, OpenMP's and Eigen's alike.
@@ -68,11 +61,12 @@ void set_team_size(int n);
 // mean step time for the rest of the run. One decision per run, never revised: the team size changes
 // float rounding (reduction order, Eigen's GEMM blocking), so a run's numbers depend only on the
 // choice, which the log states. Inactive (always the full team) when the team is one thread or the
-// user set OMP_NUM_THREADS (for bit-identical reruns across machines and loads, set it).
+// caller fixed Context::cpu_threads (the programs: OMP_NUM_THREADS; for bit-identical reruns across
+// machines and loads, set it).
 class TeamSizeTuner {
  public:
   TeamSizeTuner(int full_team, bool active, int probe_steps = 2);
-  // The tuner of a CPU training loop: the chosen team, active unless OMP_NUM_THREADS was set.
+  // The tuner of a CPU training loop: the chosen team, active unless Context::cpu_threads is set.
   static TeamSizeTuner for_cpu_training();
   int threads() const { return current_; }
   bool decided() const { return decided_; }

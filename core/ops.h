@@ -68,22 +68,20 @@ Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignor
 void count_correct_into(const Tensor& logits, const Tensor& labels, const Tensor& out);
 
 // ---- fused ops (core/ops_fused.cpp); each equals the composition named in its comment ----
-// Activation recomputation (memory for time): when on, gelu_mlp keeps only the pre-activation for
-// backward and recomputes the GELU output there. Off by default.
-bool& recompute_activations();
+// gelu_mlp and lm_head_cross_entropy read their switches (activation recomputation, the logits
+// chunk size) from aria::context() (core/context.h).
 // linear(gelu(linear(x, w1, b1)), w2, b2): GPT-2's MLP with bias and GELU inside the GEMMs.
 Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2);
 // {s, layernorm(s, w, b, eps)} with s = x + r (x, r same shape): the residual add feeding a layernorm.
 std::pair<Tensor, Tensor> add_layernorm(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b,
                                         double eps);
 // cross_entropy(matmul(hidden, w, false, true), targets): the tied lm head and the mean loss. The
-// logits are made in row chunks of at most ~512 MiB; with gradients each chunk's d(loss)/d(logits)
-// is computed in the same sweep and multiplied into dhidden and dw at once (core/ops_classifier.cpp),
-// so no logits are kept for the backward, which only scales by the upstream gradient on the device.
+// logits are made in row chunks of at most Context::lm_head_chunk_bytes (512 MiB); with gradients
+// each chunk's d(loss)/d(logits) is computed in the same sweep and multiplied into dhidden and dw at
+// once (core/ops_classifier.cpp), so no logits are kept for the backward, which only scales by the
+// upstream gradient on the device.
 // Float32 loss for bfloat16 inputs.
 Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index = -100);
-// The logits budget per chunk of lm_head_cross_entropy (default 512 MiB); tests make it small.
-int64_t& lm_head_chunk_bytes();
 
 // ---- ARIA's gated MLP (core/ops_gated.cpp) ----
 // add(slow, mul(pi, sub(fast, slow))) in one pass forward and one backward (dpi's row sum included):
@@ -106,7 +104,7 @@ struct GatedMlpWeights {
 // with one tape node: the gate's C -> 1 head runs in its own kernels (no GEMM with one output column),
 // and the backward adds the three branches' input gradients inside the GEMMs (beta = 1) instead of
 // in separate passes. pi stays differentiable (a gradient reaching it joins the mix's). Honours
-// recompute_activations() like gelu_mlp.
+// Context::recompute_activations like gelu_mlp.
 std::pair<Tensor, Tensor> gated_mlp(const Tensor& x, const GatedMlpWeights& w);
 
 // Per-sample captures (linear, layernorm, embedding and the fused ops given a CaptureSink, for the

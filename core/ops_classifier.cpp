@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "aria/core/autograd.h"
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_check.h"
 #include "aria/core/ops_fused.h"
@@ -15,22 +16,17 @@ using namespace detail;
 
 namespace {
 
-// Rows of logits computed at a time: at most lm_head_chunk_bytes() of logits alive at once (GPT-2's
-// vocabulary of 50304 at 16384 tokens would hold 1.6 GB in bfloat16 until the backward), in equal
-// chunks rounded up to 64 rows so that the GEMMs keep full tiles.
+// Rows of logits computed at a time: at most Context::lm_head_chunk_bytes of logits alive at once
+// (GPT-2's vocabulary of 50304 at 16384 tokens would hold 1.6 GB in bfloat16 until the backward), in
+// equal chunks rounded up to 64 rows so that the GEMMs keep full tiles.
 int64_t logits_chunk_rows(int64_t N, int64_t V, DType t) {
-  const int64_t budget = std::max<int64_t>(1, lm_head_chunk_bytes() / int64_t(dtype_size(t)));
+  const int64_t budget = std::max<int64_t>(1, context().lm_head_chunk_bytes / int64_t(dtype_size(t)));
   const int64_t chunks = std::max<int64_t>(1, (N * V + budget - 1) / budget);
   const int64_t rows = (N + chunks - 1) / chunks;
   return std::max<int64_t>(1, std::min(N, rows >= 64 ? (rows + 63) / 64 * 64 : rows));
 }
 
 }  // namespace
-
-int64_t& lm_head_chunk_bytes() {
-  static int64_t bytes = int64_t(512) << 20;
-  return bytes;
-}
 
 Tensor lm_head_cross_entropy(const Tensor& hidden, const Tensor& w, const Tensor& targets, int ignore_index) {
   const char* what = "lm_head_cross_entropy";

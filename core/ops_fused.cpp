@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "aria/core/autograd.h"
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_check.h"
 #include "aria/core/ops_fused.h"
@@ -78,7 +79,7 @@ GeluMlpRows gelu_mlp_rows_forward(const Tensor& x2, const GeluMlpWeights& w, con
   gemm_ep(h, s.w2, out2, false, false, GemmEpilogue::Bias, w.b2.detach());
   // With recomputation only the pre-activation is kept; gelu(pre) is rebuilt in backward (one
   // elementwise pass) instead of holding an [N, 4C] activation per layer until then.
-  if (!recompute_activations()) s.h = h;
+  if (!context().recompute_activations) s.h = h;
   s.gw1 = w.w1.requires_grad();
   s.gb1 = w.b1.requires_grad();
   s.gw2 = w.w2.requires_grad();
@@ -116,11 +117,6 @@ GeluMlpWeights gelu_mlp_rows_backward(const GeluMlpRows& s, const Tensor& g2, co
 }
 
 }  // namespace detail
-
-bool& recompute_activations() {
-  static bool on = false;
-  return on;
-}
 
 Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
   const char* what = "gelu_mlp";

@@ -34,7 +34,7 @@ struct GeluMlpRows {
   int64_t N = 0, C = 0, H = 0, C2 = 0;
   Tensor x2;      // [N, C] input rows (no history)
   Tensor w1, w2;  // the GEMMs' weights (no history)
-  Tensor pre, h;  // [N, H] pre-activation and gelu(pre); h undefined under recompute_activations()
+  Tensor pre, h;  // [N, H] pre-activation and gelu(pre); h undefined under Context::recompute_activations
   bool gw1 = false, gb1 = false, gw2 = false, gb2 = false;  // which weight gradients are wanted
 };
 

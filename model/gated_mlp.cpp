@@ -1,22 +1,18 @@
 #include "aria/model/gated_mlp.h"
 
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
 
 namespace aria {
 
-bool& gated_mlp_fused() {
-  static bool on = true;
-  return on;
-}
-
 static ops::GeluMlpWeights gelu_weights(const MlpWeights& w) { return {w.fc_w, w.fc_b, w.proj_w, w.proj_b}; }
 
 std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x, ops::CaptureSink* capture) {
   // Both compute the same function; ops::gated_mlp is itself the composition when given a sink.
   const ops::GatedMlpWeights w{gelu_weights(g.fast), gelu_weights(g.slow), g.gate_w1, g.gate_b1, g.gate_w2, g.gate_b2};
-  return gated_mlp_fused() ? ops::gated_mlp(x, w, capture) : ops::gated_mlp_composed(x, w, capture);
+  return context().gated_mlp_fused ? ops::gated_mlp(x, w, capture) : ops::gated_mlp_composed(x, w, capture);
 }
 
 static MlpWeights copy_weights(const MlpWeights& w) {

@@ -37,13 +37,9 @@ void visit_gated_mlp_parameters(G& g, const std::string& prefix, F&& f) {
 
 // x [B, T, C] -> {y [B, T, C], pi [B, T, 1]}: the output and the gate values (differentiable; a
 // forward hands them to its caller through ForwardOptions::gates, model/gpt2.h). One fused op
-// (ops::gated_mlp) unless gated_mlp_fused() is off or `capture` is set; then the plain ops
+// (ops::gated_mlp) unless Context::gated_mlp_fused is off or `capture` is set; then the plain ops
 // (ops::gated_mlp_composed: linear, relu, sigmoid, the MLPs, gate_mix), each given `capture`.
 std::pair<Tensor, Tensor> gated_mlp_forward(const GatedMlp& g, const Tensor& x, ops::CaptureSink* capture = nullptr);
-
-// Whether gated_mlp_forward may use the fused op; on by default. Off forces the plain composition
-// (tests compare the two paths).
-bool& gated_mlp_fused();
 
 // Replaces every block's MLP by a GatedMlp whose pathways are copies of it; gate weights drawn
 // from N(0, gate_init_std) with zero biases (pi starts near 0.5). No-op error if already injected.

@@ -5,7 +5,9 @@ train/ reaches the kernels only through ops (core/ops*.h): no train/ file includ
 header or dispatches a kernel (ARIA_DISPATCH, aria::cpu:: / aria::cuda:: kernel calls); model/
 includes no kernels/ header either. core/ includes one kernels/ header, the backend interface
 kernels/backend.h (runtime services and the kernel table), never kernels/kernels.h or a backend's
-own headers (kernels/cpu/, kernels/cuda/). A rule is
+own headers (kernels/cpu/, kernels/cuda/). No file of the library (core/, kernels/, model/, train/)
+reads the environment: its switches live in aria::context() (core/context.h), which only tools/
+fills from environment variables. A rule is
 (folder, description, regex); a line matching the regex in a C++ source under the folder fails.
 --self-test writes a small tree that breaks every rule and checks that each break is reported."""
 import argparse
@@ -25,7 +27,8 @@ RULES = [
      re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/')),
     ("core", "includes a kernels/ header other than the backend interface kernels/backend.h",
      re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/(?!backend\.h")')),
-]
+] + [(folder, "reads the environment (only tools/ does: add a field to aria::context(), core/context.h)",
+      re.compile(r"\b(?:secure_)?getenv\s*\(")) for folder in ("core", "kernels", "model", "train")]
 
 
 def violations(root):
@@ -54,6 +57,8 @@ def self_test():
         "core/f.cpp": '#include "aria/kernels/backend.h"\n#include "aria/kernels/kernels.h"\n',
         "core/g.h": '#include "kernels/cuda/runtime.h"\n',
         "core/ok.cpp": '#include "aria/kernels/backend.h"\n// kernels/kernels.h is not included here\n',
+        "kernels/cuda/h.cu": 'const char* e = std::getenv("ARIA_X");\n',
+        "model/i.cpp": "if (secure_getenv(name)) {}\n",
     }
     with tempfile.TemporaryDirectory() as d:
         root = pathlib.Path(d)
@@ -62,8 +67,9 @@ def self_test():
             (root / rel).write_text(text)
         found = violations(root)
     files = sorted({v.split(":")[0] for v in found})
-    want = ["core/f.cpp", "core/g.h", "model/e.cpp", "train/a.cpp", "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
-    if files != want or len(found) != 7:
+    want = ["core/f.cpp", "core/g.h", "kernels/cuda/h.cu", "model/e.cpp", "model/i.cpp", "train/a.cpp",
+            "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
+    if files != want or len(found) != 9:
         print("self-test failed: reported", found, file=sys.stderr)
         return 1
     print("self-test: every planted violation reported, nothing else")
@@ -84,7 +90,7 @@ def main():
         print("error: " + v, file=sys.stderr)
     if not found:
         print("layers: train/ and model/ include no kernels/ header, train/ dispatches no kernel, core/ includes"
-              " only kernels/backend.h")
+              " only kernels/backend.h, and no library file reads the environment")
     return 1 if found else 0
 
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "aria/core/autograd.h"
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
@@ -57,9 +58,9 @@ TEST_CASE("gelu_mlp with activation recomputation gives the same gradients") {
   Tensor x = randn({7, 6}, 21), w1 = randn({6, 12}, 22), b1 = randn({12}, 23), w2 = randn({12, 6}, 24), b2 = randn({6}, 25);
   auto f = [&] { return ops::gelu_mlp(x, w1, b1, w2, b2); };
   auto kept = value_and_grads(f, {x, w1, b1, w2, b2});
-  ops::recompute_activations() = true;
+  context().recompute_activations = true;
   auto recomputed = value_and_grads(f, {x, w1, b1, w2, b2});
-  ops::recompute_activations() = false;
+  context().recompute_activations = false;
   check_equal(recomputed, kept);
 }
 
@@ -94,13 +95,13 @@ TEST_CASE("lm_head_cross_entropy equals cross_entropy(matmul), with ignored targ
   const auto plain = run(false);
   // One chunk (the default budget), then logits budgets of 1, 3 and 5 rows of 13 float64 logits:
   // 14 rows in 14, 5 and 3 chunks, the last one short, dW accumulated across them.
-  const int64_t saved = ops::lm_head_chunk_bytes();
+  const int64_t saved = context().lm_head_chunk_bytes;
   for (int64_t rows : {int64_t(0), int64_t(1), int64_t(3), int64_t(5)}) {
     CAPTURE(rows);
-    if (rows) ops::lm_head_chunk_bytes() = rows * 13 * 8;
+    if (rows) context().lm_head_chunk_bytes = rows * 13 * 8;
     check_equal(run(true), plain);
   }
-  ops::lm_head_chunk_bytes() = saved;
+  context().lm_head_chunk_bytes = saved;
 }
 
 TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gradients, bad targets are errors") {

@@ -4,7 +4,7 @@
 //   gated_mlp (the whole gated MLP as one op) == its plain composition: out, pi and every gradient in
 //   float64 (pi and/or out feeding the loss, frozen inputs, recomputation), one tape node, clear
 //   errors; its gate_head rows against hand loops; a tiny gated GPT-2's loss and gradients with the
-//   fused op == the plain path (gated_mlp_fused() off), and the plain ops given a per-sample capture sink;
+//   fused op == the plain path (Context::gated_mlp_fused off), and the plain ops given a per-sample capture sink;
 //   spc_penalty_grad == binary mul + axpy(-B) + axpy(lambda), the three kernels SPC used before, and
 //   over a list of awkward tensors (1 element, odd sizes, empty, a misaligned view) == the plain
 //   formula per element;
@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "aria/core/autograd.h"
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
@@ -676,7 +677,7 @@ GatedRun run_gated(bool fused, const Tensor& x0, const std::vector<Tensor>& p0, 
   return run_gated_with(fused ? op : GatedFn(gated_plain), x0, p0, grad, feeds, wo, wp);
 }
 
-// Sets a global switch (ops::recompute_activations(), gated_mlp_fused()) for a scope.
+// Sets a switch of aria::context() (recompute_activations, gated_mlp_fused) for a scope.
 struct SwitchScope {
   bool& flag;
   bool saved;
@@ -708,7 +709,7 @@ TEST_CASE("gated_mlp equals the plain composition: out, pi and every gradient (f
       {"gate head only", mask({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10})},
       {"x only", mask({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})}};
   for (bool recompute : {false, true}) {
-    SwitchScope scope(ops::recompute_activations(), recompute);
+    SwitchScope scope(context().recompute_activations, recompute);
     for (Feeds feeds : {Feeds::OutAndPi, Feeds::OutOnly, Feeds::PiOnly}) {
       for (const auto& [name, grad] : masks) {
         CAPTURE(recompute);
@@ -908,7 +909,7 @@ TEST_CASE("a tiny gated GPT-2: the fused gated MLP gives the plain path's loss, 
     size_t tape_nodes = 0;
   };
   auto run = [&](bool fused) {
-    SwitchScope scope(gated_mlp_fused(), fused);
+    SwitchScope scope(context().gated_mlp_fused, fused);
     for (auto& [name, t] : m.named_parameters()) t.zero_grad();
     tape().clear();
     // The language-model loss plus the plasticity loss: both out and pi of every layer feed it.

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "aria/core/context.h"
 #include "aria/kernels/kernels.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
@@ -288,9 +289,9 @@ namespace {
 
 #ifdef ARIA_WITH_CUDA
 struct Tf32Off {  // float32 comparisons at 1e-4 need exact fp32 GEMMs
-  bool was = cuda::tf32_enabled();
-  Tf32Off() { cuda::set_tf32(false); }
-  ~Tf32Off() { cuda::set_tf32(was); }
+  bool was = context().tf32;
+  Tf32Off() { context().tf32 = false; }
+  ~Tf32Off() { context().tf32 = was; }
 };
 uint64_t fallbacks() { return cuda::gemm_epilogue_fallbacks(); }
 #else
@@ -416,7 +417,7 @@ TEST_CASE("CUDA gemm_epilogue is deterministic (bit-identical reruns), fused and
 }
 
 #ifdef ARIA_WITH_CUDA
-// Autotuned plans (runtime.h: set_gemm_autotune) time several algorithms on the call's own operands
+// Autotuned plans (Context::gemm_autotune) time several algorithms on the call's own operands
 // before the launch that counts: the results must still be the CPU's, accumulation (beta = 1, which
 // is never tuned because a timing run would overwrite c) must survive, and reruns stay bit-identical.
 // Shapes used nowhere else in this binary, so their plans are made with tuning on.
@@ -424,9 +425,9 @@ TEST_CASE("CUDA GEMM autotuning: tuned plans match the CPU, accumulate correctly
   if (!gpu_or_skip("GEMM autotuning")) return;
   const Device gpu = Device::cuda(0);
   struct Restore {
-    ~Restore() { cuda::set_gemm_autotune(false); }
+    ~Restore() { context().gemm_autotune = false; }
   } restore;
-  cuda::set_gemm_autotune(true);
+  context().gemm_autotune = true;
   uint64_t seed = 1300;
   for (const Problem& p : {Problem{384, 640, 192, false, false, GemmEpilogue::Gelu, true, true},
                            Problem{640, 384, 192, false, true, GemmEpilogue::DGelu, true, true},

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
 #include "aria/train/lm_checkpoint.h"
@@ -39,9 +40,8 @@ TokenDataset tokens(size_t n, uint64_t salt) {
 
 // Bit for bit needs one fixed CPU team for every step of both runs. A training loop may choose its
 // team by timing its first steps (core/cpu_threads.h), so a resumed run could choose another team
-// than the run it continues; OMP_NUM_THREADS, when set, fixes the team (and is kept when the caller
-// set it).
-void fix_cpu_team() { ::setenv("OMP_NUM_THREADS", "1", 0); }
+// than the run it continues; Context::cpu_threads, when set, fixes the team.
+void fix_cpu_team() { context().cpu_threads = 1; }
 
 LmTrainConfig config() {
   LmTrainConfig c;

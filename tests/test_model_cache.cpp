@@ -8,6 +8,7 @@
 #include <functional>
 #include <sstream>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
 #include "aria/train/default_experiment.h"
@@ -147,17 +148,14 @@ TEST_CASE("temporary folders of dead builds are removed, and a failed build leav
   CHECK_THROWS_WITH_AS(ensure_cached_model(req, Device::cpu(), log), doctest::Contains("cannot open corpus"), Error);
 }
 
-TEST_CASE("the cache root: ARIA_CACHE, else XDG_CACHE_HOME/aria, else HOME/.cache/aria") {
-  const char* old = std::getenv("ARIA_CACHE");
-  const std::string saved = old ? old : "";
-  ::setenv("ARIA_CACHE", "/tmp/somewhere", 1);
+// Which environment variable fills Context::cache_dir is the programs' business: test_environment.cpp.
+TEST_CASE("the cache root is Context::cache_dir, and none is a clear error") {
+  const std::string saved = context().cache_dir;
+  context().cache_dir = "/tmp/somewhere";
   CHECK(model_cache_root() == "/tmp/somewhere");
-  ::unsetenv("ARIA_CACHE");
-  ::setenv("XDG_CACHE_HOME", "/tmp/xdg", 1);
-  CHECK(model_cache_root() == "/tmp/xdg/aria");
-  ::unsetenv("XDG_CACHE_HOME");
-  CHECK(model_cache_root() == std::string(std::getenv("HOME")) + "/.cache/aria");
-  if (old) ::setenv("ARIA_CACHE", saved.c_str(), 1);
+  context().cache_dir.clear();
+  CHECK_THROWS_WITH_AS(model_cache_root(), doctest::Contains("ARIA_CACHE"), Error);
+  context().cache_dir = saved;
 }
 
 TEST_CASE("the embedded default experiment and the recipes") {
@@ -243,7 +241,7 @@ TEST_CASE("a cached model on token shards: built once, reused, keyed by the shar
 }
 
 TEST_CASE("a stopped build continues from its checkpoint and equals an uninterrupted one") {
-  ::setenv("OMP_NUM_THREADS", "1", 0);  // one fixed CPU team for both builds (see test_lm_resume.cpp)
+  context().cpu_threads = 1;  // one fixed CPU team for both builds (see test_lm_resume.cpp)
   REQUIRE(fs::exists(kVocabDir + "/vocab.json"));
   TempDir t("aria_model_cache_");
   ModelCacheRequest req = shard_request(t);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/model/tokenizer.h"
 
@@ -264,19 +265,17 @@ TEST_CASE("bad vocabulary and merges files give aria::Error naming the file") {
   CHECK(contains(error_of([&] { t.decode({-1}); }), "-1"));
 }
 
-TEST_CASE("find_vocab_dir: model dir, then ARIA_HOME, then the current directory and its parents") {
+TEST_CASE("find_vocab_dir: model dir, then Context::home, then the current directory and its parents") {
   TempDir dir;
-  struct Restore {  // cwd and ARIA_HOME are process-wide: put them back whatever happens
+  struct Restore {  // cwd and the context are process-wide: put them back whatever happens
     fs::path cwd = fs::current_path();
-    const char* h = std::getenv("ARIA_HOME");
-    std::string home = h ? h : "";
+    std::string home = aria::context().home;
     ~Restore() {
       fs::current_path(cwd);
-      if (h) setenv("ARIA_HOME", home.c_str(), 1);
-      else unsetenv("ARIA_HOME");
+      aria::context().home = home;
     }
   } restore;
-  unsetenv("ARIA_HOME");
+  aria::context().home.clear();
 
   dir.write("model/vocab.json", "{}");
   dir.write("model/merges.txt", "");
@@ -295,7 +294,7 @@ TEST_CASE("find_vocab_dir: model dir, then ARIA_HOME, then the current directory
   fs::current_path(dir.path / "root/a/b");
   CHECK(aria::find_vocab_dir("") == found);
   fs::current_path(dir.path / "empty");
-  setenv("ARIA_HOME", (dir.path / "root").c_str(), 1);
+  aria::context().home = (dir.path / "root").string();
   CHECK(aria::find_vocab_dir((dir.path / "empty").string()) == found);
 }
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/model/gpt2_config.h"
@@ -184,15 +185,15 @@ std::string find_data_dir(const std::string& data_dir) {
   const fs::path d(data_dir);
   if (ok(d)) return fs::absolute(d).lexically_normal().string();
   if (d.is_relative()) {
-    if (const char* home = std::getenv("ARIA_HOME"); home && *home && ok(fs::path(home) / d))
-      return (fs::path(home) / d).lexically_normal().string();
+    const std::string& home = context().home;
+    if (!home.empty() && ok(fs::path(home) / d)) return (fs::path(home) / d).lexically_normal().string();
     const fs::path cwd = fs::current_path(ec);
     for (fs::path dir = cwd.parent_path(); !ec && !dir.empty(); dir = dir.parent_path()) {
       if (ok(dir / d)) return (dir / d).lexically_normal().string();
       if (dir == dir.parent_path()) break;
     }
     // Next to the running binary (a build folder in the checkout, or <prefix>/bin with share/aria).
-    if (const char* home = std::getenv("ARIA_HOME"); !home || !*home)
+    if (home.empty())
       for (const std::string& root : roots_near_binary())
         if (ok(fs::path(root) / d)) return (fs::path(root) / d).lexically_normal().string();
   }

@@ -36,8 +36,8 @@ ModelCacheRequest cached_model_request(const std::string& name, const std::strin
                                        const std::string& shard_dir = "");
 
 // Resolves a relative data directory such as "third_party/data": as given when it exists, else
-// under $ARIA_HOME, then under the current directory's parents. Throws aria::Error listing the
-// places looked at, with a hint to run tools/setup.sh.
+// under Context::home (the programs: $ARIA_HOME), then under the current directory's parents.
+// Throws aria::Error listing the places looked at, with a hint to run tools/setup.sh.
 std::string find_data_dir(const std::string& data_dir);
 
 }  // namespace aria

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/model/gpt2.h"
@@ -188,11 +189,10 @@ ojson pretrain_recipe_to_json(const PretrainRecipe& r) {
 }
 
 std::string model_cache_root() {
-  if (const char* c = std::getenv("ARIA_CACHE"); c && *c) return c;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (fs::path(x) / "aria").string();
-  const char* home = std::getenv("HOME");
-  ARIA_CHECK(home && *home, "model cache: neither ARIA_CACHE nor HOME is set; set ARIA_CACHE to a writable folder");
-  return (fs::path(home) / ".cache" / "aria").string();
+  const std::string& root = context().cache_dir;
+  ARIA_CHECK(!root.empty(), "model cache: no cache folder (neither ARIA_CACHE nor HOME is set; set ARIA_CACHE to a "
+             "writable folder, or aria::context().cache_dir)");
+  return root;
 }
 
 std::string model_cache_key(const ModelCacheRequest& req) {

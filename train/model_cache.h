@@ -22,7 +22,8 @@
 // processes that no longer run are removed. Two processes building the same entry at once both
 // finish; the second rename loses and that process uses the first's model.
 //
-// <root>: $ARIA_CACHE if set, else $XDG_CACHE_HOME/aria, else $HOME/.cache/aria.
+// <root>: Context::cache_dir (the programs: $ARIA_CACHE if set, else $XDG_CACHE_HOME/aria, else
+// $HOME/.cache/aria).
 #pragma once
 #include <cstdint>
 #include <ostream>

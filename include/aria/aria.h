@@ -6,6 +6,7 @@
 #include "aria/version.h"  // ARIA_VERSION_STRING, aria::kVersion
 
 // Tensors and differentiable ops: Tensor, DType, Device (cpu, cuda:N), the autograd tape, aria::ops.
+#include "aria/core/context.h"  // the library's switches (aria::context())
 #include "aria/core/device.h"
 #include "aria/core/dtype.h"
 #include "aria/core/error.h"

@@ -9,16 +9,16 @@
 //
 // A batch-1 b shared by every a[i] is folded into M when a is not transposed ([batch*M, K] @ [K, N]),
 // else passed with batch stride 0. float32 computes in exact fp32 (CUBLAS_COMPUTE_32F) unless TF32
-// is switched on (ARIA_TF32=1 or set_tf32); bfloat16 operands accumulate in fp32 (CUBLAS_COMPUTE_32F,
-// fp32 alpha/beta) and D is rounded to bfloat16 once. Plans (descriptors + chosen algorithm, or the
+// is switched on (Context::tf32, core/context.h); bfloat16 operands accumulate in fp32
+// (CUBLAS_COMPUTE_32F, fp32 alpha/beta) and D is rounded to bfloat16 once. Plans (descriptors + chosen algorithm, or the
 // fact that cuBLASLt has none) are cached per shape/dtype/alignment/epilogue so the training loop
 // pays for the heuristic once.
 //
 // When cuBLASLt has no algorithm for a request the work still gets done: a plain GEMM falls back to
 // cublasGemmStridedBatchedEx, an epilogue falls back to a plain GEMM plus our own elementwise kernels
-// (see gemm_epilogue_unfused). ARIA_GEMM_VERBOSE=1 names every refused request on stderr (once per
+// (see gemm_epilogue_unfused). Context::gemm_verbose names every refused request on stderr (once per
 // plan); gemm_epilogue_fallbacks() counts the unfused epilogue calls (tests and benchmarks read it).
-// With autotuning on (runtime.h: gemm_autotune_enabled) a plan times the heuristic's top candidates
+// With autotuning on (Context::gemm_autotune) a plan times the heuristic's top candidates
 // on its first beta = 0 launch outside graph capture and keeps the fastest.
 #include <array>
 #include <atomic>
@@ -28,6 +28,7 @@
 #include <map>
 #include <mutex>
 
+#include "aria/core/context.h"
 #include "aria/kernels/cuda/common.cuh"
 #include "aria/kernels/gemm_epilogue_check.h"
 
@@ -108,16 +109,8 @@ struct Plan {
   bool tuned = false;
 };
 
-bool gemm_verbose() {
-  static const bool v = [] {
-    const char* e = std::getenv("ARIA_GEMM_VERBOSE");
-    return e != nullptr && e[0] == '1';
-  }();
-  return v;
-}
-
 void note_refusal(const LtRequest& r, const char* why) {
-  if (!gemm_verbose()) return;
+  if (!context().gemm_verbose) return;
   std::fprintf(stderr, "aria: cuBLASLt refused m=%lld n=%lld k=%lld batch=%lld type=%d epilogue=%d (%s); using the fallback\n",
                (long long)r.g.m, (long long)r.g.n, (long long)r.g.k, (long long)r.g.batch, int(r.type),
                int(r.epilogue), why);
@@ -176,7 +169,7 @@ Plan make_plan(const LtRequest& r) {
   cublasLtMatmulHeuristicResult_t results[kCandidates]{};
   int found = 0;
   cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), p.desc, p.la, p.lb, p.lc, p.lc, pref,
-                                                     gemm_autotune_enabled() ? kCandidates : 1, results, &found);
+                                                     context().gemm_autotune ? kCandidates : 1, results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i)
     if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates[p.ncandidates++] = results[i].algo;
@@ -321,7 +314,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
   LtRequest r;
   r.g = g;
   r.type = cuda_type(a.dtype());
-  r.tf32 = a.dtype() == DType::F32 && tf32_enabled();
+  r.tf32 = a.dtype() == DType::F32 && context().tf32;
   r.al_a = pointer_alignment(b.raw_data());
   r.al_b = pointer_alignment(a.raw_data());
   r.al_c = pointer_alignment(c.raw_data());
@@ -410,7 +403,7 @@ bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool
   LtRequest r;
   r.g = describe(e.M, e.N, e.K, trans_a, trans_b, 1, true);
   r.type = cuda_type(c.dtype());
-  r.tf32 = c.dtype() == DType::F32 && tf32_enabled();
+  r.tf32 = c.dtype() == DType::F32 && context().tf32;
   r.epilogue = lt_epilogue(e.ep, bias.defined(), aux.defined());
   r.bias = bias.defined() ? bias.raw_data() : nullptr;
   r.aux = aux.defined() ? aux.raw_data() : nullptr;

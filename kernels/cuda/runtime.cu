@@ -275,25 +275,4 @@ cublasHandle_t blas_handle() {
   return h;
 }
 
-// A switch that a setter decides, or else the environment variable `name` ("1" = on) on first use.
-// state: -1 not decided yet, 0 off, 1 on.
-static bool switch_on(std::atomic<int>& state, const char* name) {
-  int v = state.load();
-  if (v < 0) {
-    const char* e = std::getenv(name);
-    int expected = -1;
-    state.compare_exchange_strong(expected, (e && std::strcmp(e, "1") == 0) ? 1 : 0);
-    v = state.load();
-  }
-  return v == 1;
-}
-
-static std::atomic<int> g_tf32{-1}, g_autotune{-1};
-
-bool tf32_enabled() { return switch_on(g_tf32, "ARIA_TF32"); }
-void set_tf32(bool on) { g_tf32.store(on ? 1 : 0); }
-
-bool gemm_autotune_enabled() { return switch_on(g_autotune, "ARIA_GEMM_AUTOTUNE"); }
-void set_gemm_autotune(bool on) { g_autotune.store(on ? 1 : 0); }
-
 }  // namespace aria::cuda

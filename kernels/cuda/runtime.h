@@ -1,6 +1,7 @@
 // Shared state of the CUDA backend (kernels/cuda/runtime.cu): the one stream every kernel, copy and
-// cuBLASLt call is issued on, the cuBLAS/cuBLASLt handles and workspace, device properties, and a few
-// switches. Host-side header: safe to include from plain C++ (tests, aria-bench) in CUDA builds.
+// cuBLASLt call is issued on, the cuBLAS/cuBLASLt handles and workspace, and device properties (its
+// switches are in core/context.h). Host-side header: safe to include from plain C++ (tests,
+// aria-bench) in CUDA builds.
 #pragma once
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -22,20 +23,6 @@ cublasLtHandle_t lt_handle();
 void* lt_workspace();
 size_t lt_workspace_size();
 cublasHandle_t blas_handle();
-
-// float32 GEMMs: exact fp32 (CUBLAS_COMPUTE_32F) by default; TF32 tensor cores when ARIA_TF32=1 in
-// the environment at first use, or after set_tf32(true).
-bool tf32_enabled();
-void set_tf32(bool on);
-
-// GEMM autotuning (kernels/cuda/matmul.cu): when on, the first beta = 0 launch of each cached GEMM
-// plan (a shape, dtype, alignment and epilogue) times cuBLASLt's top candidates on its own operands
-// and keeps the fastest. Off by default, because the choice depends on timing: two processes may pick
-// different algorithms for a shape and round differently, while by default every run gives the same
-// bits. On with ARIA_GEMM_AUTOTUNE=1 in the environment at first use, or set_gemm_autotune(true)
-// (plans made while it was off keep their algorithm).
-bool gemm_autotune_enabled();
-void set_gemm_autotune(bool on);
 
 // Caching allocator extras (kernels/cuda/allocator.cu): returns every cached, unused block to the
 // driver (cudaFree). Synchronizes the device first.

@@ -22,7 +22,7 @@ struct Config {
   bool bf16 = false;   // --bf16: bfloat16 weights/activations/grads, float32 master weights and moments
   bool graph = false;  // --graph: the timed steps replay one step recorded as a CUDA graph
   bool autotune = false;  // --autotune: each GEMM plan times cuBLASLt's top candidates once (runtime.h)
-  int lm_chunk_mib = 0;  // --lm-chunk-mib: logits per classifier chunk (0: ops::lm_head_chunk_bytes()'s default)
+  int lm_chunk_mib = 0;  // --lm-chunk-mib: logits per classifier chunk (0: Context::lm_head_chunk_bytes' default)
   int steps = 10, warmup = 3;
   bool continual = false;  // --continual: the continual trainer's aria step and its per-sample Fisher
   int fisher_batches = 8;  // --fisher-batches: batches of the timed Fisher pass

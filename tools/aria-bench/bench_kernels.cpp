@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "aria/core/context.h"
 #include "aria/core/rng.h"
 #include "aria/kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
@@ -239,11 +240,11 @@ void bench_matmul(Runner& R, int64_t N) {
     const double bytes = 4.0 * (double(N) * g.K + double(g.K) * g.Nout + double(N) * g.Nout);
     const std::string shape = dims({N, g.K}) + " x " + (g.trans_b ? dims({g.Nout, g.K}) + "^T" : dims({g.K, g.Nout}));
     for (bool tf32 : {false, true}) {
-      cuda::set_tf32(tf32);
+      context().tf32 = tf32;
       R.add(std::string(g.name) + (tf32 ? " (tf32)" : " (fp32)"), shape, bytes, flops,
             [&](int) { cuda::matmul(a, b, c, false, g.trans_b, 1, 0); }, tf32);
     }
-    cuda::set_tf32(false);
+    context().tf32 = false;
   }
 }
 
@@ -326,11 +327,11 @@ Ceilings measure_ceilings(const Config& cfg) {
     Tensor a = randn({1, n, n}, 2), b = randn({1, n, n}, 3, 0.01), out = Tensor::empty({1, n, n}, DType::F32, kGpu);
     const double flops = 2.0 * double(n) * n * n;
     for (bool tf32 : {false, true}) {
-      cuda::set_tf32(tf32);
+      context().tf32 = tf32;
       const double ms = time_ms([&](int) { cuda::matmul(a, b, out, false, false, 1, 0); }, 5, fl);
       (tf32 ? c.tf32_tflops : c.fp32_tflops) = flops / (ms * 1e-3) / 1e12;
     }
-    cuda::set_tf32(false);
+    context().tf32 = false;
     // bfloat16 operands (fp32 accumulation): the ceiling of the mixed-precision path.
     Tensor ah = a.to(DType::BF16), bh = b.to(DType::BF16), oh = Tensor::empty({1, n, n}, DType::BF16, kGpu);
     const double ms = time_ms([&](int) { cuda::matmul(ah, bh, oh, false, false, 1, 0); }, 5, fl);

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "aria/core/autograd.h"
+#include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/rng.h"
 #include "aria/kernels/kernels.h"
@@ -28,8 +29,8 @@ StepResult bench_step(const Config& cfg) {
   Gpt2Model m = gpt2_random(c, 1, dev);
   if (cfg.gated) inject_gated_mlp(m, 2);
   if (cfg.bf16) m = m.to(DType::BF16);  // AdamW keeps the float32 masters
-  ops::recompute_activations() = cfg.recompute;
-  if (cfg.lm_chunk_mib > 0) ops::lm_head_chunk_bytes() = int64_t(cfg.lm_chunk_mib) << 20;
+  context().recompute_activations = cfg.recompute;
+  if (cfg.lm_chunk_mib > 0) context().lm_head_chunk_bytes = int64_t(cfg.lm_chunk_mib) << 20;
   m.set_requires_grad(true);
   const auto params = m.named_parameters();
   AdamW opt(default_decay_groups(params, 1e-4, 0.1));

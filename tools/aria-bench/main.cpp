@@ -8,11 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
 #include "aria/kernels/kernels.h"
 #include "tools/aria-bench/bench.h"
 #include "tools/aria/args.h"  // cli::UsageError: exit code 2, as in aria
+#include "tools/aria/environment.h"
 #ifdef ARIA_WITH_CUDA
 #include "aria/kernels/cuda/runtime.h"
 #endif
@@ -119,12 +121,10 @@ int run_step_mode(Config cfg, const std::string& json_path, bool compare_torch) 
 #ifdef ARIA_WITH_CUDA
   // Before the ceilings, so that they are those of tuned GEMMs too. Without --autotune the
   // environment decides (ARIA_GEMM_AUTOTUNE), as everywhere else.
-  if (cfg.autotune) cuda::set_gemm_autotune(true);
+  if (cfg.autotune) context().gemm_autotune = true;
 #endif
   const Ceilings ceil = measure_ceilings(cfg);  // switches TF32 on and off itself: choose after it
-#ifdef ARIA_WITH_CUDA
-  cuda::set_tf32(cfg.tf32);
-#endif
+  context().tf32 = cfg.tf32;
   const std::string precision = cfg.bf16 ? "bf16" : cfg.tf32 ? "tf32" : "fp32";
   const double peak = cfg.bf16 ? ceil.bf16_tflops : cfg.tf32 ? ceil.tf32_tflops : ceil.fp32_tflops;
   std::printf("aria-bench on %s: GPT-2 %s%s, B=%d T=%d, %s GEMMs; median of %d steps%s\n", device_name().c_str(),
@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
   Config cfg;
   std::string json_path;
   bool compare_torch = false;
+  aria::cli::read_environment(aria::context());
   try {
     aria::cli::Args args = bench_flags();
     if (!args.parse(argc - 1, argv + 1)) return 0;  // --help

@@ -23,6 +23,7 @@
 #include "aria/train/token_shards.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
+#include "tools/aria/environment.h"
 #include "tools/aria/run_folder.h"
 #include "tools/aria/run_state.h"
 
@@ -174,7 +175,8 @@ int cmd_pretrain(int argc, char** argv) {
   std::fprintf(stderr, "aria pretrain: %lld parameters (%d layers, d=%d), %zu training tokens, device %s\n",
               (long long)model.num_parameters(), model.config.n_layer, model.config.n_embd, size_t(train.size()),
               dev.str().c_str());
-  if (!dev.is_cuda()) std::fprintf(stderr, "aria pretrain: CPU %s\n", cpu_threads::describe().c_str());
+  if (!dev.is_cuda())
+    std::fprintf(stderr, "aria pretrain: CPU %s%s\n", cpu_threads::describe().c_str(), openmp_description().c_str());
   // With checkpoints, SIGINT/SIGTERM stop after the current step with a checkpoint (exit 130/143).
   std::optional<StopSignals> signals;
   if (!cfg.checkpoint_dir.empty()) {

@@ -14,6 +14,7 @@
 #include "aria/core/error.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
+#include "tools/aria/environment.h"
 #include "tools/aria/run_state.h"
 
 namespace {
@@ -45,9 +46,12 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Before any OpenMP region: the team size from the CPUs this process may use, passive waits
-  // (may re-execute the program once to set libgomp's wait policy; core/cpu_threads.h).
-  aria::cpu_threads::init_cpu_threads(argv);
+  // Before any OpenMP region: passive waits (may re-execute the program once to set libgomp's wait
+  // policy), the switches from the environment, then the team size from them or from the CPUs this
+  // process may use (core/cpu_threads.h).
+  aria::cli::set_openmp_wait_policy(argv);
+  aria::cli::read_environment(aria::context());
+  aria::cpu_threads::init_cpu_threads();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;

@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   aria::Gpt2Model m16 = aria::gpt2_load(model_dir, aria::Device::cuda(0)).to(aria::DType::BF16);
   m16.set_requires_grad(true);
   aria::AdamW opt(aria::default_decay_groups(m16.named_parameters(), 6e-4, 0.1));
-  aria::ops::recompute_activations() = true;  // one more GELU pass per layer instead of keeping its output
+  aria::context().recompute_activations = true;  // one more GELU pass per layer instead of keeping its output
   std::vector<int32_t> tokens = {464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13};
   aria::Tensor x = aria::Tensor::from_ints({tokens.begin(), tokens.end() - 1}, {1, 9}, aria::Device::cuda(0));
   aria::Tensor y = aria::Tensor::from_ints({tokens.begin() + 1, tokens.end()}, {1, 9}, aria::Device::cuda(0));
