@@ -4,9 +4,11 @@
 // rotation, grouped-query attention with and without a sliding window (bf16 at hd 64/128: the
 // tensor-core forward's grouped-query form, windows that start the key loop on either stage). float32 and float64 against
 // the CPU on the same values; bfloat16 against the CPU's float32 on the same bf16-rounded inputs.
-// Outputs are NaN-poisoned first. Every case skips without a GPU.
+// Outputs are NaN-poisoned first. Every case skips without a GPU. Timings: ARIA_LLAMA_BENCH=1
+// build-gpu/tests/test_cuda_llama_ops -ts=benchmark.
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -202,3 +204,65 @@ TEST_CASE("CUDA Llama-family kernels refuse tensors of the wrong device or shape
   CHECK_THROWS_WITH_AS(ops::gqa_attention(Tensor::zeros({1, 3, 6 * 300}, DType::F32, kGpu), 4, 1),
                        doctest::Contains("head_dim 300 is above"), Error);
 }
+
+#ifdef ARIA_WITH_CUDA
+// Timings at Llama-1B-like shapes (N = 16384 tokens, C 2048, MLP 8192, 32 query / 8 kv heads of 64),
+// bfloat16, median of 20 CUDA-event runs: a benchmark, not a test (ARIA_LLAMA_BENCH=1).
+TEST_CASE("Llama-family kernel timings (ARIA_LLAMA_BENCH=1)" * doctest::test_suite("benchmark")) {
+  if (!testing::bench_or_skip("ARIA_LLAMA_BENCH")) return;
+  if (!gpu_or_skip("llama kernel timings")) return;
+  const DType bf = DType::BF16;
+  auto gpu_randn = [&](const Shape& s, uint64_t seed) { return randn(s, seed).to(bf).to(kGpu); };
+  auto report = [](const char* what, double ms, double bytes) {
+    std::printf("%s: %.1f us, %.0f GB/s\n", what, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+  };
+  const int64_t N = 16384, C = 2048, H = 8192;
+  {
+    Tensor x = gpu_randn({N, C}, 1), r = gpu_randn({N, C}, 2), w = gpu_randn({C}, 3), dy = gpu_randn({N, C}, 4);
+    Tensor y = Tensor::empty({N, C}, bf, kGpu), sum = Tensor::empty({N, C}, bf, kGpu), dx = Tensor::empty({N, C}, bf, kGpu);
+    Tensor rstd = Tensor::empty({N}, DType::F32, kGpu), dw = Tensor::zeros({C}, DType::F32, kGpu);
+    const double e = 2.0 * double(N * C);
+    report("rmsnorm_forward bf16 [16384, 2048]",
+           testing::cuda_median_ms([&] { cuda::rmsnorm_forward(x, w, y, rstd, 1e-5); }), 2 * e);
+    report("add_rmsnorm_forward bf16 [16384, 2048]",
+           testing::cuda_median_ms([&] { cuda::add_rmsnorm_forward(x, r, w, sum, y, rstd, 1e-5); }), 4 * e);
+    report("rmsnorm_backward (dx with dres, dw) bf16 [16384, 2048]",
+           testing::cuda_median_ms([&] { cuda::rmsnorm_backward(x, w, rstd, dy, r, dx, dw); }), 4 * e);
+  }
+  {
+    Tensor gu = gpu_randn({N, 2 * H}, 5), dout = gpu_randn({N, H}, 6);
+    Tensor out = Tensor::empty({N, H}, bf, kGpu), d = Tensor::empty({N, 2 * H}, bf, kGpu);
+    const double e = 2.0 * double(N * H);
+    report("swiglu_forward bf16 packed [16384, 2 x 8192]",
+           testing::cuda_median_ms([&] { cuda::swiglu_forward(gu.slice(1, 0, H), gu.slice(1, H, 2 * H), out); }), 3 * e);
+    report("swiglu_backward bf16 packed [16384, 2 x 8192]", testing::cuda_median_ms([&] {
+             cuda::swiglu_backward(gu.slice(1, 0, H), gu.slice(1, H, 2 * H), dout, d.slice(1, 0, H), d.slice(1, H, 2 * H));
+           }),
+           5 * e);
+  }
+  {
+    const int64_t T = 2048, W = 48 * 64;  // 32 q + 8 k rotated, 8 v copied
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t);
+    std::vector<double> f;
+    for (float v : ops::rope_inv_freq(64, 500000.0)) f.push_back(v);
+    auto [cos, sin] = ops::rope_tables(Tensor::from_ints(pos, {T}, kGpu), Tensor::from_vector(f, {32}, DType::F32, kGpu));
+    Tensor x = gpu_randn({N, W}, 7), y = Tensor::empty({N, W}, bf, kGpu);
+    report("rope_apply bf16 qkv [16384, 48 x 64] (40 heads rotated)",
+           testing::cuda_median_ms([&] { cuda::rope_apply(x, cos, sin, y, 40, 64, false); }), 4.0 * double(N * W));
+  }
+  {
+    const int B = 8, T = 2048, Hq = 32, KV = 8, hd = 64;
+    Tensor qkv = gpu_randn({B, T, int64_t(Hq + 2 * KV) * hd}, 8), dout = gpu_randn({B, T, int64_t(Hq) * hd}, 9);
+    Tensor out = Tensor::empty({B, T, int64_t(Hq) * hd}, bf, kGpu), lse = Tensor::empty({B, Hq, T}, DType::F32, kGpu);
+    Tensor dqkv = Tensor::empty(qkv.shape(), bf, kGpu);
+    const double flops = 4.0 * B * Hq * double(T) * T / 2 * hd;  // causal: half of QK^T and PV
+    const double fwd = testing::cuda_median_ms([&] { cuda::attention_gqa_forward(qkv, out, lse, Hq, KV, 0); });
+    std::printf("attention_gqa_forward bf16 B8 T2048 H32 KV8 hd64: %.3f ms, %.0f TFLOP/s\n", fwd, flops / (fwd * 1e-3) / 1e12);
+    const double win = testing::cuda_median_ms([&] { cuda::attention_gqa_forward(qkv, out, lse, Hq, KV, 512); });
+    std::printf("attention_gqa_forward bf16 same, window 512: %.3f ms\n", win);
+    const double bwd = testing::cuda_median_ms([&] { cuda::attention_gqa_backward(qkv, out, lse, dout, dqkv, Hq, KV, 0); });
+    std::printf("attention_gqa_backward bf16 B8 T2048 H32 KV8 hd64 (plain kernel): %.3f ms\n", bwd);
+  }
+}
+#endif
