@@ -26,6 +26,9 @@ if [ "${1:-}" = "--pack" ]; then
   mkdir -p "$deps/share/eigen3" && cp -r /usr/share/eigen3/cmake "$deps/share/eigen3/"
   cp -r /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
   cp -r /usr/lib/cmake/doctest "$deps/lib/cmake/"
+  # pybind11 (headers and its CMake config, which locates itself): the Python module and its pytest
+  # cases, the GPU ones included, build there too when that machine's python3 has its headers.
+  [ -d /usr/include/pybind11 ] && cp -r /usr/include/pybind11 "$deps/include/" && cp -r /usr/lib/cmake/pybind11 "$deps/lib/cmake/"
   # doctest's export file hard-codes /usr; make it relative to where it lies.
   sed -i 's|^set(_IMPORT_PREFIX "/usr")|get_filename_component(_IMPORT_PREFIX "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)|' \
     "$deps/lib/cmake/doctest/doctestTargets.cmake"

@@ -25,8 +25,13 @@ mkdir -p /tmp/head "$out" && tar -xf "$root/build-snap/head.tar" -C /tmp/head &&
   { echo "cannot unpack build-snap/head.tar (run --pack here first)"; exit 1; }
 cd /tmp/head
 export ARIA_HOME=/tmp/head
+# The tokenizer.json parity fixtures (Hugging Face tokenizers, installed there): written into the tree
+# before the tests, so test_tokenizer_hf checks them in the ctest run below; they come back packed.
+python3 tools/hf_reference/make_tokenizer_fixtures.py > "$out/tokfix.log" 2>&1 &&
+  tar -czf "$out/tokenizer_fixtures.tar.gz" tests/fixtures/tokenizers || echo "tokenizer fixtures: FAILED (tokfix.log)"
 OUT="$out" bash tools/gpu_quick.sh test_continual_twin:-s test_cuda_continual_bf16:-s test_spc "test_gated_fused:-tc=*spc*" \
   test_cuda_runtime test_cuda_host_syncs test_count_correct test_fisher test_adamw \
+  test_cuda_llama_ops test_cuda_vs_cpu test_cuda_attention_bf16 test_llama_ops test_gradcheck \
   -c "nvidia-smi --query-gpu=name --format=csv,noheader"
 status=$?
 [ "${1:-}" = "quick" ] && exit $status
