@@ -35,7 +35,7 @@ OUT="$out" bash tools/gpu_quick.sh test_continual_twin:-s test_cuda_continual_bf
   -c "nvidia-smi --query-gpu=name --format=csv,noheader"
 status=$?
 [ "${1:-}" = "quick" ] && exit $status
-(cd build-gpu && timeout 200 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
+(cd build-gpu && timeout 240 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
 grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed" "$out/ctest.log" | head -30
 # The continual step next to the PyTorch twin (eager and torch.compile) in bf16, then float32 alone.
 timeout 200 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 --bf16 \
