@@ -108,7 +108,7 @@ std::vector<LossPoint> loss_points() {
 TEST_CASE("report tables: every CSV cell is report.json's number") {
   const ojson rep = report_json();
   const std::vector<CsvTable> ts = report_tables(rep, loss_points());
-  REQUIRE(ts.size() == 6);
+  REQUIRE(ts.size() == 8);
   const CsvTable& metrics = table(ts, "metrics");
   REQUIRE(metrics.rows.size() == 3);
   const char* names[3] = {"aria", "finetune", "multitask"};
@@ -169,7 +169,7 @@ TEST_CASE("report tables: every CSV cell is report.json's number") {
 TEST_CASE("report tables: written to a folder, one file per table") {
   const std::string dir = (std::filesystem::temp_directory_path() / ("aria_tables_" + std::to_string(getpid()))).string();
   const std::vector<std::string> paths = write_report_tables(report_json(), {}, dir + "/tables");
-  CHECK(paths.size() == 6);
+  CHECK(paths.size() == 8);
   for (const std::string& p : paths) CHECK(std::filesystem::is_regular_file(p));
   std::ifstream f(dir + "/tables/loss_curves.csv");
   std::string header, more;

@@ -161,6 +161,50 @@ CsvTable vs_finetune_table(const ojson& methods) {
   return t;
 }
 
+// Each task order's mean metrics ("per_order": only methods that ran in several orders).
+CsvTable per_order_table(const ojson& methods) {
+  CsvTable t{"per_order", {"method", "order_index", "order", "runs", "acc", "bwt", "forgetting", "fwt"}, {}};
+  for (auto it = methods.begin(); it != methods.end(); ++it) {
+    const ojson& per = at_or_null(it.value(), "per_order");
+    if (!per.is_array()) continue;
+    for (const ojson& o : per) {
+      std::string order;
+      if (at_or_null(o, "order").is_array())
+        for (const ojson& name : o.at("order")) order += (order.empty() ? "" : " > ") + cell(name);
+      std::vector<std::string> r = {it.key(), cell(at_or_null(o, "order_index")), order, cell(at_or_null(o, "runs"))};
+      for (const char* k : kMetrics) r.push_back(cell(at_or_null(o, k)));
+      t.rows.push_back(r);
+    }
+  }
+  return t;
+}
+
+// The head-only probe per run and position j > 0 (position 0 has no earlier task): the accuracy of
+// a head trained alone on the initial trunk and on the trunk after tasks < j, and their difference.
+CsvTable head_transfer_table(const ojson& methods, const std::vector<std::string>& tasks, const ojson& default_seed) {
+  CsvTable t{"head_transfer",
+             {"method", "seed", "order_index", "position", "task", "initial_trunk", "current_trunk", "transfer"},
+             {}};
+  for (auto it = methods.begin(); it != methods.end(); ++it)
+    for (const ojson* run : runs_of(it.value())) {
+      const ojson& h = at_or_null(*run, "head_only");
+      const ojson &a = at_or_null(h, "initial_trunk"), &b = at_or_null(h, "current_trunk");
+      if (!a.is_array() || !b.is_array()) continue;
+      ARIA_CHECK(a.size() == b.size() && a.size() == tasks.size(), "tables: methods.", it.key(),
+                 ": head_only needs one accuracy per task on each trunk");
+      std::vector<std::string> order = tasks;
+      if (run->contains("order") && run->at("order").is_array() && run->at("order").size() == tasks.size())
+        order = run->at("order").get<std::vector<std::string>>();
+      for (size_t j = 1; j < a.size(); ++j) {
+        const bool both = a[j].is_number() && b[j].is_number();
+        t.rows.push_back({it.key(), cell(run->contains("seed") ? run->at("seed") : default_seed),
+                          cell(run->value("order_index", ojson(0))), std::to_string(j), order[j], cell(a[j]),
+                          cell(b[j]), both ? cell(b[j].get<double>() - a[j].get<double>()) : ""});
+      }
+    }
+  return t;
+}
+
 CsvTable chance_table(const ojson& report, const std::vector<std::string>& tasks) {
   CsvTable t{"chance", {"task", "chance"}, {}};
   const std::vector<double> c = chance_per_task(report);
@@ -199,7 +243,8 @@ std::vector<CsvTable> report_tables(const ojson& report, const std::vector<LossP
   const ojson default_seed =
       at_or_null(at_or_null(at_or_null(at_or_null(report, "settings"), "config"), "train"), "seed");
   return {metrics_table(methods), runs_table(methods, default_seed), matrix_table(methods, tasks, default_seed),
-          vs_finetune_table(methods), chance_table(report, tasks), loss_table(loss)};
+          vs_finetune_table(methods), chance_table(report, tasks), loss_table(loss), per_order_table(methods),
+          head_transfer_table(methods, tasks, default_seed)};
 }
 
 std::string csv_text(const CsvTable& t) {

@@ -13,6 +13,10 @@
 //   vs_finetune.csv      method, metric, pairs, diff, ci95_lo, ci95_hi, wins, ties, losses
 //   chance.csv           task, chance (1 / number of labels)
 //   loss_curves.csv      method, seed, task, step, task_step, loss, ce, plasticity, spc, accuracy, lr, grad_norm
+//   per_order.csv        method, order_index, order (task names joined by " > "), runs, acc, bwt,
+//                        forgetting, fwt: report.json's "per_order" (methods run in several orders only)
+//   head_transfer.csv    method, seed, order_index, position (j > 0), task, initial_trunk, current_trunk,
+//                        transfer (current - initial): every run's "head_only" probe
 // A missing value (null in report.json, NaN in metrics.jsonl) is an empty cell.
 #pragma once
 #include <string>

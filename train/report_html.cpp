@@ -13,6 +13,7 @@
 #include "aria/model/gated_mlp.h"
 #include "aria/train/cls_data.h"
 #include "aria/train/report_format.h"
+#include "aria/train/report_sections.h"
 
 namespace aria {
 
@@ -439,6 +440,7 @@ svg .axis { fill: #333; font-size: 11px; } svg .small { font-size: 9px; fill: #4
 svg .cell { font-size: 12px; font-weight: 600; }
 svg .grid { stroke: #e3e3e3; stroke-width: 1; } svg .err { stroke: #222; stroke-width: 2; }
 svg .diag { stroke: #e15759; stroke-width: 2.5; } svg .bar { fill: #4e79a7; }
+tr.pooled td { font-weight: 600; background: #f6f8fa; }
 pre { background: #f6f8fa; padding: 10px; overflow: auto; font-size: 12px; max-height: 420px; }
 details { margin: 6px 0 10px; }
 </style>
@@ -568,6 +570,9 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
   s += "<nav><a href=\"#metrics\">metrics</a><a href=\"#forgetting\">forgetting</a>";
   if (!opt.loss.empty()) s += "<a href=\"#loss\">training loss</a>";
   if (report.contains("statistics")) s += "<a href=\"#statistics\">statistics</a>";
+  const std::string orders = per_order_section_html(methods), transfer = head_transfer_section_html(report);
+  if (!orders.empty()) s += "<a href=\"#orders\">task orders</a>";
+  if (!transfer.empty()) s += "<a href=\"#head-transfer\">head transfer</a>";
   for (auto it = methods.begin(); it != methods.end(); ++it)
     s += "<a href=\"#method-" + html_escape(it.key()) + "\">" + html_escape(it.key()) + "</a>";
   for (const GateReport& g : opt.gates) s += "<a href=\"#gates-" + html_escape(g.method) + "\">gates</a>";
@@ -582,6 +587,7 @@ std::string report_html(const ojson& report, const HtmlReportOptions& opt) {
   s += forgetting_section_html(methods);
   s += loss_section_html(methods, opt.loss);
   s += statistics_section(report);
+  s += orders + transfer;
   for (auto it = methods.begin(); it != methods.end(); ++it) s += method_section(it.key(), it.value(), tasks, chance);
   for (const GateReport& g : opt.gates) s += gates_section(g);
   if (report.contains("settings") && report.at("settings").is_object()) s += settings_section(report.at("settings"));

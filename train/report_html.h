@@ -9,6 +9,8 @@
 //   - per method: the accuracy matrix as a heat map with the numbers in the cells, and the
 //     accuracy of each task over the sequence (a line chart, one line per task, ± sd bands over seeds,
 //     dashed chance lines),
+//   - each task order's metrics next to the pooled ones, and the head-only transfer per method and
+//     task (report_sections.h),
 //   - per layer: a histogram of the gate pi over the real tokens of an evaluation set,
 //   - the settings the comparison ran under (the main ones in a table, all of them as JSON).
 #pragma once
