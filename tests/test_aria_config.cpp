@@ -71,6 +71,7 @@ TEST_CASE("every key is read") {
               {"fisher_estimator", "batched"},
               {"fisher_scope", "all_but_fast"},
               {"gate_init_std", 0.1},
+              {"gate_lr_ratio", 0.5},
               {"replay_per_task", 16},
               {"replay_batch", 3},
               {"lwf_lambda", 0.5},
@@ -118,6 +119,7 @@ TEST_CASE("every key is read") {
   CHECK(c.aria.fisher_estimator == "batched");
   CHECK(c.aria.fisher_scope == "all_but_fast");
   CHECK(c.aria.gate_init_std == 0.1);
+  CHECK(c.aria.gate_lr_ratio == 0.5);
   CHECK(c.aria.replay_per_task == 16);
   CHECK(c.aria.replay_batch == 3);
   CHECK(c.aria.lwf_lambda == 0.5);
@@ -155,7 +157,7 @@ TEST_CASE("the plug-in baselines replay and lwf are known methods, not in the de
 TEST_CASE("to_json of the defaults round-trips and names every key") {
   ExperimentConfig c = parse_experiment_config(kMinimal, "cfg.json");
   json j = experiment_config_to_json(c);
-  CHECK(j["aria"].size() == 17);
+  CHECK(j["aria"].size() == 18);
   CHECK(j["train"].size() == 13);
   CHECK(j["train"]["precision"] == "auto");
   CHECK(j.size() == 11);
@@ -237,6 +239,7 @@ TEST_CASE("out-of-range values and bad choices name the key") {
        "'aria.fisher_estimator' = \"diag\" is not one of: exact, empirical, batched"},
       {with({{"aria", {{"fisher_scope", "all"}}}}), "'aria.fisher_scope' = \"all\" is not one of: slow, all_but_fast"},
       {with({{"aria", {{"gate_init_std", -1}}}}), "'aria.gate_init_std' = -1 is out of range"},
+      {with({{"aria", {{"gate_lr_ratio", 0}}}}), "'aria.gate_lr_ratio' = 0 is out of range"},
       {with({{"aria", {{"replay_per_task", 0}}}}), "'aria.replay_per_task' = 0 is out of range [1, "},
       {with({{"aria", {{"replay_batch", -1}}}}), "'aria.replay_batch' = -1 is out of range [0, "},
       {with({{"aria", {{"lwf_lambda", -1}}}}), "'aria.lwf_lambda' = -1 is out of range"},

@@ -153,3 +153,27 @@ TEST_CASE("each group gets its own learning rate in an AdamW step") {
     CHECK(max_step == doctest::Approx(where.at(name)->lr).epsilon(0.01));
   }
 }
+
+TEST_CASE("gate_lr_ratio puts the gates in their own groups at lr * ratio, and 1 leaves them in fast") {
+  const ContinualModel m = gated_model_with_two_tasks();
+  ParamGroupSettings s = settings();
+  s.gate_lr_ratio = 0.1;
+  const auto groups = build_param_groups(m, {1}, s);
+  const auto where = group_of(groups);
+  int gates = 0;
+  for (const auto& [name, g] : where) {
+    INFO(name);
+    const bool gate = name.find(".mlp.gate.") != std::string::npos;
+    gates += gate;
+    if (gate) {
+      CHECK(g->name.rfind("gate/", 0) == 0);
+      CHECK(g->lr == doctest::Approx(1e-4));
+      CHECK(g->weight_decay == (name.find("weight") != std::string::npos ? 0.1 : 0.0));
+    } else {
+      CHECK(g->name.rfind(expected_role(name) + "/", 0) == 0);
+    }
+  }
+  CHECK(gates == 2 * 4);  // 2 layers x fc1/fc2 weight and bias
+  s.gate_lr_ratio = 1.0;
+  for (const ParamGroup& g : build_param_groups(m, {1}, s)) CHECK(g.name.rfind("gate/", 0) != 0);
+}

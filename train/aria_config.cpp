@@ -146,6 +146,7 @@ void parse_aria(const json& j, const std::string& ctx, AriaSettings& a) {
   r.string("fisher_estimator", a.fisher_estimator);
   r.string("fisher_scope", a.fisher_scope);
   r.number("gate_init_std", a.gate_init_std);
+  r.number("gate_lr_ratio", a.gate_lr_ratio);
   r.integer("replay_per_task", a.replay_per_task);
   r.integer("replay_batch", a.replay_batch);
   r.number("lwf_lambda", a.lwf_lambda);
@@ -267,6 +268,7 @@ void check_config(const ExperimentConfig& c, const std::string& ctx) {
   k.choice("aria.fisher_estimator", a.fisher_estimator, kEstimators);
   k.choice("aria.fisher_scope", a.fisher_scope, kScopes);
   k.real("aria.gate_init_std", a.gate_init_std, 0, false, 10, false);
+  k.real("aria.gate_lr_ratio", a.gate_lr_ratio, 0, true, 1000, false);
   k.count("aria.replay_per_task", a.replay_per_task, 1, 1 << 24);
   k.count("aria.replay_batch", a.replay_batch, 0, 1 << 16);
   k.real("aria.lwf_lambda", a.lwf_lambda, 0, false, inf, true);
@@ -352,6 +354,7 @@ json experiment_config_to_json(const ExperimentConfig& c) {
                {"fisher_estimator", a.fisher_estimator},
                {"fisher_scope", a.fisher_scope},
                {"gate_init_std", a.gate_init_std},
+               {"gate_lr_ratio", a.gate_lr_ratio},
                {"replay_per_task", a.replay_per_task},
                {"replay_batch", a.replay_batch},
                {"lwf_lambda", a.lwf_lambda},

@@ -26,6 +26,10 @@ struct AriaSettings {
   std::string fisher_estimator = "exact";    // exact | empirical | batched | uniform (F = 1: L2 to the anchors)
   std::string fisher_scope = "slow";         // slow | all_but_fast
   double gate_init_std = 0.02;
+  // Gate parameters' lr = lr * gate_lr_ratio (own AdamW groups "gate/..." when != 1; 1: they train in
+  // the fast group). AdamW moves every gate weight by about lr per step whatever the size of its
+  // gradient, so at ratio 1 the gate follows the training noise (docs/run.md "Gate collapse").
+  double gate_lr_ratio = 1.0;
   // The plug-in baselines (train/cl_methods.cpp; docs/continual_trainer.md):
   int64_t replay_per_task = 64;   // replay: examples kept per task (reservoir sample of its training split)
   int replay_batch = 0;           // replay: examples replayed with each micro-batch; 0 = batch_size

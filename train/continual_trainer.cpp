@@ -211,6 +211,7 @@ void ContinualTrainer::begin_phase(std::vector<int> tasks) {
   s.lr = train_.lr;
   s.slow_lr_ratio = method_.asymmetric_lr ? aria_.slow_lr_ratio : 1.0;
   s.head_lr_mult = aria_.head_lr_mult;
+  s.gate_lr_ratio = aria_.gate_lr_ratio;
   s.weight_decay = train_.weight_decay;
   s.freeze_trunk = method_.freeze_trunk;
   auto groups = build_param_groups(model_, trained_, s);

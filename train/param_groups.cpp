@@ -46,10 +46,18 @@ std::vector<ParamGroup> build_param_groups(const ContinualModel& m, const std::v
       g.weight_decay = decay ? s.weight_decay : 0.0;
       groups.push_back(std::move(g));
     }
+  const bool own_gate = s.gate_lr_ratio != 1.0;
+  if (own_gate)
+    for (bool decay : {true, false}) {
+      ParamGroup g{decay ? "gate/decay" : "gate/no_decay", {}, s.lr * s.gate_lr_ratio};
+      g.weight_decay = decay ? s.weight_decay : 0.0;
+      groups.push_back(std::move(g));
+    }
   for (const auto& [name, t] : m.named_parameters()) {
     const int task = param_task(name);
     if (task >= 0 ? !trained.count(task) : s.freeze_trunk) continue;
-    const int r = int(param_role(name));
+    const bool gate = own_gate && name.find(".mlp.gate.") != std::string::npos;
+    const int r = gate ? 3 : int(param_role(name));
     groups[size_t(2 * r + (t.dim() >= 2 ? 0 : 1))].params.emplace_back(name, t);
   }
   groups.erase(std::remove_if(groups.begin(), groups.end(), [](const ParamGroup& g) { return g.params.empty(); }),

@@ -4,6 +4,7 @@
 //   head: "task.<id>.adapter.*", "task.<id>.head.*"  lr * head_lr_mult   (trained tasks only)
 //   fast: every other trunk parameter (attention, embeddings, layernorms, gates, fast pathway,
 //         or the plain MLP of an un-gated model)      lr
+//   gate: "h.N.mlp.gate.*", only when gate_lr_ratio != 1 (else in fast)   lr * gate_lr_ratio
 // Each role is split by weight decay: tensors with >= 2 dimensions in "<role>/decay" (weight_decay),
 // the rest in "<role>/no_decay" (0). Empty groups are left out. Parameters of tasks that are not
 // being trained (frozen earlier tasks) are in no group, and neither is the trunk when freeze_trunk.
@@ -28,6 +29,7 @@ struct ParamGroupSettings {
   double lr = 2e-4;
   double slow_lr_ratio = 0.5;
   double head_lr_mult = 5.0;
+  double gate_lr_ratio = 1.0;  // != 1: the gates get their own groups "gate/decay", "gate/no_decay"
   double weight_decay = 0.01;
   bool freeze_trunk = false;  // adapters-only baseline: only the trained tasks' adapters and heads
 };
