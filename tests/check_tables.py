@@ -6,8 +6,9 @@
   - RUN_DIR/tables/*.csv hold the same numbers as report.json (each cell parses to the very double of
     its JSON field; null is an empty cell) and loss_curves.csv every report point of metrics.jsonl;
   - report.html (when present) has the charts: BWT/forgetting bars with interval whiskers, one
-    training-loss chart per method, chance lines, ± sd bands where several seeds ran, and the line
-    with version, git commit, device and command line.
+    training-loss chart per method, chance lines, ± sd bands where several seeds ran, the per-order
+    table (when a method ran in several task orders), the head-only transfer of every probed method,
+    and the line with version, git commit, device and command line.
 check_report.check_run_dir calls check_tables on every run folder the CLI tests validate.
 Python standard library only.
 """
@@ -20,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_report import CheckError, need  # noqa: E402
 
-TABLES = ["metrics", "runs", "accuracy_matrix", "vs_finetune", "chance", "loss_curves"]
+TABLES = ["metrics", "runs", "accuracy_matrix", "vs_finetune", "chance", "loss_curves", "per_order", "head_transfer"]
 METRICS = ["acc", "bwt", "forgetting", "fwt"]
 
 
@@ -117,6 +118,41 @@ def check_tables(d, rep=None):
     for r, c in zip(rows, per_task):
         same(r["chance"], c, f"chance.csv {r['task']}")
 
+    _, rows = read_csv(os.path.join(td, "per_order.csv"))
+    expect = [(name, o) for name, m in methods.items() for o in (m.get("per_order") or [])]
+    need(len(rows) == len(expect), f"per_order.csv has {len(rows)} rows, report.json {len(expect)} orders")
+    for r, (name, o) in zip(rows, expect):
+        w = f"per_order.csv {name} order {o['order_index']}"
+        need(r["method"] == name and r["order"] == " > ".join(o["order"]), f"{w}: {r}")
+        for col in ["order_index", "runs"] + METRICS:
+            same(r[col], o.get(col), f"{w} {col}")
+
+    _, rows = read_csv(os.path.join(td, "head_transfer.csv"))
+    expect = []
+    for name, m in methods.items():
+        for run in runs_of(m):
+            h = run.get("head_only")
+            if not h:
+                continue
+            order = run.get("order") or rep["tasks"]
+            diffs = []
+            for j in range(1, len(h["initial_trunk"])):
+                a, b = h["initial_trunk"][j], h["current_trunk"][j]
+                diffs.append(None if a is None or b is None else b - a)
+                expect.append((name, run.get("seed", seed0), j, order[j], a, b, diffs[-1]))
+            if run.get("head_transfer") is not None:  # the run's transfer: the mean over its positions
+                need(None not in diffs and abs(sum(diffs) / len(diffs) - run["head_transfer"]) < 1e-12,
+                     f"{name} seed {run.get('seed', seed0)}: head_transfer {run['head_transfer']} is not the "
+                     f"mean of its head-only differences {diffs}")
+    need(len(rows) == len(expect), f"head_transfer.csv has {len(rows)} rows, report.json {len(expect)} probes")
+    for r, (name, seed, j, task, a, b, diff) in zip(rows, expect):
+        w = f"head_transfer.csv {name} seed {seed} position {j}"
+        need((r["method"], r["position"], r["task"]) == (name, str(j), task), f"{w}: {r}")
+        same(r["seed"], seed, w + " seed")
+        same(r["initial_trunk"], a, w + " initial_trunk")
+        same(r["current_trunk"], b, w + " current_trunk")
+        same(r["transfer"], diff, w + " transfer")
+
     _, rows = read_csv(os.path.join(td, "loss_curves.csv"))
     steps = []
     mj = os.path.join(d, "metrics.jsonl")
@@ -153,6 +189,12 @@ def check_charts(html, rep, steps):
         seeds = [r for r in m.get("per_seed", []) if r.get("order_index", 0) == 0]
         if len(seeds) >= 2:
             need('class="band"' in html, f"report.html: {name} ran {len(seeds)} seeds but has no error bands")
+    if any(m.get("per_order") for m in methods.values()):
+        need('id="orders"' in html, "report.html lacks the per-order table (report.json has per_order)")
+    for name, m in methods.items():
+        if any(r.get("head_only") for r in runs_of(m)):
+            need('id="head-transfer"' in html and f"<tr><td>{name}</td>" in html.split('id="head-transfer"')[1],
+                 f"report.html lacks {name}'s head-only transfer")
     settings = rep.get("settings", {})
     for k in ("version", "device", "command_line"):
         if settings.get(k):
