@@ -304,6 +304,15 @@ struct Reader {
       a.rstrip = flag(t, "rstrip", false, w);
       a.single_word = flag(t, "single_word", false, w);
       a.normalized = flag(t, "normalized", !a.special, w);
+      // An id names one token: an added token may repeat a vocabulary entry (Llama 2's <unk>, <s>,
+      // </s>; GPT-2's <|endoftext|>), never take the id of another one, which would then decode as
+      // the added token's text (found by fuzz_tokenizer_json).
+      if (size_t(a.id) < impl.spelling.size() && impl.present[size_t(a.id)]) {
+        const std::string& held = impl.spelling[size_t(a.id)];
+        if (held != a.content && !(impl.byte_level && tok::spelling_to_bytes(held) == a.content))
+          fail(w, "added token " + t["content"].dump() + " has id " + std::to_string(a.id) +
+                      ", which the model's vocabulary gives to " + json(held).dump() + " (an id names one token)");
+      }
       impl.add_token(a.id, a.content, a.special);
       impl.added.push_back(std::move(a));
     }

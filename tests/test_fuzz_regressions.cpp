@@ -4,8 +4,12 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/model/tokenizer.h"
+#include "aria/model/tokenizer_impl.h"
 #include "tests/support/test_util.h"
 #include "aria/train/cls_data.h"
 
@@ -54,4 +58,42 @@ TEST_CASE("read_file sizes its buffer by the file and still reads every byte") {
     CAPTURE(n);
     CHECK(io::read_file(path, "test file") == bytes);
   }
+}
+
+TEST_CASE("tokenizer.json: an added token may repeat its vocabulary entry, never take another token's id") {
+  testing::TempDir tmp("aria-fuzzreg");
+  // A byte-level BPE over the 256 byte symbols in GPT-2's spelling, id = the byte's value, no merges.
+  auto file = [&](const std::string& added) {
+    std::string vocab;
+    for (int b = 0; b < 256; ++b) {
+      const std::string spelled = nlohmann::json(tok::bytes_to_spelling(std::string(1, char(b)))).dump();
+      vocab += (b ? ", " : "") + spelled + ": " + std::to_string(b);
+    }
+    return tmp.write("{\"added_tokens\": [" + added + "], \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+                     "\"add_prefix_space\": false, \"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\"}, "
+                     "\"model\": {\"type\": \"BPE\", \"vocab\": {" + vocab + "}, \"merges\": []}}",
+                     "tokenizer.json");
+  };
+  auto error = [&](const std::string& added) {
+    try {
+      Tokenizer::load_hf_json(file(added));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // Id 0 is byte 0x00 (spelled "\u0100"): an added "<unk>" there would make the text's NUL bytes
+  // decode as "<unk>" (the fuzzer's input). Refused, naming both.
+  const std::string msg = error("{\"id\": 0, \"content\": \"<unk>\", \"special\": true}");
+  CAPTURE(msg);
+  CHECK(msg.find("added_tokens[0]") != std::string::npos);
+  CHECK(msg.find("has id 0, which the model's vocabulary gives to") != std::string::npos);
+  // Repeating the entry is fine: id 97 is "a" (byte 0x61); id 32 is " " (spelled "\u0120").
+  CHECK(error("{\"id\": 97, \"content\": \"a\", \"special\": false}") == "");
+  CHECK(error("{\"id\": 32, \"content\": \" \", \"special\": false}") == "");
+  // And a new id past the vocabulary is an ordinary added token, which round-trips.
+  CHECK(error("{\"id\": 256, \"content\": \"<|end|>\", \"special\": true}") == "");
+  const Tokenizer tok = Tokenizer::load_hf_json(file("{\"id\": 256, \"content\": \"<|end|>\", \"special\": true}"));
+  const std::string text = std::string("a\0b<|end|>c", 10);
+  CHECK(tok.decode(tok.encode(text)) == text);
 }

@@ -300,8 +300,8 @@ TEST_CASE("added tokens: special or not, longest match, lstrip/rstrip/single_wor
   CHECK(load(word).encode("he hello") == Ids{264, ' ', 258, 'o'});
   // A normalized added token matches after the normalizer: "▁he" in the SentencePiece style.
   json norm = llama2_style();
-  norm["added_tokens"].push_back(added(272, "he", false));
-  CHECK(load(norm).encode("x he") == Ids{259, 0 + 3 + 'x', 272});
+  norm["added_tokens"].push_back(added(273, "he", false));  // the id after the vocabulary's last
+  CHECK(load(norm).encode("x he") == Ids{259, 0 + 3 + 'x', 273});
 }
 
 TEST_CASE("unsupported tokenizer.json components are errors naming them") {
