@@ -7,6 +7,7 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/train/report_format.h"
 
 namespace aria {
 
@@ -52,15 +53,7 @@ std::vector<std::string> extra_numeric_keys(const std::vector<const ojson*>& obj
   return {keys.begin(), keys.end()};
 }
 
-// The runs of a method: per_seed when present, else the method object itself (one run).
-std::vector<const ojson*> runs_of(const ojson& m) {
-  std::vector<const ojson*> v;
-  if (m.contains("per_seed") && m.at("per_seed").is_array() && !m.at("per_seed").empty())
-    for (const ojson& r : m.at("per_seed")) v.push_back(&r);
-  else
-    v.push_back(&m);
-  return v;
-}
+using report_format::runs_of;
 
 CsvTable metrics_table(const ojson& methods) {
   CsvTable t{"metrics", {"method", "joint", "runs"}, {}};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,5 +23,14 @@ inline std::string px(double v) { return fmt("%.1f", v); }
 inline std::string pct(double v) { return fmt("%.1f", 100 * v); }
 // A JSON value that is a finite number (null, NaN and strings are not).
 inline bool finite_num(const nlohmann::ordered_json& j) { return j.is_number() && std::isfinite(j.get<double>()); }
+// The runs of a report.json method: its "per_seed" entries when present, else the method itself (one run).
+inline std::vector<const nlohmann::ordered_json*> runs_of(const nlohmann::ordered_json& m) {
+  std::vector<const nlohmann::ordered_json*> v;
+  if (m.is_object() && m.contains("per_seed") && m.at("per_seed").is_array() && !m.at("per_seed").empty())
+    for (const nlohmann::ordered_json& r : m.at("per_seed")) v.push_back(&r);
+  else
+    v.push_back(&m);
+  return v;
+}
 
 }  // namespace aria::report_format

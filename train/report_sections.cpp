@@ -36,16 +36,6 @@ const ojson& member(const ojson& o, const char* key) {
   return o.is_object() && o.contains(key) ? o.at(key) : null_value;
 }
 
-// The runs of a method: per_seed when present, else the method object itself (one run).
-std::vector<const ojson*> runs_of(const ojson& m) {
-  std::vector<const ojson*> v;
-  const ojson& per = member(m, "per_seed");
-  if (per.is_array() && !per.empty())
-    for (const ojson& r : per) v.push_back(&r);
-  else
-    v.push_back(&m);
-  return v;
-}
 
 std::string order_text(const ojson& order, const std::string& where) {
   ARIA_CHECK(order.is_array() && !order.empty(), "report.html: ", where, " must be a non-empty array of task names");
