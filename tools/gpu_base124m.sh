@@ -133,7 +133,9 @@ cat "$out/score_check.json"
 # 6. The default experiment's protocol on the 124M base (bf16, the CUDA default): its time split.
 if [ "${GPU_BASE_RUNS:-1}" = 1 ]; then
   t=$SECONDS
-  timeout -k 10 $((budget - SECONDS + 40)) "$aria" run --model cache:base124m --device cuda --no-checkpoints \
+  cap=$((budget - SECONDS + 40))
+  [ $cap -ge 60 ] || cap=60  # the call's own limit stops it anyway
+  timeout -k 10 $cap "$aria" run --model cache:base124m --device cuda --no-checkpoints \
     --out "$extra/run124m" --overwrite > "$extra/run124m.out" 2>&1
   rc=$?
   say "aria run --model cache:base124m --device cuda: rc=$rc in $((SECONDS - t)) s"
