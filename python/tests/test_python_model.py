@@ -92,3 +92,17 @@ def test_pretrain_lowers_the_loss():
     assert len(r["losses"]) == 30 and r["final_val_loss"] is None
     assert np.mean(r["losses"][-5:]) < r["losses"][0] - 1.0
     assert aria.score(model, ids=aria.Tokenizer.for_model("").encode(text))["loss"] < r["losses"][0]
+
+
+def test_import_sets_the_clis_openmp_wait_policy_unless_the_user_chose_one():
+    # A fresh interpreter: libgomp reads its wait policy once, when aria._core loads it.
+    import os
+    import subprocess
+    import sys
+    probe = "import os, aria; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["10000", "None"]
+    env["OMP_WAIT_POLICY"] = "passive"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "passive"]
