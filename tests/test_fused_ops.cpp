@@ -9,30 +9,21 @@
 #include "aria/core/rng.h"
 #include "aria/model/gpt2.h"
 #include "tests/support/op_cases.h"
+#include "tests/support/test_util.h"
 
 using namespace aria;
 using namespace aria::testing;
 
 namespace {
 
-Tensor randn(const Shape& s, uint64_t seed, double std = 1.0) {
+Tensor randn_grad(const Shape& s, uint64_t seed, double std = 1.0) {
   Tensor t = Tensor::empty(s, DType::F64);
   Rng(seed).fill_normal(t, 0.0, std);
   t.set_requires_grad(true);
   return t;
 }
 
-// Forward value and gradients of sum(out * w) for each input.
-std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs) {
-  for (const Tensor& t : inputs) t.zero_grad();
-  Tensor out = f();
-  Tensor w = Tensor::empty(out.shape(), DType::F64);
-  Rng(99).fill_normal(w, 0, 1);
-  ops::sum(ops::mul(out, w)).backward();
-  std::vector<Tensor> r{out.detach()};
-  for (const Tensor& t : inputs) r.push_back(t.grad());
-  return r;
-}
+using testing::value_and_grads;
 
 void check_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   REQUIRE(a.size() == b.size());
@@ -47,7 +38,7 @@ void check_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
 }  // namespace
 
 TEST_CASE("gelu_mlp equals linear(gelu(linear))") {
-  Tensor x = randn({3, 4, 6}, 1), w1 = randn({6, 10}, 2), b1 = randn({10}, 3), w2 = randn({10, 5}, 4), b2 = randn({5}, 5);
+  Tensor x = randn_grad({3, 4, 6}, 1), w1 = randn_grad({6, 10}, 2), b1 = randn_grad({10}, 3), w2 = randn_grad({10, 5}, 4), b2 = randn_grad({5}, 5);
   auto fused = value_and_grads([&] { return ops::gelu_mlp(x, w1, b1, w2, b2); }, {x, w1, b1, w2, b2});
   auto plain = value_and_grads([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); },
                                {x, w1, b1, w2, b2});
@@ -55,7 +46,7 @@ TEST_CASE("gelu_mlp equals linear(gelu(linear))") {
 }
 
 TEST_CASE("gelu_mlp with activation recomputation gives the same gradients") {
-  Tensor x = randn({7, 6}, 21), w1 = randn({6, 12}, 22), b1 = randn({12}, 23), w2 = randn({12, 6}, 24), b2 = randn({6}, 25);
+  Tensor x = randn_grad({7, 6}, 21), w1 = randn_grad({6, 12}, 22), b1 = randn_grad({12}, 23), w2 = randn_grad({12, 6}, 24), b2 = randn_grad({6}, 25);
   auto f = [&] { return ops::gelu_mlp(x, w1, b1, w2, b2); };
   auto kept = value_and_grads(f, {x, w1, b1, w2, b2});
   context().recompute_activations = true;
@@ -65,7 +56,7 @@ TEST_CASE("gelu_mlp with activation recomputation gives the same gradients") {
 }
 
 TEST_CASE("add_layernorm equals add then layernorm, both outputs") {
-  Tensor x = randn({5, 9}, 6), r = randn({5, 9}, 7), w = randn({9}, 8), b = randn({9}, 9);
+  Tensor x = randn_grad({5, 9}, 6), r = randn_grad({5, 9}, 7), w = randn_grad({9}, 8), b = randn_grad({9}, 9);
   auto fused = value_and_grads(
       [&] {
         auto [s, y] = ops::add_layernorm(x, r, w, b, 1e-5);
@@ -82,7 +73,7 @@ TEST_CASE("add_layernorm equals add then layernorm, both outputs") {
 }
 
 TEST_CASE("lm_head_cross_entropy equals cross_entropy(matmul), with ignored targets and a scaled upstream") {
-  Tensor h = randn({2, 7, 6}, 10), w = randn({13, 6}, 11);
+  Tensor h = randn_grad({2, 7, 6}, 10), w = randn_grad({13, 6}, 11);
   std::vector<int32_t> t = {1, 5, -100, 12, 0, 3, 3, -100, 7, 8, 2, 11, 4, 6};
   Tensor targets = Tensor::from_ints(t, {2, 7});
   auto run = [&](bool fused) {
@@ -105,7 +96,7 @@ TEST_CASE("lm_head_cross_entropy equals cross_entropy(matmul), with ignored targ
 }
 
 TEST_CASE("lm_head_cross_entropy: every target ignored gives loss 0 and zero gradients, bad targets are errors") {
-  Tensor h = randn({3, 4}, 12), w = randn({5, 4}, 13);
+  Tensor h = randn_grad({3, 4}, 12), w = randn_grad({5, 4}, 13);
   Tensor loss = ops::lm_head_cross_entropy(h, w, Tensor::from_ints({-100, -100, -100}, {3}));
   CHECK(loss.item() == 0.0);
   loss.backward();

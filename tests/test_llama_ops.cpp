@@ -9,6 +9,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/error.h"
+#include "tests/support/test_util.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_llama.h"
 #include "aria/core/rng.h"
@@ -27,17 +28,7 @@ Tensor randn64(const Shape& s, uint64_t seed, bool grad = true) {
   return t;
 }
 
-// Forward value and the gradients of sum(out * w) (w seeded) for each input.
-std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs) {
-  for (const Tensor& t : inputs) t.zero_grad();
-  Tensor out = f();
-  Tensor w = Tensor::empty(out.shape(), DType::F64);
-  Rng(99).fill_normal(w, 0, 1);
-  ops::sum(ops::mul(out, w)).backward();
-  std::vector<Tensor> r{out.detach()};
-  for (const Tensor& t : inputs) r.push_back(t.grad());
-  return r;
-}
+using testing::value_and_grads;
 
 void check_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b, double tol = 1e-12) {
   REQUIRE(a.size() == b.size());

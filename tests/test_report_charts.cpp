@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "aria/core/error.h"
+#include "tests/support/test_util.h"
 #include "aria/train/report.h"
 #include "aria/train/report_csv.h"
 #include "aria/train/report_html.h"
@@ -20,11 +21,7 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
-  return n;
-}
+using testing::count_occurrences;
 
 // aria with two seeds, finetune with one, multitask (joint); a task name CSV must quote.
 ojson report_json() {
@@ -209,10 +206,10 @@ TEST_CASE("report charts: loss curves, BWT and forgetting bars, bands and chance
   const std::string loss = loss_curve_svg("aria", pts);
   CHECK(loss.rfind("<svg", 0) == 0);
   // sentiment is split by its NaN point into two lines, wordnet_class is one: one colour per task.
-  CHECK(count(loss, "<polyline") == 3);
-  CHECK(count(loss, "stroke=\"#4e79a7\"") == 2);
-  CHECK(count(loss, "stroke=\"#f28e2b\"") == 1);
-  CHECK(count(loss, "stroke-dasharray") == 1);  // one task boundary
+  CHECK(count_occurrences(loss, "<polyline") == 3);
+  CHECK(count_occurrences(loss, "stroke=\"#4e79a7\"") == 2);
+  CHECK(count_occurrences(loss, "stroke=\"#f28e2b\"") == 1);
+  CHECK(count_occurrences(loss, "stroke-dasharray") == 1);  // one task boundary
   CHECK(loss_curve_svg("finetune", pts).empty());
 
   const ojson rep = report_json();
@@ -220,18 +217,18 @@ TEST_CASE("report charts: loss curves, BWT and forgetting bars, bands and chance
   CHECK(bars.find(">aria<") != std::string::npos);
   CHECK(bars.find(">finetune<") != std::string::npos);
   CHECK(bars.find(">multitask<") == std::string::npos);  // joint: no BWT, no forgetting
-  CHECK(count(bars, "<rect") == 2 * 2 + 2);                 // two bars per method, two legend keys
-  CHECK(count(bars, "class=\"err\"") == 2 * 3);             // aria's two intervals (finetune has one run)
+  CHECK(count_occurrences(bars, "<rect") == 2 * 2 + 2);                 // two bars per method, two legend keys
+  CHECK(count_occurrences(bars, "class=\"err\"") == 2 * 3);             // aria's two intervals (finetune has one run)
 
   const std::vector<std::string> tasks = {"a", "b"}, xs = {"before", "a", "b"};
   const std::vector<std::vector<double>> p = {{0.5, 0.5}, {0.9, 0.4}, {0.7, 0.95}}, sd = {{0, 0}, {0.05, 0.1}, {0.1, 0}};
   const std::string lines = accuracy_lines_svg(tasks, xs, p, sd, {0.5, 0.5}, "x");
-  CHECK(count(lines, "class=\"band\"") == 2);
-  CHECK(count(lines, "class=\"chance\"") == 1);  // the same chance for both: one line
+  CHECK(count_occurrences(lines, "class=\"band\"") == 2);
+  CHECK(count_occurrences(lines, "class=\"chance\"") == 1);  // the same chance for both: one line
   CHECK(lines.find("chance 50.0 %") != std::string::npos);
   const std::string lines2 = accuracy_lines_svg(tasks, xs, p, {}, {0.5, 0.25}, "x");
-  CHECK(count(lines2, "class=\"band\"") == 0);
-  CHECK(count(lines2, "class=\"chance\"") == 2);
+  CHECK(count_occurrences(lines2, "class=\"band\"") == 0);
+  CHECK(count_occurrences(lines2, "class=\"chance\"") == 2);
 
   CHECK(chance_per_task(rep) == std::vector<double>{0.5, 1.0 / 3, 0.25});
   CHECK(run_facts_line(rep["settings"]) == "aria 9.9.9 (git abc1234) · device cpu · command: aria run --tasks x");
@@ -245,9 +242,9 @@ TEST_CASE("report.html: the loss curves, forgetting bars, bands and chance lines
   CHECK(html.find("id=\"loss\"") != std::string::npos);
   CHECK(html.find("aria-label=\"aria: training loss per task\"") != std::string::npos);
   CHECK(html.find("id=\"forgetting\"") != std::string::npos);
-  CHECK(count(html, "class=\"band\"") == 3);        // aria ran two seeds: a band per task; finetune one seed
-  CHECK(count(html, "class=\"chance\"") == 1 + 3 * 3);  // ACC bars; three tasks' chance in each method's chart
+  CHECK(count_occurrences(html, "class=\"band\"") == 3);        // aria ran two seeds: a band per task; finetune one seed
+  CHECK(count_occurrences(html, "class=\"chance\"") == 1 + 3 * 3);  // ACC bars; three tasks' chance in each method's chart
   CHECK(html.find("aria 9.9.9 (git abc1234) · device cpu · command: aria run --tasks x") != std::string::npos);
   // ACC, forgetting, heat map + lines per method, aria's loss curve.
-  CHECK(count(html, "<svg") == 2 + 2 * 3 + 1);
+  CHECK(count_occurrences(html, "<svg") == 2 + 2 * 3 + 1);
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "aria/core/error.h"
+#include "tests/support/test_util.h"
 #include "aria/core/rng.h"
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
@@ -21,11 +22,7 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
-  return n;
-}
+using testing::count_occurrences;
 
 // Three tasks, one of them with characters HTML must escape; aria with two seeds, finetune and
 // multitask (joint) with one.
@@ -95,7 +92,7 @@ TEST_CASE("report.html: a self-contained page with every section") {
   CHECK(html.find("@import") == std::string::npos);
 
   for (const char* m : {"aria", "finetune", "multitask"}) {
-    CHECK_MESSAGE(count(html, "id=\"method-" + std::string(m) + "\"") == 1, m);
+    CHECK_MESSAGE(count_occurrences(html, "id=\"method-" + std::string(m) + "\"") == 1, m);
     CHECK_MESSAGE(html.find("href=\"#method-" + std::string(m) + "\"") != std::string::npos, m);
   }
   CHECK(html.find("id=\"gates-aria\"") != std::string::npos);
@@ -103,11 +100,11 @@ TEST_CASE("report.html: a self-contained page with every section") {
   CHECK(html.find("id=\"settings\"") != std::string::npos);
   // SVGs: the ACC bar chart, the BWT/forgetting bars, a heat map and a line chart per method, a histogram
   // per gate layer (no loss curves: no metrics.jsonl points given).
-  CHECK(count(html, "<svg") == 1 + 1 + 2 * 3 + 2);
-  CHECK(count(html, "</svg>") == count(html, "<svg"));
-  CHECK(count(html, "<section") == count(html, "</section>"));
-  CHECK(count(html, "<table") == count(html, "</table>"));
-  CHECK(count(html, "<figure>") == count(html, "</figure>"));
+  CHECK(count_occurrences(html, "<svg") == 1 + 1 + 2 * 3 + 2);
+  CHECK(count_occurrences(html, "</svg>") == count_occurrences(html, "<svg"));
+  CHECK(count_occurrences(html, "<section") == count_occurrences(html, "</section>"));
+  CHECK(count_occurrences(html, "<table") == count_occurrences(html, "</table>"));
+  CHECK(count_occurrences(html, "<figure>") == count_occurrences(html, "</figure>"));
 }
 
 TEST_CASE("report.html: the numbers of the report are on the page") {

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "aria/core/error.h"
+#include "tests/support/test_util.h"
 #include "aria/train/report.h"
 #include "aria/train/report_csv.h"
 #include "aria/train/report_html.h"
@@ -18,11 +19,7 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
-  return n;
-}
+using testing::count_occurrences;
 
 // Three tasks; order 1 trains them reversed. Head-only accuracies: order 0 runs gain 0.10 and 0.20 at
 // positions 1 and 2 (aria) or lose 0.05 at both (finetune); order 1 runs gain 0.30 at both.
@@ -78,13 +75,13 @@ std::string col(const CsvTable& t, size_t row, const std::string& name) {
 TEST_CASE("report.html: each task order's metrics next to the pooled ones") {
   const ojson rep = two_order_report();
   const std::string html = report_html(rep, {});
-  REQUIRE(count(html, "id=\"orders\"") == 1);
+  REQUIRE(count_occurrences(html, "id=\"orders\"") == 1);
   CHECK(html.find("href=\"#orders\"") != std::string::npos);
   const std::string sec = html.substr(html.find("id=\"orders\""), html.find("id=\"head-transfer\"") - html.find("id=\"orders\""));
   // aria and finetune: two orders and a pooled row each; multitask (joint, no order) has none.
-  CHECK(count(sec, "<tr><td>aria</td>") == 2);
-  CHECK(count(sec, "<tr class=\"pooled\"><td>aria</td>") == 1);
-  CHECK(count(sec, "<tr class=\"pooled\"><td>finetune</td>") == 1);
+  CHECK(count_occurrences(sec, "<tr><td>aria</td>") == 2);
+  CHECK(count_occurrences(sec, "<tr class=\"pooled\"><td>aria</td>") == 1);
+  CHECK(count_occurrences(sec, "<tr class=\"pooled\"><td>finetune</td>") == 1);
   CHECK(sec.find("multitask") == std::string::npos);
   // Order 1 reversed, names escaped: a<b → spam → sentiment.
   CHECK(sec.find("<td>a&lt;b → spam → sentiment</td>") != std::string::npos);
@@ -97,12 +94,12 @@ TEST_CASE("report.html: each task order's metrics next to the pooled ones") {
   CHECK(sec.find("<td>2</td><td>70.3</td>") != std::string::npos);
   CHECK(sec.find("<td>2</td><td>73.7</td>") != std::string::npos);
   CHECK(sec.find("<td>pooled</td><td>all orders</td><td>4</td><td>72.0</td>") != std::string::npos);
-  CHECK(count(html, "<table") == count(html, "</table>"));
+  CHECK(count_occurrences(html, "<table") == count_occurrences(html, "</table>"));
 }
 
 TEST_CASE("report.html: the head-only transfer per method and task") {
   const std::string html = report_html(two_order_report(), {});
-  REQUIRE(count(html, "id=\"head-transfer\"") == 1);
+  REQUIRE(count_occurrences(html, "id=\"head-transfer\"") == 1);
   CHECK(html.find("href=\"#head-transfer\"") != std::string::npos);
   const std::string sec = html.substr(html.find("id=\"head-transfer\""));
   CHECK(sec.find("for 10 steps") != std::string::npos);

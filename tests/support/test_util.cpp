@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "aria/core/ops.h"
 #include "aria/core/rng.h"
 #ifdef ARIA_WITH_CUDA
 #include <cuda_runtime.h>
@@ -304,5 +305,22 @@ double cuda_median_ms(const std::function<void()>& fn) {
 }
 
 #endif
+
+size_t count_occurrences(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
+  return n;
+}
+
+std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs) {
+  for (const Tensor& t : inputs) t.zero_grad();
+  Tensor out = f();
+  Tensor w = Tensor::empty(out.shape(), DType::F64);
+  Rng(99).fill_normal(w, 0, 1);
+  ops::sum(ops::mul(out, w)).backward();
+  std::vector<Tensor> r{out.detach()};
+  for (const Tensor& t : inputs) r.push_back(t.grad());
+  return r;
+}
 
 }  // namespace aria::testing

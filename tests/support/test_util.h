@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "aria/core/tensor.h"
 #include "aria/kernels/kernels.h"
@@ -117,5 +118,12 @@ AdamWItem adamw_item(const Tensor& param, const Tensor& grad, const Tensor& m, c
 double cuda_mean_ms(const std::function<void()>& fn, int iters = 20);
 double cuda_median_ms(const std::function<void()>& fn);
 #endif
+
+// How often `what` occurs in `s` (non-overlapping): the report tests count tags and classes.
+size_t count_occurrences(const std::string& s, const std::string& what);
+
+// The forward value of f() and the gradients of sum(out * w) (w: a fixed N(0, 1) draw, seed 99)
+// with respect to each of `inputs` (their gradients zeroed first): what the op tests compare.
+std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs);
 
 }  // namespace aria::testing
