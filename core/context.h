@@ -38,7 +38,7 @@ struct Context {
   // its first steps and keeps the faster; > 0 fixes the team (no timing). Environment: OMP_NUM_THREADS.
   int cpu_threads = 0;
 
-  // ---- where aria's files are (model/tokenizer.cpp, train/default_experiment.cpp, model_cache.cpp) ----
+  // ---- where aria's files are (model/tokenizer.cpp, train/experiment/default_experiment.cpp, model_cache.cpp) ----
   // A checkout or install root searched first for third_party/ (the GPT-2 vocabulary, the task data).
   // "" = none: the current folder and its parents, then the folders near the running binary.
   // Environment: ARIA_HOME.

@@ -1,5 +1,5 @@
 // Per-sample captures: a forward that must expose, for the parameters its caller watches, each op's
-// input and the gradient of its output (train/per_sample_grad.h builds per-sample gradients, hence the
+// input and the gradient of its output (train/continual/per_sample_grad.h builds per-sample gradients, hence the
 // Fisher, from them) passes a CaptureSink to the ops below; the model takes it in ForwardOptions
 // (model/gpt2.h), so it has one forward path whether or not something is captured.
 //

@@ -13,8 +13,8 @@
 
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
-#include "aria/train/adamw.h"
-#include "aria/train/grad_clip.h"
+#include "aria/train/optim/adamw.h"
+#include "aria/train/optim/grad_clip.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -16,8 +16,8 @@
 #include "aria/core/atomic_dir.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
-#include "aria/train/checkpoint.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/checkpoint.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -1,7 +1,7 @@
 // Issue 15's protocol pieces on the CPU: intervals over test examples and runs from per-example
-// records (train/cl_bootstrap.h), seeded task orders (train/task_orders.h), per-example correctness
-// from the trainer, the ablation methods, the gate-collapse diagnosis (train/gate_diagnostics.h) and
-// the head-only transfer probe (train/head_probe.h).
+// records (train/report/cl_bootstrap.h), seeded task orders (train/experiment/task_orders.h), per-example correctness
+// from the trainer, the ablation methods, the gate-collapse diagnosis (train/continual/gate_diagnostics.h) and
+// the head-only transfer probe (train/continual/head_probe.h).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,12 +10,12 @@
 #include <string>
 
 #include "aria/core/error.h"
-#include "aria/train/cl_bootstrap.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/gate_diagnostics.h"
-#include "aria/train/head_probe.h"
-#include "aria/train/report.h"
-#include "aria/train/task_orders.h"
+#include "aria/train/report/cl_bootstrap.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/continual/gate_diagnostics.h"
+#include "aria/train/continual/head_probe.h"
+#include "aria/train/report/report.h"
+#include "aria/train/experiment/task_orders.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "aria/core/error.h"
-#include "aria/train/cl_metrics.h"
+#include "aria/train/report/cl_metrics.h"
 
 using namespace aria;
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "aria/core/error.h"
-#include "aria/train/cls_data.h"
+#include "aria/train/data/cls_data.h"
 
 using namespace aria;
 namespace fs = std::filesystem;

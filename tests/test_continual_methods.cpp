@@ -1,4 +1,4 @@
-// Plug-in methods (train/continual_method.h): a method defined here, registered by name and run by
+// Plug-in methods (train/continual/continual_method.h): a method defined here, registered by name and run by
 // the unchanged trainer; the replay buffer's reservoir and replay's extra term; LwF's distillation
 // term (zero at the task's start, then moving the update); and forgetting against finetune.
 // (Bit-exact resume of replay and lwf: tests/test_continual_resume.cpp runs every method_names().)
@@ -11,8 +11,8 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/train/continual_method.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_method.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

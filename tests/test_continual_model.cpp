@@ -10,7 +10,7 @@
 #include "aria/core/ops.h"
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/cls_data.h"
+#include "aria/train/data/cls_data.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "aria/train/cl_metrics.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/report/cl_metrics.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <functional>
 
-#include "aria/train/checkpoint.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/grad_clip.h"
+#include "aria/train/continual/checkpoint.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/optim/grad_clip.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

@@ -12,8 +12,8 @@
 
 #include "aria/core/atomic_dir.h"
 #include "aria/core/error.h"
-#include "aria/train/checkpoint.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/checkpoint.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 
@@ -43,7 +43,7 @@ TEST_CASE("method table") {
   const MethodSpec f = method_spec("finetune");
   CHECK(!(f.gated_mlp || f.adapters || f.spc || f.plasticity || f.freeze_trunk || f.joint));
   CHECK(method_spec("multitask").joint);
-  for (const char* p : {"replay", "lwf"}) {  // plug-ins (train/cl_methods.cpp) on finetune's flags
+  for (const char* p : {"replay", "lwf"}) {  // plug-ins (train/continual/cl_methods.cpp) on finetune's flags
     const MethodSpec s = method_spec(p);
     CHECK((s.plugin && s.name == p && !(s.gated_mlp || s.adapters || s.spc || s.freeze_trunk || s.joint)));
   }

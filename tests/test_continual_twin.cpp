@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aria/model/safetensors.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 
@@ -240,7 +240,7 @@ void check_method(const std::string& method, const Record& r, const json& fx, co
     check_rel(st.ce, w.at("ce").get<double>(), kLossTol, at + " ce");
     check_rel(st.plasticity, w.at("plasticity").get<double>(), kLossTol, at + " plasticity");
     // The penalty's value (never its gradient) is aria's expanded form lambda/2 (A theta^2 - 2 B theta + C),
-    // which cancels near the anchors (train/spc.h); its error is bounded by the float32 rounding of
+    // which cancels near the anchors (train/continual/spc.h); its error is bounded by the float32 rounding of
     // lambda/2 sum A theta^2 (the twin's "spc_scale"), not by the penalty's own size.
     const double spc = w.at("spc").get<double>(), scale = w.at("spc_scale").get<double>();
     INFO(at, " spc: aria ", st.spc, ", twin ", spc, " (scale ", scale, ")");

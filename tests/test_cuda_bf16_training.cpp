@@ -13,9 +13,9 @@
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
 #include "tests/support/test_util.h"
-#include "aria/train/adamw.h"
-#include "aria/train/grad_clip.h"
-#include "aria/train/lm_trainer.h"
+#include "aria/train/optim/adamw.h"
+#include "aria/train/optim/grad_clip.h"
+#include "aria/train/optim/lm_trainer.h"
 
 using namespace aria;
 using testing::gpu_or_skip;

@@ -16,9 +16,9 @@
 #include "aria/core/autograd.h"
 #include "aria/kernels/kernels.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/checkpoint.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/fisher.h"
+#include "aria/train/continual/checkpoint.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/continual/fisher.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

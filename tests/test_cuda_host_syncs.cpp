@@ -8,7 +8,7 @@
 #include "aria/core/rng.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_trainer.h"
 #include "tests/support/continual_fixtures.h"
 #include "tests/support/test_util.h"
 

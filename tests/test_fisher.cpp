@@ -1,4 +1,4 @@
-// Diagonal Fisher (train/fisher.h): the fast per-sample path (one backward per batch, per-sample
+// Diagonal Fisher (train/continual/fisher.h): the fast per-sample path (one backward per batch, per-sample
 // gradients from captured activations) equals the slow reference (one batch-1 backward per sample)
 // to 1e-9 in float64 for every scope and both per-sample estimators; the batched estimator; the
 // estimate leaves no trace on the model; parsing and scopes; a timing print (Fisher vs training pass).
@@ -15,8 +15,8 @@
 #include "aria/core/ops.h"
 #include "aria/kernels/kernels.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/fisher.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/continual/fisher.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

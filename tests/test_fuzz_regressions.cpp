@@ -11,7 +11,7 @@
 #include "aria/model/tokenizer.h"
 #include "aria/model/tokenizer_impl.h"
 #include "tests/support/test_util.h"
-#include "aria/train/cls_data.h"
+#include "aria/train/data/cls_data.h"
 
 using namespace aria;
 

@@ -7,7 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "aria/core/rng.h"
-#include "aria/train/continual_method.h"
+#include "aria/train/continual/continual_method.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

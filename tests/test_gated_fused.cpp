@@ -34,7 +34,7 @@
 #include "aria/core/rng.h"
 #include "aria/kernels/kernels.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/plasticity.h"
+#include "aria/train/continual/plasticity.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA

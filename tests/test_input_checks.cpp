@@ -14,11 +14,11 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
-#include "aria/train/aria_config.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/lm_data.h"
-#include "aria/train/report.h"
-#include "aria/train/report_html.h"
+#include "aria/train/continual/aria_config.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/data/lm_data.h"
+#include "aria/train/report/report.h"
+#include "aria/train/report/report_html.h"
 
 using namespace aria;
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
-// Pretraining checkpoints (train/lm_checkpoint.h): a run stopped mid-way and resumed from its
+// Pretraining checkpoints (train/optim/lm_checkpoint.h): a run stopped mid-way and resumed from its
 // checkpoint ends with the same weights, losses, gradient norms, learning rates and validation
 // losses, bit for bit, as a run that was never interrupted; a checkpoint of other settings or a
-// damaged one is refused. And the learning curve written from a run (train/lm_curve.h).
+// damaged one is refused. And the learning curve written from a run (train/report/lm_curve.h).
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -12,9 +12,9 @@
 #include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
-#include "aria/train/lm_checkpoint.h"
-#include "aria/train/lm_curve.h"
-#include "aria/train/lm_trainer.h"
+#include "aria/train/optim/lm_checkpoint.h"
+#include "aria/train/report/lm_curve.h"
+#include "aria/train/optim/lm_trainer.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -11,8 +11,8 @@
 
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
-#include "aria/train/lm_data.h"
-#include "aria/train/lm_trainer.h"
+#include "aria/train/data/lm_data.h"
+#include "aria/train/optim/lm_trainer.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -1,4 +1,4 @@
-// The cache of aria-pretrained models (train/model_cache.h): built once, reused, keyed by recipe and
+// The cache of aria-pretrained models (train/experiment/model_cache.h): built once, reused, keyed by recipe and
 // corpus, and never trusted when half-written (no marker, a broken marker, missing files); stale
 // temporary folders of dead builds are removed; a failed build leaves nothing behind.
 #include <doctest/doctest.h>
@@ -11,9 +11,9 @@
 #include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
-#include "aria/train/default_experiment.h"
-#include "aria/train/model_cache.h"
-#include "aria/train/token_shards.h"
+#include "aria/train/experiment/default_experiment.h"
+#include "aria/train/experiment/model_cache.h"
+#include "aria/train/data/token_shards.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

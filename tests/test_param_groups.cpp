@@ -7,8 +7,8 @@
 
 #include "aria/core/ops.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/param_groups.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/optim/param_groups.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -8,8 +8,8 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/plasticity.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/continual/plasticity.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "aria/core/error.h"
-#include "aria/train/report.h"
+#include "aria/train/report/report.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

@@ -1,5 +1,5 @@
-// The report's CSV tables (train/report_csv.h) and the charts drawn from more than one number per cell
-// (train/report_charts.h) on a hand-made report: every CSV cell is report.json's number (null: empty),
+// The report's CSV tables (train/report/report_csv.h) and the charts drawn from more than one number per cell
+// (train/report/report_charts.h) on a hand-made report: every CSV cell is report.json's number (null: empty),
 // RFC 4180 quoting, metrics.jsonl's report points read back, and the SVGs: loss curves per task,
 // BWT/forgetting bars with intervals (joint methods left out), ± sd bands and chance lines.
 #include <doctest/doctest.h>
@@ -12,9 +12,9 @@
 
 #include "aria/core/error.h"
 #include "tests/support/test_util.h"
-#include "aria/train/report.h"
-#include "aria/train/report_csv.h"
-#include "aria/train/report_html.h"
+#include "aria/train/report/report.h"
+#include "aria/train/report/report_csv.h"
+#include "aria/train/report/report_html.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

@@ -1,4 +1,4 @@
-// report.html (train/report_html.h) on a hand-made report: a complete self-contained page (every
+// report.html (train/report/report_html.h) on a hand-made report: a complete self-contained page (every
 // method's section, the expected number of SVG charts, no script and no network reference), the
 // numbers of the matrices and metrics on it, user-supplied text escaped, malformed reports refused.
 #include <doctest/doctest.h>
@@ -13,9 +13,9 @@
 #include "aria/core/rng.h"
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/report.h"
-#include "aria/train/report_html.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/report/report.h"
+#include "aria/train/report/report_html.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

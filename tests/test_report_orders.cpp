@@ -1,5 +1,5 @@
-// report.html's task-order and head-only transfer tables (train/report_sections.h) and their CSV
-// files (per_order.csv, head_transfer.csv; train/report_csv.h), on a hand-made report: aria and
+// report.html's task-order and head-only transfer tables (train/report/report_sections.h) and their CSV
+// files (per_order.csv, head_transfer.csv; train/report/report_csv.h), on a hand-made report: aria and
 // finetune in two task orders x two seeds with the head-only probe, multitask (joint) with neither.
 // The page shows every order's metrics next to the pooled ones and the transfer per method and task;
 // each CSV cell is report.json's number; a report whose numbers cannot be accuracies is refused.
@@ -9,10 +9,10 @@
 
 #include "aria/core/error.h"
 #include "tests/support/test_util.h"
-#include "aria/train/report.h"
-#include "aria/train/report_csv.h"
-#include "aria/train/report_html.h"
-#include "aria/train/report_sections.h"
+#include "aria/train/report/report.h"
+#include "aria/train/report/report_csv.h"
+#include "aria/train/report/report_html.h"
+#include "aria/train/report/report_sections.h"
 
 using namespace aria;
 using ojson = nlohmann::ordered_json;

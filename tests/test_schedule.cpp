@@ -6,9 +6,9 @@
 #include <sstream>
 
 #include "aria/core/error.h"
-#include "aria/train/grad_clip.h"
-#include "aria/train/progress.h"
-#include "aria/train/schedule.h"
+#include "aria/train/optim/grad_clip.h"
+#include "aria/train/report/progress.h"
+#include "aria/train/optim/schedule.h"
 
 using namespace aria;
 

@@ -1,4 +1,4 @@
-// SPC state (train/spc.h): the penalty kept as A = sum F, B = sum F theta*, C equals the explicit
+// SPC state (train/continual/spc.h): the penalty kept as A = sum F, B = sum F theta*, C equals the explicit
 // sum over tasks (with and without decay), is 0 at a single task's anchor, its gradient matches
 // finite differences (float64), and the state round-trips through state_tensors / load_state.
 #include <doctest/doctest.h>
@@ -9,7 +9,7 @@
 #include "aria/core/device.h"
 #include "aria/core/error.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/spc.h"
+#include "aria/train/continual/spc.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

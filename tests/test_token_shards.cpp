@@ -1,4 +1,4 @@
-// Token shards (train/token_shards.h): write/read round trip, every kind of damage detected with the
+// Token shards (train/data/token_shards.h): write/read round trip, every kind of damage detected with the
 // file named (truncated, corrupted payload, bad magic, wrong vocabulary, trailing bytes), the
 // seeded window sampler over shards (deterministic from (seed, counter), windows inside one shard),
 // parallel tokenization equal to serial, and a short pretraining run on shards.
@@ -13,9 +13,9 @@
 #include "aria/core/error.h"
 #include "aria/model/gpt2.h"
 #include "aria/model/tokenizer.h"
-#include "aria/train/lm_data.h"
-#include "aria/train/lm_trainer.h"
-#include "aria/train/token_shards.h"
+#include "aria/train/data/lm_data.h"
+#include "aria/train/optim/lm_trainer.h"
+#include "aria/train/data/token_shards.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -1,11 +1,11 @@
-// Tuning on the validation split (train/tuning.h): the grid per method, the coordinate-wise choice,
+// Tuning on the validation split (train/experiment/tuning.h): the grid per method, the coordinate-wise choice,
 // and the isolation from test data: the tasks handed to tune_methods carry test examples that make any
 // evaluation on them throw, and tuning still succeeds.
 #include <doctest/doctest.h>
 
 #include "aria/core/error.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/tuning.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/experiment/tuning.h"
 #include "tests/support/continual_fixtures.h"
 
 using namespace aria;

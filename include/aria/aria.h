@@ -23,10 +23,10 @@
 
 // Training: AdamW and parameter groups, the LM trainer, task data, the continual trainer and its
 // method interface (plug-ins), continual-learning metrics.
-#include "aria/train/adamw.h"
-#include "aria/train/param_groups.h"
-#include "aria/train/lm_trainer.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/continual_method.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/cl_metrics.h"
+#include "aria/train/optim/adamw.h"
+#include "aria/train/optim/param_groups.h"
+#include "aria/train/optim/lm_trainer.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/continual/continual_method.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/report/cl_metrics.h"

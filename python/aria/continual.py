@@ -6,7 +6,7 @@ from . import _core
 
 
 def read_config(path: str) -> Dict[str, Any]:
-    """An experiment config file (JSON, train/aria_config.h) as a dict: pass its "aria" and "train"
+    """An experiment config file (JSON, train/continual/aria_config.h) as a dict: pass its "aria" and "train"
     objects to ContinualTrainer(aria=..., train=...)."""
     try:
         with open(path, encoding="utf-8") as f:

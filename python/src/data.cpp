@@ -8,7 +8,7 @@
 
 #include "bindings.h"
 #include "aria/model/tokenizer.h"
-#include "aria/train/cls_data.h"
+#include "aria/train/data/cls_data.h"
 
 namespace aria::python {
 

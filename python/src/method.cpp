@@ -1,5 +1,5 @@
 // Continual-learning methods written in Python, plugged into the trainer through the method
-// interface of train/continual_method.h (the one the built-in replay and lwf use):
+// interface of train/continual/continual_method.h (the one the built-in replay and lwf use):
 //
 //   class L2ToPrevious:                      # any object; every hook is optional
 //       def on_task_start(self, trainer, task_id): ...
@@ -18,8 +18,8 @@
 #include <memory>
 
 #include "bindings.h"
-#include "aria/train/continual_method.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_method.h"
+#include "aria/train/continual/continual_trainer.h"
 
 namespace aria::python {
 

@@ -7,7 +7,7 @@
 #include "bindings.h"
 #include "aria/model/gpt2.h"
 #include "aria/model/tokenizer.h"
-#include "aria/train/lm_trainer.h"
+#include "aria/train/optim/lm_trainer.h"
 
 namespace aria::python {
 

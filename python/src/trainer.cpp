@@ -15,10 +15,10 @@
 #include "bindings.h"
 #include "aria/core/autograd.h"
 #include "aria/model/gated_mlp.h"
-#include "aria/train/aria_config.h"
-#include "aria/train/cl_metrics.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/aria_config.h"
+#include "aria/train/report/cl_metrics.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/continual/continual_trainer.h"
 
 namespace aria::python {
 
@@ -60,7 +60,7 @@ py::dict metrics_dict(const ClMetrics& c) {
   return d;
 }
 
-// Settings as aria continual reads them (train/aria_config.h): errors name the key.
+// Settings as aria continual reads them (train/continual/aria_config.h): errors name the key.
 ExperimentConfig settings_from(const py::object& aria_settings, const py::object& train_settings) {
   nlohmann::json j = {{"tasks", {"python"}}};
   if (!aria_settings.is_none()) j["aria"] = to_json(aria_settings);
@@ -231,14 +231,14 @@ py::object trainer_object(const ContinualTrainer& t) {
 
 void bind_trainer(py::module_& m) {
   py::class_<PyTrainer, std::unique_ptr<PyTrainer>> c(m, "ContinualTrainer",
-      "One method on one task sequence (train/continual_trainer.h): add_task, train, consolidate_task, "
+      "One method on one task sequence (train/continual/continual_trainer.h): add_task, train, consolidate_task, "
       "evaluate_all_tasks, save/load.");
   c.def(py::init(&make_trainer), py::arg("model"), py::arg("method") = "aria", py::kw_only(),
         py::arg("aria") = py::none(), py::arg("train") = py::none(), py::arg("device") = py::none(),
         py::arg("log_every") = 10, py::arg("verbose") = false, py::arg("on_step") = py::none(),
         py::arg("on_evaluation") = py::none(),
         "model: a GPT2 (copied, never changed). aria / train: dicts of the experiment config's 'aria' and 'train' "
-        "keys (train/aria_config.h; unknown keys and bad values raise InputError).");
+        "keys (train/continual/aria_config.h; unknown keys and bad values raise InputError).");
   c.def_readwrite("on_step", &PyTrainer::on_step)
       .def_readwrite("on_evaluation", &PyTrainer::on_evaluation)
       .def_readwrite("should_stop", &PyTrainer::should_stop)

@@ -1,10 +1,10 @@
-// libFuzzer harness: the experiment config (train/aria_config.cpp) that `aria continual --config`
+// libFuzzer harness: the experiment config (train/continual/aria_config.cpp) that `aria continual --config`
 // reads. An accepted config must validate, and its JSON form (what a run folder's config.json holds
 // and `--resume` reads back) must parse again to the same JSON.
 #include <nlohmann/json.hpp>
 
 #include "tests/fuzz/fuzz_util.h"
-#include "aria/train/aria_config.h"
+#include "aria/train/continual/aria_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace aria;

@@ -1,4 +1,4 @@
-// libFuzzer harness: task folders (train/cls_data.cpp): JSONL and CSV splits, labels.json, field
+// libFuzzer harness: task folders (train/data/cls_data.cpp): JSONL and CSV splits, labels.json, field
 // names, the carved validation split. The input's first byte chooses the layout (bit 0: CSV instead
 // of JSONL; bit 1: a validation split; bit 2: labels.json; bit 3: fields "sentence"/"y" instead of
 // "text"/"label"); the rest is train, test, validation and labels.json separated by NUL bytes.
@@ -9,7 +9,7 @@
 
 #include "tests/fuzz/fuzz_util.h"
 #include "tests/fuzz/fuzz_vocab.h"
-#include "aria/train/cls_data.h"
+#include "aria/train/data/cls_data.h"
 
 namespace {
 

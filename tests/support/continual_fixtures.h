@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_trainer.h"
 
 namespace aria::testing {
 

@@ -10,7 +10,7 @@
 #include "aria/kernels/kernels.h"
 #include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"
-#include "aria/train/continual_trainer.h"
+#include "aria/train/continual/continual_trainer.h"
 
 namespace aria::bench {
 

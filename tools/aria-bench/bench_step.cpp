@@ -15,9 +15,9 @@
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"
-#include "aria/train/adamw.h"
-#include "aria/train/grad_clip.h"
-#include "aria/train/spc.h"
+#include "aria/train/optim/adamw.h"
+#include "aria/train/optim/grad_clip.h"
+#include "aria/train/continual/spc.h"
 
 namespace aria::bench {
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aria/core/error.h"
-#include "aria/train/aria_config.h"
+#include "aria/train/continual/aria_config.h"
 
 namespace aria::cli {
 

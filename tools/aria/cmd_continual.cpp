@@ -1,6 +1,6 @@
 // aria continual: runs a task sequence for every requested method (aria and the baselines) and
 // seed on the same data, budget and evaluation protocol, and writes OUT/report.json (matrices and
-// metrics, train/report.h), OUT/config.json (the config used, every default filled in, paths
+// metrics, train/report/report.h), OUT/config.json (the config used, every default filled in, paths
 // absolute) and OUT/log.txt (everything printed), then prints the tables.
 //
 // Protocol per (seed, method): a fresh ContinualModel from the loaded GPT-2 (gated MLPs injected
@@ -33,15 +33,15 @@
 #include "tools/aria/continual_run.h"
 #include "tools/aria/run_folder.h"
 #include "tools/aria/run_state.h"
-#include "aria/train/aria_config.h"
-#include "aria/train/cls_data.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/fisher.h"
-#include "aria/train/head_probe.h"
-#include "aria/train/progress.h"
-#include "aria/train/report.h"
-#include "aria/train/report_csv.h"
-#include "aria/train/task_orders.h"
+#include "aria/train/continual/aria_config.h"
+#include "aria/train/data/cls_data.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/continual/fisher.h"
+#include "aria/train/continual/head_probe.h"
+#include "aria/train/report/progress.h"
+#include "aria/train/report/report.h"
+#include "aria/train/report/report_csv.h"
+#include "aria/train/experiment/task_orders.h"
 
 namespace aria::cli {
 
@@ -165,7 +165,7 @@ struct Experiment {
   Gpt2Model base;  // the loaded GPT-2; every (method, seed) starts from a copy
   std::vector<ClsTaskData> tasks;
   std::vector<std::string> names;
-  std::vector<std::vector<int>> orders;  // task orders (train/task_orders.h); orders[0] is as listed
+  std::vector<std::vector<int>> orders;  // task orders (train/experiment/task_orders.h); orders[0] is as listed
 };
 
 // Work in "training-step equivalents", so the ETA covers evaluation and Fisher passes too: an
@@ -322,7 +322,7 @@ MethodRun run_method(const Experiment& e, const std::string& method, uint64_t se
     }
   };
   std::vector<double> last_gates = resumed ? resumed->last_gate_means : std::vector<double>{};
-  // The head-only transfer probe (train/head_probe.h): per position, on the initial trunk (before any
+  // The head-only transfer probe (train/continual/head_probe.h): per position, on the initial trunk (before any
   // training) and on the trunk after the earlier tasks.
   const bool probe = mcfg.train.head_probe_steps > 0 && !spec.joint && all.size() > 1;
   std::vector<double> head_initial = resumed ? resumed->head_initial : std::vector<double>{};
@@ -718,7 +718,7 @@ void run_experiment(const ExperimentConfig& resolved, const std::string& config_
   tee.check();
   const ojson final_json = report_to_json(report);
   write_json(out / "report.json", final_json);
-  // Every table as CSV next to it, for paper figures (train/report_csv.h), the loss curves from metrics.jsonl.
+  // Every table as CSV next to it, for paper figures (train/report/report_csv.h), the loss curves from metrics.jsonl.
   write_report_tables(final_json, read_loss_curves((out / "metrics.jsonl").string()), (out / "tables").string());
   durable.state.finished = true;
   durable.state.stopped.clear();
@@ -742,7 +742,7 @@ int run_continual(int argc, char** argv, const ContinualHooks& hooks) {
             "Runs the experiment config's task sequence for every method (aria, finetune, ewc, adapters,\n"
             "multitask) and seed on the same protocol; writes OUT/report.json, OUT/config.json, OUT/log.txt\n"
             "and prints the accuracy matrices and the metrics table. The data format is docs/data.md's.");
-  args.option("config", "experiment config (JSON, train/aria_config.h); required unless --resume", "")
+  args.option("config", "experiment config (JSON, train/continual/aria_config.h); required unless --resume", "")
       .option("out", "output directory (created; an existing run in it is refused unless --overwrite); required "
                      "unless --resume", "")
       .option("resume", "continue the interrupted run in this run folder (its config.json; finished runs are kept, "

@@ -1,8 +1,8 @@
 // aria pretrain: train a GPT-2 language model (from scratch or from a checkpoint) on a text
 // corpus and save it as a Hugging Face directory (config.json, model.safetensors, vocab files).
-// --checkpoint-every N / --resume DIR continue a stopped run bit for bit (train/lm_checkpoint.h);
-// --curve FILE.json writes the learning curve (train/lm_curve.h); --cache NAME builds (or finds)
-// the cached model cache:NAME (train/model_cache.h) and prints its folder.
+// --checkpoint-every N / --resume DIR continue a stopped run bit for bit (train/optim/lm_checkpoint.h);
+// --curve FILE.json writes the learning curve (train/report/lm_curve.h); --cache NAME builds (or finds)
+// the cached model cache:NAME (train/experiment/model_cache.h) and prints its folder.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,13 +14,13 @@
 #include "aria/core/file_io.h"
 #include "aria/model/gpt2.h"
 #include "aria/model/tokenizer.h"
-#include "aria/train/default_experiment.h"
-#include "aria/train/lm_checkpoint.h"
-#include "aria/train/lm_curve.h"
-#include "aria/train/lm_trainer.h"
-#include "aria/train/model_cache.h"
-#include "aria/train/progress.h"
-#include "aria/train/token_shards.h"
+#include "aria/train/experiment/default_experiment.h"
+#include "aria/train/optim/lm_checkpoint.h"
+#include "aria/train/report/lm_curve.h"
+#include "aria/train/optim/lm_trainer.h"
+#include "aria/train/experiment/model_cache.h"
+#include "aria/train/report/progress.h"
+#include "aria/train/data/token_shards.h"
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/environment.h"

@@ -1,7 +1,7 @@
 // aria run: the main job. With no arguments it runs the embedded default experiment
-// (train/default_experiment.h) on the real tasks in third_party/data with every method, using
+// (train/experiment/default_experiment.h) on the real tasks in third_party/data with every method, using
 // cache:default, a small GPT-2 that aria pretrains on third_party/data/corpus on first use and
-// caches (train/model_cache.h). The experiment itself is `aria continual`'s (cmd_continual.cpp),
+// caches (train/experiment/model_cache.h). The experiment itself is `aria continual`'s (cmd_continual.cpp),
 // run in-process with two additions after each method: its final trainer checkpoint in
 // OUT/checkpoints/<method>-seed<N>/ and, for aria, the gate histograms. Then OUT/report.html.
 #include <algorithm>
@@ -23,14 +23,14 @@
 #include "tools/aria/continual_run.h"
 #include "tools/aria/run_folder.h"
 #include "tools/aria/run_state.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/default_experiment.h"
-#include "aria/train/model_cache.h"
-#include "aria/train/progress.h"
-#include "aria/train/gate_diagnostics.h"
-#include "aria/train/report_csv.h"
-#include "aria/train/report_html.h"
-#include "aria/train/tuning.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/experiment/default_experiment.h"
+#include "aria/train/experiment/model_cache.h"
+#include "aria/train/report/progress.h"
+#include "aria/train/continual/gate_diagnostics.h"
+#include "aria/train/report/report_csv.h"
+#include "aria/train/report/report_html.h"
+#include "aria/train/experiment/tuning.h"
 
 namespace aria::cli {
 
@@ -86,7 +86,7 @@ ExperimentConfig resolve_config(const Args& a) {
   return c;
 }
 
-// Every task is read and checked (train/cls_data.h check_cls_tasks) before a model is pretrained
+// Every task is read and checked (train/data/cls_data.h check_cls_tasks) before a model is pretrained
 // for them or the run folder is claimed.
 void check_tasks(const ExperimentConfig& c) { check_cls_tasks(c.data_dir, c.tasks, cls_data_options(c.data), "aria run"); }
 
@@ -178,7 +178,7 @@ struct RunExtras {
   std::vector<TaskGates> per_task;  // every gated method's gates after each task (first seed, listed order)
 
   // gates.json: aria's histograms after the last task (the page's and older readers' format), and the
-  // per-task histograms with their collapse diagnosis (train/gate_diagnostics.h).
+  // per-task histograms with their collapse diagnosis (train/continual/gate_diagnostics.h).
   void write_gates() const {
     if (gates.empty() && per_task.empty()) return;
     ojson j = gate_report_to_json(gates.empty() ? per_task.back().report : gates[0]);
@@ -245,7 +245,7 @@ struct RunExtras {
   }
 };
 
-// --tune: each method's settings chosen on the validation split (train/tuning.h) before the
+// --tune: each method's settings chosen on the validation split (train/experiment/tuning.h) before the
 // experiment; tuning.json records every trial. The test splits are not read here: tune_methods drops
 // them before any training.
 ExperimentConfig tune(const ExperimentConfig& cfg, const std::string& model_dir, Device dev, const fs::path& out) {
@@ -324,7 +324,7 @@ int cmd_run(int argc, char** argv) {
       .option("config", "an experiment config (JSON, see --print-config) instead of the embedded default", "")
       .toggle("quick", "a much shorter run of the same shape (CI, smoke tests): cache:quick, few steps and examples")
       .toggle("tune", "before the experiment, choose each method's lr (and EWC/SPC lambda, plasticity lambda, "
-                      "slow_lr_ratio, LwF lambda) from a small grid on the validation split (train/tuning.h); the "
+                      "slow_lr_ratio, LwF lambda) from a small grid on the validation split (train/experiment/tuning.h); the "
                       "choice goes to config.json's method_settings, tuning.json and report.json")
       .toggle("no-checkpoints", "do not save each method's final trainer checkpoint (about 100 MB each by default)")
       .toggle("print-config", "print the resolved experiment config as JSON and exit")

@@ -11,7 +11,7 @@
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/text_file.h"
-#include "aria/train/progress.h"
+#include "aria/train/report/progress.h"
 
 namespace aria::cli {
 

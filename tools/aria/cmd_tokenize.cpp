@@ -1,5 +1,5 @@
 // aria tokenize: GPT-2 BPE ids of a text, as a JSON array on one line, or (--shards DIR) written
-// once as binary token shards for `aria pretrain --shards` (train/token_shards.h).
+// once as binary token shards for `aria pretrain --shards` (train/data/token_shards.h).
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -9,7 +9,7 @@
 #include "tools/aria/args.h"
 #include "tools/aria/commands.h"
 #include "tools/aria/text_file.h"
-#include "aria/train/token_shards.h"
+#include "aria/train/data/token_shards.h"
 
 namespace aria::cli {
 

@@ -19,8 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "aria/core/file_io.h"
-#include "aria/train/continual_trainer.h"
-#include "aria/train/report.h"
+#include "aria/train/continual/continual_trainer.h"
+#include "aria/train/report/report.h"
 
 namespace aria::cli {
 

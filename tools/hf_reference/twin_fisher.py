@@ -1,6 +1,6 @@
 """The exact diagonal Fisher: F = mean over samples of (d log p(y_n|x_n) / d theta)^2, y_n sampled from
 the model's own predictive distribution (one uniform of aria's Fisher Rng per sample, inverse CDF of
-the softmax computed in float64 from the float32 logits, as train/fisher.cpp draws them).
+the softmax computed in float64 from the float32 logits, as train/continual/fisher.cpp draws them).
 
 Three ways to get the per-sample gradients, all exact:
   loop:   one backward per sample, the sample alone (no padding): the definition, the fixture's

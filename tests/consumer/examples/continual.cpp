@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   }
   const std::string model_dir = argv[1], vocab_dir = argv[2], out = argv[argc - 1];
   auto tok = aria::Gpt2Tokenizer::load(vocab_dir + "/vocab.json", vocab_dir + "/merges.txt");
-  aria::AriaSettings aria_settings;  // train/aria_config.h: the spec's defaults, made small here
+  aria::AriaSettings aria_settings;  // train/continual/aria_config.h: the spec's defaults, made small here
   aria_settings.warmup_steps = 4;
   aria_settings.adapter_dim = 8;
   aria_settings.consolidation_steps_per_task = 3;
