@@ -8,7 +8,8 @@
 #
 # On the device it unpacks HEAD into /tmp/head, builds build-gpu/ there (tools/gpu_quick.sh), runs the
 # GPU tests of the newest work verbosely, then the whole ctest suite, then the continual trainer's
-# bench at GPT-2 124M (seq 512, batch 16) in bf16 next to the PyTorch twin, and in fp32. "quick" stops after the GPU tests.
+# bench at GPT-2 124M (seq 512, batch 16) in bf16 next to the PyTorch twin, and in fp32. "quick" stops after the GPU tests,
+# "suite" after the whole ctest suite.
 # Logs land in $OUT.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,15 @@ export ARIA_HOME=/tmp/head
 # before the tests, so test_tokenizer_hf checks them in the ctest run below; they come back packed.
 python3 tools/hf_reference/make_tokenizer_fixtures.py > "$out/tokfix.log" 2>&1 &&
   tar -czf "$out/tokenizer_fixtures.tar.gz" tests/fixtures/tokenizers || echo "tokenizer fixtures: FAILED (tokfix.log)"
+# The Llama-family parity fixtures (transformers), the same way (tests/test_llama_parity checks them).
+if [ -f tools/hf_reference/make_llama_fixtures.py ]; then
+  python3 tools/hf_reference/make_llama_fixtures.py > "$out/llamafix.log" 2>&1 &&
+    tar -czf "$out/llama_fixtures.tar.gz" tests/fixtures/llama || echo "llama fixtures: FAILED (llamafix.log)"
+  tail -5 "$out/llamafix.log"
+fi
+# The device tool brings back at most 8 files: the logs travel as one archive (pack_logs at exit).
+pack_logs() { (cd "$out" && tar -czf logs.tar.gz ./*.log && rm -f ./*.log); }
+trap pack_logs EXIT
 OUT="$out" bash tools/gpu_quick.sh test_continual_twin:-s test_cuda_continual_bf16:-s test_spc "test_gated_fused:-tc=*spc*" \
   test_cuda_runtime test_cuda_host_syncs test_count_correct test_fisher test_adamw \
   test_cuda_llama_ops test_cuda_vs_cpu test_cuda_attention_bf16 test_llama_ops test_gradcheck \
@@ -36,7 +46,8 @@ OUT="$out" bash tools/gpu_quick.sh test_continual_twin:-s test_cuda_continual_bf
 status=$?
 [ "${1:-}" = "quick" ] && exit $status
 (cd build-gpu && timeout 240 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
-grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed" "$out/ctest.log" | head -30
+grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed|Total Test time" "$out/ctest.log" | head -30
+[ "${1:-}" = "suite" ] && exit $status
 # The continual step next to the PyTorch twin (eager and torch.compile) in bf16, then float32 alone.
 timeout 200 build-gpu/aria-bench --continual --model d12 --seq 512 --batch 16 --steps 10 --fisher-batches 4 --bf16 \
   --compare-torch --json "$out/continual_d12.json" 2>&1 | tail -8

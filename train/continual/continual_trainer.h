@@ -73,8 +73,8 @@ struct MethodSpec {
 };
 
 // Whether `t.precision` means bfloat16 training for a model on `device`: "bf16" (on CUDA only: the
-// CPU is refused with an error naming the device), "fp32" (never), "auto" (for now float32 everywhere:
-// bf16 on CUDA once the bf16 trainer's GPU tests have passed on a GPU).
+// CPU is refused with an error naming the device), "fp32" (never), "auto" (bf16 on CUDA, float32 on
+// the CPU).
 bool bf16_precision(const TrainSettings& t, Device device);
 
 // "aria", "finetune", "ewc", "adapters", "multitask", the plug-ins "replay" and "lwf", and any method
