@@ -66,6 +66,19 @@ std::vector<OpCase> gated_cases() {
   // the unfused ops.
   for (OpCase& k : c)
     if (k.name.rfind("gated_mlp", 0) == 0) k.bf16_tol = 6e-2;
+  // gate_mix's definition, slow + pi (fast - slow), as the reference of its rows.
+  auto plain_mix = [](const Tensor& slow, const Tensor& fast, const Tensor& pi) {
+    return ops::add(slow, ops::mul(pi, ops::sub(fast, slow)));
+  };
+  for (OpCase& k : c) {
+    if (k.name.rfind("gate_mix ", 0) != 0) continue;
+    if (k.name.find("sigmoid") != std::string::npos)
+      k.reference = [plain_mix](const Ins& x) {
+        return plain_mix(x[0], x[1], ops::sigmoid(ops::sum_dim(x[1], -1, true)));
+      };
+    else
+      k.reference = [plain_mix](const Ins& x) { return plain_mix(x[0], x[1], x[2]); };
+  }
   return c;
 }
 

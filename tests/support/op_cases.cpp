@@ -62,6 +62,28 @@ double relative_l2(const Tensor& a, const Tensor& b) {
   return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
+ReferenceResult check_reference(const OpCase& c, uint64_t seed) {
+  ARIA_CHECK(bool(c.reference), c.name, ": no reference");
+  ReferenceResult res;
+  OpCase ref = c;
+  ref.fn = c.reference;
+  CaseRun a = run_case(c, make_inputs(c, DType::F64, Device::cpu(), seed), seed);
+  CaseRun b = run_case(ref, make_inputs(c, DType::F64, Device::cpu(), seed), seed);
+  auto note = [&](const Tensor& x, const Tensor& y, const std::string& what) {
+    double e = x.defined() && y.defined() && x.shape() == y.shape() ? relative_l2(x, y) : INFINITY;
+    if (!(e <= res.worst)) {
+      res.worst = std::isnan(e) ? INFINITY : e;
+      res.where = c.name + ": " + what;
+    }
+  };
+  note(a.output, b.output, "output");
+  for (size_t k = 0; k < a.grads.size(); ++k) {
+    if (!a.grads[k].defined() && !b.grads[k].defined()) continue;
+    note(a.grads[k], b.grads[k], "gradient of input " + std::to_string(k));
+  }
+  return res;
+}
+
 GradCheckResult gradcheck(const OpCase& c, uint64_t seed) {
   auto inputs = make_inputs(c, DType::F64, Device::cpu(), seed);
   CaseRun run = run_case(c, inputs, seed);

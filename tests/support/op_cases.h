@@ -1,7 +1,8 @@
 // One table of op test cases drives every generic op test (in the spirit of ggml's
 // test-backend-ops): tests/test_gradcheck.cpp checks each case's backward by central finite
 // differences in float64 on the CPU, tests/test_cuda_vs_cpu.cpp runs each case on both backends in
-// float32 and compares outputs and gradients. Adding an op adds rows (ARIA_OP_CASES in a
+// float32 and compares outputs and gradients; a row's optional reference (the plain composition a
+// fused op replaces) is checked against it in float64. Adding an op adds rows (ARIA_OP_CASES in a
 // tests/support/cases_<family>.cpp file), not a new test.
 #pragma once
 #include <functional>
@@ -30,6 +31,11 @@ struct OpCase {
   // bfloat16 CUDA vs float32 CPU on the same (bf16-representable) inputs: relative L2 error. Each
   // bf16 store rounds by up to 2^-9; a few chained ops stay well under the default.
   double bf16_tol = 3e-2;
+  // Optional: the same function written with plainer ops (a fused op's unfused composition, a
+  // definition by formula). tests/test_gradcheck.cpp checks in float64 on the CPU that the output and
+  // every input gradient equal the reference's within reference_tol (relative L2).
+  std::function<Tensor(const std::vector<Tensor>&)> reference;
+  double reference_tol = 1e-12;
 };
 
 std::vector<OpCase>& op_case_registry();
@@ -58,6 +64,14 @@ struct GradCheckResult {
   std::string where;
 };
 GradCheckResult gradcheck(const OpCase& c, uint64_t seed);
+
+// Largest relative L2 error between c.fn and c.reference, over the output and every input gradient,
+// on the same float64 CPU inputs (seeded), with a description of where it happened.
+struct ReferenceResult {
+  double worst = 0;
+  std::string where;
+};
+ReferenceResult check_reference(const OpCase& c, uint64_t seed);
 
 double relative_l2(const Tensor& a, const Tensor& b);  // ||a - b|| / max(||b||, 1e-30)
 
