@@ -2,6 +2,8 @@
 //   kernels/cpu/<family>.cpp  in namespace aria::cpu   (Eigen / plain loops, float32 and float64)
 //   kernels/cuda/<family>.cu  in namespace aria::cuda  (hand-written CUDA / cuBLASLt, float32)
 // core/ops*.cpp dispatch on the device of their inputs (ARIA_DISPATCH in kernels/kernels.h).
+// Each row's tests: the op cases named for it in tests/support/kernel_cases.cpp (checked by
+// tests/test_kernel_coverage.cpp); where an op lives and how to add one: docs/ops.md.
 // Conventions: outputs are passed as preallocated tensors (also `const Tensor&`: the handle is
 // const, the data is written). Unless a row says otherwise every tensor is contiguous and on one
 // device. "accumulate" means the kernel adds into its output instead of overwriting it.
