@@ -1,6 +1,7 @@
 // Every registered op case on the GPU against the CPU, fresh random inputs per seed: float32 on both,
 // and bfloat16 on the GPU against float32 on the CPU over the same bf16-representable inputs; outputs
-// and every input gradient within the case's relative L2 tolerance.
+// and every input gradient within the case's relative L2 tolerance. And every case rerun on the GPU
+// on the same inputs gives the same bits (float32 and bfloat16).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -67,6 +68,26 @@ TEST_CASE("every op on CUDA in bfloat16 matches the CPU in float32") {
         REQUIRE(b.grads[k].defined());
         CHECK(b.grads[k].dtype() == gpu_in[k].dtype());
         CHECK(relative_l2(b.grads[k], a.grads[k]) <= c.bf16_tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("every op on CUDA gives the same bits when rerun on the same inputs (float32 and bfloat16)") {
+  if (!gpu_or_skip(std::to_string(op_case_registry().size()) + " CUDA determinism op cases")) return;
+  for (const OpCase& c : op_case_registry()) {
+    if (!c.deterministic) continue;
+    for (DType dt : {DType::F32, DType::BF16}) {
+      CAPTURE(c.name);
+      CAPTURE(dtype_name(dt));
+      CaseRun a = run_case(c, make_inputs(c, dt, Device::cuda(0), 31), 31);
+      CaseRun b = run_case(c, make_inputs(c, dt, Device::cuda(0), 31), 31);
+      CHECK(bit_equal(a.output, b.output));
+      for (size_t k = 0; k < a.grads.size(); ++k) {
+        if (!a.grads[k].defined()) continue;
+        CAPTURE(k);
+        REQUIRE(b.grads[k].defined());
+        CHECK(bit_equal(a.grads[k], b.grads[k]));
       }
     }
   }
