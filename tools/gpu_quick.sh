@@ -11,6 +11,12 @@ mkdir -p "$out"
 export PATH="/usr/local/cuda/bin:$PATH"
 prefix=()
 [ -d build-deps/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$PWD/build-deps/usr")
+# The Python module and its pytest suite (with the GPU cases: DLPack with torch, a bf16 step) for the
+# python3 on PATH when it has pytest and numpy (the GPU box's /usr/bin/python3 has neither).
+py=$(command -v python3)
+if [ -n "$py" ] && [ "$py" != /usr/bin/python3 ] && "$py" -c 'import pytest, numpy' 2>/dev/null; then
+  prefix+=(-DPython3_EXECUTABLE="$py")
+fi
 t0=$SECONDS
 # -k 0: a target that fails to build does not stop the others (its tests are then missing).
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DARIA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
