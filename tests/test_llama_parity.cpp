@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -23,7 +24,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kFixtures = std::string(ARIA_SOURCE_DIR) + "/tests/fixtures/llama/";
+// ARIA_LLAMA_FIXTURES points at another folder of fixtures (a fresh output of the script).
+std::string fixtures_root() {
+  const char* env = std::getenv("ARIA_LLAMA_FIXTURES");
+  return env && *env ? std::string(env) + "/" : std::string(ARIA_SOURCE_DIR) + "/tests/fixtures/llama/";
+}
 
 // ||got - want|| / ||want|| over two value lists.
 double rel_l2(const std::vector<double>& got, const std::vector<double>& want) {
@@ -39,7 +44,7 @@ double rel_l2(const std::vector<double>& got, const std::vector<double>& want) {
 std::vector<double> doubles(const json& j) { return j.get<std::vector<double>>(); }
 
 void check_family(const std::string& family, LlamaFamily want_family) {
-  const std::string dir = kFixtures + family;
+  const std::string dir = fixtures_root() + family;
   if (!fs::exists(dir + "/expected.json")) {
     testing::skip_case("fixture absent", dir + " (run python3 tools/hf_reference/make_llama_fixtures.py where "
                                                "torch and transformers are installed)");

@@ -42,8 +42,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKENIZERS = os.path.join(ROOT, "tests", "fixtures", "tokenizers")
-TEXT = ("Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my "
-        "purse, I thought I would sail about a little: 1851 whales, naïve café!")
+TEXT = "Call me Ishmael. Some years ago, never mind how long precisely: 1851 whales, naïve café!"
 LOGIT_COLS = 16
 GRAD_SAMPLES = 12
 SIZES = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
