@@ -1,5 +1,6 @@
 // Behaviour of the neural-network ops (core/ops_nn.cpp) against plain-loop references; the float64
-// gradients are checked by tests/test_gradcheck.cpp through the rows in tests/support/cases_nn.cpp.
+// gradients are checked by tests/test_gradcheck.cpp through the rows in tests/support/cases_nn.cpp,
+// float32 against float64 by tests/test_kernel_coverage.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,10 +9,8 @@
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
 #include "aria/core/rng.h"
-#include "tests/support/op_cases.h"
 
 using namespace aria;
-using namespace aria::testing;
 
 namespace {
 
@@ -254,22 +253,4 @@ TEST_CASE("nn ops reject bad ids, dtypes and shapes with aria::Error") {
   CHECK_THROWS_AS(ops::cross_entropy(logits, Tensor::zeros({4}, DType::F32)), Error);
   CHECK(error_of([&] { ops::cross_entropy(logits, Tensor::from_ints({1, 6, 0, 0}, {4})); }).find("6") !=
         std::string::npos);
-}
-
-TEST_CASE("nn op cases agree between float32 and float64 (forward and backward)") {
-  int checked = 0;
-  for (const OpCase& c : op_case_registry()) {
-    bool mine = false;
-    for (const char* p : {"embedding", "layernorm", "softmax", "attention", "cross_entropy"})
-      mine |= c.name.rfind(p, 0) == 0;
-    if (!mine) continue;
-    CAPTURE(c.name);
-    CaseRun a = run_case(c, make_inputs(c, DType::F32, Device::cpu(), 5), 5);
-    CaseRun b = run_case(c, make_inputs(c, DType::F64, Device::cpu(), 5), 5);
-    CHECK(relative_l2(a.output, b.output) < 1e-5);
-    for (size_t k = 0; k < a.grads.size(); ++k)
-      if (b.grads[k].defined()) CHECK(relative_l2(a.grads[k], b.grads[k]) < 1e-5);
-    ++checked;
-  }
-  CHECK(checked >= 10);
 }
