@@ -250,6 +250,27 @@ LlamaConfig load_llama_config(const std::string& path) {
   return c;
 }
 
+bool is_llama_config(const std::string& path) {
+  try {
+    const json j = json::parse(io::read_file(path, "config", uint64_t(1) << 26));
+    if (!j.is_object()) return false;
+    std::string name;
+    if (j.contains("model_type") && j["model_type"].is_string()) {
+      name = j["model_type"].get<std::string>();
+      for (const auto& n : kFamilies)
+        if (name == n.type) return true;
+      return false;
+    }
+    const json* a = j.contains("architectures") ? &j["architectures"] : nullptr;
+    if (!a || !a->is_array() || a->empty() || !(*a)[0].is_string()) return false;
+    name = (*a)[0].get<std::string>();
+    for (const auto& n : kFamilies)
+      if (name == n.arch) return true;
+  } catch (const std::exception&) {
+  }
+  return false;
+}
+
 void save_llama_config(const LlamaConfig& c, const std::string& path) {
   validate_llama_config(c);
   nlohmann::ordered_json j = {

@@ -59,6 +59,11 @@ void validate_llama_config(const LlamaConfig& cfg);
 // the key and the file; keys that do not change the computation are ignored.
 LlamaConfig load_llama_config(const std::string& config_json_path);
 
+// True when the config.json at `path` names one of the three families (model_type, else
+// architectures[0]); false for anything else, an unreadable or missing file included (a caller then
+// tries another loader, whose errors explain).
+bool is_llama_config(const std::string& config_json_path);
+
 // Writes a config.json that transformers' <Family>ForCausalLM.from_pretrained accepts (atomic write).
 void save_llama_config(const LlamaConfig& cfg, const std::string& path);
 

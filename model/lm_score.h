@@ -1,4 +1,4 @@
-// Scoring a token stream with a GPT-2 as `aria score` reports it: the mean next-token cross-entropy
+// Scoring a token stream with a GPT-2 (or a Llama-family model) as `aria score` reports it: the mean next-token cross-entropy
 // over every token after the first, each predicted exactly once.
 //
 // The stream is cut into windows of n_positions tokens, consecutive windows overlapping by one
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aria/model/gpt2.h"
+#include "aria/model/llama.h"
 
 namespace aria {
 
@@ -36,5 +37,9 @@ int64_t lm_score_windows(int64_t n_tokens, int64_t n_positions);
 // model with n_positions < 2 (a one-token window predicts nothing).
 LmScore gpt2_score_tokens(const Gpt2Model& m, const std::vector<int32_t>& ids, const LmScoreOptions& options = {},
                           const std::function<void(int64_t, int64_t, const LmScore&)>& progress = {});
+// The same for a Llama-family model (model/llama.h), windows of max_position_embeddings tokens: each
+// window's loss is transformers' <Family>ForCausalLM(window, labels=window).loss.
+LmScore llama_score_tokens(const LlamaModel& m, const std::vector<int32_t>& ids, const LmScoreOptions& options = {},
+                           const std::function<void(int64_t, int64_t, const LmScore&)>& progress = {});
 
 }  // namespace aria

@@ -17,6 +17,7 @@
 #include "aria/core/ops_llama.h"
 #include "aria/core/rng.h"
 #include "aria/model/llama.h"
+#include "aria/model/lm_score.h"
 #include "aria/model/safetensors.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
@@ -450,6 +451,27 @@ TEST_CASE("llama refuses a sequence longer than max_position_embeddings and bad 
   CHECK_THROWS_AS(llama_hidden(m, Tensor::from_ints({0, 37}, {1, 2})), Error);
   CHECK_THROWS_WITH_AS(llama_hidden(m, Tensor::zeros({1, 2})), doctest::Contains("ids must be int32 [B, T]"), Error);
   CHECK_NOTHROW(llama_hidden(m, testing::random_ids({2, 16}, 37, 1)));
+}
+
+TEST_CASE("llama_score_tokens: windows of max_position_embeddings overlapping by one, each transformers' loss") {
+  const LlamaModel m = random_model(tiny(LlamaFamily::Qwen2), 61);  // 16 positions
+  const Tensor all = testing::random_ids({1, 40}, 37, 3);
+  const std::vector<int32_t> ids = all.to_ints();
+  // Windows [0, 16), [15, 31), [30, 40): 15 + 15 + 9 predictions.
+  double sum = 0;
+  for (int64_t start : {0, 15, 30}) {
+    const int64_t len = std::min<int64_t>(16, 40 - start);
+    const Tensor w = all.slice(1, start, start + len).contiguous();
+    NoGradGuard ng;
+    sum += llama_causal_lm_loss(m, w, w).item() * double(len - 1);
+  }
+  for (int64_t batch : {1, 16}) {
+    const LmScore r = llama_score_tokens(m, ids, LmScoreOptions{.max_batch = batch});
+    CHECK(r.predicted == 39);
+    CHECK(std::abs(r.mean() - sum / 39) <= 1e-6 * sum / 39);
+  }
+  CHECK_THROWS_WITH_AS(llama_score_tokens(m, {1, 37}), doctest::Contains("token 1 has id 37, outside the model's vocabulary of 37"), Error);
+  CHECK_THROWS_WITH_AS(llama_score_tokens(m, {1}), doctest::Contains("at least 2 are needed"), Error);
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------------

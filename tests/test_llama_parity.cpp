@@ -14,6 +14,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/model/llama.h"
+#include "aria/model/lm_score.h"
 #include "aria/model/tokenizer.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
@@ -94,6 +95,11 @@ void check_family(const std::string& family, LlamaFamily want_family) {
     CHECK(std::abs(std::sqrt(n2) - ex["logits_norm"].get<double>()) <= 1e-5 * ex["logits_norm"].get<double>());
   }
 
+  // `aria score`'s number: transformers' own float32 model(ids, labels=ids).loss.
+  if (ex.contains("loss_transformers_f32")) {
+    const double want = ex["loss_transformers_f32"].get<double>();
+    CHECK(std::abs(llama_score_tokens(m, ids).mean() - want) <= 1e-5 * std::abs(want));
+  }
   // transformers' shifted causal-LM loss (labels = ids) and the gradients of every parameter.
   Tensor loss = llama_causal_lm_loss(m, tids, tids);
   const double want_loss = ex["loss"].get<double>();
