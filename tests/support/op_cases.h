@@ -27,6 +27,9 @@ struct OpCase {
   std::vector<InputSpec> inputs;
   std::function<Tensor(const std::vector<Tensor>&)> fn;
   double gradcheck_tol = 1e-6;   // float64 finite differences: |analytic - numeric| <= tol * (1 + |numeric|)
+  // Off for rows too large for finite differences (two forwards per input element); their gradients
+  // are still checked against the reference and across backends.
+  bool finite_differences = true;
   double backend_tol = 1e-4;     // float32 CUDA vs CPU: relative L2 error of outputs and grads
   double f32_tol = 1e-5;         // float32 CPU vs float64 CPU (tests/test_kernel_coverage.cpp): the same
   // bfloat16 CUDA vs float32 CPU on the same (bf16-representable) inputs: relative L2 error. Each
