@@ -1,9 +1,10 @@
 // The Llama-family kernels on CUDA against the CPU at model-like shapes (the generic op rows in
 // tests/support/cases_llama.cpp cover small awkward ones): RMSNorm (plain, fused residual, backward
 // with dres and dw, 16-byte and scalar paths), SwiGLU on packed [N, 2H] rows, RoPE tables and
-// rotation, grouped-query attention with and without a sliding window (bf16 at hd 64/128: the
-// tensor-core forward's grouped-query form, windows that start the key loop on either stage). float32 and float64 against
-// the CPU on the same values; bfloat16 against the CPU's float32 on the same bf16-rounded inputs.
+// rotation (grouped-query attention at such shapes, bf16 at hd 64/128 with the tensor-core forward's
+// grouped-query form and windows that start the key loop on either stage: the "(model-like)" rows of
+// tests/support/cases_llama.cpp, run by test_cuda_vs_cpu). float32 and float64 against the CPU on the
+// same values; bfloat16 against the CPU's float32 on the same bf16-rounded inputs.
 // Outputs are NaN-poisoned first. Every case skips without a GPU. Timings: ARIA_LLAMA_BENCH=1
 // build-gpu/tests/test_cuda_llama_ops -ts=benchmark.
 #include <doctest/doctest.h>
@@ -16,7 +17,6 @@
 #include "aria/core/ops.h"
 #include "aria/core/ops_llama.h"
 #include "aria/kernels/kernels.h"
-#include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -154,35 +154,6 @@ TEST_CASE("CUDA rope tables and rotation match the CPU") {
       CHECK(max_abs_diff(io, gy) == 0.0);
     }
   }
-}
-
-TEST_CASE("CUDA grouped-query attention matches the CPU, with and without a sliding window") {
-  if (!gpu_or_skip("grouped-query attention")) return;
-  struct Case {
-    int B, T, H, KV, hd, window;
-  };
-  for (const Case c : {Case{2, 200, 8, 2, 64, 0}, Case{1, 130, 4, 1, 128, 0}, Case{2, 150, 8, 2, 64, 48},
-                       Case{1, 97, 4, 4, 64, 32}, Case{2, 70, 4, 4, 64, 0}, Case{1, 33, 6, 3, 40, 0},
-                       Case{1, 300, 4, 2, 128, 130}, Case{1, 260, 4, 2, 64, 200}})
-    for (DType dt : {DType::F32, DType::BF16}) {
-      const std::string tag = std::string("gqa ") + dtype_name(dt) + " B" + std::to_string(c.B) + " T" +
-                              std::to_string(c.T) + " H" + std::to_string(c.H) + " KV" + std::to_string(c.KV) +
-                              " hd" + std::to_string(c.hd) + " window " + std::to_string(c.window);
-      CAPTURE(tag);
-      const int64_t W = int64_t(c.H + 2 * c.KV) * c.hd;
-      Tensor qkv = host_input({c.B, c.T, W}, uint64_t(c.T * 7 + c.hd), dt);
-      qkv.set_requires_grad(true);
-      Tensor g = on_gpu(qkv.detach(), dt);
-      g.set_requires_grad(true);
-      const testing::OpCase oc{"gqa", {}, [&](const std::vector<Tensor>& x) {
-                                 return ops::gqa_attention(x[0], c.H, c.KV, c.window);
-                               }};
-      testing::CaseRun a = testing::run_case(oc, {qkv}, 5), b = testing::run_case(oc, {g}, 5);
-      const double tol = dt == DType::BF16 ? 2e-2 : 1e-4;
-      expect_close(b.output, a.output, tol, tag + " out");
-      REQUIRE(b.grads[0].defined());
-      expect_close(b.grads[0], a.grads[0], tol, tag + " dqkv");
-    }
 }
 
 TEST_CASE("CUDA Llama-family kernels refuse tensors of the wrong device or shape") {

@@ -131,6 +131,20 @@ std::vector<OpCase> llama_cases() {
   mha.reference_tol = 1e-13;
   c.push_back(mha);
 
+  // Model-like shapes (several 64-row tiles, head dims 40 to 128, windows shorter and longer than a
+  // tile): CUDA vs CPU only (too large for finite differences), bfloat16 held to 2e-2.
+  struct Big {
+    int B, T, H, KV, hd, window;
+  };
+  for (const Big b : {Big{2, 200, 8, 2, 64, 0}, Big{1, 130, 4, 1, 128, 0}, Big{2, 150, 8, 2, 64, 48},
+                      Big{1, 97, 4, 4, 64, 32}, Big{2, 70, 4, 4, 64, 0}, Big{1, 33, 6, 3, 40, 0},
+                      Big{1, 300, 4, 2, 128, 130}, Big{1, 260, 4, 2, 64, 200}}) {
+    c.push_back(gqa_case(b.B, b.T, b.H, b.KV, b.hd, b.window, " (model-like)"));
+    c.back().reference = nullptr;
+    c.back().finite_differences = false;
+    c.back().bf16_tol = 2e-2;
+  }
+
   // References: the plain definitions these fused ops replace.
   for (OpCase& k : c) {
     const std::string& n = k.name;
