@@ -1,24 +1,22 @@
-// Llama-family decoders (model/llama.h, model/llama_config.h) on tiny random configs built here:
-// config.json reading and its refusals, save -> load bit-exact (single file, sharded, f16/bf16),
-// tied and untied heads, the forward equal to a plain float64 reference written out in this file
-// (GQA, llama3 rope scaling, Qwen2 biases, Mistral's sliding window), float64 gradient checks of the
-// loss, checkpoint errors, and CUDA against the CPU (skipped without a GPU).
+// Llama-family decoders (model/llama.h, model/llama_config.h) on tiny random configs
+// (tests/support/llama_tiny.h): config.json reading and its refusals, the forward equal to a plain
+// float64 reference written out in this file (GQA, llama3 rope scaling, Qwen2 biases, Mistral's
+// sliding window), tied and untied heads, float64 gradient checks of the loss, scoring windows, and
+// CUDA against the CPU (skipped without a GPU). Checkpoints: test_llama_checkpoint.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <functional>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_llama.h"
-#include "aria/core/rng.h"
 #include "aria/model/llama.h"
 #include "aria/model/lm_score.h"
-#include "aria/model/safetensors.h"
+#include "tests/support/llama_tiny.h"
 #include "tests/support/op_cases.h"
 #include "tests/support/test_util.h"
 
@@ -26,53 +24,11 @@ using namespace aria;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 using testing::TempDir;
+using testing::llama_family_name;
+using testing::random_llama;
+using testing::tiny_llama;
 
 namespace {
-
-LlamaConfig tiny(LlamaFamily f) {
-  LlamaConfig c;
-  c.family = f;
-  c.vocab_size = 37;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.max_position_embeddings = 16;
-  c.rms_norm_eps = 1e-5;
-  if (f == LlamaFamily::Llama) {
-    c.rope_theta = 500000;
-    c.rope_scaling.type = "llama3";
-    c.rope_scaling.factor = 8;
-    c.rope_scaling.low_freq_factor = 1;
-    c.rope_scaling.high_freq_factor = 4;
-    c.rope_scaling.original_max_position_embeddings = 8;
-  }
-  if (f == LlamaFamily::Mistral) c.sliding_window = 3;
-  if (f == LlamaFamily::Qwen2) {
-    c.qkv_bias = true;
-    c.tie_word_embeddings = true;
-    c.rope_theta = 1e6;
-  }
-  return c;
-}
-
-// A random model whose norms and biases are random too (so that a wrong bias or norm shows).
-LlamaModel random_model(const LlamaConfig& c, uint64_t seed) {
-  LlamaModel m = llama_random(c, seed);
-  Rng rng(seed + 1);
-  for (auto& [name, t] : m.named_parameters()) {
-    if (name.find("norm") != std::string::npos) rng.fill_normal(t, 1.0, 0.2);
-    else if (name.find("bias") != std::string::npos) rng.fill_normal(t, 0.0, 0.3);
-    else rng.fill_normal(t, 0.0, 0.3);
-  }
-  return m;
-}
-
-const char* family_name(LlamaFamily f) {
-  return f == LlamaFamily::Llama ? "llama" : f == LlamaFamily::Mistral ? "mistral" : "qwen2";
-}
 
 // ---- a float64 reference forward, written with loops ---------------------------------------------
 
@@ -186,16 +142,6 @@ double max_diff(const Mat& a, const Tensor& b) {
   return d;
 }
 
-void check_same_parameters(const LlamaModel& a, const LlamaModel& b) {
-  const auto pa = a.named_parameters(), pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    CAPTURE(pa[i].first);
-    CHECK(pa[i].first == pb[i].first);
-    CHECK(testing::bit_equal(pa[i].second, pb[i].second));
-  }
-}
-
 json config_json(const LlamaConfig& c) {
   TempDir tmp("llama_cfg");
   save_llama_config(c, tmp.file("config.json"));
@@ -213,9 +159,9 @@ LlamaConfig load_json(const json& j) {
 // ---- config.json ------------------------------------------------------------------------------------
 
 TEST_CASE("llama config: the keys of each family are read, and save -> load gives the same config") {
-  for (LlamaFamily f : {LlamaFamily::Llama, LlamaFamily::Mistral, LlamaFamily::Qwen2}) {
-    CAPTURE(family_name(f));
-    const LlamaConfig c = tiny(f);
+  for (LlamaFamily f : testing::kLlamaFamilies) {
+    CAPTURE(llama_family_name(f));
+    const LlamaConfig c = tiny_llama(f);
     const json j = config_json(c);
     const LlamaConfig back = load_json(j);
     CHECK(back.family == f);
@@ -292,7 +238,7 @@ TEST_CASE("llama config: transformers' own key spellings") {
 }
 
 TEST_CASE("llama config: unsupported or broken fields are refused, naming the field") {
-  const json base = config_json(tiny(LlamaFamily::Llama));
+  const json base = config_json(tiny_llama(LlamaFamily::Llama));
   auto refused = [&](const std::function<void(json&)>& edit, const std::string& msg) {
     json j = base;
     edit(j);
@@ -326,7 +272,7 @@ TEST_CASE("llama config: unsupported or broken fields are refused, naming the fi
   refused([](json& j) { j["tie_word_embeddings"] = 1; }, "'tie_word_embeddings' must be true or false");
   refused([](json& j) { j["hidden_size"] = 100000; j["intermediate_size"] = 1000000; j["num_hidden_layers"] = 100000; },
           "more than the 1e12 aria accepts");
-  json mistral = config_json(tiny(LlamaFamily::Mistral));
+  json mistral = config_json(tiny_llama(LlamaFamily::Mistral));
   mistral["attention_bias"] = true;
   CHECK_THROWS_WITH_AS(load_json(mistral), doctest::Contains("'attention_bias' = true is not supported for mistral"), Error);
   TempDir tmp("llama_cfg_bad");
@@ -339,9 +285,9 @@ TEST_CASE("llama config: unsupported or broken fields are refused, naming the fi
 TEST_CASE("llama forward equals a float64 reference with loops: GQA, llama3 rope, Qwen2 biases, Mistral window") {
   const std::vector<int32_t> ids = {3, 17, 5, 36, 0, 9, 9, 21, 2, 30};
   const Tensor tids = Tensor::from_ints(ids, {1, int64_t(ids.size())});
-  for (LlamaFamily f : {LlamaFamily::Llama, LlamaFamily::Mistral, LlamaFamily::Qwen2}) {
-    CAPTURE(family_name(f));
-    const LlamaModel m = random_model(tiny(f), 7).to(DType::F64);
+  for (LlamaFamily f : testing::kLlamaFamilies) {
+    CAPTURE(llama_family_name(f));
+    const LlamaModel m = random_llama(tiny_llama(f), 7).to(DType::F64);
     NoGradGuard ng;
     const Tensor logits = llama_logits(m, llama_hidden(m, tids));
     CHECK(logits.shape() == Shape{1, int64_t(ids.size()), 37});
@@ -358,19 +304,19 @@ TEST_CASE("llama forward: the pieces each family adds change the logits (so the 
   NoGradGuard ng;
   auto logits = [&](const LlamaModel& m) { return llama_logits(m, llama_hidden(m, ids)); };
   // Mistral's window (3 < 10 tokens): the first 3 positions see everything anyway, the later ones do not.
-  LlamaModel mi = random_model(tiny(LlamaFamily::Mistral), 3).to(DType::F64);
+  LlamaModel mi = random_llama(tiny_llama(LlamaFamily::Mistral), 3).to(DType::F64);
   LlamaModel full = mi;
   full.config.sliding_window = 0;
   const Tensor a = logits(mi), b = logits(full);
   CHECK(testing::max_abs_diff(a.slice(1, 0, 3), b.slice(1, 0, 3)) < 1e-12);
   CHECK(testing::max_abs_diff(a.slice(1, 3, 10), b.slice(1, 3, 10)) > 1e-3);
   // Qwen2's biases.
-  LlamaModel q = random_model(tiny(LlamaFamily::Qwen2), 4);
+  LlamaModel q = random_llama(tiny_llama(LlamaFamily::Qwen2), 4);
   LlamaModel q0 = q.to(DType::F32);
   q0.layers[1].k_b.fill_(0.0);
   CHECK(testing::max_abs_diff(logits(q), logits(q0)) > 1e-3);
   // Untied head: lm_head, not the embedding, makes the logits.
-  LlamaModel l = random_model(tiny(LlamaFamily::Llama), 5);
+  LlamaModel l = random_llama(tiny_llama(LlamaFamily::Llama), 5);
   const Tensor h = llama_hidden(l, ids);
   CHECK(testing::max_abs_diff(llama_logits(l, h), ops::matmul(h, l.lm_head, false, true)) == 0.0);
   CHECK(testing::max_abs_diff(llama_logits(l, h), ops::matmul(h, l.embed, false, true)) > 1e-3);
@@ -380,9 +326,9 @@ TEST_CASE("llama forward: the pieces each family adds change the logits (so the 
 }
 
 TEST_CASE("llama loss is transformers' shifted causal-LM loss, and gradients match finite differences in float64") {
-  for (LlamaFamily f : {LlamaFamily::Llama, LlamaFamily::Mistral, LlamaFamily::Qwen2}) {
-    CAPTURE(family_name(f));
-    LlamaModel m = random_model(tiny(f), 11).to(DType::F64);
+  for (LlamaFamily f : testing::kLlamaFamilies) {
+    CAPTURE(llama_family_name(f));
+    LlamaModel m = random_llama(tiny_llama(f), 11).to(DType::F64);
     const std::vector<int32_t> ids = {1, 4, 9, 16, 25, 36, 12, 7};
     const Tensor tids = Tensor::from_ints(ids, {1, 8});
     std::vector<int32_t> lab = ids;
@@ -445,7 +391,7 @@ TEST_CASE("llama loss is transformers' shifted causal-LM loss, and gradients mat
 }
 
 TEST_CASE("llama refuses a sequence longer than max_position_embeddings and bad ids") {
-  LlamaModel m = random_model(tiny(LlamaFamily::Mistral), 1);
+  LlamaModel m = random_llama(tiny_llama(LlamaFamily::Mistral), 1);
   CHECK_THROWS_WITH_AS(llama_hidden(m, testing::random_ids({1, 17}, 37, 1)),
                        doctest::Contains("sequence length 17 outside [1, max_position_embeddings = 16]"), Error);
   CHECK_THROWS_AS(llama_hidden(m, Tensor::from_ints({0, 37}, {1, 2})), Error);
@@ -454,7 +400,7 @@ TEST_CASE("llama refuses a sequence longer than max_position_embeddings and bad 
 }
 
 TEST_CASE("llama_score_tokens: windows of max_position_embeddings overlapping by one, each transformers' loss") {
-  const LlamaModel m = random_model(tiny(LlamaFamily::Qwen2), 61);  // 16 positions
+  const LlamaModel m = random_llama(tiny_llama(LlamaFamily::Qwen2), 61);  // 16 positions
   const Tensor all = testing::random_ids({1, 40}, 37, 3);
   const std::vector<int32_t> ids = all.to_ints();
   // Windows [0, 16), [15, 31), [30, 40): 15 + 15 + 9 predictions.
@@ -474,157 +420,14 @@ TEST_CASE("llama_score_tokens: windows of max_position_embeddings overlapping by
   CHECK_THROWS_WITH_AS(llama_score_tokens(m, {1}), doctest::Contains("at least 2 are needed"), Error);
 }
 
-// ---- checkpoints ------------------------------------------------------------------------------------
-
-TEST_CASE("llama save -> load is bit-exact: single file and sharded with an index, every family") {
-  const Tensor ids = testing::random_ids({2, 9}, 37, 5);
-  for (LlamaFamily f : {LlamaFamily::Llama, LlamaFamily::Mistral, LlamaFamily::Qwen2}) {
-    CAPTURE(family_name(f));
-    const LlamaModel m = random_model(tiny(f), 21);
-    NoGradGuard ng;
-    const Tensor want = llama_logits(m, llama_hidden(m, ids));
-    TempDir tmp("llama_rt");
-    const std::string one = tmp.file("one"), sharded = tmp.file("sharded");
-    llama_save(m, one);
-    CHECK(fs::exists(one + "/model.safetensors"));
-    llama_save(m, sharded, LlamaSaveOptions{.max_shard_bytes = 4000});
-    CHECK(!fs::exists(sharded + "/model.safetensors"));
-    const json index = json::parse(testing::read_file(sharded + "/model.safetensors.index.json"));
-    std::set<std::string> shards;
-    for (auto& [n, s] : index["weight_map"].items()) shards.insert(s.get<std::string>());
-    CHECK(shards.size() >= 3);
-    CHECK(index["weight_map"].size() == m.named_parameters().size());
-    for (const std::string& dir : {one, sharded}) {
-      CAPTURE(dir);
-      const LlamaModel back = llama_load(dir);
-      CHECK(back.config.family == f);
-      check_same_parameters(m, back);
-      CHECK(testing::bit_equal(llama_logits(back, llama_hidden(back, ids)), want));
-    }
-    // Tied: no lm_head.weight in the file; untied: there.
-    CHECK((SafeTensorsFile::open(one + "/model.safetensors").find("lm_head.weight") != nullptr) ==
-          !m.config.tie_word_embeddings);
-  }
-}
-
-TEST_CASE("llama checkpoints in float16 and bfloat16 load as those dtypes, or converted") {
-  const LlamaModel m = random_model(tiny(LlamaFamily::Llama), 31);
-  for (DType dt : {DType::F16, DType::BF16}) {
-    CAPTURE(dtype_name(dt));
-    TempDir tmp("llama_dt");
-    llama_save(m, tmp.dir.string(), LlamaSaveOptions{.dtype = dt});
-    const json cfg = json::parse(testing::read_file(tmp.file("config.json")));
-    CHECK(cfg["torch_dtype"] == (dt == DType::F16 ? "float16" : "bfloat16"));
-    CHECK(SafeTensorsFile::open(tmp.file("model.safetensors")).find("model.norm.weight")->dtype == dt);
-    check_same_parameters(m.to(dt), llama_load(tmp.dir.string(), Device::cpu(), LlamaLoadOptions{.dtype = dt}));
-    check_same_parameters(m.to(dt).to(DType::F32), llama_load(tmp.dir.string()));
-  }
-}
-
-TEST_CASE("llama checkpoints: tied heads, missing or misshapen tensors, bad indexes give clear errors") {
-  const LlamaModel m = random_model(tiny(LlamaFamily::Qwen2), 41);  // tied, with biases
-  TempDir tmp("llama_bad");
-  const std::string dir = tmp.file("m");
-  llama_save(m, dir);
-  const std::string st = dir + "/model.safetensors";
-  auto tensors = [&] {
-    std::vector<std::pair<std::string, Tensor>> ts;
-    for (auto& [n, t] : m.named_parameters()) ts.emplace_back(n, t);
-    return ts;
-  };
-  auto rewrite = [&](const std::vector<std::pair<std::string, Tensor>>& ts) { save_safetensors(st, ts); };
-  SUBCASE("a tied lm_head equal to the embedding loads, a different one is refused") {
-    auto ts = tensors();
-    ts.emplace_back("lm_head.weight", m.embed);
-    rewrite(ts);
-    CHECK_NOTHROW(llama_load(dir));
-    ts.back().second = ops::scale(m.embed, 2.0);
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("lm_head.weight differs from model.embed_tokens.weight"), Error);
-  }
-  SUBCASE("missing tensor") {
-    auto ts = tensors();
-    ts.erase(ts.begin() + 5);
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains(("missing tensor '" + tensors()[5].first + "'").c_str()), Error);
-  }
-  SUBCASE("wrong shape") {
-    auto ts = tensors();
-    for (auto& [n, t] : ts)
-      if (n == "model.layers.1.self_attn.k_proj.weight") t = Tensor::zeros({16, 8});
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("tensor 'model.layers.1.self_attn.k_proj.weight' has shape [16, 8], config.json implies [8, 16]"), Error);
-  }
-  SUBCASE("unexpected tensor: a layer beyond the config, an o_proj bias Qwen2 has not") {
-    auto ts = tensors();
-    ts.emplace_back("model.layers.2.input_layernorm.weight", Tensor::zeros({16}));
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("unexpected tensor 'model.layers.2.input_layernorm.weight'"), Error);
-    ts.back() = {"model.layers.0.self_attn.o_proj.bias", Tensor::zeros({16})};
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("unexpected tensor 'model.layers.0.self_attn.o_proj.bias'"), Error);
-  }
-  SUBCASE("a NaN weight") {
-    auto ts = tensors();
-    Tensor bad = ts[3].second.detach().contiguous().to(DType::F32);
-    bad = Tensor::from_floats(bad.to_floats(), bad.shape());
-    static_cast<float*>(bad.raw_data())[2] = NAN;
-    ts[3].second = bad;
-    rewrite(ts);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains(("'" + ts[3].first + "' holds a non-finite value at flat index 2").c_str()), Error);
-    CHECK_NOTHROW(llama_load(dir, Device::cpu(), LlamaLoadOptions{.allow_nonfinite = true}));
-  }
-  SUBCASE("no checkpoint, no config, no folder") {
-    fs::remove(st);
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("has neither model.safetensors nor model.safetensors.index.json"), Error);
-    fs::remove(dir + "/config.json");
-    CHECK_THROWS_WITH_AS(llama_load(dir), doctest::Contains("has no config.json"), Error);
-    CHECK_THROWS_WITH_AS(llama_load(tmp.file("nope")), doctest::Contains("does not exist"), Error);
-  }
-  SUBCASE("sharded: an index naming a missing shard, a shard lacking its tensor, an unmapped tensor") {
-    const std::string sh = tmp.file("sh");
-    llama_save(m, sh, LlamaSaveOptions{.max_shard_bytes = 3000});
-    const std::string index_path = sh + "/model.safetensors.index.json";
-    const json index = json::parse(testing::read_file(index_path));
-    CHECK_NOTHROW(llama_load(sh));
-    json j = index;
-    j["weight_map"]["model.norm.weight"] = "model-00099-of-00099.safetensors";
-    testing::write_file(index_path, j.dump());
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains("shard 'model-00099-of-00099.safetensors' (holding 'model.norm.weight') does not exist"), Error);
-    j = index;
-    const std::string first = index["weight_map"]["model.embed_tokens.weight"];
-    const std::string other = index["weight_map"]["model.norm.weight"];
-    REQUIRE(first != other);
-    j["weight_map"]["model.norm.weight"] = first;
-    testing::write_file(index_path, j.dump());
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains(("tensor 'model.norm.weight' is mapped to '" + first + "', which does not hold it").c_str()), Error);
-    j = index;
-    j["weight_map"].erase("model.norm.weight");
-    testing::write_file(index_path, j.dump());
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains("holds 'model.norm.weight', which the weight_map does not assign to it"), Error);
-    j = index;
-    j["weight_map"]["model.norm.weight"] = "../x.safetensors";
-    testing::write_file(index_path, j.dump());
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains("is not a file name in the model folder"), Error);
-    testing::write_file(index_path, "{\"metadata\": {}}");
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains("needs a 'weight_map' object"), Error);
-    testing::write_file(index_path, "{oops");
-    CHECK_THROWS_WITH_AS(llama_load(sh), doctest::Contains("not valid JSON"), Error);
-  }
-  SUBCASE("bad save options") {
-    CHECK_THROWS_WITH_AS(llama_save(m, tmp.file("x"), LlamaSaveOptions{.dtype = DType::F64}),
-                         doctest::Contains("dtype must be float32, float16 or bfloat16"), Error);
-  }
-}
-
 // ---- CUDA ---------------------------------------------------------------------------------------------
 
 TEST_CASE("llama forward and backward on CUDA equal the CPU's (float32), every family") {
   if (!testing::gpu_or_skip("llama model forward + backward, CUDA vs CPU")) return;
   const Tensor ids = testing::random_ids({2, 12}, 37, 9);
-  for (LlamaFamily f : {LlamaFamily::Llama, LlamaFamily::Mistral, LlamaFamily::Qwen2}) {
-    CAPTURE(family_name(f));
-    LlamaModel cpu = random_model(tiny(f), 51);
+  for (LlamaFamily f : testing::kLlamaFamilies) {
+    CAPTURE(llama_family_name(f));
+    LlamaModel cpu = random_llama(tiny_llama(f), 51);
     LlamaModel gpu = cpu.to(Device::cuda(0));
     cpu.set_requires_grad(true);
     gpu.set_requires_grad(true);
@@ -641,5 +444,25 @@ TEST_CASE("llama forward and backward on CUDA equal the CPU's (float32), every f
     const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
     for (size_t i = 0; i < pc.size(); ++i)
       testing::expect_close(pg[i].second.grad().to(Device::cpu()), pc[i].second.grad(), 1e-4, "grad " + pc[i].first);
+  }
+}
+
+TEST_CASE("llama in bfloat16 on CUDA follows the float32 CPU model, and loads straight onto the GPU") {
+  if (!testing::gpu_or_skip("llama model bf16 on CUDA vs float32 CPU")) return;
+  const Tensor ids = testing::random_ids({2, 16}, 37, 10);
+  for (LlamaFamily f : testing::kLlamaFamilies) {
+    CAPTURE(llama_family_name(f));
+    const LlamaModel cpu = random_llama(tiny_llama(f), 71);
+    TempDir tmp("llama_gpu");
+    llama_save(cpu, tmp.dir.string(), LlamaSaveOptions{.dtype = DType::BF16});
+    LlamaModel gpu = llama_load(tmp.dir.string(), Device::cuda(0), LlamaLoadOptions{.dtype = DType::BF16});
+    CHECK(gpu.device().is_cuda());
+    const LlamaModel ref = cpu.to(DType::BF16).to(DType::F32);  // the same rounded weights in float32
+    NoGradGuard ng;
+    const Tensor want = llama_logits(ref, llama_hidden(ref, ids));
+    const Tensor got = llama_logits(gpu, llama_hidden(gpu, ids.to(Device::cuda(0)))).to(Device::cpu()).to(DType::F32);
+    testing::expect_close(got, want, 3e-2, "bf16 logits");
+    const double lw = llama_causal_lm_loss(ref, ids, ids).item(), lg = llama_causal_lm_loss(gpu, ids.to(Device::cuda(0)), ids).item();
+    CHECK(std::abs(lw - lg) <= 1e-2 * std::abs(lw));
   }
 }
