@@ -122,8 +122,8 @@ void ContinualTrainer::save(const std::string& dir) const {
   io::AtomicDir out(dir, "checkpoint");
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& [name, t] : model_.named_parameters()) tensors.emplace_back("model." + name, t);
-  if (opt_)
-    for (const auto& [key, t] : opt_->state_tensors()) tensors.emplace_back("optim." + key, t);
+  if (optim_.opt)
+    for (const auto& [key, t] : optim_.opt->state_tensors()) tensors.emplace_back("optim." + key, t);
   for (const auto& [key, t] : spc_.state_tensors()) tensors.emplace_back(key, t);  // keys "spc.*"
   if (plugin_)
     for (const auto& [key, t] : plugin_->state_tensors()) tensors.emplace_back("method." + key, t);
@@ -156,9 +156,9 @@ void ContinualTrainer::save(const std::string& dir) const {
               {"adapter_dim", model_.adapter_dim}}},
             {"tasks", tasks},
             {"trained_tasks", trained_},
-            {"optimizer_steps", optimizer_steps_},
-            {"phase_steps", phase_steps_},
-            {"adamw_steps", opt_ ? opt_->steps() : 0},
+            {"optimizer_steps", optim_.run_step},
+            {"phase_steps", optim_.phase_step},
+            {"adamw_steps", optim_.opt ? optim_.opt->steps() : 0},
             {"rng", rng_state_to_json(rng_.state())},
             {"fisher_rng", rng_state_to_json(fisher_rng_.state())},
             {"batchers", batchers},
@@ -234,13 +234,13 @@ ContinualTrainer ContinualTrainer::load(const std::string& dir, TrainerOptions o
     const std::vector<int> trained = j.at("trained_tasks").get<std::vector<int>>();
     if (!trained.empty()) {
       t.begin_phase(trained);
-      t.opt_->load_state(load_prefixed(file, "optim."), j.at("adamw_steps").get<int64_t>());
+      t.optim_.opt->load_state(load_prefixed(file, "optim."), j.at("adamw_steps").get<int64_t>());
     } else {
       t.trained_.clear();
-      t.opt_.reset();
+      t.optim_ = OptimState();
     }
-    t.phase_steps_ = j.at("phase_steps").get<int64_t>();
-    t.optimizer_steps_ = j.at("optimizer_steps").get<int64_t>();
+    t.optim_.phase_step = j.at("phase_steps").get<int64_t>();
+    t.optim_.run_step = j.at("optimizer_steps").get<int64_t>();
     t.spc_.load_state(load_prefixed(file, "spc.", true), j.at("spc_tasks").get<int>());
     t.rng_.set_state(rng_state_from_json(j.at("rng"), where));
     t.fisher_rng_.set_state(rng_state_from_json(j.at("fisher_rng"), where));

@@ -219,17 +219,22 @@ void ContinualTrainer::begin_phase(std::vector<int> tasks) {
   // No gradient outlives its phase: a parameter frozen now (an earlier task's head or adapter) would
   // otherwise keep its last gradient, and a checkpoint (which stores none) would resume differently.
   for (const auto& np : model_.named_parameters()) np.second.zero_grad();
-  std::unique_ptr<AdamW> previous = std::move(opt_);
-  opt_ = std::make_unique<AdamW>(std::move(groups));
+  // The phase's schedule: per task (the joint phase: over all its steps), warmup then decay.
+  const int64_t total = train_.steps_per_task * int64_t(trained_.size());
+  const ScheduleConfig sched{options_.schedule, int64_t(std::llround(options_.warmup_fraction * double(total))), total,
+                             options_.min_lr_ratio};
+  OptimState previous = std::move(optim_);
+  // The clipping norm measures the optimizer's parameters, in group order (trained_parameters()).
+  optim_ = make_optim_state(std::move(groups), {}, sched, train_.lr, train_.max_grad_norm);
+  optim_.run_step = previous.run_step;
   // bfloat16: the float32 masters carry over (fresh moments); a no-op for float32 parameters.
-  if (previous) opt_->adopt_masters(*previous);
-  phase_steps_ = 0;
+  if (previous.opt) optim_.opt->adopt_masters(*previous.opt);
 }
 
 std::vector<std::pair<std::string, Tensor>> ContinualTrainer::trained_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out;
-  if (opt_)
-    for (const ParamGroup& g : opt_->groups()) out.insert(out.end(), g.params.begin(), g.params.end());
+  if (optim_.opt)
+    for (const ParamGroup& g : optim_.opt->groups()) out.insert(out.end(), g.params.begin(), g.params.end());
   return out;
 }
 
@@ -282,17 +287,15 @@ int64_t ContinualTrainer::train_joint_steps(const std::vector<const ClsTaskData*
 
 int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps) {
   const int64_t total = train_.steps_per_task * int64_t(trained_.size());
-  const int64_t todo = std::min(max_steps, total - phase_steps_);
+  const int64_t todo = std::min(max_steps, total - optim_.phase_step);
   if (todo <= 0) return 0;
   std::vector<ClsBatcher> batchers;
   for (size_t i = 0; i < tasks.size(); ++i) batchers.push_back(make_batcher(trained_[i], tasks[i]->train));
-  const ScheduleConfig sched{options_.schedule, int64_t(std::llround(options_.warmup_fraction * double(total))), total,
-                             options_.min_lr_ratio};
   std::string label = "train " + (tasks.size() == 1 ? "'" + tasks[0]->name + "'" : "joint");
   if (options_.verbose) {
-    log() << label << ": " << method_.name << ", steps " << phase_steps_ + 1 << ".." << phase_steps_ + todo << " of "
-          << total << " (batch " << train_.batch_size << " x accum " << train_.grad_accum << ")\n"
-          << describe_param_groups(opt_->groups());
+    log() << label << ": " << method_.name << ", steps " << optim_.phase_step + 1 << ".." << optim_.phase_step + todo
+          << " of " << total << " (batch " << train_.batch_size << " x accum " << train_.grad_accum << ")\n"
+          << describe_param_groups(optim_.opt->groups());
   }
   Progress progress(log(), todo, label, options_.log_every);
   const auto t0 = std::chrono::steady_clock::now();
@@ -305,7 +308,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
   for (int64_t s = 0; s < todo; ++s) {
     std::vector<Micro> micro;
     for (int k = 0; k < ga; ++k) {
-      const int i = int((phase_steps_ * ga + k) % n);
+      const int i = int((optim_.phase_step * ga + k) % n);
       micro.push_back({trained_[size_t(i)], batchers[size_t(i)].next(model_.device(), pad), tasks[size_t(i)]});
       if (options_.on_micro_batch) options_.on_micro_batch(micro.back().task, micro.back().batch);
     }
@@ -313,14 +316,13 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
     // last one left on the device; other steps read nothing.
     const bool stop = options_.stop_requested && options_.stop_requested();
     const bool report = stop || (s + 1) % every == 0 || s + 1 == todo;
-    pending.push_back(optimizer_step(std::move(micro), lr_multiplier(sched, phase_steps_), report));
-    ++phase_steps_;
+    pending.push_back(optimizer_step(std::move(micro), report));  // advances optim_'s step counters
     for (size_t i = 0; i < tasks.size(); ++i) batchers_[tasks[i]->name] = batchers[i].state();
     if (!report) continue;
     read_pending(pending);
     for (const PendingStep& p : pending) tokens += double(p.stats.tokens);
     pending.clear();
-    if (options_.on_report) options_.on_report(last_, phase_steps_, total);
+    if (options_.on_report) options_.on_report(last_, optim_.phase_step, total);
     if (options_.verbose) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::string pi;
@@ -331,7 +333,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
     }
     if (stop) {
       if (options_.verbose) progress.finish();
-      if (options_.verbose) log() << label << ": stopped on request after step " << phase_steps_ << " of " << total << "\n";
+      if (options_.verbose) log() << label << ": stopped on request after step " << optim_.phase_step << " of " << total << "\n";
       return s + 1;
     }
   }
@@ -339,8 +341,7 @@ int64_t ContinualTrainer::run_phase(const std::vector<const ClsTaskData*>& tasks
   return todo;
 }
 
-ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro> micro, double lr_mult,
-                                                               bool report) {
+ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro> micro, bool report) {
   PendingStep out;
   StepStats& st = out.stats;
   for (const Micro& m : micro) {
@@ -348,11 +349,11 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
     st.tokens += m.batch.real_tokens;
   }
   const PlasticitySettings ps = plasticity_settings();
-  st.plasticity_on = method_.plasticity && gated() && plasticity_active(ps, optimizer_steps_);
+  st.plasticity_on = method_.plasticity && gated() && plasticity_active(ps, optim_.run_step);
   const bool damp = method_.dampening && aria_.gradient_dampening && gated();
   GateStats gates;
   gates.reset(int(model_.gpt.blocks.size()));
-  opt_->zero_grad();
+  zero_grads(optim_);
   const Device dev = model_.device();
   out.correct = Tensor::zeros({1}, DType::F64, dev);
   for (size_t mi = 0; mi < micro.size(); ++mi) {
@@ -381,10 +382,18 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
       mb.logits = &logits;
       mb.data = m.data;
       mb.step_examples = double(st.examples);
-      mb.phase_step = phase_steps_;
+      mb.phase_step = optim_.phase_step;
       mb.micro_index = int(mi);
       extra = plugin_->extra_loss(*this, mb);
       if (extra.defined()) loss = ops::add(loss, extra);
+    }
+    if (options_.extra_loss) {  // the caller's term, after the plug-in's (both count as method_loss)
+      LossTermInput in;
+      in.task = m.task, in.batch = &b, in.logits = &logits, in.loss = &loss, in.data = m.data;
+      in.step_examples = double(st.examples), in.phase_step = optim_.phase_step, in.micro_index = int(mi);
+      Tensor term;
+      loss = add_extra_loss(options_, loss, in, &term);
+      if (term.defined()) extra = extra.defined() ? ops::add(extra, term) : term;
     }
     {
       NoGradGuard no_grad;  // the step's statistics, summed on the device
@@ -405,21 +414,15 @@ ContinualTrainer::PendingStep ContinualTrainer::optimizer_step(std::vector<Micro
   }
   if (damp) dampen_slow_grads(model_.gpt, gates);
   if (gated()) out.gates = std::move(gates);
-  // The norm of what this step updates: gradients of parameters outside the optimizer never count.
-  // Clipped on the device: a non-finite norm (a non-finite loss gives one) skips the update there,
-  // and read_pending() turns it into an error naming the step.
-  out.sumsq = grad_sum_squares_on_device(trained_parameters());
-  // A non-finite loss issues no update either: 0 * loss is 0 for a finite loss and NaN otherwise.
-  Tensor guard = out.sumsq;
-  if (guard.defined()) {
-    NoGradGuard no_grad;
-    guard = ops::add(guard, ops::scale(out.ce.to(DType::F64).reshape({1}), 0.0));
-  }
-  opt_->step_clipped(lr_mult, guard, train_.max_grad_norm);
-  ++optimizer_steps_;
+  // The norm of what this step updates (optim_.params: the optimizer's parameters; gradients of
+  // parameters outside the optimizer never count). Clipped on the device: a non-finite norm (a
+  // non-finite loss gives one: the cross-entropy is the loss guard) skips the update there, and
+  // read_pending() turns it into an error naming the step.
+  const IssuedStep issued = aria::optimizer_step(optim_, 1, out.ce);
+  out.sumsq = issued.sumsq;
   if (plugin_) plugin_->after_step(*this);
-  st.step = optimizer_steps_;
-  st.lr = train_.lr * lr_mult;
+  st.step = issued.step;
+  st.lr = issued.lr;
   return out;
 }
 
@@ -539,6 +542,7 @@ std::vector<std::vector<double>> ContinualTrainer::evaluate_all_tasks(const std:
   std::vector<std::string> c = evaluate_tasks_correct(tasks, split);
   std::vector<double> row;
   for (const std::string& x : c) row.push_back(fraction_correct(x));
+  if (options_.on_evaluation) options_.on_evaluation(optim_.run_step, row);
   history_.push_back(std::move(row));
   correct_history_.push_back(std::move(c));
   return history_;

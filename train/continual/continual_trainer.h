@@ -52,6 +52,7 @@
 #include "aria/train/continual/fisher.h"
 #include "aria/train/continual/plasticity.h"
 #include "aria/train/optim/schedule.h"
+#include "aria/train/optim/train_state.h"
 #include "aria/train/continual/spc.h"
 
 namespace aria {
@@ -82,35 +83,23 @@ bool bf16_precision(const TrainSettings& t, Device device);
 MethodSpec method_spec(const std::string& name);
 const std::vector<std::string>& method_names();
 
-// What one optimizer step did (the last one is kept; tests and logs read it). The values live on the
-// device until a report point (every TrainerOptions::log_every steps and the last step of each
-// train/train_steps call) reads them in one transfer, so the steps in between never wait for the GPU.
-struct StepStats {
-  int64_t step = 0;          // optimizer steps done over the whole run, this one included
-  double loss = 0;           // ce + plasticity + spc + method_loss
-  double ce = 0, plasticity = 0, spc = 0;  // spc: read at report points only (0 otherwise)
-  double method_loss = 0;    // a plug-in method's extra loss (summed over the step's micro-batches)
-  double accuracy = 0;       // on the step's training examples
-  double grad_norm = 0;      // before clipping
-  double lr = 0;             // base lr times the schedule's multiplier
-  bool plasticity_on = false;
-  std::vector<double> gate_means;  // mean pi per layer over the step's real tokens (gated models)
-  int64_t examples = 0, tokens = 0;
-};
+// StepStats (what one optimizer step did; the last one is kept, last_step()) and the callbacks
+// live in train/optim/train_state.h, shared with train_lm.
 
-struct TrainerOptions {
+// The callbacks are TrainCallbacks' (train/optim/train_state.h): on_report at every report point
+// with the last step's statistics and the steps done / to do in the current phase (a task, or the
+// joint phase; not called between report points); on_evaluation after each evaluate_all_tasks
+// (optimizer steps done, the accuracy row); extra_loss added to every micro-batch's loss after a
+// plug-in method's (it shows in StepStats::method_loss); stop_requested asked after every step
+// (cheap: no GPU work), true ends train/train_steps/train_joint after that step, which becomes a
+// report point (a caller that stops on SIGINT saves a checkpoint then).
+struct TrainerOptions : TrainCallbacks {
   ScheduleConfig::Kind schedule = ScheduleConfig::Kind::Cosine;
   double warmup_fraction = 0.1;  // of each task's steps, for the lr warmup
   double min_lr_ratio = 0.1;
   int64_t log_every = 10;        // report point (one read of the steps' statistics, a progress line) every N steps
   bool verbose = true;
   std::ostream* log = nullptr;   // nullptr: std::cerr
-  // Called at every report point with the last step's statistics and the steps done / to do in the
-  // current phase (a task, or the joint phase). Not called between report points.
-  std::function<void(const StepStats& last, int64_t phase_done, int64_t phase_total)> on_report;
-  // Asked after every step (cheap: no GPU work); true ends train/train_steps/train_joint after that
-  // step, which becomes a report point. A caller that stops on SIGINT saves a checkpoint then.
-  std::function<bool()> stop_requested;
   // Observers for checking the trainer against an independent implementation (the PyTorch twin,
   // tools/hf_reference/continual_twin.py; tests/test_continual_twin.cpp): every training micro-batch
   // as it is drawn (its task id and the batch, in step order), and the Fisher of every consolidation.
@@ -176,11 +165,13 @@ class ContinualTrainer {
   const char* precision() const { return bf16_ ? "bf16" : "fp32"; }  // what runs (auto resolved)
   const AriaSettings& aria_settings() const { return aria_; }
   const TrainSettings& train_settings() const { return train_; }
-  int64_t optimizer_steps() const { return optimizer_steps_; }
-  int64_t phase_steps() const { return phase_steps_; }  // steps done on the active task (or joint phase)
+  int64_t optimizer_steps() const { return optim_.run_step; }
+  int64_t phase_steps() const { return optim_.phase_step; }  // steps done on the active task (or joint phase)
   const std::vector<int>& trained_tasks() const { return trained_; }
   const StepStats& last_step() const { return last_; }
-  const AdamW* optimizer() const { return opt_.get(); }
+  const AdamW* optimizer() const { return optim_.opt.get(); }
+  // The optimisation state of the current phase (optimizer, schedule, counters).
+  const OptimState& optim_state() const { return optim_; }
   // The plug-in of a plug-in method (nullptr for the built-in five).
   ContinualMethod* plugin() const { return plugin_.get(); }
   const SpcState& spc() const { return spc_; }
@@ -214,7 +205,7 @@ class ContinualTrainer {
   int64_t run_phase(const std::vector<const ClsTaskData*>& tasks, int64_t max_steps);
   // One optimizer step, issued without reading anything back unless `report` (then the SPC penalty's
   // value is read for the log).
-  PendingStep optimizer_step(std::vector<Micro> micro, double lr_mult, bool report);
+  PendingStep optimizer_step(std::vector<Micro> micro, bool report);
   void read_pending(std::vector<PendingStep>& steps);
 
   ContinualModel model_;
@@ -223,13 +214,13 @@ class ContinualTrainer {
   MethodSpec method_;
   TrainerOptions options_;
   bool bf16_ = false;
-  std::unique_ptr<AdamW> opt_;
+  // The phase's optimizer, schedule and the step counters (run_step: over the whole run, the
+  // plasticity warmup counter; phase_step: steps done in the current phase).
+  OptimState optim_;
   std::shared_ptr<ContinualMethod> plugin_;  // plug-in methods only
   SpcState spc_;
   Rng rng_, fisher_rng_;
   std::vector<int> trained_;           // tasks whose heads the optimizer trains
-  int64_t optimizer_steps_ = 0;        // over the whole run (the plasticity warmup counter)
-  int64_t phase_steps_ = 0;            // steps done in the current phase
   std::map<std::string, ClsBatcher::State> batchers_;  // by task name
   std::vector<std::vector<double>> history_;
   std::vector<std::vector<std::string>> correct_history_;

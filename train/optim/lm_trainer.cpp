@@ -10,6 +10,7 @@
 #include "aria/train/optim/adamw.h"
 #include "aria/train/optim/grad_clip.h"
 #include "aria/train/optim/lm_checkpoint.h"
+#include "aria/train/optim/train_state.h"
 #include "aria/train/report/progress.h"
 #include "aria/train/report/report_format.h"
 
@@ -94,8 +95,10 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
   const auto named = model.named_parameters();
   auto groups = default_decay_groups(named, cfg.lr, cfg.weight_decay);
   for (ParamGroup& g : groups) g.beta1 = cfg.beta1, g.beta2 = cfg.beta2;
-  AdamW opt(std::move(groups));
   const ScheduleConfig sched{cfg.schedule, cfg.warmup_steps, std::max(cfg.steps, 1), cfg.min_lr_ratio};
+  // The clipping norm sums over every parameter in the model's order (not the groups').
+  OptimState st = make_optim_state(std::move(groups), named, sched, cfg.lr, cfg.max_grad_norm);
+  AdamW& opt = *st.opt;
   const int64_t tokens_per_step = int64_t(cfg.batch_size) * cfg.seq_len * cfg.grad_accum;
 
   if (cfg.verbose) {
@@ -114,27 +117,29 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
   int start = 0;
   const auto run_identity = lm_run_identity(cfg, model.config, train.size(), val ? val->size() : 0);
   if (cfg.resume) {
-    LmCheckpointState st = load_lm_checkpoint(cfg.checkpoint_dir, model, opt, run_identity);
-    ARIA_CHECK(st.steps_done <= cfg.steps, cfg.checkpoint_dir, ": the checkpoint is at step ", st.steps_done,
+    LmCheckpointState ck = load_lm_checkpoint(cfg.checkpoint_dir, model, opt, run_identity);
+    ARIA_CHECK(ck.steps_done <= cfg.steps, cfg.checkpoint_dir, ": the checkpoint is at step ", ck.steps_done,
                ", past this run's ", cfg.steps, " steps");
-    start = r.resumed_from = st.steps_done;
-    batcher.set_state(st.sampler);
-    r.losses = std::move(st.losses), r.grad_norms = std::move(st.grad_norms), r.lrs = std::move(st.lrs);
-    r.val_losses = std::move(st.val_losses);
-    train_seconds = st.train_seconds;
+    start = r.resumed_from = ck.steps_done;
+    batcher.set_state(ck.sampler);
+    r.losses = std::move(ck.losses), r.grad_norms = std::move(ck.grad_norms), r.lrs = std::move(ck.lrs);
+    r.val_losses = std::move(ck.val_losses);
+    train_seconds = ck.train_seconds;
+    st.phase_step = st.run_step = start;
     if (cfg.verbose) log << "train_lm: resumed from " << cfg.checkpoint_dir << " at step " << start << "\n";
   }
   auto checkpoint = [&](int done) {
-    LmCheckpointState st;
-    st.steps_done = done, st.adam_steps = opt.steps(), st.sampler = batcher.state();
-    st.losses = r.losses, st.grad_norms = r.grad_norms, st.lrs = r.lrs, st.val_losses = r.val_losses;
-    st.train_seconds = train_seconds, st.run = run_identity;
-    save_lm_checkpoint(cfg.checkpoint_dir, model, opt, st);
+    LmCheckpointState ck;
+    ck.steps_done = done, ck.adam_steps = opt.steps(), ck.sampler = batcher.state();
+    ck.losses = r.losses, ck.grad_norms = r.grad_norms, ck.lrs = r.lrs, ck.val_losses = r.val_losses;
+    ck.train_seconds = train_seconds, ck.run = run_identity;
+    save_lm_checkpoint(cfg.checkpoint_dir, model, opt, ck);
   };
   Progress progress(log, cfg.steps, "step", cfg.log_every);
   auto evaluate = [&](int done) {
     const double vl = evaluate_lm(model, *val, cfg.batch_size, cfg.seq_len, cfg.eval_batches, val_seed);
     r.val_losses.emplace_back(done, vl);
+    if (cfg.on_evaluation) cfg.on_evaluation(done, {vl});
     if (cfg.verbose) progress.message("step " + std::to_string(done) + " | val loss " + fmt("%.4f", vl));
   };
 
@@ -145,11 +150,16 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
   for (int step = start; step < cfg.steps; ++step) {
     if (!tuner.decided()) cpu_threads::set_team_size(tuner.threads());
     const auto t0 = std::chrono::steady_clock::now();
-    opt.zero_grad();
+    zero_grads(st);
     double loss_sum = 0;
     for (int micro = 0; micro < cfg.grad_accum; ++micro) {
       LmBatch b = batcher.next(model.device());
       Tensor loss = gpt2_lm_loss(model, b.ids, b.targets);
+      if (cfg.extra_loss) {
+        LossTermInput in;
+        in.loss = &loss, in.phase_step = step, in.micro_index = micro;
+        loss = add_extra_loss(cfg, loss, in);
+      }
       loss.backward();
       loss_sum += loss.item();
     }
@@ -161,17 +171,11 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     // step) with grad_scale 1/k and max norm m k: (1/k) clip_scale(s, m k), the same number, since
     // s > m k <=> s / k > m, m k > 0 <=> m > 0, and m k / s = m / (s / k) (in exact arithmetic; each way
     // the multiplier reaches the kernel rounded to float once).
-    const Tensor sumsq = grad_sum_squares_on_device(named);
-    const double mult = lr_multiplier(sched, step);
-    opt.step_clipped(mult, sumsq, cfg.max_grad_norm * cfg.grad_accum, 1.0 / cfg.grad_accum);
+    const IssuedStep issued = optimizer_step(st, cfg.grad_accum);
+    const double mult = issued.lr_mult;
     // Read after the step was issued: a non-finite norm skipped the update on the device; it ends
     // training here (the optimizer's step counts advanced anyway: see AdamW::step_clipped).
-    double norm;
-    try {
-      norm = grad_norm_from(sumsq, named) / cfg.grad_accum;
-    } catch (const Error& e) {
-      ARIA_FAIL("step ", step + 1, ": ", e.what());
-    }
+    const double norm = read_grad_norm(st, issued, cfg.grad_accum);
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     train_seconds += step_seconds;
     if (const std::string chosen = tuner.record(step_seconds); !chosen.empty()) {
@@ -183,6 +187,11 @@ LmTrainResult train_lm(Gpt2Model& target, const TokenDataset& train, const Token
     r.grad_norms.push_back(norm);
     r.lrs.push_back(cfg.lr * mult);
     const double tps = double(tokens_per_step) * (step + 1) / std::max(train_seconds, 1e-9);
+    if (cfg.on_report) {
+      StepStats s;
+      s.step = step + 1, s.loss = loss, s.grad_norm = norm, s.lr = cfg.lr * mult, s.tokens = tokens_per_step;
+      cfg.on_report(s, step + 1, cfg.steps);
+    }
     if (cfg.verbose)
       progress.update(step + 1, "loss " + fmt("%.4f", loss) + " | lr " + fmt("%.2e", cfg.lr * mult) + " | norm " +
                                     fmt("%.3f", norm) + " | " + fmt("%.0f", tps) + " tok/s");

@@ -16,10 +16,14 @@
 #include "aria/model/gpt2.h"
 #include "aria/train/data/lm_data.h"
 #include "aria/train/optim/schedule.h"
+#include "aria/train/optim/train_state.h"
 
 namespace aria {
 
-struct LmTrainConfig {
+// The callbacks (train/optim/train_state.h) are TrainCallbacks': on_report after every step (its
+// loss, norm, lr), on_evaluation after every validation ({loss}), extra_loss added to each
+// micro-batch's LM loss, stop_requested (below).
+struct LmTrainConfig : TrainCallbacks {
   int batch_size = 8;     // sequences per micro-batch
   int seq_len = 64;       // tokens per sequence (<= n_positions)
   int steps = 100;        // optimizer steps (0: only the validation loss of the model as it is)
@@ -48,9 +52,9 @@ struct LmTrainConfig {
   int checkpoint_every = 0;
   std::string checkpoint_dir;
   bool resume = false;
-  // Asked after every optimizer step; true writes a checkpoint (when checkpoint_dir is set) and
-  // returns with LmTrainResult::stopped (SIGINT/SIGTERM in the CLI). The model is then left as it is.
-  std::function<bool()> stop_requested;
+  // stop_requested (TrainCallbacks) is asked after every optimizer step; true writes a checkpoint
+  // (when checkpoint_dir is set) and returns with LmTrainResult::stopped (SIGINT/SIGTERM in the CLI).
+  // The model is then left as it is.
 };
 
 struct LmTrainResult {
