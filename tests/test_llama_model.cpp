@@ -285,9 +285,15 @@ TEST_CASE("llama config: unsupported or broken fields are refused, naming the fi
 TEST_CASE("llama forward equals a float64 reference with loops: GQA, llama3 rope, Qwen2 biases, Mistral window") {
   const std::vector<int32_t> ids = {3, 17, 5, 36, 0, 9, 9, 21, 2, 30};
   const Tensor tids = Tensor::from_ints(ids, {1, int64_t(ids.size())});
-  for (LlamaFamily f : testing::kLlamaFamilies) {
-    CAPTURE(llama_family_name(f));
-    const LlamaModel m = random_llama(tiny_llama(f), 7).to(DType::F64);
+  // The three families, and a Llama with attention_bias (q/k/v and o biases) and a tied head.
+  LlamaConfig biased = tiny_llama(LlamaFamily::Llama);
+  biased.qkv_bias = biased.o_bias = biased.tie_word_embeddings = true;
+  for (const LlamaConfig& c : {tiny_llama(LlamaFamily::Llama), tiny_llama(LlamaFamily::Mistral),
+                               tiny_llama(LlamaFamily::Qwen2), biased}) {
+    CAPTURE(llama_family_name(c.family));
+    CAPTURE(c.o_bias);
+    const LlamaModel m = random_llama(c, 7).to(DType::F64);
+    CHECK(m.num_parameters() == c.num_parameters());
     NoGradGuard ng;
     const Tensor logits = llama_logits(m, llama_hidden(m, tids));
     CHECK(logits.shape() == Shape{1, int64_t(ids.size()), 37});
