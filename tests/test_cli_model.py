@@ -104,6 +104,38 @@ def run(aria, *argv, timeout=60):
     return r, time.time() - t0
 
 
+def check_llama_score(aria, tmp, short_text):
+    """aria score on Llama-family folders (issue 18): an unsupported config is refused naming the field;
+    on the transformers fixtures (tests/fixtures/llama/<family>, when made), the loss equals
+    transformers' own float32 model(ids, labels=ids).loss within 1e-5, BOS included."""
+    bad = os.path.join(tmp, "llama_gelu")
+    os.makedirs(bad)
+    with open(os.path.join(bad, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
+                   "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 50,
+                   "max_position_embeddings": 32, "hidden_act": "gelu"}, f)
+    r, _ = run(aria, "score", "--model", bad, "--text", short_text, "--device", "cpu")
+    check(r.returncode == 1 and "'hidden_act' = \"gelu\" is not supported" in r.stderr,
+          f"a Llama config with hidden_act gelu is refused: {r.stderr.strip()[:300]}")
+    for family in ("llama", "mistral", "qwen2"):
+        d = os.path.join(ROOT, "tests", "fixtures", "llama", family)
+        if not os.path.exists(os.path.join(d, "expected.json")):
+            print(f"llama score: fixture {family} absent (tools/hf_reference/make_llama_fixtures.py), not checked")
+            continue
+        with open(os.path.join(d, "expected.json"), encoding="utf-8") as f:
+            ex = json.load(f)
+        text = os.path.join(tmp, f"llama_{family}.txt")
+        with open(text, "w", encoding="utf-8") as f:
+            f.write(ex["text"])
+        r, _ = run(aria, "score", "--model", d, "--text", text, "--device", "cpu")
+        got = json.loads(r.stdout) if r.returncode == 0 else {}
+        want = ex["loss_transformers_f32"]
+        check(got.get("tokens") == len(ex["ids"]), f"{family}: score counts {got.get('tokens')} tokens, "
+              f"transformers' tokenizer {len(ex['ids'])} (stderr: {r.stderr.strip()[-200:]})")
+        check(got and abs(got["loss"] - want) <= 1e-5 * abs(want),
+              f"{family}: aria score {got.get('loss')} equals transformers' loss {want}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--aria", required=True)
@@ -215,6 +247,7 @@ def main():
         r, secs = run(aria, "score", "--model", deep, "--text", short_text, "--device", "cpu")
         check(r.returncode == 1 and "missing tensor 'h.2.ln_1.weight'" in r.stderr and "n_layer = 1000000" in r.stderr,
               f"a million-layer config is refuted by the header ({secs:.1f} s): {r.stderr.strip()[:300]}")
+        check_llama_score(aria, tmp, short_text)
     print("cli model inputs:", "all passed" if not failures else f"{len(failures)} failed")
     return 1 if failures else 0
 
