@@ -30,6 +30,7 @@ spaced flat indices.
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -78,7 +79,7 @@ def expected_inv_freq(cfg_extra, head_dim):
         return inv
     factor, lo, hi, orig = (rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"],
                             rs["original_max_position_embeddings"])
-    wavelen = 2 * torch.pi / inv
+    wavelen = 2 * math.pi / inv
     out = torch.where(wavelen > orig / lo, inv / factor, inv)
     smooth = (orig / wavelen - lo) / (hi - lo)
     smoothed = (1 - smooth) * out / factor + smooth * out
@@ -91,6 +92,22 @@ def check_rope(model, extra, head_dim):
     got = next(b for n, b in model.named_buffers() if n.endswith("inv_freq")).detach().float()
     want = expected_inv_freq(extra, head_dim)
     return got.shape == want.shape and torch.allclose(got, want, rtol=1e-6, atol=0)
+
+
+def rope_parameters(extra):
+    params = {"rope_type": "default", "rope_theta": extra["rope_theta"]}
+    params.update(extra.get("rope_scaling") or {})
+    return params
+
+
+def config_keys(extra):
+    """extra as the installed transformers takes it: 5.x has rope_parameters instead of rope_theta and
+    rope_scaling."""
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return extra
+    keys = {k: v for k, v in extra.items() if k not in ("rope_theta", "rope_scaling")}
+    keys["rope_parameters"] = rope_parameters(extra)
+    return keys
 
 
 def build_model(cfg):
@@ -124,15 +141,13 @@ def make_family(out_root, family, cfg_cls, tok_name, extra, shard):
     V = vocab_size_of(tok)
     bos = tok.token_to_id("<|begin_of_text|>") if tok_name == "llama3_bpe" else tok.token_to_id("<s>")
     eos = tok.token_to_id("<|end_of_text|>") if tok_name == "llama3_bpe" else tok.token_to_id("</s>")
-    cfg = cfg_cls(vocab_size=V, bos_token_id=bos, eos_token_id=eos, **SIZES, **extra)
+    cfg = cfg_cls(vocab_size=V, bos_token_id=bos, eos_token_id=eos, **SIZES, **config_keys(extra))
     head_dim = SIZES["hidden_size"] // SIZES["num_attention_heads"]
     torch.manual_seed({"llama": 1, "mistral": 2, "qwen2": 3}[family])
     model = build_model(cfg)
     if not check_rope(model, extra, head_dim) and hasattr(cfg, "rope_parameters"):
         # transformers 5 reads rotary settings from rope_parameters only.
-        params = {"rope_type": "default", "rope_theta": extra["rope_theta"]}
-        params.update(extra.get("rope_scaling") or {})
-        cfg.rope_parameters = params
+        cfg.rope_parameters = rope_parameters(extra)
         torch.manual_seed({"llama": 1, "mistral": 2, "qwen2": 3}[family])
         model = build_model(cfg)
     assert check_rope(model, extra, head_dim), ("rotary frequencies differ from the config's", family,
