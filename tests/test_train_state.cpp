@@ -11,6 +11,7 @@
 #include "aria/core/error.h"
 #include "aria/core/ops.h"
 #include "aria/model/gpt2.h"
+#include "aria/train/continual/continual_steps.h"
 #include "aria/train/continual/continual_trainer.h"
 #include "aria/train/data/lm_data.h"
 #include "aria/train/optim/lm_trainer.h"
@@ -223,6 +224,48 @@ TEST_CASE("an extra loss term adds its gradient, shows in method_loss, and on_ev
   const auto history = with_extra.evaluate_all_tasks(all);
   REQUIRE(evaluations.size() == 1);
   CHECK(evaluations[0] == history.back());
+}
+
+TEST_CASE("consolidate_task_state and evaluate_correct by hand give the trainer's SPC buffers and accuracy rows") {
+  const ClsTaskData t0 = synthetic_task("range", 24, 8, 1), t1 = synthetic_task("parity", 24, 8, 2);
+  const std::vector<const ClsTaskData*> all = {&t0, &t1};
+  AriaSettings a = small_aria_settings();
+  a.fisher_estimator = "empirical";  // draws nothing from the Fisher RNG, so a fresh one here is the same
+  const TrainSettings ts = small_train_settings(3);
+  ContinualTrainer trainer(plain_model(), a, ts, method_spec("ewc"), quiet());
+  ContinualTrainer twin(plain_model(), a, ts, method_spec("ewc"), quiet());
+  for (ContinualTrainer* t : {&trainer, &twin}) {
+    t->add_task(t0.name, t0.num_labels());
+    t->train(t0);
+  }
+  trainer.consolidate_task(0, t0);
+  SpcState spc;
+  Rng fisher_rng(1);
+  ConsolidationSettings cs;
+  cs.batch_size = ts.batch_size, cs.max_batches = a.consolidation_steps_per_task;
+  cs.estimator = FisherEstimator::Empirical, cs.scope = FisherScope::All, cs.spc_gamma = a.spc_gamma;
+  int seen = -1;
+  consolidate_task_state(twin.model(), spc, fisher_rng, 0, t0, cs, [&](int id, const FisherResult&) { seen = id; });
+  CHECK(seen == 0);
+  CHECK(spc.tasks_consolidated() == trainer.spc().tasks_consolidated());
+  const auto want = trainer.spc().state_tensors(), got = spc.state_tensors();
+  REQUIRE(want.size() == got.size());
+  REQUIRE(!want.empty());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO(want[i].first);
+    CHECK(want[i].first == got[i].first);
+    CHECK(want[i].second.to_doubles() == got[i].second.to_doubles());
+  }
+  // t1 is not registered: evaluated through its probe head, seeded by train.seed.
+  const std::vector<std::string> row = evaluate_correct(twin.model(), all, "test", ts.batch_size, ts.seed);
+  CHECK(row == trainer.evaluate_tasks_correct(all, "test"));
+  REQUIRE(row.size() == 2);
+  CHECK(row[1].size() == t1.test.size());
+  CHECK(fraction_correct("1101") == 0.75);
+  CHECK_THROWS_WITH_AS(evaluate_correct(twin.model(), all, "dev", ts.batch_size, ts.seed),
+                       doctest::Contains("unknown split 'dev'"), Error);
+  CHECK_THROWS_WITH_AS(consolidate_task_state(twin.model(), spc, fisher_rng, 5, t0, cs),
+                       doctest::Contains("task id 5 outside"), Error);
 }
 
 TEST_CASE("optimizer_step refuses a state without an optimizer and a bad grad_accum") {

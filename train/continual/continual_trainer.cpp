@@ -9,6 +9,7 @@
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
 #include "aria/model/gated_mlp.h"
+#include "aria/train/continual/continual_steps.h"
 #include "aria/train/optim/grad_clip.h"
 #include "aria/train/optim/param_groups.h"
 #include "aria/train/report/progress.h"
@@ -21,65 +22,6 @@ std::string fmt(const char* f, double x) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, x);
   return buf;
-}
-
-// FNV-1a: a platform-independent seed from a task name.
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// The fixed probe head of a task not trained yet: C x num_labels, N(0, 0.02) from an Rng seeded by
-// seed ^ name_hash(name) only (filled in float32, then cast, so every precision sees the same draw).
-Tensor probe_head(const std::string& name, int num_labels, uint64_t seed, int64_t C, DType dt, Device dev) {
-  Tensor w = Tensor::zeros({C, num_labels}, DType::F32, Device::cpu());
-  Rng r(seed ^ name_hash(name));
-  r.fill_normal(w, 0.0, 0.02);
-  return w.to(dev).to(dt);
-}
-
-// Which examples of `data` task `id` of m classifies correctly: one character per example, '1' or
-// '0', in data's order, under NoGradGuard with fixed batches. The argmax is std::max_element's (the
-// first index of the maximum), as count_correct's. The logits of every batch stay on the device until
-// the split is done, are joined there and then read back in one copy (a few floats per example), so
-// an evaluation waits for the device once per split, not once per batch (tests/test_cuda_host_syncs);
-// the per-example record is what the report's bootstrap over test examples resamples
-// (train/report/cl_bootstrap.h).
-std::string model_correct(const ContinualModel& m, int id, const std::vector<ClsExample>& data, int batch_size) {
-  ARIA_CHECK(!data.empty(), "accuracy: no examples for task '", m.tasks[size_t(id)].name, "'");
-  NoGradGuard no_grad;
-  std::vector<Tensor> logits;
-  for (const ClsBatch& b : fixed_batches(data, batch_size, m.device(), 0, pad_id_for(m.gpt.config.vocab_size)))
-    logits.push_back(classify_logits(m, b, id));
-  std::string out;
-  out.reserve(data.size());
-  size_t n = 0;
-  {
-    const Tensor l = logits.size() == 1 ? logits[0] : ops::concat(logits, 0);  // one device-to-host copy
-    const std::vector<float> v = l.to_floats();
-    const int64_t B = l.size(0), C = l.size(1);
-    for (int64_t r = 0; r < B; ++r, ++n) {
-      const float* row = v.data() + r * C;
-      const int32_t label = data[n].label;
-      ARIA_CHECK(label >= 0 && label < C, "accuracy: label ", label, " of example ", n, " of task '",
-                 m.tasks[size_t(id)].name, "' is outside [0, ", C, ")");
-      out += (std::max_element(row, row + C) - row) == label ? '1' : '0';
-    }
-  }
-  ARIA_CHECK(n == data.size(), "accuracy: ", n, " logits rows for ", data.size(), " examples");
-  return out;
-}
-
-double fraction_correct(const std::string& c) {
-  return double(std::count(c.begin(), c.end(), '1')) / double(c.size());
-}
-
-const std::vector<ClsExample>& split_of(const ClsTaskData& t, const std::string& split) {
-  if (split == "train") return t.train;
-  if (split == "validation") return t.validation;
-  if (split == "test") return t.test;
-  ARIA_FAIL("unknown split '", split, "' (expected train, validation or test)");
 }
 
 }  // namespace
@@ -477,15 +419,14 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
       log() << "consolidate '" << task.name << "': method " << method_.name << " has no consolidation\n";
     return;
   }
-  const std::vector<ClsBatch> batches = fixed_batches(task.train, train_.batch_size, model_.device(),
-                                                      aria_.consolidation_steps_per_task,
-                                                      pad_id_for(model_.gpt.config.vocab_size));
-  const FisherScope scope = method_.scope_from_settings ? parse_fisher_scope(aria_.fisher_scope) : method_.fisher_scope;
+  ConsolidationSettings cs;
+  cs.batch_size = train_.batch_size;
+  cs.max_batches = aria_.consolidation_steps_per_task;
+  cs.estimator = parse_fisher_estimator(aria_.fisher_estimator);
+  cs.scope = method_.scope_from_settings ? parse_fisher_scope(aria_.fisher_scope) : method_.fisher_scope;
+  cs.spc_gamma = aria_.spc_gamma;
   const auto t0 = std::chrono::steady_clock::now();
-  FisherResult r = estimate_fisher(model_, id, batches, parse_fisher_estimator(aria_.fisher_estimator), scope, fisher_rng_);
-  if (options_.on_fisher) options_.on_fisher(id, r);
-  spc_.consolidate(r, model_, aria_.spc_gamma);
-  for (const auto& np : model_.named_parameters()) np.second.zero_grad();  // the Fisher pass's leftovers
+  const FisherResult r = consolidate_task_state(model_, spc_, fisher_rng_, id, task, cs, options_.on_fisher);
   if (options_.verbose)
     log() << "consolidate '" << task.name << "': " << r.description << ", on the training split, "
           << fmt("%.2f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) << "s ("
@@ -494,7 +435,7 @@ void ContinualTrainer::consolidate_task(int id, const ClsTaskData& task) {
 
 double ContinualTrainer::accuracy(int id, const std::vector<ClsExample>& data) const {
   ARIA_CHECK(id >= 0 && id < int(model_.tasks.size()), "accuracy: task id ", id, " outside [0, ", model_.tasks.size(), ")");
-  return fraction_correct(model_correct(model_, id, data, train_.batch_size));
+  return fraction_correct(task_correct(model_, id, data, train_.batch_size));
 }
 
 std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const ClsTaskData*>& tasks,
@@ -506,35 +447,7 @@ std::vector<double> ContinualTrainer::evaluate_tasks(const std::vector<const Cls
 
 std::vector<std::string> ContinualTrainer::evaluate_tasks_correct(const std::vector<const ClsTaskData*>& tasks,
                                                                   const std::string& split) const {
-  const std::string sp = split.empty() ? train_.eval_split : split;
-  std::vector<std::string> row;
-  for (const ClsTaskData* t : tasks) {
-    const std::vector<ClsExample>& data = split_of(*t, sp);
-    const int id = task_id(t->name);
-    ARIA_CHECK(id < 0 || model_.tasks[size_t(id)].num_labels == t->num_labels(), "evaluate: task '", t->name, "' has ",
-               t->num_labels(), " labels, registered with ", model_.tasks[size_t(std::max(id, 0))].num_labels);
-    if (id >= 0) {
-      row.push_back(model_correct(model_, id, data, train_.batch_size));
-      continue;
-    }
-    // A task not trained yet (../shared/aria-spec.md "Metrics"): one fixed probe head per (task, seed),
-    // N(0, 0.02) seeded by the task's name and train.seed only, never a copy of another task's trained
-    // head, so it is the same for every method and for b[j]; the identity adapter; on the CURRENT trunk.
-    // Without touching the model or its RNG.
-    ContinualModel probe = model_;
-    TaskSlot slot;
-    slot.name = t->name;
-    slot.num_labels = t->num_labels();
-    const int64_t C = model_.gpt.config.n_embd, A = model_.adapter_dim;
-    const DType dt = model_.gpt.dtype();
-    slot.head_w = probe_head(t->name, t->num_labels(), train_.seed, C, dt, model_.device());
-    if (model_.use_adapters)  // a new adapter is the identity (its up-projection is zero)
-      slot.adapter = {Tensor::zeros({C, A}, dt, model_.device()), Tensor::zeros({A}, dt, model_.device()),
-                      Tensor::zeros({A, C}, dt, model_.device()), Tensor::zeros({C}, dt, model_.device())};
-    probe.tasks.push_back(std::move(slot));
-    row.push_back(model_correct(probe, int(probe.tasks.size()) - 1, data, train_.batch_size));
-  }
-  return row;
+  return evaluate_correct(model_, tasks, split.empty() ? train_.eval_split : split, train_.batch_size, train_.seed);
 }
 
 std::vector<std::vector<double>> ContinualTrainer::evaluate_all_tasks(const std::vector<const ClsTaskData*>& tasks,

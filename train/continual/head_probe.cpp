@@ -8,18 +8,9 @@
 #include "aria/core/ops.h"
 #include "aria/core/rng.h"
 #include "aria/model/gpt2.h"
+#include "aria/train/continual/continual_steps.h"
 
 namespace aria {
-
-namespace {
-
-uint64_t fnv(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 std::vector<std::vector<float>> pooled_features(const ContinualModel& m, const std::vector<ClsExample>& data,
                                                 int batch_size) {
@@ -46,7 +37,7 @@ double head_only_accuracy(const ContinualModel& m, const std::string& task_name,
   ARIA_CHECK(s.steps >= 1 && s.batch_size >= 1 && s.lr > 0, "head-only probe: steps, batch_size and lr must be positive");
   const size_t C = size_t(m.gpt.config.n_embd), L = size_t(num_labels);
   // The examples the k steps read, in a seeded order (cycled when the split is smaller).
-  Rng order_rng(s.seed ^ fnv(task_name) ^ 0x4EAD0B1Eull);
+  Rng order_rng(s.seed ^ name_hash(task_name) ^ 0x4EAD0B1Eull);
   std::vector<size_t> perm(train.size());
   for (size_t i = 0; i < perm.size(); ++i) perm[i] = i;
   for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[size_t(order_rng.next_u64() % i)]);
@@ -58,7 +49,7 @@ double head_only_accuracy(const ContinualModel& m, const std::string& task_name,
 
   // The head W [C, L], from the task's probe-head draw (as the trainer's probe head).
   Tensor w0 = Tensor::zeros({int64_t(C), int64_t(L)}, DType::F32, Device::cpu());
-  Rng(s.seed ^ fnv(task_name)).fill_normal(w0, 0.0, 0.02);
+  Rng(s.seed ^ name_hash(task_name)).fill_normal(w0, 0.0, 0.02);
   const std::vector<float> init = w0.to_floats();
   std::vector<double> w(init.begin(), init.end()), mo(w.size(), 0.0), ve(w.size(), 0.0), g(w.size());
   const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
