@@ -28,6 +28,10 @@
 // from it): on_report when a step's statistics are read (each step in train_lm; each report point of
 // the continual trainer), on_evaluation after each evaluation, extra_loss for a term added to every
 // micro-batch's loss before its backward, stop_requested asked after every step.
+//
+// The continual trainer's other steps, evaluation and consolidation, are free functions over the
+// model and its SPC state too (train/continual/continual_steps.h); tests/test_train_state.cpp drives
+// both trainers' runs by hand and gets their numbers bit for bit.
 #pragma once
 #include <cstdint>
 #include <functional>
