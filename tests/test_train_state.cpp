@@ -226,6 +226,25 @@ TEST_CASE("an extra loss term adds its gradient, shows in method_loss, and on_ev
   CHECK(evaluations[0] == history.back());
 }
 
+TEST_CASE("train_lm: an extra loss equal to the LM loss doubles the first step's loss and gradient norm exactly") {
+  LmTrainConfig c = lm_config();
+  c.steps = 1;
+  std::ostringstream log;
+  Gpt2Model a = gpt2_random(tiny_gpt2_config(), 5), b = gpt2_random(tiny_gpt2_config(), 5);
+  const LmTrainResult plain = train_lm(a, periodic(400), nullptr, c, log);
+  int calls = 0;
+  c.extra_loss = [&](const LossTermInput& in) {
+    REQUIRE(in.loss);
+    CHECK(in.micro_index == calls++ % c.grad_accum);
+    return *in.loss;  // d(2 loss) = 2 d(loss): doubling is exact in floating point
+  };
+  const LmTrainResult doubled = train_lm(b, periodic(400), nullptr, c, log);
+  CHECK(calls == c.grad_accum);
+  REQUIRE(doubled.losses.size() == 1);
+  CHECK(doubled.losses[0] == 2 * plain.losses[0]);
+  CHECK(doubled.grad_norms[0] == 2 * plain.grad_norms[0]);
+}
+
 TEST_CASE("consolidate_task_state and evaluate_correct by hand give the trainer's SPC buffers and accuracy rows") {
   const ClsTaskData t0 = synthetic_task("range", 24, 8, 1), t1 = synthetic_task("parity", 24, 8, 2);
   const std::vector<const ClsTaskData*> all = {&t0, &t1};
