@@ -26,7 +26,9 @@
 #include "aria/train/optim/adamw.h"
 #include "aria/train/optim/param_groups.h"
 #include "aria/train/optim/lm_trainer.h"
+#include "aria/train/optim/train_state.h"  // the trainer as state + steps (OptimState, optimizer_step, TrainCallbacks)
 #include "aria/train/data/cls_data.h"
 #include "aria/train/continual/continual_method.h"
 #include "aria/train/continual/continual_trainer.h"
+#include "aria/train/continual/continual_steps.h"  // evaluation and consolidation as free functions
 #include "aria/train/report/cl_metrics.h"
