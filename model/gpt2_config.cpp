@@ -8,6 +8,7 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/model/json_file.h"
 
 namespace aria {
 
@@ -89,13 +90,7 @@ void validate_gpt2_config(const Gpt2Config& c) {
 Gpt2Config load_gpt2_config(const std::string& path) {
   const std::string ctx = "gpt2 config '" + path + "': ";
   // read_file refuses a FIFO or a directory before opening it (open() on a FIFO blocks forever).
-  const std::string text = io::read_file(path, "gpt2 config", uint64_t(1) << 26);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    ARIA_FAIL(ctx, "not valid JSON (", e.what(), ")");
-  }
+  json j = read_json_file(path, "gpt2 config", uint64_t(1) << 26);
   ARIA_CHECK(j.is_object(), ctx, "must be a JSON object, got ", j.type_name());
 
   if (j.contains("model_type")) {

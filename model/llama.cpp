@@ -14,6 +14,7 @@
 #include "aria/core/autograd.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/model/json_file.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_llama.h"
 #include "aria/core/rng.h"
@@ -271,13 +272,7 @@ struct Checkpoint {
 
 void open_shards(const std::string& dir, const std::string& index_path, Checkpoint& ck) {
   const std::string ctx = "safetensors index '" + index_path + "': ";
-  const std::string text = io::read_file(index_path, "safetensors index", uint64_t(1) << 28);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    ARIA_FAIL(ctx, "not valid JSON (", e.what(), ")");
-  }
+  json j = read_json_file(index_path, "safetensors index", uint64_t(1) << 28);
   ARIA_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), ctx,
              "needs a 'weight_map' object (tensor name -> shard file)");
   std::map<std::string, size_t> shard_of_file;

@@ -7,6 +7,7 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
+#include "aria/model/json_file.h"
 
 namespace aria {
 
@@ -193,13 +194,7 @@ void validate_llama_config(const LlamaConfig& c) {
 
 LlamaConfig load_llama_config(const std::string& path) {
   const std::string ctx = "llama config '" + path + "': ";
-  const std::string text = io::read_file(path, "llama config", uint64_t(1) << 26);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    ARIA_FAIL(ctx, "not valid JSON (", e.what(), ")");
-  }
+  json j = read_json_file(path, "llama config", uint64_t(1) << 26);
   ARIA_CHECK(j.is_object(), ctx, "must be a JSON object, got ", j.type_name());
   const Reader r{j, ctx};
   LlamaConfig c;
