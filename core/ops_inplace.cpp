@@ -3,6 +3,14 @@
 
 #include "aria/kernels/backend.h"
 
+namespace aria {
+
+std::vector<AdamWItemView> views_of(const std::vector<AdamWItem>& items) {
+  return std::vector<AdamWItemView>(items.begin(), items.end());
+}
+
+}  // namespace aria
+
 namespace aria::ops {
 
 namespace {
@@ -56,7 +64,7 @@ void add_sum_squares_(const std::vector<Tensor>& xs, const Tensor& out) {
     ARIA_CHECK(xs[i].device() == out.device(), what, ": tensor ", i, " ", xs[i].str(), " is not on out's device (",
                out.device().str(), ")");
   }
-  ARIA_DISPATCH(out.device(), sum_squares, xs, out);
+  ARIA_DISPATCH(out.device(), sum_squares, views_of(xs), out);
 }
 
 void adamw_update_(const std::vector<AdamWItem>& items) {
@@ -69,7 +77,7 @@ void adamw_update_(const std::vector<AdamWItem>& items) {
                items[i].param.device().str(), ", item 0 on ", items[0].param.device().str(),
                "; one call updates one device");
   }
-  ARIA_DISPATCH(items[0].param.device(), adamw_update, items);
+  ARIA_DISPATCH(items[0].param.device(), adamw_update, views_of(items));
 }
 
 void add_spc_penalty_grad_(const std::vector<Tensor>& grads, const std::vector<Tensor>& As,
@@ -88,7 +96,7 @@ void add_spc_penalty_grad_(const std::vector<Tensor>& grads, const std::vector<T
                  grads[0].device().str());
     }
   }
-  ARIA_DISPATCH(grads[0].device(), spc_penalty_grad, grads, As, ps, Bs, lambda);
+  ARIA_DISPATCH(grads[0].device(), spc_penalty_grad, views_of(grads), views_of(As), views_of(ps), views_of(Bs), lambda);
 }
 
 void mul_into(const Tensor& a, const Tensor& b, const Tensor& out) {

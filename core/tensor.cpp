@@ -2,36 +2,11 @@
 
 #include <algorithm>
 #include <limits>
-#include <sstream>
 
 #include "aria/core/autograd.h"
 #include "aria/kernels/backend.h"
 
 namespace aria {
-
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
-
-int64_t shape_numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
-
-Shape contiguous_strides(const Shape& s) {
-  Shape st(s.size());
-  int64_t acc = 1;
-  for (int i = int(s.size()) - 1; i >= 0; --i) {
-    st[i] = acc;
-    acc *= s[i];
-  }
-  return st;
-}
 
 static void check_shape_valid(const Shape& shape) {
   for (int64_t d : shape) ARIA_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
@@ -103,27 +78,17 @@ const IntValueSummary* Tensor::int_summary() const {
   return dtype() == DType::I32 && st && st->int_summary ? &*st->int_summary : nullptr;
 }
 
-int64_t Tensor::size(int d) const {
-  int n = dim();
-  int i = d < 0 ? d + n : d;
-  ARIA_CHECK(i >= 0 && i < n, "dimension ", d, " out of range for ", str());
-  return shape()[i];
-}
+int64_t Tensor::size(int d) const { return TensorView(*this).size(d); }
 
-bool Tensor::is_contiguous() const {
-  const auto& s = shape();
-  const auto& st = strides();
-  int64_t acc = 1;
-  for (int i = int(s.size()) - 1; i >= 0; --i) {
-    if (s[i] != 1 && st[i] != acc) return false;
-    acc *= s[i];
-  }
-  return true;
-}
+bool Tensor::is_contiguous() const { return TensorView(*this).is_contiguous(); }
 
-std::string Tensor::str() const {
-  if (!defined()) return "undefined";
-  return std::string(dtype_name(dtype())) + shape_str(shape()) + " " + device().str();
+std::string Tensor::str() const { return TensorView(*this).str(); }
+
+std::vector<TensorView> views_of(const std::vector<Tensor>& ts) {
+  std::vector<TensorView> out;
+  out.reserve(ts.size());
+  for (const Tensor& t : ts) out.push_back(t.view_for_kernel());
+  return out;
 }
 
 void* Tensor::raw_data() const {
@@ -335,14 +300,6 @@ void Tensor::backward(bool retain_graph) const {
   ARIA_CHECK(requires_grad(), "backward() on a tensor that does not require grad");
   set_grad(Tensor::full(shape(), 1.0, dtype(), device()));
   tape().backward(*this, retain_graph);
-}
-
-void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
-  ARIA_CHECK(a.shape() == b.shape(), what, ": shapes differ: ", a.str(), " vs ", b.str());
-}
-
-void check_same_device(const Tensor& a, const Tensor& b, const char* what) {
-  ARIA_CHECK(a.device() == b.device(), what, ": tensors on different devices: ", a.str(), " vs ", b.str());
 }
 
 }  // namespace aria

@@ -11,14 +11,9 @@
 
 #include "aria/core/allocator.h"
 #include "aria/core/dtype.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
-
-using Shape = std::vector<int64_t>;
-
-std::string shape_str(const Shape& s);
-int64_t shape_numel(const Shape& s);
-Shape contiguous_strides(const Shape& s);
 
 class Tensor;
 struct Node;
@@ -74,6 +69,13 @@ class Tensor {
   void* raw_data() const;
   // The host's summary of an int32 tensor's values (see IntValueSummary), or null when unknown.
   const IntValueSummary* int_summary() const;
+  // What a kernel sees of this tensor (core/tensor_view.h): pointer, shape, strides, dtype, device;
+  // valid while this tensor's storage and metadata live. An undefined tensor gives an undefined view.
+  TensorView view_for_kernel() const {
+    if (!impl_) return TensorView();
+    return TensorView(raw_data(), &impl_->shape, &impl_->strides, impl_->dtype, impl_->storage->device);
+  }
+  operator TensorView() const { return view_for_kernel(); }  // kernels take views; tensors pass as they are
 
   // ---- copies and conversions (not recorded by autograd unless noted) ----
   Tensor contiguous() const;           // differentiable; returns *this when already contiguous
@@ -118,8 +120,7 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
-// Throws with a readable message unless a and b have equal shapes.
-void check_same_shape(const Tensor& a, const Tensor& b, const char* what);
-void check_same_device(const Tensor& a, const Tensor& b, const char* what);
+// The kernel views of a list of tensors (kernels taking lists: sum_squares, spc_penalty_grad).
+std::vector<TensorView> views_of(const std::vector<Tensor>& ts);
 
 }  // namespace aria

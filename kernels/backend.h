@@ -5,6 +5,9 @@
 //     capture, profiler ranges. The CPU backend needs none (core/allocator.cpp holds its allocator).
 //  2. The kernel table: one declaration per row of kernels/kernel_list.h for each backend (cpu::,
 //     cuda::), the op codes the rows take, and ARIA_DISPATCH, which picks the backend of a device.
+//     Kernels take plain views (TensorView, core/tensor_view.h), never autograd tensors: this header
+//     does not include core/tensor.h (a Tensor converts to its view where a kernel is called).
+//  3. KernelBuffer: the temporaries kernels allocate for themselves.
 // Without CUDA, kernels/cuda_stub.cpp answers every cuda:: call with a clear error.
 #pragma once
 #include <functional>
@@ -12,7 +15,8 @@
 #include <vector>
 
 #include "aria/core/adamw_item.h"
-#include "aria/core/tensor.h"
+#include "aria/core/allocator.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
 
@@ -51,7 +55,7 @@ enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 enum class GemmEpilogue : int { None = 0, Bias = 1, Gelu = 2, DGelu = 3, BGrad = 4 };
 enum class UnaryOp : int { Affine = 0, Gelu = 1, Sigmoid = 2, Relu = 3, Exp = 4, Log = 5, Tanh = 6, Square = 7 };
 
-// AdamWItem (one parameter's AdamW step, the adamw_update row's argument): core/adamw_item.h.
+// AdamWItemView (one parameter's AdamW step, the adamw_update row's argument): core/adamw_item.h.
 
 #define ARIA_KERNEL(name, params, args) void name params;
 namespace cpu {
@@ -61,6 +65,64 @@ namespace cuda {
 #include "aria/kernels/kernel_list.h"
 }
 #undef ARIA_KERNEL
+
+// ---- 3. kernels' temporaries ---------------------------------------------------------------------
+// A contiguous temporary of a kernel (workspaces, partial sums, staging copies, uploaded argument
+// tables): a TensorView that owns its bytes, from the device's allocator as a tensor's are (on CUDA
+// the caching allocator: freed blocks are reused in stream order), and its shape. Movable, not
+// copyable; a default one is undefined. reshaped() views the bytes of a contiguous view under
+// another shape of the same size (it owns only that shape; the bytes stay the view's owner's).
+class KernelBuffer : public TensorView {
+ public:
+  KernelBuffer() = default;
+  KernelBuffer(const Shape& shape, DType dtype, Device device) : shape_store_(shape) {
+    for (int64_t d : shape) ARIA_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
+    storage_ = std::make_unique<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype), device);
+    strides_store_ = contiguous_strides(shape);
+    ptr_ = storage_->data;
+    dtype_ = dtype;
+    device_ = device;
+    point_here();
+  }
+  static KernelBuffer reshaped(const TensorView& t, const Shape& shape) {
+    ARIA_CHECK(t.is_contiguous() && shape_numel(shape) == t.numel(), "cannot view ", t.str(), " as ", shape_str(shape));
+    KernelBuffer r;
+    r.shape_store_ = shape;
+    r.strides_store_ = contiguous_strides(shape);
+    r.ptr_ = t.raw_data();
+    r.dtype_ = t.dtype();
+    r.device_ = t.device();
+    r.point_here();
+    return r;
+  }
+  KernelBuffer(KernelBuffer&& o) noexcept { take(o); }
+  KernelBuffer& operator=(KernelBuffer&& o) noexcept {
+    if (this != &o) take(o);
+    return *this;
+  }
+  KernelBuffer(const KernelBuffer&) = delete;
+  KernelBuffer& operator=(const KernelBuffer&) = delete;
+
+ private:
+  void point_here() {
+    shape_ = &shape_store_;
+    strides_ = &strides_store_;
+  }
+  void take(KernelBuffer& o) noexcept {
+    storage_ = std::move(o.storage_);
+    shape_store_ = std::move(o.shape_store_);
+    strides_store_ = std::move(o.strides_store_);
+    ptr_ = o.ptr_;
+    dtype_ = o.dtype_;
+    device_ = o.device_;
+    shape_ = strides_ = nullptr;
+    if (o.defined()) point_here();
+    o.ptr_ = nullptr;
+    o.shape_ = o.strides_ = nullptr;
+  }
+  std::unique_ptr<Storage> storage_;
+  Shape shape_store_, strides_store_;
+};
 
 }  // namespace aria
 

@@ -4,11 +4,11 @@
 #include <cstdint>
 
 #include "aria/core/error.h"
-#include "aria/core/tensor.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
 
-inline void check_count_correct_args(const Tensor& logits, const Tensor& labels, const Tensor& out) {
+inline void check_count_correct_args(const TensorView& logits, const TensorView& labels, const TensorView& out) {
   ARIA_CHECK(logits.defined() && labels.defined() && out.defined(),
              "count_correct: logits, labels and out must be defined");
   ARIA_CHECK(logits.dim() == 2 && logits.is_contiguous(), "count_correct: logits must be a contiguous [N, C], got ",

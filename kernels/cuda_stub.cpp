@@ -1,5 +1,5 @@
 // Built only when the CUDA backend is off: every CUDA entry point fails with one clear message.
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cuda {
 

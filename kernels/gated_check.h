@@ -7,12 +7,12 @@
 #include <utility>
 #include <vector>
 
-#include "aria/core/tensor.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
 
 // t: defined, dtype `dt`, like's device, contiguous, `numel` elements. `cuda`: the backend's device kind.
-inline void check_gated_operand_as(const Tensor& t, const Tensor& like, DType dt, int64_t numel, bool cuda,
+inline void check_gated_operand_as(const TensorView& t, const TensorView& like, DType dt, int64_t numel, bool cuda,
                                    const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.dtype() == dt, what, ": ", name, " ", t.str(), " must have dtype ", dtype_name(dt));
@@ -22,7 +22,7 @@ inline void check_gated_operand_as(const Tensor& t, const Tensor& like, DType dt
 }
 
 // t: defined, like's dtype and device, contiguous, `numel` elements.
-inline void check_gated_operand(const Tensor& t, const Tensor& like, int64_t numel, bool cuda, const char* what,
+inline void check_gated_operand(const TensorView& t, const TensorView& like, int64_t numel, bool cuda, const char* what,
                                 const char* name) {
   check_gated_operand_as(t, like, like.dtype(), numel, cuda, what, name);
 }
@@ -36,7 +36,7 @@ struct GateRows {
 };
 
 // t viewed as rows of its last dimension (`name` in the error when t is not at least 1-D).
-inline GateRows gate_rows_of(const Tensor& t, const char* what, const char* name) {
+inline GateRows gate_rows_of(const TensorView& t, const char* what, const char* name) {
   ARIA_CHECK(t.defined() && t.dim() >= 1, what, ": ", name, " must be [N, C], got ", t.defined() ? t.str() : "undefined");
   GateRows r;
   r.C = t.size(-1);
@@ -47,7 +47,8 @@ inline GateRows gate_rows_of(const Tensor& t, const char* what, const char* name
 }
 
 // A gate mix's rows: slow and fast [N, C] with C = slow.size(-1); pi must hold N values.
-inline GateRows check_gate_rows(const Tensor& slow, const Tensor& fast, const Tensor& pi, bool cuda, const char* what) {
+inline GateRows check_gate_rows(const TensorView& slow, const TensorView& fast, const TensorView& pi, bool cuda,
+                                const char* what) {
   const GateRows r = gate_rows_of(slow, what, "slow");
   check_gated_operand(slow, slow, r.N * r.C, cuda, what, "slow");
   check_gated_operand(fast, slow, r.N * r.C, cuda, what, "fast");
@@ -56,8 +57,8 @@ inline GateRows check_gate_rows(const Tensor& slow, const Tensor& fast, const Te
 }
 
 // gate_mix_forward's operands; `out` like slow.
-inline GateRows check_gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out,
-                                       bool cuda) {
+inline GateRows check_gate_mix_forward(const TensorView& slow, const TensorView& fast, const TensorView& pi,
+                                       const TensorView& out, bool cuda) {
   const char* what = "gate_mix_forward";
   const GateRows r = check_gate_rows(slow, fast, pi, cuda, what);
   check_gated_operand(out, slow, r.N * r.C, cuda, what, "out");
@@ -65,8 +66,9 @@ inline GateRows check_gate_mix_forward(const Tensor& slow, const Tensor& fast, c
 }
 
 // gate_mix_backward's operands; each output may be undefined (not wanted).
-inline GateRows check_gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
-                                        const Tensor& dslow, const Tensor& dfast, const Tensor& dpi, bool cuda) {
+inline GateRows check_gate_mix_backward(const TensorView& slow, const TensorView& fast, const TensorView& pi,
+                                        const TensorView& dout, const TensorView& dslow, const TensorView& dfast,
+                                        const TensorView& dpi, bool cuda) {
   const char* what = "gate_mix_backward";
   const GateRows r = check_gate_rows(slow, fast, pi, cuda, what);
   check_gated_operand(dout, slow, r.N * r.C, cuda, what, "dout");
@@ -77,7 +79,7 @@ inline GateRows check_gate_mix_backward(const Tensor& slow, const Tensor& fast, 
 }
 
 // Rows [N, C] of the gate's head: C = h.size(-1), N rows; w2 holds C values.
-inline GateRows check_gate_head_rows(const Tensor& h, const Tensor& w2, bool cuda, const char* what) {
+inline GateRows check_gate_head_rows(const TensorView& h, const TensorView& w2, bool cuda, const char* what) {
   const GateRows r = gate_rows_of(h, what, "h");
   check_gated_operand(h, h, r.N * r.C, cuda, what, "h");
   check_gated_operand(w2, h, r.C, cuda, what, "w2");
@@ -85,8 +87,8 @@ inline GateRows check_gate_head_rows(const Tensor& h, const Tensor& w2, bool cud
 }
 
 // gate_head_forward's operands: b2 one value, pi N; logit (N values) may be undefined.
-inline GateRows check_gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi,
-                                        const Tensor& logit, bool cuda) {
+inline GateRows check_gate_head_forward(const TensorView& h, const TensorView& w2, const TensorView& b2,
+                                        const TensorView& pi, const TensorView& logit, bool cuda) {
   const char* what = "gate_head_forward";
   const GateRows r = check_gate_head_rows(h, w2, cuda, what);
   check_gated_operand(b2, h, 1, cuda, what, "b2");
@@ -96,8 +98,9 @@ inline GateRows check_gate_head_forward(const Tensor& h, const Tensor& w2, const
 }
 
 // gate_head_backward's operands; each output may be undefined (not wanted).
-inline GateRows check_gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi,
-                                         const Tensor& dh, const Tensor& dw2, const Tensor& db2, bool cuda) {
+inline GateRows check_gate_head_backward(const TensorView& h, const TensorView& w2, const TensorView& logit,
+                                         const TensorView& dpi, const TensorView& dh, const TensorView& dw2,
+                                         const TensorView& db2, bool cuda) {
   const char* what = "gate_head_backward";
   const GateRows r = check_gate_head_rows(h, w2, cuda, what);
   check_gated_operand_as(logit, h, gate_logit_dtype(h.dtype()), r.N, cuda, what, "logit");
@@ -119,14 +122,14 @@ inline bool spc_buffer_dtype_ok(DType buffer, DType grad) {
 // which is grads[0]'s or float32 for bfloat16 grads. An error names the list entry ("(entry 3 of
 // 196)"), added on the error path only (this runs for every parameter at every step). Returns the
 // total element count.
-inline int64_t check_spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As,
-                                      const std::vector<Tensor>& ps, const std::vector<Tensor>& Bs, bool cuda) {
+inline int64_t check_spc_penalty_grad(const std::vector<TensorView>& grads, const std::vector<TensorView>& As,
+                                      const std::vector<TensorView>& ps, const std::vector<TensorView>& Bs, bool cuda) {
   const char* what = "spc_penalty_grad";
   ARIA_CHECK(As.size() == grads.size() && ps.size() == grads.size() && Bs.size() == grads.size(), what, ": ",
              grads.size(), " grads but ", As.size(), " As, ", ps.size(), " ps and ", Bs.size(), " Bs");
   int64_t total = 0;
   for (size_t k = 0; k < grads.size(); ++k) {
-    const Tensor& grad = grads[k];
+    const TensorView& grad = grads[k];
     try {
       ARIA_CHECK(grad.defined(), what, ": grad is undefined");
       const int64_t n = grad.numel();
@@ -134,7 +137,7 @@ inline int64_t check_spc_penalty_grad(const std::vector<Tensor>& grads, const st
       // float32 buffers with bfloat16 grads when As[0] is float32; else every tensor of the grads' dtype
       const DType buffer = As[0].defined() && spc_buffer_dtype_ok(As[0].dtype(), grad.dtype()) ? As[0].dtype()
                                                                                                : grad.dtype();
-      const std::pair<const Tensor*, const char*> operands[] = {{&As[k], "A"}, {&ps[k], "p"}, {&Bs[k], "B"}};
+      const std::pair<const TensorView*, const char*> operands[] = {{&As[k], "A"}, {&ps[k], "p"}, {&Bs[k], "B"}};
       for (const auto& [t, name] : operands) {
         check_gated_operand_as(*t, grad, t == &ps[k] ? grad.dtype() : buffer, n, cuda, what, name);
         ARIA_CHECK(t->shape() == grad.shape(), what, ": ", name, " ", t->str(), " and grad ", grad.str(),

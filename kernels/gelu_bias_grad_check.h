@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "aria/core/error.h"
-#include "aria/core/tensor.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
 
@@ -16,15 +16,15 @@ struct GeluBiasGradRows {
 
 // pre, dh, dpre: one shape (at least 1-D), dtype and device, contiguous; db: C = pre.size(-1)
 // contiguous elements of that dtype on that device. `cuda`: the backend's device kind.
-inline GeluBiasGradRows check_gelu_backward_bias_grad_args(const Tensor& pre, const Tensor& dh, const Tensor& dpre,
-                                                           const Tensor& db, bool cuda) {
+inline GeluBiasGradRows check_gelu_backward_bias_grad_args(const TensorView& pre, const TensorView& dh,
+                                                           const TensorView& dpre, const TensorView& db, bool cuda) {
   const char* what = "gelu_backward_bias_grad";
   ARIA_CHECK(pre.defined() && dh.defined() && dpre.defined() && db.defined(), what,
              ": pre, dh, dpre and db must all be defined");
   ARIA_CHECK(pre.dim() >= 1, what, ": pre must be [R, C], got ", pre.str());
   ARIA_CHECK(pre.device().is_cuda() == cuda, what, ": pre ", pre.str(), " must be a ", cuda ? "CUDA" : "CPU",
              " tensor");
-  for (const Tensor* t : {&dh, &dpre}) {
+  for (const TensorView* t : {&dh, &dpre}) {
     ARIA_CHECK(t->shape() == pre.shape() && t->dtype() == pre.dtype() && t->device() == pre.device(), what,
                ": pre, dh and dpre must have one shape, dtype and device: pre ", pre.str(), ", got ", t->str());
   }

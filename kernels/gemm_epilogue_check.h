@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "aria/core/tensor.h"
-#include "aria/kernels/kernels.h"
+#include "aria/core/tensor_view.h"
+#include "aria/kernels/backend.h"
 
 namespace aria {
 
@@ -18,9 +18,9 @@ struct GemmEpilogueArgs {
 // Checks a gemm_epilogue call and returns its sizes. `what` names the kernel in messages; `dtypes`
 // are the dtypes the backend computes in and `dtypes_note` says so in the error for any other.
 inline GemmEpilogueArgs check_gemm_epilogue_args(const char* what, std::initializer_list<DType> dtypes,
-                                                 const char* dtypes_note, const Tensor& a, const Tensor& b,
-                                                 const Tensor& c, bool trans_a, bool trans_b, int epilogue,
-                                                 const Tensor& bias, const Tensor& aux) {
+                                                 const char* dtypes_note, const TensorView& a, const TensorView& b,
+                                                 const TensorView& c, bool trans_a, bool trans_b, int epilogue,
+                                                 const TensorView& bias, const TensorView& aux) {
   ARIA_CHECK(epilogue >= int(GemmEpilogue::None) && epilogue <= int(GemmEpilogue::BGrad), what,
              ": unknown epilogue ", epilogue);
   const auto ep = GemmEpilogue(epilogue);

@@ -1,11 +1,11 @@
 // Argument check of the scale_by row, shared by both backends.
 #pragma once
 #include "aria/core/error.h"
-#include "aria/core/tensor.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria {
 
-inline void check_scale_by_args(const Tensor& x, const Tensor& s, const Tensor& out) {
+inline void check_scale_by_args(const TensorView& x, const TensorView& s, const TensorView& out) {
   ARIA_CHECK(x.shape() == out.shape() && x.dtype() == out.dtype() && x.is_contiguous() && out.is_contiguous() &&
                  x.device() == out.device(),
              "scale_by: x and out must be contiguous with one shape, dtype and device: x ", x.str(), ", out ",

@@ -15,7 +15,7 @@
 
 #include "aria/core/ops.h"
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

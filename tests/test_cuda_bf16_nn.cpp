@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -488,8 +488,8 @@ TEST_CASE("CUDA adamw_update with float32 masters: 10 bf16 steps match the CPU, 
       ci.push_back(c);
       gi.push_back(g);
     }
-    cpu::adamw_update(ci);
-    cuda::adamw_update(gi);
+    cpu::adamw_update(views_of(ci));
+    cuda::adamw_update(views_of(gi));
   }
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] == 0) continue;
@@ -542,8 +542,8 @@ TEST_CASE("CUDA sum_squares and square_accumulate read bf16 inputs") {
   std::vector<Tensor> gxs;
   for (size_t i = 0; i < xs.size(); ++i) gxs.push_back(on_gpu(xs[i], i == 3 ? DType::F64 : DType::BF16));
   Tensor c = Tensor::full({1}, 2.0, DType::F32), g = Tensor::full({1}, 2.0, DType::F32, kGpu);
-  cpu::sum_squares(xs, c);
-  cuda::sum_squares(gxs, g);
+  cpu::sum_squares(views_of(xs), c);
+  cuda::sum_squares(views_of(gxs), g);
   CHECK(g.item() == doctest::Approx(c.item()).epsilon(1e-6));
   Tensor acc = randn({1000}, 504, 1.0, DType::F32), samples = randn_bf({3, 1000}, 505);
   Tensor gacc = acc.to(kGpu);
@@ -669,7 +669,8 @@ TEST_CASE("bf16 nn kernel timings (ARIA_BF16_BENCH=1)" * doctest::test_suite("be
       it.master = Tensor::zeros({n}, DType::F32, kGpu);
       items.push_back(it);
     }
-    const double ms = time_ms([&] { cuda::adamw_update(items); }, 2, 10);
+    const std::vector<AdamWItemView> views = views_of(items);
+    const double ms = time_ms([&] { cuda::adamw_update(views); }, 2, 10);
     const double bytes = double(total) * (2 + 4 + 4 + 4 + 4 + 4 + 4 + 2);  // read g m v master, write m v master p
     std::snprintf(buf, sizeof buf, "adamw_update bf16 params + fp32 masters, %lld params (%zu tensors): %.3f ms, %.0f GB/s",
                   (long long)total, sizes.size(), ms, bytes / (ms * 1e-3) / 1e9);

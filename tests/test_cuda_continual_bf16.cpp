@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "aria/core/autograd.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/train/continual/checkpoint.h"
 #include "aria/train/continual/continual_trainer.h"
@@ -315,7 +315,7 @@ TEST_CASE("spc_penalty_grad: float32 A/B with bfloat16 grads and params, against
     As.push_back(A.to(kGpu));
     Bs.push_back(B.to(kGpu));
   }
-  cuda::spc_penalty_grad(g16, As, p16, Bs, lambda);
+  cuda::spc_penalty_grad(views_of(g16), views_of(As), views_of(p16), views_of(Bs), lambda);
   for (size_t k = 0; k < sizes.size(); ++k) {
     INFO("n = ", sizes[k]);
     CHECK(g16[k].dtype() == DType::BF16);

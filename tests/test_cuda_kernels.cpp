@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -326,8 +326,8 @@ TEST_CASE("CUDA adamw_update, sum_squares and square_accumulate match the CPU") 
     g_items.push_back(g);
   }
   for (int step = 0; step < 3; ++step) {
-    cpu::adamw_update(c_items);
-    cuda::adamw_update(g_items);
+    cpu::adamw_update(views_of(c_items));
+    cuda::adamw_update(views_of(g_items));
   }
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] == 0) continue;
@@ -341,8 +341,8 @@ TEST_CASE("CUDA adamw_update, sum_squares and square_accumulate match the CPU") 
   for (auto& t : xs) gxs.push_back(gpu(t));
   for (DType od : {DType::F64, DType::F32}) {
     Tensor c = Tensor::full({1}, 2.0, od), g = Tensor::full({1}, 2.0, od, kGpu);
-    cpu::sum_squares(xs, c);
-    cuda::sum_squares(gxs, g);
+    cpu::sum_squares(views_of(xs), c);
+    cuda::sum_squares(views_of(gxs), g);
     expect_close(g, c, 1e-6, std::string("sum_squares into ") + dtype_name(od));
   }
   Tensor acc = randn({1000}, 104), gsq = randn({3, 1000}, 105);

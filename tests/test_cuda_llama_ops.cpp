@@ -16,7 +16,7 @@
 #include "aria/core/error.h"
 #include "aria/core/ops.h"
 #include "aria/core/ops_llama.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

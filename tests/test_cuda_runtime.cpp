@@ -9,7 +9,7 @@
 
 #include "aria/core/ops.h"
 #include "aria/core/tensor.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
 #include "aria/kernels/cuda/check.h"

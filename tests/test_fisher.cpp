@@ -13,7 +13,7 @@
 #include "aria/core/autograd.h"
 #include "aria/core/error.h"
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/train/data/cls_data.h"
 #include "aria/train/continual/fisher.h"

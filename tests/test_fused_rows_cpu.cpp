@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -34,7 +34,7 @@
 #include "aria/core/ops.h"
 #include "aria/core/ops_capture.h"
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/train/continual/plasticity.h"
 #include "tests/support/op_cases.h"
@@ -306,7 +306,7 @@ TEST_CASE("spc_penalty_grad over a list of awkward tensors equals the plain form
     const SpcLists in = spc_lists(dt, 700, true);
     REQUIRE(reinterpret_cast<uintptr_t>(in.grads.back().raw_data()) % 16 != 0);  // the view really is off
     std::vector<Tensor> got = clones(in.grads);
-    cpu::spc_penalty_grad(got, in.As, in.ps, in.Bs, lambda);
+    cpu::spc_penalty_grad(views_of(got), views_of(in.As), views_of(in.ps), views_of(in.Bs), lambda);
     for (size_t k = 0; k < got.size(); ++k) {
       CAPTURE(k);
       const auto g0 = in.grads[k].to_doubles(), a = in.As[k].to_doubles(), p = in.ps[k].to_doubles();
@@ -507,8 +507,8 @@ TEST_CASE("CUDA spc_penalty_grad over a list of awkward tensors (one launch) mat
       bg.push_back(gpu_of(B.gpu));
     }
     const std::vector<Tensor> g0 = clones(gc);
-    cpu::spc_penalty_grad(gc, ac, pc, bc, lambda);
-    cuda::spc_penalty_grad(gg, ag, pg, bg, lambda);
+    cpu::spc_penalty_grad(views_of(gc), views_of(ac), views_of(pc), views_of(bc), lambda);
+    cuda::spc_penalty_grad(views_of(gg), views_of(ag), views_of(pg), views_of(bg), lambda);
     for (size_t k = 0; k < gc.size(); ++k) {
       CAPTURE(k);
       CHECK(gg[k].dtype() == dt);

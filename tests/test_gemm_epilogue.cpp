@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "aria/core/context.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 #ifdef ARIA_WITH_CUDA
 #include "aria/kernels/cuda/check.h"

@@ -7,7 +7,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 using namespace aria;
 

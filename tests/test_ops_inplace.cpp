@@ -8,7 +8,7 @@
 
 #include "aria/core/autograd.h"
 #include "aria/core/ops_inplace.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tests/support/test_util.h"
 
 using namespace aria;
@@ -96,7 +96,7 @@ TEST_CASE("adamw_update with a clipping source equals the host-scaled update, an
         const Tensor clip = Tensor::full({1}, clip_value, DType::F64);
         for (AdamWItem& it : items) it.clip_sumsq = clip, it.clip_max_norm = 2.0f;
       }
-      cpu::adamw_update(items);
+      cpu::adamw_update(views_of(items));
       std::vector<double> all;
       for (const Tensor& t : {p, q, pm, pv, qm, qv})
         for (double x : t.to_doubles()) all.push_back(x);

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
@@ -22,7 +22,7 @@ struct Dims {
   int64_t B, T, C, H, hd;
 };
 
-Dims check_args(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, const char* what) {
+Dims check_args(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head, const char* what) {
   ARIA_CHECK(qkv.dim() == 3 && qkv.is_contiguous() && qkv.size(2) % 3 == 0, what,
              ": qkv must be a contiguous [B, T, 3C], got ", qkv.str());
   Dims d{qkv.size(0), qkv.size(1), qkv.size(2) / 3, n_head, 0};
@@ -38,7 +38,7 @@ Dims check_args(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_h
 }
 
 template <typename T>
-void forward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t, const Dims d) {
+void forward_impl(const TensorView& qkv_t, const TensorView& out_t, const TensorView& lse_t, const Dims d) {
   const T* qkv = qkv_t.data<T>();
   T* out = out_t.data<T>();
   T* lse = lse_t.data<T>();
@@ -76,8 +76,8 @@ void forward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t,
 // With P = softmax(scale * Q K^T) (causal): dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dO * O)),
 // dQ = scale * dS K, dK = scale * dS^T Q.
 template <typename T>
-void backward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t, const Tensor& dout_t,
-                   const Tensor& dqkv_t, const Dims d) {
+void backward_impl(const TensorView& qkv_t, const TensorView& out_t, const TensorView& lse_t, const TensorView& dout_t,
+                   const TensorView& dqkv_t, const Dims d) {
   const T *qkv = qkv_t.data<T>(), *out = out_t.data<T>(), *lse = lse_t.data<T>(), *dout = dout_t.data<T>();
   T* dqkv = dqkv_t.data<T>();
   const T scale = T(1.0 / std::sqrt(double(d.hd)));
@@ -114,15 +114,15 @@ void backward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t
 
 }  // namespace
 
-void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+void attention_forward(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head) {
   const Dims d = check_args(qkv, out, lse, n_head, "attention_forward");
   if (qkv.dtype() == DType::F32) return forward_impl<float>(qkv, out, lse, d);
   if (qkv.dtype() == DType::F64) return forward_impl<double>(qkv, out, lse, d);
   ARIA_FAIL("attention_forward: unsupported dtype ", dtype_name(qkv.dtype()));
 }
 
-void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                        const Tensor& dqkv, int n_head) {
+void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& lse, const TensorView& dout,
+                        const TensorView& dqkv, int n_head) {
   const char* what = "attention_backward";
   const Dims d = check_args(qkv, out, lse, n_head, what);
   ARIA_CHECK(dout.is_contiguous() && dout.shape() == out.shape() && dout.dtype() == qkv.dtype(), what,

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
@@ -25,8 +25,8 @@ struct Dims {
   int64_t first_key(int64_t i) const { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; }
 };
 
-Dims check_args(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head, int window,
-                const char* what) {
+Dims check_args(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head, int n_kv_head,
+                int window, const char* what) {
   ARIA_CHECK(qkv.defined() && qkv.dim() == 3 && qkv.is_contiguous() && qkv.device().is_cpu(), what,
              ": qkv must be a contiguous CPU [B, T, (n_head + 2 n_kv_head) head_dim], got ",
              qkv.defined() ? qkv.str() : "undefined");
@@ -48,7 +48,7 @@ Dims check_args(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_h
 }
 
 template <typename T>
-void forward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t, const Dims d) {
+void forward_impl(const TensorView& qkv_t, const TensorView& out_t, const TensorView& lse_t, const Dims d) {
   const T* qkv = qkv_t.data<T>();
   T* out = out_t.data<T>();
   T* lse = lse_t.data<T>();
@@ -91,8 +91,8 @@ void forward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t,
 // Per query head h of kv head g: P = softmax(scale Q K^T) (causal, windowed), dV_g += P^T dO,
 // dP = dO V^T, dS = P * (dP - rowsum(dO * O)) * scale, dQ = dS K, dK_g += dS^T Q.
 template <typename T>
-void backward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t, const Tensor& dout_t,
-                   const Tensor& dqkv_t, const Dims d) {
+void backward_impl(const TensorView& qkv_t, const TensorView& out_t, const TensorView& lse_t, const TensorView& dout_t,
+                   const TensorView& dqkv_t, const Dims d) {
   const T *qkv = qkv_t.data<T>(), *out = out_t.data<T>(), *lse = lse_t.data<T>(), *dout = dout_t.data<T>();
   T* dqkv = dqkv_t.data<T>();
   const T scale = T(1.0 / std::sqrt(double(d.hd)));
@@ -139,8 +139,8 @@ void backward_impl(const Tensor& qkv_t, const Tensor& out_t, const Tensor& lse_t
 
 }  // namespace
 
-void attention_gqa_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
-                           int window) {
+void attention_gqa_forward(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head,
+                           int n_kv_head, int window) {
   const char* what = "attention_gqa_forward";
   const Dims d = check_args(qkv, out, lse, n_head, n_kv_head, window, what);
   if (d.B * d.T == 0) return;
@@ -149,8 +149,8 @@ void attention_gqa_forward(const Tensor& qkv, const Tensor& out, const Tensor& l
   ARIA_FAIL(what, ": unsupported dtype ", dtype_name(qkv.dtype()), " (the CPU computes in float32/float64)");
 }
 
-void attention_gqa_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                            const Tensor& dqkv, int n_head, int n_kv_head, int window) {
+void attention_gqa_backward(const TensorView& qkv, const TensorView& out, const TensorView& lse, const TensorView& dout,
+                            const TensorView& dqkv, int n_head, int n_kv_head, int window) {
   const char* what = "attention_gqa_backward";
   const Dims d = check_args(qkv, out, lse, n_head, n_kv_head, window, what);
   ARIA_CHECK(dout.defined() && dout.is_contiguous() && dout.shape() == out.shape() && dout.dtype() == qkv.dtype(),

@@ -1,8 +1,8 @@
 // CPU data movement: strided copy with dtype conversion, fill, axpy.
 #include <cstring>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/strided.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -33,7 +33,7 @@ void store_double(char* p, DType t, double x) {
 
 }  // namespace
 
-void copy_cast(const Tensor& src, const Tensor& dst) {
+void copy_cast(const TensorView& src, const TensorView& dst) {
   check_same_shape(src, dst, "copy");
   const size_t ss = dtype_size(src.dtype()), ds = dtype_size(dst.dtype());
   const char* s = static_cast<const char*>(src.raw_data());
@@ -51,7 +51,7 @@ void copy_cast(const Tensor& src, const Tensor& dst) {
   });
 }
 
-void fill(const Tensor& y, double value) {
+void fill(const TensorView& y, double value) {
   ARIA_CHECK(y.is_contiguous(), "fill: tensor must be contiguous");
   const size_t es = dtype_size(y.dtype());
   char one[8];
@@ -68,7 +68,7 @@ void fill(const Tensor& y, double value) {
 }
 
 template <typename T>
-static void axpy_impl(const Tensor& y, const Tensor& x, double alpha) {
+static void axpy_impl(const TensorView& y, const TensorView& x, double alpha) {
   T* py = y.data<T>();
   const T* px = x.data<T>();
   const T a = T(alpha);
@@ -76,7 +76,7 @@ static void axpy_impl(const Tensor& y, const Tensor& x, double alpha) {
   for (int64_t i = 0; i < n; ++i) py[i] += a * px[i];
 }
 
-void axpy(const Tensor& y, const Tensor& x, double alpha) {
+void axpy(const TensorView& y, const TensorView& x, double alpha) {
   check_same_shape(y, x, "axpy");
   ARIA_CHECK(y.dtype() == x.dtype(), "axpy: dtypes differ");
   ARIA_CHECK(y.is_contiguous() && x.is_contiguous(), "axpy: tensors must be contiguous");

@@ -2,13 +2,13 @@
 // std::max_element's argmax (the first index of the maximum; see kernels/kernel_list.h).
 #include <algorithm>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/count_correct_check.h"
 #include "aria/kernels/cpu/cpu_common.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
-void count_correct(const Tensor& logits, const Tensor& labels, const Tensor& out) {
+void count_correct(const TensorView& logits, const TensorView& labels, const TensorView& out) {
   check_count_correct_args(logits, labels, out);
   ARIA_CHECK(logits.device().is_cpu(), "count_correct: the CPU kernel needs CPU tensors, got ", logits.str());
   const int64_t N = logits.size(0), C = logits.size(1);

@@ -5,15 +5,15 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
 namespace {
 
 // stat: the per-row statistic (lse, or the fused classifier's losses), named `stat_name`.
-void check_args(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index, const char* what,
-                const char* stat_name = "lse") {
+void check_args(const TensorView& logits, const TensorView& targets, const TensorView& lse, int ignore_index,
+                const char* what, const char* stat_name = "lse") {
   ARIA_CHECK(logits.dim() == 2 && logits.is_contiguous(), what, ": logits must be a contiguous [N, V], got ",
              logits.str());
   const int64_t N = logits.size(0), V = logits.size(1);
@@ -40,7 +40,7 @@ double row_lse(const T* row, int64_t V) {
 }
 
 template <typename T>
-void forward_impl(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
+void forward_impl(const TensorView& logits, const TensorView& targets, const TensorView& losses, const TensorView& lse,
                   int ignore_index) {
   const int64_t N = logits.size(0), V = logits.size(1);
   const T* pl = logits.data<T>();
@@ -56,8 +56,8 @@ void forward_impl(const Tensor& logits, const Tensor& targets, const Tensor& los
 }
 
 template <typename T>
-void backward_impl(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
-                   const Tensor& dlogits, int ignore_index) {
+void backward_impl(const TensorView& logits, const TensorView& targets, const TensorView& lse,
+                   const TensorView& dlosses, const TensorView& dlogits, int ignore_index) {
   const int64_t N = logits.size(0), V = logits.size(1);
   const T *pl = logits.data<T>(), *plse = lse.data<T>(), *pg = dlosses.data<T>();
   const int32_t* pt = targets.data<int32_t>();
@@ -79,7 +79,7 @@ void backward_impl(const Tensor& logits, const Tensor& targets, const Tensor& ls
 // The fused classifier: the loss as forward_impl, then the row becomes softmax - onehot (the
 // backward with dlosses = 1, from the same rounded lse), or zeros for an ignored target.
 template <typename T>
-void fused_impl(const Tensor& logits, const Tensor& targets, const Tensor& losses, int ignore_index) {
+void fused_impl(const TensorView& logits, const TensorView& targets, const TensorView& losses, int ignore_index) {
   const int64_t N = logits.size(0), V = logits.size(1);
   T* pl = logits.data<T>();
   const int32_t* pt = targets.data<int32_t>();
@@ -101,8 +101,8 @@ void fused_impl(const Tensor& logits, const Tensor& targets, const Tensor& losse
 }
 
 template <typename T, typename TO>
-void masked_mean_impl(const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count,
-                      int ignore_index) {
+void masked_mean_impl(const TensorView& losses, const TensorView& targets, const TensorView& out,
+                      const TensorView& count, int ignore_index) {
   const T* pl = losses.data<T>();
   const int32_t* pt = targets.data<int32_t>();
   double s = 0;
@@ -117,8 +117,8 @@ void masked_mean_impl(const Tensor& losses, const Tensor& targets, const Tensor&
 
 }  // namespace
 
-void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
-                           int ignore_index) {
+void cross_entropy_forward(const TensorView& logits, const TensorView& targets, const TensorView& losses,
+                           const TensorView& lse, int ignore_index) {
   const char* what = "cross_entropy_forward";
   check_args(logits, targets, lse, ignore_index, what);
   ARIA_CHECK(losses.is_contiguous() && losses.numel() == logits.size(0) && losses.dtype() == logits.dtype(), what,
@@ -128,8 +128,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
   ARIA_FAIL(what, ": unsupported dtype ", dtype_name(logits.dtype()));
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
-                            const Tensor& dlogits, int ignore_index) {
+void cross_entropy_backward(const TensorView& logits, const TensorView& targets, const TensorView& lse,
+                            const TensorView& dlosses, const TensorView& dlogits, int ignore_index) {
   const char* what = "cross_entropy_backward";
   check_args(logits, targets, lse, ignore_index, what);
   ARIA_CHECK(dlosses.is_contiguous() && dlosses.numel() == logits.size(0) && dlosses.dtype() == logits.dtype(), what,
@@ -145,7 +145,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
 
 namespace aria::cpu {
 
-void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tensor& losses, int ignore_index) {
+void cross_entropy_fused(const TensorView& logits, const TensorView& targets, const TensorView& losses,
+                         int ignore_index) {
   const char* what = "cross_entropy_fused";
   check_args(logits, targets, losses, ignore_index, what, "losses");
   if (logits.dtype() == DType::F32) return fused_impl<float>(logits, targets, losses, ignore_index);
@@ -153,7 +154,7 @@ void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tens
   ARIA_FAIL(what, ": unsupported dtype ", dtype_name(logits.dtype()));
 }
 
-void masked_mean(const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count,
+void masked_mean(const TensorView& losses, const TensorView& targets, const TensorView& out, const TensorView& count,
                  int ignore_index) {
   const char* what = "masked_mean";
   ARIA_CHECK(losses.defined() && targets.defined() && out.defined() && count.defined(), what,

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <vector>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
 #include "aria/kernels/cpu/gelu.h"
 #include "aria/kernels/gelu_bias_grad_check.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -63,7 +63,7 @@ inline void binary_row(const T* pa, int64_t ia, const T* pb, int64_t ib, T* po, 
 }
 
 template <typename T, typename Op>
-void binary_impl(const Tensor& a, const Tensor& b, const Tensor& out, Op op) {
+void binary_impl(const TensorView& a, const TensorView& b, const TensorView& out, Op op) {
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   T* po = out.data<T>();
@@ -105,7 +105,7 @@ void map1(const T* x, T* y, int64_t n, F f) {
 }
 
 template <typename T>
-void unary_impl(UnaryOp op, const Tensor& xt, const Tensor& yt, double alpha, double beta) {
+void unary_impl(UnaryOp op, const TensorView& xt, const TensorView& yt, double alpha, double beta) {
   const T* x = xt.data<T>();
   T* y = yt.data<T>();
   const int64_t n = xt.numel();
@@ -136,10 +136,10 @@ void map_backward(const T* s, const T* dy, T* dx, int64_t n, bool accumulate, F 
 }
 
 template <typename T>
-void unary_backward_impl(UnaryOp op, const Tensor& xt, const Tensor& yt, const Tensor& dyt, const Tensor& dxt,
-                         bool accumulate) {
+void unary_backward_impl(UnaryOp op, const TensorView& xt, const TensorView& yt, const TensorView& dyt,
+                         const TensorView& dxt, bool accumulate) {
   const bool uses_y = op == UnaryOp::Sigmoid || op == UnaryOp::Exp || op == UnaryOp::Tanh;
-  const Tensor& src = uses_y ? yt : xt;
+  const TensorView& src = uses_y ? yt : xt;
   ARIA_CHECK(src.defined(), "unary_backward: op ", int(op), " needs ", uses_y ? "y" : "x");
   check_same_shape(src, dxt, "unary_backward");
   check_same_shape(dyt, dxt, "unary_backward");
@@ -198,7 +198,7 @@ std::vector<double> reduce_middle(const In* in, int64_t A, int64_t R, int64_t C)
 }
 
 template <typename T>
-void sum_to_impl(const Tensor& x, const Tensor& out) {
+void sum_to_impl(const TensorView& x, const TensorView& out) {
   // Groups of adjacent dims that are all reduced or all kept (size-1 dims of x dropped).
   std::vector<std::pair<int64_t, bool>> groups;  // (extent, reduced)
   for (int d = 0; d < x.dim(); ++d) {
@@ -273,7 +273,7 @@ void gelu_backward_bias_grad_impl(const T* pre, const T* dh, T* dpre, T* db, int
 }
 
 template <typename T>
-void add_bias_impl(const Tensor& y, const Tensor& b) {
+void add_bias_impl(const TensorView& y, const TensorView& b) {
   const int64_t C = b.numel(), N = C ? y.numel() / C : 0;
   T* py = y.data<T>();
   const T* pb = b.data<T>();
@@ -286,7 +286,7 @@ void add_bias_impl(const Tensor& y, const Tensor& b) {
 
 }  // namespace
 
-void binary(int op, const Tensor& a, const Tensor& b, const Tensor& out) {
+void binary(int op, const TensorView& a, const TensorView& b, const TensorView& out) {
   ARIA_CHECK(a.dim() == out.dim() && b.dim() == out.dim(), "binary: a ", a.str(), ", b ", b.str(), " and out ",
              out.str(), " must have one rank");
   for (int d = 0; d < out.dim(); ++d)
@@ -306,20 +306,21 @@ void binary(int op, const Tensor& a, const Tensor& b, const Tensor& out) {
   });
 }
 
-void unary(int op, const Tensor& x, const Tensor& y, double alpha, double beta) {
+void unary(int op, const TensorView& x, const TensorView& y, double alpha, double beta) {
   check_same_shape(x, y, "unary");
   ARIA_CHECK(x.dtype() == y.dtype(), "unary: dtypes differ: ", x.str(), " vs ", y.str());
   ARIA_CHECK(x.is_contiguous() && y.is_contiguous(), "unary: tensors must be contiguous");
   dispatch_float(x.dtype(), "unary", [&](auto z) { unary_impl<decltype(z)>(UnaryOp(op), x, y, alpha, beta); });
 }
 
-void unary_backward(int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha) {
+void unary_backward(int op, const TensorView& x, const TensorView& y, const TensorView& dy, const TensorView& dx,
+                    double alpha) {
   ARIA_CHECK(alpha == 0 || alpha == 1, "unary_backward: alpha must be 0 (write) or 1 (accumulate), got ", alpha);
   dispatch_float(dx.dtype(), "unary_backward",
                  [&](auto z) { unary_backward_impl<decltype(z)>(UnaryOp(op), x, y, dy, dx, alpha == 1); });
 }
 
-void sum_to(const Tensor& x, const Tensor& out) {
+void sum_to(const TensorView& x, const TensorView& out) {
   ARIA_CHECK(x.dim() == out.dim(), "sum_to: ", x.str(), " and ", out.str(), " must have one rank");
   for (int d = 0; d < x.dim(); ++d)
     ARIA_CHECK(out.shape()[d] == x.shape()[d] || out.shape()[d] == 1, "sum_to: cannot reduce ", x.str(), " to ",
@@ -329,7 +330,8 @@ void sum_to(const Tensor& x, const Tensor& out) {
   dispatch_float(x.dtype(), "sum_to", [&](auto z) { sum_to_impl<decltype(z)>(x, out); });
 }
 
-void gelu_backward_bias_grad(const Tensor& pre, const Tensor& dh, const Tensor& dpre, const Tensor& db) {
+void gelu_backward_bias_grad(const TensorView& pre, const TensorView& dh, const TensorView& dpre,
+                             const TensorView& db) {
   const GeluBiasGradRows rows = check_gelu_backward_bias_grad_args(pre, dh, dpre, db, false);
   dispatch_float(pre.dtype(), "gelu_backward_bias_grad", [&](auto z) {
     using T = decltype(z);
@@ -337,7 +339,7 @@ void gelu_backward_bias_grad(const Tensor& pre, const Tensor& dh, const Tensor& 
   });
 }
 
-void add_bias(const Tensor& y, const Tensor& b) {
+void add_bias(const TensorView& y, const TensorView& b) {
   ARIA_CHECK(y.dim() >= 1 && b.dim() == 1 && y.shape().back() == b.numel(), "add_bias: bias ", b.str(),
              " does not match the last dim of ", y.str());
   ARIA_CHECK(y.dtype() == b.dtype(), "add_bias: dtypes differ: ", y.str(), " vs ", b.str());

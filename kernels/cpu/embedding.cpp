@@ -2,13 +2,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
 namespace {
 
-void check_ids(const Tensor& ids, int64_t V, const char* what) {
+void check_ids(const TensorView& ids, int64_t V, const char* what) {
   ARIA_CHECK(ids.dtype() == DType::I32, what, ": ids must be int32, got ", ids.str());
   ARIA_CHECK(ids.is_contiguous(), what, ": ids must be contiguous");
   const int32_t* p = ids.data<int32_t>();
@@ -17,7 +17,7 @@ void check_ids(const Tensor& ids, int64_t V, const char* what) {
 }
 
 template <typename T>
-void forward_impl(const Tensor& weight, const Tensor& ids, const Tensor& out) {
+void forward_impl(const TensorView& weight, const TensorView& ids, const TensorView& out) {
   const int64_t N = ids.numel(), D = weight.size(1);
   const T* w = weight.data<T>();
   const int32_t* id = ids.data<int32_t>();
@@ -29,7 +29,7 @@ void forward_impl(const Tensor& weight, const Tensor& ids, const Tensor& out) {
 // Buckets the positions by id (counting sort, positions ascending inside a bucket), then each
 // vocabulary row sums its positions in that fixed order: deterministic, no shared writes.
 template <typename T>
-void backward_impl(const Tensor& ids, const Tensor& dout, const Tensor& dweight) {
+void backward_impl(const TensorView& ids, const TensorView& dout, const TensorView& dweight) {
   const int64_t N = ids.numel(), V = dweight.size(0), D = dweight.size(1);
   const int32_t* id = ids.data<int32_t>();
   std::vector<int64_t> start(static_cast<size_t>(V) + 1, 0), order(static_cast<size_t>(N));
@@ -51,7 +51,7 @@ void backward_impl(const Tensor& ids, const Tensor& dout, const Tensor& dweight)
 
 }  // namespace
 
-void embedding_forward(const Tensor& weight, const Tensor& ids, const Tensor& out) {
+void embedding_forward(const TensorView& weight, const TensorView& ids, const TensorView& out) {
   ARIA_CHECK(weight.dim() == 2 && weight.is_contiguous(), "embedding_forward: weight must be a contiguous [V, D], got ",
              weight.str());
   check_ids(ids, weight.size(0), "embedding_forward");
@@ -62,7 +62,7 @@ void embedding_forward(const Tensor& weight, const Tensor& ids, const Tensor& ou
   ARIA_FAIL("embedding_forward: unsupported dtype ", dtype_name(weight.dtype()));
 }
 
-void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dweight) {
+void embedding_backward(const TensorView& ids, const TensorView& dout, const TensorView& dweight) {
   ARIA_CHECK(dweight.dim() == 2 && dweight.is_contiguous(), "embedding_backward: dweight must be a contiguous [V, D], got ",
              dweight.str());
   check_ids(ids, dweight.size(0), "embedding_backward");

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <utility>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
 #include "aria/kernels/gated_check.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -107,13 +107,13 @@ void gate_head_backward_impl(const T* h, const T* w2, const T* logit, const T* d
 }
 
 template <typename T>
-T* out_ptr(const Tensor& t) {
+T* out_ptr(const TensorView& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
 }  // namespace
 
-void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out) {
+void gate_mix_forward(const TensorView& slow, const TensorView& fast, const TensorView& pi, const TensorView& out) {
   const char* what = "gate_mix_forward";
   const GateRows r = check_gate_mix_forward(slow, fast, pi, out, false);
   dispatch_float(slow.dtype(), what, [&](auto tag) {
@@ -122,8 +122,8 @@ void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, 
   });
 }
 
-void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
-                       const Tensor& dslow, const Tensor& dfast, const Tensor& dpi) {
+void gate_mix_backward(const TensorView& slow, const TensorView& fast, const TensorView& pi, const TensorView& dout,
+                       const TensorView& dslow, const TensorView& dfast, const TensorView& dpi) {
   const char* what = "gate_mix_backward";
   const GateRows r = check_gate_mix_backward(slow, fast, pi, dout, dslow, dfast, dpi, false);
   dispatch_float(slow.dtype(), what, [&](auto tag) {
@@ -133,7 +133,8 @@ void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi,
   });
 }
 
-void gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi, const Tensor& logit) {
+void gate_head_forward(const TensorView& h, const TensorView& w2, const TensorView& b2, const TensorView& pi,
+                       const TensorView& logit) {
   const char* what = "gate_head_forward";
   const GateRows r = check_gate_head_forward(h, w2, b2, pi, logit, false);
   dispatch_float(h.dtype(), what, [&](auto tag) {
@@ -142,8 +143,8 @@ void gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, cons
   });
 }
 
-void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi, const Tensor& dh,
-                        const Tensor& dw2, const Tensor& db2) {
+void gate_head_backward(const TensorView& h, const TensorView& w2, const TensorView& logit, const TensorView& dpi,
+                        const TensorView& dh, const TensorView& dw2, const TensorView& db2) {
   const char* what = "gate_head_backward";
   const GateRows r = check_gate_head_backward(h, w2, logit, dpi, dh, dw2, db2, false);
   dispatch_float(h.dtype(), what, [&](auto tag) {
@@ -169,8 +170,8 @@ inline T rounded_product(T a, T b) {
 
 }  // namespace
 
-void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
-                      const std::vector<Tensor>& Bs, double lambda) {
+void spc_penalty_grad(const std::vector<TensorView>& grads, const std::vector<TensorView>& As,
+                      const std::vector<TensorView>& ps, const std::vector<TensorView>& Bs, double lambda) {
   const char* what = "spc_penalty_grad";
   check_spc_penalty_grad(grads, As, ps, Bs, false);  // every tensor checked before any is written
   if (grads.empty()) return;

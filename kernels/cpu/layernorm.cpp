@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
@@ -12,7 +12,7 @@ namespace {
 
 constexpr int64_t kColBlock = 64;  // columns per task in the dw/db pass
 
-void check_vec(const Tensor& t, int64_t n, DType dt, const char* what, const char* name) {
+void check_vec(const TensorView& t, int64_t n, DType dt, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.is_contiguous() && t.numel() == n && t.dtype() == dt, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " with ", n, " elements, got ", t.str());
@@ -34,8 +34,9 @@ void normalize_row(const T* xr, const T* pw, const T* pb, T* yr, int64_t C, doub
 
 // y = layernorm(x); with r given, x + r (rounded to T, stored into sum) is what is normalised.
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                  const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
+void forward_impl(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                  const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                  double eps) {
   const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
   const T *px = x.data<T>(), *pw = w.data<T>(), *pb = b.data<T>();
   const T* pr = r.defined() ? r.data<T>() : nullptr;
@@ -56,8 +57,9 @@ void forward_impl(const Tensor& x, const Tensor& r, const Tensor& w, const Tenso
 
 // dres (may be undefined, may alias dx) is added to dx.
 template <typename T>
-void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                   const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) {
+void backward_impl(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                   const TensorView& dy, const TensorView& dres, const TensorView& dx, const TensorView& dw,
+                   const TensorView& db) {
   const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
   const T *px = x.data<T>(), *pw = w.data<T>(), *pm = mean.data<T>(), *pr = rstd.data<T>(), *pg = dy.data<T>();
   const T* pres = dres.defined() ? dres.data<T>() : nullptr;
@@ -105,8 +107,9 @@ void backward_impl(const Tensor& x, const Tensor& w, const Tensor& mean, const T
   }
 }
 
-void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, const char* what) {
+void forward_common(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                    const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                    double eps, const char* what) {
   ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   const DType dt = x.dtype();
@@ -124,8 +127,9 @@ void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Ten
   ARIA_FAIL(what, ": unsupported dtype ", dtype_name(dt), " (the CPU computes in float32/float64)");
 }
 
-void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, const char* what) {
+void backward_common(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                     const TensorView& dy, const TensorView& dres, const TensorView& dx, const TensorView& dw,
+                     const TensorView& db, const char* what) {
   ARIA_CHECK(x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ", x.str());
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   const DType dt = x.dtype();
@@ -144,25 +148,26 @@ void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const
 
 }  // namespace
 
-void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
-                       const Tensor& rstd, double eps) {
-  forward_common(x, Tensor(), w, b, Tensor(), y, mean, rstd, eps, "layernorm_forward");
+void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, const TensorView& y,
+                       const TensorView& mean, const TensorView& rstd, double eps) {
+  forward_common(x, TensorView(), w, b, TensorView(), y, mean, rstd, eps, "layernorm_forward");
 }
 
-void add_layernorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                           const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
+void add_layernorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                           const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                           double eps) {
   ARIA_CHECK(r.defined() && sum.defined(), "add_layernorm_forward: r and sum must be defined");
   forward_common(x, r, w, b, sum, y, mean, rstd, eps, "add_layernorm_forward");
 }
 
-void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                        const Tensor& dx, const Tensor& dw, const Tensor& db) {
-  backward_common(x, w, mean, rstd, dy, Tensor(), dx, dw, db, "layernorm_backward");
+void layernorm_backward(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                        const TensorView& dy, const TensorView& dx, const TensorView& dw, const TensorView& db) {
+  backward_common(x, w, mean, rstd, dy, TensorView(), dx, dw, db, "layernorm_backward");
 }
 
-void layernorm_backward_residual(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                                 const Tensor& dy, const Tensor& dres, const Tensor& dx, const Tensor& dw,
-                                 const Tensor& db) {
+void layernorm_backward_residual(const TensorView& x, const TensorView& w, const TensorView& mean,
+                                 const TensorView& rstd, const TensorView& dy, const TensorView& dres,
+                                 const TensorView& dx, const TensorView& dw, const TensorView& db) {
   backward_common(x, w, mean, rstd, dy, dres, dx, dw, db, "layernorm_backward_residual");
 }
 

@@ -2,11 +2,12 @@
 // copies; Eigen's blocked GEMM (OpenMP-parallel inside) does the work. gemm_epilogue composes that
 // GEMM with the elementwise kernels (add_bias, unary Gelu and its backward, sum_to): the reference
 // the fused CUDA epilogues are tested against.
-#include <Eigen/Core>
 #include <omp.h>
 
+#include <Eigen/Core>
+
+#include "aria/kernels/backend.h"
 #include "aria/kernels/gemm_epilogue_check.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -45,7 +46,8 @@ void gemm(const T* a, int64_t ra, int64_t ca, const T* b, int64_t rb, int64_t cb
 }
 
 template <typename T>
-void matmul_impl(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, double alpha, double beta) {
+void matmul_impl(const TensorView& a, const TensorView& b, const TensorView& c, bool ta, bool tb, double alpha,
+                 double beta) {
   int64_t batch = a.size(0), ra = a.size(1), ca = a.size(2);
   const int64_t rb = b.size(1), cb = b.size(2), M = c.size(1), N = c.size(2);
   const bool shared_b = b.size(0) == 1;
@@ -68,7 +70,8 @@ void matmul_impl(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, boo
 
 }  // namespace
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, double alpha, double beta) {
+void matmul(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b, double alpha,
+            double beta) {
   ARIA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "matmul kernel: a ", a.str(), ", b ", b.str(), ", c ",
              c.str(), " must be 3-D [batch, rows, cols]");
   const int64_t batch = a.size(0);
@@ -88,18 +91,18 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
 
 namespace {
 
-Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
+KernelBuffer view_as(const TensorView& t, const Shape& s) { return KernelBuffer::reshaped(t, s); }
 
 // c = op(a) @ op(b) through the batched kernel (a batch of one).
-void gemm2d(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb) {
+void gemm2d(const TensorView& a, const TensorView& b, const TensorView& c, bool ta, bool tb) {
   matmul(view_as(a, {1, a.size(0), a.size(1)}), view_as(b, {1, b.size(0), b.size(1)}),
          view_as(c, {1, c.size(0), c.size(1)}), ta, tb, 1.0, 0.0);
 }
 
 }  // namespace
 
-void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
-                   const Tensor& bias, const Tensor& aux) {
+void gemm_epilogue(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b,
+                   int epilogue, const TensorView& bias, const TensorView& aux) {
   const GemmEpilogueArgs e = check_gemm_epilogue_args("gemm_epilogue kernel", {DType::F32, DType::F64},
                                                       "the CPU computes in float32 or float64", a, b, c, trans_a,
                                                       trans_b, epilogue, bias, aux);
@@ -113,14 +116,16 @@ void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans
       if (nonempty) add_bias(c, bias);
       return;
     case GemmEpilogue::Gelu: {  // aux = ab + bias (pre-activation), c = gelu(aux)
-      const Tensor pre = aux.defined() ? aux : Tensor::empty({e.M, e.N}, c.dtype());
+      KernelBuffer pre_buf;
+      if (!aux.defined()) pre_buf = KernelBuffer({e.M, e.N}, c.dtype(), Device::cpu());
+      const TensorView& pre = aux.defined() ? aux : pre_buf;
       gemm2d(a, b, pre, trans_a, trans_b);
       if (nonempty && bias.defined()) add_bias(pre, bias);
       unary(int(UnaryOp::Gelu), pre, c, 1.0, 0.0);
       return;
     }
     case GemmEpilogue::DGelu: {  // c = ab * gelu'(aux); bias = column sums of c
-      const Tensor ab = Tensor::empty({e.M, e.N}, c.dtype());
+      const KernelBuffer ab({e.M, e.N}, c.dtype(), Device::cpu());
       gemm2d(a, b, ab, trans_a, trans_b);
       unary_backward(int(UnaryOp::Gelu), aux, aux, ab, c, 0.0);
       if (bias.defined()) sum_to(c, view_as(bias, {1, e.N}));

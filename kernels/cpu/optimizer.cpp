@@ -5,8 +5,8 @@
 #include <type_traits>
 
 #include "aria/kernels/adamw_clip.h"
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -16,9 +16,15 @@ namespace {
 template <typename T>
 struct AdamWConsts {
   T lr, b1, b2, eps, wd, bc1, bc2, gs;
-  AdamWConsts(const AdamWItem& it, float grad_scale)
-      : lr(T(it.lr)), b1(T(it.beta1)), b2(T(it.beta2)), eps(T(it.eps)), wd(T(it.weight_decay)),
-        bc1(T(it.bias_correction1)), bc2(T(it.bias_correction2)), gs(T(grad_scale)) {}
+  AdamWConsts(const AdamWItemView& it, float grad_scale)
+      : lr(T(it.lr)),
+        b1(T(it.beta1)),
+        b2(T(it.beta2)),
+        eps(T(it.eps)),
+        wd(T(it.weight_decay)),
+        bc1(T(it.bias_correction1)),
+        bc2(T(it.bias_correction2)),
+        gs(T(grad_scale)) {}
 };
 
 // One element's step: updates m, v and returns the new parameter. Every path (plain, master) runs
@@ -37,7 +43,7 @@ inline T adamw_step(const AdamWConsts<T>& k, T p, T g, T& m, T& v) {
 // Calls fn(get) with get(i) = element i of t (float32 or bfloat16) as float; one instantiation per
 // storage type, so the float32 loops stay branch-free.
 template <typename Fn>
-void with_float_reader(const Tensor& t, Fn&& fn) {
+void with_float_reader(const TensorView& t, Fn&& fn) {
   if (t.dtype() == DType::BF16) {
     const uint16_t* p = static_cast<const uint16_t*>(t.raw_data());
     fn([p](int64_t i) { return bf16_to_float(p[i]); });
@@ -49,7 +55,7 @@ void with_float_reader(const Tensor& t, Fn&& fn) {
 
 // Without a master: param, m, v (and grad, unless it is bf16 with a float32 param) of dtype T.
 template <typename T>
-void adamw_plain(const AdamWItem& it, float grad_scale) {
+void adamw_plain(const AdamWItemView& it, float grad_scale) {
   T* p = it.param.data<T>();
   T* m = it.m.data<T>();
   T* v = it.v.data<T>();
@@ -68,7 +74,7 @@ void adamw_plain(const AdamWItem& it, float grad_scale) {
 }
 
 // With a float32 master: the step runs on the master; param (bf16 or float32) receives its copy.
-void adamw_master(const AdamWItem& it, float grad_scale) {
+void adamw_master(const AdamWItemView& it, float grad_scale) {
   float* master = it.master.data<float>();
   float* m = it.m.data<float>();
   float* v = it.v.data<float>();
@@ -87,13 +93,13 @@ void adamw_master(const AdamWItem& it, float grad_scale) {
   });
 }
 
-void check_adamw_item(const AdamWItem& it) {
+void check_adamw_item(const AdamWItemView& it) {
   const char* what = "adamw_update";
   ARIA_CHECK(it.param.defined() && it.grad.defined() && it.m.defined() && it.v.defined(), what,
              ": param, grad, m and v must be defined");
   const bool master = it.master.defined();
-  const Tensor* ts[] = {&it.grad, &it.m, &it.v, &it.master};
-  for (const Tensor* t : ts) {
+  const TensorView* ts[] = {&it.grad, &it.m, &it.v, &it.master};
+  for (const TensorView* t : ts) {
     if (!t->defined()) continue;
     check_same_shape(it.param, *t, what);
     ARIA_CHECK(t->is_contiguous(), what, ": tensors must be contiguous, got ", t->str());
@@ -118,7 +124,7 @@ void check_adamw_item(const AdamWItem& it) {
 }
 
 template <typename T>
-double sum_squares_one(const Tensor& x) {
+double sum_squares_one(const TensorView& x) {
   const T* p = x.data<T>();
   const int64_t n = x.numel();
   double s = 0;
@@ -127,7 +133,7 @@ double sum_squares_one(const Tensor& x) {
   return s;
 }
 
-double sum_squares_bf16(const Tensor& x) {
+double sum_squares_bf16(const TensorView& x) {
   const uint16_t* p = static_cast<const uint16_t*>(x.raw_data());
   auto r = [p](int64_t i) { return bf16_to_float(p[i]); };
   const int64_t n = x.numel();
@@ -139,7 +145,7 @@ double sum_squares_bf16(const Tensor& x) {
 
 // acc (T) += alpha * sum_k g[k]^2, with g read by `get` (T, or bf16 read as float when T is float).
 template <typename T, typename Get>
-void square_accumulate_impl(const Tensor& acc, const Tensor& g, double alpha, Get&& get) {
+void square_accumulate_impl(const TensorView& acc, const TensorView& g, double alpha, Get&& get) {
   T* pa = acc.data<T>();
   const int64_t n = acc.numel(), S = n ? g.numel() / n : 0;
   const T al = T(alpha);
@@ -156,12 +162,12 @@ void square_accumulate_impl(const Tensor& acc, const Tensor& g, double alpha, Ge
 
 }  // namespace
 
-void adamw_update(const std::vector<AdamWItem>& items) {
-  for (const AdamWItem& it : items) check_adamw_item(it);  // all checked before any is updated
-  const Tensor clip = check_adamw_clip(items, false);
+void adamw_update(const std::vector<AdamWItemView>& items) {
+  for (const AdamWItemView& it : items) check_adamw_item(it);  // all checked before any is updated
+  const TensorView clip = check_adamw_clip(items, false);
   const double norm = clip.defined() ? std::sqrt(*clip.data<double>()) : 0.0;
   if (!std::isfinite(norm)) return;  // NaN/inf gradients: the whole step is skipped
-  for (const AdamWItem& it : items) {
+  for (const AdamWItemView& it : items) {
     const float gs = clip.defined() ? clipped_grad_scale(it.grad_scale, norm, it.clip_max_norm) : it.grad_scale;
     if (it.master.defined()) adamw_master(it, gs);
     else if (it.param.dtype() == DType::F32) adamw_plain<float>(it, gs);
@@ -169,10 +175,10 @@ void adamw_update(const std::vector<AdamWItem>& items) {
   }
 }
 
-void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+void sum_squares(const std::vector<TensorView>& xs, const TensorView& out) {
   ARIA_CHECK(out.numel() == 1, "sum_squares: out must hold one element, got ", out.str());
   double total = 0;
-  for (const Tensor& x : xs) {
+  for (const TensorView& x : xs) {
     ARIA_CHECK(x.is_contiguous(), "sum_squares: tensors must be contiguous, got ", x.str());
     if (x.dtype() == DType::F32)
       total += sum_squares_one<float>(x);
@@ -191,7 +197,7 @@ void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
     ARIA_FAIL("sum_squares: out must be float32 or float64, got ", out.str());
 }
 
-void square_accumulate(const Tensor& acc, const Tensor& g, double alpha) {
+void square_accumulate(const TensorView& acc, const TensorView& g, double alpha) {
   Shape stacked = acc.shape();
   stacked.insert(stacked.begin(), g.dim() > 0 ? g.size(0) : 1);
   ARIA_CHECK(g.shape() == acc.shape() || (g.dim() == acc.dim() + 1 && g.shape() == stacked),

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
@@ -13,13 +13,13 @@ namespace {
 
 constexpr int64_t kColBlock = 64;  // columns per task in the dw pass
 
-void check_vec(const Tensor& t, int64_t n, DType dt, const char* what, const char* name) {
+void check_vec(const TensorView& t, int64_t n, DType dt, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cpu() && t.is_contiguous() && t.numel() == n && t.dtype() == dt, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " CPU tensor with ", n, " elements, got ", t.str());
 }
 
-void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
+void rows_of(const TensorView& x, const char* what, int64_t& N, int64_t& C) {
   ARIA_CHECK(x.defined() && x.dim() >= 1 && x.is_contiguous(), what, ": x must be contiguous [N, C], got ",
              x.defined() ? x.str() : "undefined");
   C = x.size(-1);
@@ -28,8 +28,8 @@ void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
 
 // y = rmsnorm(x); with r given, x + r (rounded to T, stored into sum) is what is normalised.
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y,
-                  const Tensor& rstd, double eps, int64_t N, int64_t C) {
+void forward_impl(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& sum,
+                  const TensorView& y, const TensorView& rstd, double eps, int64_t N, int64_t C) {
   const T *px = x.data<T>(), *pw = w.data<T>();
   const T* pr = r.defined() ? r.data<T>() : nullptr;
   T* ps = sum.defined() ? sum.data<T>() : nullptr;
@@ -54,8 +54,8 @@ void forward_impl(const Tensor& x, const Tensor& r, const Tensor& w, const Tenso
 
 // dx = dres + rstd * (g - xhat * mean(g * xhat)), g = dy * w, xhat = x * rstd; dw += sum_n dy * xhat.
 template <typename T>
-void backward_impl(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dres,
-                   const Tensor& dx, const Tensor& dw, int64_t N, int64_t C) {
+void backward_impl(const TensorView& x, const TensorView& w, const TensorView& rstd, const TensorView& dy,
+                   const TensorView& dres, const TensorView& dx, const TensorView& dw, int64_t N, int64_t C) {
   const T *px = x.data<T>(), *pw = w.data<T>(), *pr = rstd.data<T>(), *pg = dy.data<T>();
   const T* pres = dres.defined() ? dres.data<T>() : nullptr;
   if (dx.defined()) {
@@ -91,8 +91,8 @@ void backward_impl(const Tensor& x, const Tensor& w, const Tensor& rstd, const T
   }
 }
 
-void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y,
-                    const Tensor& rstd, double eps, const char* what) {
+void forward_common(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& sum,
+                    const TensorView& y, const TensorView& rstd, double eps, const char* what) {
   int64_t N, C;
   rows_of(x, what, N, C);
   const DType dt = x.dtype();
@@ -113,18 +113,19 @@ void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Ten
 
 }  // namespace
 
-void rmsnorm_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, double eps) {
-  forward_common(x, Tensor(), w, Tensor(), y, rstd, eps, "rmsnorm_forward");
+void rmsnorm_forward(const TensorView& x, const TensorView& w, const TensorView& y, const TensorView& rstd,
+                     double eps) {
+  forward_common(x, TensorView(), w, TensorView(), y, rstd, eps, "rmsnorm_forward");
 }
 
-void add_rmsnorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y,
-                         const Tensor& rstd, double eps) {
+void add_rmsnorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& sum,
+                         const TensorView& y, const TensorView& rstd, double eps) {
   ARIA_CHECK(r.defined() && sum.defined(), "add_rmsnorm_forward: r and sum must be defined");
   forward_common(x, r, w, sum, y, rstd, eps, "add_rmsnorm_forward");
 }
 
-void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dres,
-                      const Tensor& dx, const Tensor& dw) {
+void rmsnorm_backward(const TensorView& x, const TensorView& w, const TensorView& rstd, const TensorView& dy,
+                      const TensorView& dres, const TensorView& dx, const TensorView& dw) {
   const char* what = "rmsnorm_backward";
   int64_t N, C;
   rows_of(x, what, N, C);

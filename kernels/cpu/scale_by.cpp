@@ -1,11 +1,11 @@
 // out = x * s[0] on the CPU (see kernels/kernel_list.h).
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
-#include "aria/kernels/kernels.h"
 #include "aria/kernels/scale_by_check.h"
 
 namespace aria::cpu {
 
-void scale_by(const Tensor& x, const Tensor& s, const Tensor& out) {
+void scale_by(const TensorView& x, const TensorView& s, const TensorView& out) {
   check_scale_by_args(x, s, out);
   const double k = s.dtype() == DType::F64 ? *s.data<double>() : double(*s.data<float>());
   dispatch_float(x.dtype(), "scale_by", [&](auto tag) {

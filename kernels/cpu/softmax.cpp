@@ -2,14 +2,14 @@
 #include <algorithm>
 #include <cmath>
 
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::cpu {
 
 namespace {
 
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& y) {
+void forward_impl(const TensorView& x, const TensorView& y) {
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   const T* px = x.data<T>();
   T* py = y.data<T>();
@@ -32,7 +32,7 @@ void forward_impl(const Tensor& x, const Tensor& y) {
 
 // dx = y * (dy - sum(dy * y))
 template <typename T>
-void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+void backward_impl(const TensorView& y, const TensorView& dy, const TensorView& dx) {
   const int64_t C = y.size(-1), N = C ? y.numel() / C : 0;
   const T *py = y.data<T>(), *pg = dy.data<T>();
   T* pd = dx.data<T>();
@@ -46,7 +46,7 @@ void backward_impl(const Tensor& y, const Tensor& dy, const Tensor& dx) {
   }
 }
 
-void check_pair(const Tensor& a, const Tensor& b, const char* what) {
+void check_pair(const TensorView& a, const TensorView& b, const char* what) {
   ARIA_CHECK(a.dim() >= 1 && a.is_contiguous() && b.is_contiguous(), what, ": tensors must be contiguous, got ",
              a.str(), " and ", b.str());
   check_same_shape(a, b, what);
@@ -55,14 +55,14 @@ void check_pair(const Tensor& a, const Tensor& b, const char* what) {
 
 }  // namespace
 
-void softmax_forward(const Tensor& x, const Tensor& y) {
+void softmax_forward(const TensorView& x, const TensorView& y) {
   check_pair(x, y, "softmax_forward");
   if (x.dtype() == DType::F32) return forward_impl<float>(x, y);
   if (x.dtype() == DType::F64) return forward_impl<double>(x, y);
   ARIA_FAIL("softmax_forward: unsupported dtype ", dtype_name(x.dtype()));
 }
 
-void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+void softmax_backward(const TensorView& y, const TensorView& dy, const TensorView& dx) {
   check_pair(y, dy, "softmax_backward");
   check_pair(y, dx, "softmax_backward");
   if (y.dtype() == DType::F32) return backward_impl<float>(y, dy, dx);

@@ -2,7 +2,7 @@
 #pragma once
 #include <vector>
 
-#include "aria/core/tensor.h"
+#include "aria/core/tensor_view.h"
 
 namespace aria::cpu {
 

@@ -2,15 +2,15 @@
 // and their gradients are [N, H] rows with any row stride (the two halves of one [N, 2H] buffer).
 #include <cmath>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cpu/cpu_common.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cpu {
 
 namespace {
 
 // t is a CPU [N, H] of dtype dt with unit column stride and row stride >= H (or N == 0); returns it.
-int64_t row_stride_of(const Tensor& t, int64_t N, int64_t H, DType dt, const char* what, const char* name) {
+int64_t row_stride_of(const TensorView& t, int64_t N, int64_t H, DType dt, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cpu() && t.dtype() == dt && t.dim() == 2 && t.size(0) == N && t.size(1) == H, what, ": ",
              name, " must be a ", dtype_name(dt), " CPU tensor [", N, ", ", H, "], got ", t.str());
@@ -27,7 +27,7 @@ T sigmoid(T g) {
 
 }  // namespace
 
-void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& out) {
+void swiglu_forward(const TensorView& gate, const TensorView& up, const TensorView& out) {
   const char* what = "swiglu_forward";
   ARIA_CHECK(gate.defined() && gate.dim() == 2, what, ": gate must be [N, H], got ",
              gate.defined() ? gate.str() : "undefined");
@@ -48,7 +48,8 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& out) {
   });
 }
 
-void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, const Tensor& dgate, const Tensor& dup) {
+void swiglu_backward(const TensorView& gate, const TensorView& up, const TensorView& dout, const TensorView& dgate,
+                     const TensorView& dup) {
   const char* what = "swiglu_backward";
   ARIA_CHECK(gate.defined() && gate.dim() == 2, what, ": gate must be [N, H], got ",
              gate.defined() ? gate.str() : "undefined");

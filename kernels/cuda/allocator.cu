@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cuda/check.h"
 #include "aria/kernels/cuda/runtime.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cuda {
 

@@ -367,7 +367,7 @@ void allow_smem(Kernel k, size_t bytes) {
   ARIA_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-AttnShape attn_shape(const Tensor& qkv, int n_head, const char* what) {
+AttnShape attn_shape(const TensorView& qkv, int n_head, const char* what) {
   ARIA_CHECK(qkv.dtype() == DType::F32 && qkv.is_contiguous() && qkv.dim() == 3,
              what, ": qkv must be a contiguous float32 [B, T, 3C] tensor, got ", qkv.str());
   ARIA_CHECK(n_head > 0 && qkv.size(2) % (3 * int64_t(n_head)) == 0, what, ": ", qkv.str(), " does not split into 3 x ",
@@ -383,7 +383,7 @@ AttnShape attn_shape(const Tensor& qkv, int n_head, const char* what) {
   return s;
 }
 
-void check_f32(const Tensor& t, int64_t numel, const char* what, const char* name) {
+void check_f32(const TensorView& t, int64_t numel, const char* what, const char* name) {
   ARIA_CHECK(t.dtype() == DType::F32 && t.is_contiguous() && t.numel() == numel, what, ": ", name, " ", t.str(),
              " must be contiguous float32 with ", numel, " elements");
 }
@@ -395,7 +395,7 @@ int64_t num_blocks(const AttnShape& s) {
 }
 
 template <int HD>
-void forward_impl(const AttnShape& s, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
+void forward_impl(const AttnShape& s, const TensorView& qkv, const TensorView& out, const TensorView& lse) {
   static bool init = (allow_smem(attention_forward_kernel<HD>, fwd_smem<HD>()), true);
   (void)init;
   attention_forward_kernel<HD><<<unsigned(num_blocks(s)), kThreads, fwd_smem<HD>(), stream()>>>(
@@ -404,8 +404,8 @@ void forward_impl(const AttnShape& s, const Tensor& qkv, const Tensor& out, cons
 }
 
 template <int HD>
-void backward_impl(const AttnShape& s, const Tensor& qkv, const Tensor& dout, const Tensor& lse, const Tensor& D,
-                   const Tensor& dqkv) {
+void backward_impl(const AttnShape& s, const TensorView& qkv, const TensorView& dout, const TensorView& lse,
+                   const TensorView& D, const TensorView& dqkv) {
   static bool init = (allow_smem(attention_dkdv_kernel<HD>, bwd_smem<HD>()),
                       allow_smem(attention_dq_kernel<HD>, bwd_smem<HD>()), true);
   (void)init;
@@ -420,7 +420,7 @@ void backward_impl(const AttnShape& s, const Tensor& qkv, const Tensor& dout, co
 
 }  // namespace
 
-void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+void attention_forward(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head) {
   if (qkv.dtype() == DType::BF16) return attention_forward_bf16(qkv, out, lse, n_head);  // tensor cores
   const AttnShape s = attn_shape(qkv, n_head, "attention_forward");
   const int64_t C = int64_t(s.H) * s.hd;
@@ -431,8 +431,8 @@ void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, 
   else forward_impl<128>(s, qkv, out, lse);
 }
 
-void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                        const Tensor& dqkv, int n_head) {
+void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& lse, const TensorView& dout,
+                        const TensorView& dqkv, int n_head) {
   if (qkv.dtype() == DType::BF16) return attention_backward_bf16(qkv, out, lse, dout, dqkv, n_head);
   const AttnShape s = attn_shape(qkv, n_head, "attention_backward");
   const int64_t C = int64_t(s.H) * s.hd;
@@ -442,7 +442,7 @@ void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
   check_f32(dqkv, qkv.numel(), "attention_backward", "dqkv");
   if (s.B == 0 || s.T == 0) return;
   if (s.hd == 0) return;
-  Tensor D = Tensor::empty({int64_t(s.B), int64_t(s.H), int64_t(s.T)}, DType::F32, qkv.device());
+  KernelBuffer D({int64_t(s.B), int64_t(s.H), int64_t(s.T)}, DType::F32, qkv.device());
   const int64_t rows = int64_t(s.B) * s.T * s.H;
   attention_rowdot_kernel<<<unsigned(ceil_div(rows * 32, 256)), 256, 0, stream()>>>(
       dout.data<float>(), out.data<float>(), D.data<float>(), s.B, s.T, s.H, s.hd);

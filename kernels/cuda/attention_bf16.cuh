@@ -317,7 +317,7 @@ struct Problem {
   int64_t B, T, H, hd;
 };
 
-inline Problem check_qkv(const Tensor& qkv, int n_head, const char* what) {
+inline Problem check_qkv(const TensorView& qkv, int n_head, const char* what) {
   ARIA_CHECK(qkv.dtype() == DType::BF16 && qkv.is_contiguous() && qkv.dim() == 3, what,
              ": qkv must be a contiguous bfloat16 [B, T, 3C] tensor, got ", qkv.str());
   ARIA_CHECK(n_head > 0 && qkv.size(2) % (3 * int64_t(n_head)) == 0, what, ": ", qkv.str(), " does not split into 3 x ",
@@ -325,15 +325,15 @@ inline Problem check_qkv(const Tensor& qkv, int n_head, const char* what) {
   return {qkv.size(0), qkv.size(1), n_head, qkv.size(2) / (3 * n_head)};
 }
 
-inline void check_tensor(const Tensor& t, DType dtype, int64_t numel, const char* what, const char* name) {
+inline void check_tensor(const TensorView& t, DType dtype, int64_t numel, const char* what, const char* name) {
   ARIA_CHECK(t.dtype() == dtype && t.is_contiguous() && t.numel() == numel, what, ": ", name, " ", t.str(),
              " must be contiguous ", dtype_name(dtype), " with ", numel, " elements");
 }
 
 // The tensor-core kernels read and write 16-byte pieces: hd 64 or 128 and 16-byte aligned data.
-inline bool native(const Problem& p, std::initializer_list<const Tensor*> ts) {
+inline bool native(const Problem& p, std::initializer_list<const TensorView*> ts) {
   if (p.hd != 64 && p.hd != 128) return false;
-  for (const Tensor* t : ts)
+  for (const TensorView* t : ts)
     if (reinterpret_cast<uintptr_t>(t->raw_data()) % 16 != 0) return false;
   return true;
 }
@@ -351,8 +351,8 @@ inline Dims dims(const Problem& p) {
   return d;
 }
 
-inline Tensor f32_copy(const Tensor& t) {
-  Tensor r = Tensor::empty(t.shape(), DType::F32, t.device());
+inline KernelBuffer f32_copy(const TensorView& t) {
+  KernelBuffer r(t.shape(), DType::F32, t.device());
   copy_cast(t, r);
   return r;
 }

@@ -248,8 +248,8 @@ constexpr size_t dq_smem() {
 // One configuration of the two backward kernels: dK/dV queries per inner step and CTAs per SM, dQ
 // keys per inner step, CTAs per SM and 16-row blocks per warp.
 template <int HD, int DKV_QC, int DKV_MINB, int DQ_KC, int DQ_MINB, int DQ_MT>
-void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                     const Tensor& dqkv) {
+void backward_launch(const Dims& d, const TensorView& qkv, const TensorView& out, const TensorView& lse,
+                     const TensorView& dout, const TensorView& dqkv) {
   constexpr auto dkdv_kernel = attn_bf16_dkdv_kernel<HD, DKV_QC, DKV_MINB>;
   constexpr auto dq_kernel = attn_bf16_dq_kernel<HD, DQ_KC, DQ_MINB, DQ_MT>;
   static bool init = (allow_smem(dkdv_kernel, dkdv_smem<HD>()), allow_smem(dq_kernel, dq_smem<HD, DQ_MT>()), true);
@@ -258,7 +258,7 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
   const auto* o = static_cast<const bf16*>(out.raw_data());
   const auto* dO = static_cast<const bf16*>(dout.raw_data());
   auto* dq = static_cast<bf16*>(dqkv.raw_data());
-  Tensor D = Tensor::empty({int64_t(d.B), int64_t(d.H), int64_t(d.T)}, DType::F32, qkv.device());
+  KernelBuffer D({int64_t(d.B), int64_t(d.H), int64_t(d.T)}, DType::F32, qkv.device());
   const int64_t lanes = int64_t(d.B) * d.T * d.H * (HD / 8);
   attn_bf16_rowdot_kernel<HD><<<unsigned(ceil_div(lanes, 256)), 256, 0, stream()>>>(dO, o, D.data<float>(), d.B,
                                                                                       d.T, d.H);
@@ -274,8 +274,8 @@ void backward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const 
 
 }  // namespace
 
-void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                             const Tensor& dqkv, int n_head) {
+void attention_backward_bf16(const TensorView& qkv, const TensorView& out, const TensorView& lse,
+                             const TensorView& dout, const TensorView& dqkv, int n_head) {
   const Problem p = check_qkv(qkv, n_head, "attention_backward");
   const int64_t n = p.B * p.T * p.H * p.hd;
   check_tensor(out, DType::BF16, n, "attention_backward", "out");
@@ -284,7 +284,7 @@ void attention_backward_bf16(const Tensor& qkv, const Tensor& out, const Tensor&
   check_tensor(dqkv, DType::BF16, qkv.numel(), "attention_backward", "dqkv");
   if (p.B == 0 || p.T == 0 || p.hd == 0) return;
   if (!native(p, {&qkv, &out, &dout, &dqkv})) {
-    Tensor dqkv32 = Tensor::empty(dqkv.shape(), DType::F32, dqkv.device());
+    KernelBuffer dqkv32(dqkv.shape(), DType::F32, dqkv.device());
     attention_backward(f32_copy(qkv), f32_copy(out), lse, f32_copy(dout), dqkv32, n_head);
     copy_cast(dqkv32, dqkv);
     return;

@@ -165,7 +165,7 @@ constexpr size_t fwd_smem() {
 }
 
 template <int HD, int MT, bool kGqa = false>
-void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const Tensor& lse) {
+void forward_launch(const Dims& d, const TensorView& qkv, const TensorView& out, const TensorView& lse) {
   static bool init = (allow_smem(attn_bf16_forward_kernel<HD, MT, kGqa>, fwd_smem<HD, MT>()), true);
   (void)init;
   const unsigned blocks = unsigned(int64_t(d.B) * d.H * ceil_div(d.T, kTileQ * MT));
@@ -176,13 +176,13 @@ void forward_launch(const Dims& d, const Tensor& qkv, const Tensor& out, const T
 
 }  // namespace
 
-void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head) {
+void attention_forward_bf16(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head) {
   const Problem p = check_qkv(qkv, n_head, "attention_forward");
   check_tensor(out, DType::BF16, p.B * p.T * p.H * p.hd, "attention_forward", "out");
   check_tensor(lse, DType::F32, p.B * p.H * p.T, "attention_forward", "lse");
   if (p.B == 0 || p.T == 0 || p.hd == 0) return;
   if (!native(p, {&qkv, &out})) {  // the float32 kernel on float32 copies
-    Tensor out32 = Tensor::empty(out.shape(), DType::F32, out.device());
+    KernelBuffer out32(out.shape(), DType::F32, out.device());
     attention_forward(f32_copy(qkv), out32, lse, n_head);
     copy_cast(out32, out);
     return;
@@ -194,8 +194,8 @@ void attention_forward_bf16(const Tensor& qkv, const Tensor& out, const Tensor& 
   else forward_launch<128, 1>(d, qkv, out, lse);
 }
 
-bool attention_forward_bf16_gqa(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
-                                int window) {
+bool attention_forward_bf16_gqa(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head,
+                                int n_kv_head, int window) {
   const int64_t heads = n_head + 2 * int64_t(n_kv_head);
   if (qkv.dtype() != DType::BF16 || qkv.dim() != 3 || qkv.size(2) % heads) return false;
   const Problem p{qkv.size(0), qkv.size(1), n_head, qkv.size(2) / heads};

@@ -179,8 +179,8 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
-Geo check_args(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head, int window,
-               const char* what) {
+Geo check_args(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head, int n_kv_head,
+               int window, const char* what) {
   ARIA_CHECK(qkv.defined() && qkv.dim() == 3 && qkv.is_contiguous() && qkv.device().is_cuda(), what,
              ": qkv must be a contiguous CUDA [B, T, (n_head + 2 n_kv_head) head_dim], got ",
              qkv.defined() ? qkv.str() : "undefined");
@@ -211,8 +211,8 @@ unsigned blocks_for(int64_t rows) { return unsigned(ceil_div(rows, kWarps)); }
 
 }  // namespace
 
-void attention_gqa_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_head, int n_kv_head,
-                           int window) {
+void attention_gqa_forward(const TensorView& qkv, const TensorView& out, const TensorView& lse, int n_head,
+                           int n_kv_head, int window) {
   const char* what = "attention_gqa_forward";
   const Geo g = check_args(qkv, out, lse, n_head, n_kv_head, window, what);
   if (g.B * g.T == 0) return;
@@ -227,8 +227,8 @@ void attention_gqa_forward(const Tensor& qkv, const Tensor& out, const Tensor& l
   });
 }
 
-void attention_gqa_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout,
-                            const Tensor& dqkv, int n_head, int n_kv_head, int window) {
+void attention_gqa_backward(const TensorView& qkv, const TensorView& out, const TensorView& lse, const TensorView& dout,
+                            const TensorView& dqkv, int n_head, int n_kv_head, int window) {
   const char* what = "attention_gqa_backward";
   const Geo g = check_args(qkv, out, lse, n_head, n_kv_head, window, what);
   ARIA_CHECK(dout.defined() && dout.is_contiguous() && dout.device().is_cuda() && dout.shape() == out.shape() &&
@@ -243,7 +243,7 @@ void attention_gqa_backward(const Tensor& qkv, const Tensor& out, const Tensor& 
     using T = decltype(tag);
     using A = Acc<T>;
     const A scale = A(1.0 / std::sqrt(double(g.hd)));
-    Tensor delta = Tensor::empty({g.B, g.H, g.T}, lse.dtype(), qkv.device());
+    KernelBuffer delta({g.B, g.H, g.T}, lse.dtype(), qkv.device());
     const unsigned rows_q = blocks_for(g.B * g.H * g.T);
     gqa_delta_kernel<T><<<rows_q, 32 * kWarps, 0, stream()>>>(dptr<T>(out), dptr<T>(dout), dptr<A>(delta), g);
     ARIA_CUDA_LAUNCH_CHECK();

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cuda/check.h"
 #include "aria/kernels/cuda/runtime.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cuda {
 
@@ -168,10 +168,10 @@ void dispatch_float(DType dtype, const char* what, Fn&& fn) {
 }
 
 // ---- 16-byte vector access ----------------------------------------------------------------------
-// The device pointer of t as T* (T may be __nv_bfloat16, which Tensor::data<T>() does not know; the
+// The device pointer of t as T* (T may be __nv_bfloat16, which TensorView::data<T>() does not know; the
 // dtype is checked by dispatch_float before).
 template <typename T>
-T* dptr(const Tensor& t) {
+T* dptr(const TensorView& t) {
   return static_cast<T*>(t.raw_data());
 }
 
@@ -221,9 +221,9 @@ __device__ __forceinline__ int find_item(const Item* items, int n_items, int64_t
 // Copies a host array of items to a fresh device buffer (the caching allocator reuses it next call;
 // the copy is stream-ordered, so the host array may go once this returns).
 template <typename Item>
-Tensor upload(const std::vector<Item>& items, Device dev) {
+KernelBuffer upload(const std::vector<Item>& items, Device dev) {
   const int64_t words = int64_t((items.size() * sizeof(Item) + 7) / 8);
-  Tensor buf = Tensor::empty({words}, DType::I64, dev);
+  KernelBuffer buf({words}, DType::I64, dev);
   const size_t n = items.size() * sizeof(Item);
   ARIA_CUDA_CHECK(
       cudaMemcpyAsync(buf.raw_data(), host_source_for_copy(items.data(), n), n, cudaMemcpyHostToDevice, stream()));

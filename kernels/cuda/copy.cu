@@ -147,7 +147,7 @@ void dispatch_same(size_t es, const void* src, void* dst, const Indexer<2>& ix, 
 
 }  // namespace
 
-void copy_cast(const Tensor& src, const Tensor& dst) {
+void copy_cast(const TensorView& src, const TensorView& dst) {
   check_same_shape(src, dst, "copy");
   check_same_device(src, dst, "copy");
   const int64_t n = dst.numel();
@@ -162,7 +162,7 @@ void copy_cast(const Tensor& src, const Tensor& dst) {
     if (!overlap) {
       ARIA_CUDA_CHECK(cudaMemcpyAsync(d, s, bytes, cudaMemcpyDeviceToDevice, stream()));
     } else {  // memmove semantics through a temporary
-      Tensor tmp = Tensor::empty(dst.shape(), dst.dtype(), dst.device());
+      KernelBuffer tmp(dst.shape(), dst.dtype(), dst.device());
       ARIA_CUDA_CHECK(cudaMemcpyAsync(tmp.raw_data(), s, bytes, cudaMemcpyDeviceToDevice, stream()));
       ARIA_CUDA_CHECK(cudaMemcpyAsync(d, tmp.raw_data(), bytes, cudaMemcpyDeviceToDevice, stream()));
     }
@@ -223,7 +223,7 @@ void encode(DType t, double x, char* out) {
 
 }  // namespace
 
-void fill(const Tensor& y, double value) {
+void fill(const TensorView& y, double value) {
   ARIA_CHECK(y.is_contiguous(), "fill: tensor must be contiguous");
   const int64_t n = y.numel();
   if (n == 0) return;
@@ -272,7 +272,7 @@ __global__ void axpy_kernel(T* __restrict__ y, const T* __restrict__ x, Acc<T> a
 
 }  // namespace
 
-void axpy(const Tensor& y, const Tensor& x, double alpha) {
+void axpy(const TensorView& y, const TensorView& x, double alpha) {
   check_same_shape(y, x, "axpy");
   check_same_device(y, x, "axpy");
   ARIA_CHECK(y.dtype() == x.dtype(), "axpy: dtypes differ");

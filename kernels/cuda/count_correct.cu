@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 }  // namespace
 
-void count_correct(const Tensor& logits, const Tensor& labels, const Tensor& out) {
+void count_correct(const TensorView& logits, const TensorView& labels, const TensorView& out) {
   check_count_correct_args(logits, labels, out);
   ARIA_CHECK(logits.device().is_cuda(), "count_correct: the CUDA kernel needs CUDA tensors, got ", logits.str());
   const int64_t N = logits.size(0), C = logits.size(1);

@@ -223,7 +223,7 @@ struct Rows {
   int64_t N, V;
 };
 
-Rows check_logits(const Tensor& logits, const Tensor& targets, const char* what) {
+Rows check_logits(const TensorView& logits, const TensorView& targets, const char* what) {
   ARIA_CHECK(logits.defined() && targets.defined(), what, ": logits and targets must be defined");
   ARIA_CHECK(logits.dtype() == DType::F32 || logits.dtype() == DType::BF16, what,
              ": CUDA needs float32 or bfloat16 logits, got ", logits.str());
@@ -239,7 +239,7 @@ Rows check_logits(const Tensor& logits, const Tensor& targets, const char* what)
   return {N, V};
 }
 
-void check_stat(const Tensor& t, int64_t N, const Tensor& logits, const char* what, const char* name) {
+void check_stat(const TensorView& t, int64_t N, const TensorView& logits, const char* what, const char* name) {
   ARIA_CHECK(t.defined() && t.dtype() == DType::F32 && t.is_contiguous() && t.numel() == N &&
                  t.device() == logits.device(),
              what, ": ", name, " must be a contiguous float32 [", N, "] on ", logits.device().str(), ", got ",
@@ -279,7 +279,7 @@ void dispatch_logits(DType dtype, const char* what, bool same_alignment, L&& lau
 // that fit twice in an SM's shared memory, a 16-byte aligned start, and the kernel compiled for sm_90
 // (asked once per type).
 template <typename T>
-bool staged_fits(const Tensor& logits, int64_t row_bytes) {
+bool staged_fits(const TensorView& logits, int64_t row_bytes) {
   static const bool compiled = [] {
     const auto k = cross_entropy_fused_staged_kernel<T>;
     if (!bulk_copy_compiled(k)) return false;
@@ -294,8 +294,8 @@ bool staged_fits(const Tensor& logits, int64_t row_bytes) {
 
 }  // namespace
 
-void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses, const Tensor& lse,
-                           int ignore_index) {
+void cross_entropy_forward(const TensorView& logits, const TensorView& targets, const TensorView& losses,
+                           const TensorView& lse, int ignore_index) {
   const char* what = "cross_entropy_forward";
   const Rows r = check_logits(logits, targets, what);
   check_stat(losses, r.N, logits, what, "losses");
@@ -310,8 +310,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& dlosses,
-                            const Tensor& dlogits, int ignore_index) {
+void cross_entropy_backward(const TensorView& logits, const TensorView& targets, const TensorView& lse,
+                            const TensorView& dlosses, const TensorView& dlogits, int ignore_index) {
   const char* what = "cross_entropy_backward";
   const Rows r = check_logits(logits, targets, what);
   check_stat(lse, r.N, logits, what, "lse");
@@ -332,7 +332,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tensor& losses, int ignore_index) {
+void cross_entropy_fused(const TensorView& logits, const TensorView& targets, const TensorView& losses,
+                         int ignore_index) {
   const char* what = "cross_entropy_fused";
   const Rows r = check_logits(logits, targets, what);
   check_stat(losses, r.N, logits, what, "losses");
@@ -351,7 +352,7 @@ void cross_entropy_fused(const Tensor& logits, const Tensor& targets, const Tens
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void masked_mean(const Tensor& losses, const Tensor& targets, const Tensor& out, const Tensor& count,
+void masked_mean(const TensorView& losses, const TensorView& targets, const TensorView& out, const TensorView& count,
                  int ignore_index) {
   const char* what = "masked_mean";
   ARIA_CHECK(losses.defined() && targets.defined() && out.defined() && count.defined(), what,
@@ -364,7 +365,7 @@ void masked_mean(const Tensor& losses, const Tensor& targets, const Tensor& out,
                  (out.dtype() == DType::F32 || out.dtype() == DType::F64),
              what, ": out and count must be float32 (or float64) scalars of one dtype, got ", out.str(), " and ",
              count.str());
-  for (const Tensor* t : {&targets, &out, &count})
+  for (const TensorView* t : {&targets, &out, &count})
     ARIA_CHECK(t->device() == losses.device() && losses.device().is_cuda(), what, ": tensors must be on one CUDA device");
   dispatch_float(losses.dtype(), what, [&](auto tag) {
     using T = decltype(tag);

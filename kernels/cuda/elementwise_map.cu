@@ -204,7 +204,7 @@ void launch_map(int op, Make&& make, const Inputs<T, NIN>& in, T* out, const Sha
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void check_map_operand(const Tensor& t, const Tensor& out, const char* what) {
+void check_map_operand(const TensorView& t, const TensorView& out, const char* what) {
   ARIA_CHECK(t.dtype() == out.dtype(), what, ": dtypes differ: ", t.str(), " vs ", out.str());
   check_same_shape(t, out, what);
   check_same_device(t, out, what);
@@ -244,7 +244,7 @@ void launch_add_bias(T* y, const T* b, int64_t N, int64_t C) {
 
 }  // namespace
 
-void binary(int op, const Tensor& a, const Tensor& b, const Tensor& out) {
+void binary(int op, const TensorView& a, const TensorView& b, const TensorView& out) {
   ARIA_CHECK(op >= 0 && op <= 3, "binary: unknown op ", op);
   check_map_operand(a, out, "binary");
   check_map_operand(b, out, "binary");
@@ -260,7 +260,7 @@ void binary(int op, const Tensor& a, const Tensor& b, const Tensor& out) {
   });
 }
 
-void unary(int op, const Tensor& x, const Tensor& y, double alpha, double beta) {
+void unary(int op, const TensorView& x, const TensorView& y, double alpha, double beta) {
   ARIA_CHECK(op >= 0 && op <= int(UnaryOp::Square), "unary: unknown op ", op);
   check_map_operand(x, y, "unary");
   const int64_t n = y.numel();
@@ -275,14 +275,15 @@ void unary(int op, const Tensor& x, const Tensor& y, double alpha, double beta) 
   });
 }
 
-void unary_backward(int op, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx, double alpha) {
+void unary_backward(int op, const TensorView& x, const TensorView& y, const TensorView& dy, const TensorView& dx,
+                    double alpha) {
   ARIA_CHECK(op >= 0 && op <= int(UnaryOp::Square), "unary_backward: unknown op ", op);
   ARIA_CHECK(op != int(UnaryOp::Affine),
              "unary_backward: Affine has no kernel backward (it is unary(Affine, dy, dx, alpha, 0))");
   ARIA_CHECK(alpha == 0 || alpha == 1, "unary_backward: alpha must be 0 (write) or 1 (accumulate), got ", alpha);
   // Only the operand the derivative is read from is loaded (x or y; the other may be undefined).
   const bool use_y = needs_y(op);
-  const Tensor& s = use_y ? y : x;
+  const TensorView& s = use_y ? y : x;
   ARIA_CHECK(s.defined(), "unary_backward: op ", op, " needs ", use_y ? "y" : "x");
   check_map_operand(s, dx, "unary_backward");
   check_map_operand(dy, dx, "unary_backward");
@@ -299,7 +300,7 @@ void unary_backward(int op, const Tensor& x, const Tensor& y, const Tensor& dy, 
   });
 }
 
-void add_bias(const Tensor& y, const Tensor& b) {
+void add_bias(const TensorView& y, const TensorView& b) {
   ARIA_CHECK(y.dtype() == b.dtype(), "add_bias: dtypes differ: ", y.str(), " vs ", b.str());
   ARIA_CHECK(y.is_contiguous() && b.is_contiguous(), "add_bias: tensors must be contiguous");
   check_same_device(y, b, "add_bias");

@@ -312,7 +312,7 @@ void launch_column_reduce(const Rows& rows, T* out, int64_t R, int64_t C, Device
     return;
   }
   const DType acc_dtype = std::is_same_v<A, double> ? DType::F64 : DType::F32;
-  Tensor partial = Tensor::empty({p.nchunks * C}, acc_dtype, dev);  // row-aligned: C % VW == 0
+  KernelBuffer partial({p.nchunks * C}, acc_dtype, dev);  // row-aligned: C % VW == 0
   A* pp = partial.data<A>();
   column_reduce_kernel<Rows, A, VW><<<grid, p.block, 0, stream()>>>(rows, pp, R, C, p.chunk_len);
   ARIA_CUDA_LAUNCH_CHECK();
@@ -352,7 +352,7 @@ bool is_column_sum(const Indexer<2>& kept, const Indexer<1>& red, int64_t M) {
 }
 
 template <typename T>
-void launch_sum_to(const Tensor& x, const Tensor& out) {
+void launch_sum_to(const TensorView& x, const TensorView& out) {
   using A = Acc<T>;
   const DType acc_dtype = std::is_same_v<A, double> ? DType::F64 : DType::F32;
   const int nd = x.dim();
@@ -393,10 +393,10 @@ void launch_sum_to(const Tensor& x, const Tensor& out) {
   const int64_t chunk_len = reduction_chunk_len(R, bx, rows ? 2048 : 64);
   const int64_t nchunks = ceil_div(R, chunk_len);
   ARIA_CHECK(bx <= INT32_MAX, "sum_to: too many outputs (", M, ")");
-  Tensor partial;
+  KernelBuffer partial;
   A* p = nullptr;
   if (nchunks > 1) {
-    partial = Tensor::empty({nchunks * M}, acc_dtype, out.device());
+    partial = KernelBuffer({nchunks * M}, acc_dtype, out.device());
     p = partial.data<A>();
   }
   const T* xp = dptr<T>(x);
@@ -415,14 +415,15 @@ void launch_sum_to(const Tensor& x, const Tensor& out) {
 
 }  // namespace
 
-void sum_to(const Tensor& x, const Tensor& out) {
+void sum_to(const TensorView& x, const TensorView& out) {
   ARIA_CHECK(x.dtype() == out.dtype(), "sum_to: dtypes differ: ", x.str(), " vs ", out.str());
   ARIA_CHECK(x.dim() == out.dim(), "sum_to: ranks differ: ", x.str(), " vs ", out.str());
   check_same_device(x, out, "sum_to");
   dispatch_float(x.dtype(), "sum_to", [&](auto tag) { launch_sum_to<decltype(tag)>(x, out); });
 }
 
-void gelu_backward_bias_grad(const Tensor& pre, const Tensor& dh, const Tensor& dpre, const Tensor& db) {
+void gelu_backward_bias_grad(const TensorView& pre, const TensorView& dh, const TensorView& dpre,
+                             const TensorView& db) {
   const char* what = "gelu_backward_bias_grad";
   const GeluBiasGradRows rows = check_gelu_backward_bias_grad_args(pre, dh, dpre, db, true);
   if (rows.C == 0) return;

@@ -66,7 +66,7 @@ int bits_for(int64_t V) {  // radix-sort key bits covering [0, V)
 
 }  // namespace
 
-void embedding_forward(const Tensor& weight, const Tensor& ids, const Tensor& out) {
+void embedding_forward(const TensorView& weight, const TensorView& ids, const TensorView& out) {
   ARIA_CHECK(ids.dtype() == DType::I32, "embedding_forward: ids must be int32, got ", ids.str());
   ARIA_CHECK(weight.dtype() == out.dtype(), "embedding_forward: weight ", weight.str(), " and out ", out.str(),
              " dtypes differ");
@@ -91,7 +91,7 @@ void embedding_forward(const Tensor& weight, const Tensor& ids, const Tensor& ou
   });
 }
 
-void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dweight) {
+void embedding_backward(const TensorView& ids, const TensorView& dout, const TensorView& dweight) {
   ARIA_CHECK(ids.dtype() == DType::I32, "embedding_backward: ids must be int32, got ", ids.str());
   ARIA_CHECK(dweight.dtype() == dout.dtype(), "embedding_backward: dout ", dout.str(), " and dweight ",
              dweight.str(), " dtypes differ");
@@ -104,9 +104,9 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dwe
   ARIA_CHECK(N < INT32_MAX, "embedding_backward: too many ids");
   if (N == 0 || D == 0) return;
   const Device dev = dweight.device();
-  Tensor pos_in = Tensor::empty({N}, DType::I32, dev);
-  Tensor keys_out = Tensor::empty({N}, DType::I32, dev);
-  Tensor pos_out = Tensor::empty({N}, DType::I32, dev);
+  KernelBuffer pos_in({N}, DType::I32, dev);
+  KernelBuffer keys_out({N}, DType::I32, dev);
+  KernelBuffer pos_out({N}, DType::I32, dev);
   iota_kernel<<<grid_for(N, 256), 256, 0, stream()>>>(pos_in.data<int32_t>(), N);
   ARIA_CUDA_LAUNCH_CHECK();
   const int end_bit = bits_for(V);
@@ -114,7 +114,7 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dwe
   ARIA_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids.data<int32_t>(), keys_out.data<int32_t>(),
                                                   pos_in.data<int32_t>(), pos_out.data<int32_t>(), int(N), 0, end_bit,
                                                   stream()));
-  Tensor temp = Tensor::empty({int64_t(temp_bytes / 4) + 1}, DType::I32, dev);  // cub scratch
+  KernelBuffer temp({int64_t(temp_bytes / 4) + 1}, DType::I32, dev);  // cub scratch
   ARIA_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), temp_bytes, ids.data<int32_t>(),
                                                   keys_out.data<int32_t>(), pos_in.data<int32_t>(),
                                                   pos_out.data<int32_t>(), int(N), 0, end_bit, stream()));

@@ -346,10 +346,10 @@ __global__ void __launch_bounds__(kSpcBlock)
 // ---- host side ----
 
 // 16-byte aligned data, or an undefined (unused) operand.
-bool aligned_or_null(const Tensor& t) { return !t.defined() || aligned16(t.raw_data()); }
+bool aligned_or_null(const TensorView& t) { return !t.defined() || aligned16(t.raw_data()); }
 
 template <typename T>
-T* ptr_or_null(const Tensor& t) {
+T* ptr_or_null(const TensorView& t) {
   return t.defined() ? dptr<T>(t) : nullptr;
 }
 
@@ -359,7 +359,7 @@ unsigned row_grid(int64_t N) {
 
 }  // namespace
 
-void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& out) {
+void gate_mix_forward(const TensorView& slow, const TensorView& fast, const TensorView& pi, const TensorView& out) {
   const char* what = "gate_mix_forward";
   const GateRows r = check_gate_mix_forward(slow, fast, pi, out, true);
   if (r.N * r.C == 0) return;
@@ -378,8 +378,8 @@ void gate_mix_forward(const Tensor& slow, const Tensor& fast, const Tensor& pi, 
   });
 }
 
-void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi, const Tensor& dout,
-                       const Tensor& dslow, const Tensor& dfast, const Tensor& dpi) {
+void gate_mix_backward(const TensorView& slow, const TensorView& fast, const TensorView& pi, const TensorView& dout,
+                       const TensorView& dslow, const TensorView& dfast, const TensorView& dpi) {
   const char* what = "gate_mix_backward";
   const GateRows r = check_gate_mix_backward(slow, fast, pi, dout, dslow, dfast, dpi, true);
   if (r.N == 0 || (!dslow.defined() && !dfast.defined() && !dpi.defined())) return;
@@ -399,7 +399,8 @@ void gate_mix_backward(const Tensor& slow, const Tensor& fast, const Tensor& pi,
   });
 }
 
-void gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, const Tensor& pi, const Tensor& logit) {
+void gate_head_forward(const TensorView& h, const TensorView& w2, const TensorView& b2, const TensorView& pi,
+                       const TensorView& logit) {
   const char* what = "gate_head_forward";
   const GateRows r = check_gate_head_forward(h, w2, b2, pi, logit, true);
   if (r.N == 0) return;
@@ -417,8 +418,8 @@ void gate_head_forward(const Tensor& h, const Tensor& w2, const Tensor& b2, cons
   });
 }
 
-void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, const Tensor& dpi, const Tensor& dh,
-                        const Tensor& dw2, const Tensor& db2) {
+void gate_head_backward(const TensorView& h, const TensorView& w2, const TensorView& logit, const TensorView& dpi,
+                        const TensorView& dh, const TensorView& dw2, const TensorView& db2) {
   const char* what = "gate_head_backward";
   const GateRows r = check_gate_head_backward(h, w2, logit, dpi, dh, dw2, db2, true);
   const bool sums = dw2.defined() || db2.defined();
@@ -432,9 +433,9 @@ void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, 
       const int64_t tiles = std::max<int64_t>(1, ceil_div(r.C, 32 * vw));
       const int64_t chunk_len = reduction_chunk_len(std::max<int64_t>(r.N, 1), tiles, kWarps * kHeadRows);
       const int64_t chunks = std::max<int64_t>(1, ceil_div(r.N, chunk_len));
-      Tensor partial;
-      if (sums) partial = Tensor::empty({chunks, r.C + 1}, h.dtype() == DType::F64 ? DType::F64 : DType::F32,
-                                        h.device());
+      KernelBuffer partial;
+      if (sums)
+        partial = KernelBuffer({chunks, r.C + 1}, h.dtype() == DType::F64 ? DType::F64 : DType::F32, h.device());
       kernel<<<dim3(unsigned(tiles), unsigned(chunks)), 32 * kWarps, 0, stream()>>>(
           dptr<T>(h), dptr<T>(w2), dptr<A>(logit), dptr<T>(dpi), ptr_or_null<T>(dh), ptr_or_null<A>(partial), r.N,
           int(r.C), chunk_len);
@@ -449,8 +450,8 @@ void gate_head_backward(const Tensor& h, const Tensor& w2, const Tensor& logit, 
   });
 }
 
-void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor>& As, const std::vector<Tensor>& ps,
-                      const std::vector<Tensor>& Bs, double lambda) {
+void spc_penalty_grad(const std::vector<TensorView>& grads, const std::vector<TensorView>& As,
+                      const std::vector<TensorView>& ps, const std::vector<TensorView>& Bs, double lambda) {
   const char* what = "spc_penalty_grad";
   if (check_spc_penalty_grad(grads, As, ps, Bs, true) == 0) return;
   std::vector<SpcDev> dev;
@@ -464,7 +465,7 @@ void spc_penalty_grad(const std::vector<Tensor>& grads, const std::vector<Tensor
     blocks += ceil_div(n, kSpcChunk);
   }
   ARIA_CHECK(blocks <= INT32_MAX, what, ": too many elements");
-  const Tensor buf = upload(dev, grads[0].device());
+  const KernelBuffer buf = upload(dev, grads[0].device());
   if (grads[0].dtype() == DType::BF16 && As[0].dtype() == DType::F32) {  // float32 buffers (checked above)
     spc_penalty_grad_kernel<__nv_bfloat16, float><<<unsigned(blocks), kSpcBlock, 0, stream()>>>(
         static_cast<const SpcDev*>(buf.raw_data()), int(dev.size()), float(lambda));

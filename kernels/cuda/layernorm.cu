@@ -421,16 +421,16 @@ __global__ void layernorm_dwdb_columns_kernel(const T* __restrict__ x, const Acc
 // ---- host side ----
 DType stat_dtype_of(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
 
-void check_data(const Tensor& t, DType dt, int64_t numel, const char* what, const char* name) {
+void check_data(const TensorView& t, DType dt, int64_t numel, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cuda() && t.is_contiguous() && t.dtype() == dt && t.numel() == numel, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " CUDA tensor with ", numel, " elements, got ", t.str());
 }
 
-bool aligned16(const Tensor& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+bool aligned16(const TensorView& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 
 // Row geometry [N, C] of x; C must fit an int.
-void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
+void rows_of(const TensorView& x, const char* what, int64_t& N, int64_t& C) {
   ARIA_CHECK(x.defined() && x.dim() >= 1, what, ": x must be [N, C], got ", x.defined() ? x.str() : "undefined");
   C = x.size(-1);
   N = C ? x.numel() / C : 0;
@@ -438,18 +438,19 @@ void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
 }
 
 template <typename T>
-const T* ptr(const Tensor& t) {
+const T* ptr(const TensorView& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
 }
 template <typename T>
-T* mptr(const Tensor& t) {
+T* mptr(const TensorView& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
 }
 
 // Forward and fused add+forward (r, sum defined) for storage type T.
 template <typename T>
-void launch_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, int64_t N, int64_t C) {
+void launch_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                    const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                    double eps, int64_t N, int64_t C) {
   using A = Acc<T>;
   const bool add = r.defined();
   const bool vec = C % kVec<T> == 0 && aligned16(x) && aligned16(r) && aligned16(w) && aligned16(b) &&
@@ -480,8 +481,9 @@ void launch_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Ten
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                    const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps, const char* what) {
+void forward_common(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                    const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                    double eps, const char* what) {
   int64_t N, C;
   rows_of(x, what, N, C);
   const DType dt = x.dtype(), st = stat_dtype_of(dt);
@@ -543,8 +545,9 @@ int64_t regs_grid(BackwardKernel<T> kernel, int warps, size_t smem, int64_t N) {
 }
 
 template <typename T>
-void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, int64_t N, int64_t C) {
+void launch_backward(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                     const TensorView& dy, const TensorView& dres, const TensorView& dx, const TensorView& dw,
+                     const TensorView& db, int64_t N, int64_t C) {
   using A = Acc<T>;
   const bool want_dwdb = dw.defined() || db.defined();
   const bool vec = C % kVec<T> == 0 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dres) &&
@@ -563,7 +566,7 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
   // Two-sweep kernel: enough blocks for two per SM, no more than there are rows for.
   const int64_t grid = in_regs ? regs_grid<T>(kernel, warps, smem, N)
                                : std::max<int64_t>(1, std::min<int64_t>(ceil_div(N, warps), int64_t(num_sms()) * 2));
-  Tensor partial;
+  KernelBuffer partial;
   int64_t nparts = 0, chunk_len = 0;
   if (want_dwdb) {
     if (fused) {
@@ -572,7 +575,7 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
       chunk_len = reduction_chunk_len(N, ceil_div(C, kColX), 64);
       nparts = ceil_div(N, chunk_len);
     }
-    partial = Tensor::empty({nparts, 2 * C}, stat_dtype_of(x.dtype()), x.device());
+    partial = KernelBuffer({nparts, 2 * C}, stat_dtype_of(x.dtype()), x.device());
   }
   if (dx.defined() || fused) {
     kernel<<<unsigned(grid), 32 * warps, smem, stream()>>>(ptr<T>(x), ptr<T>(w), ptr<A>(mean), ptr<A>(rstd),
@@ -598,8 +601,9 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                     const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db, const char* what) {
+void backward_common(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                     const TensorView& dy, const TensorView& dres, const TensorView& dx, const TensorView& dw,
+                     const TensorView& db, const char* what) {
   int64_t N, C;
   rows_of(x, what, N, C);
   const DType dt = x.dtype(), st = stat_dtype_of(dt);
@@ -625,26 +629,27 @@ void backward_common(const Tensor& x, const Tensor& w, const Tensor& mean, const
 
 }  // namespace
 
-void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
-                       const Tensor& rstd, double eps) {
-  forward_common(x, Tensor(), w, b, Tensor(), y, mean, rstd, eps, "layernorm_forward");
+void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, const TensorView& y,
+                       const TensorView& mean, const TensorView& rstd, double eps) {
+  forward_common(x, TensorView(), w, b, TensorView(), y, mean, rstd, eps, "layernorm_forward");
 }
 
-void add_layernorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& b, const Tensor& sum,
-                           const Tensor& y, const Tensor& mean, const Tensor& rstd, double eps) {
+void add_layernorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                           const TensorView& sum, const TensorView& y, const TensorView& mean, const TensorView& rstd,
+                           double eps) {
   const char* what = "add_layernorm_forward";
   ARIA_CHECK(r.defined() && sum.defined(), what, ": r and sum must be defined");
   forward_common(x, r, w, b, sum, y, mean, rstd, eps, what);
 }
 
-void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
-                        const Tensor& dx, const Tensor& dw, const Tensor& db) {
-  backward_common(x, w, mean, rstd, dy, Tensor(), dx, dw, db, "layernorm_backward");
+void layernorm_backward(const TensorView& x, const TensorView& w, const TensorView& mean, const TensorView& rstd,
+                        const TensorView& dy, const TensorView& dx, const TensorView& dw, const TensorView& db) {
+  backward_common(x, w, mean, rstd, dy, TensorView(), dx, dw, db, "layernorm_backward");
 }
 
-void layernorm_backward_residual(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                                 const Tensor& dy, const Tensor& dres, const Tensor& dx, const Tensor& dw,
-                                 const Tensor& db) {
+void layernorm_backward_residual(const TensorView& x, const TensorView& w, const TensorView& mean,
+                                 const TensorView& rstd, const TensorView& dy, const TensorView& dres,
+                                 const TensorView& dx, const TensorView& dw, const TensorView& db) {
   const char* what = "layernorm_backward_residual";
   ARIA_CHECK(dx.defined() || !dres.defined(), what, ": dres given without dx");
   backward_common(x, w, mean, rstd, dy, dres, dx, dw, db, what);

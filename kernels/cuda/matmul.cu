@@ -252,7 +252,7 @@ void tune_locked(Plan& p, const LtOperands& o) {
   p.tuned = true;
 }
 
-int64_t lead_batch(const Tensor& t) {
+int64_t lead_batch(const TensorView& t) {
   int64_t b = 1;
   for (int d = 0; d + 2 < t.dim(); ++d) b *= t.shape()[d];
   return b;
@@ -275,7 +275,7 @@ std::atomic<uint64_t> g_epilogue_fallbacks{0};
 
 uint64_t gemm_epilogue_fallbacks() { return g_epilogue_fallbacks.load(); }
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, double alpha,
+void matmul(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b, double alpha,
             double beta) {
   ARIA_CHECK(a.dim() >= 2 && b.dim() >= 2 && c.dim() >= 2, "matmul: operands must have at least 2 dimensions: ",
              a.str(), ", ", b.str(), ", ", c.str());
@@ -338,15 +338,15 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
 
 namespace {
 
-Tensor view_as(const Tensor& t, const Shape& s) { return t.detach().reshape(s); }  // no autograd record
+KernelBuffer view_as(const TensorView& t, const Shape& s) { return KernelBuffer::reshaped(t, s); }
 
 // The same results as the fused epilogues from a plain GEMM and our own elementwise kernels. Used
 // when cuBLASLt cannot fuse: float64; an empty dimension; an aux leading dimension N that is no
 // multiple of 8 (cuBLASLt's rule for GELU aux); or any request its heuristic refuses (some
 // alignments, transpose combinations or epilogue/dtype pairs). Costs extra passes over c (and a
 // temporary [M, N] for Gelu without aux and for DGelu), never correctness.
-void gemm_epilogue_unfused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                           const GemmEpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+void gemm_epilogue_unfused(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b,
+                           const GemmEpilogueArgs& e, const TensorView& bias, const TensorView& aux) {
   const bool nonempty = e.M > 0 && e.N > 0;
   switch (e.ep) {
     case GemmEpilogue::None:
@@ -357,14 +357,16 @@ void gemm_epilogue_unfused(const Tensor& a, const Tensor& b, const Tensor& c, bo
       if (nonempty) add_bias(c, bias);
       return;
     case GemmEpilogue::Gelu: {
-      const Tensor pre = aux.defined() ? aux : Tensor::empty({e.M, e.N}, c.dtype(), c.device());
+      KernelBuffer pre_buf;
+      if (!aux.defined()) pre_buf = KernelBuffer({e.M, e.N}, c.dtype(), c.device());
+      const TensorView& pre = aux.defined() ? aux : pre_buf;
       matmul(a, b, pre, trans_a, trans_b, 1.0, 0.0);
       if (nonempty && bias.defined()) add_bias(pre, bias);
       if (nonempty) unary(int(UnaryOp::Gelu), pre, c, 1.0, 0.0);
       return;
     }
     case GemmEpilogue::DGelu: {
-      const Tensor ab = Tensor::empty({e.M, e.N}, c.dtype(), c.device());
+      const KernelBuffer ab({e.M, e.N}, c.dtype(), c.device());
       matmul(a, b, ab, trans_a, trans_b, 1.0, 0.0);
       if (nonempty) unary_backward(int(UnaryOp::Gelu), aux, aux, ab, c, 0.0);
       if (bias.defined()) sum_to(c, view_as(bias, {1, e.N}));  // column sums of c (zeros when M == 0)
@@ -394,8 +396,8 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue ep, bool has_bias, bool has_aux) {
 }
 
 // Runs the fused GEMM; false (nothing launched) when cuBLASLt cannot do this request.
-bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-                         const GemmEpilogueArgs& e, const Tensor& bias, const Tensor& aux) {
+bool gemm_epilogue_fused(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b,
+                         const GemmEpilogueArgs& e, const TensorView& bias, const TensorView& aux) {
   if (c.dtype() != DType::F32 && c.dtype() != DType::BF16) return false;
   if (e.M == 0 || e.N == 0 || e.K == 0) return false;
   // The aux matrix's leading dimension (our N) must be a multiple of 8 elements.
@@ -432,8 +434,8 @@ bool gemm_epilogue_fused(const Tensor& a, const Tensor& b, const Tensor& c, bool
 
 }  // namespace
 
-void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, int epilogue,
-                   const Tensor& bias, const Tensor& aux) {
+void gemm_epilogue(const TensorView& a, const TensorView& b, const TensorView& c, bool trans_a, bool trans_b,
+                   int epilogue, const TensorView& bias, const TensorView& aux) {
   const GemmEpilogueArgs e = check_gemm_epilogue_args("gemm_epilogue", {DType::F32, DType::BF16, DType::F64},
                                                       "CUDA supports float32, bfloat16 (and float64, unfused)", a, b,
                                                       c, trans_a, trans_b, epilogue, bias, aux);

@@ -6,7 +6,7 @@
 // tensors' first block indices. An item with a float32 master updates the master with the fp32 math
 // and stores param = bf16(master); without one it updates a float32 param in place. Both run the
 // same per-element function, so a master step equals the float32 step of the same values bit for bit.
-// With a clipping source (AdamWItem::clip_sumsq) thread 0 of each block reads the float64 sum of
+// With a clipping source (AdamWItemView::clip_sumsq) thread 0 of each block reads the float64 sum of
 // squares once, with its item, and the block clips with it or, when it is not finite, returns at once:
 // the step is skipped everywhere, and the host never waits for the norm.
 // sum_squares: per-block partial sums in double, then one block adds them in block order (no
@@ -33,7 +33,7 @@ struct AdamWDev {
   int64_t n;
   int64_t first_block;
   float lr, b1, b2, eps, wd, bc1, bc2, gscale;
-  float clip_max;  // AdamWItem::clip_max_norm (used only with a clipping source)
+  float clip_max;  // AdamWItemView::clip_max_norm (used only with a clipping source)
   int p_bf16, g_bf16;
 };
 
@@ -171,7 +171,7 @@ __global__ void square_accumulate_kernel(TA* __restrict__ acc, const TG* __restr
 }
 
 // t: defined, contiguous, on `dev`, param's element count, and one of the allowed dtypes.
-void check_adamw_tensor(const Tensor& t, const Tensor& p, Device dev, std::initializer_list<DType> dtypes,
+void check_adamw_tensor(const TensorView& t, const TensorView& p, Device dev, std::initializer_list<DType> dtypes,
                         const char* what) {
   ARIA_CHECK(t.defined(), "adamw_update: ", what, " is undefined");
   bool ok = false;
@@ -184,12 +184,12 @@ void check_adamw_tensor(const Tensor& t, const Tensor& p, Device dev, std::initi
 
 }  // namespace
 
-void adamw_update(const std::vector<AdamWItem>& items) {
+void adamw_update(const std::vector<AdamWItemView>& items) {
   std::vector<AdamWDev> dev;
   int64_t blocks = 0;
   Device device = Device::cuda(0);
   bool first = true;
-  for (const AdamWItem& it : items) {
+  for (const AdamWItemView& it : items) {
     ARIA_CHECK(it.param.defined(), "adamw_update: param is undefined");
     if (first) device = it.param.device();
     first = false;
@@ -228,22 +228,22 @@ void adamw_update(const std::vector<AdamWItem>& items) {
     dev.push_back(d);
     blocks += ceil_div(n, kChunk);
   }
-  const Tensor clip = check_adamw_clip(items, true);
+  const TensorView clip = check_adamw_clip(items, true);
   if (dev.empty()) return;
   ARIA_CHECK(blocks <= INT32_MAX, "adamw_update: too many parameters");
-  Tensor buf = upload(dev, device);
+  KernelBuffer buf = upload(dev, device);
   adamw_kernel<<<unsigned(blocks), kBlock, 0, stream()>>>(static_cast<const AdamWDev*>(buf.raw_data()),
                                                           int(dev.size()),
                                                           clip.defined() ? clip.data<double>() : nullptr);
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
+void sum_squares(const std::vector<TensorView>& xs, const TensorView& out) {
   ARIA_CHECK(out.numel() == 1 && (out.dtype() == DType::F32 || out.dtype() == DType::F64) && out.device().is_cuda(),
              "sum_squares: out must be a float32 or float64 CUDA scalar, got ", out.str());
   std::vector<SumSqDev> dev;
   int64_t blocks = 0;
-  for (const Tensor& x : xs) {
+  for (const TensorView& x : xs) {
     const DType d = x.dtype();
     ARIA_CHECK((d == DType::F32 || d == DType::F64 || d == DType::BF16) && x.is_contiguous() &&
                    x.device() == out.device(),
@@ -256,8 +256,8 @@ void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
   }
   if (dev.empty()) return;
   ARIA_CHECK(blocks <= INT32_MAX, "sum_squares: too many elements");
-  Tensor buf = upload(dev, out.device());
-  Tensor partial = Tensor::empty({blocks}, DType::F64, out.device());
+  KernelBuffer buf = upload(dev, out.device());
+  KernelBuffer partial({blocks}, DType::F64, out.device());
   sum_squares_partial_kernel<<<unsigned(blocks), kBlock, 0, stream()>>>(static_cast<const SumSqDev*>(buf.raw_data()),
                                                                         int(dev.size()), partial.data<double>());
   ARIA_CUDA_LAUNCH_CHECK();
@@ -268,7 +268,7 @@ void sum_squares(const std::vector<Tensor>& xs, const Tensor& out) {
   ARIA_CUDA_LAUNCH_CHECK();
 }
 
-void square_accumulate(const Tensor& acc, const Tensor& g, double alpha) {
+void square_accumulate(const TensorView& acc, const TensorView& g, double alpha) {
   const bool same = acc.dtype() == g.dtype() && (acc.dtype() == DType::F32 || acc.dtype() == DType::F64);
   const bool bf16_into_f32 = acc.dtype() == DType::F32 && g.dtype() == DType::BF16;
   ARIA_CHECK(same || bf16_into_f32,

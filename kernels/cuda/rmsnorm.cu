@@ -134,15 +134,15 @@ __global__ void rmsnorm_dw_finish_kernel(const A* __restrict__ partial, int64_t 
 // ---- host side ----
 DType stat_dtype_of(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
 
-void check_data(const Tensor& t, DType dt, int64_t numel, const char* what, const char* name) {
+void check_data(const TensorView& t, DType dt, int64_t numel, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cuda() && t.is_contiguous() && t.dtype() == dt && t.numel() == numel, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " CUDA tensor with ", numel, " elements, got ", t.str());
 }
 
-bool aligned(const Tensor& t) { return !t.defined() || aligned16(t.raw_data()); }
+bool aligned(const TensorView& t) { return !t.defined() || aligned16(t.raw_data()); }
 
-void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
+void rows_of(const TensorView& x, const char* what, int64_t& N, int64_t& C) {
   ARIA_CHECK(x.defined() && x.dim() >= 1, what, ": x must be [N, C], got ", x.defined() ? x.str() : "undefined");
   C = x.size(-1);
   N = C ? x.numel() / C : 0;
@@ -150,16 +150,16 @@ void rows_of(const Tensor& x, const char* what, int64_t& N, int64_t& C) {
 }
 
 template <typename T>
-const T* ptr(const Tensor& t) {
+const T* ptr(const TensorView& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
 }
 template <typename T>
-T* mptr(const Tensor& t) {
+T* mptr(const TensorView& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
 }
 
-void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y,
-                    const Tensor& rstd, double eps, const char* what) {
+void forward_common(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& sum,
+                    const TensorView& y, const TensorView& rstd, double eps, const char* what) {
   int64_t N, C;
   rows_of(x, what, N, C);
   const DType dt = x.dtype();
@@ -193,8 +193,8 @@ void forward_common(const Tensor& x, const Tensor& r, const Tensor& w, const Ten
 }
 
 template <typename T>
-void launch_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dres,
-                     const Tensor& dx, const Tensor& dw, int64_t N, int64_t C) {
+void launch_backward(const TensorView& x, const TensorView& w, const TensorView& rstd, const TensorView& dy,
+                     const TensorView& dres, const TensorView& dx, const TensorView& dw, int64_t N, int64_t C) {
   using A = Acc<T>;
   if (dx.defined()) {
     constexpr int VW = kVec<T>;
@@ -207,7 +207,7 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
   if (!dw.defined()) return;
   const int64_t chunk_len = reduction_chunk_len(N, ceil_div(C, kColX), 64);
   const int64_t nparts = ceil_div(N, chunk_len);
-  Tensor partial = Tensor::empty({nparts, C}, stat_dtype_of(x.dtype()), x.device());
+  KernelBuffer partial({nparts, C}, stat_dtype_of(x.dtype()), x.device());
   rmsnorm_dw_columns_kernel<T><<<dim3(unsigned(ceil_div(C, kColX)), unsigned(nparts)), dim3(kColX, kColY), 0,
                                  stream()>>>(ptr<T>(x), ptr<A>(rstd), ptr<T>(dy), mptr<A>(partial), N, int(C),
                                              chunk_len);
@@ -222,18 +222,19 @@ void launch_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
 
 }  // namespace
 
-void rmsnorm_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, double eps) {
-  forward_common(x, Tensor(), w, Tensor(), y, rstd, eps, "rmsnorm_forward");
+void rmsnorm_forward(const TensorView& x, const TensorView& w, const TensorView& y, const TensorView& rstd,
+                     double eps) {
+  forward_common(x, TensorView(), w, TensorView(), y, rstd, eps, "rmsnorm_forward");
 }
 
-void add_rmsnorm_forward(const Tensor& x, const Tensor& r, const Tensor& w, const Tensor& sum, const Tensor& y,
-                         const Tensor& rstd, double eps) {
+void add_rmsnorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& sum,
+                         const TensorView& y, const TensorView& rstd, double eps) {
   ARIA_CHECK(r.defined() && sum.defined(), "add_rmsnorm_forward: r and sum must be defined");
   forward_common(x, r, w, sum, y, rstd, eps, "add_rmsnorm_forward");
 }
 
-void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dres,
-                      const Tensor& dx, const Tensor& dw) {
+void rmsnorm_backward(const TensorView& x, const TensorView& w, const TensorView& rstd, const TensorView& dy,
+                      const TensorView& dres, const TensorView& dx, const TensorView& dw) {
   const char* what = "rmsnorm_backward";
   int64_t N, C;
   rows_of(x, what, N, C);

@@ -48,7 +48,7 @@ __global__ void rope_table_kernel(const int32_t* __restrict__ positions, const T
   }
 }
 
-void check_cuda(const Tensor& t, DType dt, const Shape& shape, const char* what, const char* name) {
+void check_cuda(const TensorView& t, DType dt, const Shape& shape, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cuda() && t.is_contiguous() && t.dtype() == dt && t.shape() == shape, what, ": ", name,
              " must be a contiguous ", dtype_name(dt), " CUDA tensor ", shape_str(shape), ", got ", t.str());
@@ -56,8 +56,8 @@ void check_cuda(const Tensor& t, DType dt, const Shape& shape, const char* what,
 
 }  // namespace
 
-void rope_apply(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& y, int n_rot, int head_dim,
-                bool inverse) {
+void rope_apply(const TensorView& x, const TensorView& cos, const TensorView& sin, const TensorView& y, int n_rot,
+                int head_dim, bool inverse) {
   const char* what = "rope_apply";
   ARIA_CHECK(x.defined() && x.dim() == 2 && x.is_contiguous() && x.device().is_cuda(), what,
              ": x must be a contiguous CUDA [R, W], got ", x.defined() ? x.str() : "undefined");
@@ -86,7 +86,7 @@ void rope_apply(const Tensor& x, const Tensor& cos, const Tensor& sin, const Ten
   });
 }
 
-void rope_table(const Tensor& positions, const Tensor& inv_freq, const Tensor& cos, const Tensor& sin) {
+void rope_table(const TensorView& positions, const TensorView& inv_freq, const TensorView& cos, const TensorView& sin) {
   const char* what = "rope_table";
   ARIA_CHECK(positions.defined() && positions.dtype() == DType::I32 && positions.dim() == 1 &&
                  positions.is_contiguous() && positions.device().is_cuda(),

@@ -1,15 +1,15 @@
 // CUDA runtime plumbing: device discovery, the stream, host<->device copies, cuBLAS(Lt) handles.
+#include <cuda_profiler_api.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 
-#include <cuda_profiler_api.h>
-
+#include "aria/kernels/backend.h"
 #include "aria/kernels/cuda/check.h"
 #include "aria/kernels/cuda/runtime.h"
-#include "aria/kernels/kernels.h"
 
 namespace aria::cuda {
 

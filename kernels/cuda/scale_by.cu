@@ -35,7 +35,7 @@ void launch(const T* x, const S* s, T* out, int64_t n) {
 
 }  // namespace
 
-void scale_by(const Tensor& x, const Tensor& s, const Tensor& out) {
+void scale_by(const TensorView& x, const TensorView& s, const TensorView& out) {
   check_scale_by_args(x, s, out);
   if (x.numel() == 0) return;
   dispatch_float(x.dtype(), "scale_by", [&](auto tag) {

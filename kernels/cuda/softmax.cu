@@ -75,7 +75,7 @@ __global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __rest
   for (int64_t c = tid; c < C; c += nthreads) store(dxr + c, load(yr + c) * (load(dyr + c) - s));
 }
 
-void check_rows(const Tensor& a, const Tensor& b, const char* what) {
+void check_rows(const TensorView& a, const TensorView& b, const char* what) {
   ARIA_CHECK(a.dtype() == b.dtype(), what, ": dtypes differ: ", a.str(), " vs ", b.str());
   ARIA_CHECK(a.is_contiguous() && b.is_contiguous(), what, ": tensors must be contiguous");
   check_same_shape(a, b, what);
@@ -85,7 +85,7 @@ void check_rows(const Tensor& a, const Tensor& b, const char* what) {
 
 }  // namespace
 
-void softmax_forward(const Tensor& x, const Tensor& y) {
+void softmax_forward(const TensorView& x, const TensorView& y) {
   check_rows(x, y, "softmax_forward");
   const int64_t C = x.size(-1), N = C ? x.numel() / C : 0;
   dispatch_float(x.dtype(), "softmax_forward", [&](auto tag) {
@@ -100,7 +100,7 @@ void softmax_forward(const Tensor& x, const Tensor& y) {
   });
 }
 
-void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+void softmax_backward(const TensorView& y, const TensorView& dy, const TensorView& dx) {
   check_rows(y, dy, "softmax_backward");
   check_rows(y, dx, "softmax_backward");
   const int64_t C = y.size(-1), N = C ? y.numel() / C : 0;

@@ -55,7 +55,7 @@ __global__ void swiglu_backward_kernel(const T* gate, const T* up, const T* __re
 }
 
 // t is a CUDA [N, H] of dtype dt with unit column stride and row stride >= H; returns the row stride.
-int64_t row_stride_of(const Tensor& t, int64_t N, int64_t H, DType dt, const char* what, const char* name) {
+int64_t row_stride_of(const TensorView& t, int64_t N, int64_t H, DType dt, const char* what, const char* name) {
   ARIA_CHECK(t.defined(), what, ": ", name, " is undefined");
   ARIA_CHECK(t.device().is_cuda() && t.dtype() == dt && t.dim() == 2 && t.size(0) == N && t.size(1) == H, what,
              ": ", name, " must be a ", dtype_name(dt), " CUDA tensor [", N, ", ", H, "], got ", t.str());
@@ -67,24 +67,24 @@ int64_t row_stride_of(const Tensor& t, int64_t N, int64_t H, DType dt, const cha
 
 // 16-byte packs apply when H and every row stride are multiples of the pack and every pointer is aligned.
 template <typename T>
-bool packs_fit(int64_t H, std::initializer_list<int64_t> strides, std::initializer_list<const Tensor*> ts) {
+bool packs_fit(int64_t H, std::initializer_list<int64_t> strides, std::initializer_list<const TensorView*> ts) {
   constexpr int VW = kVec<T>;
   if (H % VW) return false;
   for (int64_t s : strides)
     if (s % VW) return false;
-  for (const Tensor* t : ts)
+  for (const TensorView* t : ts)
     if (t->defined() && !aligned16(t->raw_data())) return false;
   return true;
 }
 
 template <typename T>
-T* mptr(const Tensor& t) {
+T* mptr(const TensorView& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
 }
 
 }  // namespace
 
-void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& out) {
+void swiglu_forward(const TensorView& gate, const TensorView& up, const TensorView& out) {
   const char* what = "swiglu_forward";
   ARIA_CHECK(gate.defined() && gate.dim() == 2, what, ": gate must be [N, H], got ",
              gate.defined() ? gate.str() : "undefined");
@@ -107,7 +107,8 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& out) {
   });
 }
 
-void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, const Tensor& dgate, const Tensor& dup) {
+void swiglu_backward(const TensorView& gate, const TensorView& up, const TensorView& dout, const TensorView& dgate,
+                     const TensorView& dup) {
   const char* what = "swiglu_backward";
   ARIA_CHECK(gate.defined() && gate.dim() == 2, what, ": gate must be [N, H], got ",
              gate.defined() ? gate.str() : "undefined");

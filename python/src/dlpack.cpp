@@ -13,7 +13,7 @@
 #include "bindings.h"
 #include "dlpack_abi.h"
 #include "foreign_storage.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 
 namespace aria::python {
 

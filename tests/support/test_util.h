@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "aria/core/tensor.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gpt2_config.h"
 #include "tests/support/op_cases.h"
 

@@ -7,7 +7,7 @@
 #include <chrono>
 
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"
 #include "aria/train/continual/continual_trainer.h"

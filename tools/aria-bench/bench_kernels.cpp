@@ -11,7 +11,7 @@
 
 #include "aria/core/context.h"
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tools/aria-bench/bench.h"
 #ifdef ARIA_WITH_CUDA
 #include "aria/kernels/cuda/check.h"
@@ -283,9 +283,11 @@ void bench_optimizer(Runner& R, int64_t T) {
     items.push_back(it);
   }
   const std::string shape = std::to_string(items.size()) + " tensors, " + std::to_string(int64_t(params)) + " params";
-  R.add("adamw_update", shape, 7 * 4 * params, 0, [&](int) { cuda::adamw_update(items); });
+  const std::vector<AdamWItemView> item_views = views_of(items);  // the kernels take views
+  const std::vector<TensorView> grad_views = views_of(grads);
+  R.add("adamw_update", shape, 7 * 4 * params, 0, [&](int) { cuda::adamw_update(item_views); });
   Tensor out = Tensor::zeros({1}, DType::F64, kGpu);
-  R.add("sum_squares (grad norm)", shape, 4 * params, 0, [&](int) { cuda::sum_squares(grads, out); });
+  R.add("sum_squares (grad norm)", shape, 4 * params, 0, [&](int) { cuda::sum_squares(grad_views, out); });
 }
 
 void bench_embedding(Runner& R, int64_t N) {

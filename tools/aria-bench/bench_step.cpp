@@ -11,7 +11,7 @@
 #include "aria/core/context.h"
 #include "aria/core/ops.h"
 #include "aria/core/rng.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
 #include "tools/aria-bench/bench.h"

@@ -11,7 +11,7 @@
 #include "aria/core/context.h"
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "tools/aria-bench/bench.h"
 #include "tools/aria/args.h"  // cli::UsageError: exit code 2, as in aria
 #include "tools/aria/environment.h"

@@ -23,7 +23,7 @@
 
 #include "aria/core/error.h"
 #include "aria/core/file_io.h"
-#include "aria/kernels/kernels.h"
+#include "aria/kernels/backend.h"
 #include "aria/model/continual_model.h"
 #include "aria/model/gated_mlp.h"
 #include "aria/model/gpt2.h"
