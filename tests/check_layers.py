@@ -4,8 +4,10 @@
 train/ reaches the kernels only through ops (core/ops*.h): no train/ file includes a kernels/
 header or dispatches a kernel (ARIA_DISPATCH, aria::cpu:: / aria::cuda:: kernel calls); model/
 includes no kernels/ header either. core/ includes one kernels/ header, the backend interface
-kernels/backend.h (runtime services and the kernel table), never kernels/kernels.h or a backend's
-own headers (kernels/cpu/, kernels/cuda/). No file of the library (core/, kernels/, model/, train/)
+kernels/backend.h (runtime services and the kernel table), never another kernels/ header or a
+backend's own headers (kernels/cpu/, kernels/cuda/). kernels/ never includes the autograd tensor
+(core/tensor.h, core/autograd.h) or an op header (core/ops*.h): kernels take plain views
+(core/tensor_view.h). No file of the library (core/, kernels/, model/, train/)
 reads the environment: its switches live in aria::context() (core/context.h), which only tools/
 fills from environment variables. A rule is
 (folder, description, regex); a line matching the regex in a C++ source under the folder fails.
@@ -27,6 +29,8 @@ RULES = [
      re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/')),
     ("core", "includes a kernels/ header other than the backend interface kernels/backend.h",
      re.compile(r'^\s*#\s*include\s+"(?:aria/)?kernels/(?!backend\.h")')),
+    ("kernels", "includes the autograd tensor or an op header (kernels take TensorView, core/tensor_view.h)",
+     re.compile(r'^\s*#\s*include\s+"(?:aria/)?core/(?:tensor|autograd|ops\w*)\.h"')),
 ] + [(folder, "reads the environment (only tools/ does: add a field to aria::context(), core/context.h)",
       re.compile(r"\b(?:secure_)?getenv\s*\(")) for folder in ("core", "kernels", "model", "train")]
 
@@ -48,16 +52,19 @@ def violations(root):
 
 def self_test():
     bad = {
-        "train/a.cpp": '#include "aria/kernels/kernels.h"\n',
+        "train/a.cpp": '#include "aria/kernels/gated_check.h"\n',
         "train/sub/b.h": '  #include "kernels/kernel_list.h"\n',
         "train/c.cpp": "void f() { ARIA_DISPATCH(d, axpy, y, x, 1.0); }\n",
         "train/d.cpp": "void f() { aria::cuda::axpy(y, x, 1.0); cpu::fill(y, 0); }\n",
         "train/ok.cpp": '#include "aria/core/ops_inplace.h"\n// ARIA_DISPATCHER is another word\n',
-        "model/e.cpp": '#include "aria/kernels/kernels.h"\n',
-        "core/f.cpp": '#include "aria/kernels/backend.h"\n#include "aria/kernels/kernels.h"\n',
+        "model/e.cpp": '#include "aria/kernels/gated_check.h"\n',
+        "core/f.cpp": '#include "aria/kernels/backend.h"\n#include "aria/kernels/gated_check.h"\n',
         "core/g.h": '#include "kernels/cuda/runtime.h"\n',
-        "core/ok.cpp": '#include "aria/kernels/backend.h"\n// kernels/kernels.h is not included here\n',
+        "core/ok.cpp": '#include "aria/kernels/backend.h"\n// kernels/gated_check.h is not included here\n',
         "kernels/cuda/h.cu": 'const char* e = std::getenv("ARIA_X");\n',
+        "kernels/cpu/j.cpp": '#include "aria/core/tensor.h"\n',
+        "kernels/k.h": '#include "core/ops_inplace.h"\n',
+        "kernels/ok.h": '#include "aria/core/tensor_view.h"\n#include "aria/core/adamw_item.h"\n',
         "model/i.cpp": "if (secure_getenv(name)) {}\n",
     }
     with tempfile.TemporaryDirectory() as d:
@@ -67,9 +74,9 @@ def self_test():
             (root / rel).write_text(text)
         found = violations(root)
     files = sorted({v.split(":")[0] for v in found})
-    want = ["core/f.cpp", "core/g.h", "kernels/cuda/h.cu", "model/e.cpp", "model/i.cpp", "train/a.cpp",
-            "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
-    if files != want or len(found) != 9:
+    want = ["core/f.cpp", "core/g.h", "kernels/cpu/j.cpp", "kernels/cuda/h.cu", "kernels/k.h", "model/e.cpp",
+            "model/i.cpp", "train/a.cpp", "train/c.cpp", "train/d.cpp", "train/sub/b.h"]
+    if files != want or len(found) != 11:
         print("self-test failed: reported", found, file=sys.stderr)
         return 1
     print("self-test: every planted violation reported, nothing else")
@@ -90,7 +97,8 @@ def main():
         print("error: " + v, file=sys.stderr)
     if not found:
         print("layers: train/ and model/ include no kernels/ header, train/ dispatches no kernel, core/ includes"
-              " only kernels/backend.h, and no library file reads the environment")
+              " only kernels/backend.h, kernels/ includes no autograd tensor or op header, and no library file reads"
+              " the environment")
     return 1 if found else 0
 
 
