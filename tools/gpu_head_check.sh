@@ -56,7 +56,7 @@ fi
 status=$?
 [ -n "$llamafix" ] && { wait "$llamafix"; tail -4 "$out/llamafix.log"; }
 [ "$mode" = quick ] && exit $status
-(cd build-gpu && timeout 240 ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
+(cd build-gpu && timeout "${CTEST_LIMIT:-240}" ctest -j16 --output-on-failure > "$out/ctest.log" 2>&1) || status=1
 grep -E "\(Failed\)|\(Skipped\)|Timeout|tests passed|Total Test time" "$out/ctest.log" | head -30
 [ "$mode" = suite ] && exit $status
 # The continual step next to the PyTorch twin (eager and torch.compile) in bf16, then float32 alone.
