@@ -21,7 +21,9 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
+using testing::col;
 using testing::count_occurrences;
+using testing::table;
 
 // aria with two seeds, finetune with one, multitask (joint); a task name CSV must quote.
 ojson report_json() {
@@ -55,20 +57,6 @@ ojson report_json() {
   r.methods = {aria, fine, multi};
   r.num_labels = {2, 3, 4};
   return report_to_json(r);
-}
-
-const CsvTable& table(const std::vector<CsvTable>& ts, const std::string& name) {
-  for (const CsvTable& t : ts)
-    if (t.name == name) return t;
-  FAIL("no table ", name);
-  return ts[0];
-}
-
-std::string col(const CsvTable& t, size_t row, const std::string& name) {
-  for (size_t c = 0; c < t.header.size(); ++c)
-    if (t.header[c] == name) return t.rows.at(row).at(c);
-  FAIL("no column ", name, " in ", t.name);
-  return "";
 }
 
 // The cell of a JSON number as the CSV must hold it: parsed back, the same double.

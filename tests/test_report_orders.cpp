@@ -19,7 +19,9 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
+using testing::col;
 using testing::count_occurrences;
+using testing::table;
 
 // Three tasks; order 1 trains them reversed. Head-only accuracies: order 0 runs gain 0.10 and 0.20 at
 // positions 1 and 2 (aria) or lose 0.05 at both (finetune); order 1 runs gain 0.30 at both.
@@ -54,20 +56,6 @@ ojson two_order_report(bool probe = true) {
   multi.runs.push_back(m);
   r.methods = {aria, fine, multi};
   return report_to_json(r);
-}
-
-const CsvTable& table(const std::vector<CsvTable>& ts, const std::string& name) {
-  for (const CsvTable& t : ts)
-    if (t.name == name) return t;
-  FAIL("no table ", name);
-  return ts[0];
-}
-
-std::string col(const CsvTable& t, size_t row, const std::string& name) {
-  for (size_t c = 0; c < t.header.size(); ++c)
-    if (t.header[c] == name) return t.rows.at(row).at(c);
-  FAIL("no column ", name, " in ", t.name);
-  return "";
 }
 
 }  // namespace

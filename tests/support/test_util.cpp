@@ -312,6 +312,20 @@ size_t count_occurrences(const std::string& s, const std::string& what) {
   return n;
 }
 
+const CsvTable& table(const std::vector<CsvTable>& tables, const std::string& name) {
+  for (const CsvTable& t : tables)
+    if (t.name == name) return t;
+  FAIL("no table ", name);
+  return tables[0];
+}
+
+std::string col(const CsvTable& t, size_t row, const std::string& column) {
+  for (size_t c = 0; c < t.header.size(); ++c)
+    if (t.header[c] == column) return t.rows.at(row).at(c);
+  FAIL("no column ", column, " in ", t.name);
+  return "";
+}
+
 std::vector<Tensor> value_and_grads(const std::function<Tensor()>& f, const std::vector<Tensor>& inputs) {
   for (const Tensor& t : inputs) t.zero_grad();
   Tensor out = f();

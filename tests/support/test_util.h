@@ -10,6 +10,7 @@
 #include "aria/core/tensor.h"
 #include "aria/kernels/backend.h"
 #include "aria/model/gpt2_config.h"
+#include "aria/train/report/report_csv.h"
 #include "tests/support/op_cases.h"
 
 namespace aria::testing {
@@ -121,6 +122,11 @@ double cuda_median_ms(const std::function<void()>& fn);
 
 // How often `what` occurs in `s` (non-overlapping): the report tests count tags and classes.
 size_t count_occurrences(const std::string& s, const std::string& what);
+
+// The report's CSV table called `name`, and the cell of `row` under the header `column` (as text):
+// the report tests look cells up by name. A missing table or column fails the test case.
+const CsvTable& table(const std::vector<CsvTable>& tables, const std::string& name);
+std::string col(const CsvTable& t, size_t row, const std::string& column);
 
 // The forward value of f() and the gradients of sum(out * w) (w: a fixed N(0, 1) draw, seed 99)
 // with respect to each of `inputs` (their gradients zeroed first): what the op tests compare.
